@@ -1,0 +1,42 @@
+"""``evaluate``: one study at one grid density, without the workflow engine."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+from qgtflow.study import load_study
+
+log = logging.getLogger(__name__)
+
+
+def evaluate(study, size: int | None = None, out: str | None = None, n_workers: int | None = None,
+             workdir: str | None = None):
+    """Run kgrid → geometry → reduce for ``study`` at one grid density and return the responses.
+
+    study: dict, YAML path or :class:`qgtflow.study.Study` (validated before any compute).
+    size: points per axis (default: the largest of ``kgrid.sizes``).
+    out: optional path of the responses zarr store to write.
+    n_workers: Dask workers (default: the cores visible); 0 runs in this process.
+    workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory).
+    """
+    from qgtflow.cluster import local_cluster
+    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
+
+    st = load_study(study)
+    size = int(size or max(st.sizes))
+    with tempfile.TemporaryDirectory(prefix="qgtflow-") as tmp:
+        base = Path(workdir or tmp)
+        base.mkdir(parents=True, exist_ok=True)
+        kgrid_store = base / f"{st.name}_n{size}_kgrid.zarr"
+        geometry_store = base / f"{st.name}_n{size}_geometry.zarr"
+        kgrid_stage.run(st, size, kgrid_store)
+        if n_workers == 0:
+            geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0)
+            ds = reduce_stage.run(st, geometry_store, out, n_workers=0)
+        else:
+            with local_cluster(n_workers) as client:
+                geometry_stage.run(st, kgrid_store, geometry_store, client=client)
+                ds = reduce_stage.run(st, geometry_store, out, client=client)
+        return ds.load()

@@ -1,0 +1,21 @@
+"""User-facing error types: printed without a traceback by the command line."""
+
+
+class QgtflowError(Exception):
+    """Base class for errors caused by user input (config, model, files, environment)."""
+
+
+class ConfigError(QgtflowError):
+    """A study or workflow configuration value is missing, mistyped or out of range."""
+
+    def __init__(self, key: str, value, expected: str):
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"config key '{key}': got {value!r}; expected {expected}")
+
+
+class ModelError(QgtflowError):
+    """A Hamiltonian is malformed: wrong shape, non-Hermitian, NaN parameters, bad files."""
+
+
+class StoreError(QgtflowError):
+    """A zarr store is missing, incomplete or was produced from a different configuration."""

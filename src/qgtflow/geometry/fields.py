@@ -1,0 +1,105 @@
+"""Field catalogue of the geometry stage and the chunk-level entry point.
+
+Each field: dims (after ``kpoint``), the powers of (model energy, model length) of its unit,
+a long name and its formula reference. Stored names are the CATALOG's and stay stable.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from qgtflow.geometry.kernels import geometry_chunk
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    dims: tuple[str, ...]
+    energy_power: int
+    length_power: int
+    long_name: str
+    formula: str
+
+
+FIELD_SPECS = {f.name: f for f in [
+    FieldSpec("energy", ("band",), 1, 0, "band energy ε_n", "eigenvalue of H(k)"),
+    FieldSpec("velocity", ("band", "i"), 1, 1, "band velocity times ħ, ∂_i ε_n",
+              "V^i_nn = <u_n|∂_i H|u_n> (group average over degenerate bands); CATALOG"),
+    FieldSpec("inverse_mass", ("band", "i", "j"), 1, 2, "inverse-mass tensor times ħ², ∂_i∂_j ε_n",
+              "W^ij_nn + 2 Re Σ_m V^i_nm V^j_mn / ε_nm; 004, 001"),
+    FieldSpec("energy_third_derivative", ("band", "i", "j", "k"), 1, 3, "third derivative ∂_i∂_j∂_k ε_n",
+              "∂_k of inverse_mass with exact matrix-element derivatives; 001 Eq. 11, 004 Eq. 7"),
+    FieldSpec("berry_curvature", ("band", "i", "j"), 0, 2, "Berry curvature Ω^ij_n",
+              "Ω^ij_n = −2 Im Σ_m A^i_nm A^j_mn; 000, 001, 004"),
+    FieldSpec("quantum_metric", ("band", "i", "j"), 0, 2, "quantum metric g^ij_n",
+              "g^ij_n = Re Σ_m A^i_nm A^j_mn; 000 Eq. 7, 002 Eq. 7"),
+    FieldSpec("bcp", ("band", "i", "j"), -1, 2, "band-normalized quantum metric (BCP / e) 𝒢^ij_n",
+              "𝒢^ij_n = 2 Re Σ_m A^i_nm A^j_mn / (ε_n − ε_m); 001 (AMBIGUITIES 001.2)"),
+    FieldSpec("berry_curvature_dipole_density", ("band", "i", "j", "k"), 0, 3, "Berry-curvature dipole density ∂_k Ω^ij_n",
+              "exact ∂_k of Ω^ij_n (sum over states, covariant matrix-element derivatives); 001 Eq. 12"),
+    FieldSpec("quantum_metric_dipole_density", ("band", "i", "j", "k"), 0, 3, "quantum-metric dipole density ∂_k g^ij_n",
+              "exact ∂_k of g^ij_n (sum over states); 002 Eq. 10"),
+    FieldSpec("bcp_dipole_density", ("band", "i", "j", "k"), -1, 3, "BCP dipole density ∂_k 𝒢^ij_n",
+              "exact ∂_k of 𝒢^ij_n (sum over states); 001 Eq. 13"),
+]}
+
+
+def field_units(spec: FieldSpec, units) -> str:
+    """Unit string of a field in the study's model units."""
+    if units.natural:
+        return f"model energy^{spec.energy_power} model length^{spec.length_power}".replace(
+            "model energy^0 ", "").replace(" model length^0", "") if (spec.energy_power or spec.length_power) else "1"
+    parts = []
+    for sym, p in ((units.energy, spec.energy_power), (units.length, spec.length_power)):
+        if p:
+            parts.append(sym if p == 1 else f"{sym}{p}")
+    return " ".join(parts) if parts else "1"
+
+
+def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gauge_seed: int = -1,
+                   n_threads: int | None = None) -> dict[str, np.ndarray]:
+    """All geometry fields of ``model`` at k-points ``k`` (N, dim), as {name: array (N, ...)}.
+
+    ``gauge_seed`` ≥ 0 rotates eigenvectors by random unitaries inside degenerate groups
+    (random phases for simple bands) — a test hook for gauge invariance.
+    """
+    k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
+    H, dH, d2H, d3H = model.derivatives(k, order=3)
+    return fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold, gauge_seed, n_threads)
+
+
+def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
+    """The kernel call on precomputed Hamiltonian derivatives (see :func:`compute_fields`)."""
+    N, n = H.shape[0], H.shape[1]
+    d = dH.shape[1]
+    out = {
+        "energy": np.empty((N, n)),
+        "velocity": np.empty((N, n, d)),
+        "inverse_mass": np.empty((N, n, d, d)),
+        "energy_third_derivative": np.empty((N, n, d, d, d)),
+        "berry_curvature": np.empty((N, n, d, d)),
+        "quantum_metric": np.empty((N, n, d, d)),
+        "bcp": np.empty((N, n, d, d)),
+        "berry_curvature_dipole_density": np.empty((N, n, d, d, d)),
+        "quantum_metric_dipole_density": np.empty((N, n, d, d, d)),
+        "bcp_dipole_density": np.empty((N, n, d, d, d)),
+    }
+    if N == 0:
+        return out
+    import numba
+
+    threads = n_threads or numba.get_num_threads()
+    n_blocks = max(1, min(N, 4 * threads))
+    geometry_chunk(np.ascontiguousarray(H), np.ascontiguousarray(dH), np.ascontiguousarray(d2H),
+                   np.ascontiguousarray(d3H), float(degeneracy_threshold), int(gauge_seed), n_blocks,
+                   out["energy"], out["velocity"], out["inverse_mass"], out["energy_third_derivative"],
+                   out["berry_curvature"], out["quantum_metric"], out["bcp"],
+                   out["berry_curvature_dipole_density"], out["quantum_metric_dipole_density"],
+                   out["bcp_dipole_density"])
+    return out
+
+
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qgtflow-numba"))

@@ -1,0 +1,118 @@
+"""The model interface every Hamiltonian implements.
+
+A model maps a chunk of k-points ``k`` (shape ``(N, dim)``, model length units⁻¹) to the
+Hamiltonian and its exact k-derivatives up to third order:
+
+    H (N, n, n), ∂_a H (N, d, n, n), ∂_a∂_b H (N, d, d, n, n), ∂_a∂_b∂_c H (N, d, d, d, n, n)
+
+all complex128 in model energy units (× length^order). Vectorised over the chunk: no Python
+loop over k-points.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qgtflow.errors import ModelError
+
+
+@dataclass
+class Model:
+    """Base class: subclasses implement :meth:`derivatives`.
+
+    Attributes
+    ----------
+    name: model name (built-in name or user label).
+    dim: spatial dimension (1, 2, 3).
+    nbands: number of bands n.
+    params: the parameters the model was built from (plain numbers; for provenance).
+    periodic: True for a lattice model with a periodic Brillouin zone.
+    lattice: (dim, dim) real-space lattice vectors as rows (periodic models only).
+    kmax: default half-width of the k·p window (continuum models only).
+    sectors: labels of independent blocks summed by responses (e.g. valleys); one by default.
+    """
+
+    name: str
+    dim: int
+    nbands: int
+    params: dict = field(default_factory=dict)
+    periodic: bool = False
+    lattice: np.ndarray | None = None
+    kmax: float | None = None
+    convention: str = "k·p (continuum; no Bloch phase)"
+
+    def derivatives(self, k: np.ndarray, order: int = 3) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def reciprocal_vectors(self) -> np.ndarray:
+        """Rows b_i with a_i · b_j = 2π δ_ij."""
+        if self.lattice is None:
+            raise ModelError(f"model '{self.name}' is a continuum model and has no Brillouin zone")
+        return 2 * np.pi * np.linalg.inv(np.asarray(self.lattice, float)).T
+
+    def identity(self) -> dict:
+        """JSON-serialisable description: name, parameters and structure."""
+        return {"name": self.name, "dim": self.dim, "nbands": self.nbands,
+                "params": {k: _plain(v) for k, v in sorted(self.params.items())},
+                "periodic": self.periodic, "convention": self.convention}
+
+    @property
+    def model_hash(self) -> str:
+        """Stable hash of :meth:`identity` (changes iff the model definition changes)."""
+        blob = json.dumps(self.identity(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def validate(self, n_samples: int = 16, seed: int = 0, tol: float = 1e-10) -> None:
+        """Refuse a malformed Hamiltonian before any compute.
+
+        Checks shapes, finiteness and Hermiticity of H and its derivatives at random k.
+        """
+        for key, val in self.params.items():
+            if isinstance(val, (int, float)) and not np.isfinite(val):
+                raise ModelError(f"model '{self.name}': parameter '{key}' is {val}; expected a finite number")
+        rng = np.random.default_rng(seed)
+        scale = self.kmax if self.kmax else 1.0
+        if self.periodic:
+            k = rng.uniform(-0.5, 0.5, (n_samples, self.dim)) @ self.reciprocal_vectors
+        else:
+            k = rng.uniform(-scale, scale, (n_samples, self.dim))
+        mats = self.derivatives(k, order=3)
+        n, d = self.nbands, self.dim
+        shapes = [(n_samples, n, n), (n_samples, d, n, n), (n_samples, d, d, n, n), (n_samples, d, d, d, n, n)]
+        for order, (m, shp) in enumerate(zip(mats, shapes)):
+            if m.shape != shp:
+                raise ModelError(f"model '{self.name}': derivative of order {order} has shape {m.shape}; expected {shp}")
+            if not np.all(np.isfinite(m)):
+                raise ModelError(f"model '{self.name}': derivative of order {order} has NaN or inf entries "
+                                 "(check the parameters)")
+            herm = np.abs(m - np.conj(np.swapaxes(m, -1, -2))).max()
+            size = max(1.0, np.abs(m).max())
+            if herm > tol * size:
+                what = "H(k)" if order == 0 else f"the order-{order} derivative of H(k)"
+                raise ModelError(f"model '{self.name}': {what} is not Hermitian "
+                                 f"(max |H - H^dagger| = {herm:.3g} at random k)")
+
+
+def _plain(v):
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, complex):
+        return [v.real, v.imag]
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
+
+
+def derivative_multi_indices(dim: int, order: int):
+    """All ordered index tuples (a, b, ...) of a given derivative order."""
+    return list(np.ndindex(*([dim] * order))) if order else [()]

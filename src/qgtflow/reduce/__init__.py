@@ -1,0 +1,1 @@
+"""Fermi-sea / Fermi-surface reductions of geometry fields into response tensors."""

@@ -1,0 +1,200 @@
+"""Response formulas: integrand (from geometry fields) + occupation order + prefactor + units.
+
+A response is Σ_n ∫[dk] Q_n(k) f0^{(p)}(ε_n) times a prefactor c · e^a ħ^b τ^t. Formulas with a
+total derivative have two forms: Fermi sea (p = 0) and Fermi surface (p = 1, integrated by parts
+once: ∫ ∂_c X f0 = −∫ X ∂_cε f0'). Field conventions: velocity = ∂ε/∂k (ħ absorbed);
+``*_dipole_density[..., a, b, c]`` = ∂_c F^{ab}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from qgtflow.units import E_CHARGE, HBAR, format_si_units
+
+AXES = ("x", "y", "z")
+QM_VARIANTS = {"wpd": (1.0, 0.5), "lka": (2.0, 0.5), "qk": (0.5, 1.0)}  # 001 Table 1: α ∂_i𝒢^jk − β(∂_j𝒢^ik + ∂_k𝒢^ij)
+
+
+@dataclass(frozen=True)
+class Term:
+    """One integrand: Q (N, nb, *components) built from fields, times f0^{(order)}."""
+
+    integrand: Callable[[dict], np.ndarray]
+    order: int
+    energy_power: int  # of Q in model energy units
+    length_power: int  # of Q in model length units
+    fields: tuple[str, ...]
+    coefficient: float = 1.0
+
+
+@dataclass(frozen=True)
+class Response:
+    name: str
+    long_name: str
+    formula: str
+    cart_dims: tuple[str, ...]
+    forms: dict  # form name -> Term
+    e_power: int = 0
+    hbar_power: int = 0
+    tau_power: int = 0
+    si_units: Callable[[int], dict] = field(default=lambda d: {})
+    extra_dims: tuple = ()  # e.g. (("variant", [...]),)
+    time_convention: str = ""
+
+    def term(self, form: str) -> tuple[str, Term]:
+        if form in self.forms:
+            return form, self.forms[form]
+        only = next(iter(self.forms))
+        return only, self.forms[only]
+
+    def component_coords(self, dim: int) -> dict:
+        coords = {}
+        for d in self.cart_dims:
+            if d == "pseudovector":  # component of Ω_b = ½ ε_bcd Ω^cd: z only in 2D
+                coords[d] = ["z"] if dim == 2 else list(AXES[:dim])
+            else:
+                coords[d] = list(AXES[:dim])
+        return coords
+
+    def prefactor(self, units, tau: float, form_term: Term, order: int, dim: int) -> float:
+        """Converts Σ∫[dk] Q f^{(order)} (model units) into the output unit system."""
+        c = form_term.coefficient
+        if units.natural:
+            return c * tau ** self.tau_power
+        energy_si, length_si = units.energy_si, units.length_si
+        scale = energy_si ** (form_term.energy_power - order) * length_si ** (form_term.length_power - dim)
+        return c * scale * E_CHARGE ** self.e_power * HBAR ** self.hbar_power * tau ** self.tau_power
+
+    def units(self, units, dim: int) -> str:
+        if units.natural:
+            return "natural (e = hbar = k_B = 1; model energy and length units)"
+        return format_si_units(self.si_units(dim))
+
+
+# ---- integrand helpers (arrays have leading (N, nb)) ------------------------------------------
+
+def _pseudo(curv: np.ndarray) -> np.ndarray:
+    """Pseudovector Ω_b = ½ ε_bcd Ω^cd of an antisymmetric (…, d, d) tensor: (…, 1) in 2D, (…, 3) in 3D."""
+    d = curv.shape[-1]
+    if d == 2:
+        return curv[..., 0, 1][..., None]
+    if d == 3:
+        return np.stack([curv[..., 1, 2], curv[..., 2, 0], curv[..., 0, 1]], axis=-1)
+    raise ValueError("Berry-curvature pseudovector needs a 2D or 3D model")
+
+
+def _pseudo_deriv(dcurv: np.ndarray) -> np.ndarray:
+    """∂_a Ω_b from ∂_c Ω^{ab} stored as (…, a, b, c): returns (…, a, b)."""
+    moved = np.moveaxis(dcurv, -1, -3)  # (…, c, a, b) → derivative index first
+    return _pseudo(moved)
+
+
+def _qm_dipole_sea(f, alpha, beta):
+    dG = f["bcp_dipole_density"]  # (N, nb, a, b, c) = ∂_c 𝒢^{ab}
+    t1 = np.einsum("nbjki->nbijk", dG)  # ∂_i 𝒢^{jk}
+    t2 = np.einsum("nbikj->nbijk", dG)  # ∂_j 𝒢^{ik}
+    t3 = dG  # ∂_k 𝒢^{ij}
+    return alpha * t1 - beta * (t2 + t3)
+
+
+def _qm_dipole_surface(f, alpha, beta):
+    v, G = f["velocity"], f["bcp"]
+    t1 = np.einsum("nbi,nbjk->nbijk", v, G)
+    t2 = np.einsum("nbj,nbik->nbijk", v, G)
+    t3 = np.einsum("nbk,nbij->nbijk", v, G)
+    return alpha * t1 - beta * (t2 + t3)
+
+
+def _second_order_units(d):
+    return {"A": 1, "m": 3 - d, "V": -2}
+
+
+def _linear_units(d):
+    return {"S": 1, "m": 2 - d}
+
+
+RESPONSES: dict[str, Response] = {}
+
+
+def _register(r: Response) -> Response:
+    RESPONSES[r.name] = r
+    return r
+
+
+_register(Response(
+    "sigma_drude", "Drude conductivity σ_ij", "CATALOG: σ_ij = −e²τ Σ_n ∫[dk] v^i v^j f0' (004 Eq. 4, ω = 0)",
+    ("i", "j"),
+    {"surface": Term(lambda f: np.einsum("nbi,nbj->nbij", f["velocity"], f["velocity"]), 1, 2, 2, ("velocity",), -1.0)},
+    e_power=2, hbar_power=-2, tau_power=1, si_units=_linear_units))
+
+_register(Response(
+    "sigma_ahe", "anomalous Hall conductivity σ_ij", "CATALOG: σ_ij = −(e²/ħ) Σ_n ∫[dk] Ω^ij_n f0",
+    ("i", "j"),
+    {"sea": Term(lambda f: f["berry_curvature"], 0, 0, 2, ("berry_curvature",), -1.0)},
+    e_power=2, hbar_power=-1, si_units=_linear_units))
+
+_register(Response(
+    "berry_curvature_dipole", "Berry-curvature dipole D_ab", "004 Eq. 5: D_ab = Σ_n ∫[dk] f0 ∂_a Ω_b",
+    ("i", "pseudovector"),
+    {"sea": Term(lambda f: _pseudo_deriv(f["berry_curvature_dipole_density"]), 0, 0, 3,
+                 ("berry_curvature_dipole_density",)),
+     "surface": Term(lambda f: np.einsum("nbi,nbj->nbij", f["velocity"], _pseudo(f["berry_curvature"])), 1, 1, 3,
+                     ("velocity", "berry_curvature"), -1.0)},
+    si_units=lambda d: {"m": 3 - d}))
+
+_register(Response(
+    "sigma_nonlinear_drude", "nonlinear Drude conductivity σ^d_ijk",
+    "001 Eq. 11: σ^d_ijk = −(e³τ²/ħ³) Σ_n ∫[dk] ∂_i∂_j∂_k ε_n f0",
+    ("i", "j", "k"),
+    {"sea": Term(lambda f: f["energy_third_derivative"], 0, 1, 3, ("energy_third_derivative",), -1.0),
+     # by parts, symmetrised: −∫ ∂³ε f0 = +∫ (∂_iε ∂_j∂_kε + cyclic)/3 f0'
+     "surface": Term(lambda f: (np.einsum("nbi,nbjk->nbijk", f["velocity"], f["inverse_mass"])
+                                + np.einsum("nbj,nbik->nbijk", f["velocity"], f["inverse_mass"])
+                                + np.einsum("nbk,nbij->nbijk", f["velocity"], f["inverse_mass"])) / 3.0,
+                     1, 2, 3, ("velocity", "inverse_mass"), 1.0)},
+    e_power=3, hbar_power=-3, tau_power=2, si_units=_second_order_units))
+
+_register(Response(
+    "sigma_bcd", "Berry-curvature-dipole conductivity σ^bc_ijk",
+    "001 Eq. 12: σ^bc_ijk = (e³τ/2ħ²) Σ_n ∫[dk] (∂_k Ω^ij_n + ∂_j Ω^ik_n) f0",
+    ("i", "j", "k"),
+    {"sea": Term(lambda f: f["berry_curvature_dipole_density"] + np.einsum("nbikj->nbijk",
+                                                                        f["berry_curvature_dipole_density"]),
+                 0, 0, 3, ("berry_curvature_dipole_density",), 0.5),
+     "surface": Term(lambda f: np.einsum("nbij,nbk->nbijk", f["berry_curvature"], f["velocity"])
+                     + np.einsum("nbik,nbj->nbijk", f["berry_curvature"], f["velocity"]),
+                     1, 1, 3, ("berry_curvature", "velocity"), -0.5)},
+    e_power=3, hbar_power=-2, tau_power=1, si_units=_second_order_units))
+
+_register(Response(
+    "sigma_qm", "intrinsic quantum-metric (BCP-dipole) conductivity σ^qm_ijk",
+    "001 Eq. 13 (Fermi sea): −(e³/ħ) Σ_n ∫[dk] [∂_i𝒢^jk − ½(∂_j𝒢^ik + ∂_k𝒢^ij)] f0; "
+    "= 001 Eq. 14 (Fermi surface): e³ Σ_n ∫[dk] Λ^ijk_n f0'",
+    ("i", "j", "k"),
+    {"sea": Term(lambda f: _qm_dipole_sea(f, 1.0, 0.5), 0, -1, 3, ("bcp_dipole_density",), -1.0),
+     "surface": Term(lambda f: _qm_dipole_surface(f, 1.0, 0.5), 1, 0, 3, ("velocity", "bcp"), 1.0)},
+    e_power=3, hbar_power=-1, si_units=_second_order_units))
+
+_VARIANTS = list(QM_VARIANTS)
+_register(Response(
+    "sigma_qm_variant", "literature variants of σ^qm_ijk (WPD, LKA, QK)",
+    "001 Table 1: −(e³/ħ) Σ_n ∫[dk] [α ∂_i𝒢^jk − β(∂_k𝒢^ij + ∂_j𝒢^ik)] f0 with (α, β) = "
+    "WPD (1, ½), LKA (2, ½), QK (½, 1); Fermi-surface form by parts",
+    ("i", "j", "k"),
+    {"sea": Term(lambda f: np.stack([_qm_dipole_sea(f, *QM_VARIANTS[v]) for v in _VARIANTS], axis=2),
+                 0, -1, 3, ("bcp_dipole_density",), -1.0),
+     "surface": Term(lambda f: np.stack([_qm_dipole_surface(f, *QM_VARIANTS[v]) for v in _VARIANTS], axis=2),
+                     1, 0, 3, ("velocity", "bcp"), 1.0)},
+    e_power=3, hbar_power=-1, si_units=_second_order_units, extra_dims=(("variant", _VARIANTS),)))
+
+
+def required_fields(responses: list[str], form: str) -> list[str]:
+    """Geometry fields the requested responses read in the given form (plus energy)."""
+    names = {"energy"}
+    for r in responses:
+        names.update(RESPONSES[r].term(form)[1].fields)
+    return sorted(names)

@@ -1,0 +1,98 @@
+"""Stage ``geometry``: band-geometry fields per k-point and band, chunked over k on Dask.
+
+Store schema (``geometry.zarr``): ``kvec`` (kpoint, axis), ``weight`` (kpoint), and every field of
+:data:`qgtflow.geometry.FIELD_SPECS` with dims (kpoint, band, i, j, k…), attrs units/long_name/
+formula; ``chunk_done`` (chunk). A killed run resumes: finished chunks (marked done) are kept,
+the rest are recomputed; the store is flagged complete only when every chunk is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from qgtflow import io
+from qgtflow.cluster import local_cluster
+from qgtflow.geometry.fields import FIELD_SPECS, compute_fields, field_units
+from qgtflow.kgrid import AXES
+from qgtflow.stages.kgrid_stage import hash_json
+from qgtflow.stages.tasks import run_tasks
+
+log = logging.getLogger(__name__)
+
+CART = ("i", "j", "k")
+
+
+def fingerprint(study, kgrid_attrs: dict) -> str:
+    return hash_json({"model": study.model.identity(), "grid": kgrid_attrs.get(io.FINGERPRINT),
+                      "degeneracy_threshold": study.degeneracy_threshold, "fields": sorted(FIELD_SPECS)})
+
+
+def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
+    n_k, dim = kg.sizes["kpoint"], kg.sizes["axis"]
+    nb = study.model.nbands
+    chunk = int(kg.attrs["chunk_size"])
+    sizes = {"band": nb, "i": dim, "j": dim, "k": dim}
+    data = {"kvec": xr.Variable(("kpoint", "axis"), da.zeros((n_k, dim), chunks=(chunk, dim)), kg["kvec"].attrs),
+            "weight": xr.Variable("kpoint", da.zeros(n_k, chunks=chunk), kg["weight"].attrs)}
+    for name, spec in FIELD_SPECS.items():
+        shape = (n_k,) + tuple(sizes[d] for d in spec.dims)
+        attrs = {"long_name": spec.long_name, "units": field_units(spec, study.units), "formula": spec.formula}
+        data[name] = xr.Variable(("kpoint",) + spec.dims, da.zeros(shape, chunks=(chunk,) + shape[1:]), attrs)
+    ds = xr.Dataset(data, coords={"band": np.arange(nb), "axis": list(AXES[:dim]),
+                                  **{c: list(AXES[:dim]) for c in CART}})
+    attrs = {k: v for k, v in kg.attrs.items() if k.startswith("grid_") or k in ("n_kpoints", "chunk_size")}
+    attrs.update({io.FINGERPRINT: fp, "degeneracy_threshold": study.degeneracy_threshold,
+                  "field_convention": "velocity = dε/dk (ħ absorbed); *_dipole_density[..., a, b, c] = ∂_c F^ab; "
+                                      "degenerate groups averaged (band sums = group traces)"})
+    ds.attrs = io.provenance_attrs(study, "geometry", attrs)
+    return ds
+
+
+def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold):
+    """Worker task: compute one chunk's fields and write them by region."""
+    group = zarr.open_group(str(kgrid_path), mode="r")
+    k = np.asarray(group["kvec"][start:stop])
+    weight = np.asarray(group["weight"][start:stop])
+    fields = compute_fields(model, k, threshold)
+    io.write_region(out, start, stop, {"kvec": k, "weight": weight, **fields}, index)
+    return index
+
+
+def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=None) -> int:
+    """Fill ``out`` from ``kgrid_store``; returns how many chunks were computed in this call."""
+    kg = io.open_store(kgrid_store)
+    fp = fingerprint(study, kg.attrs)
+    n_chunks = kg.sizes["chunk"]
+    chunk = int(kg.attrs["chunk_size"])
+    n_k = kg.sizes["kpoint"]
+    if io.can_resume(out, fp):
+        done = io.chunks_done(out)
+        if io.store_attrs(out).get(io.COMPLETE) and done.all():
+            log.info("geometry %s: store %s already complete", study.name, out)
+            return 0
+        log.info("geometry %s: resuming, %d of %d chunks already done", study.name, int(done.sum()), n_chunks)
+    else:
+        io.write_template(_template(study, kg, fp), out, chunk, n_chunks)
+        done = np.zeros(n_chunks, bool)
+    todo = [i for i in range(n_chunks) if not done[i]]
+    # compile (or load from cache) the kernels once here so workers only load the cache
+    compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold)
+    args = [(study.model, os.fspath(kgrid_store), os.fspath(out), i, i * chunk, min(n_k, (i + 1) * chunk),
+             study.degeneracy_threshold) for i in todo]
+    log.info("geometry %s: %d chunks of %d k-points to compute (%d bands, dim %d)", study.name, len(todo), chunk,
+             study.model.nbands, study.model.dim)
+    if client is None and n_workers != 0:
+        with local_cluster(n_workers) as own_client:
+            for _ in run_tasks(_geometry_chunk, args, own_client, label=f"geometry {study.name}"):
+                pass
+    else:
+        for _ in run_tasks(_geometry_chunk, args, client, label=f"geometry {study.name}"):
+            pass
+    io.mark_complete(out)
+    return len(todo)

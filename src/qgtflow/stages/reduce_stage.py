@@ -1,0 +1,132 @@
+"""Stage ``reduce``: Fermi-sea / Fermi-surface integrals over all (μ, T) in one pass over k.
+
+Store schema (``responses.zarr``): coords ``mu`` [model energy], ``T`` [K or model energy],
+Cartesian dims ``i, j, k`` labelled x/y/z (pseudovector index: z only in 2D), ``variant`` where
+used; one variable per response with attrs units, long_name, formula, form; global attrs
+study, model, model_hash, grid_sizes, n_kpoints, grid_spacing, unit_system, provenance.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import xarray as xr
+import zarr
+
+from qgtflow import io
+from qgtflow.cluster import local_cluster
+from qgtflow.reduce.responses import RESPONSES, required_fields
+from qgtflow.reduce.spectral import EnergyBins, accumulate, contract
+from qgtflow.stages.tasks import run_tasks
+
+log = logging.getLogger(__name__)
+
+
+def _integrands(fields: dict, terms: list) -> np.ndarray:
+    """Concatenate every response's integrand into one (N, nb, n_comp_total) array."""
+    parts = []
+    for _, term in terms:
+        q = term.integrand(fields)
+        parts.append(q.reshape(q.shape[0], q.shape[1], -1))
+    return np.ascontiguousarray(np.concatenate(parts, axis=2))
+
+
+def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins):
+    """Worker task: accumulate the moment histograms of a run of chunks."""
+    terms = [RESPONSES[n].term(form) for n in names]
+    needed = sorted({f for _, t in terms for f in t.fields} | {"energy"})
+    group = zarr.open_group(str(geometry_path), mode="r")
+    moments = underflow = None
+    for start, stop in chunk_ranges:
+        fields = {f: np.asarray(group[f][start:stop]) for f in needed}
+        weight = np.asarray(group["weight"][start:stop])
+        Q = _integrands(fields, terms)
+        if moments is None:
+            moments, underflow = bins.empty(Q.shape[2])
+        accumulate(np.ascontiguousarray(fields["energy"]), weight, Q, bins.lo, bins.width, moments, underflow)
+    return moments, underflow
+
+
+def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim: int, form_requested: str) -> xr.Dataset:
+    """Contract the accumulated moments into labelled, unit-carrying response tensors."""
+    kT = np.array([study.units.kT(t) for t in study.temperature])
+    energy_unit = "model energy" if study.units.natural else study.units.energy
+    coords = {"mu": ("mu", study.mu, {"long_name": "chemical potential", "units": energy_unit}),
+              "T": ("T", study.temperature, {"long_name": "temperature",
+                                              "units": "model energy" if study.units.natural else "K"})}
+    data = {}
+    offset = 0
+    for name in study.responses:
+        resp = RESPONSES[name]
+        form, term = resp.term(form_requested)
+        comp_coords = resp.component_coords(dim)
+        extra = dict(resp.extra_dims)
+        shape = tuple(len(v) for v in extra.values()) + tuple(len(comp_coords[d]) for d in resp.cart_dims)
+        n_comp = int(np.prod(shape))
+        block = slice(offset, offset + n_comp)
+        offset += n_comp
+        values = contract(bins, moments[:, :, block], underflow[block], study.mu, kT, term.order)
+        values = values * resp.prefactor(study.units, _tau(study), term, term.order, dim)
+        values = values.reshape((study.mu.size, study.temperature.size) + shape)
+        dims = ("mu", "T") + tuple(extra) + resp.cart_dims
+        if extra:  # put extra dims (e.g. variant) first, as in the CATALOG
+            values = np.moveaxis(values, [0, 1], [len(extra), len(extra) + 1])
+            dims = tuple(extra) + ("mu", "T") + resp.cart_dims
+        data[name] = xr.Variable(dims, values, {
+            "units": resp.units(study.units, dim), "long_name": resp.long_name, "formula": resp.formula,
+            "form": "Fermi sea (f0)" if term.order == 0 else "Fermi surface (f0')",
+            **({"time_convention": resp.time_convention} if resp.time_convention else {})})
+        for d, labels in comp_coords.items():
+            coords.setdefault(d, (d, labels))
+        for d, labels in extra.items():
+            coords.setdefault(d, (d, labels))
+    grid_attrs = {k: v for k, v in geometry_attrs.items()
+                  if k.startswith("grid_") or k in ("n_kpoints", "degeneracy_threshold")}
+    attrs = io.provenance_attrs(study, "reduce", {
+        **grid_attrs, "fermi_form": form_requested, "tau": study.tau,
+        "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments,
+        "geometry_fingerprint": geometry_attrs.get(io.FINGERPRINT, "")})
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _tau(study) -> float:
+    return study.units.tau_model(study.tau) if study.units.natural else study.tau
+
+
+def run(study, geometry_store: str, out: str | None = None, n_workers: int | None = None, client=None) -> xr.Dataset:
+    """Reduce ``geometry_store`` into the study's responses; writes ``out`` when given."""
+    geo = io.open_store(geometry_store)
+    form = study.fermi_form
+    kT = np.array([study.units.kT(t) for t in study.temperature])
+    bins = EnergyBins(study.mu, kT, bins_per_kT=float(study.config["energy_bins_per_kT"]))
+    n_k, chunk = geo.sizes["kpoint"], int(geo.attrs["chunk_size"])
+    ranges = [(s, min(n_k, s + chunk)) for s in range(0, n_k, chunk)]
+    n_tasks = max(1, min(len(ranges), (n_workers or 2) * 2))
+    groups = [ranges[i::n_tasks] for i in range(n_tasks)]
+    log.info("reduce %s: %d k-points, %d responses (%s form), %d mu x %d T, %d energy bins of %.3g", study.name,
+             n_k, len(study.responses), form, study.mu.size, study.temperature.size, bins.n_bins, bins.width)
+    missing = [f for f in required_fields(study.responses, form) if f not in geo]
+    if missing:
+        from qgtflow.errors import StoreError
+
+        raise StoreError(f"geometry store {geometry_store} lacks fields {missing}")
+    args = [(os.fspath(geometry_store), g, study.responses, form, bins) for g in groups if g]
+    total_m = total_u = None
+
+    def consume(results):
+        nonlocal total_m, total_u
+        for m, u in results:
+            total_m = m if total_m is None else total_m + m
+            total_u = u if total_u is None else total_u + u
+
+    if client is None and n_workers != 0:
+        with local_cluster(n_workers) as own:
+            consume(run_tasks(_reduce_chunks, args, own, label=f"reduce {study.name}"))
+    else:
+        consume(run_tasks(_reduce_chunks, args, client, label=f"reduce {study.name}"))
+    ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form)
+    if out is not None:
+        io.write_dataset(ds, out)
+    return ds

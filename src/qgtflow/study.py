@@ -1,0 +1,196 @@
+"""Studies: load, validate (schema, then semantics) and hold one study's settings.
+
+Every error names the key, the value and what was expected, and is raised before any compute.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from qgtflow.errors import ConfigError, ModelError
+from qgtflow.units import UnitSystem, parse_unit_system
+
+
+def study_schema() -> dict:
+    """The study JSON schema (also referenced by the workflow config schema)."""
+    text = resources.files("qgtflow").joinpath("schemas/study.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _error_path(err) -> str:
+    parts = []
+    for p in err.absolute_path:
+        parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + str(p))
+    return "".join(parts) or "<study>"
+
+
+def validate_against_schema(data, schema, prefix: str = "") -> None:
+    """Raise :class:`ConfigError` for the first schema violation, naming key, value and expectation."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
+    if not errors:
+        return
+    err = errors[0]
+    # descend into oneOf failures to the most specific message
+    if err.context:
+        err = min(err.context, key=lambda e: (-len(list(e.absolute_path)), len(e.message)))
+    key = _error_path(err)
+    key = f"{prefix}.{key}" if prefix and key != "<study>" else (prefix or key)
+    sub = err.schema if isinstance(err.schema, dict) else {}
+    desc = sub.get("description", "")
+    if err.validator == "additionalProperties":
+        allowed = sorted(sub.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
+        raise ConfigError(f"{key}.{extra[0]}" if extra else key, err.instance.get(extra[0]) if extra else None,
+                          f"one of the known keys {allowed}")
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        raise ConfigError(f"{key}.{missing}" if key != "<study>" else missing, None,
+                          f"a value (required){': ' + desc if desc else ''}")
+    expected = _describe_expectation(err)
+    raise ConfigError(key, err.instance, expected + (f" — {desc}" if desc else ""))
+
+
+def _describe_expectation(err) -> str:
+    v, s = err.validator, err.validator_value
+    return {
+        "type": f"a value of type {s}",
+        "minimum": f"a number >= {s}",
+        "exclusiveMinimum": f"a number > {s}",
+        "maximum": f"a number <= {s}",
+        "enum": f"one of {s}",
+        "minItems": f"at least {s} item(s)",
+        "maxItems": f"at most {s} item(s)",
+        "uniqueItems": "no duplicate items",
+        "pattern": f"a string matching {s}",
+    }.get(v, err.message)
+
+
+def apply_defaults(data: dict, schema: dict) -> dict:
+    """Fill `default`s of the schema's object properties (recursively, for plain objects)."""
+    out = copy.deepcopy(data)
+    for key, sub in schema.get("properties", {}).items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if isinstance(out.get(key), dict) and sub.get("type") == "object":
+            out[key] = apply_defaults(out[key], sub)
+    return out
+
+
+def _as_array(spec, key: str) -> np.ndarray:
+    if isinstance(spec, dict):
+        arr = np.linspace(spec["start"], spec["stop"], spec["num"])
+    else:
+        arr = np.atleast_1d(np.asarray(spec, float))
+    if not np.all(np.isfinite(arr)):
+        raise ConfigError(key, spec, "finite numbers")
+    if arr.size > 1 and np.any(np.diff(arr) <= 0):
+        raise ConfigError(key, spec, "strictly increasing values without duplicates")
+    return arr
+
+
+@dataclass
+class Study:
+    """A validated study (see ``schemas/study.schema.yaml``)."""
+
+    name: str
+    config: dict  # the validated config slice with defaults filled (plain builtins)
+    model: object
+    units: UnitSystem
+    mu: np.ndarray
+    temperature: np.ndarray
+    responses: list[str]
+    sizes: list[int] = field(default_factory=list)
+
+    @property
+    def kgrid(self) -> dict:
+        return self.config["kgrid"]
+
+    @property
+    def tau(self) -> float:
+        return float(self.config["tau"])
+
+    @property
+    def fermi_form(self) -> str:
+        form = self.config["fermi_form"]
+        if form == "auto":
+            return "sea" if self.model.periodic else "surface"
+        return form
+
+    @property
+    def degeneracy_threshold(self) -> float:
+        return float(self.config["degeneracy_threshold"])
+
+    def config_hash(self, *sections: str) -> str:
+        """Hash of the named config sections (all when none given): provenance and resume checks."""
+        part = {s: self.config.get(s) for s in sections} if sections else self.config
+        return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
+
+    def make_grid(self, size: int):
+        from qgtflow.kgrid import make_grid
+
+        kg = self.kgrid
+        return make_grid(self.model, size, kmax=kg.get("kmax"), shift=kg.get("shift") if self.model.periodic else None,
+                         chunk_size=kg["chunk_size"], key=f"studies.{self.name}.kgrid")
+
+
+def load_study(source, name: str | None = None) -> Study:
+    """Validate a study given as a dict, a YAML path or a :class:`Study`; refuse bad input early."""
+    if isinstance(source, Study):
+        return source
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise ConfigError("study", str(path), "a readable YAML file")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError("study", str(path), f"valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError("study", str(path), "a mapping of study keys")
+        name = name or data.get("name") or path.stem
+    else:
+        data = dict(source)
+    name = name or data.get("name") or "study"
+    prefix = f"studies.{name}" if name != "study" else ""
+    schema = study_schema()
+    validate_against_schema(data, schema, prefix)
+    cfg = apply_defaults(data, schema)
+    cfg["name"] = name
+    if "kgrid" in cfg:
+        cfg["kgrid"] = apply_defaults(cfg["kgrid"], schema["properties"]["kgrid"])
+    key = (prefix + ".") if prefix else ""
+    units = parse_unit_system(cfg["units"])
+    from qgtflow.models import build_model
+
+    try:
+        model = build_model(cfg["model"]["name"], cfg["model"].get("params", {}))
+    except ModelError as exc:
+        raise ModelError(f"{key}model: {exc}") from None
+    mu = _as_array(cfg["mu"], f"{key}mu")
+    temperature = _as_array(cfg["temperature"], f"{key}temperature")
+    if np.any(temperature <= 0):
+        raise ConfigError(f"{key}temperature", cfg["temperature"],
+                          "temperatures > 0 (T = 0 needs tetrahedron integration, not available yet)")
+    from qgtflow.reduce.responses import RESPONSES
+
+    for r in cfg["responses"]:
+        if r not in RESPONSES:
+            raise ConfigError(f"{key}responses", r, f"one of {sorted(RESPONSES)}")
+    sizes = list(cfg["kgrid"]["sizes"])
+    if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
+        raise ConfigError(f"{key}kgrid.sizes", sizes, "strictly increasing grid sizes")
+    study = Study(name=name, config=cfg, model=model, units=units, mu=mu, temperature=temperature,
+                  responses=list(cfg["responses"]), sizes=sizes)
+    study.make_grid(sizes[0])  # grid consistency (window vs periodic, shapes) before any compute
+    return study

@@ -1,0 +1,36 @@
+import os
+
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qgtflow-numba"))
+for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from qgtflow.models import TightBindingModel  # noqa: E402
+
+
+def random_lattice_model(seed: int = 3, nbands: int = 3):
+    """A 2D lattice model with random complex hoppings: no symmetry forces anything to vanish."""
+    rng = np.random.default_rng(seed)
+    lattice = np.array([[1.0, 0.0], [0.3, 1.1]])
+    positions = rng.uniform(0, 1, (nbands, 2))
+    hops = []
+    for R in [(1, 0), (0, 1), (1, 1), (1, -1), (2, 0)]:
+        for i in range(nbands):
+            for j in range(nbands):
+                t = (rng.normal() + 1j * rng.normal()) * 0.3
+                hops.append((R, i, j, t))
+                hops.append((tuple(-r for r in R), j, i, np.conj(t)))
+    for i in range(nbands):
+        for j in range(i + 1, nbands):
+            t = (rng.normal() + 1j * rng.normal()) * 0.3
+            hops.append(((0, 0), i, j, t))
+            hops.append(((0, 0), j, i, np.conj(t)))
+    onsite = rng.normal(size=nbands) * 2.0
+    return TightBindingModel("random_lattice", lattice, positions, hops, onsite=onsite, params={"seed": seed})
+
+
+@pytest.fixture
+def lattice_model():
+    return random_lattice_model()

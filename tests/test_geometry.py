@@ -1,0 +1,140 @@
+"""Geometry fields: closed forms, independent methods, finite differences, gauge invariance."""
+
+import numpy as np
+import pytest
+
+from qgtflow.geometry.fields import compute_fields, fields_from_derivatives
+from qgtflow.models import build_model
+from tests.conftest import random_lattice_model
+
+RNG = np.random.default_rng(7)
+
+DERIVATIVE_PAIRS = [
+    ("velocity", "energy"),
+    ("inverse_mass", "velocity"),
+    ("energy_third_derivative", "inverse_mass"),
+    ("berry_curvature_dipole_density", "berry_curvature"),
+    ("quantum_metric_dipole_density", "quantum_metric"),
+    ("bcp_dipole_density", "bcp"),
+]
+
+MODELS = [
+    ("massive_dirac", {"v": 1.0, "mass": 0.3}),
+    ("tilted_dirac", {"v": 1.0, "tilt": 0.4, "mass": 0.2}),
+    ("pt_toy_4band", {"t": 0.5}),
+    ("haldane", {"mass": 0.2}),
+]
+
+
+def _model(name, params):
+    return random_lattice_model() if name == "random_lattice" else build_model(name, params)
+
+
+def test_massive_dirac_closed_forms():
+    v, M = 0.8, 0.3
+    model = build_model("massive_dirac", {"v": v, "mass": M})
+    k = RNG.uniform(-1, 1, (50, 2))
+    f = compute_fields(model, k)
+    eps = np.sqrt(v**2 * (k**2).sum(1) + M**2)
+    g = v**2 * (eps[:, None, None] ** 2 * np.eye(2) - v**2 * np.einsum("na,nb->nab", k, k)) / (4 * eps[:, None, None] ** 4)
+    omega = M * v**2 / (2 * eps**3)
+    np.testing.assert_allclose(f["energy"], np.stack([-eps, eps], 1), rtol=1e-13)
+    for band, sign in ((0, 1), (1, -1)):
+        np.testing.assert_allclose(f["quantum_metric"][:, band], g, rtol=1e-11, atol=1e-14)
+        np.testing.assert_allclose(f["berry_curvature"][:, band, 0, 1], sign * omega, rtol=1e-11)
+        np.testing.assert_allclose(f["berry_curvature"][:, band, 1, 0], -sign * omega, rtol=1e-11)
+        # 𝒢 = 2 g / (ε_n − ε_m) for two bands
+        np.testing.assert_allclose(f["bcp"][:, band], -sign * g / eps[:, None, None], rtol=1e-11, atol=1e-14)
+        # velocity ∂ε/∂k = ±v² k / ε
+        np.testing.assert_allclose(f["velocity"][:, band], -sign * v**2 * k / eps[:, None], rtol=1e-12)
+
+
+def test_berry_curvature_matches_discrete_berry_phase():
+    """Independent method: the Berry phase of a small loop (product of overlaps) is ∫Ω dA."""
+    model = build_model("haldane", {"mass": 0.2})
+    k0, r, n = np.array([0.7, -0.4]), 2e-3, 256
+    th = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    loop = k0 + r * np.stack([np.cos(th), np.sin(th)], 1)
+    _, vecs = np.linalg.eigh(model.derivatives(loop, 0)[0])
+    exact = compute_fields(model, k0[None])["berry_curvature"][0, :, 0, 1]
+    for band in range(2):
+        u = vecs[:, :, band]
+        phase = -np.angle(np.prod(np.einsum("ni,ni->n", u.conj(), np.roll(u, -1, axis=0))))
+        assert phase / (np.pi * r**2) == pytest.approx(exact[band], rel=1e-4)
+
+
+@pytest.mark.parametrize("name,params", MODELS + [("random_lattice", {})])
+def test_exact_derivatives_match_finite_differences(name, params):
+    model = _model(name, params)
+    k = RNG.uniform(-0.6, 0.6, (6, 2))
+    h = 1e-5
+    base = compute_fields(model, k)
+    for c in range(2):
+        dk = np.zeros(2)
+        dk[c] = h
+        fp, fm = compute_fields(model, k + dk), compute_fields(model, k - dk)
+        for deriv, field in DERIVATIVE_PAIRS:
+            fd = (fp[field] - fm[field]) / (2 * h)
+            exact = base[deriv][..., c]
+            scale = max(np.abs(exact).max(), np.abs(base[field]).max(), 1e-12)
+            assert np.abs(fd - exact).max() < 2e-6 * scale, (name, deriv, c)
+
+
+@pytest.mark.parametrize("name,params", MODELS + [("random_lattice", {})])
+def test_gauge_invariance(name, params):
+    """Random orbital-basis rotations and random eigenvector gauges leave every field unchanged."""
+    model = _model(name, params)
+    k = RNG.uniform(-0.8, 0.8, (40, 2))
+    mats = model.derivatives(k, 3)
+    ref = fields_from_derivatives(*mats)
+    n = model.nbands
+    q, _ = np.linalg.qr(RNG.normal(size=(n, n)) + 1j * RNG.normal(size=(n, n)))
+    rotated = [q @ m @ q.conj().T for m in mats]
+    for seed in (-1, 11):
+        new = fields_from_derivatives(*rotated, gauge_seed=seed)
+        for key in ref:
+            scale = max(np.abs(ref[key]).max(), 1e-3)  # fields that vanish by symmetry: absolute floor
+            np.testing.assert_allclose(new[key], ref[key], atol=1e-9 * scale, err_msg=f"{key} seed={seed}")
+
+
+def test_gauge_seed_actually_changes_eigenvectors():
+    """The gauge hook must not be a no-op: the random rotation changes the eigenvectors it acts on."""
+    from qgtflow.geometry.kernels import _groups, _random_gauge
+
+    E = np.array([0.0, 0.0, 1.0])
+    U = np.eye(3, dtype=complex)
+    grp = np.empty(3, np.int64)
+    ng = _groups(E, 1e-6, grp)
+    _random_gauge(U, grp, ng, 0)
+    assert ng == 2 and np.abs(U[:2, :2] - np.eye(2)).max() > 1e-3
+    np.testing.assert_allclose(U.conj().T @ U, np.eye(3), atol=1e-12)
+
+
+@pytest.mark.parametrize("t", [0.0, 0.5, 0.9])
+def test_pt_model_degenerate_and_curvature_free(t):
+    """001 Eq. 20 is PT-symmetric: doubly degenerate bands, pointwise zero traced Berry curvature."""
+    model = build_model("pt_toy_4band", {"t": t})
+    f = compute_fields(model, RNG.uniform(-1.5, 1.5, (200, 2)))
+    np.testing.assert_allclose(f["energy"][:, 0], f["energy"][:, 1], atol=1e-12)
+    np.testing.assert_allclose(f["energy"][:, 2], f["energy"][:, 3], atol=1e-12)
+    assert np.abs(f["berry_curvature"]).max() < 1e-12
+    assert np.abs(f["berry_curvature_dipole_density"]).max() < 1e-10
+    assert np.abs(f["quantum_metric"]).max() > 0.01  # the metric is not trivially zero
+
+
+def test_pt_model_spectrum_closed_form():
+    v, m, b, t = 1.0, 0.1, 1.0, 0.9
+    model = build_model("pt_toy_4band", {"v": v, "m": m, "b": b, "t": t})
+    k = RNG.uniform(-1, 1, (30, 2))
+    eps = np.sqrt(v**2 * (k**2).sum(1) + (m - b * (k**2).sum(1) + t * k[:, 0]) ** 2)
+    f = compute_fields(model, k)
+    np.testing.assert_allclose(f["energy"], np.stack([-eps, -eps, eps, eps], 1), rtol=1e-12)
+
+
+def test_metric_positive_semidefinite_and_bound(lattice_model):
+    """g is PSD and det g ≥ (Ω/2)² pointwise for every band (quantum-geometric inequality)."""
+    f = compute_fields(lattice_model, RNG.uniform(-3, 3, (300, 2)))
+    g, om = f["quantum_metric"], f["berry_curvature"][..., 0, 1]
+    assert np.linalg.eigvalsh(g).min() > -1e-12
+    det = g[..., 0, 0] * g[..., 1, 1] - g[..., 0, 1] ** 2
+    assert np.all(det - om**2 / 4 > -1e-10 * np.abs(det).max())
