@@ -140,11 +140,12 @@ def open_store(path: str | Path, fingerprint: str | None = None) -> xr.Dataset:
     if not path.exists():
         raise StoreError(f"store {path} does not exist (run the stage that makes it first)")
     try:
-        ds = xr.open_zarr(path, consolidated=None)
+        attrs = store_attrs(path)
     except Exception as exc:  # noqa: BLE001 - any read failure is a broken store for the user
         raise StoreError(f"store {path} is unreadable: {exc}") from None
-    if not ds.attrs.get(COMPLETE, False):
+    if not attrs.get(COMPLETE, False):
         raise StoreError(f"store {path} is incomplete (a run was interrupted); rerun its stage to finish it")
+    ds = xr.open_zarr(path, consolidated=True)  # complete stores always carry consolidated metadata
     if fingerprint is not None and ds.attrs.get(FINGERPRINT) not in (None, fingerprint):
         raise StoreError(f"store {path} was made from a different configuration; rerun its stage")
     return ds

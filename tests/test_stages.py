@@ -1,0 +1,123 @@
+"""Stages and stores: schemas, completion flags, kill/resume, Dask vs in-process results."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+
+import qgtflow
+from qgtflow import io
+from qgtflow.errors import StoreError
+from qgtflow.geometry.fields import FIELD_SPECS
+from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
+from qgtflow.study import load_study
+
+STUDY = {"name": "tilted", "model": {"name": "tilted_dirac", "params": {"v": 1.0, "tilt": 0.3, "mass": 0.1}},
+         "kgrid": {"sizes": [40], "kmax": 0.8, "chunk_size": 256}, "mu": [0.12, 0.2], "temperature": [20.0, 60.0],
+         "responses": ["berry_curvature_dipole", "sigma_bcd", "sigma_drude"]}
+
+
+@pytest.fixture
+def stores(tmp_path):
+    st = load_study(STUDY)
+    kg, geo, resp = tmp_path / "kgrid.zarr", tmp_path / "geometry.zarr", tmp_path / "responses.zarr"
+    kgrid_stage.run(st, 40, kg)
+    geometry_stage.run(st, kg, geo, n_workers=0)
+    reduce_stage.run(st, geo, resp, n_workers=0)
+    return st, kg, geo, resp
+
+
+def test_stores_reopen_with_documented_schema(stores):
+    st, kg, geo, resp = stores
+    k = xr.open_zarr(kg)
+    assert k["kvec"].dims == ("kpoint", "axis") and k.sizes["kpoint"] == 1600
+    # weights integrate the window: Σ w = (2 kmax)² / (2π)²
+    assert float(k["weight"].sum()) == pytest.approx((1.6 / (2 * np.pi)) ** 2, rel=1e-12)
+    g = xr.open_zarr(geo)
+    for name, spec in FIELD_SPECS.items():
+        assert g[name].dims == ("kpoint",) + spec.dims
+        assert {"units", "long_name", "formula"} <= set(g[name].attrs)
+        assert np.isfinite(g[name].values).all()
+    assert g.attrs["qgtflow_complete"] and g.attrs["model"] == "tilted_dirac" and g.attrs["model_hash"]
+    r = xr.open_zarr(resp)
+    assert r["sigma_bcd"].dims == ("mu", "T", "i", "j", "k")
+    assert r["berry_curvature_dipole"].dims == ("mu", "T", "i", "pseudovector")
+    assert list(r["pseudovector"].values) == ["z"]
+    assert r["sigma_bcd"].attrs["units"] == "A m V-2" and "001 Eq. 12" in r["sigma_bcd"].attrs["formula"]
+    assert r["sigma_drude"].attrs["units"] == "S"
+    assert r.attrs["n_kpoints"] == 1600 and r.attrs["study"] == "tilted"
+    assert r["mu"].attrs["units"] == "eV" and r["T"].attrs["units"] == "K"
+    # the tilt along x makes the dipole D_xz nonzero and D_yz vanish by the mirror y → −y
+    d = r["berry_curvature_dipole"].sel(pseudovector="z")
+    assert abs(d.sel(i="x")).max() > 1e3 * abs(d.sel(i="y")).max()
+
+
+def test_incomplete_store_is_refused(stores, tmp_path):
+    st, kg, geo, _ = stores
+    partial = tmp_path / "partial.zarr"
+    ds = geometry_stage._template(st, io.open_store(kg), "fp")
+    io.write_template(ds, partial, 256, 7)
+    with pytest.raises(StoreError, match="incomplete"):
+        io.open_store(partial)
+    # unwritten chunks read as NaN, never as zeros
+    assert np.isnan(xr.open_zarr(partial, consolidated=False)["energy"].values).all()
+    with pytest.raises(StoreError, match="chunks missing"):
+        io.mark_complete(partial)
+
+
+def test_killed_geometry_run_resumes_without_recomputing(tmp_path):
+    study = {**STUDY, "kgrid": {"sizes": [96], "kmax": 0.8, "chunk_size": 64}}
+    st = load_study(study)
+    kg, geo = tmp_path / "kgrid.zarr", tmp_path / "geometry.zarr"
+    kgrid_stage.run(st, 96, kg)
+    script = textwrap.dedent(f"""
+        import yaml
+        from qgtflow.study import load_study
+        from qgtflow.stages import geometry_stage
+        st = load_study(yaml.safe_load({str(__import__('yaml').safe_dump(study))!r}))
+        geometry_stage.run(st, {str(kg)!r}, {str(geo)!r}, n_workers=0)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], env=os.environ.copy())
+    n_chunks = 144
+    deadline = time.time() + 120
+    done_before = 0
+    while time.time() < deadline:
+        time.sleep(0.05)
+        if (geo / "chunk_done" / "zarr.json").exists():
+            done_before = int(io.chunks_done(geo).sum())
+            if done_before >= 15:
+                break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_at_kill = io.chunks_done(geo)
+    assert 0 < done_at_kill.sum() < n_chunks, "the kill must land mid-run"
+    with pytest.raises(StoreError):
+        io.open_store(geo)
+    computed = geometry_stage.run(st, kg, geo, n_workers=0)
+    assert computed == n_chunks - int(done_at_kill.sum())  # zero finished chunks redone
+    assert geometry_stage.run(st, kg, geo, n_workers=0) == 0  # a complete store is not recomputed
+    fresh = tmp_path / "fresh.zarr"
+    geometry_stage.run(st, kg, fresh, n_workers=0)
+    a, b = io.open_store(geo), io.open_store(fresh)
+    for name in FIELD_SPECS:
+        np.testing.assert_array_equal(a[name].values, b[name].values)
+
+
+def test_changed_config_rebuilds_instead_of_resuming(stores):
+    st, kg, geo, _ = stores
+    other = load_study({**STUDY, "degeneracy_threshold": 1e-9})
+    assert geometry_stage.run(other, kg, geo, n_workers=0) == io.open_store(kg).sizes["chunk"]
+
+
+def test_dask_cluster_matches_in_process(tmp_path):
+    """Real distributed LocalCluster with two worker processes: bit-identical responses."""
+    inline = qgtflow.evaluate(STUDY, n_workers=0)
+    dask = qgtflow.evaluate(STUDY, n_workers=2, out=str(tmp_path / "r.zarr"))
+    xr.testing.assert_identical(inline.drop_attrs(), dask.drop_attrs())
+    assert xr.open_zarr(tmp_path / "r.zarr").attrs["qgtflow_complete"]
