@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qgtflow.geometry.kernels import geometry_chunk
+from qgtflow.models.derivatives import compact, index_maps
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,18 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     (random phases for simple bands) — a test hook for gauge invariance.
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
-    H, dH, d2H, d3H = model.derivatives(k, order=3)
-    return fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold, gauge_seed, n_threads)
+    return fields_from_unique(model.unique_derivatives(k), model.dim, degeneracy_threshold, gauge_seed, n_threads)
 
 
 def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
-    """The kernel call on precomputed Hamiltonian derivatives (see :func:`compute_fields`)."""
-    N, n = H.shape[0], H.shape[1]
-    d = dH.shape[1]
+    """The kernel on full derivative arrays H (N,n,n), ∂H (N,d,n,n), ∂²H, ∂³H."""
+    return fields_from_unique(compact(H, dH, d2H, d3H), dH.shape[1], degeneracy_threshold, gauge_seed, n_threads)
+
+
+def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
+    """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`)."""
+    N, n = Hu.shape[0], Hu.shape[2]
+    d = dim
     out = {
         "energy": np.empty((N, n)),
         "velocity": np.empty((N, n, d)),
@@ -93,8 +98,8 @@ def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_se
 
     threads = n_threads or numba.get_num_threads()
     n_blocks = max(1, min(N, 4 * threads))
-    geometry_chunk(np.ascontiguousarray(H), np.ascontiguousarray(dH), np.ascontiguousarray(d2H),
-                   np.ascontiguousarray(d3H), float(degeneracy_threshold), int(gauge_seed), n_blocks,
+    i1, i2, i3 = index_maps(d)
+    geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, float(degeneracy_threshold), int(gauge_seed), n_blocks,
                    out["energy"], out["velocity"], out["inverse_mass"], out["energy_third_derivative"],
                    out["berry_curvature"], out["quantum_metric"], out["bcp"],
                    out["berry_curvature_dipole_density"], out["quantum_metric_dipole_density"],

@@ -3,7 +3,8 @@
 Everything here is a pure function of the Hamiltonian derivatives of a chunk; no I/O, no Dask.
 
 Method (CATALOG conventions; ħ absorbed so "velocity" = ∂ε/∂k):
-  In the eigenbasis, V^a = U†∂_aH U, W^{ab} = U†∂_a∂_bH U, X^{abc} = U†∂_a∂_b∂_cH U.
+  In the eigenbasis, V^a = U†∂_aH U, W^{ab} = U†∂_a∂_bH U, X^{abc} = (U†∂_a∂_b∂_cH U)_nn, all
+  read from the compact slot array R of distinct derivatives.
   Bands are grouped into degenerate groups D(n) (|ε_n − ε_m| < threshold); interband sums run
   over m ∉ D(n), and every per-band field is averaged over its group, so that the band sum of
   any field is the U(N)-invariant group trace.
@@ -66,10 +67,9 @@ def _random_gauge(U, group, ngroups, scratch_rng):
 
 
 @njit(cache=True)
-def _rotate(U, M, out):
-    """out = U† M U for one n×n matrix."""
+def _rotate(U, M, out, tmp):
+    """out = U† M U for one n×n matrix (tmp: n×n scratch)."""
     n = U.shape[0]
-    tmp = np.empty((n, n), np.complex128)
     for i in range(n):
         for j in range(n):
             acc = 0j
@@ -85,8 +85,8 @@ def _rotate(U, M, out):
 
 
 @njit(cache=True)
-def _rotate_diag(U, M, out):
-    """out[i] = (U† M U)_ii."""
+def _rotate_diag_into(U, M, out):
+    """out[i, i] = (U† M U)_ii (off-diagonal entries untouched)."""
     n = U.shape[0]
     for i in range(n):
         acc = 0j
@@ -95,26 +95,28 @@ def _rotate_diag(U, M, out):
             for m in range(n):
                 s += M[l, m] * U[m, i]
             acc += np.conj(U[l, i]) * s
-        out[i] = acc.real
+        out[i, i] = acc
 
 
 @njit(cache=True)
-def _geometry_one_k(H, dH, d2H, d3H, thresh, gauge_seed,
-                    E, U, grp, V, W, X3, inv, DV, tmpd,
+def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
+                    E, U, grp, R, inv, DV, tmpd, scratch,
                     energy, velocity, inverse_mass, third, curvature, metric, bcp,
                     dcurv, dmetric, dbcp):
-    n = H.shape[0]
-    d = dH.shape[0]
-    eigh_small(H, E, U)
+    n = Hu.shape[1]
+    d = i1.shape[0]
+    eigh_small(Hu[0], E, U)
     ngroups = _groups(E, thresh, grp)
     if gauge_seed >= 0:
         _random_gauge(U, grp, ngroups, 0)
-    for a in range(d):
-        _rotate(U, dH[a], V[a])
-        for b in range(d):
-            _rotate(U, d2H[a, b], W[a, b])
-            for c in range(d):
-                _rotate_diag(U, d3H[a, b, c], X3[a, b, c])
+    # rotate the distinct derivatives into the eigenbasis: full matrices up to second order,
+    # diagonals only for third order
+    for u in range(1, Hu.shape[0]):
+        if u < n_full:
+            _rotate(U, Hu[u], R[u], scratch)
+        else:
+            _rotate_diag_into(U, Hu[u], R[u])
+    V = R[i1[0]:i1[0] + d]  # ∂_a H slots are contiguous (slots 1..d)
     # inverse energy differences, zero inside a degenerate group
     for i in range(n):
         for j in range(n):
@@ -127,7 +129,7 @@ def _geometry_one_k(H, dH, d2H, d3H, thresh, gauge_seed,
                     if grp[i] == grp[j]:
                         DV[c, a, i, j] = 0.0
                         continue
-                    acc = W[a, c, i, j]
+                    acc = R[i2[a, c], i, j]
                     for l in range(n):
                         if grp[l] != grp[i]:
                             acc += V[c, i, l] * V[a, l, j] * inv[i, l]
@@ -155,7 +157,7 @@ def _geometry_one_k(H, dH, d2H, d3H, thresh, gauge_seed,
                 t_re = 0.0
                 t_im = 0.0
                 g_bcp = 0.0
-                m2 = W[a, b, i, i].real
+                m2 = R[i2[a, b], i, i].real
                 for m in range(n):
                     if grp[m] == grp[i]:
                         continue
@@ -171,10 +173,10 @@ def _geometry_one_k(H, dH, d2H, d3H, thresh, gauge_seed,
                 inverse_mass[i, a, b] = m2
                 for c in range(d):
                     # ∂_c of W^{ab}_nn (group trace)
-                    m3 = X3[a, b, c, i]
+                    m3 = R[i3[a, b, c], i, i].real
                     for l in range(n):
                         if grp[l] != grp[i]:
-                            m3 += 2.0 * (V[c, i, l] * W[a, b, l, i]).real * inv[i, l]
+                            m3 += 2.0 * (V[c, i, l] * R[i2[a, b], l, i]).real * inv[i, l]
                     dT_re = 0.0
                     dT_im = 0.0
                     dG = 0.0
@@ -236,17 +238,19 @@ def _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmet
 
 
 @njit(parallel=True, cache=True)
-def geometry_chunk(H, dH, d2H, d3H, thresh, gauge_seed, n_blocks,
+def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
     """Fill the per-k, per-band field arrays for a whole chunk (parallel over blocks of k).
 
-    Shapes: H (N,n,n), dH (N,d,n,n), d2H (N,d,d,n,n), d3H (N,d,d,d,n,n); outputs
-    energy (N,n), velocity (N,n,d), inverse_mass/curvature/metric/bcp (N,n,d,d),
-    third/dcurv/dmetric/dbcp (N,n,d,d,d) with the derivative index last.
+    Hu (N, U, n, n): H and its distinct derivatives (slot maps i1, i2, i3; see
+    ``models/derivatives.py``). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
+    metric/bcp (N,n,d,d), third/dcurv/dmetric/dbcp (N,n,d,d,d) with the derivative index last.
     """
-    N = H.shape[0]
-    n = H.shape[1]
-    d = dH.shape[1]
+    N = Hu.shape[0]
+    n_slots = Hu.shape[1]
+    n = Hu.shape[2]
+    d = i1.shape[0]
+    n_full = 1 + d + d * (d + 1) // 2
     per = (N + n_blocks - 1) // n_blocks
     for blk in prange(n_blocks):
         if gauge_seed >= 0:
@@ -254,14 +258,13 @@ def geometry_chunk(H, dH, d2H, d3H, thresh, gauge_seed, n_blocks,
         E = np.empty(n)
         U = np.empty((n, n), np.complex128)
         grp = np.empty(n, np.int64)
-        V = np.empty((d, n, n), np.complex128)
-        W = np.empty((d, d, n, n), np.complex128)
-        X3 = np.empty((d, d, d, n))
+        R = np.zeros((n_slots, n, n), np.complex128)
         inv = np.empty((n, n))
         DV = np.empty((d, d, n, n), np.complex128)
         tmpd = np.empty((n, d))
+        scratch = np.empty((n, n), np.complex128)
         for kk in range(blk * per, min(N, (blk + 1) * per)):
-            _geometry_one_k(H[kk], dH[kk], d2H[kk], d3H[kk], thresh, gauge_seed,
-                            E, U, grp, V, W, X3, inv, DV, tmpd,
+            _geometry_one_k(Hu[kk], i1, i2, i3, n_full, thresh, gauge_seed,
+                            E, U, grp, R, inv, DV, tmpd, scratch,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
                             metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])

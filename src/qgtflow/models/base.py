@@ -45,8 +45,16 @@ class Model:
     kmax: float | None = None
     convention: str = "k·p (continuum; no Bloch phase)"
 
-    def derivatives(self, k: np.ndarray, order: int = 3) -> list[np.ndarray]:
+    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
+        """H and its distinct derivatives up to third order, shape (N, U, n, n) (see ``derivatives.py``)."""
         raise NotImplementedError
+
+    def derivatives(self, k: np.ndarray, order: int = 3) -> list[np.ndarray]:
+        """Full arrays [H, ∂H, ∂²H, ∂³H][:order + 1] (convenient for tests and validation)."""
+        from qgtflow.models.derivatives import expand
+
+        k = np.asarray(k, dtype=float).reshape(-1, self.dim)
+        return expand(self.unique_derivatives(k), self.dim)[: order + 1]
 
     # -- derived ---------------------------------------------------------------------------
     @property
@@ -113,6 +121,3 @@ def _plain(v):
     return v
 
 
-def derivative_multi_indices(dim: int, order: int):
-    """All ordered index tuples (a, b, ...) of a given derivative order."""
-    return list(np.ndindex(*([dim] * order))) if order else [()]

@@ -1,7 +1,7 @@
 """k·p models: H(k) = Σ_e C_e k^e, a polynomial in k with matrix coefficients.
 
-Derivatives are exact: ∂^α k^e = Π_i e_i!/(e_i-α_i)! k_i^(e_i-α_i). Evaluation over a chunk is
-one (N, n_monomials) @ (n_monomials, n²) product per derivative multi-index.
+Derivatives are exact: ∂^α k^e = Π_i e_i!/(e_i−α_i)! k_i^(e_i−α_i). A compiled loop evaluates
+all distinct derivatives for a whole chunk of k-points.
 """
 
 from __future__ import annotations
@@ -9,9 +9,34 @@ from __future__ import annotations
 from math import factorial
 
 import numpy as np
+from numba import njit, prange
 
 from qgtflow.errors import ModelError
-from qgtflow.models.base import Model, derivative_multi_indices
+from qgtflow.models.base import Model
+from qgtflow.models.derivatives import unique_multi_indices
+
+
+@njit(parallel=True, cache=True)
+def _evaluate(k, factor, power, coefficients, out):
+    """out[q, u] = Σ_m factor[u, m] Π_i k[q, i]^power[u, m, i] coefficients[m]."""
+    N, dim = k.shape
+    U, M = factor.shape
+    n = coefficients.shape[1]
+    for q in prange(N):
+        for u in range(U):
+            for a in range(n):
+                for b in range(n):
+                    out[q, u, a, b] = 0.0
+            for m in range(M):
+                c = factor[u, m]
+                if c == 0.0:
+                    continue
+                for i in range(dim):
+                    for _ in range(power[u, m, i]):
+                        c *= k[q, i]
+                for a in range(n):
+                    for b in range(n):
+                        out[q, u, a, b] += c * coefficients[m, a, b]
 
 
 class PolynomialModel(Model):
@@ -37,7 +62,16 @@ class PolynomialModel(Model):
             raise ModelError(f"model '{name}': no terms")
         super().__init__(name=name, dim=dim, nbands=nb, params=dict(params or {}), periodic=False, kmax=kmax)
         self.exponents = np.array(sorted(mats), dtype=np.int64).reshape(-1, dim)
-        self.coefficients = np.stack([mats[tuple(e)] for e in self.exponents]).reshape(len(self.exponents), -1)
+        self.coefficients = np.ascontiguousarray(np.stack([mats[tuple(e)] for e in self.exponents]))
+        alphas = unique_multi_indices(dim)
+        self._factor = np.zeros((len(alphas), len(self.exponents)))
+        self._power = np.zeros((len(alphas), len(self.exponents), dim), np.int64)
+        for u, alpha in enumerate(alphas):
+            counts = np.bincount(np.asarray(alpha, np.int64), minlength=dim) if alpha else np.zeros(dim, np.int64)
+            for m, expo in enumerate(self.exponents):
+                if np.all(counts <= expo):
+                    self._factor[u, m] = np.prod([factorial(e) / factorial(e - c) for e, c in zip(expo, counts)])
+                    self._power[u, m] = expo - counts
 
     def identity(self) -> dict:
         ident = super().identity()
@@ -45,39 +79,8 @@ class PolynomialModel(Model):
                           for e, c in zip(self.exponents.tolist(), self.coefficients)}
         return ident
 
-    def _monomials(self, k: np.ndarray, alpha: tuple) -> np.ndarray:
-        """Values of ∂^alpha k^e for every monomial e: shape (N, n_monomials)."""
-        counts = np.bincount(np.asarray(alpha, dtype=np.int64), minlength=self.dim) if alpha else np.zeros(self.dim, int)
-        out = np.ones((k.shape[0], len(self.exponents)))
-        for m, expo in enumerate(self.exponents):
-            coef = 1.0
-            for i in range(self.dim):
-                if counts[i] > expo[i]:
-                    coef = 0.0
-                    break
-                coef *= factorial(expo[i]) / factorial(expo[i] - counts[i])
-            if coef == 0.0:
-                out[:, m] = 0.0
-                continue
-            val = np.full(k.shape[0], coef)
-            for i in range(self.dim):
-                p = expo[i] - counts[i]
-                if p:
-                    val = val * k[:, i] ** p
-            out[:, m] = val
+    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
+        k = np.ascontiguousarray(np.asarray(k, dtype=float).reshape(-1, self.dim))
+        out = np.empty((k.shape[0], self._factor.shape[0], self.nbands, self.nbands), complex)
+        _evaluate(k, self._factor, self._power, self.coefficients, out)
         return out
-
-    def derivatives(self, k: np.ndarray, order: int = 3) -> list[np.ndarray]:
-        k = np.asarray(k, dtype=float).reshape(-1, self.dim)
-        n, d, N = self.nbands, self.dim, k.shape[0]
-        result = []
-        for o in range(order + 1):
-            out = np.empty((N,) + (d,) * o + (n, n), dtype=complex)
-            for alpha in derivative_multi_indices(d, o):
-                sorted_alpha = tuple(sorted(alpha))
-                if sorted_alpha != alpha:  # symmetric in derivative indices
-                    out[(slice(None),) + alpha] = out[(slice(None),) + sorted_alpha]
-                    continue
-                out[(slice(None),) + alpha] = (self._monomials(k, alpha) @ self.coefficients).reshape(N, n, n)
-            result.append(out)
-        return result

@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from qgtflow.errors import ModelError
-from qgtflow.models.base import Model, derivative_multi_indices
+from qgtflow.models.base import Model
+from qgtflow.models.derivatives import unique_multi_indices
 
 
 class TightBindingModel(Model):
@@ -65,22 +66,16 @@ class TightBindingModel(Model):
                               np.round(self.matrices[o].imag, 14).tolist()] for o in order]
         return ident
 
-    def derivatives(self, k: np.ndarray, order: int = 3) -> list[np.ndarray]:
+    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
-        n, d, N = self.nbands, self.dim, k.shape[0]
+        n, N = self.nbands, k.shape[0]
         phases = np.exp(1j * (k @ self.displacements.T))  # (N, n_d)
         idisp = 1j * self.displacements  # (n_d, dim)
-        result = []
-        for o in range(order + 1):
-            out = np.empty((N,) + (d,) * o + (n, n), dtype=complex)
-            for alpha in derivative_multi_indices(d, o):
-                sorted_alpha = tuple(sorted(alpha))
-                if sorted_alpha != alpha:
-                    out[(slice(None),) + alpha] = out[(slice(None),) + sorted_alpha]
-                    continue
-                factor = np.ones(len(self.displacements), complex)
-                for a in alpha:
-                    factor = factor * idisp[:, a]
-                out[(slice(None),) + alpha] = ((phases * factor) @ self.matrices).reshape(N, n, n)
-            result.append(out)
-        return result
+        alphas = unique_multi_indices(self.dim)
+        out = np.empty((N, len(alphas), n, n), complex)
+        for u, alpha in enumerate(alphas):
+            factor = np.ones(len(self.displacements), complex)
+            for a in alpha:
+                factor = factor * idisp[:, a]
+            out[:, u] = (phases @ (factor[:, None] * self.matrices)).reshape(N, n, n)
+        return out
