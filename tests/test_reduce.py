@@ -111,7 +111,7 @@ def test_histogram_reduction_matches_direct_fermi_sum():
     energy = rng.uniform(-1, 1, (5000, 3))
     Q = rng.normal(size=(5000, 3, 2))
     w = rng.uniform(0.5, 1.5, 5000)
-    mu, kT = np.linspace(-0.5, 0.5, 7), np.array([0.01, 0.05, 0.2])
+    mu, kT = np.linspace(-0.5, 0.5, 7), np.array([0.01, 0.05, 0.2, 0.9])  # 0.9: bins merged 64x
     bins = EnergyBins(mu, kT, bins_per_kT=6)
     m, u = bins.empty(2)
     accumulate(energy, w, Q, bins.lo, bins.width, m, u)

@@ -41,7 +41,7 @@ def local_cluster(n_workers: int | None = None):
     n = worker_count(n_workers)
     env = {var: "1" for var in _THREAD_VARS}
     env["NUMBA_CACHE_DIR"] = os.environ.get("NUMBA_CACHE_DIR", "")
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.WARNING, env={k: v for k, v in env.items() if v})
     client = Client(cluster)
     try:

@@ -57,11 +57,12 @@ def provenance_attrs(study, stage: str, extra: dict | None = None) -> dict:
     return attrs
 
 
-def write_template(ds: xr.Dataset, path: str | Path, chunk_size: int, n_chunks: int) -> None:
+def write_template(ds: xr.Dataset, path: str | Path, chunk_size: int, n_chunks: int, compress: bool = True) -> None:
     """Write metadata (and small coordinate data) of ``ds`` with kpoint-chunked lazy variables.
 
     ``ds`` holds dask-backed variables (only their shape/dtype/attrs matter) chunked along
     ``kpoint`` by ``chunk_size``. A ``chunk_done`` marker array (one zarr chunk per k-chunk) is added.
+    ``compress=False`` stores float fields raw (noise-like doubles barely compress; saves CPU).
     """
     ds = ds.copy()
     ds["chunk_done"] = xr.DataArray(np.zeros(n_chunks, np.int8), dims="chunk",
@@ -74,6 +75,8 @@ def write_template(ds: xr.Dataset, path: str | Path, chunk_size: int, n_chunks: 
             encoding[name]["chunks"] = tuple(chunk_size if d == "kpoint" else s for d, s in zip(var.dims, var.shape))
         if var.dtype.kind == "f":
             encoding[name]["fill_value"] = np.nan
+            if not compress:
+                encoding[name]["compressors"] = None
     path = Path(path)
     if path.exists():
         shutil.rmtree(path)

@@ -204,18 +204,23 @@ def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
 
 @njit(cache=True)
 def _avg2(grp, F):
+    """Replace every band's entries by the average over its degenerate group (in place)."""
     n = F.shape[0]
-    G = F.copy()
-    for i in range(n):
-        cnt = 0
-        for j in range(n):
-            if grp[j] == grp[i]:
-                cnt += 1
-        for j in range(n):
-            if j != i and grp[j] == grp[i]:
-                G[i] += F[j]
-        G[i] /= cnt
-    F[...] = G
+    flat = F.reshape(n, -1)
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and grp[stop] == grp[start]:
+            stop += 1
+        if stop - start > 1:
+            for j in range(flat.shape[1]):
+                acc = 0.0
+                for i in range(start, stop):
+                    acc += flat[i, j]
+                acc /= stop - start
+                for i in range(start, stop):
+                    flat[i, j] = acc
+        start = stop
 
 
 @njit(cache=True)

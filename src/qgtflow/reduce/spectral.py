@@ -7,8 +7,9 @@ c_b, the moments S_q[b] = Σ w Q (ε − c_b)^q / q! are accumulated for q = 0..
     I = Σ_b Σ_q S_q[b] f^{(p+q)}(c_b)   (Taylor expansion of f inside each bin, error O((δ/kT)^Q)),
 
 plus, for p = 0, the exactly occupied states below the window (f = 1 to e^{-40}).
-Cost: O(N_k n_bands n_comp Q) for the pass, O(n_μ n_T n_window n_comp Q) for the contraction —
-linear in k-points and nearly independent of how many (μ, T) pairs are asked for.
+Cost: O(N_k n_bands n_comp Q) for the pass, O(n_μ n_T n_bins(T) n_comp Q) for the contraction
+(bins merged exactly to ~k_BT/6 per temperature) — linear in k-points and nearly independent
+of how many (μ, T) pairs are asked for.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class EnergyBins:
             log.warning("energy histogram capped at %d bins: bin width %.3g = %.3g kT_min", n, width,
                         width / float(np.min(kT)))
         self.width = width
+        self.bins_per_kT = bins_per_kT
         self.n_bins = max(n, 1)
         self.n_moments = n_moments
 
@@ -83,25 +85,48 @@ def accumulate(energy, weight, Q, lo, width, moments, underflow):
                     moments[b, q, c] += xpow[q] * v
 
 
+def merge_bins(moments: np.ndarray, centres: np.ndarray, width: float, factor: int):
+    """Merge groups of ``factor`` adjacent bins exactly, re-centring the moments.
+
+    With x' = x + (c − c'), S'_q = Σ_{j≤q} S_j (c − c')^{q−j}/(q−j)! (binomial shift of x^q/q!).
+    """
+    if factor == 1:
+        return moments, centres
+    n_bins, nq, nc = moments.shape
+    pad = (-n_bins) % factor
+    if pad:
+        moments = np.concatenate([moments, np.zeros((pad, nq, nc))])
+        centres = np.concatenate([centres, centres[-1] + width * np.arange(1, pad + 1)])
+    groups = moments.reshape(-1, factor, nq, nc)
+    new_centres = centres.reshape(-1, factor).mean(axis=1)
+    shift = centres.reshape(-1, factor) - new_centres[:, None]  # c − c' for each member bin
+    merged = np.zeros((groups.shape[0], nq, nc))
+    for q in range(nq):
+        for j in range(q + 1):
+            coef = shift ** (q - j) / math.factorial(q - j)  # (G, factor)
+            merged[:, q] += np.einsum("gf,gfc->gc", coef, groups[:, :, j])
+    return merged, new_centres
+
+
 def contract(bins: EnergyBins, moments: np.ndarray, underflow: np.ndarray, mu: np.ndarray, kT: np.ndarray,
              order: int) -> np.ndarray:
-    """I[μ, T, comp] = Σ_b Σ_q S_q[b] f^{(order+q)}(c_b; μ, T) (+ underflow for order 0)."""
-    centres = bins.centres
+    """I[μ, T, comp] = Σ_b Σ_q S_q[b] f^{(order+q)}(c_b; μ, T) (+ underflow for order 0).
+
+    For each T the fine bins are first merged (exactly) to a width ≤ k_BT / bins_per_kT of that
+    T, so high temperatures cost no more than low ones; then one matrix product per moment.
+    """
     nq = moments.shape[1]
     out = np.zeros((mu.size, kT.size, moments.shape[2]))
-    cumulative = np.cumsum(moments[:, 0, :], axis=0) if order == 0 else None
     for t, kt in enumerate(kT):
-        half = int(math.ceil(WINDOW_KT * kt / bins.width)) + 1
-        for m, mu_val in enumerate(mu):
-            centre_bin = int((mu_val - bins.lo) / bins.width)
-            b0, b1 = max(0, centre_bin - half), min(bins.n_bins, centre_bin + half + 1)
-            acc = np.zeros(moments.shape[2])
-            for q in range(nq if b1 > b0 else 0):
-                fq = fermi_derivative(centres[b0:b1], mu_val, kt, order + q)
-                acc += fq @ moments[b0:b1, q, :]
-            if order == 0:
-                acc += underflow
-                if b0 > 0:
-                    acc += cumulative[min(b0, bins.n_bins) - 1]
-            out[m, t] = acc
+        factor = 1
+        while factor * 2 * bins.width <= kt / bins.bins_per_kT and factor < bins.n_bins:
+            factor *= 2
+        merged, centres = merge_bins(moments, bins.centres, bins.width, factor)
+        acc = np.zeros((mu.size, moments.shape[2]))
+        for q in range(nq):
+            fq = fermi_derivative(centres[None, :], mu[:, None], kt, order + q)  # (n_mu, n_bins)
+            acc += fq @ merged[:, q, :]
+        if order == 0:
+            acc += underflow
+        out[:, t] = acc
     return out

@@ -78,7 +78,7 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
             return 0
         log.info("geometry %s: resuming, %d of %d chunks already done", study.name, int(done.sum()), n_chunks)
     else:
-        io.write_template(_template(study, kg, fp), out, chunk, n_chunks)
+        io.write_template(_template(study, kg, fp), out, chunk, n_chunks, compress=False)
         done = np.zeros(n_chunks, bool)
     todo = [i for i in range(n_chunks) if not done[i]]
     # compile (or load from cache) the kernels once here so workers only load the cache

@@ -1,0 +1,134 @@
+"""Throughput of the geometry and reduce stages, beside bare batched numpy.linalg.eigh.
+
+Prints k-points per second per core and *ratios measured in the same run* (absolute times on
+shared machines are noise); then peak memory of the geometry stage versus grid size, each grid
+in a fresh process. Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_stages.py``.
+Options: ``--points N`` (k-points per timing, default 2**17), ``--quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+MODELS = [("massive_dirac", {}, "2-band k·p"), ("haldane", {"mass": 0.2}, "2-band tight-binding"),
+          ("pt_toy_4band", {"t": 0.5}, "4-band k·p (degenerate)")]
+
+
+def best_of(fn, reps):
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def bench_kernels(n_points: int, reps: int):
+    from qgtflow.geometry.fields import fields_from_unique
+    from qgtflow.models import build_model
+
+    print(f"\n== geometry kernels, one thread, {n_points} k-points (best of {reps}) ==")
+    print(f"{'model':<32}{'eigh k/s':>12}{'H+dH k/s':>12}{'fields k/s':>12}{'geometry k/s':>14}{'geometry/eigh':>15}")
+    rows = []
+    for name, params, label in MODELS:
+        model = build_model(name, params)
+        lo, hi = (-0.5, 0.5) if model.periodic else (-1.0, 1.0)
+        frac = np.random.default_rng(0).uniform(lo, hi, (n_points, model.dim))
+        k = frac @ model.reciprocal_vectors if model.periodic else frac
+        fields_from_unique(model.unique_derivatives(k[:8]), model.dim, n_threads=1)  # compile / load cache
+        Hu = model.unique_derivatives(k)
+        H = np.ascontiguousarray(Hu[:, 0])
+        t_eigh = best_of(lambda: np.linalg.eigh(H), reps)
+        t_ham = best_of(lambda: model.unique_derivatives(k), reps)
+        t_fields = best_of(lambda: fields_from_unique(Hu, model.dim, n_threads=1), reps)
+        t_geo = t_ham + t_fields
+        rows.append({"model": name, "eigh_kps": n_points / t_eigh, "geometry_kps": n_points / t_geo,
+                     "time_ratio_geometry_over_eigh": t_geo / t_eigh})
+        print(f"{name + ' (' + label + ')':<32}{n_points / t_eigh:12.3g}{n_points / t_ham:12.3g}"
+              f"{n_points / t_fields:12.3g}{n_points / t_geo:14.3g}{t_geo / t_eigh:15.2f}")
+    print("(geometry = all ten fields incl. exact ∂Ω, ∂g, ∂𝒢 and ∂³ε; eigh = eigenvalues+vectors only)")
+    print("reference: WannierBerri loops over k in Python, a few 10³ k/s per core on 2-band models")
+    return rows
+
+
+def bench_stages(size: int, workers: int):
+    import qgtflow  # noqa: F401
+    from qgtflow.cluster import local_cluster
+    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
+    from qgtflow.study import load_study
+
+    print(f"\n== stages through zarr on a Dask LocalCluster ({workers} workers), {size}x{size} grid ==")
+    study = load_study({"name": "bench", "model": {"name": "pt_toy_4band", "params": {"t": 0.5}},
+                        "kgrid": {"sizes": [size], "kmax": 1.2},
+                        "mu": {"start": 0.0, "stop": 0.5, "num": 100}, "temperature": [5.0, 10.0, 30.0, 100.0, 300.0],
+                        "responses": ["sigma_qm", "sigma_qm_variant", "sigma_bcd", "sigma_nonlinear_drude",
+                                      "sigma_drude", "berry_curvature_dipole"]})
+    with tempfile.TemporaryDirectory() as tmp, local_cluster(workers) as client:
+        kg, geo = os.path.join(tmp, "kgrid.zarr"), os.path.join(tmp, "geometry.zarr")
+        kgrid_stage.run(study, size, kg)
+        t0 = time.perf_counter()
+        geometry_stage.run(study, kg, geo, client=client)
+        t_geo = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        reduce_stage.run(study, geo, os.path.join(tmp, "responses.zarr"), client=client)
+        t_red = time.perf_counter() - t0
+    n = size * size
+    print(f"geometry stage: {n / t_geo:.3g} k/s total ({n / t_geo / workers:.3g} per worker), incl. zarr writes")
+    print(f"reduce stage (100 mu x 5 T, 6 responses): {n / t_red:.3g} k/s; reduce/geometry time = {t_red / t_geo:.2f}")
+    return {"geometry_kps": n / t_geo, "reduce_kps": n / t_red, "reduce_over_geometry": t_red / t_geo}
+
+
+PEAK_SCRIPT = """
+import os, resource, sys, tempfile
+from qgtflow.study import load_study
+from qgtflow.stages import geometry_stage, kgrid_stage
+size = int(sys.argv[1])
+study = load_study({"name": "mem", "model": {"name": "pt_toy_4band"}, "kgrid": {"sizes": [size], "kmax": 1.2},
+                    "mu": [0.2], "temperature": [10.0], "responses": ["sigma_qm"]})
+with tempfile.TemporaryDirectory() as tmp:
+    kgrid_stage.run(study, size, tmp + "/k.zarr")
+    geometry_stage.run(study, tmp + "/k.zarr", tmp + "/g.zarr", n_workers=0)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+
+
+def bench_memory(sizes):
+    print("\n== peak memory of the geometry stage vs grid size (fresh process each, 4-band model) ==")
+    out = []
+    for size in sizes:
+        res = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(size)], capture_output=True, text=True, check=True)
+        peak = float(res.stdout.strip().splitlines()[-1])
+        out.append({"grid": f"{size}x{size}", "k_points": size * size, "peak_MiB": peak})
+        print(f"{size:>5}x{size:<5} {size * size:>10} k-points   peak RSS {peak:8.0f} MiB")
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--points", type=int, default=1 << 17)
+    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    parser.add_argument("--json", help="also write the figures to this JSON file")
+    args = parser.parse_args()
+    reps = 2 if args.quick else 3
+    result = {"kernels": bench_kernels(args.points if not args.quick else 1 << 14, reps)}
+    result["stages"] = bench_stages(128 if args.quick else 512, 2)
+    result["memory"] = bench_memory([64, 128] if args.quick else [128, 256, 512, 1024])
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(result, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
