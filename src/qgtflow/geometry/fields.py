@@ -61,14 +61,15 @@ def field_units(spec: FieldSpec, units) -> str:
 
 
 def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gauge_seed: int = -1,
-                   n_threads: int | None = None) -> dict[str, np.ndarray]:
+                   n_threads: int | None = None, closed_form: bool = True) -> dict[str, np.ndarray]:
     """All geometry fields of ``model`` at k-points ``k`` (N, dim), as {name: array (N, ...)}.
 
     ``gauge_seed`` ≥ 0 rotates eigenvectors by random unitaries inside degenerate groups
     (random phases for simple bands) — a test hook for gauge invariance.
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
-    return fields_from_unique(model.unique_derivatives(k), model.dim, degeneracy_threshold, gauge_seed, n_threads)
+    return fields_from_unique(model.unique_derivatives(k), model.dim, degeneracy_threshold, gauge_seed, n_threads,
+                              closed_form)
 
 
 def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
@@ -76,7 +77,7 @@ def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_se
     return fields_from_unique(compact(H, dH, d2H, d3H), dH.shape[1], degeneracy_threshold, gauge_seed, n_threads)
 
 
-def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
+def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, closed_form=True):
     """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`)."""
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
@@ -100,6 +101,7 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
     n_blocks = max(1, min(N, 4 * threads))
     i1, i2, i3 = index_maps(d)
     geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, float(degeneracy_threshold), int(gauge_seed), n_blocks,
+                   bool(closed_form),
                    out["energy"], out["velocity"], out["inverse_mass"], out["energy_third_derivative"],
                    out["berry_curvature"], out["quantum_metric"], out["bcp"],
                    out["berry_curvature_dipole_density"], out["quantum_metric_dipole_density"],

@@ -23,6 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from qgtflow.geometry.eigh import eigh_small
+from qgtflow.geometry.two_band import two_band_one_k
 
 
 @njit(cache=True)
@@ -243,13 +244,15 @@ def _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmet
 
 
 @njit(parallel=True, cache=True)
-def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks,
+def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks, closed_form,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
     """Fill the per-k, per-band field arrays for a whole chunk (parallel over blocks of k).
 
     Hu (N, U, n, n): H and its distinct derivatives (slot maps i1, i2, i3; see
     ``models/derivatives.py``). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
     metric/bcp (N,n,d,d), third/dcurv/dmetric/dbcp (N,n,d,d,d) with the derivative index last.
+    ``closed_form``: two-band models use the d-vector formulas of ``two_band.py`` (the generic
+    sum over states where the bands touch, and whenever a gauge test hook is active).
     """
     N = Hu.shape[0]
     n_slots = Hu.shape[1]
@@ -268,7 +271,17 @@ def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks,
         DV = np.empty((d, d, n, n), np.complex128)
         tmpd = np.empty((n, d))
         scratch = np.empty((n, n), np.complex128)
+        D = np.empty((n_slots, 4))
+        r1 = np.empty(d)
+        r2 = np.empty((d, d))
+        g2 = np.empty((d, d))
+        om2 = np.empty((d, d))
         for kk in range(blk * per, min(N, (blk + 1) * per)):
+            if closed_form and n == 2 and gauge_seed < 0:
+                if two_band_one_k(Hu[kk], i1, i2, i3, D, r1, r2, g2, om2, energy[kk], velocity[kk],
+                                  inverse_mass[kk], third[kk], curvature[kk], metric[kk], bcp[kk],
+                                  dcurv[kk], dmetric[kk], dbcp[kk], thresh):
+                    continue
             _geometry_one_k(Hu[kk], i1, i2, i3, n_full, thresh, gauge_seed,
                             E, U, grp, R, inv, DV, tmpd, scratch,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
