@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from qgtflow.geometry.eigh import eigh_small
+from qgtflow.geometry.eigh import eigh_small_ws
 from qgtflow.geometry.two_band import two_band_one_k
 
 
@@ -101,12 +101,12 @@ def _rotate_diag_into(U, M, out):
 
 @njit(cache=True)
 def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
-                    E, U, grp, R, inv, DV, tmpd, scratch,
+                    E, U, grp, R, inv, DV, tmpd, scratch, work,
                     energy, velocity, inverse_mass, third, curvature, metric, bcp,
                     dcurv, dmetric, dbcp):
     n = Hu.shape[1]
     d = i1.shape[0]
-    eigh_small(Hu[0], E, U)
+    eigh_small_ws(Hu[0], E, U, work)
     ngroups = _groups(E, thresh, grp)
     if gauge_seed >= 0:
         _random_gauge(U, grp, ngroups, 0)
@@ -271,6 +271,7 @@ def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks, closed_form,
         DV = np.empty((d, d, n, n), np.complex128)
         tmpd = np.empty((n, d))
         scratch = np.empty((n, n), np.complex128)
+        work = np.empty((n, n), np.complex128)
         D = np.empty((n_slots, 4))
         r1 = np.empty(d)
         r2 = np.empty((d, d))
@@ -283,6 +284,6 @@ def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks, closed_form,
                                   dcurv[kk], dmetric[kk], dbcp[kk], thresh):
                     continue
             _geometry_one_k(Hu[kk], i1, i2, i3, n_full, thresh, gauge_seed,
-                            E, U, grp, R, inv, DV, tmpd, scratch,
+                            E, U, grp, R, inv, DV, tmpd, scratch, work,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
                             metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])
