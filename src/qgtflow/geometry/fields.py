@@ -100,7 +100,8 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
     threads = n_threads or numba.get_num_threads()
     n_blocks = max(1, min(N, 4 * threads))
     i1, i2, i3 = index_maps(d)
-    geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, float(degeneracy_threshold), int(gauge_seed), n_blocks,
+    active = np.array([bool(np.any(Hu[:, u])) for u in range(Hu.shape[1])])
+    geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, active, float(degeneracy_threshold), int(gauge_seed), n_blocks,
                    bool(closed_form),
                    out["energy"], out["velocity"], out["inverse_mass"], out["energy_third_derivative"],
                    out["berry_curvature"], out["quantum_metric"], out["bcp"],

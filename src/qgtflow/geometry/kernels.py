@@ -26,7 +26,7 @@ from qgtflow.geometry.eigh import eigh_small_ws
 from qgtflow.geometry.two_band import two_band_one_k
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _groups(E, thresh, group):
     """Label consecutive (sorted) eigenvalues closer than ``thresh`` with a common group id."""
     n = E.shape[0]
@@ -39,7 +39,7 @@ def _groups(E, thresh, group):
     return g + 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _random_gauge(U, group, ngroups, scratch_rng):
     """Multiply eigenvectors by a random unitary inside every degenerate group (test hook)."""
     n = U.shape[0]
@@ -67,7 +67,7 @@ def _random_gauge(U, group, ngroups, scratch_rng):
                 U[r, idx[j]] = sub[r, j]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rotate(U, M, out, tmp):
     """out = U† M U for one n×n matrix (tmp: n×n scratch)."""
     n = U.shape[0]
@@ -78,14 +78,16 @@ def _rotate(U, M, out, tmp):
                 acc += M[i, l] * U[l, j]
             tmp[i, j] = acc
     for i in range(n):
-        for j in range(n):
+        for j in range(i, n):  # Hermitian result: upper triangle, mirror the lower
             acc = 0j
             for l in range(n):
                 acc += np.conj(U[l, i]) * tmp[l, j]
             out[i, j] = acc
+            if j != i:
+                out[j, i] = np.conj(acc)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _rotate_diag_into(U, M, out):
     """out[i, i] = (U† M U)_ii (off-diagonal entries untouched)."""
     n = U.shape[0]
@@ -99,8 +101,8 @@ def _rotate_diag_into(U, M, out):
         out[i, i] = acc
 
 
-@njit(cache=True)
-def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
+@njit(cache=True, error_model="numpy")
+def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
                     E, U, grp, R, inv, DV, tmpd, scratch, work,
                     energy, velocity, inverse_mass, third, curvature, metric, bcp,
                     dcurv, dmetric, dbcp):
@@ -113,6 +115,8 @@ def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
     # rotate the distinct derivatives into the eigenbasis: full matrices up to second order,
     # diagonals only for third order
     for u in range(1, Hu.shape[0]):
+        if not active[u]:  # slot zero on the whole chunk: R[u] stays zero
+            continue
         if u < n_full:
             _rotate(U, Hu[u], R[u], scratch)
         else:
@@ -154,7 +158,7 @@ def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
             velocity[i, a] = s / cnt
     for i in range(n):
         for a in range(d):
-            for b in range(d):
+            for b in range(a, d):  # every tensor is (anti)symmetric in (a, b): fill b < a by mirror
                 t_re = 0.0
                 t_im = 0.0
                 g_bcp = 0.0
@@ -169,9 +173,13 @@ def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
                     g_bcp += 2.0 * p.real * x * x * x
                     m2 += 2.0 * p.real * x
                 metric[i, a, b] = t_re
+                metric[i, b, a] = t_re
                 curvature[i, a, b] = -2.0 * t_im
+                curvature[i, b, a] = 2.0 * t_im
                 bcp[i, a, b] = g_bcp
+                bcp[i, b, a] = g_bcp
                 inverse_mass[i, a, b] = m2
+                inverse_mass[i, b, a] = m2
                 for c in range(d):
                     # ∂_c of W^{ab}_nn (group trace)
                     m3 = R[i3[a, b, c], i, i].real
@@ -197,13 +205,17 @@ def _geometry_one_k(Hu, i1, i2, i3, n_full, thresh, gauge_seed,
                         # ∂_c [2 Re p / ε]
                         m3 += 2.0 * (dp.real * x - p.real * dE * x * x)
                     dmetric[i, a, b, c] = dT_re
+                    dmetric[i, b, a, c] = dT_re
                     dcurv[i, a, b, c] = -2.0 * dT_im
+                    dcurv[i, b, a, c] = 2.0 * dT_im
                     dbcp[i, a, b, c] = dG
+                    dbcp[i, b, a, c] = dG
                     third[i, a, b, c] = m3
+                    third[i, b, a, c] = m3
     _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _avg2(grp, F):
     """Replace every band's entries by the average over its degenerate group (in place)."""
     n = F.shape[0]
@@ -224,7 +236,7 @@ def _avg2(grp, F):
         start = stop
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
     n = grp.shape[0]
     degenerate = False
@@ -243,14 +255,15 @@ def _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmet
     _avg2(grp, dbcp)
 
 
-@njit(parallel=True, cache=True)
-def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks, closed_form,
+@njit(parallel=True, cache=True, error_model="numpy")
+def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, closed_form,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
     """Fill the per-k, per-band field arrays for a whole chunk (parallel over blocks of k).
 
     Hu (N, U, n, n): H and its distinct derivatives (slot maps i1, i2, i3; see
     ``models/derivatives.py``). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
     metric/bcp (N,n,d,d), third/dcurv/dmetric/dbcp (N,n,d,d,d) with the derivative index last.
+    ``active[u]`` is False for slots that vanish on the whole chunk (their rotation is skipped).
     ``closed_form``: two-band models use the d-vector formulas of ``two_band.py`` (the generic
     sum over states where the bands touch, and whenever a gauge test hook is active).
     """
@@ -283,7 +296,7 @@ def geometry_chunk(Hu, i1, i2, i3, thresh, gauge_seed, n_blocks, closed_form,
                                   inverse_mass[kk], third[kk], curvature[kk], metric[kk], bcp[kk],
                                   dcurv[kk], dmetric[kk], dbcp[kk], thresh):
                     continue
-            _geometry_one_k(Hu[kk], i1, i2, i3, n_full, thresh, gauge_seed,
+            _geometry_one_k(Hu[kk], i1, i2, i3, active, n_full, thresh, gauge_seed,
                             E, U, grp, R, inv, DV, tmpd, scratch, work,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
                             metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])

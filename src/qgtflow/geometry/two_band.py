@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _pauli_components(M, out):
     """out[0..3] = ½ Tr(σ_μ M) for μ = 0, x, y, z (real parts; M Hermitian)."""
     out[0] = 0.5 * (M[0, 0].real + M[1, 1].real)
@@ -24,19 +24,19 @@ def _pauli_components(M, out):
     out[3] = 0.5 * (M[0, 0].real - M[1, 1].real)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _dot(a, b):
     return a[1] * b[1] + a[2] * b[2] + a[3] * b[3]
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _triple(a, b, c):
     """a·(b × c) on the vector parts (indices 1..3)."""
     return (a[1] * (b[2] * c[3] - b[3] * c[2]) + a[2] * (b[3] * c[1] - b[1] * c[3])
             + a[3] * (b[1] * c[2] - b[2] * c[1]))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def two_band_one_k(Hu, i1, i2, i3, D, r1, r2, g, om,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp, thresh):
     """Fill one k-point; returns False (fields untouched) if the bands are degenerate within ``thresh``."""
