@@ -1,0 +1,30 @@
+# qgtflow workflow: band quantum geometry -> converged nonlinear response tensors.
+#
+#   kgrid -> geometry -> reduce   (per study and grid size)
+#         -> convergence          (per study, over its grid sizes)
+#         -> report               ({results_dir}/report/index.html)
+#
+# Run: `qgtflow run` (local) or `qgtflow run --slurm` (see slurm/README.md);
+# plain Snakemake: `snakemake --cores all [--configfile config/test.yaml]`.
+# A `--configfile` given on the command line replaces config/config.yaml (it is not merged into it).
+
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/kgrid.smk"
+include: "workflow/rules/geometry.smk"
+include: "workflow/rules/reduce.smk"
+include: "workflow/rules/convergence.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        report_html(),
+        convergence_tables(),
+    default_target: True
+    localrule: True

@@ -1,0 +1,293 @@
+# Shared helpers of the rules: config validation (once, at parse time), result paths, the
+# config slices each rule takes as params, and source hashes of the qgtflow code each stage runs.
+
+import ast
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+import qgtflow as _qgtflow
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+def _fail(message):
+    """Print a user error as one clean line and stop before any job runs (exit code 2)."""
+    print(f"qgtflow: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+# ---------------------------------------------------------------- config validation
+
+_EXPECT = {
+    "type": lambda s: f"a value of type {s}",
+    "minimum": lambda s: f"a number >= {s}",
+    "exclusiveMinimum": lambda s: f"a number > {s}",
+    "maximum": lambda s: f"a number <= {s}",
+    "enum": lambda s: f"one of {s}",
+    "minItems": lambda s: f"at least {s} item(s)",
+    "maxItems": lambda s: f"at most {s} item(s)",
+    "minProperties": lambda s: f"at least {s} entr{'y' if s == 1 else 'ies'}",
+    "minLength": lambda s: f"a string of at least {s} character(s)",
+    "uniqueItems": lambda s: "no duplicate items",
+    "pattern": lambda s: f"a string matching {s}",
+}
+
+
+def _key_of(path):
+    key = ""
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "<config>"
+
+
+def _describe_form(schema):
+    """Short text for one alternative of a oneOf."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return f"one of {schema['enum']}"
+    if kind == "array":
+        item = schema.get("items", {}).get("type", "value")
+        return f"a list of {item}s"
+    if kind == "object":
+        keys = schema.get("required") or sorted(schema.get("properties", {}))
+        return f"a mapping with keys {keys}"
+    if kind == "null":
+        return "null"
+    bounds = [f">= {schema['minimum']}"] if "minimum" in schema else []
+    bounds += [f"> {schema['exclusiveMinimum']}"] if "exclusiveMinimum" in schema else []
+    return f"a{'n' if str(kind)[0] in 'aeiou' else ''} {kind}" + (f" {' '.join(bounds)}" if bounds else "")
+
+
+def _schema_error_message(err):
+    """One line naming the key, the value found and what was expected, from a jsonschema error."""
+    from qgtflow.errors import ConfigError
+
+    # a oneOf failure: report the sub-error below the failing key, or of the alternative whose
+    # type matched (its constraint failed); else list the alternatives
+    if err.context:
+        deeper = [e for e in err.context if len(e.absolute_path) > len(err.absolute_path)]
+        matched = [e for e in err.context if e.validator != "type"]
+        if deeper or matched:
+            err = max(deeper or matched, key=lambda e: (len(e.absolute_path), -len(e.message)))
+    key = _key_of(err.absolute_path)
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    desc = schema.get("description", "")
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        name = f"{key}.{extra[0]}" if key != "<config>" else extra[0]
+        return str(ConfigError(name, err.instance[extra[0]], f"one of the known keys {allowed}"))
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        name = f"{key}.{missing}" if key != "<config>" else missing
+        sub = schema.get("properties", {}).get(missing, {})
+        return str(ConfigError(name, None, "a value (required)" + (f": {sub['description']}" if "description" in sub else "")))
+    if err.validator == "propertyNames":
+        return str(ConfigError(key, err.instance, f"names matching {err.validator_value}"))
+    if err.validator in _EXPECT:
+        expected = _EXPECT[err.validator](err.validator_value)
+    elif err.validator == "oneOf":
+        expected = "one of: " + " | ".join(_describe_form(sub) for sub in err.validator_value)
+    else:
+        expected = err.message
+    return str(ConfigError(key, err.instance, expected + (f" ({desc.strip()})" if desc else "")))
+
+
+def validate_config(config):
+    """Validate the whole config once: schema (fills top-level defaults), then each study's
+    semantics via qgtflow.study.load_study (fills the study defaults), then the report figures.
+    Replaces each study's slice by the validated one, so params are deterministic plain builtins.
+    Any user error stops the workflow with one line naming key, value and expectation."""
+    from qgtflow.errors import QgtflowError
+    from qgtflow.study import load_study
+
+    try:
+        validate(config, "../schemas/config.schema.yaml")
+    except WorkflowError as exc:
+        cause = exc.__context__
+        if cause is not None and hasattr(cause, "absolute_path"):
+            _fail(_schema_error_message(cause))
+        raise
+    try:
+        for name in list(config["studies"]):
+            config["studies"][name] = load_study(config["studies"][name], name=name).config
+    except QgtflowError as exc:
+        _fail(str(exc))
+    names = set()
+    for n, fig in enumerate(config["report"]["figures"]):
+        key = f"report.figures[{n}]"
+        if fig["name"] in names:
+            _fail(f"config key '{key}.name': got {fig['name']!r}; expected a name not used by another figure")
+        names.add(fig["name"])
+        for study in fig["studies"]:
+            if study not in config["studies"]:
+                _fail(f"config key '{key}.studies': got {study!r}; expected one of the studies "
+                      f"{sorted(config['studies'])}")
+            if fig["response"] not in config["studies"][study]["responses"]:
+                _fail(f"config key '{key}.response': got {fig['response']!r}; expected a response computed by "
+                      f"study {study!r} (its responses: {config['studies'][study]['responses']})")
+
+
+validate_config(config)
+
+STUDIES = list(config["studies"])
+RESULTS = os.path.normpath(config["results_dir"])
+
+
+wildcard_constraints:
+    study="|".join(re.escape(s) for s in STUDIES),
+    size=r"\d+",
+
+
+# ---------------------------------------------------------------- paths
+
+
+def res(*parts):
+    """A path under the results directory (parts may hold {wildcards})."""
+    return "/".join([RESULTS, *parts])
+
+
+def rule_log(rule_name, stem="{study}_n{size}"):
+    return res("logs", rule_name, f"{stem}.log")
+
+
+def rule_benchmark(rule_name, stem="{study}_n{size}"):
+    return res("benchmarks", rule_name, f"{stem}.tsv")
+
+
+def response_stores(wildcards):
+    """The responses.zarr store of every grid size of one study."""
+    sizes = config["studies"][wildcards.study]["kgrid"]["sizes"]
+    return [res(wildcards.study, f"n{size}", "responses.zarr") for size in sizes]
+
+
+def all_response_stores():
+    return [res(s, f"n{size}", "responses.zarr") for s in STUDIES for size in config["studies"][s]["kgrid"]["sizes"]]
+
+
+def convergence_tables():
+    return [res(s, "convergence", "convergence.csv") for s in STUDIES]
+
+
+def report_html():
+    return res("report", "index.html")
+
+
+# ---------------------------------------------------------------- params: config slices
+
+
+def canonical(value):
+    """Plain builtins with dict keys sorted: Snakemake's params fingerprint depends on key order,
+    and the order of keys in a config file must not trigger reruns."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def study_slice(*keys):
+    """Params function: the named sections of the wildcard study's (validated) config, canonical.
+
+    `kgrid` is passed without `sizes` (the size is a wildcard), so adding a grid size
+    does not rerun the existing ones."""
+
+    def get(wildcards):
+        cfg = config["studies"][wildcards.study]
+        out = {}
+        for key in keys:
+            value = cfg.get(key)
+            if key == "kgrid":
+                value = {k: v for k, v in value.items() if k != "sizes"}
+            out[key] = value
+        return canonical(out)
+
+    return get
+
+
+def study_sizes(wildcards):
+    return list(config["studies"][wildcards.study]["kgrid"]["sizes"])
+
+
+# ---------------------------------------------------------------- params: source hashes
+
+PKG_DIR = Path(_qgtflow.__file__).resolve().parent
+
+
+def _module_file(name):
+    parts = name.split(".")[1:]
+    base = PKG_DIR.joinpath(*parts)
+    for cand in (base / "__init__.py", base.with_suffix(".py") if parts else None):
+        if cand is not None and cand.is_file():
+            return cand
+    return None
+
+
+def _imported_names(path, modname):
+    """Every module name `path` imports: at any depth in a module (lazy imports inside functions
+    count: they run when the stage calls them), at top level only in a package's __init__ (it runs
+    on import of any submodule; its functions, e.g. the qgtflow.evaluate facade, do not)."""
+    is_pkg = path.name == "__init__.py"
+    tree = ast.parse(path.read_text(), filename=str(path))
+    for node in tree.body if is_pkg else ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = modname.split(".") if is_pkg else modname.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            yield mod
+            for alias in node.names:
+                yield f"{mod}.{alias.name}"
+
+
+def _closure(roots, exclude=()):
+    """Files of the qgtflow modules reachable by imports from `roots` (parent packages included),
+    leaving out the modules under the `exclude` prefixes."""
+    seen, files, todo = set(), {}, list(roots)
+    while todo:
+        name = todo.pop()
+        if name in seen or not (name == "qgtflow" or name.startswith("qgtflow.")):
+            continue
+        if any(name == e or name.startswith(f"{e}.") for e in exclude):
+            continue
+        seen.add(name)
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+        path = _module_file(name)
+        if path is not None:
+            files[path] = name
+            todo.extend(_imported_names(path, name))
+    return files
+
+
+def source_hash(*roots, exclude=()):
+    """Hash of the source of the qgtflow modules the given modules import (transitively), plus the
+    package's schemas: a param, so editing that code reruns the stage (Snakemake does not see
+    edits to an installed package by itself)."""
+    files = sorted(_closure(roots, exclude)) + sorted(PKG_DIR.glob("schemas/*.yaml"))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(PKG_DIR)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_STUDY = "qgtflow.study"
+# qgtflow.study imports qgtflow.reduce only to check response names: leaving it out of the
+# kgrid/geometry hashes keeps an edit of a response formula from rerunning the expensive stages.
+_NOT_UPSTREAM = ("qgtflow.reduce",)
+# each stage's hash covers its upstream stages too (the geometry script also uses it to decide
+# whether an unfinished geometry store may be resumed)
+SOURCE_HASH = {
+    "kgrid": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", exclude=_NOT_UPSTREAM),
+    "geometry": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage",
+                            exclude=_NOT_UPSTREAM),
+    "reduce": source_hash(_STUDY, "qgtflow.stages.reduce_stage"),
+    "convergence": source_hash(_STUDY, "qgtflow.convergence_stage"),
+    "report": source_hash("qgtflow.report"),
+}

@@ -1,0 +1,27 @@
+# Stage geometry: band-geometry fields per k-point and band, on a Dask LocalCluster inside the job.
+#
+# The output is a small manifest written after the stage returns. The store itself,
+# {results}/{study}/n{size}/geometry.zarr, lives beside it undeclared, so Snakemake does not delete
+# it before a rerun: an interrupted job resumes at chunk level (finished chunks are kept).
+
+
+rule geometry:
+    input:
+        kgrid=rules.kgrid.output.store,
+    output:
+        manifest=res("{study}", "n{size}", "geometry.done.json"),
+    params:
+        study=study_slice("model", "units", "kgrid", "degeneracy_threshold"),
+        source=SOURCE_HASH["geometry"],
+    conda:
+        "../envs/qgtflow.yaml"
+    log:
+        rule_log("geometry"),
+    benchmark:
+        rule_benchmark("geometry")
+    threads: 8
+    resources:
+        mem_mb=lambda wildcards, threads, attempt: (1000 + 1000 * threads) * attempt,
+        runtime=lambda wildcards, attempt: 60 * attempt,
+    script:
+        "../scripts/geometry.py"

@@ -1,0 +1,21 @@
+# Stage kgrid: k-points and integration weights of one grid density (zarr store).
+
+
+rule kgrid:
+    output:
+        store=directory(res("{study}", "n{size}", "kgrid.zarr")),
+    params:
+        study=study_slice("model", "units", "kgrid"),
+        source=SOURCE_HASH["kgrid"],
+    conda:
+        "../envs/qgtflow.yaml"
+    log:
+        rule_log("kgrid"),
+    benchmark:
+        rule_benchmark("kgrid")
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 1000 * attempt,
+        runtime=lambda wildcards, attempt: 10 * attempt,
+    script:
+        "../scripts/kgrid.py"

@@ -1,0 +1,27 @@
+# Stage report: one HTML page with the comparison figures of `report.figures` and every study's
+# convergence verdicts. Runs on the submitting machine (small job).
+
+
+rule report:
+    input:
+        tables=convergence_tables(),
+        stores=all_response_stores(),
+    output:
+        html=report_html(),
+    params:
+        config=config,  # in config order (the report follows it); a rerun of this cheap rule is harmless
+        results_dir=lambda wildcards, output: str(Path(output.html).parent.parent),
+        source=SOURCE_HASH["report"],
+    conda:
+        "../envs/qgtflow.yaml"
+    log:
+        res("logs", "report", "report.log"),
+    benchmark:
+        res("benchmarks", "report", "report.tsv")
+    threads: 1
+    resources:
+        mem_mb=lambda wildcards, attempt: 2000 * attempt,
+        runtime=lambda wildcards, attempt: 15 * attempt,
+    localrule: True
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,24 @@
+"""Rule ``reduce``: responses over every (mu, T) from the geometry store (qgtflow.stages.reduce_stage)."""
+
+import json
+from pathlib import Path
+
+
+def main(smk):
+    from qgtflow.cli import setup_job
+
+    log, n_workers = setup_job(smk)  # before numpy/numba are imported
+
+    from qgtflow.stages import reduce_stage
+    from qgtflow.study import load_study
+
+    name = smk.wildcards.study
+    study = load_study(smk.config["studies"][name], name=name)
+    manifest = Path(smk.input.geometry)
+    store = manifest.parent / json.loads(manifest.read_text())["store"]
+    reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers)
+    log.info("wrote %s", smk.output.store)
+
+
+if __name__ == "__main__":  # guard: Dask worker processes re-import this file
+    main(snakemake)  # noqa: F821 - injected by Snakemake

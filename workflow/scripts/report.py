@@ -1,0 +1,16 @@
+"""Rule ``report``: the HTML report of every study (qgtflow.report.build_report)."""
+
+
+def main(smk):
+    from qgtflow.cli import setup_job
+
+    log, _ = setup_job(smk)  # before numpy/numba are imported
+
+    from qgtflow.report import build_report
+
+    build_report(smk.params.config, smk.params.results_dir, smk.output.html)
+    log.info("wrote %s", smk.output.html)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821 - injected by Snakemake
