@@ -25,11 +25,75 @@ def study_schema() -> dict:
     return yaml.safe_load(text)
 
 
-def _error_path(err) -> str:
-    parts = []
-    for p in err.absolute_path:
-        parts.append(f"[{p}]" if isinstance(p, int) else ("." if parts else "") + str(p))
-    return "".join(parts) or "<study>"
+_EXPECT = {
+    "type": lambda s: f"a value of type {s}",
+    "minimum": lambda s: f"a number >= {s}",
+    "exclusiveMinimum": lambda s: f"a number > {s}",
+    "maximum": lambda s: f"a number <= {s}",
+    "enum": lambda s: f"one of {s}",
+    "minItems": lambda s: f"at least {s} item(s)",
+    "maxItems": lambda s: f"at most {s} item(s)",
+    "minProperties": lambda s: f"at least {s} entr{'y' if s == 1 else 'ies'}",
+    "minLength": lambda s: f"a string of at least {s} character(s)",
+    "uniqueItems": lambda s: "no duplicate items",
+    "pattern": lambda s: f"a string matching {s}",
+}
+
+
+def _key_of(path, prefix: str = "") -> str:
+    key = prefix
+    for part in path:
+        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
+    return key or "<config>"
+
+
+def _describe_form(schema) -> str:
+    """Short text for one alternative of a oneOf."""
+    kind = schema.get("type")
+    if "enum" in schema:
+        return f"one of {schema['enum']}"
+    if kind == "array":
+        return f"a list of {schema.get('items', {}).get('type', 'value')}s"
+    if kind == "object":
+        return f"a mapping with keys {schema.get('required') or sorted(schema.get('properties', {}))}"
+    if kind == "null":
+        return "null"
+    bounds = [f">= {schema['minimum']}"] if "minimum" in schema else []
+    bounds += [f"> {schema['exclusiveMinimum']}"] if "exclusiveMinimum" in schema else []
+    return f"a{'n' if str(kind)[0] in 'aeiou' else ''} {kind}" + (f" {' '.join(bounds)}" if bounds else "")
+
+
+def schema_error(err, prefix: str = "") -> ConfigError:
+    """A :class:`ConfigError` naming key, value and expectation for a jsonschema ValidationError."""
+    # a oneOf failure: report the sub-error below the failing key, or of the alternative whose
+    # type matched (its constraint failed); else list the alternatives
+    if err.context:
+        deeper = [e for e in err.context if len(e.absolute_path) > len(err.absolute_path)]
+        matched = [e for e in err.context if e.validator != "type"]
+        if deeper or matched:
+            err = max(deeper or matched, key=lambda e: (len(e.absolute_path), -len(e.message)))
+    key = _key_of(err.absolute_path, prefix)
+    schema = err.schema if isinstance(err.schema, dict) else {}
+    desc = schema.get("description", "").strip()
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = sorted(schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        name = f"{key}.{extra[0]}" if key != "<config>" else extra[0]
+        return ConfigError(name, err.instance[extra[0]], f"one of the known keys {allowed}")
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        name = f"{key}.{missing}" if key != "<config>" else missing
+        sub = schema.get("properties", {}).get(missing, {})
+        return ConfigError(name, None, "a value (required)" + (f": {sub['description']}" if "description" in sub else ""))
+    if err.validator == "propertyNames":
+        return ConfigError(key, err.instance, f"names matching {err.validator_value}")
+    if err.validator in _EXPECT:
+        expected = _EXPECT[err.validator](err.validator_value)
+    elif err.validator == "oneOf":
+        expected = "one of: " + " | ".join(_describe_form(sub) for sub in err.validator_value)
+    else:
+        expected = err.message
+    return ConfigError(key, err.instance, expected + (f" ({desc})" if desc else ""))
 
 
 def validate_against_schema(data, schema, prefix: str = "") -> None:
@@ -38,42 +102,8 @@ def validate_against_schema(data, schema, prefix: str = "") -> None:
 
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
-    if not errors:
-        return
-    err = errors[0]
-    # descend into oneOf failures to the most specific message
-    if err.context:
-        err = min(err.context, key=lambda e: (-len(list(e.absolute_path)), len(e.message)))
-    key = _error_path(err)
-    key = f"{prefix}.{key}" if prefix and key != "<study>" else (prefix or key)
-    sub = err.schema if isinstance(err.schema, dict) else {}
-    desc = sub.get("description", "")
-    if err.validator == "additionalProperties":
-        allowed = sorted(sub.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed)) if isinstance(err.instance, dict) else []
-        raise ConfigError(f"{key}.{extra[0]}" if extra else key, err.instance.get(extra[0]) if extra else None,
-                          f"one of the known keys {allowed}")
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        raise ConfigError(f"{key}.{missing}" if key != "<study>" else missing, None,
-                          f"a value (required){': ' + desc if desc else ''}")
-    expected = _describe_expectation(err)
-    raise ConfigError(key, err.instance, expected + (f" — {desc}" if desc else ""))
-
-
-def _describe_expectation(err) -> str:
-    v, s = err.validator, err.validator_value
-    return {
-        "type": f"a value of type {s}",
-        "minimum": f"a number >= {s}",
-        "exclusiveMinimum": f"a number > {s}",
-        "maximum": f"a number <= {s}",
-        "enum": f"one of {s}",
-        "minItems": f"at least {s} item(s)",
-        "maxItems": f"at most {s} item(s)",
-        "uniqueItems": "no duplicate items",
-        "pattern": f"a string matching {s}",
-    }.get(v, err.message)
+    if errors:
+        raise schema_error(errors[0], prefix)
 
 
 def apply_defaults(data: dict, schema: dict) -> dict:

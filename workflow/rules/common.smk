@@ -22,95 +22,20 @@ def _fail(message):
 
 # ---------------------------------------------------------------- config validation
 
-_EXPECT = {
-    "type": lambda s: f"a value of type {s}",
-    "minimum": lambda s: f"a number >= {s}",
-    "exclusiveMinimum": lambda s: f"a number > {s}",
-    "maximum": lambda s: f"a number <= {s}",
-    "enum": lambda s: f"one of {s}",
-    "minItems": lambda s: f"at least {s} item(s)",
-    "maxItems": lambda s: f"at most {s} item(s)",
-    "minProperties": lambda s: f"at least {s} entr{'y' if s == 1 else 'ies'}",
-    "minLength": lambda s: f"a string of at least {s} character(s)",
-    "uniqueItems": lambda s: "no duplicate items",
-    "pattern": lambda s: f"a string matching {s}",
-}
-
-
-def _key_of(path):
-    key = ""
-    for part in path:
-        key += f"[{part}]" if isinstance(part, int) else (f".{part}" if key else str(part))
-    return key or "<config>"
-
-
-def _describe_form(schema):
-    """Short text for one alternative of a oneOf."""
-    kind = schema.get("type")
-    if "enum" in schema:
-        return f"one of {schema['enum']}"
-    if kind == "array":
-        item = schema.get("items", {}).get("type", "value")
-        return f"a list of {item}s"
-    if kind == "object":
-        keys = schema.get("required") or sorted(schema.get("properties", {}))
-        return f"a mapping with keys {keys}"
-    if kind == "null":
-        return "null"
-    bounds = [f">= {schema['minimum']}"] if "minimum" in schema else []
-    bounds += [f"> {schema['exclusiveMinimum']}"] if "exclusiveMinimum" in schema else []
-    return f"a{'n' if str(kind)[0] in 'aeiou' else ''} {kind}" + (f" {' '.join(bounds)}" if bounds else "")
-
-
-def _schema_error_message(err):
-    """One line naming the key, the value found and what was expected, from a jsonschema error."""
-    from qgtflow.errors import ConfigError
-
-    # a oneOf failure: report the sub-error below the failing key, or of the alternative whose
-    # type matched (its constraint failed); else list the alternatives
-    if err.context:
-        deeper = [e for e in err.context if len(e.absolute_path) > len(err.absolute_path)]
-        matched = [e for e in err.context if e.validator != "type"]
-        if deeper or matched:
-            err = max(deeper or matched, key=lambda e: (len(e.absolute_path), -len(e.message)))
-    key = _key_of(err.absolute_path)
-    schema = err.schema if isinstance(err.schema, dict) else {}
-    desc = schema.get("description", "")
-    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-        allowed = sorted(schema.get("properties", {}))
-        extra = sorted(set(err.instance) - set(allowed))
-        name = f"{key}.{extra[0]}" if key != "<config>" else extra[0]
-        return str(ConfigError(name, err.instance[extra[0]], f"one of the known keys {allowed}"))
-    if err.validator == "required":
-        missing = err.message.split("'")[1] if "'" in err.message else err.message
-        name = f"{key}.{missing}" if key != "<config>" else missing
-        sub = schema.get("properties", {}).get(missing, {})
-        return str(ConfigError(name, None, "a value (required)" + (f": {sub['description']}" if "description" in sub else "")))
-    if err.validator == "propertyNames":
-        return str(ConfigError(key, err.instance, f"names matching {err.validator_value}"))
-    if err.validator in _EXPECT:
-        expected = _EXPECT[err.validator](err.validator_value)
-    elif err.validator == "oneOf":
-        expected = "one of: " + " | ".join(_describe_form(sub) for sub in err.validator_value)
-    else:
-        expected = err.message
-    return str(ConfigError(key, err.instance, expected + (f" ({desc.strip()})" if desc else "")))
-
-
 def validate_config(config):
     """Validate the whole config once: schema (fills top-level defaults), then each study's
     semantics via qgtflow.study.load_study (fills the study defaults), then the report figures.
     Replaces each study's slice by the validated one, so params are deterministic plain builtins.
     Any user error stops the workflow with one line naming key, value and expectation."""
     from qgtflow.errors import QgtflowError
-    from qgtflow.study import load_study
+    from qgtflow.study import load_study, schema_error
 
     try:
         validate(config, "../schemas/config.schema.yaml")
     except WorkflowError as exc:
         cause = exc.__context__
         if cause is not None and hasattr(cause, "absolute_path"):
-            _fail(_schema_error_message(cause))
+            _fail(str(schema_error(cause)))
         raise
     try:
         for name in list(config["studies"]):
