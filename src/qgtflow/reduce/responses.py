@@ -93,20 +93,37 @@ def _pseudo_deriv(dcurv: np.ndarray) -> np.ndarray:
     return _pseudo(moved)
 
 
+def _cached(f: dict, key: str, build):
+    """Per-chunk memo inside the fields dict: σ^qm and its variants share their tensors."""
+    if key not in f:
+        f[key] = build()
+    return f[key]
+
+
+def _qm_parts_sea(f):
+    """(∂_i𝒢^jk, ∂_j𝒢^ik + ∂_k𝒢^ij) from ∂_c𝒢^ab stored as (N, nb, a, b, c)."""
+    def build():
+        dG = f["bcp_dipole_density"]
+        return dG.transpose(0, 1, 4, 2, 3), dG.transpose(0, 1, 2, 4, 3) + dG
+    return _cached(f, "_qm_parts_sea", build)
+
+
+def _qm_parts_surface(f):
+    """(∂_iε 𝒢^jk, ∂_jε 𝒢^ik + ∂_kε 𝒢^ij)."""
+    def build():
+        vG = f["velocity"][:, :, :, None, None] * f["bcp"][:, :, None, :, :]  # [i, j, k] = v_i 𝒢^jk
+        return vG, vG.transpose(0, 1, 3, 2, 4) + vG.transpose(0, 1, 3, 4, 2)
+    return _cached(f, "_qm_parts_surface", build)
+
+
 def _qm_dipole_sea(f, alpha, beta):
-    dG = f["bcp_dipole_density"]  # (N, nb, a, b, c) = ∂_c 𝒢^{ab}
-    t1 = np.einsum("nbjki->nbijk", dG)  # ∂_i 𝒢^{jk}
-    t2 = np.einsum("nbikj->nbijk", dG)  # ∂_j 𝒢^{ik}
-    t3 = dG  # ∂_k 𝒢^{ij}
-    return alpha * t1 - beta * (t2 + t3)
+    t1, t23 = _qm_parts_sea(f)
+    return alpha * t1 - beta * t23
 
 
 def _qm_dipole_surface(f, alpha, beta):
-    v, G = f["velocity"], f["bcp"]
-    t1 = np.einsum("nbi,nbjk->nbijk", v, G)
-    t2 = np.einsum("nbj,nbik->nbijk", v, G)
-    t3 = np.einsum("nbk,nbij->nbijk", v, G)
-    return alpha * t1 - beta * (t2 + t3)
+    t1, t23 = _qm_parts_surface(f)
+    return alpha * t1 - beta * t23
 
 
 def _second_order_units(d):

@@ -20,7 +20,9 @@ import math
 import numpy as np
 from numba import njit
 
-from qgtflow.reduce.occupation import fermi_derivative
+from numpy.polynomial import polynomial as P
+
+from qgtflow.reduce.occupation import FERMI_POLYNOMIALS, fermi
 
 log = logging.getLogger(__name__)
 
@@ -112,8 +114,9 @@ def contract(bins: EnergyBins, moments: np.ndarray, underflow: np.ndarray, mu: n
              order: int) -> np.ndarray:
     """I[μ, T, comp] = Σ_b Σ_q S_q[b] f^{(order+q)}(c_b; μ, T) (+ underflow for order 0).
 
-    For each T the fine bins are first merged (exactly) to a width ≤ k_BT / bins_per_kT of that
-    T, so high temperatures cost no more than low ones; then one matrix product per moment.
+    Per T: the fine bins are merged (exactly) to a width ≤ k_BT / bins_per_kT; only bins within
+    μ ± 40 k_BT enter the products (f = 1 below them, every derivative 0 outside); f is evaluated
+    once and its derivatives follow as polynomials in f; one matrix product per moment.
     """
     nq = moments.shape[1]
     out = np.zeros((mu.size, kT.size, moments.shape[2]))
@@ -122,11 +125,14 @@ def contract(bins: EnergyBins, moments: np.ndarray, underflow: np.ndarray, mu: n
         while factor * 2 * bins.width <= kt / bins.bins_per_kT and factor < bins.n_bins:
             factor *= 2
         merged, centres = merge_bins(moments, bins.centres, bins.width, factor)
+        b0 = int(np.searchsorted(centres, mu.min() - WINDOW_KT * kt))
+        b1 = int(np.searchsorted(centres, mu.max() + WINDOW_KT * kt))
+        f = fermi(centres[None, b0:b1], mu[:, None], kt)  # (n_mu, n_window)
         acc = np.zeros((mu.size, moments.shape[2]))
         for q in range(nq):
-            fq = fermi_derivative(centres[None, :], mu[:, None], kt, order + q)  # (n_mu, n_bins)
-            acc += fq @ merged[:, q, :]
-        if order == 0:
-            acc += underflow
+            fq = P.polyval(f, FERMI_POLYNOMIALS[order + q]) / kt ** (order + q)
+            acc += fq @ merged[b0:b1, q, :]
+        if order == 0:  # fully occupied: the states below the window and below the histogram
+            acc += underflow + merged[:b0, 0, :].sum(axis=0)
         out[:, t] = acc
     return out

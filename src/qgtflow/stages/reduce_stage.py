@@ -58,6 +58,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
                                               "units": "model energy" if study.units.natural else "K"})}
     data = {}
     offset = 0
+    contracted = {}  # one contraction per occupation order, shared by every response using it
     for name in study.responses:
         resp = RESPONSES[name]
         form, term = resp.term(form_requested)
@@ -67,7 +68,9 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         n_comp = int(np.prod(shape))
         block = slice(offset, offset + n_comp)
         offset += n_comp
-        values = contract(bins, moments[:, :, block], underflow[block], study.mu, kT, term.order)
+        if term.order not in contracted:
+            contracted[term.order] = contract(bins, moments, underflow, study.mu, kT, term.order)
+        values = contracted[term.order][:, :, block]
         values = values * resp.prefactor(study.units, _tau(study), term, term.order, dim)
         values = values.reshape((study.mu.size, study.temperature.size) + shape)
         dims = ("mu", "T") + tuple(extra) + resp.cart_dims
