@@ -1,0 +1,450 @@
+"""Static HTML report: per-study convergence summary and plots, plus configured cross-study figures.
+
+``build_report(config, results_dir, out_html)`` writes ``out_html`` and, next to it, a folder
+``<stem>_files/`` with every image (copied convergence plots and the cross-study figures),
+linked relatively: the page and its folder can be moved together and opened offline.
+
+Expected layout under ``results_dir`` (from the workflow):
+
+- ``{study}/convergence/convergence.csv``, ``convergence.zarr`` and ``*.png`` (convergence stage);
+- ``{study}/n{N}/responses.zarr`` for each grid size N (reduce stage).
+
+Nothing missing is fatal: a missing study, store or plot becomes a visible note in the page.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import logging
+import re
+import shutil
+import warnings
+from pathlib import Path
+from urllib.parse import quote
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from qgtflow import __version__
+
+log = logging.getLogger(__name__)
+
+VERDICT_COLUMNS = ("converged", "not converged", "insufficient data")
+_PLOT_ORDER = ("conv_", "mu_", "T_")
+_PLOT_CAPTIONS = {
+    "conv_": "value vs k-grid spacing h for representative entries (squares: h → 0 extrapolation with error bar)",
+    "mu_": "finest-grid value vs μ at each T (band: error bar; red ×: not converged)",
+    "T_": "finest-grid value vs T at a few μ (error bars from the convergence stage)",
+}
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1250px;margin:1.5em auto;
+padding:0 1em;color:#222;line-height:1.4}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{margin-bottom:.3em}
+table{border-collapse:collapse;margin:.6em 0;font-size:.9em}th,td{border:1px solid #ccc;padding:.25em .6em;
+text-align:left;vertical-align:top}th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
+.note{background:#fff4d6;border-left:4px solid #e0a800;padding:.4em .8em;margin:.5em 0}
+.bad{color:#b00020;font-weight:600}.good{color:#17703a}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{font-size:.85em;color:#555}
+code{background:#f5f5f5;padding:0 .2em}footer{margin-top:3em;font-size:.8em;color:#777}
+"""
+
+
+def _e(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _fmt(x, digits: int = 3) -> str:
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return _e(x)
+    if not np.isfinite(x):
+        return "—"
+    return f"{x:.{digits}g}"
+
+
+def _note(text: str) -> str:
+    return f'<div class="note">{_e(text)}</div>'
+
+
+def _default_sizes() -> list[int]:
+    try:
+        from qgtflow.study import study_schema
+
+        return list(study_schema()["properties"]["kgrid"]["properties"]["sizes"]["default"])
+    except Exception:  # schema unreadable: the glob fallback still finds the stores
+        return []
+
+
+def _study_sizes(study_cfg) -> list[int]:
+    if isinstance(study_cfg, dict):
+        sizes = (study_cfg.get("kgrid") or {}).get("sizes")
+        if sizes:
+            return [int(s) for s in sizes]
+    return _default_sizes()
+
+
+def finest_store(results_dir: Path, study: str, study_cfg) -> tuple[Path | None, str | None]:
+    """Path of the finest-grid responses store (and a note when it is not the configured one)."""
+    sizes = _study_sizes(study_cfg)
+    if sizes:
+        p = results_dir / study / f"n{max(sizes)}" / "responses.zarr"
+        if p.exists():
+            return p, None
+    found = []
+    for q in (results_dir / study).glob("n*/responses.zarr"):
+        m = re.fullmatch(r"n(\d+)", q.parent.name)
+        if m:
+            found.append((int(m.group(1)), q))
+    expected = f"{study}/n{max(sizes)}/responses.zarr" if sizes else f"{study}/n<N>/responses.zarr"
+    if not found:
+        return None, f"study '{study}': responses store {expected} not found"
+    n, q = max(found)
+    return q, f"study '{study}': {expected} not found, used the finest available grid n{n}"
+
+
+def _open(path: Path) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return xr.open_zarr(path)
+
+
+# --------------------------------------------------------------------------- per study
+
+
+def _model_text(study_cfg) -> tuple[str, str, str]:
+    if not isinstance(study_cfg, dict):
+        return _e(study_cfg), "", ""
+    model = study_cfg.get("model") or {}
+    params = model.get("params") or {}
+    params_text = ", ".join(f"{k} = {v:g}" if isinstance(v, (int, float)) else f"{k} = {v}" for k, v in params.items())
+    units = study_cfg.get("units", "physical")
+    units_text = units if isinstance(units, str) else json.dumps(units)
+    return str(model.get("name", "?")), params_text or "defaults", units_text
+
+
+def _response_rows(table: pd.DataFrame) -> list[dict]:
+    rows = []
+    for response, t in table.groupby("response", sort=False):
+        counts = t["verdict"].value_counts()
+        rel = pd.to_numeric(t["rel_error"], errors="coerce") if "rel_error" in t else pd.Series(dtype=float)
+        worst = {}
+        if rel.notna().any():
+            r = t.loc[rel.idxmax()]
+            where = f"{r.get('variant', '') or ''} {r['component']} μ={_fmt(r['mu'], 4)} T={_fmt(r['T'], 4)}".strip()
+            worst = {"value": float(rel.max()), "where": where}
+        ratio = pd.to_numeric(t["error"], errors="coerce") / pd.to_numeric(t.get("tolerance", np.nan), errors="coerce")
+        rows.append({
+            "response": response,
+            "units": str(t["units"].iloc[0]) if "units" in t else "",
+            "entries": len(t),
+            **{v: int(counts.get(v, 0)) for v in VERDICT_COLUMNS},
+            "worst": worst,
+            "max_ratio": float(ratio.max()) if ratio.notna().any() else np.nan,
+        })
+    return rows
+
+
+def _copy_plots(conv_dir: Path, assets: Path, study: str, responses: list[str], page_dir: Path) -> list[tuple[str, str]]:
+    """Copy the study's PNGs into the report folder; returns (relative src, caption) in display order."""
+    pngs = sorted(conv_dir.glob("*.png"))
+    rank_resp = {r: n for n, r in enumerate(responses)}
+
+    def key(p: Path):
+        prefix = next((x for x in _PLOT_ORDER if p.name.startswith(x)), "")
+        resp = p.stem[len(prefix):]
+        return (rank_resp.get(resp, len(rank_resp)), _PLOT_ORDER.index(prefix) if prefix else 9, p.name)
+
+    dest_dir = assets / study
+    out = []
+    for p in sorted(pngs, key=key):
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / p.name
+        shutil.copy2(p, dest)
+        prefix = next((x for x in _PLOT_ORDER if p.name.startswith(x)), "")
+        caption = f"{study}: {p.stem[len(prefix):]}: " + _PLOT_CAPTIONS.get(prefix, p.stem)
+        out.append((quote(dest.relative_to(page_dir).as_posix()), caption))
+    return out
+
+
+def study_section(name: str, study_cfg, results_dir: Path, assets: Path, page_dir: Path) -> tuple[str, dict]:
+    """HTML section of one study and its overview row."""
+    model, params, units = _model_text(study_cfg)
+    sizes = _study_sizes(study_cfg)
+    overview = {"study": name, "model": model, "params": params, "units": units,
+                "sizes": ", ".join(map(str, sizes)) or "?", "counts": None, "worst": None, "status": "ok"}
+    parts = [f'<h2 id="study-{_e(name)}">Study <code>{_e(name)}</code></h2>']
+    desc = study_cfg.get("description") if isinstance(study_cfg, dict) else ""
+    if desc:
+        parts.append(f"<p>{_e(desc)}</p>")
+    parts.append(f"<p>Model <b>{_e(model)}</b> ({_e(params)}); units {_e(units)}; grid sizes {_e(overview['sizes'])}"
+                 + (f"; rtol = {_fmt(study_cfg.get('convergence', {}).get('rtol', 0.01))}"
+                    f", atol = {_fmt(study_cfg.get('convergence', {}).get('atol', 0.0))}"
+                    if isinstance(study_cfg, dict) else "") + ".</p>")
+    conv_dir = results_dir / name / "convergence"
+    csv = conv_dir / "convergence.csv"
+    if not csv.exists():
+        overview["status"] = "missing results"
+        parts.append(_note(f"No convergence results for study '{name}' (expected {csv}); "
+                           "the study was not run or failed."))
+        return "\n".join(parts), overview
+    try:
+        table = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"],
+                            dtype={"variant": str, "component": str, "response": str})
+        table["variant"] = table["variant"].fillna("").astype(str) if "variant" in table else ""
+        table["component"] = table["component"].fillna("").astype(str)
+    except Exception as exc:
+        overview["status"] = "unreadable results"
+        parts.append(_note(f"Convergence table {csv} could not be read: {exc}"))
+        return "\n".join(parts), overview
+    rows = _response_rows(table)
+    counts = {v: sum(r[v] for r in rows) for v in VERDICT_COLUMNS}
+    overview["counts"] = counts
+    worst = [r["worst"] for r in rows if r["worst"]]
+    overview["worst"] = max(worst, key=lambda w: w["value"]) if worst else None
+    n_finest = table["n_points_finest"].iloc[0] if len(table) else "?"
+    parts.append(f"<p>Finest grid: {_e(n_finest)} k-points.</p>")
+    parts.append("<table><tr><th>response</th><th>units</th><th>entries</th><th>converged</th><th>not converged</th>"
+                 "<th>insufficient data</th><th>worst relative error (entry)</th><th>max error / tolerance</th></tr>")
+    for r in rows:
+        w = r["worst"]
+        worst_text = f"{_fmt(w['value'])} ({_e(w['where'])})" if w else "—"
+        bad = ' class="num bad"' if r["not converged"] else ' class="num"'
+        parts.append(f"<tr><td><code>{_e(r['response'])}</code></td><td>{_e(r['units'])}</td>"
+                     f"<td class=\"num\">{r['entries']}</td><td class=\"num\">{r['converged']}</td>"
+                     f"<td{bad}>{r['not converged']}</td><td class=\"num\">{r['insufficient data']}</td>"
+                     f"<td>{worst_text}</td><td class=\"num\">{_fmt(r['max_ratio'])}</td></tr>")
+    parts.append("</table>")
+    plots = _copy_plots(conv_dir, assets, name, [r["response"] for r in rows], page_dir)
+    if not plots:
+        parts.append(_note(f"No convergence plots found in {conv_dir}."))
+    for src, caption in plots:
+        parts.append(f'<figure><img src="{src}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>')
+    return "\n".join(parts), overview
+
+
+def _overview_table(rows: list[dict]) -> str:
+    out = ["<table><tr><th>study</th><th>model</th><th>parameters</th><th>units</th><th>grid sizes</th>"
+           "<th>converged</th><th>not converged</th><th>insufficient data</th><th>worst relative error</th></tr>"]
+    for r in rows:
+        link = f'<a href="#study-{_e(r["study"])}"><code>{_e(r["study"])}</code></a>'
+        if r["counts"] is None:
+            cells = f'<td colspan="4" class="bad">{_e(r["status"])}</td>'
+        else:
+            c = r["counts"]
+            w = r["worst"]
+            cells = (f'<td class="num">{c["converged"]}</td>'
+                     f'<td class="num{" bad" if c["not converged"] else ""}">{c["not converged"]}</td>'
+                     f'<td class="num">{c["insufficient data"]}</td>'
+                     f'<td>{_fmt(w["value"]) + " (" + _e(w["where"]) + ")" if w else "—"}</td>')
+        out.append(f"<tr><td>{link}</td><td>{_e(r['model'])}</td><td>{_e(r['params'])}</td><td>{_e(r['units'])}</td>"
+                   f"<td>{_e(r['sizes'])}</td>{cells}</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------- cross-study figures
+
+
+def _select(da: xr.DataArray, selection: dict, what: str, nearest: bool) -> tuple[xr.DataArray, dict]:
+    """Select labels (exact for strings, nearest for numbers); returns the array and the values taken."""
+    taken = {}
+    for dim, label in selection.items():
+        if dim not in da.dims:
+            continue
+        coord = da[dim]
+        if np.issubdtype(coord.dtype, np.number) and nearest:
+            da = da.sel({dim: float(label)}, method="nearest")
+        else:
+            labels = [str(v) for v in coord.values]
+            if str(label) not in labels:
+                raise KeyError(f"{what}: {dim} = {label!r} not among {labels}")
+            da = da.isel({dim: labels.index(str(label))})
+        taken[dim] = da[dim].values.item() if dim in da.coords else label
+    return da, taken
+
+
+def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path) -> tuple[bool, list[str], str]:
+    """Plot one configured cross-study figure; returns (written, notes, caption detail)."""
+    from matplotlib.figure import Figure
+
+    notes: list[str] = []
+    response = fig_cfg.get("response")
+    if not response:
+        return False, ["figure has no 'response'"], ""
+    component = dict(fig_cfg.get("component") or {})
+    x = fig_cfg.get("x", "mu")
+    select = dict(fig_cfg.get("select") or {})
+    names = list(fig_cfg.get("studies") or studies)
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = fig.subplots()
+    n_curves = 0
+    units_seen: dict[str, str] = {}
+    labels = {"x": None, "y": None}
+    for n, name in enumerate(names):
+        if name not in studies:
+            notes.append(f"study '{name}' is not configured (not in config['studies'])")
+            continue
+        store, note = finest_store(results_dir, name, studies[name])
+        if note:
+            notes.append(note)
+        if store is None:
+            continue
+        try:
+            ds = _open(store)
+            if ds.attrs.get("qgtflow_complete") is not True:
+                notes.append(f"study '{name}': {store} is incomplete")
+                continue
+            if response not in ds.data_vars:
+                notes.append(f"study '{name}': response '{response}' not in {store.name}")
+                continue
+            da = ds[response]
+            if x not in da.dims:
+                notes.append(f"study '{name}': '{response}' has no dimension '{x}'")
+                continue
+            unknown = [d for d in component if d not in da.dims]
+            if unknown:
+                notes.append(f"study '{name}': '{response}' has no component dims {unknown} (dims {list(da.dims)})")
+                continue
+            da, _ = _select(da, component, f"study '{name}'", nearest=False)
+            da, taken = _select(da, {k: v for k, v in select.items() if k != x}, f"study '{name}'",
+                                nearest=True)
+            for d in [d for d in da.dims if d != x]:  # leftover dims: length-1 squeezes, others take the first
+                if da.sizes[d] > 1:
+                    first = da[d].values[0] if d in da.coords else 0
+                    notes.append(f"study '{name}': dimension '{d}' not selected, showing {d} = {first}")
+                da = da.isel({d: 0})
+                taken.setdefault(d, da[d].values.item() if d in da.coords else 0)
+            y = np.asarray(da.load().values, float)
+            xs = np.asarray(da[x].values, float)
+            err = None
+            conv = results_dir / name / "convergence" / "convergence.zarr"
+            if conv.exists():
+                try:
+                    cds = _open(conv)
+                    e = cds[f"{response}_error"]
+                    e, _ = _select(e, component, f"study '{name}' errors", nearest=False)
+                    e, _ = _select(e, {**{k: v for k, v in select.items() if k != x},
+                                       **{d: v for d, v in taken.items() if d not in component}},
+                                   f"study '{name}' errors", nearest=True)
+                    e = e.squeeze(drop=True)
+                    e = e.sel({x: xs}, method="nearest")
+                    err = np.asarray(e.values, float).reshape(y.shape)
+                except Exception as exc:  # error bars are optional
+                    notes.append(f"study '{name}': no error bars ({exc})")
+            else:
+                notes.append(f"study '{name}': no convergence results, plotted without error bars")
+        except KeyError as exc:
+            notes.append(str(exc.args[0]) if exc.args else f"study '{name}': selection failed")
+            continue
+        except Exception as exc:
+            notes.append(f"study '{name}': could not read {store}: {exc}")
+            continue
+        sel_text = ", ".join(f"{d} = {_fmt(v, 4) if isinstance(v, (int, float, np.floating)) else v}"
+                             for d, v in taken.items())
+        ax.errorbar(xs, y, yerr=None if err is None else np.where(np.isfinite(err), err, 0.0),
+                    fmt="o-" if len(xs) < 15 else "-", ms=3, capsize=2, color=f"C{n % 10}",
+                    label=f"{name}" + (f" ({sel_text})" if sel_text else ""))
+        units_seen[name] = str(da.attrs.get("units", ""))
+        labels["x"] = labels["x"] or _axis_label(ds[x].attrs, x)
+        labels["y"] = labels["y"] or _axis_label(da.attrs, response)
+        n_curves += 1
+    if len(set(units_seen.values())) > 1:
+        notes.append("units differ between studies (" + ", ".join(f"{k}: {v}" for k, v in units_seen.items())
+                     + "); the curves are not on a common scale")
+    if n_curves == 0:
+        return False, notes, ""
+    comp_text = "".join(str(v) for v in component.values())
+    ax.set_xlabel(labels["x"])
+    ax.set_ylabel(labels["y"] + (f" ({comp_text})" if comp_text else ""))
+    ax.axhline(0, color="0.6", lw=0.5)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+    ax.legend(fontsize=8)
+    ax.set_title(fig_cfg.get("title") or f"{response} {comp_text}", fontsize=10)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    detail = f"{response} {comp_text} vs {x}" + (
+        " at " + ", ".join(f"{k} ≈ {v}" for k, v in select.items()) if select else "")
+    return True, notes, detail
+
+
+def _axis_label(attrs: dict, default: str) -> str:
+    name = attrs.get("long_name") or default
+    units = attrs.get("units")
+    return f"{name} [{units}]" if units not in (None, "", "1") else str(name)
+
+
+# --------------------------------------------------------------------------- page
+
+
+def build_report(config: dict, results_dir: str, out_html: str) -> None:
+    """Write the HTML report of all configured studies (see module docstring)."""
+    results = Path(results_dir)
+    page = Path(out_html)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    assets = page.parent / f"{page.stem}_files"
+    if assets.exists():
+        shutil.rmtree(assets)
+    assets.mkdir(parents=True)
+    report_cfg = config.get("report") or {}
+    title = report_cfg.get("title") or "qgtflow report"
+    studies = config.get("studies") or {}
+
+    sections, overview = [], []
+    for name, study_cfg in studies.items():
+        try:
+            section, row = study_section(name, study_cfg, results, assets, page.parent)
+        except Exception as exc:  # one broken study must not hide the others
+            log.exception("report section of study %s failed", name)
+            section = f'<h2 id="study-{_e(name)}">Study <code>{_e(name)}</code></h2>' + _note(
+                f"The section of study '{name}' could not be built: {exc}")
+            row = {"study": name, "model": "?", "params": "", "units": "", "sizes": "", "counts": None,
+                   "worst": None, "status": "report error"}
+        sections.append(section)
+        overview.append(row)
+
+    figure_parts = []
+    for n, fig_cfg in enumerate(report_cfg.get("figures") or []):
+        fig_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(fig_cfg.get("name") or f"figure{n + 1}"))
+        fig_title = fig_cfg.get("title") or fig_name
+        figure_parts.append(f"<h3>{_e(fig_title)}</h3>")
+        png = assets / "figures" / f"{fig_name}.png"
+        try:
+            written, notes, detail = cross_figure(fig_cfg, studies, results, png)
+        except Exception as exc:
+            log.exception("figure %s failed", fig_name)
+            written, notes, detail = False, [f"figure could not be drawn: {exc}"], ""
+        for note in notes:
+            figure_parts.append(_note(note))
+        if written:
+            src = quote(png.relative_to(page.parent).as_posix())
+            caption = f"{fig_title}: {detail}; finest grid of each study, error bars from its convergence stage."
+            figure_parts.append(f'<figure><img src="{src}" alt="{_e(fig_title)}">'
+                                f"<figcaption>{_e(caption)}</figcaption></figure>")
+        else:
+            figure_parts.append(_note(f"Figure '{fig_title}' has no data to show."))
+
+    missing = [r["study"] for r in overview if r["counts"] is None]
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    body = [f"<h1>{_e(title)}</h1>",
+            f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}; results from <code>{_e(results)}</code>.</p>"]
+    if not studies:
+        body.append(_note("No studies configured."))
+    if missing:
+        body.append(_note("Missing or failed results: " + ", ".join(missing)))
+    body += ["<h2>Overview</h2>", _overview_table(overview),
+             "<p>Verdict per entry (response × component × μ × T): converged when the error bar of the h → 0 "
+             "extrapolation is within max(rtol·|value|, atol, 10⁻⁶ × largest |value| of the response). "
+             "Relative errors are shown only for entries above that absolute floor.</p>"]
+    if figure_parts:
+        body += ["<h2>Figures</h2>", *figure_parts]
+    body += sections
+    body.append(f"<footer>qgtflow {__version__} · generated {_e(now)}</footer>")
+    text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    page.write_text(text, encoding="utf-8")
+    log.info("report written to %s (%d studies, %d missing)", page, len(studies), len(missing))
