@@ -63,6 +63,11 @@ class GridStore:
     grid_sizes: list[int]
 
     @property
+    def spacing_units(self) -> str:
+        """Units of the grid spacing (inverse model length), from the kgrid stage's attrs."""
+        return str(self.ds.attrs.get("grid_spacing_units", "model length-1"))
+
+    @property
     def size(self) -> int:
         return int(max(self.grid_sizes)) if self.grid_sizes else int(self.n_kpoints)
 
@@ -76,7 +81,7 @@ def open_store(path) -> GridStore:
         ds = xr.open_zarr(p)
     except Exception as exc:  # zarr raises many types for unreadable stores
         raise StoreError(f"responses store {p} cannot be opened: {exc}") from None
-    if ds.attrs.get("qgtflow_complete") is not True:
+    if not bool(ds.attrs.get("qgtflow_complete", False)):
         raise StoreError(f"responses store {p} is incomplete (attribute qgtflow_complete is not True); rerun its stage")
     if "grid_spacing" not in ds.attrs:
         raise StoreError(f"responses store {p} lacks the global attribute 'grid_spacing'")
@@ -98,7 +103,8 @@ def load_stores(paths) -> list[GridStore]:
     stores = sorted((open_store(p) for p in paths), key=lambda s: -s.spacing)
     spacings = [s.spacing for s in stores]
     if len(set(spacings)) != len(spacings):
-        raise StoreError(f"two responses stores have the same grid spacing: {dict(zip([s.path for s in stores], spacings))}")
+        same = dict(zip([s.path for s in stores], spacings))
+        raise StoreError(f"two responses stores have the same grid spacing: {same}")
     ref = stores[-1]
     for s in stores[:-1]:
         for key in ("model_hash", "study"):
@@ -214,13 +220,16 @@ def to_dataset(results: list[ResponseConvergence], stores: list[GridStore], meta
         attrs = {k: v for k, v in rc.attrs.items() if k in ("units", "long_name", "formula", "form", "reference")}
         long_name = attrs.get("long_name", rc.name)
         units = attrs.get("units", "")
-        data[f"{rc.name}_values"] = (("size", *rc.dims), rc.stack, {**attrs, "long_name": f"{long_name} per grid density"})
-        data[f"{rc.name}_extrapolated"] = (rc.dims, r.value, {**attrs, "long_name": f"{long_name}, extrapolated to h -> 0"})
+        data[f"{rc.name}_values"] = (("size", *rc.dims), rc.stack,
+                                     {**attrs, "long_name": f"{long_name} per grid density"})
+        data[f"{rc.name}_extrapolated"] = (rc.dims, r.value,
+                                           {**attrs, "long_name": f"{long_name}, extrapolated to h -> 0"})
         data[f"{rc.name}_error"] = (rc.dims, r.error, {"units": units, "long_name": f"error bar of {long_name}"})
         data[f"{rc.name}_tolerance"] = (rc.dims, a.tolerance, {
             "units": units, "long_name": f"convergence tolerance of {long_name}",
             "atol_effective": float(a.atol_effective)})
-        data[f"{rc.name}_order"] = (rc.dims, r.order, {"units": "1", "long_name": "observed (or assumed) convergence order p"})
+        data[f"{rc.name}_order"] = (rc.dims, r.order,
+                                    {"units": "1", "long_name": "observed (or assumed) convergence order p"})
         data[f"{rc.name}_method"] = (rc.dims, r.method, {
             "long_name": "extrapolation method", "flag_values": list(METHODS),
             "flag_meanings": " ".join(m.replace("-", "_") for m in METHODS.values())})
@@ -235,7 +244,7 @@ def to_dataset(results: list[ResponseConvergence], stores: list[GridStore], meta
     coords["size"] = ("size", np.array([s.size for s in stores], dtype=np.int64),
                       {"long_name": "largest number of k-points per axis"})
     coords["grid_spacing"] = ("size", np.array([s.spacing for s in stores]),
-                              {"long_name": "grid spacing h (largest |b|/N)", "units": "model length^-1"})
+                              {"long_name": "grid spacing h (largest |b|/N)", "units": stores[-1].spacing_units})
     coords["n_kpoints"] = ("size", np.array([s.n_kpoints for s in stores], dtype=np.int64),
                            {"long_name": "number of k-points"})
     ds = xr.Dataset(data, coords=coords, attrs=meta)
@@ -287,10 +296,14 @@ def to_table(results: list[ResponseConvergence], stores: list[GridStore], study_
 # --------------------------------------------------------------------------- plots
 
 
-def axis_label(attrs: dict, default: str) -> str:
+def axis_label(attrs: dict, default: str, width: int = 42) -> str:
+    """'long_name [units]' from the attrs, wrapped onto two lines when long."""
+    import textwrap
+
     name = attrs.get("long_name") or default
     units = attrs.get("units")
-    return f"{name} [{units}]" if units not in (None, "", "1") else str(name)
+    text = f"{name} [{units}]" if units not in (None, "", "1") else str(name)
+    return "\n".join(textwrap.wrap(text, width)) if len(text) > width else text
 
 
 def _coord_text(value, attrs: dict, symbol: str) -> str:
@@ -321,7 +334,8 @@ def _figure(n_panels: int, width: float = 4.6, height: float = 3.6):
     return fig, axes
 
 
-def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path) -> None:
+def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path,
+                     spacing_units: str = "model length-1") -> None:
     """Value vs grid spacing for the largest component at up to three μ, one line per T."""
     labels, f = rc.flat()
     comp = _ranked_components(f["finest"])[0]
@@ -356,7 +370,7 @@ def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, pat
                 if meth in (FITTED, CLIPPED, ASSUMED) and np.isfinite(p):
                     a = (vals[-1] - c) / h[-1] ** p
                     ax.plot(hx, c + a * hx**p, ":", color=color, lw=1)
-        ax.set_xlabel("k-grid spacing h [model length$^{-1}$]")
+        ax.set_xlabel(f"k-grid spacing h [{spacing_units}]")
         ax.set_ylabel(y_label)
         ax.set_xlim(left=-0.03 * h.max())
         ax.set_title(f"{labels[comp] or rc.name}, " + _coord_text(mu[m], mu_attrs, "μ"), fontsize=10)
@@ -428,7 +442,7 @@ def make_plots(results: list[ResponseConvergence], stores: list[GridStore], out:
         try:
             if len(rc.h) > 1:
                 p = out / f"conv_{rc.name}.png"
-                plot_convergence(rc, mu_attrs, t_attrs, p)
+                plot_convergence(rc, mu_attrs, t_attrs, p, finest.spacing_units)
                 written.append(p)
             p = out / f"mu_{rc.name}.png"
             plot_vs_mu(rc, mu_attrs, t_attrs, p, size_text)

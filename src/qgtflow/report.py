@@ -29,6 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from qgtflow import __version__
+from qgtflow.convergence_stage import axis_label as _axis_label
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +150,8 @@ def _response_rows(table: pd.DataFrame) -> list[dict]:
     return rows
 
 
-def _copy_plots(conv_dir: Path, assets: Path, study: str, responses: list[str], page_dir: Path) -> list[tuple[str, str]]:
+def _copy_plots(conv_dir: Path, assets: Path, study: str, responses: list[str],
+                page_dir: Path) -> list[tuple[str, str]]:
     """Copy the study's PNGs into the report folder; returns (relative src, caption) in display order."""
     pngs = sorted(conv_dir.glob("*.png"))
     rank_resp = {r: n for n, r in enumerate(responses)}
@@ -296,7 +298,7 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
             continue
         try:
             ds = _open(store)
-            if ds.attrs.get("qgtflow_complete") is not True:
+            if not bool(ds.attrs.get("qgtflow_complete", False)):
                 notes.append(f"study '{name}': {store} is incomplete")
                 continue
             if response not in ds.data_vars:
@@ -344,8 +346,10 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
         except Exception as exc:
             notes.append(f"study '{name}': could not read {store}: {exc}")
             continue
-        sel_text = ", ".join(f"{d} = {_fmt(v, 4) if isinstance(v, (int, float, np.floating)) else v}"
-                             for d, v in taken.items())
+        sel_text = ", ".join(
+            f"{d} = {_fmt(v, 4)}{(' ' + ds[d].attrs['units']) if d in ds.coords and ds[d].attrs.get('units') else ''}"
+            if isinstance(v, (int, float, np.integer, np.floating)) else f"{d} = {v}"
+            for d, v in taken.items())
         ax.errorbar(xs, y, yerr=None if err is None else np.where(np.isfinite(err), err, 0.0),
                     fmt="o-" if len(xs) < 15 else "-", ms=3, capsize=2, color=f"C{n % 10}",
                     label=f"{name}" + (f" ({sel_text})" if sel_text else ""))
@@ -370,12 +374,6 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     detail = f"{response} {comp_text} vs {x}" + (
         " at " + ", ".join(f"{k} ≈ {v}" for k, v in select.items()) if select else "")
     return True, notes, detail
-
-
-def _axis_label(attrs: dict, default: str) -> str:
-    name = attrs.get("long_name") or default
-    units = attrs.get("units")
-    return f"{name} [{units}]" if units not in (None, "", "1") else str(name)
 
 
 # --------------------------------------------------------------------------- page
@@ -431,7 +429,8 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
     missing = [r["study"] for r in overview if r["counts"] is None]
     now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     body = [f"<h1>{_e(title)}</h1>",
-            f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}; results from <code>{_e(results)}</code>.</p>"]
+            f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}; "
+            f"results from <code>{_e(results)}</code>.</p>"]
     if not studies:
         body.append(_note("No studies configured."))
     if missing:

@@ -43,7 +43,8 @@ def run(study, size: int, out: str) -> None:
                     {"long_name": "integration weight, sum = integral d^dk/(2 pi)^d",
                      "units": f"{length}-{grid.dim}"})},
         coords={"axis": ("axis", list(AXES[:grid.dim]))},
-        attrs=io.provenance_attrs(study, "kgrid", {**grid.attrs(), io.FINGERPRINT: fp}))
+        attrs=io.provenance_attrs(study, "kgrid", {**grid.attrs(), "grid_spacing_units": f"{length}-1",
+                                                   io.FINGERPRINT: fp}))
     io.write_template(ds, out, grid.chunk_size, grid.n_chunks)
     for index in range(grid.n_chunks):
         start, stop = grid.chunk_bounds(index)
