@@ -23,6 +23,8 @@ from qgtflow.stages.tasks import run_tasks
 
 log = logging.getLogger(__name__)
 
+BLOCK = 2048  # k-points per integrand block inside a chunk
+
 
 def _integrands(fields: dict, terms: list) -> np.ndarray:
     """Concatenate every response's integrand into one (N, nb, n_comp_total) array."""
@@ -40,12 +42,15 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins):
     group = zarr.open_group(str(geometry_path), mode="r")
     moments = underflow = None
     for start, stop in chunk_ranges:
-        fields = {f: np.asarray(group[f][start:stop]) for f in needed}
+        chunk = {f: np.asarray(group[f][start:stop]) for f in needed}
         weight = np.asarray(group["weight"][start:stop])
-        Q = _integrands(fields, terms)
-        if moments is None:
-            moments, underflow = bins.empty(Q.shape[2])
-        accumulate(np.ascontiguousarray(fields["energy"]), weight, Q, bins.lo, bins.width, moments, underflow)
+        for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
+            fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
+            Q = _integrands(fields, terms)
+            if moments is None:
+                moments, underflow = bins.empty(Q.shape[2])
+            accumulate(np.ascontiguousarray(fields["energy"]), weight[lo:lo + BLOCK], Q, bins.lo, bins.width,
+                       moments, underflow)
     return moments, underflow
 
 
