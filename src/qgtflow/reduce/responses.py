@@ -93,6 +93,23 @@ def _pseudo_deriv(dcurv: np.ndarray) -> np.ndarray:
     return _pseudo(moved)
 
 
+def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(…, i) × (…, j) → (…, i, j)."""
+    return a[..., :, None] * b[..., None, :]
+
+
+def _symmetrized_v_times(v: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """(∂_iε M_jk + ∂_jε M_ik + ∂_kε M_ij)/3 for a symmetric M: the by-parts ∂³ε integrand."""
+    vM = v[..., :, None, None] * M[..., None, :, :]  # [i, j, k] = v_i M_jk
+    return (vM + vM.swapaxes(-3, -2) + vM.swapaxes(-3, -1)) / 3.0
+
+
+def _bcd_surface(curv: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Ω^ij ∂_kε + Ω^ik ∂_jε."""
+    t = curv[..., :, :, None] * v[..., None, None, :]  # [i, j, k] = Ω^ij v_k
+    return t + t.swapaxes(-2, -1)
+
+
 def _cached(f: dict, key: str, build):
     """Per-chunk memo inside the fields dict: σ^qm and its variants share their tensors."""
     if key not in f:
@@ -145,7 +162,7 @@ def _register(r: Response) -> Response:
 _register(Response(
     "sigma_drude", "Drude conductivity σ_ij", "CATALOG: σ_ij = −e²τ Σ_n ∫[dk] v^i v^j f0' (004 Eq. 4, ω = 0)",
     ("i", "j"),
-    {"surface": Term(lambda f: np.einsum("nbi,nbj->nbij", f["velocity"], f["velocity"]), 1, 2, 2, ("velocity",), -1.0)},
+    {"surface": Term(lambda f: _outer(f["velocity"], f["velocity"]), 1, 2, 2, ("velocity",), -1.0)},
     e_power=2, hbar_power=-2, tau_power=1, si_units=_linear_units))
 
 _register(Response(
@@ -159,7 +176,7 @@ _register(Response(
     ("i", "pseudovector"),
     {"sea": Term(lambda f: _pseudo_deriv(f["berry_curvature_dipole_density"]), 0, 0, 3,
                  ("berry_curvature_dipole_density",)),
-     "surface": Term(lambda f: np.einsum("nbi,nbj->nbij", f["velocity"], _pseudo(f["berry_curvature"])), 1, 1, 3,
+     "surface": Term(lambda f: _outer(f["velocity"], _pseudo(f["berry_curvature"])), 1, 1, 3,
                      ("velocity", "berry_curvature"), -1.0)},
     si_units=lambda d: {"m": 3 - d}))
 
@@ -169,9 +186,7 @@ _register(Response(
     ("i", "j", "k"),
     {"sea": Term(lambda f: f["energy_third_derivative"], 0, 1, 3, ("energy_third_derivative",), -1.0),
      # by parts, symmetrised: −∫ ∂³ε f0 = +∫ (∂_iε ∂_j∂_kε + cyclic)/3 f0'
-     "surface": Term(lambda f: (np.einsum("nbi,nbjk->nbijk", f["velocity"], f["inverse_mass"])
-                                + np.einsum("nbj,nbik->nbijk", f["velocity"], f["inverse_mass"])
-                                + np.einsum("nbk,nbij->nbijk", f["velocity"], f["inverse_mass"])) / 3.0,
+     "surface": Term(lambda f: _symmetrized_v_times(f["velocity"], f["inverse_mass"]),
                      1, 2, 3, ("velocity", "inverse_mass"), 1.0)},
     e_power=3, hbar_power=-3, tau_power=2, si_units=_second_order_units))
 
@@ -182,8 +197,7 @@ _register(Response(
     {"sea": Term(lambda f: f["berry_curvature_dipole_density"] + np.einsum("nbikj->nbijk",
                                                                         f["berry_curvature_dipole_density"]),
                  0, 0, 3, ("berry_curvature_dipole_density",), 0.5),
-     "surface": Term(lambda f: np.einsum("nbij,nbk->nbijk", f["berry_curvature"], f["velocity"])
-                     + np.einsum("nbik,nbj->nbijk", f["berry_curvature"], f["velocity"]),
+     "surface": Term(lambda f: _bcd_surface(f["berry_curvature"], f["velocity"]),
                      1, 1, 3, ("berry_curvature", "velocity"), -0.5)},
     e_power=3, hbar_power=-2, tau_power=1, si_units=_second_order_units))
 

@@ -56,7 +56,7 @@ class EnergyBins:
         return np.zeros((self.n_bins, self.n_moments, n_comp)), np.zeros(n_comp)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def accumulate(energy, weight, Q, lo, width, moments, underflow):
     """Add one chunk: energy (N, nb), weight (N,), Q (N, nb, nc) into moments (nbins, nq, nc)."""
     N, nb = energy.shape
@@ -81,10 +81,10 @@ def accumulate(energy, weight, Q, lo, width, moments, underflow):
             xpow[0] = w
             for q in range(1, nq):
                 xpow[q] = xpow[q - 1] * x / q
-            for c in range(nc):
-                v = Q[kk, n, c]
-                for q in range(nq):
-                    moments[b, q, c] += xpow[q] * v
+            for q in range(nq):  # innermost loop contiguous in the component index
+                xq = xpow[q]
+                for c in range(nc):
+                    moments[b, q, c] += xq * Q[kk, n, c]
 
 
 def merge_bins(moments: np.ndarray, centres: np.ndarray, width: float, factor: int):
@@ -101,12 +101,13 @@ def merge_bins(moments: np.ndarray, centres: np.ndarray, width: float, factor: i
         centres = np.concatenate([centres, centres[-1] + width * np.arange(1, pad + 1)])
     groups = moments.reshape(-1, factor, nq, nc)
     new_centres = centres.reshape(-1, factor).mean(axis=1)
-    shift = centres.reshape(-1, factor) - new_centres[:, None]  # c − c' for each member bin
+    shift = (np.arange(factor) - (factor - 1) / 2) * width  # c − c', the same in every group
     merged = np.zeros((groups.shape[0], nq, nc))
     for q in range(nq):
         for j in range(q + 1):
-            coef = shift ** (q - j) / math.factorial(q - j)  # (G, factor)
-            merged[:, q] += np.einsum("gf,gfc->gc", coef, groups[:, :, j])
+            coef = shift ** (q - j) / math.factorial(q - j)  # (factor,)
+            for member in range(factor):  # strided axpys: no copies of the moment array
+                merged[:, q] += coef[member] * groups[:, member, j]
     return merged, new_centres
 
 
@@ -120,11 +121,15 @@ def contract(bins: EnergyBins, moments: np.ndarray, underflow: np.ndarray, mu: n
     """
     nq = moments.shape[1]
     out = np.zeros((mu.size, kT.size, moments.shape[2]))
+    levels = {1: (moments, bins.centres)}  # merge factor → (moments, centres), built by pairwise merges
     for t, kt in enumerate(kT):
         factor = 1
         while factor * 2 * bins.width <= kt / bins.bins_per_kT and factor < bins.n_bins:
             factor *= 2
-        merged, centres = merge_bins(moments, bins.centres, bins.width, factor)
+            if factor not in levels:
+                prev, prev_centres = levels[factor // 2]
+                levels[factor] = merge_bins(prev, prev_centres, bins.width * (factor // 2), 2)
+        merged, centres = levels[factor]
         b0 = int(np.searchsorted(centres, mu.min() - WINDOW_KT * kt))
         b1 = int(np.searchsorted(centres, mu.max() + WINDOW_KT * kt))
         f = fermi(centres[None, b0:b1], mu[:, None], kt)  # (n_mu, n_window)
