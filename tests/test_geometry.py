@@ -141,13 +141,28 @@ def test_metric_positive_semidefinite_and_bound(lattice_model):
 
 
 @pytest.mark.parametrize("name,params", [("massive_dirac", {"v": 0.7, "mass": -0.2}),
-                                         ("tilted_dirac", {"tilt": 0.5}), ("haldane", {"mass": 0.3, "phi": 0.7})])
-def test_two_band_closed_form_equals_sum_over_states(name, params):
-    """Independent methods: d-vector closed forms vs eigenvector sums, every field."""
+                                         ("tilted_dirac", {"tilt": 0.5}), ("haldane", {"mass": 0.3, "phi": 0.7}),
+                                         ("pt_toy_4band", {"t": 0.0}), ("pt_toy_4band", {"t": 0.9})])
+def test_clifford_closed_form_equals_sum_over_states(name, params):
+    """Independent methods: d-vector (Clifford) closed forms vs eigenvector sums, every field."""
     model = build_model(name, params)
+    assert model.clifford_gammas is not None  # all of these are Clifford models
     k = RNG.uniform(-2, 2, (300, 2))
     closed = compute_fields(model, k, closed_form=True)
     generic = compute_fields(model, k, closed_form=False)
     for key in closed:
         scale = max(np.abs(generic[key]).max(), 1e-3)
         np.testing.assert_allclose(closed[key], generic[key], atol=1e-10 * scale, err_msg=key)
+
+
+def test_clifford_detection():
+    from qgtflow.geometry.clifford import clifford_basis, structure_constants
+
+    assert random_lattice_model().clifford_gammas is None  # a generic 3-band model has no such basis
+    gam = build_model("pt_toy_4band").clifford_gammas
+    assert gam.shape == (3, 4, 4) and np.abs(structure_constants(gam)).max() < 1e-14  # PT: no curvature
+    pauli = clifford_basis([np.array([[1, 2 - 1j], [2 + 1j, -1]])])
+    assert pauli.shape == (1, 2, 2)
+    # two non-anticommuting 4×4 terms (σz⊗1 and σz⊗σz commute) are refused
+    sz, one = np.diag([1.0, -1.0]), np.eye(2)
+    assert clifford_basis([np.kron(sz, one), np.kron(sz, sz)]) is None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from qgtflow.geometry.clifford import sparse_structure, structure_constants
 from qgtflow.geometry.kernels import geometry_chunk
 from qgtflow.models.derivatives import compact, index_maps
 
@@ -64,12 +65,16 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
                    n_threads: int | None = None, closed_form: bool = True) -> dict[str, np.ndarray]:
     """All geometry fields of ``model`` at k-points ``k`` (N, dim), as {name: array (N, ...)}.
 
+    ``closed_form``: use the Clifford-model formulas when the model has an anticommuting basis
+    (all two-band models, Dirac-matrix models such as 001 Eq. 20); else the sum over states.
+
     ``gauge_seed`` ≥ 0 rotates eigenvectors by random unitaries inside degenerate groups
     (random phases for simple bands) — a test hook for gauge invariance.
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
+    gammas = model.clifford_gammas if closed_form else None
     return fields_from_unique(model.unique_derivatives(k), model.dim, degeneracy_threshold, gauge_seed, n_threads,
-                              closed_form)
+                              gammas)
 
 
 def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
@@ -77,8 +82,12 @@ def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_se
     return fields_from_unique(compact(H, dH, d2H, d3H), dH.shape[1], degeneracy_threshold, gauge_seed, n_threads)
 
 
-def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, closed_form=True):
-    """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`)."""
+def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None):
+    """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`).
+
+    ``gammas``: anticommuting basis of the model (``Model.clifford_gammas``) for the closed form;
+    None runs the generic sum over states.
+    """
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
     out = {
@@ -101,8 +110,12 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
     n_blocks = max(1, min(N, 4 * threads))
     i1, i2, i3 = index_maps(d)
     active = np.array([bool(np.any(Hu[:, u])) for u in range(Hu.shape[1])])
+    if gammas is None or gammas.shape[-1] != n:
+        gammas, c_idx, c_val = np.zeros((0, n, n), complex), np.zeros((0, 3), np.int64), np.zeros(0)
+    else:
+        c_idx, c_val = sparse_structure(structure_constants(gammas))
     geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, active, float(degeneracy_threshold), int(gauge_seed), n_blocks,
-                   bool(closed_form),
+                   np.ascontiguousarray(gammas), c_idx, c_val,
                    out["energy"], out["velocity"], out["inverse_mass"], out["energy_third_derivative"],
                    out["berry_curvature"], out["quantum_metric"], out["bcp"],
                    out["berry_curvature_dipole_density"], out["quantum_metric_dipole_density"],

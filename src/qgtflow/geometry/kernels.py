@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, prange
 
 from qgtflow.geometry.eigh import eigh_small_ws
-from qgtflow.geometry.two_band import two_band_one_k
+from qgtflow.geometry.clifford import clifford_one_k
 
 
 @njit(cache=True, error_model="numpy")
@@ -256,7 +256,7 @@ def _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmet
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, closed_form,
+def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, gammas, c_idx, c_val,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
     """Fill the per-k, per-band field arrays for a whole chunk (parallel over blocks of k).
 
@@ -264,8 +264,9 @@ def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, closed_
     ``models/derivatives.py``). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
     metric/bcp (N,n,d,d), third/dcurv/dmetric/dbcp (N,n,d,d,d) with the derivative index last.
     ``active[u]`` is False for slots that vanish on the whole chunk (their rotation is skipped).
-    ``closed_form``: two-band models use the d-vector formulas of ``two_band.py`` (the generic
-    sum over states where the bands touch, and whenever a gauge test hook is active).
+    ``gammas`` (K, n, n): an anticommuting basis of the model (K = 0: none) selects the closed
+    form of ``clifford.py`` with the nonzero structure constants Im Tr(ΓΓΓ)/(2n) (c_idx, c_val); the generic sum over states is
+    used where the two levels touch and whenever the gauge test hook is active.
     """
     N = Hu.shape[0]
     n_slots = Hu.shape[1]
@@ -285,14 +286,18 @@ def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, closed_
         tmpd = np.empty((n, d))
         scratch = np.empty((n, n), np.complex128)
         work = np.empty((n, n), np.complex128)
-        D = np.empty((n_slots, 4))
+        D = np.empty((n_slots, gammas.shape[0] + 1))
+        P = np.empty((n_slots, n_slots))
+        Ec = np.empty((gammas.shape[0], gammas.shape[0]))
+        Xc = np.empty(gammas.shape[0])
         r1 = np.empty(d)
         r2 = np.empty((d, d))
         g2 = np.empty((d, d))
         om2 = np.empty((d, d))
         for kk in range(blk * per, min(N, (blk + 1) * per)):
-            if closed_form and n == 2 and gauge_seed < 0:
-                if two_band_one_k(Hu[kk], i1, i2, i3, D, r1, r2, g2, om2, energy[kk], velocity[kk],
+            if gammas.shape[0] > 0 and gauge_seed < 0:
+                if clifford_one_k(Hu[kk], i1, i2, i3, gammas, c_idx, c_val, D, P, Ec, Xc, r1, r2, g2, om2,
+                                  energy[kk], velocity[kk],
                                   inverse_mass[kk], third[kk], curvature[kk], metric[kk], bcp[kk],
                                   dcurv[kk], dmetric[kk], dbcp[kk], thresh):
                     continue

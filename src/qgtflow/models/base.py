@@ -56,6 +56,22 @@ class Model:
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
         return expand(self.unique_derivatives(k), self.dim)[: order + 1]
 
+    def coefficient_matrices(self) -> np.ndarray:
+        """Matrices whose span contains H(k) at every k (for structure detection); (m, n, n)."""
+        raise NotImplementedError
+
+    @property
+    def clifford_gammas(self):
+        """Anticommuting Hermitian basis Γ with H = d0 + Σ d_μ Γ_μ, or None (see geometry/clifford.py)."""
+        if not hasattr(self, "_clifford_cache"):
+            from qgtflow.geometry.clifford import clifford_basis
+
+            try:
+                self._clifford_cache = clifford_basis(self.coefficient_matrices())
+            except NotImplementedError:
+                self._clifford_cache = None
+        return self._clifford_cache
+
     # -- derived ---------------------------------------------------------------------------
     @property
     def reciprocal_vectors(self) -> np.ndarray:

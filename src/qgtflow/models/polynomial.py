@@ -79,6 +79,9 @@ class PolynomialModel(Model):
                           for e, c in zip(self.exponents.tolist(), self.coefficients)}
         return ident
 
+    def coefficient_matrices(self) -> np.ndarray:
+        return self.coefficients
+
     def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
         k = np.ascontiguousarray(np.asarray(k, dtype=float).reshape(-1, self.dim))
         out = np.empty((k.shape[0], self._factor.shape[0], self.nbands, self.nbands), complex)

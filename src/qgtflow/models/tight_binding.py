@@ -66,6 +66,9 @@ class TightBindingModel(Model):
                               np.round(self.matrices[o].imag, 14).tolist()] for o in order]
         return ident
 
+    def coefficient_matrices(self) -> np.ndarray:
+        return self.matrices.reshape(-1, self.nbands, self.nbands)
+
     def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
         n, N = self.nbands, k.shape[0]
