@@ -64,21 +64,22 @@ CONVERGED, NOT_CONVERGED, INSUFFICIENT = 1, 0, -1
 VERDICTS = {CONVERGED: "converged", NOT_CONVERGED: "not converged", INSUFFICIENT: "insufficient data"}
 
 
-def verdict_names(codes) -> np.ndarray:
-    """Map verdict codes to their strings (element-wise)."""
+def _code_names(codes, table: dict) -> np.ndarray:
     codes = np.asarray(codes)
     out = np.empty(codes.shape, dtype=object)
-    for code, name in VERDICTS.items():
+    for code, name in table.items():
         out[codes == code] = name
     return out
+
+
+def verdict_names(codes) -> np.ndarray:
+    """Map verdict codes to their strings (element-wise)."""
+    return _code_names(codes, VERDICTS)
 
 
 def method_names(codes) -> np.ndarray:
-    codes = np.asarray(codes)
-    out = np.empty(codes.shape, dtype=object)
-    for code, name in METHODS.items():
-        out[codes == code] = name
-    return out
+    """Map extrapolation-method codes to their strings (element-wise)."""
+    return _code_names(codes, METHODS)
 
 
 def richardson_step(v_coarse, v_fine, ratio, order):

@@ -265,14 +265,4 @@ def eigh_small(H, E, U):
     E receives ascending eigenvalues; the columns of U are the orthonormal eigenvectors.
     """
     n = H.shape[0]
-    if n == 1:
-        E[0] = H[0, 0].real
-        U[0, 0] = 1.0
-    elif n == 2:
-        _eigh2(H, E, U)
-    elif n <= JACOBI_MAX_N:
-        _eigh_jacobi(H, E, U, np.empty((n, n), np.complex128))
-    else:
-        w, v = np.linalg.eigh(H)
-        E[:] = w
-        U[:, :] = v
+    eigh_small_ws(H, E, U, np.empty((n, n), np.complex128))
