@@ -62,35 +62,38 @@ def field_units(spec: FieldSpec, units) -> str:
 
 
 def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gauge_seed: int = -1,
-                   n_threads: int | None = None, closed_form: bool = True) -> dict[str, np.ndarray]:
+                   n_threads: int | None = None, closed_form: bool = True, reuse_buffers: bool = False
+                   ) -> dict[str, np.ndarray]:
     """All geometry fields of ``model`` at k-points ``k`` (N, dim), as {name: array (N, ...)}.
 
     ``closed_form``: use the Clifford-model formulas when the model has an anticommuting basis
     (all two-band models, Dirac-matrix models such as 001 Eq. 20); else the sum over states.
+    ``reuse_buffers``: write into per-process arrays kept between calls of the same shape (the
+    returned arrays are overwritten by the next call) — saves page faults on large chunks.
 
     ``gauge_seed`` ≥ 0 rotates eigenvectors by random unitaries inside degenerate groups
     (random phases for simple bands) — a test hook for gauge invariance.
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
     gammas = model.clifford_gammas if closed_form else None
-    return fields_from_unique(model.unique_derivatives(k), model.dim, degeneracy_threshold, gauge_seed, n_threads,
-                              gammas)
+    Hu = model.unique_derivatives(k)
+    out = _buffers(Hu.shape[0], Hu.shape[2], model.dim) if reuse_buffers else None
+    return fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out)
 
 
-def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
-    """The kernel on full derivative arrays H (N,n,n), ∂H (N,d,n,n), ∂²H, ∂³H."""
-    return fields_from_unique(compact(H, dH, d2H, d3H), dH.shape[1], degeneracy_threshold, gauge_seed, n_threads)
+_BUFFER_CACHE: dict = {}
 
 
-def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None):
-    """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`).
+def _buffers(N: int, n: int, d: int) -> dict[str, np.ndarray]:
+    key = (N, n, d)
+    if key not in _BUFFER_CACHE:
+        _BUFFER_CACHE.clear()  # keep one shape only (the chunk size)
+        _BUFFER_CACHE[key] = _allocate(N, n, d)
+    return _BUFFER_CACHE[key]
 
-    ``gammas``: anticommuting basis of the model (``Model.clifford_gammas``) for the closed form;
-    None runs the generic sum over states.
-    """
-    N, n = Hu.shape[0], Hu.shape[2]
-    d = dim
-    out = {
+
+def _allocate(N: int, n: int, d: int) -> dict[str, np.ndarray]:
+    return {
         "energy": np.empty((N, n)),
         "velocity": np.empty((N, n, d)),
         "inverse_mass": np.empty((N, n, d, d)),
@@ -102,6 +105,22 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
         "quantum_metric_dipole_density": np.empty((N, n, d, d, d)),
         "bcp_dipole_density": np.empty((N, n, d, d, d)),
     }
+
+
+def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None):
+    """The kernel on full derivative arrays H (N,n,n), ∂H (N,d,n,n), ∂²H, ∂³H."""
+    return fields_from_unique(compact(H, dH, d2H, d3H), dH.shape[1], degeneracy_threshold, gauge_seed, n_threads)
+
+
+def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None, out=None):
+    """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`).
+
+    ``gammas``: anticommuting basis of the model (``Model.clifford_gammas``) for the closed form;
+    None runs the generic sum over states. ``out``: preallocated arrays (see ``_allocate``).
+    """
+    N, n = Hu.shape[0], Hu.shape[2]
+    d = dim
+    out = _allocate(N, n, d) if out is None else out
     if N == 0:
         return out
     import numba

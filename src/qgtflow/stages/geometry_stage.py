@@ -59,7 +59,7 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold):
     group = zarr.open_group(str(kgrid_path), mode="r")
     k = np.asarray(group["kvec"][start:stop])
     weight = np.asarray(group["weight"][start:stop])
-    fields = compute_fields(model, k, threshold)
+    fields = compute_fields(model, k, threshold, reuse_buffers=True)  # written out before the next chunk
     io.write_region(out, start, stop, {"kvec": k, "weight": weight, **fields}, index)
     return index
 
