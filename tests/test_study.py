@@ -40,6 +40,7 @@ def _with(**changes):
     (_with(temprature=[10.0]), ["temprature", "known keys"]),
     ({k: v for k, v in GOOD.items() if k != "mu"}, ["mu", "required"]),
     (_with(model={"name": "haldane"}, kgrid={"sizes": [16], "kmax": 1.0}), ["kgrid.kmax", "periodic"]),
+    (_with(units="natural"), ["tau", "sigma_drude", "natural units"]),
 ])
 def test_bad_study_is_refused_with_a_clear_message(study, fragments):
     with pytest.raises(QgtflowError) as info:
@@ -75,6 +76,8 @@ def test_model_shape_errors():
 
 def test_good_study_has_defaults_filled():
     st = load_study(GOOD)
+    assert st.tau == 1e-12  # physical units: 1 ps by default
+    assert np.isnan(load_study(_with(units="natural", responses=["sigma_ahe"])).tau)  # τ-free response
     assert st.config["kgrid"]["sizes"] == [64, 96, 128]
     assert st.fermi_form == "surface"  # k·p window: Fermi-surface forms avoid boundary terms
     assert build_model("haldane").periodic and load_study(_with(model={"name": "haldane"})).fermi_form == "sea"

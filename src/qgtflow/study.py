@@ -148,7 +148,7 @@ class Study:
 
     @property
     def tau(self) -> float:
-        return float(self.config["tau"])
+        return float(self.config["tau"]) if self.config.get("tau") is not None else float("nan")
 
     @property
     def fermi_form(self) -> str:
@@ -217,6 +217,13 @@ def load_study(source, name: str | None = None) -> Study:
     for r in cfg["responses"]:
         if r not in RESPONSES:
             raise ConfigError(f"{key}responses", r, f"one of {sorted(RESPONSES)}")
+    tau_dependent = [r for r in cfg["responses"] if RESPONSES[r].tau_power]
+    if cfg.get("tau") is None:
+        if units.natural and tau_dependent:
+            raise ConfigError(f"{key}tau", None, f"a relaxation time in hbar/(model energy) for the τ-dependent "
+                              f"responses {tau_dependent} (natural units have no default)")
+        if not units.natural:
+            cfg["tau"] = 1.0e-12
     sizes = list(cfg["kgrid"]["sizes"])
     if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
         raise ConfigError(f"{key}kgrid.sizes", sizes, "strictly increasing grid sizes")

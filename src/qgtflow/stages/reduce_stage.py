@@ -93,7 +93,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
     grid_attrs = {k: v for k, v in geometry_attrs.items()
                   if k.startswith("grid_") or k in ("n_kpoints", "degeneracy_threshold")}
     attrs = io.provenance_attrs(study, "reduce", {
-        **grid_attrs, "fermi_form": form_requested, "tau": study.tau,
+        **grid_attrs, "fermi_form": form_requested, **({"tau": study.tau} if np.isfinite(study.tau) else {}),
         "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments,
         "geometry_fingerprint": geometry_attrs.get(io.FINGERPRINT, "")})
     return xr.Dataset(data, coords=coords, attrs=attrs)
