@@ -20,12 +20,6 @@ def available_cores() -> int:
     return max(1, min(affinity, os.cpu_count() or 1))
 
 
-def pin_threads(n: int = 1) -> None:
-    """Pin BLAS/OpenMP/numba thread pools (set before numba or BLAS start)."""
-    for var in _THREAD_VARS:
-        os.environ[var] = str(n)
-
-
 def worker_count(requested: int | None) -> int:
     cores = available_cores()
     n = cores if not requested else min(int(requested), cores)

@@ -6,8 +6,6 @@ Every error names the key, the value and what was expected, and is raised before
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -160,11 +158,6 @@ class Study:
     @property
     def degeneracy_threshold(self) -> float:
         return float(self.config["degeneracy_threshold"])
-
-    def config_hash(self, *sections: str) -> str:
-        """Hash of the named config sections (all when none given): provenance and resume checks."""
-        part = {s: self.config.get(s) for s in sections} if sections else self.config
-        return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
 
     def make_grid(self, size: int):
         from qgtflow.kgrid import make_grid
