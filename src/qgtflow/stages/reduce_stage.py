@@ -16,7 +16,7 @@ import xarray as xr
 import zarr
 
 from qgtflow import io
-from qgtflow.cluster import local_cluster
+from qgtflow.cluster import local_cluster, worker_count
 from qgtflow.reduce.responses import RESPONSES, required_fields
 from qgtflow.reduce.spectral import EnergyBins, accumulate, contract
 from qgtflow.stages.tasks import run_tasks
@@ -111,7 +111,12 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     bins = EnergyBins(study.mu, kT, bins_per_kT=float(study.config["energy_bins_per_kT"]))
     n_k, chunk = geo.sizes["kpoint"], int(geo.attrs["chunk_size"])
     ranges = [(s, min(n_k, s + chunk)) for s in range(0, n_k, chunk)]
-    n_tasks = max(1, min(len(ranges), (n_workers or 2) * 2))
+    # one task per worker: each returns a full moment histogram, the costly thing to ship
+    if client is not None:
+        workers = len(client.scheduler_info()["workers"])
+    else:
+        workers = 1 if n_workers == 0 else worker_count(n_workers)
+    n_tasks = max(1, min(len(ranges), workers))
     groups = [ranges[i::n_tasks] for i in range(n_tasks)]
     log.info("reduce %s: %d k-points, %d responses (%s form), %d mu x %d T, %d energy bins of %.3g", study.name,
              n_k, len(study.responses), form, study.mu.size, study.temperature.size, bins.n_bins, bins.width)
@@ -126,8 +131,11 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     def consume(results):
         nonlocal total_m, total_u
         for m, u in results:
-            total_m = m if total_m is None else total_m + m
-            total_u = u if total_u is None else total_u + u
+            if total_m is None:
+                total_m, total_u = m, u
+            else:
+                total_m += m
+                total_u += u
 
     if client is None and n_workers != 0:
         with local_cluster(n_workers) as own:
