@@ -76,9 +76,14 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
     gammas = model.clifford_gammas if closed_form else None
+    if reuse_buffers:
+        out = _buffers(k.shape[0], model.nbands, model.dim)
+        Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"))
+        out["_hamiltonian"] = Hu
+        fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out)
+        return {name: arr for name, arr in fields.items() if not name.startswith("_")}
     Hu = model.unique_derivatives(k)
-    out = _buffers(Hu.shape[0], Hu.shape[2], model.dim) if reuse_buffers else None
-    return fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out)
+    return fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas)
 
 
 _BUFFER_CACHE: dict = {}

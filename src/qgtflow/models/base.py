@@ -45,8 +45,11 @@ class Model:
     kmax: float | None = None
     convention: str = "k·p (continuum; no Bloch phase)"
 
-    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
-        """H and its distinct derivatives up to third order, shape (N, U, n, n) (see ``derivatives.py``)."""
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """H and its distinct derivatives up to third order, shape (N, U, n, n) (see ``derivatives.py``).
+
+        ``out``: an array of that shape to fill instead of allocating one.
+        """
         raise NotImplementedError
 
     def derivatives(self, k: np.ndarray, order: int = 3) -> list[np.ndarray]:

@@ -82,8 +82,9 @@ class PolynomialModel(Model):
     def coefficient_matrices(self) -> np.ndarray:
         return self.coefficients
 
-    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         k = np.ascontiguousarray(np.asarray(k, dtype=float).reshape(-1, self.dim))
-        out = np.empty((k.shape[0], self._factor.shape[0], self.nbands, self.nbands), complex)
+        shape = (k.shape[0], self._factor.shape[0], self.nbands, self.nbands)
+        out = np.empty(shape, complex) if out is None or out.shape != shape else out
         _evaluate(k, self._factor, self._power, self.coefficients, out)
         return out

@@ -69,13 +69,14 @@ class TightBindingModel(Model):
     def coefficient_matrices(self) -> np.ndarray:
         return self.matrices.reshape(-1, self.nbands, self.nbands)
 
-    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
         n, N = self.nbands, k.shape[0]
         phases = np.exp(1j * (k @ self.displacements.T))  # (N, n_d)
         idisp = 1j * self.displacements  # (n_d, dim)
         alphas = unique_multi_indices(self.dim)
-        out = np.empty((N, len(alphas), n, n), complex)
+        shape = (N, len(alphas), n, n)
+        out = np.empty(shape, complex) if out is None or out.shape != shape else out
         for u, alpha in enumerate(alphas):
             factor = np.ones(len(self.displacements), complex)
             for a in alpha:
