@@ -105,7 +105,7 @@ def test_gauge_seed_actually_changes_eigenvectors():
     U = np.eye(3, dtype=complex)
     grp = np.empty(3, np.int64)
     ng = _groups(E, 1e-6, grp)
-    _random_gauge(U, grp, ng, 0)
+    _random_gauge(U, grp, ng)
     assert ng == 2 and np.abs(U[:2, :2] - np.eye(2)).max() > 1e-3
     np.testing.assert_allclose(U.conj().T @ U, np.eye(3), atol=1e-12)
 

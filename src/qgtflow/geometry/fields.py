@@ -6,7 +6,6 @@ a long name and its formula reference. Stored names are the CATALOG's and stay s
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,5 +145,3 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
                    out["bcp_dipole_density"])
     return out
 
-
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qgtflow-numba"))

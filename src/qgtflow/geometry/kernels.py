@@ -40,7 +40,7 @@ def _groups(E, thresh, group):
 
 
 @njit(cache=True, error_model="numpy")
-def _random_gauge(U, group, ngroups, scratch_rng):
+def _random_gauge(U, group, ngroups):
     """Multiply eigenvectors by a random unitary inside every degenerate group (test hook)."""
     n = U.shape[0]
     for gi in range(ngroups):
@@ -111,7 +111,7 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
     eigh_small_ws(Hu[0], E, U, work)
     ngroups = _groups(E, thresh, grp)
     if gauge_seed >= 0:
-        _random_gauge(U, grp, ngroups, 0)
+        _random_gauge(U, grp, ngroups)
     # rotate the distinct derivatives into the eigenbasis: full matrices up to second order,
     # diagonals only for third order
     for u in range(1, Hu.shape[0]):
