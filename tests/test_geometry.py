@@ -166,3 +166,14 @@ def test_clifford_detection():
     # two non-anticommuting 4×4 terms (σz⊗1 and σz⊗σz commute) are refused
     sz, one = np.diag([1.0, -1.0]), np.eye(2)
     assert clifford_basis([np.kron(sz, one), np.kron(sz, sz)]) is None
+
+
+def test_active_slots_are_exact_for_polynomial_models():
+    """Slots flagged inactive really vanish (their rotation is skipped in the kernel)."""
+    for name in ("massive_dirac", "pt_toy_4band"):
+        model = build_model(name)
+        active = model.active_slots()
+        Hu = model.unique_derivatives(RNG.uniform(-1, 1, (50, 2)))
+        assert not active.all()  # third derivatives of these quadratic models vanish
+        assert np.abs(Hu[:, ~active]).max() == 0.0
+        assert all(np.abs(Hu[:, u]).max() > 0 for u in np.flatnonzero(active))

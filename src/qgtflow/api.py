@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -26,8 +27,9 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
 
     st = load_study(study)
     size = int(size or max(st.sizes))
-    with tempfile.TemporaryDirectory(prefix="qgtflow-") as tmp:
-        base = Path(workdir or tmp)
+    scratch = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="qgtflow-")
+    with scratch as tmp:
+        base = Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         kgrid_store = base / f"{st.name}_n{size}_kgrid.zarr"
         geometry_store = base / f"{st.name}_n{size}_geometry.zarr"

@@ -79,10 +79,12 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         out = _buffers(k.shape[0], model.nbands, model.dim)
         Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"))
         out["_hamiltonian"] = Hu
-        fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out)
+        fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out,
+                                    model.active_slots())
         return {name: arr for name, arr in fields.items() if not name.startswith("_")}
     Hu = model.unique_derivatives(k)
-    return fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas)
+    return fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
+                              active=model.active_slots())
 
 
 _BUFFER_CACHE: dict = {}
@@ -116,11 +118,14 @@ def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_se
     return fields_from_unique(compact(H, dH, d2H, d3H), dH.shape[1], degeneracy_threshold, gauge_seed, n_threads)
 
 
-def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None, out=None):
+def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None, out=None,
+                       active=None):
     """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`).
 
     ``gammas``: anticommuting basis of the model (``Model.clifford_gammas``) for the closed form;
     None runs the generic sum over states. ``out``: preallocated arrays (see ``_allocate``).
+    ``active``: bool per derivative slot, False where the slot vanishes identically (its rotation is
+    skipped); default all True.
     """
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
@@ -132,7 +137,7 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
     threads = n_threads or numba.get_num_threads()
     n_blocks = max(1, min(N, 4 * threads))
     i1, i2, i3 = index_maps(d)
-    active = np.array([bool(np.any(Hu[:, u])) for u in range(Hu.shape[1])])
+    active = np.ones(Hu.shape[1], bool) if active is None else np.asarray(active, bool)
     if gammas is None or gammas.shape[-1] != n:
         gammas, c_idx, c_val = np.zeros((0, n, n), complex), np.zeros((0, 3), np.int64), np.zeros(0)
     else:

@@ -59,6 +59,12 @@ class Model:
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
         return expand(self.unique_derivatives(k), self.dim)[: order + 1]
 
+    def active_slots(self) -> np.ndarray:
+        """Which distinct-derivative slots can be nonzero (bool per slot); all by default."""
+        from qgtflow.models.derivatives import unique_multi_indices
+
+        return np.ones(len(unique_multi_indices(self.dim)), bool)
+
     def coefficient_matrices(self) -> np.ndarray:
         """Matrices whose span contains H(k) at every k (for structure detection); (m, n, n)."""
         raise NotImplementedError

@@ -79,6 +79,10 @@ class PolynomialModel(Model):
                           for e, c in zip(self.exponents.tolist(), self.coefficients)}
         return ident
 
+    def active_slots(self) -> np.ndarray:
+        """A derivative slot vanishes identically when no monomial survives it (e.g. ∂³ of a quadratic)."""
+        return np.any(self._factor != 0.0, axis=1)
+
     def coefficient_matrices(self) -> np.ndarray:
         return self.coefficients
 
