@@ -194,12 +194,10 @@ def load_study(source, name: str | None = None) -> Study:
         cfg["kgrid"] = apply_defaults(cfg["kgrid"], schema["properties"]["kgrid"])
     key = (prefix + ".") if prefix else ""
     units = parse_unit_system(cfg["units"])
-    from qgtflow.models import build_model
+    from qgtflow.models.config import model_from_config
 
-    try:
-        model = build_model(cfg["model"]["name"], cfg["model"].get("params", {}))
-    except ModelError as exc:
-        raise ModelError(f"{key}model: {exc}") from None
+    base_dir = Path(source).parent if isinstance(source, (str, Path)) else None
+    model = model_from_config(cfg["model"], units, where=f"{key}model", base_dir=base_dir)
     mu = _as_array(cfg["mu"], f"{key}mu")
     temperature = _as_array(cfg["temperature"], f"{key}temperature")
     if np.any(temperature <= 0):

@@ -74,6 +74,10 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     (random phases for simple bands) — a test hook for gauge invariance.
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
+    if getattr(model, "sectors", None):  # ⊕ of independent blocks: each on its own, stacked along band
+        parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form)
+                 for m in model.sectors]
+        return {name: np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
     gammas = model.clifford_gammas if closed_form else None
     if reuse_buffers:
         out = _buffers(k.shape[0], model.nbands, model.dim)

@@ -44,6 +44,7 @@ class Model:
     lattice: np.ndarray | None = None
     kmax: float | None = None
     convention: str = "k·p (continuum; no Bloch phase)"
+    spin: np.ndarray | None = None  # (3, n, n) spin operator σ^x, σ^y, σ^z (003), when the model has one
 
     def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """H and its distinct derivatives up to third order, shape (N, U, n, n) (see ``derivatives.py``).
@@ -66,8 +67,24 @@ class Model:
         return np.ones(len(unique_multi_indices(self.dim)), bool)
 
     def coefficient_matrices(self) -> np.ndarray:
-        """Matrices whose span contains H(k) at every k (for structure detection); (m, n, n)."""
-        raise NotImplementedError
+        """Matrices whose span contains H(k) at every k (for structure detection); (m, n, n).
+
+        Default: an orthonormal basis of the span of H(k) sampled at random k (rank by SVD), exact
+        with probability one for models whose H is a finite sum f_j(k) M_j with ≤ n² + 32 terms.
+        """
+        rng = np.random.default_rng(20261121)
+        n = self.nbands
+        samples = 2 * n * n + 32
+        if self.periodic:
+            k = rng.uniform(-0.5, 0.5, (samples, self.dim)) @ self.reciprocal_vectors
+        else:
+            k = rng.uniform(-1, 1, (samples, self.dim)) * (self.kmax or 1.0)
+        H = self.unique_derivatives(k)[:, 0].reshape(samples, n * n)
+        X = np.concatenate([H.real, H.imag], axis=1)
+        _, s, vt = np.linalg.svd(X, full_matrices=False)
+        rank = int(np.sum(s > 1e-10 * max(s[0], 1e-300)))
+        basis = vt[:rank]
+        return (basis[:, : n * n] + 1j * basis[:, n * n:]).reshape(rank, n, n)
 
     @property
     def clifford_gammas(self):
@@ -83,6 +100,16 @@ class Model:
 
     # -- derived ---------------------------------------------------------------------------
     @property
+    def band_sector(self) -> np.ndarray:
+        """Sector label per band (one sector, "all", unless a SectorModel)."""
+        return np.array(["all"] * self.nbands)
+
+    @property
+    def band_weight(self) -> np.ndarray:
+        """Multiplicity of each band in response sums (e.g. spin degeneracy); 1 by default."""
+        return np.ones(self.nbands)
+
+    @property
     def reciprocal_vectors(self) -> np.ndarray:
         """Rows b_i with a_i · b_j = 2π δ_ij."""
         if self.lattice is None:
@@ -93,7 +120,9 @@ class Model:
         """JSON-serialisable description: name, parameters and structure."""
         return {"name": self.name, "dim": self.dim, "nbands": self.nbands,
                 "params": {k: _plain(v) for k, v in sorted(self.params.items())},
-                "periodic": self.periodic, "convention": self.convention}
+                "periodic": self.periodic, "convention": self.convention,
+                **({"spin": [np.round(self.spin.real, 14).tolist(), np.round(self.spin.imag, 14).tolist()]}
+                   if self.spin is not None else {})}
 
     @property
     def model_hash(self) -> str:

@@ -10,7 +10,10 @@ import numpy as np
 
 from qgtflow.errors import ModelError
 from qgtflow.models.polynomial import PolynomialModel
+from qgtflow.models.sectors import SectorModel
 from qgtflow.models.tight_binding import TightBindingModel
+
+HBAR_EV_S = 6.582119569e-16  # ħ in eV·s: a velocity v in m/s is ħv = HBAR_EV_S·v·1e9 eV·nm
 
 PAULI = {
     "0": np.eye(2, dtype=complex),
@@ -20,10 +23,16 @@ PAULI = {
 }
 
 
+def _spin_pauli() -> np.ndarray:
+    return np.stack([PAULI["x"], PAULI["y"], PAULI["z"]])
+
+
 def massive_dirac(v=1.0, mass=0.1, kmax=None):
-    """000 Eq. 19: H = v (kx σx + ky σy) + mass σz (v means ħv)."""
+    """000 Eq. 19, 003: H = v (kx σx + ky σy) + mass σz (v means ħv); σ doubles as the spin operator (003)."""
     terms = {(1, 0): v * PAULI["x"], (0, 1): v * PAULI["y"], (0, 0): mass * PAULI["z"]}
-    return PolynomialModel("massive_dirac", 2, terms, params=dict(v=v, mass=mass), kmax=kmax or _default_kmax(v, mass))
+    model = PolynomialModel("massive_dirac", 2, terms, params=dict(v=v, mass=mass), kmax=kmax or _default_kmax(v, mass))
+    model.spin = _spin_pauli()
+    return model
 
 
 def tilted_dirac(v=1.0, tilt=0.3, mass=0.1, kmax=None):
@@ -40,6 +49,66 @@ def pt_toy_4band(v=1.0, m=0.1, b=1.0, t=0.5, kmax=None):
     tz = np.kron(PAULI["z"], PAULI["0"])
     terms = {(1, 0): v * tx + t * tz, (0, 1): v * ty, (0, 0): m * tz, (2, 0): -b * tz, (0, 2): -b * tz}
     return PolynomialModel("pt_toy_4band", 2, terms, params=dict(v=v, m=m, b=b, t=t), kmax=kmax or 2.0)
+
+
+def ndd_two_valley(v=1.0, vprime=float(np.sqrt(1.9)), delta=1.0, delta2=2.0, m=1.0, kmax=4.0):
+    """002 Eq. 14, two valleys i = 1, 2 (sectors), τ_i = ±1, v'_1 = −v'_2 = vprime:
+
+    H_i = v'_i kz + v τ_i kx σx + v ky σy + (Δ_i + kz²/(2m)) σz.
+
+    Defaults are 002 Fig. 4 in natural units: Δ_1 = Δ = 1, Δ_2 = 2Δ, m v'²/2 = 0.95Δ (m = 1), equal m and
+    v in both valleys (AMBIGUITIES 002.3); the global gap is then 0.1Δ.
+    """
+    sectors = []
+    for label, tau, dlt, vp in (("1", 1.0, delta, vprime), ("2", -1.0, delta2, -vprime)):
+        terms = {(1, 0, 0): tau * v * PAULI["x"], (0, 1, 0): v * PAULI["y"], (0, 0, 0): dlt * PAULI["z"],
+                 (0, 0, 1): vp * PAULI["0"], (0, 0, 2): PAULI["z"] / (2 * m)}
+        sectors.append((label, PolynomialModel(f"ndd_two_valley[{label}]", 3, terms, kmax=kmax,
+                                               params=dict(v=v, vprime=vp, delta=dlt, m=m, tau=tau))))
+    return SectorModel("ndd_two_valley", sectors,
+                       params=dict(v=v, vprime=vprime, delta=delta, delta2=delta2, m=m, kmax=kmax))
+
+
+_V_1E5 = HBAR_EV_S * 1e5 * 1e9  # ħ·(1e5 m/s) in eV·nm
+
+
+def snte_surface_dirac(vx=_V_1E5, vy=_V_1E5, beta=0.010, alpha=0.1 * _V_1E5, kmax=None):
+    """003: SnTe-surface tilted Dirac cones, valleys s = ±1 (sectors), σ the spin operator:
+
+    H_s = vx kx σy − s vy ky σx + β σz + s α ky   (v, α mean ħv, ħα in eV·nm; β in eV).
+    Defaults are 003 Fig. 1(a): vx = vy = 1e5 m/s, β = 10 meV, α = 0.1 vx.
+    """
+    kmax = kmax or _default_kmax(min(vx, vy), beta)
+    sectors = []
+    for label, sgn in (("+1", 1.0), ("-1", -1.0)):
+        terms = {(1, 0): vx * PAULI["y"], (0, 1): -sgn * vy * PAULI["x"] + sgn * alpha * PAULI["0"],
+                 (0, 0): beta * PAULI["z"]}
+        sector = PolynomialModel(f"snte_surface_dirac[s={label}]", 2, terms, kmax=kmax,
+                                 params=dict(vx=vx, vy=vy, beta=beta, alpha=alpha, s=sgn))
+        sector.spin = _spin_pauli()
+        sectors.append((f"s={label}", sector))
+    return SectorModel("snte_surface_dirac", sectors, params=dict(vx=vx, vy=vy, beta=beta, alpha=alpha, kmax=kmax))
+
+
+BILAYER_LAMBDA_M2_S = 1.754e-3  # AMBIGUITIES 004.1: the printed "1.754e-1 m/s" read as ħ/(2·0.033 m_e) in m²/s
+
+
+def bilayer_graphene_gapped(v_t=_V_1E5, lam=HBAR_EV_S * BILAYER_LAMBDA_M2_S * 1e18, delta=0.05, g_s=1.0, kmax=0.5):
+    """004 Eq. 8: gapped bilayer graphene, valleys s = ±1 (sectors), σ = sublattice:
+
+    H_s = (s v_t kx − λ(kx² − ky²)) σx + (v_t ky + 2 s λ kx ky) σy + Δ σz
+    (v_t, λ mean ħv_t in eV·nm and ħλ in eV·nm²). Defaults are 004 Fig. 1: v_t = 1e5 m/s,
+    λ = 1.754e-3 m²/s (AMBIGUITIES 004.1), Δ = 50 meV; g_s (spin degeneracy, AMBIGUITIES 004.2)
+    weights both valleys in response sums.
+    """
+    sectors = []
+    for label, sgn in (("+1", 1.0), ("-1", -1.0)):
+        terms = {(1, 0): sgn * v_t * PAULI["x"], (0, 1): v_t * PAULI["y"], (0, 0): delta * PAULI["z"],
+                 (2, 0): -lam * PAULI["x"], (0, 2): lam * PAULI["x"], (1, 1): 2 * sgn * lam * PAULI["y"]}
+        sectors.append((f"s={label}", PolynomialModel(f"bilayer_graphene_gapped[s={label}]", 2, terms, kmax=kmax,
+                                                      params=dict(v_t=v_t, lam=lam, delta=delta, s=sgn))))
+    return SectorModel("bilayer_graphene_gapped", sectors, weights=[g_s, g_s],
+                       params=dict(v_t=v_t, lam=lam, delta=delta, g_s=g_s, kmax=kmax))
 
 
 def haldane(t1=1.0, t2=0.1, phi=np.pi / 2, mass=0.0, a=1.0):
@@ -76,6 +145,9 @@ BUILTIN_MODELS = {
     "massive_dirac": massive_dirac,
     "tilted_dirac": tilted_dirac,
     "pt_toy_4band": pt_toy_4band,
+    "ndd_two_valley": ndd_two_valley,
+    "snte_surface_dirac": snte_surface_dirac,
+    "bilayer_graphene_gapped": bilayer_graphene_gapped,
     "haldane": haldane,
 }
 

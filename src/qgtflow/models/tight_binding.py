@@ -43,6 +43,9 @@ class TightBindingModel(Model):
                          lattice=lattice, convention=label)
         cart_pos = positions @ lattice
         table: dict[tuple, np.ndarray] = {}
+        # integer-R hopping table <i, 0|H|j, R> (on-site at R = 0), convention independent;
+        # used by exporters (qgtflow.models.wannier.write_hr)
+        self.hopping_table: dict[tuple, np.ndarray] = {}
         entries = [((0,) * dim, i, i, e) for i, e in enumerate(onsite if onsite is not None else np.zeros(nb))]
         entries += [(tuple(int(r) for r in R), int(i), int(j), t) for R, i, j, t in hoppings]
         for R, i, j, t in entries:
@@ -51,11 +54,14 @@ class TightBindingModel(Model):
             d = np.asarray(R, float) @ lattice
             if convention == "II":
                 d = d + cart_pos[j] - cart_pos[i]
-            key = tuple(np.round(d, 12))
-            mat = table.setdefault(key, np.zeros((nb, nb), complex))
+            key = tuple(np.round(d, 12))  # merges equal bonds; the phase keeps the unrounded vector
+            _, mat = table.setdefault(key, (d, np.zeros((nb, nb), complex)))
             mat[i, j] += t
-        self.displacements = np.array(list(table.keys()), float).reshape(-1, dim)
-        self.matrices = np.stack(list(table.values())).reshape(len(table), nb * nb)
+            if R not in self.hopping_table:
+                self.hopping_table[R] = np.zeros((nb, nb), complex)
+            self.hopping_table[R][i, j] += t
+        self.displacements = np.array([d for d, _ in table.values()], float).reshape(-1, dim)
+        self.matrices = np.stack([m for _, m in table.values()]).reshape(len(table), nb * nb)
 
     def identity(self) -> dict:
         ident = super().identity()

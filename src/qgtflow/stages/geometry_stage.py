@@ -44,8 +44,14 @@ def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
         shape = (n_k,) + tuple(sizes[d] for d in spec.dims)
         attrs = {"long_name": spec.long_name, "units": field_units(spec, study.units), "formula": spec.formula}
         data[name] = xr.Variable(("kpoint",) + spec.dims, da.zeros(shape, chunks=(chunk,) + shape[1:]), attrs)
-    ds = xr.Dataset(data, coords={"band": np.arange(nb), "axis": list(AXES[:dim]),
-                                  **{c: list(AXES[:dim]) for c in CART}})
+    band_coords = {
+        "band": ("band", np.arange(nb)),
+        "band_sector": ("band", study.model.band_sector.astype(str),
+                        {"long_name": "sector (valley / block) of the band"}),
+        "band_weight": ("band", study.model.band_weight.astype(float),
+                        {"long_name": "multiplicity of the band in response sums (e.g. spin degeneracy)",
+                         "units": "1"})}
+    ds = xr.Dataset(data, coords={**band_coords, "axis": list(AXES[:dim]), **{c: list(AXES[:dim]) for c in CART}})
     attrs = {k: v for k, v in kg.attrs.items() if k.startswith("grid_") or k in ("n_kpoints", "chunk_size")}
     attrs.update({io.FINGERPRINT: fp, "degeneracy_threshold": study.degeneracy_threshold,
                   "field_convention": "velocity = dε/dk (ħ absorbed); *_dipole_density[..., a, b, c] = ∂_c F^ab; "

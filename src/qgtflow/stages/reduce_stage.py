@@ -35,8 +35,20 @@ def _integrands(fields: dict, terms: list) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate(parts, axis=2))
 
 
-def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins):
-    """Worker task: accumulate the moment histograms of a run of chunks."""
+def band_masks(band_weight: np.ndarray, band_sector: np.ndarray, resolve: bool) -> np.ndarray:
+    """(S, nb) weights: one row (all sectors, weighted) or one row per sector when resolving."""
+    if not resolve:
+        return band_weight[None, :]
+    labels = list(dict.fromkeys(band_sector.tolist()))
+    return np.stack([np.where(band_sector == lbl, band_weight, 0.0) for lbl in labels])
+
+
+def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks):
+    """Worker task: accumulate the moment histograms of a run of chunks.
+
+    ``masks`` (S, nb): band weights per output sector; the integrand blocks of the S sectors are
+    stacked along the component axis.
+    """
     terms = [RESPONSES[n].term(form) for n in names]
     needed = sorted({f for _, t in terms for f in t.fields} | {"energy"})
     group = zarr.open_group(str(geometry_path), mode="r")
@@ -47,6 +59,8 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins):
         for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
             fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
             Q = _integrands(fields, terms)
+            if masks.shape[0] > 1 or np.any(masks != 1.0):
+                Q = np.ascontiguousarray(np.concatenate([Q * m[None, :, None] for m in masks], axis=2))
             if moments is None:
                 moments, underflow = bins.empty(Q.shape[2])
             accumulate(np.ascontiguousarray(fields["energy"]), weight[lo:lo + BLOCK], Q, bins.lo, bins.width,
@@ -54,8 +68,12 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins):
     return moments, underflow
 
 
-def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim: int, form_requested: str) -> xr.Dataset:
-    """Contract the accumulated moments into labelled, unit-carrying response tensors."""
+def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim: int, form_requested: str,
+                     sectors: list[str] | None = None) -> xr.Dataset:
+    """Contract the accumulated moments into labelled, unit-carrying response tensors.
+
+    ``sectors``: labels when the integrands were resolved per sector (a leading ``sector`` dim).
+    """
     kT = np.array([study.units.kT(t) for t in study.temperature])
     energy_unit = "model energy" if study.units.natural else study.units.energy
     coords = {"mu": ("mu", study.mu, {"long_name": "chemical potential", "units": energy_unit}),
@@ -63,6 +81,8 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
                                               "units": "model energy" if study.units.natural else "K"})}
     data = {}
     offset = 0
+    n_sectors = len(sectors) if sectors else 1
+    per_sector = moments.shape[-1] // n_sectors
     contracted = {}  # one contraction per occupation order, shared by every response using it
     for name in study.responses:
         resp = RESPONSES[name]
@@ -75,13 +95,18 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         offset += n_comp
         if term.order not in contracted:
             contracted[term.order] = contract(bins, moments, underflow, study.mu, kT, term.order)
-        values = contracted[term.order][:, :, block]
+        values = np.stack([contracted[term.order][:, :, s * per_sector + block.start:s * per_sector + block.stop]
+                           for s in range(n_sectors)])
         values = values * resp.prefactor(study.units, _tau(study), term, term.order, dim)
-        values = values.reshape((study.mu.size, study.temperature.size) + shape)
+        values = values.reshape((n_sectors, study.mu.size, study.temperature.size) + shape)
         dims = ("mu", "T") + tuple(extra) + resp.cart_dims
         if extra:  # put extra dims (e.g. variant) first, as in the CATALOG
-            values = np.moveaxis(values, [0, 1], [len(extra), len(extra) + 1])
+            values = np.moveaxis(values, [1, 2], [1 + len(extra), 2 + len(extra)])
             dims = tuple(extra) + ("mu", "T") + resp.cart_dims
+        if sectors:
+            dims = ("sector",) + dims
+        else:
+            values = values[0]
         data[name] = xr.Variable(dims, values, {
             "units": resp.units(study.units, dim), "long_name": resp.long_name, "formula": resp.formula,
             "form": "Fermi sea (f0)" if term.order == 0 else "Fermi surface (f0')",
@@ -90,6 +115,8 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
             coords.setdefault(d, (d, labels))
         for d, labels in extra.items():
             coords.setdefault(d, (d, labels))
+    if sectors:
+        coords["sector"] = ("sector", list(sectors), {"long_name": "model sector (valley / block), weighted"})
     grid_attrs = {k: v for k, v in geometry_attrs.items()
                   if k.startswith("grid_") or k in ("n_kpoints", "degeneracy_threshold")}
     attrs = io.provenance_attrs(study, "reduce", {
@@ -125,7 +152,13 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
         from qgtflow.errors import StoreError
 
         raise StoreError(f"geometry store {geometry_store} lacks fields {missing}")
-    args = [(os.fspath(geometry_store), g, study.responses, form, bins) for g in groups if g]
+    band_weight = geo["band_weight"].values if "band_weight" in geo.coords else np.ones(geo.sizes["band"])
+    band_sector = geo["band_sector"].values.astype(str) if "band_sector" in geo.coords else \
+        np.array(["all"] * geo.sizes["band"])
+    resolve = bool(study.config.get("resolve_sectors"))
+    masks = band_masks(band_weight, band_sector, resolve)
+    sectors = list(dict.fromkeys(band_sector.tolist())) if resolve else None
+    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks) for g in groups if g]
     total_m = total_u = None
 
     def consume(results):
@@ -142,7 +175,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
             consume(run_tasks(_reduce_chunks, args, own, label=f"reduce {study.name}"))
     else:
         consume(run_tasks(_reduce_chunks, args, client, label=f"reduce {study.name}"))
-    ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form)
+    ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors)
     if out is not None:
         io.write_dataset(ds, out)
     return ds

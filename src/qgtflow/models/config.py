@@ -1,0 +1,148 @@
+"""Build the model a study's ``model`` mapping describes (schema: ``schemas/study.schema.yaml``).
+
+Exactly one source per model:
+  * a built-in ``name`` (+ ``params``),
+  * ``hamiltonian`` (symbolic k·p or periodic H(k); see ``symbolic.py``), optionally with ``sectors``,
+  * ``tight_binding`` (hoppings written in the file),
+  * ``wannier90`` (``seedname_hr.dat`` / ``seedname_tb.dat`` [+ ``_wsvec.dat``]).
+Common keys: ``spin`` (three matrices), ``degeneracy`` (multiplicity of every band, e.g. g_s = 2).
+Every refusal names the offending key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from qgtflow.errors import ModelError
+from qgtflow.models.builtin import build_model
+from qgtflow.models.sectors import SectorModel
+from qgtflow.models.symbolic import SymbolicModel, spin_operator
+from qgtflow.models.tight_binding import TightBindingModel
+
+SOURCES = ("hamiltonian", "tight_binding", "wannier90")
+
+
+def model_from_config(cfg: dict, units=None, where: str = "model", base_dir: str | Path | None = None):
+    """The validated :class:`~qgtflow.models.base.Model` of a ``model`` mapping; errors name ``where``."""
+    try:
+        return _build(dict(cfg), units, where, base_dir)
+    except ModelError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ModelError(f"{where}: {exc}") from None
+
+
+def _build(cfg, units, where, base_dir):
+    name = cfg.get("name", "model")
+    given = [s for s in SOURCES if s in cfg]
+    if len(given) > 1:
+        raise ModelError(f"{where}: give one of {list(SOURCES)} (or a built-in name), not {given}")
+    if not given:
+        extra = sorted(set(cfg) - {"name", "params"})
+        if extra:
+            raise ModelError(f"{where}: keys {extra} apply to user-defined models; built-in '{name}' takes "
+                             "only name and params")
+        return build_model(name, cfg.get("params", {}))
+    source = given[0]
+    if source == "hamiltonian":
+        model = _symbolic(cfg, name, where)
+    elif source == "tight_binding":
+        model = _tight_binding(cfg[source], name, cfg.get("params", {}), f"{where}.tight_binding")
+    else:
+        model = _wannier(cfg[source], name, units, f"{where}.wannier90", base_dir)
+    if "spin" in cfg and source != "hamiltonian":
+        model.spin = spin_operator(cfg["spin"], model.nbands, f"{where}.spin")
+    if cfg.get("degeneracy", 1) != 1:
+        model = SectorModel(name, [(name, model)], weights=[float(cfg["degeneracy"])])
+    try:
+        model.validate()
+    except ModelError as exc:
+        raise ModelError(f"{where}: {exc}") from None
+    return model
+
+
+def _symbolic(cfg, name, where):
+    params = dict(cfg.get("params", {}))
+    common = dict(dim=cfg.get("dim"), lattice=cfg.get("lattice"), kmax=cfg.get("kmax"), spin=cfg.get("spin"),
+                  param_units=cfg.get("param_units"), where=f"{where}.hamiltonian")
+    sectors = cfg.get("sectors")
+    if not sectors:
+        return SymbolicModel(name, cfg["hamiltonian"], params, **common)
+    per_sector = sectors.get("params", {})
+    counts = {k: len(v) for k, v in per_sector.items()}
+    if not per_sector or len(set(counts.values())) != 1:
+        raise ModelError(f"{where}.sectors.params: {counts}; expected one or more parameters with the same "
+                         "number of values (one per sector)")
+    n = next(iter(counts.values()))
+    clash = sorted(set(per_sector) & set(params))
+    if clash:
+        raise ModelError(f"{where}.sectors.params: {clash} also set in {where}.params; a sector parameter "
+                         "takes its values from the sector list only")
+    labels = [str(x) for x in sectors.get("labels", [])] or [
+        ",".join(f"{k}={v[i]}" for k, v in per_sector.items()) for i in range(n)]
+    if len(labels) != n:
+        raise ModelError(f"{where}.sectors.labels: {len(labels)} labels for {n} sectors")
+    weights = sectors.get("weights")
+    if weights is not None and len(weights) != n:
+        raise ModelError(f"{where}.sectors.weights: {len(weights)} weights for {n} sectors")
+    models = [(lbl, SymbolicModel(f"{name}[{lbl}]", cfg["hamiltonian"],
+                                  {**params, **{k: v[i] for k, v in per_sector.items()}}, **common))
+              for i, lbl in enumerate(labels)]
+    return SectorModel(name, models, weights=weights, params=params)
+
+
+def _tight_binding(tb, name, params, where):
+    for key in ("lattice", "hoppings"):
+        if key not in tb:
+            raise ModelError(f"{where}: missing '{key}'")
+    lattice = np.asarray(tb["lattice"], float)
+    dim = lattice.shape[0] if lattice.ndim == 2 else 0
+    positions = tb.get("positions", [[0.0] * dim])
+    nb = len(positions)
+    hops = []
+    for h, hop in enumerate(tb["hoppings"]):
+        try:
+            R, i, j, t = hop
+            t = complex(*t) if isinstance(t, (list, tuple)) else complex(t)
+            R = tuple(int(r) for r in R)
+            i, j = int(i), int(j)
+        except (TypeError, ValueError):
+            raise ModelError(f"{where}.hoppings[{h}]: {hop!r}; expected [[R1, ..., Rd], i, j, t] with t a number "
+                             "or [re, im]") from None
+        if len(R) != dim:
+            raise ModelError(f"{where}.hoppings[{h}]: R = {list(R)} has {len(R)} components; the lattice is {dim}D")
+        hops.append((R, i, j, t))
+        if tb.get("complete", True) and (any(R) or i != j):
+            hops.append((tuple(-r for r in R), j, i, np.conj(t)))
+    return TightBindingModel(name, lattice, positions, hops, onsite=tb.get("onsite", [0.0] * nb),
+                             params=dict(params), convention=tb.get("convention", "II"))
+
+
+def _wannier(w, name, units, where, base_dir):
+    from qgtflow.models import wannier
+
+    base = Path(base_dir) if base_dir else Path.cwd()
+    files = {k: (base / w[k]) if k in w else None for k in ("hr", "tb", "wsvec")}
+    if (files["hr"] is None) == (files["tb"] is None):
+        raise ModelError(f"{where}: give exactly one of 'hr' (seedname_hr.dat) or 'tb' (seedname_tb.dat)")
+    length_unit = "angstrom" if units is None or units.natural else units.length
+    opts = dict(wsvec=files["wsvec"], convention=w.get("convention", "I"), length_unit=length_unit)
+    if files["hr"] is not None:
+        model = wannier.read_hr(files["hr"], lattice=w.get("lattice"), positions=w.get("positions"), **opts)
+    else:
+        model = wannier.read_tb(files["tb"], **opts)
+    model.name = name
+    model.params = {**model.params, "files": {k: _checksum(p) for k, p in files.items() if p is not None}}
+    if units is not None and not units.natural and units.energy != "eV":
+        model.matrices = model.matrices * {"meV": 1e3}[units.energy]
+    return model
+
+
+def _checksum(path: Path) -> str:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {path}: {exc.strerror}") from None
