@@ -274,3 +274,44 @@ def test_sector_resolution_sums_to_the_total(tmp_path):
     assert abs(ahe[0]).max() > 0 and np.allclose(ahe[0], -ahe[1], rtol=1e-6)
     single = evaluate({**study, "model": {"name": "bilayer_graphene_gapped"}}, n_workers=0, workdir=tmp_path / "c")
     np.testing.assert_allclose(total["sigma_drude"].values, 2 * single["sigma_drude"].values, rtol=1e-12)
+
+
+def test_wannier90_study_equals_builtin(tmp_path):
+    """A study reading a Wannier90 _hr.dat (Å, eV) reproduces the built-in model (nm, eV) it was written from."""
+    import yaml
+
+    from qgtflow.api import evaluate
+    from qgtflow.models.wannier import write_hr
+
+    write_hr(build_model("haldane", {"mass": 0.1}), tmp_path / "hal_hr.dat")
+    common = {"kgrid": {"sizes": [36]}, "mu": [-0.5, 0.0], "temperature": [300.0],
+              "responses": ["sigma_ahe", "sigma_drude"]}
+    study_file = tmp_path / "study.yaml"
+    study_file.write_text(yaml.safe_dump({
+        "name": "w90", **common,
+        "model": {"name": "hal_w90", "wannier90": {"hr": "hal_hr.dat", "convention": "II",
+                                                   "lattice": [[10.0, 0.0], [5.0, float(5 * np.sqrt(3))]],
+                                                   "positions": [[0, 0], [1 / 3, 1 / 3]]}}}))
+    from_file = evaluate(str(study_file), n_workers=0, workdir=tmp_path / "a")
+    ref = evaluate({"name": "ref", **common, "model": {"name": "haldane", "params": {"mass": 0.1}}},
+                   n_workers=0, workdir=tmp_path / "b")
+    for name in common["responses"]:
+        np.testing.assert_allclose(from_file[name].values, ref[name].values, rtol=1e-9,
+                                   atol=1e-12 * np.abs(ref[name].values).max())
+    # the file's checksum is part of the model's identity: editing the file changes the model hash
+    from qgtflow.study import load_study
+
+    h0 = load_study(str(study_file)).model.model_hash
+    text = (tmp_path / "hal_hr.dat").read_text()
+    (tmp_path / "hal_hr.dat").write_text(text.replace(text.splitlines()[-1], text.splitlines()[-1] + " "))
+    assert load_study(str(study_file)).model.model_hash != h0
+    # a broken file is refused before compute, naming the file and line
+    bad = tmp_path / "bad_hr.dat"
+    lines = (tmp_path / "hal_hr.dat").read_text().splitlines()
+    lines[5] = lines[5].replace(lines[5].split()[0], "x", 1)
+    bad.write_text("\n".join(lines) + "\n")
+    study = yaml.safe_load(study_file.read_text())
+    study["model"]["wannier90"]["hr"] = "bad_hr.dat"
+    study_file.write_text(yaml.safe_dump(study))
+    with pytest.raises(ModelError, match=r"bad_hr.dat.*line 6"):
+        evaluate(str(study_file), n_workers=0, workdir=tmp_path / "c")

@@ -128,16 +128,16 @@ def _wannier(w, name, units, where, base_dir):
     files = {k: (base / w[k]) if k in w else None for k in ("hr", "tb", "wsvec")}
     if (files["hr"] is None) == (files["tb"] is None):
         raise ModelError(f"{where}: give exactly one of 'hr' (seedname_hr.dat) or 'tb' (seedname_tb.dat)")
-    length_unit = "angstrom" if units is None or units.natural else units.length
-    opts = dict(wsvec=files["wsvec"], convention=w.get("convention", "I"), length_unit=length_unit)
+    natural = units is None or units.natural
+    opts = dict(wsvec=files["wsvec"] if files["wsvec"] is not None else None, convention=w.get("convention"),
+                positions=w.get("positions"), lattice=w.get("lattice"), dim=w.get("dim"),
+                length_unit="angstrom" if natural else units.length, energy_unit="eV" if natural else units.energy)
     if files["hr"] is not None:
-        model = wannier.read_hr(files["hr"], lattice=w.get("lattice"), positions=w.get("positions"), **opts)
+        model = wannier.read_hr(files["hr"], **opts)
     else:
         model = wannier.read_tb(files["tb"], **opts)
     model.name = name
     model.params = {**model.params, "files": {k: _checksum(p) for k, p in files.items() if p is not None}}
-    if units is not None and not units.natural and units.energy != "eV":
-        model.matrices = model.matrices * {"meV": 1e3}[units.energy]
     return model
 
 

@@ -1,0 +1,710 @@
+"""Tight-binding importers and exporters: Wannier90 files, PythTB and TBmodels objects.
+
+Wannier90 files (lengths in Å, energies in eV):
+
+- ``seedname_hr.dat`` (``write_hr``): header line, ``num_wann``, ``nrpts``, ``nrpts`` integer
+  degeneracy weights N_deg(R) (15 per line in Wannier90's output; any split is accepted), then
+  ``nrpts·num_wann²`` lines ``R1 R2 R3 i j Re Im`` giving <i,0|H|j,R> (orbitals 1-based), grouped by
+  R in blocks of num_wann² lines. H(k) = Σ_R e^{ik·R} H(R)/N_deg(R).
+- ``seedname_tb.dat`` (``write_tb``, Wannier90 ≥ 2.1): header line, 3 lattice-vector lines (Å),
+  ``num_wann``, ``nrpts``, degeneracies, then for every R a blank line, ``R1 R2 R3`` and num_wann²
+  lines ``i j Re Im``; then the position-operator blocks (blank line, ``R1 R2 R3``, num_wann² lines
+  ``i j Re x Im x Re y Im y Re z Im z`` in Å). The Wannier centres are the diagonal of r(R = 0).
+- ``seedname_wsvec.dat`` (``use_ws_distance``): a header line, then per hopping (R, i, j) a line
+  ``R1 R2 R3 i j``, a line ``ndeg`` and ndeg lines ``T1 T2 T3``; the hopping is split equally over
+  the lattice vectors R + T.
+- ``seedname.win`` (``begin unit_cell_cart`` block, optional ``bohr``/``ang`` line, default Å) and
+  ``seedname_centres.xyz`` (Cartesian Wannier centres, lines starting with ``X``) are read beside
+  ``_hr.dat`` for the lattice and the orbital positions.
+
+Blank lines are skipped everywhere (they only separate blocks); Fortran ``D`` exponents are
+accepted. Every malformed input raises :class:`~qgtflow.errors.ModelError` naming the file, the
+1-based line number and what was expected.
+
+Conventions: the returned :class:`TightBindingModel` uses convention II (orbital positions in the
+Bloch phase) when orbital positions are known, else convention I (phase e^{ik·R} only), unless
+``convention`` says otherwise. Lengths are converted to ``length_unit`` (the study's model length
+unit, nm by default) and energies to ``energy_unit`` (eV by default).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from scipy import constants as sc
+
+from qgtflow.errors import ModelError
+from qgtflow.models.tight_binding import TightBindingModel
+
+__all__ = ["from_pythtb", "from_tbmodels", "read_centres", "read_hr", "read_tb", "read_win_lattice", "read_wsvec",
+           "write_hr"]
+
+_ANGSTROM = 1e-10
+_LENGTHS = {"nm": 1e-9, "angstrom": 1e-10, "ang": 1e-10, "Å": 1e-10, "m": 1.0, "um": 1e-6,
+            "bohr": sc.physical_constants["Bohr radius"][0]}
+_ENERGIES = {"eV": 1.0, "meV": 1e-3}
+_IMPORT_EXTRA = "pip install 'qgtflow[import]'"
+
+
+# -- small helpers ---------------------------------------------------------------------------------
+
+def _length_factor(unit: str, what: str = "length_unit") -> float:
+    """Multiply a length in ``unit`` by this to get metres."""
+    if unit not in _LENGTHS:
+        raise ModelError(f"{what} {unit!r}; expected one of {sorted(_LENGTHS)}")
+    return _LENGTHS[unit]
+
+
+def _energy_factor(unit: str) -> float:
+    """eV per ``unit``."""
+    if unit not in _ENERGIES:
+        raise ModelError(f"energy_unit {unit!r}; expected one of {sorted(_ENERGIES)}")
+    return _ENERGIES[unit]
+
+
+def _seed(path: Path, suffix: str) -> Path:
+    """``dir/seed_hr.dat`` → ``dir/seed`` (the stem if the suffix does not match)."""
+    name = path.name
+    return path.with_name(name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else path.stem)
+
+
+class _Lines:
+    """Non-blank lines of a text file with their 1-based line numbers, for precise error messages."""
+
+    def __init__(self, path, kind: str):
+        self.path = Path(path)
+        self.kind = kind
+        try:
+            text = self.path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ModelError(f"cannot read {kind} file {self.path}: {reason}") from exc
+        self.raw = text.splitlines()
+        self.items = [(n + 1, line) for n, line in enumerate(self.raw) if line.strip()]
+        self.pos = 0
+
+    def error(self, lineno: int | None, msg: str) -> ModelError:
+        where = f"line {lineno}" if lineno is not None else f"line {len(self.raw) + 1} (end of file)"
+        return ModelError(f"{self.kind} file {self.path}: {where}: {msg}")
+
+    def next(self, expected: str) -> tuple[int, str]:
+        if self.pos >= len(self.items):
+            raise self.error(None, f"unexpected end of file; expected {expected}")
+        item = self.items[self.pos]
+        self.pos += 1
+        return item
+
+    def peek(self) -> tuple[int, str] | None:
+        return self.items[self.pos] if self.pos < len(self.items) else None
+
+    def header(self) -> str:
+        """The first line (free text, may be blank)."""
+        if not self.raw:
+            raise self.error(None, "file is empty; expected a header line")
+        self.items = [(n, line) for n, line in self.items if n > 1]
+        return self.raw[0]
+
+    def tokens(self, count: int | None, expected: str) -> tuple[int, list[str]]:
+        n, line = self.next(expected)
+        toks = line.split()
+        if count is not None and len(toks) != count:
+            raise self.error(n, f"expected {expected} ({count} values), got {len(toks)} values: {line.strip()!r}")
+        return n, toks
+
+    def to_int(self, n: int, tok: str, expected: str) -> int:
+        try:
+            return int(tok)
+        except ValueError:
+            raise self.error(n, f"non-integer token {tok!r}; expected {expected}") from None
+
+    def to_float(self, n: int, tok: str, expected: str) -> float:
+        try:
+            val = float(tok.replace("D", "E").replace("d", "e"))
+        except ValueError:
+            raise self.error(n, f"non-numeric token {tok!r}; expected {expected}") from None
+        if not np.isfinite(val):
+            raise self.error(n, f"non-finite value {tok!r}; expected {expected}")
+        return val
+
+    def ints(self, count: int, expected: str) -> tuple[int, list[int]]:
+        n, toks = self.tokens(count, expected)
+        return n, [self.to_int(n, t, expected) for t in toks]
+
+    def positive_int(self, expected: str) -> int:
+        n, (val,) = self.ints(1, expected)
+        if val < 1:
+            raise self.error(n, f"{val}; expected {expected} (a positive integer)")
+        return val
+
+    def orbital(self, n: int, val: int, num_wann: int, which: str) -> int:
+        if not 1 <= val <= num_wann:
+            raise self.error(n, f"orbital index {which} = {val} out of range; expected 1..{num_wann} (num_wann)")
+        return val - 1
+
+    def degeneracies(self, nrpts: int) -> np.ndarray:
+        """nrpts positive integer weights over as many lines as needed."""
+        out: list[int] = []
+        while len(out) < nrpts:
+            expected = f"degeneracy weights ({nrpts} integers, 15 per line; {len(out)} read so far)"
+            n, line = self.next(expected)
+            toks = line.split()
+            if len(out) + len(toks) > nrpts:
+                raise self.error(n, f"degeneracy count wrong: {len(out) + len(toks)} weights so far; "
+                                    f"expected exactly nrpts = {nrpts}")
+            for t in toks:
+                try:
+                    val = int(t)
+                except ValueError:
+                    raise self.error(n, f"non-integer token {t!r}; expected {expected} "
+                                        "(degeneracy count wrong or nrpts inconsistent?)") from None
+                if val < 1:
+                    raise self.error(n, f"degeneracy weight {val}; expected a positive integer")
+                out.append(val)
+        return np.array(out, float)
+
+
+def _check_hermitian(lines: _Lines, table: dict, where: dict, tol: float) -> None:
+    """H(−R) = H(R)^† for the weighted hoppings; name the offending line."""
+    for R, mat in table.items():
+        mR = tuple(-r for r in R)
+        if mR not in table:
+            if np.abs(mat).max() > tol:
+                raise lines.error(where[R][0, 0], f"R = {R} has no partner block -R = {mR}; expected the "
+                                                  "hopping set to be Hermitian (H(-R) = H(R)^dagger)")
+            continue
+        diff = np.abs(table[mR] - mat.conj().T)  # (a, b): H_ab(-R) vs conj(H_ba(R))
+        if diff.max() > tol:
+            a, b = np.unravel_index(np.argmax(diff), diff.shape)
+            raise lines.error(
+                where[R][b, a],
+                f"non-Hermitian hopping set: H_{b + 1},{a + 1}(R={R}) = {mat[b, a]:.8g} but "
+                f"conj(H_{a + 1},{b + 1}(R={mR})) = {np.conj(table[mR][a, b]):.8g} (line {where[mR][a, b]}); "
+                f"expected H(-R) = H(R)^dagger within {tol:g}")
+
+
+def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, ncols: int, r_line: bool):
+    """Vectorised parse of nrpts blocks of num_wann² rows (the common, well-formed case).
+
+    ``r_line``: each block starts with an 'R1 R2 R3' line and rows are 'i j values...' (_tb.dat);
+    otherwise rows are 'R1 R2 R3 i j values...' (_hr.dat). Returns ({R: (n, n, nv) complex},
+    {R: (n, n) line numbers}, [(line, R)]) and advances the reader, or None (nothing consumed) when
+    anything is off, so that the line-by-line parser can report exactly what and where.
+    """
+    nw2 = num_wann * num_wann
+    per = nw2 + (1 if r_line else 0)
+    items = lines.items[lines.pos: lines.pos + nrpts * per]
+    if len(items) < nrpts * per:
+        return None
+    rows = [line.split() for _, line in items]
+    try:
+        if r_line:
+            heads = rows[::per]
+            data = [r for b in range(nrpts) for r in rows[b * per + 1:(b + 1) * per]]
+            if any(len(r) != 3 for r in heads) or any(len(r) != ncols for r in data):
+                return None
+            R = np.array(heads, dtype=str).astype(np.int64)
+            toks = np.array(data, dtype=str)
+            ij = toks[:, :2].astype(np.int64)
+            nums = toks[:, 2:]
+            numbers = [n for b in range(nrpts) for n, _ in items[b * per + 1:(b + 1) * per]]
+        else:
+            if any(len(r) != ncols for r in rows):
+                return None
+            toks = np.array(rows, dtype=str)
+            ints = toks[:, :5].astype(np.int64)
+            Rall = ints[:, :3].reshape(nrpts, nw2, 3)
+            if (Rall != Rall[:, :1]).any():
+                return None
+            R, ij, nums = Rall[:, 0], ints[:, 3:5], toks[:, 5:]
+            numbers = [n for n, _ in items]
+        vals = nums.astype(float)
+    except (ValueError, OverflowError):
+        return None
+    if not np.all(np.isfinite(vals)) or ij.min() < 1 or ij.max() > num_wann:
+        return None
+    flat = ((ij[:, 0] - 1) * num_wann + ij[:, 1] - 1).reshape(nrpts, nw2)
+    if not (np.sort(flat, axis=1) == np.arange(nw2)).all() or len(np.unique(R, axis=0)) != nrpts:
+        return None
+    cplx = (vals[:, 0::2] + 1j * vals[:, 1::2]).reshape(nrpts, nw2, -1)
+    numbers = np.array(numbers).reshape(nrpts, nw2)
+    table, where, blocks = {}, {}, []
+    for b in range(nrpts):
+        key = tuple(int(r) for r in R[b])
+        mat = np.zeros((nw2, cplx.shape[-1]), complex)
+        mat[flat[b]] = cplx[b]
+        at = np.zeros(nw2, int)
+        at[flat[b]] = numbers[b]
+        table[key] = mat.reshape(num_wann, num_wann, -1)
+        where[key] = at.reshape(num_wann, num_wann)
+        blocks.append((items[b * per][0], key))
+    lines.pos += nrpts * per
+    return table, where, blocks
+
+
+# -- companion files -------------------------------------------------------------------------------
+
+def read_win_lattice(path) -> np.ndarray:
+    """Lattice vectors (rows, Å) from the ``unit_cell_cart`` block of a ``.win`` file."""
+    lines = _Lines(path, "Wannier90 .win")
+    start = None
+    rows: list[list[float]] = []
+    unit = "ang"
+    for n, line in lines.items:
+        body = line.split("!")[0].split("#")[0].strip().lower()
+        if not body:
+            continue
+        words = body.replace("=", " ").replace(":", " ").split()
+        if start is None:
+            if words[:2] == ["begin", "unit_cell_cart"]:
+                start = n
+            continue
+        if words[:2] == ["end", "unit_cell_cart"]:
+            if len(rows) != 3:
+                raise lines.error(n, f"unit_cell_cart block (line {start}) has {len(rows)} lattice vectors; expected 3")
+            factor = _LENGTHS["bohr"] / _ANGSTROM if unit == "bohr" else 1.0
+            return np.array(rows) * factor
+        if len(words) == 1 and words[0] in ("bohr", "ang"):
+            if rows:
+                raise lines.error(n, f"unit line {words[0]!r} after the lattice vectors; expected it first")
+            unit = words[0]
+            continue
+        if len(words) != 3:
+            raise lines.error(n, f"expected a lattice vector (3 numbers) in unit_cell_cart, got {line.strip()!r}")
+        rows.append([lines.to_float(n, w, "a lattice-vector component") for w in words])
+        if len(rows) > 3:
+            raise lines.error(n, "more than 3 lattice vectors in unit_cell_cart; expected 3")
+    if start is None:
+        raise lines.error(None, "no 'begin unit_cell_cart' block; expected the lattice vectors there "
+                                "(or pass lattice=... to the reader)")
+    raise lines.error(None, f"'begin unit_cell_cart' (line {start}) is never closed; expected 'end unit_cell_cart'")
+
+
+def read_centres(path, num_wann: int) -> np.ndarray:
+    """Cartesian Wannier centres (Å) from ``seedname_centres.xyz`` (the first num_wann ``X`` lines)."""
+    lines = _Lines(path, "Wannier90 centres")
+    n, toks = lines.tokens(1, "the number of entries (Wannier centres + atoms)")
+    total = lines.to_int(n, toks[0], "the number of entries")
+    lines.items, lines.pos = [(m, line) for m, line in lines.items if m > n + 1], 0  # skip the comment line
+    out = []
+    for _ in range(num_wann):
+        m, toks = lines.tokens(4, "a Wannier centre line 'X x y z'")
+        if toks[0].upper() != "X":
+            raise lines.error(m, f"entry {toks[0]!r}; expected a Wannier centre 'X x y z' "
+                                 f"({num_wann} centres for num_wann = {num_wann})")
+        out.append([lines.to_float(m, t, "a centre coordinate") for t in toks[1:]])
+    if total < num_wann:
+        raise lines.error(n, f"{total} entries; expected at least num_wann = {num_wann}")
+    return np.array(out)
+
+
+def read_wsvec(path, entries=None) -> dict[tuple, list[tuple]]:
+    """``seedname_wsvec.dat`` → {(R, i, j): [T, ...]} (orbitals 0-based, R and T integer 3-tuples).
+
+    ``entries``: optional (num_wann, set of (R, i, j)) to validate indices and completeness against.
+    """
+    lines = _Lines(path, "Wannier90 wsvec")
+    lines.header()
+    num_wann = entries[0] if entries else None
+    out: dict[tuple, list[tuple]] = {}
+    first: dict[tuple, int] = {}
+    while lines.peek() is not None:
+        n, vals = lines.ints(5, "a block header 'R1 R2 R3 i j'")
+        R = tuple(vals[:3])
+        i, j = vals[3] - 1, vals[4] - 1
+        if num_wann is not None:
+            lines.orbital(n, vals[3], num_wann, "i")
+            lines.orbital(n, vals[4], num_wann, "j")
+        elif min(vals[3], vals[4]) < 1:
+            raise lines.error(n, f"orbital index {min(vals[3], vals[4])} out of range; expected >= 1")
+        key = (R, i, j)
+        if key in first:
+            raise lines.error(n, f"duplicate block for R = {R}, i = {i + 1}, j = {j + 1} (first at line {first[key]})")
+        first[key] = n
+        ndeg = lines.positive_int(f"the number of shifts ndeg for R = {R}, i = {i + 1}, j = {j + 1}")
+        shifts = []
+        for _ in range(ndeg):
+            _, T = lines.ints(3, f"a shift 'T1 T2 T3' ({ndeg} for R = {R}, i = {i + 1}, j = {j + 1})")
+            shifts.append(tuple(T))
+        out[key] = shifts
+    if entries:
+        missing = sorted(set(entries[1]) - set(out))
+        if missing:
+            R, i, j = missing[0]
+            raise lines.error(None, f"no block for R = {R}, i = {i + 1}, j = {j + 1} ({len(missing)} hoppings "
+                                    "missing); expected one block per hopping of the Hamiltonian file")
+        extra = sorted(set(out) - set(entries[1]))
+        if extra:
+            R, i, j = extra[0]
+            raise lines.error(first[extra[0]], f"block for R = {R}, i = {i + 1}, j = {j + 1} names a hopping "
+                                               "absent from the Hamiltonian file; expected the same R vectors")
+    return out
+
+
+# -- readers ---------------------------------------------------------------------------------------
+
+def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, convention, length_unit,
+           energy_unit, wsvec, dim, source):
+    """Common tail of the readers: units, ws shifts, dimension reduction, convention."""
+    to_len = _ANGSTROM / _length_factor(length_unit)
+    to_en = 1.0 / _energy_factor(energy_unit)
+    lattice_ang = np.asarray(lattice_ang, float)
+    if positions is not None:
+        frac = np.asarray(positions, float)
+        if frac.ndim != 2 or frac.shape[0] != num_wann:
+            raise ModelError(f"{source}: positions have shape {frac.shape}; expected ({num_wann}, dim) "
+                             "fractional coordinates, one row per Wannier function")
+        if frac.shape[1] < 3:
+            frac = np.pad(frac, ((0, 0), (0, 3 - frac.shape[1])))
+    elif centres_ang is not None:
+        frac = np.linalg.solve(lattice_ang.T, np.asarray(centres_ang, float).T).T
+    else:
+        frac = None
+    if convention is None:
+        convention = "II" if frac is not None else "I"
+    if convention not in ("I", "II"):
+        raise ModelError(f"{source}: convention {convention!r}; expected 'I' or 'II'")
+    if convention == "II" and frac is None:
+        raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
+                         "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
+    hops = []
+    for R, mat in table.items():
+        for i, j in zip(*np.nonzero(mat)):
+            t = mat[i, j] * to_en
+            shifts = wsvec.get((R, i, j), [(0, 0, 0)]) if wsvec is not None else [(0, 0, 0)]
+            for T in shifts:
+                hops.append((tuple(r + s for r, s in zip(R, T)), int(i), int(j), t / len(shifts)))
+    if dim not in (None, 1, 2, 3):
+        raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
+    dim = 3 if dim is None else dim
+    if dim < 3:
+        lat = lattice_ang
+        if np.abs(lat[:dim, dim:]).max(initial=0) > 1e-8 or np.abs(lat[dim:, :dim]).max(initial=0) > 1e-8:
+            raise ModelError(f"{source}: dim = {dim} needs the first {dim} lattice vectors in the first {dim} "
+                             f"Cartesian directions and the others perpendicular; got {lat.tolist()}")
+        bad = [R for R, _, _, t in hops if any(R[dim:]) and abs(t) > 0]
+        if bad:
+            raise ModelError(f"{source}: dim = {dim} but there are hoppings along the dropped direction(s), "
+                             f"e.g. R = {bad[0]}; expected R components beyond {dim} to be 0")
+        hops = [(R[:dim], i, j, t) for R, i, j, t in hops]
+        lattice_ang = lat[:dim, :dim]
+        frac = frac[:, :dim] if frac is not None else None
+    if frac is None:
+        frac = np.zeros((num_wann, dim))
+    return TightBindingModel(name, lattice_ang * to_len, frac, hops, params={}, convention=convention)
+
+
+def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, length_unit="nm",
+            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5
+            ) -> TightBindingModel:
+    """Read a Wannier90 ``seedname_hr.dat`` into a :class:`TightBindingModel`.
+
+    Parameters
+    ----------
+    path: the ``_hr.dat`` file.
+    lattice: (3, 3) lattice vectors as rows in ``lattice_unit`` (default Å); if None, read from
+        ``seedname.win`` beside the file (``unit_cell_cart``), else a :class:`ModelError`.
+        A (2, 2)/(1, 1) lattice implies ``dim`` 2/1.
+    positions: (num_wann, dim) orbital positions in fractional coordinates; if None,
+        ``seedname_centres.xyz`` beside the file is used when present.
+    wsvec: path of a ``_wsvec.dat``; None uses ``seedname_wsvec.dat`` beside the file if present;
+        False ignores it.
+    convention: "I" (phase e^{ik·R}), "II" (phase e^{ik·(R+τ_j−τ_i)}, needs positions), or None:
+        II when positions are known, else I.
+    length_unit, energy_unit: model units to convert Å and eV into (the study's units).
+    dim: 1, 2 or 3 (default 3, or the size of ``lattice``): drop the trailing Cartesian directions
+        (they must be perpendicular and carry no hoppings), e.g. 2 for a layer.
+    hermiticity_tol: absolute tolerance (eV) of the H(−R) = H(R)^† check (files carry 6 decimals).
+    """
+    path = Path(path)
+    lines = _Lines(path, "Wannier90 _hr.dat")
+    lines.header()
+    num_wann = lines.positive_int("num_wann (number of Wannier functions)")
+    nrpts = lines.positive_int("nrpts (number of lattice vectors R)")
+    deg = lines.degeneracies(nrpts)
+    nw2 = num_wann * num_wann
+    table: dict[tuple, np.ndarray] = {}
+    where: dict[tuple, np.ndarray] = {}
+    blocks: list[tuple[int, tuple]] = []
+    fast = _fast_blocks(lines, nrpts, num_wann, 7, r_line=False)
+    if fast is not None:
+        table = {R: m[..., 0] / deg[b] for b, (R, m) in enumerate(fast[0].items())}
+        where = fast[1]
+    for b in range(nrpts if fast is None else 0):
+        for e in range(nw2):
+            expected = (f"a hopping line 'R1 R2 R3 i j Re Im' (block {b + 1} of nrpts = {nrpts}, "
+                        f"entry {e + 1} of num_wann^2 = {nw2})")
+            n, toks = lines.tokens(7, expected)
+            vals = [lines.to_int(n, t, expected + ": integers R1 R2 R3 i j") for t in toks[:5]]
+            re, im = (lines.to_float(n, t, expected + ": real numbers Re Im") for t in toks[5:])
+            R = tuple(vals[:3])
+            i = lines.orbital(n, vals[3], num_wann, "i")
+            j = lines.orbital(n, vals[4], num_wann, "j")
+            if e == 0:
+                blocks.append((n, R))
+                if R in table:
+                    raise lines.error(n, f"R = {R} repeats the block starting at line {where[R].min()}; "
+                                         f"expected nrpts = {nrpts} distinct R vectors (nrpts inconsistent?)")
+                table[R] = np.zeros((num_wann, num_wann), complex)
+                where[R] = np.zeros((num_wann, num_wann), int)
+            elif R != blocks[-1][1]:
+                raise lines.error(n, f"R = {R} inside the block of R = {blocks[-1][1]} (line {blocks[-1][0]}); "
+                                     f"expected num_wann^2 = {nw2} consecutive lines per R")
+            if where[R][i, j]:
+                raise lines.error(n, f"duplicate entry i = {i + 1}, j = {j + 1} for R = {R} (first at line "
+                                     f"{where[R][i, j]}); expected each (i, j) once per R")
+            table[R][i, j] = complex(re, im) / deg[b]
+            where[R][i, j] = n
+    extra = lines.peek()
+    if extra is not None:
+        raise lines.error(extra[0], f"extra data after {nrpts} blocks of {nw2} hopping lines; expected end of "
+                                    f"file (nrpts = {nrpts} inconsistent with the data?)")
+    _check_hermitian(lines, table, where, hermiticity_tol)
+
+    seed = _seed(path, "_hr.dat")
+    if lattice is None:
+        win = seed.with_suffix(".win")
+        if not win.exists():
+            raise ModelError(f"Wannier90 _hr.dat file {path}: no lattice vectors; pass lattice=... or provide "
+                             f"{win.name} (begin unit_cell_cart block) beside it")
+        lattice_ang = read_win_lattice(win)
+    else:
+        lattice_ang = np.asarray(lattice, float) * (_length_factor(lattice_unit, "lattice_unit") / _ANGSTROM)
+        if lattice_ang.ndim != 2 or lattice_ang.shape[0] != lattice_ang.shape[1] or lattice_ang.shape[0] > 3:
+            raise ModelError(f"{path}: lattice has shape {lattice_ang.shape}; expected (3, 3) (or (2, 2), (1, 1))")
+        d = lattice_ang.shape[0]
+        if d < 3:
+            if dim not in (None, d):
+                raise ModelError(f"{path}: a ({d}, {d}) lattice with dim = {dim}; expected dim = {d} (or None)")
+            dim = d
+            full = np.eye(3) * max(1.0, np.abs(lattice_ang).max())
+            full[:d, :d] = lattice_ang
+            lattice_ang = full
+    centres = None
+    if positions is None:
+        xyz = Path(str(seed) + "_centres.xyz")
+        if xyz.exists():
+            centres = read_centres(xyz, num_wann)
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table)
+    return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions, centres_ang=centres,
+                  convention=convention, length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
+                  source=f"Wannier90 _hr.dat file {path}")
+
+
+def _wsvec_for(path, seed, wsvec, num_wann, table):
+    if wsvec is False:
+        return None
+    if wsvec is None:
+        cand = Path(str(seed) + "_wsvec.dat")
+        if not cand.exists():
+            return None
+        wsvec = cand
+    keys = {(R, i, j) for R in table for i in range(num_wann) for j in range(num_wann)}
+    return read_wsvec(wsvec, (num_wann, keys))
+
+
+def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, length_unit="nm",
+            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5
+            ) -> TightBindingModel:
+    """Read a Wannier90 ``seedname_tb.dat`` (``write_tb``) into a :class:`TightBindingModel`.
+
+    The lattice comes from the file (Å) unless ``lattice`` overrides it; the Wannier centres
+    (diagonal of r(R = 0)) give the orbital positions unless ``positions`` (fractional) overrides
+    them, so ``convention`` defaults to II. Other arguments as in :func:`read_hr`.
+    """
+    path = Path(path)
+    lines = _Lines(path, "Wannier90 _tb.dat")
+    lines.header()
+    lat = []
+    for a in range(3):
+        expected = f"lattice vector a{a + 1} (3 numbers, Å)"
+        n, toks = lines.tokens(3, expected)
+        lat.append([lines.to_float(n, t, expected) for t in toks])
+    lattice_ang = np.array(lat)
+    if abs(np.linalg.det(lattice_ang)) < 1e-12:
+        raise lines.error(n, f"lattice vectors {lattice_ang.tolist()} are linearly dependent; expected a unit cell")
+    num_wann = lines.positive_int("num_wann (number of Wannier functions)")
+    nrpts = lines.positive_int("nrpts (number of lattice vectors R)")
+    deg = lines.degeneracies(nrpts)
+    nw2 = num_wann * num_wann
+
+    def read_blocks(kind: str, ncols: int):
+        fast = _fast_blocks(lines, nrpts, num_wann, ncols, r_line=True)
+        if fast is not None:
+            tab = {R: m / deg[b] for b, (R, m) in enumerate(fast[0].items())}
+            wh = {R: (w, n) for (R, w), (n, _) in zip(fast[1].items(), fast[2])}
+            return tab, wh, [R for _, R in fast[2]]
+        tab, wh, order = {}, {}, []
+        for b in range(nrpts):
+            n, R = lines.ints(3, f"the lattice vector 'R1 R2 R3' of {kind} block {b + 1} of nrpts = {nrpts}")
+            R = tuple(R)
+            if R in tab:
+                raise lines.error(n, f"R = {R} repeats the {kind} block at line {wh[R][1]}; expected nrpts = "
+                                     f"{nrpts} distinct R vectors (nrpts inconsistent?)")
+            mat = np.zeros((num_wann, num_wann, (ncols - 2) // 2), complex)
+            seen = np.zeros((num_wann, num_wann), int)
+            for e in range(nw2):
+                expected = (f"a {kind} line 'i j " + ("Re Im" if ncols == 4 else "Re x Im x Re y Im y Re z Im z")
+                            + f"' (entry {e + 1} of num_wann^2 = {nw2} for R = {R})")
+                m, toks = lines.tokens(ncols, expected)
+                i = lines.orbital(m, lines.to_int(m, toks[0], expected), num_wann, "i")
+                j = lines.orbital(m, lines.to_int(m, toks[1], expected), num_wann, "j")
+                if seen[i, j]:
+                    raise lines.error(m, f"duplicate entry i = {i + 1}, j = {j + 1} for R = {R} (first at line "
+                                         f"{seen[i, j]}); expected each (i, j) once per R")
+                nums = [lines.to_float(m, t, expected) for t in toks[2:]]
+                mat[i, j] = np.array(nums[0::2]) + 1j * np.array(nums[1::2])
+                seen[i, j] = m
+            tab[R] = mat / deg[b]
+            wh[R] = (seen, n)
+            order.append(R)
+        return tab, wh, order
+
+    htab, hwhere, horder = read_blocks("Hamiltonian", 4)
+    table = {R: m[..., 0] for R, m in htab.items()}
+    where = {R: w[0] for R, w in hwhere.items()}
+    _check_hermitian(lines, table, where, hermiticity_tol)
+    rtab, rwhere, rorder = read_blocks("position-operator", 8)
+    if set(rorder) != set(horder):
+        R = min(set(rorder) - set(horder))
+        raise lines.error(rwhere[R][1], f"position block R = {R} has no Hamiltonian block; expected the same "
+                                        "R vectors as the Hamiltonian blocks")
+    extra = lines.peek()
+    if extra is not None:
+        raise lines.error(extra[0], "extra data after the position-operator blocks; expected end of file")
+    zero = (0, 0, 0)
+    if zero not in rtab:
+        raise ModelError(f"Wannier90 _tb.dat file {path}: no R = (0, 0, 0) block; expected one (Wannier centres)")
+    centres = np.real(np.einsum("iic->ic", rtab[zero]))
+
+    seed = _seed(path, "_tb.dat")
+    if lattice is not None:
+        lattice_ang = np.asarray(lattice, float) * (_length_factor(lattice_unit, "lattice_unit") / _ANGSTROM)
+        if lattice_ang.shape != (3, 3):
+            raise ModelError(f"{path}: lattice has shape {lattice_ang.shape}; expected (3, 3)")
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table)
+    return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions,
+                  centres_ang=centres if positions is None else None, convention=convention,
+                  length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
+                  source=f"Wannier90 _tb.dat file {path}")
+
+
+# -- writer ----------------------------------------------------------------------------------------
+
+def write_hr(model, path, *, energy_unit="eV", header=None) -> Path:
+    """Write a :class:`TightBindingModel` as a Wannier90 ``_hr.dat`` (all degeneracies 1).
+
+    The file holds the integer-R hoppings <i,0|H|j,R> (convention independent; reading it back with
+    ``convention="I"`` gives the convention-I Hamiltonian, with the model's orbital positions and
+    ``convention="II"`` the convention-II one). Lower-dimensional models get R3 (and R2) = 0.
+    Values are written with 17 significant digits (Wannier90 itself writes 6 decimals), in eV
+    (``energy_unit`` is the model's energy unit). Returns the path.
+    """
+    if not isinstance(model, TightBindingModel) or not hasattr(model, "hopping_table"):
+        raise ModelError(f"write_hr: model '{getattr(model, 'name', model)}' is not a tight-binding model; "
+                         "expected a TightBindingModel")
+    if model.dim > 3:
+        raise ModelError(f"write_hr: model '{model.name}' has dim = {model.dim}; expected at most 3")
+    to_ev = _energy_factor(energy_unit)
+    n = model.nbands
+    table = {tuple(R) + (0,) * (3 - model.dim): np.asarray(m) * to_ev for R, m in model.hopping_table.items()}
+    for R in list(table):
+        table.setdefault(tuple(-r for r in R), np.zeros((n, n), complex))
+    Rs = sorted(R for R in table if np.any(table[R]) or np.any(table[tuple(-r for r in R)]) or not any(R))
+    out = [header or f"written by qgtflow.models.wannier.write_hr from model '{model.name}'",
+           f"{n:12d}", f"{len(Rs):12d}"]
+    for s in range(0, len(Rs), 15):
+        out.append("".join(f"{1:5d}" for _ in Rs[s:s + 15]))
+    for R in Rs:
+        mat = table[R]
+        for j in range(n):
+            for i in range(n):
+                out.append(f"{R[0]:5d}{R[1]:5d}{R[2]:5d}{i + 1:5d}{j + 1:5d} "
+                           f"{mat[i, j].real: .16e} {mat[i, j].imag: .16e}")
+    path = Path(path)
+    try:
+        path.write_text("\n".join(out) + "\n")
+    except OSError as exc:
+        raise ModelError(f"cannot write Wannier90 _hr.dat file {path}: {exc.strerror or exc}") from exc
+    return path
+
+
+# -- other tight-binding packages ------------------------------------------------------------------
+
+def _missing(package: str) -> ModelError:
+    return ModelError(f"converting a {package} model needs the '{package}' package; install it with "
+                      f"{_IMPORT_EXTRA} (or pip install {package})")
+
+
+def from_pythtb(tb_model, name="pythtb") -> TightBindingModel:
+    """Convert a PythTB ``tb_model`` (convention II: orbital positions in the phase).
+
+    PythTB stores [amp, i, j, R] = <i,0|H|j,R> with the Hermitian partner implicit, on-site
+    energies in ``_site_energies``, lattice ``_lat`` (rows, PythTB's length units, kept as is) and
+    reduced orbital positions ``_orb``. Spinful models (nspin = 2) become 2·norb orbitals ordered
+    (orbital, spin) like PythTB's flattened Hamiltonian; the model's ``spin`` is then 1 ⊗ σ.
+    """
+    try:
+        import pythtb
+    except ImportError:
+        raise _missing("pythtb") from None
+    if not isinstance(tb_model, pythtb.tb_model):
+        raise ModelError(f"from_pythtb: got {type(tb_model).__name__}; expected a pythtb.tb_model")
+    dim_k, dim_r = tb_model._dim_k, tb_model._dim_r
+    if dim_k == 0 or dim_k != dim_r:
+        raise ModelError(f"from_pythtb: model has dim_k = {dim_k}, dim_r = {dim_r}; expected a bulk model "
+                         "periodic in every direction (dim_k = dim_r >= 1)")
+    nspin = tb_model._nspin
+    norb = tb_model._norb
+    lattice = np.asarray(tb_model._lat, float)
+    orb = np.asarray(tb_model._orb, float)
+
+    def blocks(i, j, amp):
+        """(i, j, value) entries in the flattened (orbital, spin) basis."""
+        if nspin == 1:
+            return [(i, j, complex(amp))]
+        amp = np.asarray(amp, complex).reshape(2, 2)
+        return [(2 * i + s, 2 * j + u, amp[s, u]) for s in range(2) for u in range(2)]
+
+    hops = []
+    zero = (0,) * dim_r
+    for i in range(norb):
+        hops += [(zero, a, b, v) for a, b, v in blocks(i, i, tb_model._site_energies[i])]
+    for amp, i, j, R in tb_model._hoppings:
+        R = tuple(int(r) for r in np.asarray(R).reshape(-1))
+        mR = tuple(-r for r in R)
+        for a, b, v in blocks(int(i), int(j), amp):
+            hops.append((R, a, b, v))
+            hops.append((mR, b, a, np.conj(v)))
+    positions = np.repeat(orb, nspin, axis=0)
+    model = TightBindingModel(name, lattice, positions, hops, params={}, convention="II")
+    if nspin == 2:
+        paulis = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], complex)
+        model.spin = np.stack([np.kron(np.eye(norb), p) for p in paulis])
+    return model
+
+
+def from_tbmodels(model, name="tbmodels") -> TightBindingModel:
+    """Convert a TBmodels ``Model`` (positions in the phase, i.e. TBmodels' ``convention=1`` = our II).
+
+    TBmodels stores half of the hoppings: H(k) = Σ_R hop[R] e^{2πik·R} + h.c. (``hop[0]`` holds half
+    of the on-site block), with reduced orbital positions ``pos`` and unit cell ``uc`` (rows).
+    """
+    try:
+        import tbmodels
+    except ImportError:
+        raise _missing("tbmodels") from None
+    if not isinstance(model, tbmodels.Model):
+        raise ModelError(f"from_tbmodels: got {type(model).__name__}; expected a tbmodels.Model")
+    if model.uc is None:
+        raise ModelError(f"from_tbmodels: model '{name}' has no unit cell (uc); expected lattice vectors")
+    hops = []
+    for R, mat in model.hop.items():
+        mat = mat.toarray() if hasattr(mat, "toarray") else np.asarray(mat)
+        R = tuple(int(r) for r in R)
+        mR = tuple(-r for r in R)
+        for i, j in zip(*np.nonzero(mat)):
+            hops.append((R, int(i), int(j), complex(mat[i, j])))
+            hops.append((mR, int(j), int(i), complex(np.conj(mat[i, j]))))
+    return TightBindingModel(name, np.asarray(model.uc, float), np.asarray(model.pos, float), hops,
+                             params={}, convention="II")
