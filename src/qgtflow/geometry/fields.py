@@ -23,6 +23,7 @@ class FieldSpec:
     length_power: int
     long_name: str
     formula: str
+    optional: bool = False  # computed (and stored) only when a requested response reads it
 
 
 FIELD_SPECS = {f.name: f for f in [
@@ -45,7 +46,20 @@ FIELD_SPECS = {f.name: f for f in [
               "exact ∂_k of g^ij_n (sum over states); 002 Eq. 10"),
     FieldSpec("bcp_dipole_density", ("band", "i", "j", "k"), -1, 3, "BCP dipole density ∂_k 𝒢^ij_n",
               "exact ∂_k of 𝒢^ij_n (sum over states); 001 Eq. 13"),
+    FieldSpec("quantum_metric_quadrupole_density", ("band", "i", "j", "k", "l"), 0, 4,
+              "quantum-metric quadrupole density ∂_k∂_l g^ij_n",
+              "exact second derivative of g^ij_n from band-projector derivatives (geometry/projector.py); "
+              "000 Eq. 15, Eq. 20 plus its missing term (AMBIGUITIES 000.1)", optional=True),
+    FieldSpec("christoffel", ("band", "i", "j", "k"), 0, 3, "Christoffel symbol of the quantum metric Γ_ijk",
+              "Γ_abc = ½(∂_c g_ab + ∂_b g_ac − ∂_a g_bc); 000 Eq. 16", optional=True),
 ]}
+CORE_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if not spec.optional)
+OPTIONAL_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if spec.optional)
+
+
+def stored_fields(required: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """Fields a geometry store holds: every core field plus the optional ones ``required`` names."""
+    return list(CORE_FIELDS) + [f for f in OPTIONAL_FIELDS if f in required]
 
 
 def field_units(spec: FieldSpec, units) -> str:
@@ -61,8 +75,8 @@ def field_units(spec: FieldSpec, units) -> str:
 
 
 def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gauge_seed: int = -1,
-                   n_threads: int | None = None, closed_form: bool = True, reuse_buffers: bool = False
-                   ) -> dict[str, np.ndarray]:
+                   n_threads: int | None = None, closed_form: bool = True, reuse_buffers: bool = False,
+                   optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """All geometry fields of ``model`` at k-points ``k`` (N, dim), as {name: array (N, ...)}.
 
     ``closed_form``: use the Clifford-model formulas when the model has an anticommuting basis
@@ -72,10 +86,14 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
 
     ``gauge_seed`` ≥ 0 rotates eigenvectors by random unitaries inside degenerate groups
     (random phases for simple bands) — a test hook for gauge invariance.
+    ``optional``: names of optional fields (see :data:`OPTIONAL_FIELDS`) to compute as well.
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
+    unknown = sorted(set(optional) - set(OPTIONAL_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown optional fields {unknown}; available: {list(OPTIONAL_FIELDS)}")
     if getattr(model, "sectors", None):  # ⊕ of independent blocks: each on its own, stacked along band
-        parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form)
+        parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form, optional=optional)
                  for m in model.sectors]
         return {name: np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
     gammas = model.clifford_gammas if closed_form else None
@@ -85,10 +103,17 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         out["_hamiltonian"] = Hu
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out,
                                     model.active_slots())
-        return {name: arr for name, arr in fields.items() if not name.startswith("_")}
-    Hu = model.unique_derivatives(k)
-    return fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
-                              active=model.active_slots())
+        fields = {name: arr for name, arr in fields.items() if not name.startswith("_")}
+    else:
+        Hu = model.unique_derivatives(k)
+        fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
+                                    active=model.active_slots())
+    if optional:
+        from qgtflow.geometry.projector import quadrupole_fields
+
+        extra = quadrupole_fields(Hu, model.dim, degeneracy_threshold, n_threads, model.active_slots(), gauge_seed)
+        fields.update({name: extra[name] for name in optional})
+    return fields
 
 
 _BUFFER_CACHE: dict = {}

@@ -3,12 +3,15 @@
 Each hopping t from orbital j in cell R to orbital i in cell 0 contributes to H_ij(k) with the
 phase e^{ik·d}. Convention II (default, "orbital positions in the phase") uses d = R + τ_j − τ_i;
 convention I uses d = R. The chosen convention is recorded in every store's attrs.
-Evaluation over a chunk is one (N, n_d) @ (n_d, n²) product per derivative multi-index.
+Storage is one n×n matrix per lattice vector R. Evaluation over a chunk is one (N, n_R) @ (n_R, n²)
+product per distinct derivative multi-index β (G_β = Σ_R (iR)^β t(R) e^{ik·R}); convention II
+multiplies elementwise by E_ij = e^{ik·(τ_j − τ_i)} and combines the G_β by the Leibniz rule.
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, prange
 
 from qgtflow.errors import ModelError
 from qgtflow.models.base import Model
@@ -42,7 +45,6 @@ class TightBindingModel(Model):
         super().__init__(name=name, dim=dim, nbands=nb, params=dict(params or {}), periodic=True,
                          lattice=lattice, convention=label)
         cart_pos = positions @ lattice
-        table: dict[tuple, np.ndarray] = {}
         # integer-R hopping table <i, 0|H|j, R> (on-site at R = 0), convention independent;
         # used by exporters (qgtflow.models.wannier.write_hr)
         self.hopping_table: dict[tuple, np.ndarray] = {}
@@ -51,41 +53,96 @@ class TightBindingModel(Model):
         for R, i, j, t in entries:
             if not (0 <= i < nb and 0 <= j < nb):
                 raise ModelError(f"model '{name}': hopping ({R}, {i}, {j}) names an orbital outside 0..{nb - 1}")
-            d = np.asarray(R, float) @ lattice
-            if convention == "II":
-                d = d + cart_pos[j] - cart_pos[i]
-            key = tuple(np.round(d, 12))  # merges equal bonds; the phase keeps the unrounded vector
-            _, mat = table.setdefault(key, (d, np.zeros((nb, nb), complex)))
-            mat[i, j] += t
+            if len(R) != dim:
+                raise ModelError(f"model '{name}': hopping R = {list(R)} has {len(R)} components; the lattice is {dim}D")
             if R not in self.hopping_table:
                 self.hopping_table[R] = np.zeros((nb, nb), complex)
             self.hopping_table[R][i, j] += t
-        self.displacements = np.array([d for d, _ in table.values()], float).reshape(-1, dim)
-        self.matrices = np.stack([m for _, m in table.values()]).reshape(len(table), nb * nb)
+        keys = sorted(self.hopping_table)
+        self.cells = np.array(keys, np.int64).reshape(-1, dim)
+        self.displacements = self.cells @ lattice  # Cartesian R (n_R, dim)
+        self.matrices = np.stack([self.hopping_table[R] for R in keys]).reshape(len(keys), nb * nb)
+        # convention II: H_ij(k) = e^{ik·(τ_j − τ_i)} Σ_R t_ij(R) e^{ik·R}; the orbital phase is a
+        # k-dependent elementwise factor, so storage and cost stay per R (not per bond vector)
+        self.orbital_offsets = (cart_pos[None, :, :] - cart_pos[:, None, :]) if convention == "II" else None
 
     def identity(self) -> dict:
         ident = super().identity()
         ident["lattice"] = np.round(self.lattice, 12).tolist()
-        order = np.lexsort(self.displacements.T[::-1])
-        ident["hoppings"] = [[np.round(self.displacements[o], 12).tolist(),
-                              np.round(self.matrices[o].real, 14).tolist(),
-                              np.round(self.matrices[o].imag, 14).tolist()] for o in order]
+        if self.orbital_offsets is not None:  # Cartesian τ_j − τ_1 fix the convention-II phases
+            ident["orbital_offsets"] = np.round(self.orbital_offsets[0], 12).tolist()
+        ident["hoppings"] = [[R.tolist(), np.round(m.real, 14).tolist(), np.round(m.imag, 14).tolist()]
+                             for R, m in zip(self.cells, self.matrices)]
         return ident
 
     def coefficient_matrices(self) -> np.ndarray:
-        return self.matrices.reshape(-1, self.nbands, self.nbands)
+        if self.orbital_offsets is None:
+            return self.matrices.reshape(-1, self.nbands, self.nbands)
+        return super().coefficient_matrices()  # the orbital phases mix the per-R matrices: sample H(k)
+
+    def _cell_sums(self, k: np.ndarray) -> np.ndarray:
+        """G_β(k) = Σ_R Π_{a∈β} (iR_a) t(R) e^{ik·R} for every distinct multi-index β: (U, N, n, n)."""
+        n, N = self.nbands, k.shape[0]
+        phases = np.exp(1j * (k @ self.displacements.T))  # (N, n_R)
+        iR = 1j * self.displacements
+        alphas = unique_multi_indices(self.dim)
+        G = np.empty((len(alphas), N, n, n), complex)
+        for u, alpha in enumerate(alphas):
+            factor = np.ones(len(self.displacements), complex)
+            for a in alpha:
+                factor = factor * iR[:, a]
+            G[u] = (phases @ (factor[:, None] * self.matrices)).reshape(N, n, n)
+        return G
 
     def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
         n, N = self.nbands, k.shape[0]
-        phases = np.exp(1j * (k @ self.displacements.T))  # (N, n_d)
-        idisp = 1j * self.displacements  # (n_d, dim)
         alphas = unique_multi_indices(self.dim)
         shape = (N, len(alphas), n, n)
         out = np.empty(shape, complex) if out is None or out.shape != shape else out
-        for u, alpha in enumerate(alphas):
-            factor = np.ones(len(self.displacements), complex)
-            for a in alpha:
-                factor = factor * idisp[:, a]
-            out[:, u] = (phases @ (factor[:, None] * self.matrices)).reshape(N, n, n)
+        G = self._cell_sums(k)
+        if self.orbital_offsets is None:
+            out[...] = np.moveaxis(G, 0, 1)
+            return out
+        # Leibniz: ∂^α (E ⊙ G) = Σ_{β ⊆ α} (Π_{a ∈ α∖β} iΔτ_a) ⊙ E ⊙ ∂^β G, E_ij = e^{ik·(τ_j − τ_i)}
+        E = np.exp(1j * np.einsum("qa,ija->qij", k, self.orbital_offsets))
+        beta_slot, complement = _leibniz_table(self.dim)
+        _combine_orbital_phases(G, E, np.ascontiguousarray(self.orbital_offsets), beta_slot, complement, out)
         return out
+
+
+def _leibniz_table(dim: int):
+    """For every slot α: the slots of its sub-multi-indices β (by position subsets) and α∖β (padded −1)."""
+    alphas = unique_multi_indices(dim)
+    slot = {alpha: u for u, alpha in enumerate(alphas)}
+    beta_slot = -np.ones((len(alphas), 8), np.int64)
+    complement = -np.ones((len(alphas), 8, 3), np.int64)
+    for u, alpha in enumerate(alphas):
+        for mask in range(1 << len(alpha)):
+            beta_slot[u, mask] = slot[tuple(sorted(a for p, a in enumerate(alpha) if mask >> p & 1))]
+            rest = [a for p, a in enumerate(alpha) if not mask >> p & 1]
+            complement[u, mask, :len(rest)] = rest
+    return beta_slot, complement
+
+
+@njit(parallel=True, cache=True)
+def _combine_orbital_phases(G, E, offsets, beta_slot, complement, out):
+    """out[q, u] = E[q] ⊙ Σ_m (Π_{a ∈ complement[u, m]} i offsets[:, :, a]) ⊙ G[beta_slot[u, m], q]."""
+    U, N, n, _ = G.shape
+    for q in prange(N):
+        for u in range(U):
+            for i in range(n):
+                for j in range(n):
+                    acc = 0j
+                    for m in range(8):
+                        b = beta_slot[u, m]
+                        if b < 0:
+                            break
+                        f = 1.0 + 0j
+                        for c in range(3):
+                            a = complement[u, m, c]
+                            if a < 0:
+                                break
+                            f *= 1j * offsets[i, j, a]
+                        acc += f * G[b, q, i, j]
+                    out[q, u, i, j] = E[q, i, j] * acc

@@ -223,6 +223,68 @@ _register(Response(
     e_power=3, hbar_power=-1, si_units=_second_order_units, extra_dims=(("variant", _VARIANTS),)))
 
 
+# ---- 002: quadrupolar current / static nonreciprocal directional dichroism ------------------------
+_register(Response(
+    "quadrupolar_current_gamma", "electric quadrupolar current coefficient γ_jik (static NDD)",
+    "002 Eq. 10: γ_jik = (e²/ħ) Σ_m ∫[dk] ∂_iε_m g^jk_m f0' (v = ∂ε/∂k, AMBIGUITIES 002.1); dims (i, j, k) = "
+    "subscripts (j, i, k); Fermi-sea form by parts: −(e²/ħ) Σ ∫ ∂_i g^jk f0",
+    ("i", "j", "k"),
+    # Q[a, b, c] = ∂_bε g^{ac}
+    {"surface": Term(lambda f: f["velocity"][:, :, None, :, None] * f["quantum_metric"][:, :, :, None, :],
+                     1, 1, 3, ("velocity", "quantum_metric")),
+     "sea": Term(lambda f: np.einsum("nbacd->nbadc", f["quantum_metric_dipole_density"]),
+                 0, 0, 3, ("quantum_metric_dipole_density",), -1.0)},
+    e_power=2, hbar_power=-1, si_units=lambda d: {"S": 1, "m": 3 - d}))
+
+
+_LEVI_CIVITA = np.zeros((3, 3, 3))
+for _a, _b, _c in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+    _LEVI_CIVITA[_a, _b, _c], _LEVI_CIVITA[_a, _c, _b] = 1.0, -1.0
+IFE_PARTS = ["total", "symmetric", "antisymmetric"]
+
+
+def _axial_epsilon(d: int) -> np.ndarray:
+    """ε_{μνδ} restricted to the model's axes: (1, 2, 2) in 2D (μ = z only), (3, 3, 3) in 3D."""
+    if d == 2:
+        return _LEVI_CIVITA[2:, :2, :2]
+    if d == 3:
+        return _LEVI_CIVITA
+    raise ValueError("the inverse Faraday coefficient needs a 2D or 3D model")
+
+
+def _ife_parts(t: np.ndarray) -> np.ndarray:
+    """Stack (a_{μαβ}, a_{μ(αβ)}, a_{μ[αβ]}) along a new axis 2 (after (N, nb))."""
+    tt = t.swapaxes(-1, -2)
+    return np.stack([t, 0.5 * (t + tt), 0.5 * (t - tt)], axis=2)
+
+
+def _ife_sea(f):
+    """I_{μαβ} = ε_{μνδ} ∂_α∂_ν g_{δβ}; quadrupole stored as [..., a, b, c, e] = ∂_c∂_e g^{ab}."""
+    quad = f["quantum_metric_quadrupole_density"]
+    eps = _axial_epsilon(quad.shape[-1])
+    return _ife_parts(np.einsum("mvd,nbdBav->nbmaB", eps, quad, optimize=True))
+
+
+def _ife_christoffel(f):
+    """ε_{μνδ} ∂_αε (Γ_δβν + Γ_βδν) — the integrand of 000 Eq. 18 (Γ stored as [..., a, b, c] = Γ_abc)."""
+    gam = f["christoffel"]
+    eps = _axial_epsilon(gam.shape[-1])
+    sym = gam + gam.swapaxes(-3, -2)  # Γ_δβν + Γ_βδν (= ∂_ν g_δβ, 000 Eq. 17)
+    return _ife_parts(np.einsum("mvd,nba,nbdBv->nbmaB", eps, f["velocity"], sym, optimize=True))
+
+
+_register(Response(
+    "ife_coefficient", "inverse-Faraday coefficient a_μαβ from the quantum-metric quadrupole",
+    "000 Eq. 15: a_μαβ = −(τQ³/8ħ²) ε_μνδ Σ_n ∫[dk] f0 ∂_α∂_ν g_δβ with Q = −e (AMBIGUITIES 000.2: "
+    "= +τe³/(8ħ²) ε Σ∫ f0 ∂∂g); Fermi-surface form = 000 Eq. 18 (Christoffel symbols); dims "
+    "(part, pseudovector, i, j) = (total | symmetric a_μ(αβ) | antisymmetric a_μ[αβ], μ, α, β)",
+    ("pseudovector", "i", "j"),
+    {"sea": Term(_ife_sea, 0, 0, 4, ("quantum_metric_quadrupole_density",), 1.0 / 8.0),
+     "surface": Term(_ife_christoffel, 1, 1, 4, ("velocity", "christoffel"), -1.0 / 8.0)},
+    e_power=3, hbar_power=-2, tau_power=1, si_units=lambda d: {"A": 1, "m": 4 - d, "V": -2},
+    extra_dims=(("part", IFE_PARTS),)))
+
+
 def required_fields(responses: list[str], form: str) -> list[str]:
     """Geometry fields the requested responses read in the given form (plus energy)."""
     names = {"energy"}

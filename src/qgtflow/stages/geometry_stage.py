@@ -18,29 +18,37 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster
-from qgtflow.geometry.fields import FIELD_SPECS, compute_fields, field_units
+from qgtflow.geometry.fields import FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units, stored_fields
 from qgtflow.kgrid import AXES
 from qgtflow.stages.kgrid_stage import hash_json
 from qgtflow.stages.tasks import run_tasks
 
 log = logging.getLogger(__name__)
 
-CART = ("i", "j", "k")
+CART = ("i", "j", "k", "l")
+
+
+def study_fields(study) -> list[str]:
+    """Fields the geometry store of ``study`` holds: the core set plus optional fields its responses read."""
+    from qgtflow.reduce.responses import required_fields
+
+    return stored_fields(required_fields(study.responses, study.fermi_form))
 
 
 def fingerprint(study, kgrid_attrs: dict) -> str:
     return hash_json({"model": study.model.identity(), "grid": kgrid_attrs.get(io.FINGERPRINT),
-                      "degeneracy_threshold": study.degeneracy_threshold, "fields": sorted(FIELD_SPECS)})
+                      "degeneracy_threshold": study.degeneracy_threshold, "fields": sorted(study_fields(study))})
 
 
 def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
     n_k, dim = kg.sizes["kpoint"], kg.sizes["axis"]
     nb = study.model.nbands
     chunk = int(kg.attrs["chunk_size"])
-    sizes = {"band": nb, "i": dim, "j": dim, "k": dim}
+    sizes = {"band": nb, "i": dim, "j": dim, "k": dim, "l": dim}
     data = {"kvec": xr.Variable(("kpoint", "axis"), da.zeros((n_k, dim), chunks=(chunk, dim)), kg["kvec"].attrs),
             "weight": xr.Variable("kpoint", da.zeros(n_k, chunks=chunk), kg["weight"].attrs)}
-    for name, spec in FIELD_SPECS.items():
+    for name in study_fields(study):
+        spec = FIELD_SPECS[name]
         shape = (n_k,) + tuple(sizes[d] for d in spec.dims)
         attrs = {"long_name": spec.long_name, "units": field_units(spec, study.units), "formula": spec.formula}
         data[name] = xr.Variable(("kpoint",) + spec.dims, da.zeros(shape, chunks=(chunk,) + shape[1:]), attrs)
@@ -60,12 +68,13 @@ def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
     return ds
 
 
-def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold):
+def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=()):
     """Worker task: compute one chunk's fields and write them by region."""
     group = zarr.open_group(str(kgrid_path), mode="r")
     k = np.asarray(group["kvec"][start:stop])
     weight = np.asarray(group["weight"][start:stop])
-    fields = compute_fields(model, k, threshold, reuse_buffers=True)  # written out before the next chunk
+    fields = compute_fields(model, k, threshold, reuse_buffers=True,  # written out before the next chunk
+                            optional=tuple(optional))
     io.write_region(out, start, stop, {"kvec": k, "weight": weight, **fields}, index)
     return index
 
@@ -88,9 +97,10 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
         done = np.zeros(n_chunks, bool)
     todo = [i for i in range(n_chunks) if not done[i]]
     # compile (or load from cache) the kernels once here so workers only load the cache
-    compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold)
+    optional = tuple(f for f in study_fields(study) if f in OPTIONAL_FIELDS)
+    compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional)
     args = [(study.model, os.fspath(kgrid_store), os.fspath(out), i, i * chunk, min(n_k, (i + 1) * chunk),
-             study.degeneracy_threshold) for i in todo]
+             study.degeneracy_threshold, optional) for i in todo]
     log.info("geometry %s: %d chunks of %d k-points to compute (%d bands, dim %d)", study.name, len(todo), chunk,
              study.model.nbands, study.model.dim)
     if client is None and n_workers != 0:

@@ -1,0 +1,101 @@
+"""Quantum-metric optics (000 inverse Faraday effect, 002 quadrupolar current): forms, symmetries, stores."""
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from qgtflow.api import evaluate
+
+HALDANE = {"name": "haldane", "params": {"mass": 0.2, "phi": 0.6}}
+
+
+@pytest.fixture(scope="module")
+def haldane_forms(tmp_path_factory):
+    """IFE and γ on a Haldane BZ in both forms: Eq. 15 (quadrupole, sea) and Eq. 18 (Christoffel, surface)."""
+    tmp = tmp_path_factory.mktemp("qmo")
+    base = {"name": "h", "units": "natural", "model": HALDANE, "kgrid": {"sizes": [192]},
+            "mu": [-0.9, -0.5, 0.3, 20.0], "temperature": [0.3], "tau": 3.0,
+            "responses": ["ife_coefficient", "quadrupolar_current_gamma"]}
+    return {form: evaluate({**base, "fermi_form": form}, n_workers=0, workdir=tmp / form)
+            for form in ("sea", "surface")}
+
+
+def test_ife_eq15_equals_christoffel_eq18_on_a_lattice(haldane_forms):
+    sea, surface = haldane_forms["sea"]["ife_coefficient"], haldane_forms["surface"]["ife_coefficient"]
+    assert sea.dims == ("part", "mu", "T", "pseudovector", "i", "j")
+    assert "000 Eq. 15" in sea.attrs["formula"] and "Eq. 18" in sea.attrs["formula"]
+    scale = np.abs(sea.values).max()
+    assert scale > 0
+    np.testing.assert_allclose(sea.values, surface.values, atol=1e-4 * scale)  # 192²: ~2e-5; 256²: ~1e-7 (grid-limited)
+
+
+def test_gamma_sea_equals_surface_on_a_lattice(haldane_forms):
+    sea, surface = haldane_forms["sea"]["quadrupolar_current_gamma"], haldane_forms["surface"]["quadrupolar_current_gamma"]
+    scale = np.abs(sea.values).max()
+    assert scale > 0 and "002 Eq. 10" in sea.attrs["formula"]
+    np.testing.assert_allclose(sea.values, surface.values, atol=1e-4 * scale)  # 192²: ~2e-5; 256²: ~1e-7 (grid-limited)
+
+
+def test_filled_bands_contribute_nothing(haldane_forms):
+    """μ far above both bands: Fermi-sea integrals of total derivatives over the BZ vanish (AMBIGUITIES)."""
+    for name in ("ife_coefficient", "quadrupolar_current_gamma"):
+        sea = haldane_forms["sea"][name]
+        full = sea.sel(mu=20.0).values
+        assert np.abs(full).max() < 1e-4 * np.abs(sea.values).max(), name  # 192² grid: ~2e-5
+
+
+def test_ife_parts_are_the_symmetric_and_antisymmetric_halves(haldane_forms):
+    a = haldane_forms["sea"]["ife_coefficient"]
+    total = a.sel(part="total")
+    scale = np.abs(total.values).max()
+    swapped = total.transpose(..., "j", "i").values
+    np.testing.assert_allclose(a.sel(part="symmetric"), 0.5 * (total + swapped), atol=1e-13 * scale)
+    np.testing.assert_allclose(a.sel(part="antisymmetric"), 0.5 * (total - swapped), atol=1e-13 * scale)
+    assert np.abs(a.sel(part="antisymmetric").values).max() > 0.1 * scale
+
+
+def test_ife_massive_dirac_aaa_vanishes_and_axy_does_not(tmp_path):
+    """000: a_{zαα} = 0 for the massive Dirac model (odd integrand); a_{zxy} ≠ 0."""
+    study = {"name": "md", "units": "natural", "model": {"name": "massive_dirac", "params": {"v": 1.0, "mass": 0.2}},
+             "kgrid": {"sizes": [160], "kmax": 2.0}, "mu": [0.3, 0.5], "temperature": [0.03], "tau": 1.0,
+             "responses": ["ife_coefficient"]}
+    a = evaluate(study, n_workers=0, workdir=tmp_path)["ife_coefficient"].sel(part="total", pseudovector="z")
+    scale = np.abs(a.values).max()
+    assert abs(float(a.sel(i="x", j="y").isel(mu=0, T=0))) > 0.1 * scale
+    for ax in "xy":
+        assert np.abs(a.sel(i=ax, j=ax).values).max() < 1e-8 * scale
+
+
+def test_gamma_vanishes_with_time_reversal_and_mirror_z(tmp_path):
+    """002: Δn and γ vanish with T (or I) or mirror-z symmetry; ndd_two_valley with Δ2 = Δ1 has the two valleys
+    cancel, and v' = 0 (mirror z) kills γ_xxz valley by valley."""
+    base = {"units": "natural", "kgrid": {"sizes": [28], "kmax": [2.5, 2.5, 3.5]}, "mu": [0.6, 1.2],
+            "temperature": [0.25], "responses": ["quadrupolar_current_gamma"], "resolve_sectors": True}
+    broken = evaluate({**base, "name": "b", "model": {"name": "ndd_two_valley"}}, n_workers=0,
+                      workdir=tmp_path / "b")["quadrupolar_current_gamma"]
+    g = broken.sel(i="x", j="x", k="z")
+    scale = np.abs(g.values).max()
+    assert scale > 0 and broken.dims[0] == "sector"
+    trs = evaluate({**base, "name": "t", "model": {"name": "ndd_two_valley", "params": {"delta2": 1.0}}},
+                   n_workers=0, workdir=tmp_path / "t")["quadrupolar_current_gamma"]
+    np.testing.assert_allclose(trs.sel(sector="1").values, -trs.sel(sector="2").values,
+                               atol=1e-10 * np.abs(trs.values).max())
+    assert np.abs(trs.sum("sector").values).max() < 1e-10 * np.abs(trs.values).max()
+    mirror = evaluate({**base, "name": "m", "model": {"name": "ndd_two_valley", "params": {"vprime": 0.0}}},
+                      n_workers=0, workdir=tmp_path / "m")["quadrupolar_current_gamma"]
+    assert np.abs(mirror.sel(i="x", j="x", k="z").values).max() < 1e-10 * scale
+
+
+def test_geometry_store_holds_optional_fields_only_when_needed(tmp_path):
+    from qgtflow.geometry.fields import OPTIONAL_FIELDS
+
+    study = {"name": "o", "units": "natural", "model": {"name": "tilted_dirac"}, "kgrid": {"sizes": [24]},
+             "mu": [0.2], "temperature": [0.05], "tau": 1.0}
+    evaluate({**study, "responses": ["sigma_drude"]}, n_workers=0, workdir=tmp_path / "a")
+    evaluate({**study, "responses": ["ife_coefficient"], "fermi_form": "sea"}, n_workers=0, workdir=tmp_path / "b")
+    plain = xr.open_zarr(tmp_path / "a" / "o_n24_geometry.zarr")
+    quad = xr.open_zarr(tmp_path / "b" / "o_n24_geometry.zarr")
+    assert not set(OPTIONAL_FIELDS) & set(plain.data_vars)
+    q = quad["quantum_metric_quadrupole_density"]
+    assert q.dims == ("kpoint", "band", "i", "j", "k", "l") and q.attrs["units"]
+    assert np.isfinite(q.values).all()
