@@ -99,3 +99,68 @@ def test_geometry_store_holds_optional_fields_only_when_needed(tmp_path):
     q = quad["quantum_metric_quadrupole_density"]
     assert q.dims == ("kpoint", "band", "i", "j", "k", "l") and q.attrs["units"]
     assert np.isfinite(q.values).all()
+
+
+NDD = {"units": "natural", "kgrid": {"sizes": [24], "kmax": [2.5, 2.5, 3.5]}, "mu": [0.0, 1.3],
+       "temperature": [0.2], "responses": ["ndd_delta_n"], "resolve_sectors": True}
+
+
+def test_ndd_delta_n_static_limit_equals_the_closed_form(tmp_path):
+    """ω, η → 0: A → 1, B → −2Δf/ω_mn, C → 2Δf/ω_mn (002 Eq. 12); compared with a numpy evaluation
+    of those limits on the stored geometry fields."""
+    from qgtflow.reduce.occupation import fermi
+
+    study = {**NDD, "name": "s", "model": {"name": "ndd_two_valley"}, "omega": [1e-4], "broadening": 1e-10}
+    ds = evaluate(study, n_workers=0, workdir=tmp_path)
+    geo = xr.open_zarr(tmp_path / "s_n24_geometry.zarr")
+    e, v, g, w = (geo[x].values for x in ("energy", "velocity", "quantum_metric", "weight"))
+    expected = np.zeros((2, 2))  # (sector, mu)
+    for p, (a, b) in enumerate([(0, 1), (2, 3)]):
+        for im, mu in enumerate(study["mu"]):
+            kT = study["temperature"][0]
+            for m, n in ((a, b), (b, a)):
+                wmn = e[:, m] - e[:, n]
+                fm, fn = fermi(e[:, m], mu, kT), fermi(e[:, n], mu, kT)
+                gz = v[:, m, 2] * g[:, m, 0, 0], v[:, n, 2] * g[:, n, 0, 0]
+                gx = v[:, m, 0] * g[:, m, 0, 2], v[:, n, 0] * g[:, n, 0, 2]
+                val = (gz[0] * (-fm * (1 - fm) / kT) + gz[1] * (-fn * (1 - fn) / kT)
+                       + 2 * (fm - fn) / wmn * (gx[0] + gx[1] - gz[0] - gz[1]))
+                expected[p, im] += -0.5 * np.sum(w * val)
+    dn = ds["ndd_delta_n"].isel(omega=0, T=0)
+    np.testing.assert_allclose(dn.sel(complex_part="real").values, expected, rtol=1e-6,
+                               atol=1e-9 * np.abs(expected).max())
+    # Im: Lorentzian tails, O(η/(ω ω_mn)) → 0 as η ≪ ω
+    assert np.abs(dn.sel(complex_part="imag").values).max() < 1e-4 * np.abs(expected).max()
+    assert np.abs(expected).max() > 0
+
+
+def test_ndd_delta_n_vanishes_with_time_reversal_or_mirror_z(tmp_path):
+    """002: Δn vanishes if T or I (Δ2 = Δ1: the valleys cancel) or mirror z (v' = 0) holds."""
+    spec = {**NDD, "omega": [0.5, 2.0, 3.0], "broadening": 0.1}
+    broken = evaluate({**spec, "name": "b", "model": {"name": "ndd_two_valley"}}, n_workers=0,
+                      workdir=tmp_path / "b")["ndd_delta_n"]
+    scale = np.abs(broken.sum("sector").values).max()
+    assert scale > 0
+    trs = evaluate({**spec, "name": "t", "model": {"name": "ndd_two_valley", "params": {"delta2": 1.0}}},
+                   n_workers=0, workdir=tmp_path / "t")["ndd_delta_n"]
+    assert np.abs(trs.isel(sector=0).values).max() > 0.1 * scale
+    assert np.abs(trs.sum("sector").values).max() < 1e-10 * scale
+    mirror = evaluate({**spec, "name": "m", "model": {"name": "ndd_two_valley", "params": {"vprime": 0.0}}},
+                      n_workers=0, workdir=tmp_path / "m")["ndd_delta_n"]
+    assert np.abs(mirror.values).max() < 1e-10 * scale
+
+
+def test_ndd_delta_n_is_refused_without_its_inputs():
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    base = {**NDD, "name": "r", "model": {"name": "ndd_two_valley"}, "omega": [1.0], "broadening": 0.1}
+    with pytest.raises(ConfigError, match="broadening"):
+        load_study({k: v for k, v in base.items() if k != "broadening"})
+    with pytest.raises(ConfigError, match="3D model"):
+        load_study({**base, "model": {"name": "massive_dirac"}, "kgrid": {"sizes": [8]}})
+    with pytest.raises(ConfigError, match="two-band sectors"):
+        load_study({**base, "model": {"name": "x", "hamiltonian": {"terms": [["kz", "tau_x sigma_x"],
+                                                                             ["1", "tau_z sigma_0"]]}}})
+    with pytest.raises(ConfigError, match="omega"):
+        load_study({**base, "omega": [0.0, 1.0]})

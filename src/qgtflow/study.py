@@ -139,6 +139,7 @@ class Study:
     temperature: np.ndarray
     responses: list[str]
     sizes: list[int] = field(default_factory=list)
+    omega: np.ndarray | None = None  # photon energies ħω (model energy units), frequency-dependent responses
 
     @property
     def kgrid(self) -> dict:
@@ -203,12 +204,30 @@ def load_study(source, name: str | None = None) -> Study:
     if np.any(temperature <= 0):
         raise ConfigError(f"{key}temperature", cfg["temperature"],
                           "temperatures > 0 (T = 0 needs tetrahedron integration, not available yet)")
-    from qgtflow.reduce.responses import RESPONSES
+    from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES
 
     for r in cfg["responses"]:
-        if r not in RESPONSES:
-            raise ConfigError(f"{key}responses", r, f"one of {sorted(RESPONSES)}")
-    tau_dependent = [r for r in cfg["responses"] if RESPONSES[r].tau_power]
+        if r not in RESPONSES and r not in DIRECT_RESPONSES:
+            raise ConfigError(f"{key}responses", r, f"one of {sorted(RESPONSES) + sorted(DIRECT_RESPONSES)}")
+    direct = [r for r in cfg["responses"] if r in DIRECT_RESPONSES]
+    for r in direct:
+        if model.dim < DIRECT_RESPONSES[r].min_dim:
+            raise ConfigError(f"{key}responses", r, f"a {DIRECT_RESPONSES[r].min_dim}D model (this model is "
+                              f"{model.dim}D)")
+    if direct:
+        for needed in ("omega", "broadening"):
+            if cfg.get(needed) is None:
+                raise ConfigError(f"{key}{needed}", None, f"a value for the frequency-dependent responses {direct}")
+        if np.any(_as_array(cfg["omega"], f"{key}omega") <= 0):
+            raise ConfigError(f"{key}omega", cfg["omega"], "photon energies > 0")
+        from qgtflow.reduce.transitions import two_band_pairs
+
+        try:
+            two_band_pairs(model.band_sector)
+        except ValueError as exc:
+            raise ConfigError(f"{key}model", cfg["model"].get("name"), f"two-band sectors for {direct} ({exc})") \
+                from None
+    tau_dependent = [r for r in cfg["responses"] if r in RESPONSES and RESPONSES[r].tau_power]
     if cfg.get("tau") is None:
         if units.natural and tau_dependent:
             raise ConfigError(f"{key}tau", None, f"a relaxation time in hbar/(model energy) for the τ-dependent "
@@ -219,6 +238,7 @@ def load_study(source, name: str | None = None) -> Study:
     if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
         raise ConfigError(f"{key}kgrid.sizes", sizes, "strictly increasing grid sizes")
     study = Study(name=name, config=cfg, model=model, units=units, mu=mu, temperature=temperature,
-                  responses=list(cfg["responses"]), sizes=sizes)
+                  responses=list(cfg["responses"]), sizes=sizes,
+                  omega=_as_array(cfg["omega"], f"{key}omega") if cfg.get("omega") is not None else None)
     study.make_grid(sizes[0])  # grid consistency (window vs periodic, shapes) before any compute
     return study

@@ -285,9 +285,36 @@ _register(Response(
     extra_dims=(("part", IFE_PARTS),)))
 
 
+@dataclass(frozen=True)
+class DirectResponse:
+    """A response summed straight over k and band pairs (``reduce/transitions.py``), not via energy bins."""
+
+    name: str
+    long_name: str
+    formula: str
+    fields: tuple[str, ...]
+    dims: tuple[str, ...]  # besides mu, T
+    min_dim: int = 1
+    time_convention: str = ""
+
+
+DIRECT_RESPONSES: dict[str, DirectResponse] = {
+    "ndd_delta_n": DirectResponse(
+        "ndd_delta_n", "nonreciprocal directional dichroism Δn (light along z, polarised along x)",
+        "002 Eq. 12–13: Δn = −(e²cμ0/2ħ) Σ_{m≠n∈{c,v}} ∫[dk] [A(G_zxx,m f'_m + G_zxx,n f'_n) + B(G_zxx,m + G_zxx,n) "
+        "+ C(G_xxz,m + G_xxz,n)], G_ijk,m = ∂_iε_m g^jk_m; principal parts at ω + iη, δ → Lorentzian of "
+        "half-width η (exact as η → 0); two-band transitions within each sector",
+        ("energy", "velocity", "quantum_metric"), ("complex_part", "omega"), min_dim=3,
+        time_convention="002 (e^{-iωt}, ω + iη)"),
+}
+
+
 def required_fields(responses: list[str], form: str) -> list[str]:
     """Geometry fields the requested responses read in the given form (plus energy)."""
     names = {"energy"}
     for r in responses:
-        names.update(RESPONSES[r].term(form)[1].fields)
+        if r in DIRECT_RESPONSES:
+            names.update(DIRECT_RESPONSES[r].fields)
+        else:
+            names.update(RESPONSES[r].term(form)[1].fields)
     return sorted(names)

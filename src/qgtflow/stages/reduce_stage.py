@@ -17,7 +17,8 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster, worker_count
-from qgtflow.reduce.responses import RESPONSES, required_fields
+from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields
+from qgtflow.reduce.transitions import ndd_accumulate, two_band_pairs
 from qgtflow.reduce.spectral import EnergyBins, accumulate, contract
 from qgtflow.stages.tasks import run_tasks
 
@@ -43,21 +44,34 @@ def band_masks(band_weight: np.ndarray, band_sector: np.ndarray, resolve: bool) 
     return np.stack([np.where(band_sector == lbl, band_weight, 0.0) for lbl in labels])
 
 
-def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks):
-    """Worker task: accumulate the moment histograms of a run of chunks.
+def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct=None):
+    """Worker task: accumulate the moment histograms (and direct pair sums) of a run of chunks.
 
     ``masks`` (S, nb): band weights per output sector; the integrand blocks of the S sectors are
-    stacked along the component axis.
+    stacked along the component axis. ``direct``: parameters of the direct responses
+    (``reduce/transitions.py``) or None.
     """
-    terms = [RESPONSES[n].term(form) for n in names]
-    needed = sorted({f for _, t in terms for f in t.fields} | {"energy"})
+    binned = [n for n in names if n in RESPONSES]
+    terms = [RESPONSES[n].term(form) for n in binned]
+    needed = set(required_fields(names, form))
     group = zarr.open_group(str(geometry_path), mode="r")
     moments = underflow = None
+    direct_out = None
+    if direct is not None:
+        direct_out = np.zeros((len(direct["pairs"]), len(direct["omega"]), len(direct["mu"]), len(direct["kT"])),
+                              complex)
     for start, stop in chunk_ranges:
         chunk = {f: np.asarray(group[f][start:stop]) for f in needed}
         weight = np.asarray(group["weight"][start:stop])
         for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
             fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
+            if direct is not None:
+                ndd_accumulate(np.ascontiguousarray(fields["energy"]), np.ascontiguousarray(fields["velocity"]),
+                               np.ascontiguousarray(fields["quantum_metric"]), weight[lo:lo + BLOCK],
+                               direct["band_weight"], direct["pairs"], direct["mu"], direct["kT"],
+                               direct["omega"], direct["eta"], direct_out)
+            if not terms:
+                continue
             Q = _integrands(fields, terms)
             if masks.shape[0] > 1 or np.any(masks != 1.0):
                 Q = np.ascontiguousarray(np.concatenate([Q * m[None, :, None] for m in masks], axis=2))
@@ -65,11 +79,11 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks):
                 moments, underflow = bins.empty(Q.shape[2])
             accumulate(np.ascontiguousarray(fields["energy"]), weight[lo:lo + BLOCK], Q, bins.lo, bins.width,
                        moments, underflow)
-    return moments, underflow
+    return moments, underflow, direct_out
 
 
 def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim: int, form_requested: str,
-                     sectors: list[str] | None = None) -> xr.Dataset:
+                     sectors: list[str] | None = None, direct: dict | None = None) -> xr.Dataset:
     """Contract the accumulated moments into labelled, unit-carrying response tensors.
 
     ``sectors``: labels when the integrands were resolved per sector (a leading ``sector`` dim).
@@ -81,10 +95,14 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
                                               "units": "model energy" if study.units.natural else "K"})}
     data = {}
     offset = 0
+    if moments is None:
+        moments, underflow = bins.empty(0)
     n_sectors = len(sectors) if sectors else 1
     per_sector = moments.shape[-1] // n_sectors
     contracted = {}  # one contraction per occupation order, shared by every response using it
     for name in study.responses:
+        if name in DIRECT_RESPONSES:
+            continue
         resp = RESPONSES[name]
         form, term = resp.term(form_requested)
         comp_coords = resp.component_coords(dim)
@@ -115,6 +133,8 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
             coords.setdefault(d, (d, labels))
         for d, labels in extra.items():
             coords.setdefault(d, (d, labels))
+    if direct is not None:
+        data.update(_direct_variables(study, direct, sectors, coords))
     if sectors:
         coords["sector"] = ("sector", list(sectors), {"long_name": "model sector (valley / block), weighted"})
     grid_attrs = {k: v for k, v in geometry_attrs.items()
@@ -124,6 +144,41 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments,
         "geometry_fingerprint": geometry_attrs.get(io.FINGERPRINT, "")})
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _direct_variables(study, direct: dict, sectors, coords) -> dict:
+    """Labelled variables of the direct (pair-sum) responses; ``direct["out"]`` is (P, ω, μ, T) complex."""
+    from qgtflow.units import E_CHARGE, HBAR
+
+    out = direct["out"]
+    energy_unit = "model energy" if study.units.natural else study.units.energy
+    coords.setdefault("omega", ("omega", direct["omega_values"], {"long_name": "photon energy ħω",
+                                                                  "units": energy_unit}))
+    coords.setdefault("complex_part", ("complex_part", ["real", "imag"]))
+    variables = {}
+    for name in study.responses:
+        if name not in DIRECT_RESPONSES:
+            continue
+        spec = DIRECT_RESPONSES[name]
+        # 002 Eq. 12: −(e²cμ0/2ħ) × bracket; e²cμ0/ħ = 4πα (dimensionless). Natural units: −½ × bracket.
+        if study.units.natural:
+            scale, units = -0.5, "natural (e²cμ0/ħ set to 1; model length^(3-d))"
+        else:
+            mu0, c = 1.25663706212e-6, 299792458.0
+            scale = -E_CHARGE ** 2 * c * mu0 / (2 * HBAR) * study.units.length_si ** -(direct["dim"] - 3)
+            units = "1" if direct["dim"] == 3 else f"m^{3 - direct['dim']}"
+        values = out if sectors else out.sum(axis=0, keepdims=True)
+        values = scale * np.stack([values.real, values.imag], axis=1)  # (P, part, ω, μ, T)
+        dims = ("complex_part", "omega", "mu", "T")
+        if sectors:
+            dims = ("sector",) + dims
+        else:
+            values = values[0]
+        variables[name] = xr.Variable(dims, values, {"units": units, "long_name": spec.long_name,
+                                                     "formula": spec.formula, "form": "interband pair sum",
+                                                     "broadening": direct["eta"],
+                                                     "time_convention": spec.time_convention})
+    return variables
 
 
 def _tau(study) -> float:
@@ -158,24 +213,35 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     resolve = bool(study.config.get("resolve_sectors"))
     masks = band_masks(band_weight, band_sector, resolve)
     sectors = list(dict.fromkeys(band_sector.tolist())) if resolve else None
-    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks) for g in groups if g]
-    total_m = total_u = None
+    direct = None
+    if any(r in DIRECT_RESPONSES for r in study.responses):
+        direct = {"mu": np.asarray(study.mu, float), "kT": kT, "omega": np.asarray(study.omega, float),
+                  "eta": float(study.config["broadening"]), "pairs": two_band_pairs(band_sector),
+                  "band_weight": np.asarray(band_weight, float)}
+    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, direct) for g in groups if g]
+    total_m = total_u = total_d = None
 
     def consume(results):
-        nonlocal total_m, total_u
-        for m, u in results:
-            if total_m is None:
-                total_m, total_u = m, u
-            else:
-                total_m += m
-                total_u += u
+        nonlocal total_m, total_u, total_d
+        for m, u, d in results:
+            if m is not None:
+                if total_m is None:
+                    total_m, total_u = m, u
+                else:
+                    total_m += m
+                    total_u += u
+            if d is not None:
+                total_d = d if total_d is None else total_d + d
 
     if client is None and n_workers != 0:
         with local_cluster(n_workers) as own:
             consume(run_tasks(_reduce_chunks, args, own, label=f"reduce {study.name}"))
     else:
         consume(run_tasks(_reduce_chunks, args, client, label=f"reduce {study.name}"))
-    ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors)
+    direct_result = None if direct is None else {**direct, "out": total_d, "omega_values": direct["omega"],
+                                                 "dim": geo.sizes["axis"]}
+    ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
+                          direct_result)
     if out is not None:
         io.write_dataset(ds, out)
     return ds
