@@ -99,6 +99,10 @@ def test_geometry_store_holds_optional_fields_only_when_needed(tmp_path):
     q = quad["quantum_metric_quadrupole_density"]
     assert q.dims == ("kpoint", "band", "i", "j", "k", "l") and q.attrs["units"]
     assert np.isfinite(q.values).all()
+    evaluate({**study, "responses": ["sigma_drude"], "store_fields": "required"}, n_workers=0,
+             workdir=tmp_path / "c")
+    lean = xr.open_zarr(tmp_path / "c" / "o_n24_geometry.zarr")
+    assert set(lean.data_vars) - {"kvec", "weight", "chunk_done"} == {"energy", "velocity"}
 
 
 NDD = {"units": "natural", "kgrid": {"sizes": [24], "kmax": [2.5, 2.5, 3.5]}, "mu": [0.0, 1.3],
@@ -136,7 +140,7 @@ def test_ndd_delta_n_static_limit_equals_the_closed_form(tmp_path):
 
 def test_ndd_delta_n_vanishes_with_time_reversal_or_mirror_z(tmp_path):
     """002: Δn vanishes if T or I (Δ2 = Δ1: the valleys cancel) or mirror z (v' = 0) holds."""
-    spec = {**NDD, "omega": [0.5, 2.0, 3.0], "broadening": 0.1}
+    spec = {**NDD, "omega": [0.5, 2.0, 3.0], "broadening": 0.1, "responses": ["ndd_delta_n", "ndd_qmd_average"]}
     broken = evaluate({**spec, "name": "b", "model": {"name": "ndd_two_valley"}}, n_workers=0,
                       workdir=tmp_path / "b")["ndd_delta_n"]
     scale = np.abs(broken.sum("sector").values).max()
@@ -145,6 +149,11 @@ def test_ndd_delta_n_vanishes_with_time_reversal_or_mirror_z(tmp_path):
                    n_workers=0, workdir=tmp_path / "t")["ndd_delta_n"]
     assert np.abs(trs.isel(sector=0).values).max() > 0.1 * scale
     assert np.abs(trs.sum("sector").values).max() < 1e-10 * scale
+    avg = evaluate({**spec, "name": "a", "model": {"name": "ndd_two_valley", "params": {"delta2": 1.0}}},
+                   n_workers=0, workdir=tmp_path / "a")["ndd_qmd_average"]
+    assert avg.dims == ("sector", "omega", "mu", "T") and np.abs(avg.values).max() > 0
+    np.testing.assert_allclose(avg.sel(sector="1").values, -avg.sel(sector="2").values,
+                               atol=1e-10 * np.abs(avg.values).max())
     mirror = evaluate({**spec, "name": "m", "model": {"name": "ndd_two_valley", "params": {"vprime": 0.0}}},
                       n_workers=0, workdir=tmp_path / "m")["ndd_delta_n"]
     assert np.abs(mirror.values).max() < 1e-10 * scale

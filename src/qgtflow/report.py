@@ -278,7 +278,7 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     response = fig_cfg.get("response")
     if not response:
         return False, ["figure has no 'response'"], ""
-    component = dict(fig_cfg.get("component") or {})
+    components = [dict(c or {}) for c in (fig_cfg.get("components") or [fig_cfg.get("component") or {}])]
     x = fig_cfg.get("x", "mu")
     select = dict(fig_cfg.get("select") or {})
     names = list(fig_cfg.get("studies") or studies)
@@ -287,7 +287,8 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     n_curves = 0
     units_seen: dict[str, str] = {}
     labels = {"x": None, "y": None}
-    for n, name in enumerate(names):
+    curves = [(name, component) for name in names for component in components]
+    for n, (name, component) in enumerate(curves):
         if name not in studies:
             notes.append(f"study '{name}' is not configured (not in config['studies'])")
             continue
@@ -352,7 +353,8 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
             for d, v in taken.items())
         ax.errorbar(xs, y, yerr=None if err is None else np.where(np.isfinite(err), err, 0.0),
                     fmt="o-" if len(xs) < 15 else "-", ms=3, capsize=2, color=f"C{n % 10}",
-                    label=f"{name}" + (f" ({sel_text})" if sel_text else ""))
+                    label=f"{name}" + (f" {_component_text(component)}" if len(components) > 1 else "")
+                    + (f" ({sel_text})" if sel_text else ""))
         units_seen[name] = str(da.attrs.get("units", ""))
         labels["x"] = labels["x"] or _axis_label(ds[x].attrs, x)
         labels["y"] = labels["y"] or _axis_label(da.attrs, response)
@@ -362,7 +364,7 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
                      + "); the curves are not on a common scale")
     if n_curves == 0:
         return False, notes, ""
-    comp_text = "".join(str(v) for v in component.values())
+    comp_text = _component_text(components[0]) if len(components) == 1 else ""
     ax.set_xlabel(labels["x"])
     ax.set_ylabel(labels["y"] + (f" ({comp_text})" if comp_text else ""))
     ax.axhline(0, color="0.6", lw=0.5)
@@ -374,6 +376,57 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     detail = f"{response} {comp_text} vs {x}" + (
         " at " + ", ".join(f"{k} ≈ {v}" for k, v in select.items()) if select else "")
     return True, notes, detail
+
+
+def ife_density_figure(fig_cfg: dict, studies: dict, out_png: Path) -> tuple[bool, list[str], str]:
+    """000 Fig. 1: k-space densities ε_{zνδ} ∂_α∂_ν g_δβ for (α, β) = xx, xy, yx, yy of a study's model.
+
+    Evaluated directly from the model (exact quadrupole kernel) on a fine window; no store needed.
+    """
+    from matplotlib.colors import SymLogNorm
+    from matplotlib.figure import Figure
+
+    from qgtflow.geometry.fields import compute_fields
+    from qgtflow.study import load_study
+
+    name = fig_cfg.get("study") or (fig_cfg.get("studies") or [None])[0]
+    if name not in studies:
+        return False, [f"study '{name}' is not configured"], ""
+    model = load_study(studies[name], name=name).model
+    if model.dim != 2:
+        return False, [f"study '{name}': the density figure needs a 2D model"], ""
+    kmax = float(fig_cfg.get("kmax") or model.kmax or 1.0)
+    n = int(fig_cfg.get("points") or 201)
+    axis = np.linspace(-kmax, kmax, n)
+    kx, ky = np.meshgrid(axis, axis, indexing="xy")
+    k = np.stack([kx.ravel(), ky.ravel()], axis=1)
+    quad = compute_fields(model, k, optional=("quantum_metric_quadrupole_density",))[
+        "quantum_metric_quadrupole_density"][:, 0]  # band 0 ([a, b, c, e] = ∂_c∂_e g^ab)
+    # ε_{zνδ} ∂_α∂_ν g_δβ = ∂_α∂_x g_yβ − ∂_α∂_y g_xβ
+    density = {(a, b): quad[:, 1, b, a, 0] - quad[:, 0, b, a, 1] for a in range(2) for b in range(2)}
+    fig = Figure(figsize=(8.0, 7.0), layout="constrained")
+    axes = fig.subplots(2, 2)
+    vmax = max(float(np.nanmax(np.abs(v))) for v in density.values()) or 1.0
+    norm = SymLogNorm(linthresh=vmax * 1e-4, vmin=-vmax, vmax=vmax)
+    for (a, b), values in density.items():
+        ax = axes[a, b]
+        im = ax.pcolormesh(axis, axis, values.reshape(n, n), cmap="RdBu_r", norm=norm, shading="auto")
+        ax.set_title(f"(α, β) = ({'xy'[a]}, {'xy'[b]})", fontsize=9)
+        ax.set_xlabel("k_x")
+        ax.set_ylabel("k_y")
+        ax.set_aspect("equal")
+    fig.colorbar(im, ax=axes, shrink=0.8, label="ε_zνδ ∂_α∂_ν g_δβ (symlog)")
+    fig.suptitle(fig_cfg.get("title") or f"{name}: quantum-metric quadrupole densities", fontsize=10)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=100)
+    return True, [], f"model {model.name} {model.params}, band 0, |k| ≤ {kmax:g}, {n}² points"
+
+
+def _component_text(component: dict) -> str:
+    """'xxz' for Cartesian labels, plus 'part=…' for other selected dims."""
+    cart = "".join(str(v) for d, v in component.items() if d in ("i", "j", "k", "l", "pseudovector"))
+    other = ", ".join(f"{v}" for d, v in component.items() if d not in ("i", "j", "k", "l", "pseudovector"))
+    return " ".join(t for t in (cart, other) if t)
 
 
 # --------------------------------------------------------------------------- page
@@ -412,7 +465,10 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
         figure_parts.append(f"<h3>{_e(fig_title)}</h3>")
         png = assets / "figures" / f"{fig_name}.png"
         try:
-            written, notes, detail = cross_figure(fig_cfg, studies, results, png)
+            if fig_cfg.get("kind") == "ife_density":
+                written, notes, detail = ife_density_figure(fig_cfg, studies, png)
+            else:
+                written, notes, detail = cross_figure(fig_cfg, studies, results, png)
         except Exception as exc:
             log.exception("figure %s failed", fig_name)
             written, notes, detail = False, [f"figure could not be drawn: {exc}"], ""

@@ -306,6 +306,11 @@ DIRECT_RESPONSES: dict[str, DirectResponse] = {
         "half-width η (exact as η → 0); two-band transitions within each sector",
         ("energy", "velocity", "quantum_metric"), ("complex_part", "omega"), min_dim=3,
         time_convention="002 (e^{-iωt}, ω + iη)"),
+    "ndd_qmd_average": DirectResponse(
+        "ndd_qmd_average", "transition-averaged quantum-metric dipole ⟨G_zxx,m + G_zxx,n⟩ at λ = −ω",
+        "002 text under Eq. 13 (Fig. 4a): ⟨x⟩(λ) = Σ_{m≠n∈{c,v}} ∫[dk] x Δf_mn ω_mn² δ(ω_mn − λ), "
+        "x = G_zxx,m + G_zxx,n, at λ = −ω; δ → Lorentzian of half-width η",
+        ("energy", "velocity", "quantum_metric"), ("omega",), min_dim=3),
 }
 
 

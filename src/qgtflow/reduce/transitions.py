@@ -48,10 +48,12 @@ def _fermi_pair(e, mu, kT):
 
 
 @njit(cache=True, error_model="numpy")
-def ndd_accumulate(energy, velocity, metric, weight, band_weight, pairs, mu, kT, omega, eta, out):
+def ndd_accumulate(energy, velocity, metric, weight, band_weight, pairs, mu, kT, omega, eta, out, average):
     """out[p, ω, μ, T] += Σ_k w_k Σ_{(m,n) ordered in pair p} [A(...) + B(...) + C(...)] (see module doc).
 
     velocity (N, nb, 3) = ∂ε; metric (N, nb, 3, 3) = g; out complex (P, n_ω, n_μ, n_T).
+    ``average`` (P, n_ω, n_μ, n_T) real accumulates 002's ⟨G_zxx,m + G_zxx,n⟩(λ = −ω) =
+    Σ ∫ (G_zxx,m + G_zxx,n) Δf_mn ω_mn² δ(ω_mn + ω) (text under Eq. 13; Fig. 4a), δ → Lorentzian.
     """
     N = energy.shape[0]
     _, n_w, n_mu, n_T = out.shape
@@ -87,3 +89,4 @@ def ndd_accumulate(energy, velocity, metric, weight, band_weight, pairs, mu, kT,
                             b = (-2.0 * df * wmn ** 3 / (den * den)).real + 1j * math.pi * df * wmn * wmn / om * dlor
                             c = (2.0 * df * wmn / den).real - 2j * math.pi * df * lor
                             out[p, iw, im, it] += bw * (a * occ + b * g_zxx + c * g_xxz)
+                            average[p, iw, im, it] += bw * g_zxx * df * wmn * wmn * lor

@@ -29,10 +29,17 @@ CART = ("i", "j", "k", "l")
 
 
 def study_fields(study) -> list[str]:
-    """Fields the geometry store of ``study`` holds: the core set plus optional fields its responses read."""
+    """Fields the geometry store of ``study`` holds.
+
+    ``store_fields: all`` (default): every core field plus the optional ones its responses read;
+    ``required``: only what its responses read (and energy, velocity) — for large 3D grids.
+    """
     from qgtflow.reduce.responses import required_fields
 
-    return stored_fields(required_fields(study.responses, study.fermi_form))
+    required = required_fields(study.responses, study.fermi_form)
+    if study.config.get("store_fields") == "required":
+        return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
+    return stored_fields(required)
 
 
 def fingerprint(study, kgrid_attrs: dict) -> str:
@@ -68,13 +75,15 @@ def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
     return ds
 
 
-def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=()):
+def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None):
     """Worker task: compute one chunk's fields and write them by region."""
     group = zarr.open_group(str(kgrid_path), mode="r")
     k = np.asarray(group["kvec"][start:stop])
     weight = np.asarray(group["weight"][start:stop])
     fields = compute_fields(model, k, threshold, reuse_buffers=True,  # written out before the next chunk
                             optional=tuple(optional))
+    if names is not None:
+        fields = {name: fields[name] for name in names}
     io.write_region(out, start, stop, {"kvec": k, "weight": weight, **fields}, index)
     return index
 
@@ -97,10 +106,11 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
         done = np.zeros(n_chunks, bool)
     todo = [i for i in range(n_chunks) if not done[i]]
     # compile (or load from cache) the kernels once here so workers only load the cache
-    optional = tuple(f for f in study_fields(study) if f in OPTIONAL_FIELDS)
+    names = study_fields(study)
+    optional = tuple(f for f in names if f in OPTIONAL_FIELDS)
     compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional)
     args = [(study.model, os.fspath(kgrid_store), os.fspath(out), i, i * chunk, min(n_k, (i + 1) * chunk),
-             study.degeneracy_threshold, optional) for i in todo]
+             study.degeneracy_threshold, optional, names) for i in todo]
     log.info("geometry %s: %d chunks of %d k-points to compute (%d bands, dim %d)", study.name, len(todo), chunk,
              study.model.nbands, study.model.dim)
     if client is None and n_workers != 0:

@@ -58,8 +58,8 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
     moments = underflow = None
     direct_out = None
     if direct is not None:
-        direct_out = np.zeros((len(direct["pairs"]), len(direct["omega"]), len(direct["mu"]), len(direct["kT"])),
-                              complex)
+        shape = (len(direct["pairs"]), len(direct["omega"]), len(direct["mu"]), len(direct["kT"]))
+        direct_out = (np.zeros(shape, complex), np.zeros(shape))
     for start, stop in chunk_ranges:
         chunk = {f: np.asarray(group[f][start:stop]) for f in needed}
         weight = np.asarray(group["weight"][start:stop])
@@ -69,7 +69,7 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
                 ndd_accumulate(np.ascontiguousarray(fields["energy"]), np.ascontiguousarray(fields["velocity"]),
                                np.ascontiguousarray(fields["quantum_metric"]), weight[lo:lo + BLOCK],
                                direct["band_weight"], direct["pairs"], direct["mu"], direct["kT"],
-                               direct["omega"], direct["eta"], direct_out)
+                               direct["omega"], direct["eta"], *direct_out)
             if not terms:
                 continue
             Q = _integrands(fields, terms)
@@ -147,29 +147,39 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
 
 
 def _direct_variables(study, direct: dict, sectors, coords) -> dict:
-    """Labelled variables of the direct (pair-sum) responses; ``direct["out"]`` is (P, ω, μ, T) complex."""
+    """Labelled variables of the direct (pair-sum) responses.
+
+    ``direct["out"]``: (Δn bracket (P, ω, μ, T) complex, ⟨G⟩ average (P, ω, μ, T) real), P = sector pairs.
+    """
     from qgtflow.units import E_CHARGE, HBAR
 
-    out = direct["out"]
     energy_unit = "model energy" if study.units.natural else study.units.energy
     coords.setdefault("omega", ("omega", direct["omega_values"], {"long_name": "photon energy ħω",
                                                                   "units": energy_unit}))
-    coords.setdefault("complex_part", ("complex_part", ["real", "imag"]))
+    if "ndd_delta_n" in study.responses:
+        coords.setdefault("complex_part", ("complex_part", ["real", "imag"]))
     variables = {}
     for name in study.responses:
         if name not in DIRECT_RESPONSES:
             continue
         spec = DIRECT_RESPONSES[name]
-        # 002 Eq. 12: −(e²cμ0/2ħ) × bracket; e²cμ0/ħ = 4πα (dimensionless). Natural units: −½ × bracket.
-        if study.units.natural:
-            scale, units = -0.5, "natural (e²cμ0/ħ set to 1; model length^(3-d))"
-        else:
-            mu0, c = 1.25663706212e-6, 299792458.0
-            scale = -E_CHARGE ** 2 * c * mu0 / (2 * HBAR) * study.units.length_si ** -(direct["dim"] - 3)
-            units = "1" if direct["dim"] == 3 else f"m^{3 - direct['dim']}"
-        values = out if sectors else out.sum(axis=0, keepdims=True)
-        values = scale * np.stack([values.real, values.imag], axis=1)  # (P, part, ω, μ, T)
-        dims = ("complex_part", "omega", "mu", "T")
+        if name == "ndd_delta_n":
+            # 002 Eq. 12: −(e²cμ0/2ħ) × bracket; e²cμ0/ħ = 4πα (dimensionless). Natural units: −½ × bracket.
+            raw = direct["out"][0]
+            if study.units.natural:
+                scale, units = -0.5, "natural (e²cμ0/ħ set to 1; model length^(3-d))"
+            else:
+                mu0, c = 1.25663706212e-6, 299792458.0
+                scale = -E_CHARGE ** 2 * c * mu0 / (2 * HBAR) * study.units.length_si ** -(direct["dim"] - 3)
+                units = "1" if direct["dim"] == 3 else f"m^{3 - direct['dim']}"
+            values = raw if sectors else raw.sum(axis=0, keepdims=True)
+            values = scale * np.stack([values.real, values.imag], axis=1)  # (P, part, ω, μ, T)
+            dims = ("complex_part", "omega", "mu", "T")
+        else:  # ndd_qmd_average: energy² (model units; eV² in physical units)
+            raw = direct["out"][1]
+            values = raw if sectors else raw.sum(axis=0, keepdims=True)
+            units = "model energy^2" if study.units.natural else f"{study.units.energy}2"
+            dims = ("omega", "mu", "T")
         if sectors:
             dims = ("sector",) + dims
         else:
@@ -177,7 +187,8 @@ def _direct_variables(study, direct: dict, sectors, coords) -> dict:
         variables[name] = xr.Variable(dims, values, {"units": units, "long_name": spec.long_name,
                                                      "formula": spec.formula, "form": "interband pair sum",
                                                      "broadening": direct["eta"],
-                                                     "time_convention": spec.time_convention})
+                                                     **({"time_convention": spec.time_convention}
+                                                        if spec.time_convention else {})})
     return variables
 
 
@@ -231,7 +242,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
                     total_m += m
                     total_u += u
             if d is not None:
-                total_d = d if total_d is None else total_d + d
+                total_d = d if total_d is None else (total_d[0] + d[0], total_d[1] + d[1])
 
     if client is None and n_workers != 0:
         with local_cluster(n_workers) as own:
