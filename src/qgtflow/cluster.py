@@ -1,23 +1,95 @@
-"""Dask cluster sizing: a local cluster sized from the job's allocation (threads and CPU affinity)."""
+"""Where the Dask workers of a stage run, and how big the jobs are.
+
+- :func:`local_cluster`: a ``distributed`` LocalCluster inside the current job, sized from the
+  job's allocation (threads and CPU affinity, see :func:`job_cpus`).
+- :func:`slurm_cluster`: Dask workers in their own SLURM jobs (``dask_jobqueue.SLURMCluster``);
+  the workflow selects it for the geometry stage with the config key ``dask.backend: slurm``
+  (settings under ``dask.slurm``, see ``slurm/dask.yaml``).
+- :func:`estimate_memory_mb` / :func:`job_memory_mb`: peak memory of a geometry or reduce job from
+  the per-k-point field arrays of one chunk; the rules request it from SLURM (``mem_mb``) and
+  ``qgtflow run`` prints it before submitting.
+
+Only the standard library is imported at module level: :func:`qgtflow.cli.setup_job` uses this
+module before numpy/numba are imported.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import shlex
+import sys
 
 log = logging.getLogger(__name__)
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
+# Threads each rule declares (-> sbatch --cpus-per-task); geometry and reduce run one
+# single-threaded Dask worker per thread. Used by the rules and by `qgtflow run`'s memory estimate.
+RULE_THREADS = {"kgrid": 1, "geometry": 8, "reduce": 4, "convergence": 1, "report": 1}
+
+# Defaults of the Dask-on-SLURM settings (config key dask.slurm; documented in
+# workflow/schemas/config.schema.yaml, example in slurm/dask.yaml).
+SLURM_DEFAULTS = {
+    "jobs": 2,                      # SLURM jobs of Dask workers
+    "cores": 1,                     # CPUs per worker job (one single-threaded worker process each)
+    "memory": None,                 # per worker job, e.g. "4GB"; None: estimate_memory_mb of the chunk
+    "walltime": "01:00:00",
+    "partition": None,              # None: the cluster's default partition
+    "account": None,                # None: no -A (the user's default account)
+    "job_extra_directives": [],     # further "#SBATCH" options, e.g. ["--qos=normal"]
+    "interface": None,              # network interface of scheduler and workers (e.g. "ib0", "lo")
+    "log_directory": None,          # SLURM logs of the worker jobs (workflow: {results_dir}/logs/dask-slurm)
+    "local_directory": None,        # workers' scratch (spill) directory; None: Dask's default
+    "job_name": "qgtflow-dask",
+    "worker_start_timeout": 3600,   # seconds to wait for the first worker before giving up
+}
+
+
+# ---------------------------------------------------------------- CPUs
+
+
+def cpu_affinity() -> list[int]:
+    """CPUs this process may run on (sched_getaffinity; all CPUs where unavailable)."""
+    try:
+        return sorted(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - non-Linux
+        return list(range(os.cpu_count() or 1))
+
 
 def available_cores() -> int:
     """Cores this process may use: the smaller of CPU affinity and os.cpu_count()."""
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - non-Linux
-        affinity = os.cpu_count() or 1
-    return max(1, min(affinity, os.cpu_count() or 1))
+    return max(1, min(len(cpu_affinity()), os.cpu_count() or 1))
+
+
+def _cpu_list(cpus: list[int]) -> str:
+    """[0, 1, 2, 5] -> '0-2,5'."""
+    out, start = [], None
+    for i, c in enumerate(cpus):
+        if start is None:
+            start = c
+        if i + 1 == len(cpus) or cpus[i + 1] != c + 1:
+            out.append(str(start) if start == c else f"{start}-{c}")
+            start = None
+    return ",".join(out)
+
+
+def job_cpus(threads: int, requested_workers: int | None = None) -> dict:
+    """CPU budget of a job: the smaller of the threads it was given and the CPUs it may run on.
+
+    Returns {threads, affinity (CPU list string), n_affinity, usable, n_workers, numba_threads,
+    slurm_job, slurm_cpus}: ``n_workers`` single-threaded Dask workers (the request, capped at
+    ``usable``), ``numba_threads`` per worker so that workers x numba threads <= usable.
+    """
+    cpus = cpu_affinity()
+    threads = max(1, int(threads))
+    usable = max(1, min(threads, len(cpus)))
+    n_workers = usable if not requested_workers else max(1, min(int(requested_workers), usable))
+    return {"threads": threads, "affinity": _cpu_list(cpus), "n_affinity": len(cpus), "usable": usable,
+            "n_workers": n_workers, "numba_threads": max(1, usable // n_workers),
+            "slurm_job": os.environ.get("SLURM_JOB_ID"), "slurm_cpus": os.environ.get("SLURM_CPUS_PER_TASK")}
 
 
 def worker_count(requested: int | None) -> int:
@@ -27,19 +99,243 @@ def worker_count(requested: int | None) -> int:
     return max(1, n)
 
 
+# ---------------------------------------------------------------- memory
+
+MB = 2**20
+PROCESS_BASE_MB = 300   # one Python process with numpy, numba (kernels loaded), xarray, zarr, distributed
+MAIN_BASE_MB = 400      # the job's own process: the above plus the Dask scheduler and client
+ARRAY_FACTOR = 1.5      # model-evaluation temporaries and zarr write buffers on top of the chunk's arrays
+
+
+def unique_derivatives(dim: int) -> int:
+    """Distinct derivative slots of H up to third order: 1 + d + d(d+1)/2 + d(d+1)(d+2)/6."""
+    return 1 + dim + dim * (dim + 1) // 2 + dim * (dim + 1) * (dim + 2) // 6
+
+
+def field_bytes_per_kpoint(n_bands: int, dim: int) -> int:
+    """float64 bytes of the geometry fields of one k-point (``qgtflow.geometry.fields._allocate``):
+    energy n, velocity n·d, inverse mass, Berry curvature, quantum metric, BCP n·d² each,
+    ∂³ε and the three dipole densities n·d³ each."""
+    return 8 * n_bands * (1 + dim + 4 * dim**2 + 4 * dim**3)
+
+
+def hamiltonian_bytes_per_kpoint(n_bands: int, dim: int) -> int:
+    """complex128 bytes of H and its distinct derivatives at one k-point (the compact (U, n, n) array)."""
+    return 16 * unique_derivatives(dim) * n_bands**2
+
+
+def optional_field_bytes_per_kpoint(n_bands: int, dim: int, names=()) -> int:
+    """float64 bytes per k-point of optional geometry fields (e.g. the quantum-metric quadrupole,
+    n·d⁴), from their dims in ``qgtflow.geometry.fields.FIELD_SPECS``."""
+    if not names:
+        return 0
+    from qgtflow.geometry.fields import FIELD_SPECS
+
+    return sum(8 * n_bands * dim ** (len(FIELD_SPECS[name].dims) - 1) for name in names)
+
+
+def estimate_memory_mb(n_bands: int, dim: int, chunk_size: int, n_workers: int, *, stage: str = "geometry",
+                       client: bool = True, histogram_mb: float = 0.0, optional_fields=()) -> int:
+    """Peak memory (MB, rounded up to 100) of a geometry or reduce job.
+
+    Each of ``n_workers`` worker processes holds one chunk at a time: for ``geometry`` the fields
+    (plus the ``optional_fields`` the study stores) and the Hamiltonian derivative array, for
+    ``reduce`` (at most) the fields it reads plus its moment histograms (``histogram_mb``).
+    ``client``: add the job's own process (scheduler,
+    client; for ``reduce`` the summed histograms); False for a job that holds workers only (a
+    Dask-on-SLURM worker job). Calibrated with the process-tree RSS of geometry jobs (4-band 2D
+    model, chunks of 16k-131k points, 1-2 workers): measured 70-80 % of this estimate.
+    """
+    if stage not in ("geometry", "reduce"):
+        raise ValueError(f"stage {stage!r}: expected 'geometry' or 'reduce'")
+    per_k = field_bytes_per_kpoint(n_bands, dim) + optional_field_bytes_per_kpoint(n_bands, dim, optional_fields)
+    if stage == "geometry":
+        per_k += hamiltonian_bytes_per_kpoint(n_bands, dim)
+    chunk_mb = ARRAY_FACTOR * int(chunk_size) * per_k / MB
+    worker_mb = PROCESS_BASE_MB + chunk_mb + (2 * histogram_mb if stage == "reduce" else 0.0)
+    total = max(0, int(n_workers)) * worker_mb
+    if client:
+        total += MAIN_BASE_MB + (2 * histogram_mb if stage == "reduce" else 0.0)
+    return int(100 * math.ceil(total / 100))
+
+
+def histogram_mb(study) -> float:
+    """Size of one moment histogram of the reduce stage (energy bins x moments x response components)."""
+    import numpy as np
+
+    from qgtflow.reduce.responses import RESPONSES
+    from qgtflow.reduce.spectral import EnergyBins
+
+    try:
+        dim = study.model.dim
+        n_comp = 0
+        for name in study.responses:
+            resp = RESPONSES.get(name)
+            if resp is None:  # reduced another way (not through the energy histograms)
+                _note_once(f"{study.name}:{name}", "memory estimate of study %s: response %s not counted",
+                           study.name, name)
+                continue
+            comp = resp.component_coords(dim)
+            n_comp += math.prod(len(v) for _, v in resp.extra_dims) * math.prod(len(comp[d]) for d in resp.cart_dims)
+        kT = np.array([study.units.kT(t) for t in study.temperature])
+        bins = EnergyBins(study.mu, kT, bins_per_kT=float(study.config["energy_bins_per_kT"]))
+        return bins.n_bins * bins.n_moments * n_comp * 8 / MB
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # estimate only: never stop the workflow
+        _note_once(getattr(study, "name", "?"), "reduce histogram size of study %s unknown (%s): not in the memory "
+                   "estimate", getattr(study, "name", "?"), exc)
+        return 0.0
+
+
+_NOTED: set = set()
+
+
+def _note_once(key: str, message: str, *args) -> None:
+    if key not in _NOTED:
+        _NOTED.add(key)
+        log.info(message, *args)
+
+
+def study_optional_fields(study) -> tuple[str, ...]:
+    """Optional geometry fields the study's store holds (those its responses read)."""
+    try:
+        from qgtflow.geometry.fields import OPTIONAL_FIELDS
+        from qgtflow.stages.geometry_stage import study_fields
+
+        return tuple(f for f in study_fields(study) if f in OPTIONAL_FIELDS)
+    except (ImportError, AttributeError, KeyError, TypeError, ValueError) as exc:  # estimate only
+        log.warning("optional geometry fields of study %s unknown (%s): not in the memory estimate",
+                    getattr(study, "name", "?"), exc)
+        return ()
+
+
+def rule_workers(threads: int, dask_config: dict | None) -> int:
+    """Dask workers a geometry/reduce job starts: ``dask.n_workers`` capped at its threads."""
+    requested = (dask_config or {}).get("n_workers")
+    threads = max(1, int(threads))
+    return max(1, min(int(requested), threads)) if requested else threads
+
+
+def job_memory_mb(study, size: int, rule: str, threads: int, dask_config: dict | None = None) -> int:
+    """Memory (MB) to request for one geometry or reduce job of ``study`` at grid ``size``."""
+    dask_config = dask_config or {}
+    nb, dim = study.model.nbands, study.model.dim
+    chunk = min(int(study.config["kgrid"]["chunk_size"]), int(size) ** dim)
+    n = rule_workers(threads, dask_config)
+    optional = study_optional_fields(study)
+    if rule == "geometry":
+        if dask_config.get("backend") == "slurm":
+            n = 0  # the workers run in their own SLURM jobs
+        return estimate_memory_mb(nb, dim, chunk, n, optional_fields=optional)
+    if rule == "reduce":
+        return estimate_memory_mb(nb, dim, chunk, n, stage="reduce", histogram_mb=histogram_mb(study),
+                                  optional_fields=optional)
+    raise ValueError(f"rule {rule!r}: expected 'geometry' or 'reduce'")
+
+
+def slurm_worker_memory_mb(study, size: int, cores: int = 1, processes: int | None = None) -> int:
+    """Memory (MB) of one Dask-on-SLURM worker job of the geometry stage (workers only, no client)."""
+    dim = study.model.dim
+    chunk = min(int(study.config["kgrid"]["chunk_size"]), int(size) ** dim)
+    return estimate_memory_mb(study.model.nbands, dim, chunk, processes or cores, client=False,
+                              optional_fields=study_optional_fields(study))
+
+
+# ---------------------------------------------------------------- clusters
+
+
+def _worker_env(numba_cache_dir: str | None) -> dict[str, str]:
+    env = {var: "1" for var in _THREAD_VARS}
+    cache = numba_cache_dir or os.environ.get("NUMBA_CACHE_DIR")
+    if cache:
+        env["NUMBA_CACHE_DIR"] = str(cache)
+    return env
+
+
 @contextlib.contextmanager
 def local_cluster(n_workers: int | None = None):
     """A real ``distributed`` LocalCluster (processes, one thread each) and its client."""
     from distributed import Client, LocalCluster
 
     n = worker_count(n_workers)
-    env = {var: "1" for var in _THREAD_VARS}
-    env["NUMBA_CACHE_DIR"] = os.environ.get("NUMBA_CACHE_DIR", "")
     cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.WARNING, env={k: v for k, v in env.items() if v})
+                           silence_logs=logging.WARNING, env=_worker_env(None))
     client = Client(cluster)
     try:
         yield client
     finally:
         client.close()
         cluster.close()
+
+
+def _memory_string(memory) -> str:
+    """4000 (MB) -> '4000MiB' (so SLURM gets --mem=4000M); strings such as '4GB' pass through."""
+    if isinstance(memory, (int, float)):
+        return f"{math.ceil(memory)}MiB"
+    return str(memory)
+
+
+def make_slurm_cluster(cores: int = 1, memory=None, walltime: str = "01:00:00", partition: str | None = None,
+                       account: str | None = None, job_extra_directives=(), processes: int | None = None,
+                       interface: str | None = None, log_directory: str | None = None,
+                       local_directory: str | None = None, job_name: str = "qgtflow-dask",
+                       numba_cache_dir: str | None = None, python: str | None = None):
+    """A ``dask_jobqueue.SLURMCluster`` with no jobs submitted yet (see :func:`slurm_cluster`)."""
+    from dask_jobqueue import SLURMCluster
+
+    if memory is None:
+        raise ValueError("slurm_cluster: memory per worker job is required (e.g. 4000 MB or '4GB')")
+    cores = max(1, int(cores))
+    processes = max(1, int(processes or cores))
+    env = _worker_env(numba_cache_dir)
+    # SLURM enforces --mem; Dask's own per-worker limit (memory / processes) would pause or restart a
+    # worker that keeps its chunk buffers between tasks (they are reused), so it only reports
+    for key in ("TARGET", "SPILL", "PAUSE", "TERMINATE"):
+        env[f"DASK_DISTRIBUTED__WORKER__MEMORY__{key}"] = "False"
+    prologue = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    if log_directory:
+        os.makedirs(log_directory, exist_ok=True)
+    kwargs = {"cores": cores, "processes": processes, "memory": _memory_string(memory), "walltime": walltime,
+              "queue": partition, "account": account, "job_extra_directives": list(job_extra_directives or []),
+              "job_script_prologue": prologue, "interface": interface, "log_directory": log_directory,
+              "local_directory": local_directory, "job_name": job_name, "python": python or sys.executable,
+              "scheduler_options": {"dashboard_address": ":0"}}
+    return SLURMCluster(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+@contextlib.contextmanager
+def slurm_cluster(jobs: int = 2, worker_start_timeout: float | None = 3600, **settings):
+    """Dask workers in SLURM jobs (``dask_jobqueue.SLURMCluster``) and a client of them.
+
+    ``jobs`` SLURM jobs, each with ``cores`` CPUs (``--cpus-per-task``) running ``processes``
+    (default: ``cores``) single-threaded worker processes, ``memory`` per job (MB as a number, or
+    a Dask size string such as "4GB"; required; dask-jobqueue rounds --mem up to whole GiB above
+    1 GiB), ``walltime`` HH:MM:SS, ``partition`` (-p), ``account`` (-A), ``job_extra_directives``
+    (more sbatch options), ``interface``, ``log_directory``, ``local_directory``, ``job_name``.
+    Workers get OMP/MKL/OpenBLAS/numba threads = 1 and ``numba_cache_dir`` (default: this
+    process's NUMBA_CACHE_DIR, which must be on a filesystem the compute nodes see) so they load
+    the kernels compiled here. Waits up to ``worker_start_timeout`` s for the first worker (a queue
+    that never starts them fails the stage instead of hanging it); closing cancels the worker jobs.
+    """
+    from distributed import Client
+
+    cluster = make_slurm_cluster(**settings)
+    try:
+        log.info("Dask on SLURM: submitting %d worker job(s) of this script:\n%s", jobs, cluster.job_script())
+        cluster.scale(jobs=int(jobs))
+        client = Client(cluster)
+        try:
+            client.wait_for_workers(1, timeout=worker_start_timeout)
+            log.info("Dask on SLURM: %d worker(s) connected: %s", len(client.scheduler_info()["workers"]),
+                     sorted(client.scheduler_info()["workers"]))
+            yield client
+        finally:
+            client.close()
+    finally:
+        cluster.close()
+
+
+def slurm_settings(dask_config: dict | None) -> dict:
+    """The ``dask.slurm`` settings of a workflow config with the defaults filled in."""
+    settings = dict(SLURM_DEFAULTS)
+    settings.update({k: v for k, v in ((dask_config or {}).get("slurm") or {}).items() if v is not None})
+    return settings

@@ -4,12 +4,32 @@ manifest that is the rule's declared output.
 The store sits beside the manifest, undeclared, so an interrupted job resumes at chunk level. A
 store left by a job with different params (config slice or qgtflow source hash) is deleted first:
 the stage's own fingerprint covers the config, not code changes.
+
+Workers: a Dask LocalCluster inside this job (config ``dask.backend: local``, the default), or Dask
+workers in their own SLURM jobs (``dask.backend: slurm``, settings ``dask.slurm``; this job then
+only schedules and writes the manifest).
 """
 
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
+
+
+def dask_on_slurm(smk, study, size, log):
+    """The SLURMCluster settings of this job: ``dask.slurm`` with memory and log directory filled in."""
+    from qgtflow.cluster import slurm_settings, slurm_worker_memory_mb
+
+    settings = slurm_settings(smk.config.get("dask"))
+    if settings["memory"] is None:
+        settings["memory"] = slurm_worker_memory_mb(study, size, settings["cores"])
+        log.info("Dask-on-SLURM worker job memory: %s MB (estimate for %d worker(s) of one chunk each)",
+                 settings["memory"], settings["cores"])
+    if settings["log_directory"] is None:
+        settings["log_directory"] = str(Path(smk.log[0]).parent.parent / "dask-slurm")
+    settings["numba_cache_dir"] = os.environ["NUMBA_CACHE_DIR"]  # set by setup_job; on the shared filesystem
+    return settings
 
 
 def main(smk):
@@ -35,10 +55,17 @@ def main(smk):
         shutil.rmtree(store)
     resume_key.write_text(json.dumps({"key": key, "params": job_params}, indent=1, sort_keys=True))
 
-    computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers)
+    backend = (smk.config.get("dask") or {}).get("backend", "local")
+    if backend == "slurm":
+        from qgtflow.cluster import slurm_cluster
+
+        with slurm_cluster(**dask_on_slurm(smk, study, size, log)) as client:
+            computed = geometry_stage.run(study, smk.input.kgrid, str(store), client=client)
+    else:
+        computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers)
 
     info = {"store": store.name, "study": name, "size": size, "key": key, "qgtflow_version": __version__,
-            "chunks_computed_this_run": computed, "kgrid_store": str(smk.input.kgrid)}
+            "chunks_computed_this_run": computed, "kgrid_store": str(smk.input.kgrid), "dask_backend": backend}
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
     tmp.replace(manifest)
