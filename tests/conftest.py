@@ -38,3 +38,18 @@ def random_lattice_model(seed: int = 3, nbands: int = 3, hopping: float = 0.12):
 @pytest.fixture
 def lattice_model():
     return random_lattice_model()
+
+
+@pytest.fixture(scope="session")
+def snakemake_env(tmp_path_factory) -> dict:
+    """Environment for Snakemake subprocesses of tests that do not use SLURM.
+
+    The installed SLURM executor plugin runs ``scontrol show config`` whenever Snakemake starts
+    (its import builds the plugin's settings), which blocks ~9 s (until its 10 s timeout) on a
+    machine whose SLURM client finds no controller. A stub ``scontrol`` that fails at once makes
+    the plugin fall back to its defaults, exactly as on a machine without SLURM.
+    """
+    stub = tmp_path_factory.mktemp("no-scontrol")
+    (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+    (stub / "scontrol").chmod(0o755)
+    return {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}

@@ -18,17 +18,21 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
 
     study: dict, YAML path or :class:`qgtflow.study.Study` (validated before any compute).
     size: points per axis (default: the largest of ``kgrid.sizes``).
-    out: optional path of the responses zarr store to write.
+    out: optional path of the responses zarr store to write; reserved before any compute
+        (:func:`qgtflow.io.output_lock`: refused if it cannot be written, is not a zarr store, or
+        another run is writing it).
     n_workers: Dask workers (default: the cores visible); 0 runs in this process.
     workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory).
     """
+    from qgtflow import io
     from qgtflow.cluster import local_cluster
     from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
 
     st = load_study(study)
     size = int(size or max(st.sizes))
+    reserved = io.output_lock(out) if out is not None else contextlib.nullcontext()
     scratch = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="qgtflow-")
-    with scratch as tmp:
+    with reserved, scratch as tmp:
         base = Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         kgrid_store = base / f"{st.name}_n{size}_kgrid.zarr"

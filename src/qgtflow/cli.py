@@ -1,7 +1,7 @@
 """The ``qgtflow`` command line, and the set-up shared by the workflow's rule scripts.
 
     qgtflow evaluate STUDY.yaml --out OUT.zarr [--size N] [--workers N]
-    qgtflow run [--configfile F] [--cores N|all] [--slurm] [--dry-run] [snakemake args ...]
+    qgtflow run [--configfile F] [--cores N|all] [--slurm] [--dask-slurm [F]] [--dry-run] [snakemake args ...]
     qgtflow report [--configfile F] [snakemake args ...]
 
 ``run`` and ``report`` drive Snakemake on the repository's top-level ``Snakefile`` (working
@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
+import errno
 import glob
+import itertools
 import logging
 import os
 import shutil
@@ -45,19 +47,23 @@ class UsageError(QgtflowError):
 def setup_job(smk) -> tuple[logging.Logger, int]:
     """Prepare a Snakemake ``script:`` job; returns (logger, number of Dask workers).
 
-    - pins OMP/MKL/OPENBLAS threads to 1 and sizes ``NUMBA_NUM_THREADS`` so that
-      workers x numba threads <= the job's threads;
+    - sizes the job from the smaller of the threads Snakemake gave it (SLURM: ``--cpus-per-task``)
+      and the CPUs its affinity allows: ``dask: n_workers`` (default: that many) single-threaded
+      workers, ``NUMBA_NUM_THREADS`` so that workers x numba threads <= it; OMP/MKL/OPENBLAS
+      pinned to 1; all of it logged (threads, affinity, SLURM job);
     - gives the job its own ``NUMBA_CACHE_DIR`` under ``.snakemake/numba_cache/jobs`` (numba's
       cache is not safe for concurrent writers, numba#4807), seeded from a shared cache and
       published back to it at exit, under a file lock, so kernels compile once per work directory;
     - logs to the rule's ``log:`` file (and stderr: the SLURM job log), uncaught exceptions included.
     """
-    threads = max(1, int(smk.threads))
+    from qgtflow.cluster import job_cpus
+
     requested = (smk.config.get("dask") or {}).get("n_workers")
-    n_workers = int(requested) if requested else threads
+    cpus = job_cpus(smk.threads, requested)
+    n_workers = cpus["n_workers"]
     for var in _PINNED:
         os.environ[var] = "1"
-    os.environ["NUMBA_NUM_THREADS"] = str(max(1, threads // n_workers))
+    os.environ["NUMBA_NUM_THREADS"] = str(cpus["numba_threads"])
     job_key = "-".join([smk.rule, *(str(v) for v in smk.wildcards)])
     cache = _job_numba_cache(Path(".snakemake", "numba_cache").resolve(), job_key)
     os.environ["NUMBA_CACHE_DIR"] = str(cache)
@@ -75,8 +81,21 @@ def setup_job(smk) -> tuple[logging.Logger, int]:
         logger.error("rule %s failed", smk.rule, exc_info=(exc_type, exc, tb))
 
     sys.excepthook = excepthook
-    logger.info("rule %s %s: %d thread(s), %d Dask worker(s), NUMBA_NUM_THREADS=%s, NUMBA_CACHE_DIR=%s", smk.rule,
-                dict(smk.wildcards.items()), threads, n_workers, os.environ["NUMBA_NUM_THREADS"], cache)
+    slurm = "not in a SLURM job"
+    if cpus["slurm_job"]:
+        slurm_mem = os.environ.get("SLURM_MEM_PER_NODE")  # the jobstep plugin may have unset it
+        slurm = (f"SLURM job {cpus['slurm_job']} (cpus-per-task {cpus['slurm_cpus'] or '-'}"
+                 f"{f', mem {slurm_mem} MB' if slurm_mem else ''})")
+    logger.info("rule %s %s: %d thread(s) given, CPU affinity %s (%d CPUs), %s -> using %d: %d Dask worker(s)%s x "
+                "NUMBA_NUM_THREADS=%s; NUMBA_CACHE_DIR=%s", smk.rule, dict(smk.wildcards.items()), cpus["threads"],
+                cpus["affinity"], cpus["n_affinity"], slurm, cpus["usable"], n_workers,
+                f" (dask.n_workers={requested})" if requested else "", os.environ["NUMBA_NUM_THREADS"], cache)
+    if cpus["threads"] > cpus["n_affinity"]:
+        logger.warning("rule %s was given %d threads but may run on %d CPUs only: sized for %d", smk.rule,
+                       cpus["threads"], cpus["n_affinity"], cpus["usable"])
+    mem_mb = getattr(smk.resources, "mem_mb", None) if hasattr(smk, "resources") else None
+    if mem_mb:
+        logger.info("rule %s: memory requested %s MB (estimate x attempt)", smk.rule, mem_mb)
     return logger, n_workers
 
 
@@ -160,32 +179,64 @@ def workflow_root() -> Path:
 
 def _existing_file(path: str, what: str) -> str:
     p = Path(path).expanduser()
+    if p.is_dir():
+        raise UsageError(f"{what} {path} is a directory; expected a YAML file")
     if not p.is_file():
         raise UsageError(f"{what} {path} does not exist")
     return str(p.resolve())
 
 
-def _snakemake_command(root: Path, configfile: str | None, extra: list[str], targets: tuple = ()) -> list[str]:
+def _config_file(path: str) -> str:
+    """An existing workflow config file holding a YAML mapping (Snakemake's own refusal of a broken
+    file does not say where it is broken)."""
+    import yaml
+
+    from qgtflow.study import yaml_problem
+
+    resolved = _existing_file(path, "config file")
+    try:
+        data = yaml.safe_load(Path(resolved).read_text())
+    except yaml.YAMLError as exc:
+        raise UsageError(f"config file {path}: not valid YAML ({yaml_problem(exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"config file {path}: unreadable ({getattr(exc, 'strerror', None) or exc})") from None
+    if not isinstance(data, dict):
+        got = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise UsageError(f"config file {path}: got {got}; expected a mapping of config keys (results_dir, dask, "
+                         "studies, report)")
+    return resolved
+
+
+def _snakemake_command(root: Path, configfile, extra: list[str], targets: tuple = ()) -> list[str]:
+    """``configfile``: None, one path or several (merged by Snakemake in order, later ones win)."""
     # targets first: options such as --config/--configfile take several values
     cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(root / "Snakefile"), "--directory", str(root)]
-    if configfile:
-        cmd += ["--configfile", _existing_file(configfile, "config file")]
+    files = [configfile] if isinstance(configfile, (str, Path)) else list(configfile or [])
+    if files:
+        cmd += ["--configfile", *(_config_file(str(f)) for f in files)]
     return cmd + extra
 
 
-def _run_snakemake(cmd: list[str], what: str) -> int:
+def _run_snakemake(cmd: list[str], what: str, workdir: Path | None = None) -> int:
     log.info("%s: %s", what, " ".join(cmd))
     t0 = time.perf_counter()
-    missing_input = False
+    missing_input = locked = False
     with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
-        for line in proc.stderr:  # pass Snakemake's messages through, watching for missing inputs
+        for line in proc.stderr:  # pass Snakemake's messages through, watching for missing inputs and locks
             sys.stderr.write(line)
             missing_input = missing_input or "MissingInputException" in line
+            locked = locked or "LockException" in line
     rc = proc.returncode
     if rc == 0:
         log.info("%s: finished in %.1f s", what, time.perf_counter() - t0)
         return 0
     if rc == 2:  # config errors (already printed by the workflow as one line) and snakemake usage errors
+        return 2
+    if locked:  # Snakemake refused: another run holds a lock on some of the same files
+        print(f"qgtflow: error: {what}: refused, another workflow run is writing some of the same results "
+              f"(Snakemake lock in {workdir or 'the working directory'}/.snakemake/locks); wait for it to finish. "
+              "If no run is active (a killed run left the lock): `qgtflow run --unlock` with the same --configfile",
+              file=sys.stderr)
         return 2
     if missing_input:
         hint = "; run `qgtflow run` first" if what == "report" else ""
@@ -198,18 +249,174 @@ def _run_snakemake(cmd: list[str], what: str) -> int:
 
 def cmd_evaluate(args, extra) -> int:
     from qgtflow.api import evaluate
+    from qgtflow.study import load_study
 
     study = _existing_file(args.study, "study file")
     if args.size is not None and args.size < 2:
         raise UsageError(f"--size {args.size}: expected an integer >= 2")
     if args.workers is not None and args.workers < 0:
         raise UsageError(f"--workers {args.workers}: expected an integer >= 0 (0 = no Dask)")
+    try:  # validate first: every refusal before any compute names the file (keys as written in it)
+        validated = load_study(study)
+    except QgtflowError as exc:
+        message = str(exc)
+        raise UsageError(message if study in message else f"study file {args.study}: {message}") from None
     log.info("evaluate %s -> %s", study, args.out)
     t0 = time.perf_counter()
-    ds = evaluate(study, size=args.size, out=args.out, n_workers=args.workers)
+    ds = evaluate(validated, size=args.size, out=args.out, n_workers=args.workers)
     log.info("evaluate: wrote %s (%s) in %.1f s", args.out, ", ".join(map(str, ds.data_vars)),
              time.perf_counter() - t0)
     return 0
+
+
+def _load_yaml(path) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def _merged(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def _option_value(extra: list[str], name: str) -> str | None:
+    """The value of ``--name V`` / ``--name=V`` among the arguments passed through to Snakemake."""
+    for i, arg in enumerate(extra):
+        if arg == name and i + 1 < len(extra):
+            return extra[i + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def memory_estimates(configfiles: list, threads: dict[str, int]) -> list[tuple]:
+    """(study, size, rule, threads, mem_mb) of every geometry and reduce job of a workflow config,
+    as the rules request them (qgtflow.cluster.job_memory_mb; first attempt), plus (study, size,
+    'dask-slurm worker job', cores, mem_mb) when the geometry stage runs its workers on SLURM."""
+    from qgtflow.cluster import job_memory_mb, slurm_settings, slurm_worker_memory_mb
+    from qgtflow.study import load_study
+
+    config: dict = {}
+    for path in configfiles:
+        config = _merged(config, _load_yaml(path))
+    dask = {"n_workers": None, "backend": "local", **(config.get("dask") or {})}
+    rows = []
+    for name, cfg in (config.get("studies") or {}).items():
+        study = load_study(cfg, name=name)
+        for size in study.sizes:
+            for rule in ("geometry", "reduce"):
+                rows.append((name, size, rule, threads[rule], job_memory_mb(study, size, rule, threads[rule], dask)))
+            if dask["backend"] == "slurm":
+                settings = slurm_settings(dask)
+                mem = settings["memory"] or slurm_worker_memory_mb(study, size, settings["cores"])
+                rows.append((name, size, "dask-slurm worker job", settings["cores"], mem))
+    return rows
+
+
+def _job_threads(root: Path, args, backend: str, extra: list[str]) -> dict[str, int]:
+    """Threads of the geometry and reduce jobs as Snakemake will give them: the rules' own
+    (qgtflow.cluster.RULE_THREADS), then set-threads / max-threads from the profiles (slurm/ with
+    --slurm, then a --workflow-profile) and the command line, then --cores when local."""
+    from qgtflow.cluster import RULE_THREADS
+
+    threads = {rule: RULE_THREADS[rule] for rule in ("geometry", "reduce")}
+    if backend == "slurm":
+        threads["geometry"] = 1
+    settings: dict = {}
+    profiles = [root / "slurm"] if args.slurm else []
+    if _option_value(extra, "--workflow-profile"):
+        profiles.append(Path(_option_value(extra, "--workflow-profile")))
+    for profile in profiles:
+        if (profile / "config.yaml").is_file():
+            settings.update(_load_yaml(profile / "config.yaml"))
+    if _option_value(extra, "--max-threads"):
+        settings["max-threads"] = _option_value(extra, "--max-threads")
+    set_threads = settings.get("set-threads") or {}
+    if isinstance(set_threads, list):  # ["geometry=4", ...]
+        set_threads = dict(item.split("=", 1) for item in set_threads if "=" in item)
+    if "--set-threads" in extra:  # --set-threads geometry=4 reduce=2 (values up to the next option)
+        for item in extra[extra.index("--set-threads") + 1:]:
+            if item.startswith("-"):
+                break
+            if "=" in item:
+                set_threads[item.split("=", 1)[0]] = item.split("=", 1)[1]
+    for rule in threads:
+        if rule in set_threads:
+            threads[rule] = int(set_threads[rule])
+    caps = [settings.get("max-threads")]
+    if not args.slurm:
+        caps.append(os.cpu_count() or 1 if (args.cores or "all") == "all" else args.cores)
+    for cap in caps:
+        if cap is not None and str(cap).isdigit():
+            threads = {rule: max(1, min(n, int(cap))) for rule, n in threads.items()}
+    return threads
+
+
+def _print_memory_estimates(root: Path, args, configfiles: list, extra: list[str]) -> None:
+    """Log the memory every geometry/reduce job will request, before Snakemake submits anything.
+    Never fails the run: a bad config is reported by the workflow itself."""
+    try:
+        files = configfiles or [root / "config" / "config.yaml"]
+        backend = "local"
+        for f in files:
+            backend = (_load_yaml(f).get("dask") or {}).get("backend", backend)
+        rows = memory_estimates(files, _job_threads(root, args, backend, extra))
+    except Exception as exc:  # noqa: BLE001 - an estimate must never stop the run
+        log.debug("memory estimate skipped: %s", exc)
+        return
+    if rows:
+        log.info("memory estimate per job (mem_mb requested%s; a retry scales it by the attempt):",
+                 " from SLURM" if args.slurm else "")
+        lines: dict = {}
+        for name, size, rule, n, mem in rows:
+            unit = "CPU" if rule.startswith("dask") else "thread"
+            lines.setdefault((name, rule, n, unit), []).append(f"n{size} {mem} MB")
+        for (name, rule, n, unit), items in lines.items():
+            log.info("  %s %s (%d %s%s): %s", name, rule, n, unit, "s" if n > 1 else "", ", ".join(items))
+
+
+# Snakemake options that only report or repair metadata: no results are written
+_NO_WRITE = ("--unlock", "--summary", "-S", "--detailed-summary", "-D", "--list-rules", "--list", "-l", "--lint",
+             "--dag", "--rulegraph", "--filegraph", "--list-changes", "--lc", "--list-input-changes", "--li",
+             "--list-params-changes", "--lp", "--list-code-changes", "--cleanup-metadata", "--cm",
+             "--dry-run", "--dryrun", "-n", "--help", "-h", "--version", "-v")
+
+
+def _results_dir(root: Path, configfiles: list, extra: list[str]) -> Path:
+    """The results directory the run will write: ``results_dir`` of the (merged) config files, or of
+    ``--config results_dir=DIR`` among the Snakemake arguments; relative to the workflow directory."""
+    value = None
+    for path in configfiles or [root / "config" / "config.yaml"]:
+        with contextlib.suppress(Exception):  # unreadable configs are reported by the workflow itself
+            value = _load_yaml(path).get("results_dir", value)
+    for i, arg in enumerate(extra):
+        if arg.startswith("--config="):
+            items = [arg.split("=", 1)[1]]
+        elif arg in ("--config", "-C"):  # KEY=VALUE ... up to the next option
+            items = list(itertools.takewhile(lambda a: not a.startswith("-"), extra[i + 1:]))
+        else:
+            continue
+        for item in items:
+            if item.startswith("results_dir="):
+                value = item.split("=", 1)[1]
+    path = Path(str(value or "results")).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a run could not create or write the directory ``path`` (None: it can)."""
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        return f"{probe} is a file, not a directory"
+    if not os.access(probe, os.W_OK | os.X_OK):
+        readonly = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
+        return f"{probe} is on a read-only file system" if readonly else f"{probe} is not writable (permission denied)"
+    return None
 
 
 def cmd_run(args, extra) -> int:
@@ -223,14 +430,28 @@ def cmd_run(args, extra) -> int:
         opts += ["--cores", args.cores or "all"]
     if args.dry_run:
         opts.append("--dry-run")
-    return _run_snakemake(_snakemake_command(root, args.configfile, opts + extra), "run")
+    configfiles = [args.configfile] if args.configfile else []
+    if args.dask_slurm:
+        # a second config file is merged into the first: name the default one explicitly
+        dask_file = root / "slurm" / "dask.yaml" if args.dask_slurm is True else args.dask_slurm
+        configfiles = (configfiles or [str(root / "config" / "config.yaml")]) + [str(dask_file)]
+    cmd = _snakemake_command(root, configfiles, opts + extra)  # checks that the config files exist
+    if not args.dry_run and not any(a.split("=", 1)[0] in _NO_WRITE for a in extra):
+        results = _results_dir(root, configfiles, extra)
+        problem = _unwritable(results)
+        if problem:
+            raise UsageError(f"results directory {results} cannot be written: {problem}; nothing was run (set "
+                             "results_dir in the config or pass --config results_dir=DIR)")
+    _print_memory_estimates(root, args, configfiles, extra)
+    return _run_snakemake(cmd, "run", root)
 
 
 def cmd_report(args, extra) -> int:
     root = workflow_root()
     # only the report rule may run: the results must exist already (`qgtflow run` makes them)
     opts = ["--cores", "1", "--forcerun", "report", "--allowed-rules", "report"]
-    return _run_snakemake(_snakemake_command(root, args.configfile, opts + extra, targets=("report",)), "report")
+    return _run_snakemake(_snakemake_command(root, args.configfile, opts + extra, targets=("report",)), "report",
+                          root)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,6 +470,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
     p.add_argument("--cores", metavar="N|all", help="local cores (default: all; with --slurm: not set)")
     p.add_argument("--slurm", action="store_true", help="submit jobs to SLURM with the profile in slurm/")
+    p.add_argument("--dask-slurm", nargs="?", const=True, metavar="F",
+                   help="run the geometry stage's Dask workers as SLURM jobs (dask-jobqueue), with the settings "
+                        "in F (default: slurm/dask.yaml) merged into the workflow config")
     p.add_argument("-n", "--dry-run", action="store_true", help="show the jobs without running them")
     p.set_defaults(func=cmd_run, passthrough=True)
 
@@ -256,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
     p.set_defaults(func=cmd_report, passthrough=True)
     return parser
+
+
+_ENVIRONMENT_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS,
+                       errno.ENOSPC, errno.EDQUOT, errno.EEXIST, errno.ENAMETOOLONG}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -271,7 +499,9 @@ def main(argv: list[str] | None = None) -> int:
     except QgtflowError as exc:
         print(f"qgtflow: error: {exc}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+    except OSError as exc:  # the environment refused a file operation (missing, read-only, disk full, ...)
+        if exc.errno not in _ENVIRONMENT_ERRNOS:
+            raise
         print(f"qgtflow: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -11,8 +11,13 @@ Every store written by qgtflow is a labelled xarray Dataset in zarr v3:
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import shutil
+import socket
+import time
 import warnings
 from pathlib import Path
 
@@ -124,17 +129,104 @@ def mark_complete(path: str | Path, extra_attrs: dict | None = None) -> None:
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
-    """Write a small, fully computed dataset atomically: temp dir, completion flag, rename."""
+    """Write a small, fully computed dataset atomically: temp dir, completion flag, rename.
+
+    An earlier store at ``path`` is replaced only once the new one is fully written; if writing
+    fails (disk full, read-only file system) it stays as it was and a :class:`StoreError` names the path.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    ds = ds.copy()
-    ds.attrs[COMPLETE] = True
-    ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
+    old = path.with_name(path.name + ".old")
+    try:
+        for leftover in (tmp, old):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+        ds = ds.copy()
+        ds.attrs[COMPLETE] = True
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+        if path.exists():
+            path.rename(old)
+        tmp.rename(path)
+    except OSError as exc:
+        for _ in range(20):  # zarr's pending chunk writes may still land just after the first failure
+            shutil.rmtree(tmp, ignore_errors=True)
+            if not tmp.exists():
+                break
+            time.sleep(0.05)
+        if old.exists() and not path.exists():
+            old.rename(path)
+        kept = " (its earlier contents are kept)" if path.exists() else ""
+        raise StoreError(f"cannot write store {path}{kept}: {_os_reason(exc, path)}") from None
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _os_reason(exc: OSError, path: Path) -> str:
+    """What went wrong writing ``path``, in words (a parent that is a file is named as such)."""
+    probe = Path(os.path.abspath(path))
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if probe != Path(os.path.abspath(path)) and probe.exists() and not probe.is_dir():
+        return f"{probe} is a file, not a directory"
+    reason = exc.strerror or str(exc)
+    return f"{reason} ({exc.filename})" if exc.filename else reason
+
+
+@contextlib.contextmanager
+def output_lock(path: str | Path):
+    """Reserve the output store ``path`` for this process while the block runs (before any compute).
+
+    Refuses, with a :class:`StoreError` naming the path: an existing file or non-empty directory that
+    is not a zarr store (never overwritten), a location that cannot be written (read-only file system,
+    a parent that is a file), and a second writer: an exclusive ``flock`` on ``<path>.lock`` held for
+    the whole block (released by the OS if the process dies, so a killed run leaves no stale lock).
+    """
+    path = Path(path)
+    if path.is_file() or (path.is_dir() and any(path.iterdir()) and not (path / "zarr.json").is_file()):
+        raise StoreError(f"output {path} exists and is not a zarr store; not overwriting it (remove it or choose "
+                         "another path)")
+    lock = path.with_name(path.name + ".lock")
+
+    def open_lock() -> int:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot write {path}: {_os_reason(exc, lock)}") from None
+
+    import fcntl
+
+    fd, owned = open_lock(), False
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+                raise StoreError(f"output {path} is being written by another qgtflow run ({holder}; lock {lock}); "
+                                 "wait for it to finish or choose another output path") from None
+            except OSError as exc:  # no flock on this file system: go on unlocked
+                logging.getLogger(__name__).warning("cannot lock %s (%s); not guarding against a second writer",
+                                                    lock, exc.strerror)
+                owned = True
+                break
+            try:  # the previous holder may have removed the file between our open and flock
+                current = os.stat(lock).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                current = False
+            if current:
+                owned = True
+                break
+            os.close(fd)
+            fd = open_lock()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        yield path
+    finally:
+        if owned:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+        os.close(fd)
 
 
 def open_store(path: str | Path, fingerprint: str | None = None) -> xr.Dataset:

@@ -38,6 +38,13 @@ _EXPECT = {
 }
 
 
+def yaml_problem(exc) -> str:
+    """One line locating a YAML syntax error: 'line L, column C: problem'."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    problem = problem or (str(exc).strip().splitlines() or ["unreadable YAML"])[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def _key_of(path, prefix: str = "") -> str:
     key = prefix
     for part in path:
@@ -140,6 +147,7 @@ class Study:
     responses: list[str]
     sizes: list[int] = field(default_factory=list)
     omega: np.ndarray | None = None  # photon energies ħω (model energy units), frequency-dependent responses
+    where: str = ""  # prefix of the study's keys in error messages ("studies.<name>." in a workflow config)
 
     @property
     def kgrid(self) -> dict:
@@ -165,7 +173,7 @@ class Study:
 
         kg = self.kgrid
         return make_grid(self.model, size, kmax=kg.get("kmax"), shift=kg.get("shift") if self.model.periodic else None,
-                         chunk_size=kg["chunk_size"], key=f"studies.{self.name}.kgrid")
+                         chunk_size=kg["chunk_size"], key=f"{self.where}kgrid")
 
 
 def load_study(source, name: str | None = None) -> Study:
@@ -179,14 +187,21 @@ def load_study(source, name: str | None = None) -> Study:
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
-            raise ConfigError("study", str(path), f"valid YAML ({exc})") from None
+            raise ConfigError("study", str(path), f"valid YAML ({yaml_problem(exc)})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ConfigError("study", str(path), f"a readable UTF-8 YAML file ({reason})") from None
         if not isinstance(data, dict):
             raise ConfigError("study", str(path), "a mapping of study keys")
+        # keys are named as in the file (no `studies.<name>.` prefix) unless the caller names the study
+        prefix = f"studies.{name}" if name else ""
         name = name or data.get("name") or path.stem
     else:
         data = dict(source)
+        prefix = None
     name = name or data.get("name") or "study"
-    prefix = f"studies.{name}" if name != "study" else ""
+    if prefix is None:
+        prefix = f"studies.{name}" if name != "study" else ""
     schema = study_schema()
     validate_against_schema(data, schema, prefix)
     cfg = apply_defaults(data, schema)
@@ -239,6 +254,7 @@ def load_study(source, name: str | None = None) -> Study:
         raise ConfigError(f"{key}kgrid.sizes", sizes, "strictly increasing grid sizes")
     study = Study(name=name, config=cfg, model=model, units=units, mu=mu, temperature=temperature,
                   responses=list(cfg["responses"]), sizes=sizes,
-                  omega=_as_array(cfg["omega"], f"{key}omega") if cfg.get("omega") is not None else None)
+                  omega=_as_array(cfg["omega"], f"{key}omega") if cfg.get("omega") is not None else None,
+                  where=key)
     study.make_grid(sizes[0])  # grid consistency (window vs periodic, shapes) before any compute
     return study

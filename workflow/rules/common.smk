@@ -1,5 +1,6 @@
 # Shared helpers of the rules: config validation (once, at parse time), result paths, the
-# config slices each rule takes as params, and source hashes of the qgtflow code each stage runs.
+# config slices each rule takes as params, source hashes of the qgtflow code each stage runs, and
+# the jobs' threads and memory (SLURM: --cpus-per-task, --mem).
 
 import ast
 import hashlib
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import qgtflow as _qgtflow
+from qgtflow.cluster import RULE_THREADS, job_memory_mb
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -39,7 +41,8 @@ def validate_config(config):
         raise
     try:
         for name in list(config["studies"]):
-            config["studies"][name] = load_study(config["studies"][name], name=name).config
+            STUDY_OBJECTS[name] = load_study(config["studies"][name], name=name)
+            config["studies"][name] = STUDY_OBJECTS[name].config
     except QgtflowError as exc:
         _fail(str(exc))
     names = set()
@@ -52,11 +55,13 @@ def validate_config(config):
             if study not in config["studies"]:
                 _fail(f"config key '{key}.studies': got {study!r}; expected one of the studies "
                       f"{sorted(config['studies'])}")
-            if fig["response"] not in config["studies"][study]["responses"]:
-                _fail(f"config key '{key}.response': got {fig['response']!r}; expected a response computed by "
+            if fig.get("kind", "curves") == "curves" and fig.get("response") not in \
+                    config["studies"][study]["responses"]:
+                _fail(f"config key '{key}.response': got {fig.get('response')!r}; expected a response computed by "
                       f"study {study!r} (its responses: {config['studies'][study]['responses']})")
 
 
+STUDY_OBJECTS = {}  # validated qgtflow.study.Study per study name (models: bands and dimension)
 validate_config(config)
 
 STUDIES = list(config["studies"])
@@ -130,8 +135,53 @@ def study_slice(*keys):
     return get
 
 
+def report_config():
+    """The config the report reads (a param): studies in config order (the page follows it), every
+    other mapping canonical, so rewriting the config file with its keys in another order reruns nothing."""
+    out = canonical({key: value for key, value in config.items() if key != "studies"})
+    out["studies"] = {name: canonical(config["studies"][name]) for name in STUDIES}
+    return out
+
+
 def study_sizes(wildcards):
     return list(config["studies"][wildcards.study]["kgrid"]["sizes"])
+
+
+def model_hash(wildcards):
+    """Params function: stable hash of the study's model (expressions, parameters, model files' checksums),
+    so editing a Wannier90 file or a symbolic Hamiltonian reruns that study's stages and nothing else."""
+    return STUDY_OBJECTS[wildcards.study].model.model_hash
+
+
+def geometry_fields(wildcards):
+    """Params function: the fields the study's geometry store holds (optional ones follow its responses)."""
+    from qgtflow.stages.geometry_stage import study_fields
+
+    return ",".join(study_fields(STUDY_OBJECTS[wildcards.study]))
+
+
+# ---------------------------------------------------------------- threads and memory
+
+DASK_BACKEND = config["dask"]["backend"]
+
+
+def rule_threads(rule_name):
+    """Threads of each stage (qgtflow.cluster.RULE_THREADS). With the config `dask.backend = slurm`
+    the geometry job only schedules (its workers are SLURM jobs of their own), so it takes 1 thread."""
+    if rule_name == "geometry" and DASK_BACKEND == "slurm":
+        return 1
+    return RULE_THREADS[rule_name]
+
+
+def stage_mem_mb(rule_name):
+    """Resource function: mem_mb of a geometry/reduce job from the field arrays of one chunk held by
+    each of its Dask workers (qgtflow.cluster.job_memory_mb), times the retry attempt."""
+
+    def mem_mb(wildcards, threads, attempt):
+        study = STUDY_OBJECTS[wildcards.study]
+        return job_memory_mb(study, int(wildcards.size), rule_name, threads, config["dask"]) * attempt
+
+    return mem_mb
 
 
 # ---------------------------------------------------------------- params: source hashes

@@ -18,7 +18,7 @@ rule convergence:
         rule_log("convergence", "{study}"),
     benchmark:
         rule_benchmark("convergence", "{study}")
-    threads: 1
+    threads: rule_threads("convergence")
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 15 * attempt,

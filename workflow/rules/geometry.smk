@@ -13,15 +13,17 @@ rule geometry:
     params:
         study=study_slice("model", "units", "kgrid", "degeneracy_threshold"),
         source=SOURCE_HASH["geometry"],
+        model=model_hash,
+        fields=geometry_fields,
     conda:
         "../envs/qgtflow.yaml"
     log:
         rule_log("geometry"),
     benchmark:
         rule_benchmark("geometry")
-    threads: 8
+    threads: rule_threads("geometry")
     resources:
-        mem_mb=lambda wildcards, threads, attempt: (1000 + 1000 * threads) * attempt,
+        mem_mb=stage_mem_mb("geometry"),
         runtime=lambda wildcards, attempt: 60 * attempt,
     script:
         "../scripts/geometry.py"

@@ -7,13 +7,14 @@ rule kgrid:
     params:
         study=study_slice("model", "units", "kgrid"),
         source=SOURCE_HASH["kgrid"],
+        model=model_hash,
     conda:
         "../envs/qgtflow.yaml"
     log:
         rule_log("kgrid"),
     benchmark:
         rule_benchmark("kgrid")
-    threads: 1
+    threads: rule_threads("kgrid")
     resources:
         mem_mb=lambda wildcards, attempt: 1000 * attempt,
         runtime=lambda wildcards, attempt: 10 * attempt,

@@ -27,9 +27,9 @@ rule reduce:
         rule_log("reduce"),
     benchmark:
         rule_benchmark("reduce")
-    threads: 4
+    threads: rule_threads("reduce")
     resources:
-        mem_mb=lambda wildcards, threads, attempt: (1000 + 1000 * threads) * attempt,
+        mem_mb=stage_mem_mb("reduce"),
         runtime=lambda wildcards, attempt: 30 * attempt,
     script:
         "../scripts/reduce.py"

@@ -9,7 +9,7 @@ rule report:
     output:
         html=report_html(),
     params:
-        config=config,  # in config order (the report follows it); a rerun of this cheap rule is harmless
+        config=report_config(),
         results_dir=lambda wildcards, output: str(Path(output.html).parent.parent),
         source=SOURCE_HASH["report"],
     conda:
@@ -18,7 +18,7 @@ rule report:
         res("logs", "report", "report.log"),
     benchmark:
         res("benchmarks", "report", "report.tsv")
-    threads: 1
+    threads: rule_threads("report")
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 15 * attempt,
