@@ -12,6 +12,7 @@ import numpy as np
 
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
 from qgtflow.geometry.kernels import geometry_chunk
+from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO
 from qgtflow.models.derivatives import compact, index_maps
 
 
@@ -53,6 +54,11 @@ FIELD_SPECS = {f.name: f for f in [
     FieldSpec("christoffel", ("band", "i", "j", "k"), 0, 3, "Christoffel symbol of the quantum metric Γ_ijk",
               "Γ_abc = ½(∂_c g_ab + ∂_b g_ac − ∂_a g_bc); 000 Eq. 16", optional=True),
 ]}
+# 003 spin and Zeeman quantum geometry (geometry/spin.py): optional, need the model's spin operator; the
+# spin component (σ^x, σ^y, σ^z) is the last dim, ``spin`` (labels x, y, z).
+FIELD_SPECS.update({name: FieldSpec(name, dims, ep, lp, long_name, formula, optional=True)
+                    for name, (dims, ep, lp, long_name, formula) in {**SPIN_FIELD_INFO, **SPIN_DIPOLE_INFO}.items()})
+SPIN_OPTIONAL_FIELDS = tuple(SPIN_FIELD_INFO) + tuple(SPIN_DIPOLE_INFO)
 CORE_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if not spec.optional)
 OPTIONAL_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if spec.optional)
 
@@ -92,6 +98,7 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     unknown = sorted(set(optional) - set(OPTIONAL_FIELDS))
     if unknown:
         raise ValueError(f"unknown optional fields {unknown}; available: {list(OPTIONAL_FIELDS)}")
+    check_spin_operator(model, optional)
     if getattr(model, "sectors", None):  # ⊕ of independent blocks: each on its own, stacked along band
         parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form, optional=optional)
                  for m in model.sectors]
@@ -108,12 +115,36 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         Hu = model.unique_derivatives(k)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
                                     active=model.active_slots())
-    if optional:
+    quad = [name for name in optional if name not in SPIN_OPTIONAL_FIELDS]
+    spin = [name for name in optional if name in SPIN_OPTIONAL_FIELDS]
+    if quad:
         from qgtflow.geometry.projector import quadrupole_fields
 
         extra = quadrupole_fields(Hu, model.dim, degeneracy_threshold, n_threads, model.active_slots(), gauge_seed)
-        fields.update({name: extra[name] for name in optional})
+        fields.update({name: extra[name] for name in quad})
+    if spin:
+        from qgtflow.geometry.spin import spin_fields
+
+        check_spin_operator(model, spin)
+        extra = spin_fields(Hu, model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
+                            dipoles=any(name in SPIN_DIPOLE_INFO for name in spin), active=model.active_slots())
+        fields.update({name: extra[name] for name in spin})
     return fields
+
+
+def check_spin_operator(model, names) -> None:
+    """Refuse spin fields (003) for a model without a spin operator (``Model.spin``), sector by sector."""
+    needed = [name for name in names if name in SPIN_OPTIONAL_FIELDS]
+    if not needed:
+        return
+    models = getattr(model, "sectors", None) or [model]
+    if any(getattr(m, "spin", None) is None for m in models):
+        from qgtflow.errors import ModelError
+
+        raise ModelError(f"model '{model.name}' has no spin operator, but the spin fields {needed} (003 spin and "
+                         "Zeeman quantum geometry, read by the spin_* responses) need one: give the model a "
+                         "`spin:` entry (three matrices σ^x, σ^y, σ^z; built in for massive_dirac and "
+                         "snte_surface_dirac)")
 
 
 _BUFFER_CACHE: dict = {}

@@ -44,17 +44,27 @@ class Response:
     si_units: Callable[[int], dict] = field(default=lambda d: {})
     extra_dims: tuple = ()  # e.g. (("variant", [...]),)
     time_convention: str = ""
+    attrs: dict = field(default_factory=dict)  # extra output attrs (conventions)
+
+    def term_parts(self, form: str) -> tuple[str, tuple[Term, ...]]:
+        """(form used, its Terms): a form is one Term or a tuple of Terms of different occupation orders
+        (e.g. 003 Eq. 13: Σ∫ (X f0 + Y ∂_bf)), summed with the response's prefactor."""
+        if form not in self.forms:
+            form = next(iter(self.forms))
+        parts = self.forms[form]
+        return form, (parts,) if isinstance(parts, Term) else tuple(parts)
 
     def term(self, form: str) -> tuple[str, Term]:
-        if form in self.forms:
-            return form, self.forms[form]
-        only = next(iter(self.forms))
-        return only, self.forms[only]
+        """(form used, its first Term) — the whole form for single-Term responses."""
+        form, parts = self.term_parts(form)
+        return form, parts[0]
 
     def component_coords(self, dim: int) -> dict:
         coords = {}
         for d in self.cart_dims:
-            if d == "pseudovector":  # component of Ω_b = ½ ε_bcd Ω^cd: z only in 2D
+            if d == "spin":  # spin component c of σ^c (003): always x, y, z
+                coords[d] = list(AXES)
+            elif d == "pseudovector":  # component of Ω_b = ½ ε_bcd Ω^cd: z only in 2D
                 coords[d] = ["z"] if dim == 2 else list(AXES[:dim])
             else:
                 coords[d] = list(AXES[:dim])
@@ -285,6 +295,178 @@ _register(Response(
     extra_dims=(("part", IFE_PARTS),)))
 
 
+# ---- 003: spin currents and spin magnetization (DC) ---------------------------------------------------
+# Field layouts (geometry/spin.py): spin component last; Zeeman fields [..., Cartesian, spin].
+# Output dims in the order of 003's subscripts: σ_{ab;c} → (i, j, spin) = (a, b, c); β_{ab} → (spin, i) = (a, b);
+# σ_{abd;c} → (i, j, k, spin) = (a, b, d, c); β_{abc} → (spin, i, j) = (a, b, c). e = ħ = 1 in 003: e, ħ restored by
+# dimensional analysis (e > 0 to the printed power, signs as printed), SI spin current J_{a;c} = ⟨¼{v̂^a, σ̂^c}⟩ per
+# unit volume, spin density ⟨σ^a⟩ per unit volume.
+SPIN_QUANTITIES = ["spin_density", "magnetization_muB"]
+_SPIN_CURRENT_ATTRS = {
+    "spin_current_convention": "003: J_{a;c} = ⟨¼{v̂^a, σ̂^c}⟩ per unit volume (v̂ = ∂H/ħ∂k); multiply by ħ for "
+                               "the conventional spin current ⟨½{v̂^a, ŝ^c}⟩ with ŝ = ħσ̂/2; dim spin = c",
+    "prefactor_convention": "003 equations as printed (AMBIGUITIES 003.2); e > 0 and ħ restored by dimensional "
+                            "analysis"}
+_SPIN_MAGNETIZATION_ATTRS = {
+    "quantity_convention": "spin_density: response of ⟨σ^a⟩ per unit volume, 003 equation as printed; "
+                           "magnetization_muB: M_a / μ_B = −⟨σ^a⟩ (electron moment antiparallel to spin, "
+                           "AMBIGUITIES 003.1; reproduces 003's NDSM closed form), same unit times μ_B",
+    "prefactor_convention": "003 equations as printed (AMBIGUITIES 003.2: τ/2 of Eq. 5 and τ²/4 of Eq. 10 are "
+                            "½ and ¼ of the textbook DC Boltzmann values); e > 0 and ħ restored by dimensional "
+                            "analysis"}
+
+
+def _spin_mag(build):
+    """Stack (spin density, magnetization in μ_B = −spin density) along axis 2 (the ``quantity`` dim)."""
+    def integrand(f):
+        q = build(f)
+        return np.stack([q, -q], axis=2)
+    return integrand
+
+
+def _v(f):  # ∂_dε (N, nb, d)
+    return f["velocity"]
+
+
+def _zT(f, name):
+    """Zeeman field [..., Cartesian b, spin a] → [..., a, b]."""
+    return f[name].swapaxes(-1, -2)
+
+
+def _spin_current_units(order):
+    return lambda d: {"s": -1, "m": order + 1 - d, "V": -order}
+
+
+def _spin_density_units(order):
+    return lambda d: {"m": order - d, "V": -order}
+
+
+def _spin_current(name, long_name, formula, cart, forms, e, hbar, tau, order):
+    _register(Response(name, long_name, formula, cart, forms, e_power=e, hbar_power=hbar, tau_power=tau,
+                       si_units=_spin_current_units(order), attrs=dict(_SPIN_CURRENT_ATTRS)))
+
+
+def _spin_magnetization(name, long_name, formula, cart, forms, e, hbar, tau, order):
+    forms = {form: tuple(Term(_spin_mag(t.integrand), t.order, t.energy_power, t.length_power, t.fields,
+                              t.coefficient) for t in ((parts,) if isinstance(parts, Term) else parts))
+             for form, parts in forms.items()}
+    _register(Response(name, long_name, formula, cart, forms, e_power=e, hbar_power=hbar, tau_power=tau,
+                       si_units=_spin_density_units(order), extra_dims=(("quantity", SPIN_QUANTITIES),),
+                       attrs=dict(_SPIN_MAGNETIZATION_ATTRS)))
+
+
+_spin_current(
+    "spin_sigma_lin_tau1", "linear extrinsic spin conductivity σ^(1)_{ab;c} (magnetic spin Hall, spin QM)",
+    "003 Eq. 4: σ^(1)_{ab;c} = −2(eτ/ħ²) Σ_n ∫[dk] f_n Σ_m ε_nm g^{ab;c}_nm (sea); Fermi-surface form (fn. 82 with "
+    "fn. 80's term, coefficient ¼ not ½): τ Σ∫ ∂_bf v^{a;c}_nn + τ Σ∫ f ¼<{∂_a∂_bH, σ^c}>_nn (last term zero for "
+    "H linear in k); dims (i, j, spin) = (a, b, c)",
+    ("i", "j", "spin"),
+    {"sea": Term(lambda f: f["spin_qgt_metric_x_gap"], 0, 1, 2, ("spin_qgt_metric_x_gap",), -2.0),
+     "surface": (Term(lambda f: f["spin_velocity"][:, :, :, None, :] * _v(f)[:, :, None, :, None], 1, 2, 2,
+                      ("spin_velocity", "velocity"), 1.0),
+                 Term(lambda f: f["spin_velocity_derivative"] - 2.0 * f["spin_qgt_metric_x_gap"], 0, 1, 2,
+                      ("spin_velocity_derivative", "spin_qgt_metric_x_gap"), 1.0))},
+    e=1, hbar=-2, tau=1, order=1)
+
+_spin_magnetization(
+    "spin_beta_lin_tau1", "linear extrinsic spin magnetization β^(1)_{ab} (Edelstein, Zeeman BC)",
+    "003 Eq. 5: β^(1)_{ab} = −(eτ/2ħ) Σ_n ∫[dk] f_n Σ_m Ω̄^{ba}_nm (sea); Fermi-surface form (fn. 82, "
+    "Σ_m Ω̄^{ba}_nm = ∂_bσ^a_nn): (eτ/2ħ) Σ∫ ∂_bf σ^a_nn; dims (quantity, spin, i) = (·, a, b)",
+    ("spin", "i"),
+    {"sea": Term(lambda f: _zT(f, "zeeman_qgt_curvature"), 0, 0, 1, ("zeeman_qgt_curvature",), -0.5),
+     "surface": Term(lambda f: f["spin_expectation"][:, :, :, None] * _v(f)[:, :, None, :], 1, 1, 1,
+                     ("spin_expectation", "velocity"), 0.5)},
+    e=1, hbar=-1, tau=1, order=1)
+
+_spin_current(
+    "spin_sigma_lin_tau0", "linear intrinsic spin conductivity σ^(0)_{ab;c} (intrinsic spin Hall, spin BC)",
+    "003 Eq. 6 (left): σ^(0)_{ab;c} = (e/ħ) Σ_n ∫[dk] f_n Σ_m Ω^{ab;c}_nm (Fermi sea only); dims (i, j, spin) = "
+    "(a, b, c)",
+    ("i", "j", "spin"),
+    {"sea": Term(lambda f: f["spin_qgt_curvature"], 0, 0, 2, ("spin_qgt_curvature",), 1.0)},
+    e=1, hbar=-1, tau=0, order=1)
+
+_spin_magnetization(
+    "spin_beta_lin_tau0", "linear intrinsic spin magnetization β^(0)_{ab} (Zeeman QM)",
+    "003 Eq. 6 (right): β^(0)_{ab} = e Σ_n ∫[dk] f_n Σ_m ḡ^{ba}_nm / ε_nm (Fermi sea only); dims (quantity, spin, i) "
+    "= (·, a, b)",
+    ("spin", "i"),
+    {"sea": Term(lambda f: _zT(f, "zeeman_bcp"), 0, -1, 1, ("zeeman_bcp",), 0.5)},
+    e=1, hbar=0, tau=0, order=1)
+
+_spin_current(
+    "spin_sigma_nl_tau2", "nonlinear Drude spin conductivity (NDSC) σ^(2)_{abd;c} (spin QMD)",
+    "003 Eq. 9: σ^(2)_{abd;c} = −(e²τ²/ħ³) Σ_n ∫[dk] Σ_m ε_nm g^{ab;c}_nm ∂_df_n (surface, as printed; ∂_df = "
+    "∂_dε f0'); Fermi-sea form by parts: +(e²τ²/ħ³) Σ∫ f ∂_d Σ_m ε_nm g^{ab;c}_nm; dims (i, j, k, spin) = "
+    "(a, b, d, c)",
+    ("i", "j", "k", "spin"),
+    {"surface": Term(lambda f: f["spin_qgt_metric_x_gap"][:, :, :, :, None, :] * _v(f)[:, :, None, None, :, None],
+                     1, 2, 3, ("spin_qgt_metric_x_gap", "velocity"), -1.0),
+     "sea": Term(lambda f: f["spin_qgt_metric_x_gap_dipole"], 0, 1, 3, ("spin_qgt_metric_x_gap_dipole",), 1.0)},
+    e=2, hbar=-3, tau=2, order=2)
+
+_spin_magnetization(
+    "spin_beta_nl_tau2", "nonlinear Drude spin magnetization (NDSM) β^(2)_{abc} (Zeeman BCD)",
+    "003 Eq. 10: β^(2)_{abc} = −(e²τ²/4ħ²) Σ_n ∫[dk] Σ_m Ω̄^{ba}_nm ∂_cf_n (surface, as printed); Fermi-sea form by "
+    "parts: +(e²τ²/4ħ²) Σ∫ f ∂_c Σ_m Ω̄^{ba}_nm; dims (quantity, spin, i, j) = (·, a, b, c); massive Dirac: "
+    "magnetization_muB zxx = (e²/ħ²)(τ²/16π)Δ(μ²−Δ²)/|μ|³ at T = 0 (003 text, AMBIGUITIES 003.1, 003.3)",
+    ("spin", "i", "j"),
+    {"surface": Term(lambda f: _zT(f, "zeeman_qgt_curvature")[:, :, :, :, None] * _v(f)[:, :, None, None, :],
+                     1, 1, 2, ("zeeman_qgt_curvature", "velocity"), -0.25),
+     "sea": Term(lambda f: f["zeeman_qgt_curvature_dipole"].transpose(0, 1, 4, 2, 3), 0, 0, 2,
+                 ("zeeman_qgt_curvature_dipole",), 0.25)},
+    e=2, hbar=-2, tau=2, order=2)
+
+_spin_current(
+    "spin_sigma_nl_tau1", "nonlinear extrinsic spin conductivity σ^(1)_{abd;c} (spin BCD)",
+    "003 Eq. 11: σ^(1)_{abd;c} = (e²τ/ħ²) Σ_n ∫[dk] Σ_m Ω^{ab;c}_nm ∂_df_n (surface, as printed); Fermi-sea form by "
+    "parts: −(e²τ/ħ²) Σ∫ f ∂_d Ω^{ab;c}_n; dims (i, j, k, spin) = (a, b, d, c)",
+    ("i", "j", "k", "spin"),
+    {"surface": Term(lambda f: f["spin_qgt_curvature"][:, :, :, :, None, :] * _v(f)[:, :, None, None, :, None],
+                     1, 1, 3, ("spin_qgt_curvature", "velocity"), 1.0),
+     "sea": Term(lambda f: f["spin_qgt_curvature_dipole"], 0, 0, 3, ("spin_qgt_curvature_dipole",), -1.0)},
+    e=2, hbar=-2, tau=1, order=2)
+
+_spin_magnetization(
+    "spin_beta_nl_tau1", "nonlinear extrinsic spin magnetization β^(1)_{abc} (Zeeman QMD)",
+    "003 Eq. 12: β^(1)_{abc} = (e²τ/ħ) Σ_n ∫[dk] Σ_m (ḡ^{ba}_nm/ε_nm) ∂_cf_n (surface, as printed); Fermi-sea form "
+    "by parts: −(e²τ/ħ) Σ∫ f ∂_c Σ_m ḡ^{ba}_nm/ε_nm; dims (quantity, spin, i, j) = (·, a, b, c)",
+    ("spin", "i", "j"),
+    {"surface": Term(lambda f: _zT(f, "zeeman_bcp")[:, :, :, :, None] * _v(f)[:, :, None, None, :],
+                     1, 0, 2, ("zeeman_bcp", "velocity"), 0.5),
+     "sea": Term(lambda f: f["zeeman_bcp_dipole"].transpose(0, 1, 4, 2, 3), 0, -1, 2, ("zeeman_bcp_dipole",), -0.5)},
+    e=2, hbar=-1, tau=1, order=2)
+
+_spin_current(
+    "spin_sigma_nl_tau0", "nonlinear intrinsic spin conductivity σ^(0)_{abd;c} (spin QMD + QM)",
+    "003 Eq. 13: σ^(0)_{abd;c} = (e²/ħ) Σ_n ∫[dk] Σ_m [Q^{abd;c}_nm/ε²_nm f_n + 2g^{ad;c}_nm/ε_nm ∂_bf_n] "
+    "(form surface = as printed, Fermi-sea + Fermi-surface terms; form sea: second term by parts, −Σ∫ f ∂_b(·)); "
+    "Q = 2Δ^d_mn g^{ab;c}_nm + Δ̄^{a;c}_mn g^{bd}_nm with Δ̄^{a;c} from {v̂^a, σ̂^c}/4 (fn. 86 swapped); dims "
+    "(i, j, k, spin) = (a, b, d, c)",
+    ("i", "j", "k", "spin"),
+    {"surface": (Term(lambda f: f["spin_nonlinear_sea"], 0, -1, 3, ("spin_nonlinear_sea",), 1.0),
+                 Term(lambda f: f["spin_bcp"][:, :, :, None, :, :] * _v(f)[:, :, None, :, None, None], 1, 0, 3,
+                      ("spin_bcp", "velocity"), 1.0)),
+     "sea": Term(lambda f: f["spin_nonlinear_sea"] - f["spin_bcp_dipole"].swapaxes(3, 4), 0, -1, 3,
+                 ("spin_nonlinear_sea", "spin_bcp_dipole"), 1.0)},
+    e=2, hbar=-1, tau=0, order=2)
+
+_spin_magnetization(
+    "spin_beta_nl_tau0", "nonlinear intrinsic spin magnetization β^(0)_{abc} (Zeeman BCD + QM)",
+    "003 Eq. 14: β^(0)_{abc} = e² Σ_n ∫[dk] Σ_m [Z^{abc}_nm/ε³_nm f_n + Ω̄^{ca}_nm/(2ε²_nm) ∂_bf_n] (form surface = "
+    "as printed, Fermi-sea + Fermi-surface terms; form sea: second term by parts); Z = Δ^c_mn Ω̄^{ba}_nm/2 + "
+    "Δ̄^a_mn ε_nm g^{bc}_nm, Δ̄^a = (σ^a_mm − σ^a_nn)/2 (fn. 86 swapped); dims (quantity, spin, i, j) = (·, a, b, c)",
+    ("spin", "i", "j"),
+    {"surface": (Term(lambda f: f["zeeman_nonlinear_sea"].transpose(0, 1, 4, 2, 3), 0, -2, 2,
+                      ("zeeman_nonlinear_sea",), 1.0),
+                 Term(lambda f: _zT(f, "zeeman_hspace_bcp")[:, :, :, None, :] * _v(f)[:, :, None, :, None], 1, -1, 2,
+                      ("zeeman_hspace_bcp", "velocity"), 0.25)),
+     "sea": Term(lambda f: f["zeeman_nonlinear_sea"].transpose(0, 1, 4, 2, 3)
+                 - 0.25 * f["zeeman_hspace_bcp_dipole"].transpose(0, 1, 4, 3, 2), 0, -2, 2,
+                 ("zeeman_nonlinear_sea", "zeeman_hspace_bcp_dipole"), 1.0)},
+    e=2, hbar=0, tau=0, order=2)
+
+
 @dataclass(frozen=True)
 class DirectResponse:
     """A response summed straight over k and band pairs (``reduce/transitions.py``), not via energy bins."""
@@ -321,5 +503,6 @@ def required_fields(responses: list[str], form: str) -> list[str]:
         if r in DIRECT_RESPONSES:
             names.update(DIRECT_RESPONSES[r].fields)
         else:
-            names.update(RESPONSES[r].term(form)[1].fields)
+            for part in RESPONSES[r].term_parts(form)[1]:
+                names.update(part.fields)
     return sorted(names)

@@ -2,7 +2,8 @@
 
 Store schema (``geometry.zarr``): ``kvec`` (kpoint, axis), ``weight`` (kpoint), and every field of
 :data:`qgtflow.geometry.FIELD_SPECS` with dims (kpoint, band, i, j, k…), attrs units/long_name/
-formula; ``chunk_done`` (chunk). A killed run resumes: finished chunks (marked done) are kept,
+formula (003 spin fields, optional: a last dim ``spin`` labelled x, y, z = component c of σ^c);
+``chunk_done`` (chunk). A killed run resumes: finished chunks (marked done) are kept,
 the rest are recomputed; the store is flagged complete only when every chunk is done.
 """
 
@@ -18,7 +19,8 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster
-from qgtflow.geometry.fields import FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units, stored_fields
+from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, check_spin_operator, compute_fields, field_units,
+                                     stored_fields)
 from qgtflow.kgrid import AXES
 from qgtflow.stages.kgrid_stage import hash_json
 from qgtflow.stages.tasks import run_tasks
@@ -33,10 +35,12 @@ def study_fields(study) -> list[str]:
 
     ``store_fields: all`` (default): every core field plus the optional ones its responses read;
     ``required``: only what its responses read (and energy, velocity) — for large 3D grids.
+    Spin fields (003) need the model's spin operator: refused here (ModelError) before any compute.
     """
     from qgtflow.reduce.responses import required_fields
 
     required = required_fields(study.responses, study.fermi_form)
+    check_spin_operator(study.model, required)
     if study.config.get("store_fields") == "required":
         return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
     return stored_fields(required)
@@ -51,7 +55,7 @@ def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
     n_k, dim = kg.sizes["kpoint"], kg.sizes["axis"]
     nb = study.model.nbands
     chunk = int(kg.attrs["chunk_size"])
-    sizes = {"band": nb, "i": dim, "j": dim, "k": dim, "l": dim}
+    sizes = {"band": nb, "i": dim, "j": dim, "k": dim, "l": dim, "spin": 3}
     data = {"kvec": xr.Variable(("kpoint", "axis"), da.zeros((n_k, dim), chunks=(chunk, dim)), kg["kvec"].attrs),
             "weight": xr.Variable("kpoint", da.zeros(n_k, chunks=chunk), kg["weight"].attrs)}
     for name in study_fields(study):
@@ -66,7 +70,10 @@ def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
         "band_weight": ("band", study.model.band_weight.astype(float),
                         {"long_name": "multiplicity of the band in response sums (e.g. spin degeneracy)",
                          "units": "1"})}
-    ds = xr.Dataset(data, coords={**band_coords, "axis": list(AXES[:dim]), **{c: list(AXES[:dim]) for c in CART}})
+    spin_coord = {"spin": ("spin", list(AXES), {"long_name": "spin component c of σ^c (003)"})} \
+        if any("spin" in v.dims for v in data.values()) else {}
+    ds = xr.Dataset(data, coords={**band_coords, "axis": list(AXES[:dim]), **{c: list(AXES[:dim]) for c in CART},
+                                  **spin_coord})
     attrs = {k: v for k, v in kg.attrs.items() if k.startswith("grid_") or k in ("n_kpoints", "chunk_size")}
     attrs.update({io.FINGERPRINT: fp, "degeneracy_threshold": study.degeneracy_threshold,
                   "field_convention": "velocity = dε/dk (ħ absorbed); *_dipole_density[..., a, b, c] = ∂_c F^ab; "

@@ -2,7 +2,8 @@
 
 Store schema (``responses.zarr``): coords ``mu`` [model energy], ``T`` [K or model energy],
 Cartesian dims ``i, j, k`` labelled x/y/z (pseudovector index: z only in 2D), ``variant`` where
-used; one variable per response with attrs units, long_name, formula, form; global attrs
+used, ``spin`` (x, y, z) and ``quantity`` (spin_density, magnetization_muB) for the 003 spin
+responses; one variable per response with attrs units, long_name, formula, form; global attrs
 study, model, model_hash, grid_sizes, n_kpoints, grid_spacing, unit_system, provenance.
 """
 
@@ -52,7 +53,7 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
     (``reduce/transitions.py``) or None.
     """
     binned = [n for n in names if n in RESPONSES]
-    terms = [RESPONSES[n].term(form) for n in binned]
+    terms = [(f, part) for n in binned for f, parts in [RESPONSES[n].term_parts(form)] for part in parts]
     needed = set(required_fields(names, form))
     group = zarr.open_group(str(geometry_path), mode="r")
     moments = underflow = None
@@ -104,18 +105,21 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         if name in DIRECT_RESPONSES:
             continue
         resp = RESPONSES[name]
-        form, term = resp.term(form_requested)
+        form, parts = resp.term_parts(form_requested)
         comp_coords = resp.component_coords(dim)
         extra = dict(resp.extra_dims)
         shape = tuple(len(v) for v in extra.values()) + tuple(len(comp_coords[d]) for d in resp.cart_dims)
         n_comp = int(np.prod(shape))
-        block = slice(offset, offset + n_comp)
-        offset += n_comp
-        if term.order not in contracted:
-            contracted[term.order] = contract(bins, moments, underflow, study.mu, kT, term.order)
-        values = np.stack([contracted[term.order][:, :, s * per_sector + block.start:s * per_sector + block.stop]
-                           for s in range(n_sectors)])
-        values = values * resp.prefactor(study.units, _tau(study), term, term.order, dim)
+        values = 0.0
+        for term in parts:  # one Term, or several of different occupation orders (summed)
+            block = slice(offset, offset + n_comp)
+            offset += n_comp
+            if term.order not in contracted:
+                contracted[term.order] = contract(bins, moments, underflow, study.mu, kT, term.order)
+            part = np.stack([contracted[term.order][:, :, s * per_sector + block.start:s * per_sector + block.stop]
+                             for s in range(n_sectors)])
+            values = values + part * resp.prefactor(study.units, _tau(study), term, term.order, dim)
+        orders = sorted({term.order for term in parts})
         values = values.reshape((n_sectors, study.mu.size, study.temperature.size) + shape)
         dims = ("mu", "T") + tuple(extra) + resp.cart_dims
         if extra:  # put extra dims (e.g. variant) first, as in the CATALOG
@@ -127,8 +131,9 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
             values = values[0]
         data[name] = xr.Variable(dims, values, {
             "units": resp.units(study.units, dim), "long_name": resp.long_name, "formula": resp.formula,
-            "form": "Fermi sea (f0)" if term.order == 0 else "Fermi surface (f0')",
-            **({"time_convention": resp.time_convention} if resp.time_convention else {})})
+            "form": {(0,): "Fermi sea (f0)", (1,): "Fermi surface (f0')"}.get(
+                tuple(orders), "Fermi sea + Fermi surface (f0 and f0' terms)"),
+            **({"time_convention": resp.time_convention} if resp.time_convention else {}), **resp.attrs})
         for d, labels in comp_coords.items():
             coords.setdefault(d, (d, labels))
         for d, labels in extra.items():
