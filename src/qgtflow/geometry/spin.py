@@ -88,7 +88,7 @@ import numpy as np
 from numba import njit, prange
 
 from qgtflow.geometry.eigh import eigh_small_ws
-from qgtflow.geometry.kernels import _groups, _random_gauge, _rotate
+from qgtflow.geometry.kernels import _avg2, _groups, _random_gauge, _rotate
 from qgtflow.models.derivatives import index_maps, unique_multi_indices
 
 # name: (dims after kpoint, energy power, length power, long name, formula) in model units (e = ħ = 1)
@@ -154,26 +154,6 @@ def _zero(F):
     flat = F.reshape(-1)
     for i in range(flat.shape[0]):
         flat[i] = 0.0
-
-
-@njit(cache=True, error_model="numpy")
-def _avg_bands(gs, ge, F):
-    """Replace every band's entries (axis 0) by the average over its degenerate group (in place)."""
-    n = F.shape[0]
-    flat = F.reshape(n, -1)
-    i = 0
-    while i < n:
-        p0 = gs[i]
-        p1 = ge[i]
-        if p1 - p0 > 1:
-            for j in range(flat.shape[1]):
-                acc = 0.0
-                for r in range(p0, p1):
-                    acc += flat[r, j]
-                acc /= p1 - p0
-                for r in range(p0, p1):
-                    flat[r, j] = acc
-        i = p1
 
 
 @njit(cache=True, error_model="numpy")
@@ -392,26 +372,26 @@ def _spin_one_k(Hu, i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spi
                         acc += Wab[i, l] * Sg[c, l, i]
                     sveld[i, a, b, c] = 0.5 * acc.real + 2.0 * sxg[i, a, b, c]
     if ngroups < n:
-        _avg_bands(gs, ge, sexp)
-        _avg_bands(gs, ge, svel)
-        _avg_bands(gs, ge, sveld)
-        _avg_bands(gs, ge, sm)
-        _avg_bands(gs, ge, sc)
-        _avg_bands(gs, ge, zm)
-        _avg_bands(gs, ge, zc)
-        _avg_bands(gs, ge, sxg)
-        _avg_bands(gs, ge, sbcp)
-        _avg_bands(gs, ge, zbcp)
-        _avg_bands(gs, ge, zh)
-        _avg_bands(gs, ge, ssea)
-        _avg_bands(gs, ge, zsea)
+        _avg2(grp, sexp)
+        _avg2(grp, svel)
+        _avg2(grp, sveld)
+        _avg2(grp, sm)
+        _avg2(grp, sc)
+        _avg2(grp, zm)
+        _avg2(grp, zc)
+        _avg2(grp, sxg)
+        _avg2(grp, sbcp)
+        _avg2(grp, zbcp)
+        _avg2(grp, zh)
+        _avg2(grp, ssea)
+        _avg2(grp, zsea)
         if do_dip:
-            _avg_bands(gs, ge, d_sxg)
-            _avg_bands(gs, ge, d_sc)
-            _avg_bands(gs, ge, d_sbcp)
-            _avg_bands(gs, ge, d_zc)
-            _avg_bands(gs, ge, d_zbcp)
-            _avg_bands(gs, ge, d_zh)
+            _avg2(grp, d_sxg)
+            _avg2(grp, d_sc)
+            _avg2(grp, d_sbcp)
+            _avg2(grp, d_zc)
+            _avg2(grp, d_zbcp)
+            _avg2(grp, d_zh)
         if do_pair:
             _avg_pairs(gs, ge, psm)
             _avg_pairs(gs, ge, psc)
