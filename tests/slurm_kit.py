@@ -7,7 +7,8 @@ cluster, so a cluster someone else started is left running). A test is skipped o
 cannot run here (:func:`unavailable_reason`): not root, no ``start.sh``, no apt-get and no SLURM
 installed. Anything else that goes wrong is a failure.
 
-Environment: ``QGTFLOW_SLURM_KIT`` (kit directory, default ``<repo>/../shared/slurm-local``),
+Environment: ``QGTFLOW_SLURM_KIT`` (kit directory, default ``<repo>/../shared/slurm-local``, then
+``/work/shared/slurm-local``),
 ``QGTFLOW_SLURM_KEEP=1`` (never stop the cluster), ``SLURM_LOCAL_PARTITION`` (as for the kit).
 """
 
@@ -24,7 +25,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KIT = Path(os.environ.get("QGTFLOW_SLURM_KIT", ROOT.parent / "shared" / "slurm-local"))
+def _find_kit() -> Path:
+    """$QGTFLOW_SLURM_KIT, else ../shared/slurm-local beside the checkout, else the workspace's copy
+    (/work/shared/slurm-local: CI checks out elsewhere on the same kind of machine)."""
+    if os.environ.get("QGTFLOW_SLURM_KIT"):
+        return Path(os.environ["QGTFLOW_SLURM_KIT"])
+    for candidate in (ROOT.parent / "shared" / "slurm-local", Path("/work/shared/slurm-local")):
+        if (candidate / "start.sh").is_file():
+            return candidate
+    return ROOT.parent / "shared" / "slurm-local"
+
+
+KIT = _find_kit()
 RUN_DIR = Path("/run/slurm-local")
 START_TIMEOUT = 1800  # first use: apt-get update + install of ~30 packages
 PARTITION = os.environ.get("SLURM_LOCAL_PARTITION", "debug")
