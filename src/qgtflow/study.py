@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from qgtflow.errors import ConfigError, ModelError
+from qgtflow.errors import ConfigError
 from qgtflow.units import UnitSystem, parse_unit_system
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
-from qgtflow.geometry.kernels import geometry_chunk
+from qgtflow.geometry.kernels import block_count, geometry_chunk
 from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO
 from qgtflow.models.derivatives import compact, index_maps
 
@@ -192,10 +192,7 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
     out = _allocate(N, n, d) if out is None else out
     if N == 0:
         return out
-    import numba
-
-    threads = n_threads or numba.get_num_threads()
-    n_blocks = max(1, min(N, 4 * threads))
+    n_blocks = block_count(N, n_threads)
     i1, i2, i3 = index_maps(d)
     active = np.ones(Hu.shape[1], bool) if active is None else np.asarray(active, bool)
     if gammas is None or gammas.shape[-1] != n:

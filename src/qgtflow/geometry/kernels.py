@@ -26,6 +26,14 @@ from qgtflow.geometry.eigh import eigh_small_ws
 from qgtflow.geometry.clifford import clifford_one_k
 
 
+def block_count(n_k: int, n_threads: int | None = None) -> int:
+    """Blocks a chunk of ``n_k`` k-points is split into for the prange kernels (4 per numba thread)."""
+    import numba
+
+    threads = n_threads or numba.get_num_threads()
+    return max(1, min(n_k, 4 * threads))
+
+
 @njit(cache=True, error_model="numpy")
 def _groups(E, thresh, group):
     """Label consecutive (sorted) eigenvalues closer than ``thresh`` with a common group id."""

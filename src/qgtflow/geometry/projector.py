@@ -41,7 +41,7 @@ import numpy as np
 from numba import njit, prange
 
 from qgtflow.geometry.eigh import eigh_small_ws
-from qgtflow.geometry.kernels import _groups, _random_gauge, _rotate
+from qgtflow.geometry.kernels import _groups, _random_gauge, _rotate, block_count
 from qgtflow.models.derivatives import index_maps, unique_multi_indices
 
 QUADRUPOLE_FIELDS = ("quantum_metric", "quantum_metric_dipole_density", "quantum_metric_quadrupole_density",
@@ -380,10 +380,7 @@ def quadrupole_fields(Hu: np.ndarray, dim: int, degeneracy_threshold: float = 1e
     out = _allocate(N, n, d) if out is None else out
     if N == 0:
         return out
-    import numba
-
-    threads = n_threads or numba.get_num_threads()
-    n_blocks = max(1, min(N, 4 * threads))
+    n_blocks = block_count(N, n_threads)
     _i1, i2, i3 = index_maps(d)
     pairs = np.array([a for a in unique_multi_indices(d) if len(a) == 2], np.int64).reshape(-1, 2)
     trips = np.array([a for a in unique_multi_indices(d) if len(a) == 3], np.int64).reshape(-1, 3)

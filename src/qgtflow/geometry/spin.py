@@ -88,7 +88,7 @@ import numpy as np
 from numba import njit, prange
 
 from qgtflow.geometry.eigh import eigh_small_ws
-from qgtflow.geometry.kernels import _avg2, _groups, _random_gauge, _rotate
+from qgtflow.geometry.kernels import _avg2, _groups, _random_gauge, _rotate, block_count
 from qgtflow.models.derivatives import index_maps, unique_multi_indices
 
 # name: (dims after kpoint, energy power, length power, long name, formula) in model units (e = ħ = 1)
@@ -517,10 +517,7 @@ def spin_fields(Hu: np.ndarray, dim: int, spin: np.ndarray, degeneracy_threshold
     spin = _check_spin(spin, n)
     out = _allocate(N, n, d, dipoles and N > 0, pairs and N > 0)
     if N > 0:
-        import numba
-
-        threads = n_threads or numba.get_num_threads()
-        n_blocks = max(1, min(N, 4 * threads))
+        n_blocks = block_count(N, n_threads)
         _i1, i2, _i3 = index_maps(d)
         active = np.ones(Hu.shape[1], bool) if active is None else np.asarray(active, bool)
         if active.shape[0] < Hu.shape[1]:
