@@ -49,7 +49,7 @@ _RULE = re.compile(r"^(?:local)?rule (\w+):\s*$")
 
 def jobs_of(output: str) -> dict[str, str]:
     """{job label: reason} of the job blocks in Snakemake's output ('reduce A n8', 'convergence A', 'report')."""
-    jobs, label, reason, wildcards, rule = {}, None, "", {}, None
+    jobs, reason, wildcards, rule = {}, "", {}, None
 
     def close():
         if rule is not None:
