@@ -86,18 +86,19 @@ def spinless_model(seed=5):
     return _model(hops, spin, np.kron(3.0 * SZ, S0), "no_soc")
 
 
-def reduce_in_process(model, responses, form, mu, temperature=0.3, size=64, tau=1.3):
+def reduce_in_process(model, responses, form, mu, temperature=0.3, size=64, tau=1.3, omega=None):
     """Geometry (compute_fields with the spin fields) and reduce in-process, as the stages do."""
     study = load_study({"model": {"name": "haldane"}, "units": "natural", "mu": list(mu),
-                        "temperature": [temperature], "tau": tau, "responses": list(responses), "fermi_form": form})
+                        "temperature": [temperature], "tau": tau, "responses": list(responses), "fermi_form": form,
+                        **({"omega": list(omega)} if omega is not None else {})})
     study.model = model
     grid = make_grid(model, size)
-    optional = tuple(f for f in required_fields(responses, form) if f.startswith(("spin", "zeeman")))
+    optional = tuple(f for f in required_fields(responses, form, study.omega) if f.startswith(("spin", "zeeman")))
     fields = compute_fields(model, grid.points(), optional=optional)
     weight = np.full(grid.n_points, grid.weight)
     kT = np.array([study.units.kT(t) for t in study.temperature])
     bins = EnergyBins(study.mu, kT, bins_per_kT=8)
-    terms = [(f, part) for r in responses for f, parts in [RESPONSES[r].term_parts(form)] for part in parts]
+    terms = [(f, part) for r in responses for f, parts in [study.response(r).term_parts(form)] for part in parts]
     Q = reduce_stage._integrands(fields, terms)
     m, u = bins.empty(Q.shape[2])
     accumulate(fields["energy"], weight, Q, bins.lo, bins.width, m, u)
@@ -275,3 +276,27 @@ def test_model_without_spin_operator_is_refused(tmp_path):
         evaluate({"name": "x", "units": "natural", "model": {"name": "tilted_dirac"}, "kgrid": {"sizes": [16]},
                   "mu": [0.2], "temperature": [0.1], "tau": 1.0, "responses": ["spin_sigma_lin_tau0"]},
                  n_workers=0, workdir=tmp_path)
+
+
+def test_intrinsic_nonlinear_spin_magnetization_massive_dirac(tmp_path):
+    """β^(0)_zxx (Eq. 14) of the massive Dirac model: constant for μ in the gap (an insulator's Fermi sea does not
+    move), isotropic (zxx = zyy), and its μ-dependence outside the gap is independent of the k·p window; the
+    closed forms quoted in 003's text (∝ 1/|μ|⁵ even inside the gap) cannot satisfy the first property."""
+    mu = np.array([-2.0, -0.6, 0.0, 0.6, 2.0])
+    out = {}
+    for kmax in (4.0, 6.0):
+        ds = evaluate({"name": "beta0", "units": "natural",
+                       "model": {"name": "massive_dirac", "params": {"v": 1.0, "mass": 1.0}},
+                       "kgrid": {"sizes": [int(60 * kmax)], "kmax": kmax}, "mu": mu.tolist(), "temperature": [0.04],
+                       "responses": ["spin_beta_nl_tau0"]}, n_workers=0, workdir=tmp_path / str(kmax))
+        out[kmax] = ds["spin_beta_nl_tau0"].sel(quantity="magnetization_muB", spin="z").isel(T=0)
+    b = out[4.0]
+    xx = b.sel(i="x", j="x").values
+    np.testing.assert_allclose(b.sel(i="y", j="y").values, xx, rtol=1e-6)
+    assert abs(xx[2]) > 1e-4
+    np.testing.assert_allclose(xx[1:4], xx[2], rtol=1e-4)  # flat in the gap (up to e^{-0.4/kT} activation)
+    np.testing.assert_allclose(xx[[0, 4]], xx[0], rtol=1e-6)  # particle-hole symmetric
+    assert abs(xx[0] - xx[2]) > 0.3 * abs(xx[2])  # the Fermi surface contributes outside the gap
+    surface_4 = xx - xx[2]
+    xx6 = out[6.0].sel(i="x", j="x").values
+    np.testing.assert_allclose(xx6 - xx6[2], surface_4, rtol=2e-3, atol=1e-9)

@@ -131,7 +131,8 @@ def optional_field_bytes_per_kpoint(n_bands: int, dim: int, names=()) -> int:
         return 0
     from qgtflow.geometry.fields import FIELD_SPECS
 
-    return sum(8 * n_bands * dim ** (len(FIELD_SPECS[name].dims) - 1) for name in names)
+    sizes = {"band": n_bands, "band_m": n_bands, "spin": 3}
+    return sum(8 * math.prod(sizes.get(d, dim) for d in FIELD_SPECS[name].dims) for name in names)
 
 
 def estimate_memory_mb(n_bands: int, dim: int, chunk_size: int, n_workers: int, *, stage: str = "geometry",
@@ -170,7 +171,7 @@ def histogram_mb(study) -> float:
         dim = study.model.dim
         n_comp = 0
         for name in study.responses:
-            resp = RESPONSES.get(name)
+            resp = study.response(name) if name in RESPONSES else None
             if resp is None:  # reduced another way (not through the energy histograms)
                 _note_once(f"{study.name}:{name}", "memory estimate of study %s: response %s not counted",
                            study.name, name)

@@ -165,6 +165,17 @@ class Study:
         return form
 
     @property
+    def broadening(self) -> float:
+        """η of frequency-dependent interband responses (model energy units; 0 when not given)."""
+        return float(self.config.get("broadening") or 0.0)
+
+    def response(self, name: str):
+        """The response ``name`` as this study evaluates it (at its photon energies when it has an AC form)."""
+        from qgtflow.reduce.responses import response
+
+        return response(name, self.omega, self.broadening)
+
+    @property
     def degeneracy_threshold(self) -> float:
         return float(self.config["degeneracy_threshold"])
 
@@ -233,8 +244,9 @@ def load_study(source, name: str | None = None) -> Study:
         for needed in ("omega", "broadening"):
             if cfg.get(needed) is None:
                 raise ConfigError(f"{key}{needed}", None, f"a value for the frequency-dependent responses {direct}")
-        if np.any(_as_array(cfg["omega"], f"{key}omega") <= 0):
-            raise ConfigError(f"{key}omega", cfg["omega"], "photon energies > 0")
+    if cfg.get("omega") is not None and np.any(_as_array(cfg["omega"], f"{key}omega") <= 0):
+        raise ConfigError(f"{key}omega", cfg["omega"], "photon energies > 0")
+    if direct:
         from qgtflow.reduce.transitions import two_band_pairs
 
         try:

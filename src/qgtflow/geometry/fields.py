@@ -12,7 +12,7 @@ import numpy as np
 
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
 from qgtflow.geometry.kernels import block_count, geometry_chunk
-from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO
+from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO, SPIN_PAIR_INFO
 from qgtflow.models.derivatives import compact, index_maps
 
 
@@ -55,10 +55,12 @@ FIELD_SPECS = {f.name: f for f in [
               "Γ_abc = ½(∂_c g_ab + ∂_b g_ac − ∂_a g_bc); 000 Eq. 16", optional=True),
 ]}
 # 003 spin and Zeeman quantum geometry (geometry/spin.py): optional, need the model's spin operator; the
-# spin component (σ^x, σ^y, σ^z) is the last dim, ``spin`` (labels x, y, z).
+# spin component (σ^x, σ^y, σ^z) is the last dim, ``spin`` (labels x, y, z). Pair-resolved fields (dims band,
+# band_m: O(n²) per k) feed the frequency-dependent 003 Eq. 7–8; for sector models they are block diagonal.
 FIELD_SPECS.update({name: FieldSpec(name, dims, ep, lp, long_name, formula, optional=True)
-                    for name, (dims, ep, lp, long_name, formula) in {**SPIN_FIELD_INFO, **SPIN_DIPOLE_INFO}.items()})
-SPIN_OPTIONAL_FIELDS = tuple(SPIN_FIELD_INFO) + tuple(SPIN_DIPOLE_INFO)
+                    for name, (dims, ep, lp, long_name, formula)
+                    in {**SPIN_FIELD_INFO, **SPIN_DIPOLE_INFO, **SPIN_PAIR_INFO}.items()})
+SPIN_OPTIONAL_FIELDS = tuple(SPIN_FIELD_INFO) + tuple(SPIN_DIPOLE_INFO) + tuple(SPIN_PAIR_INFO)
 CORE_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if not spec.optional)
 OPTIONAL_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if spec.optional)
 
@@ -102,7 +104,8 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     if getattr(model, "sectors", None):  # ⊕ of independent blocks: each on its own, stacked along band
         parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form, optional=optional)
                  for m in model.sectors]
-        return {name: np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
+        return {name: _block_diagonal([p[name] for p in parts]) if name in SPIN_PAIR_INFO
+                else np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
     gammas = model.clifford_gammas if closed_form else None
     if reuse_buffers:
         out = _buffers(k.shape[0], model.nbands, model.dim)
@@ -127,9 +130,22 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
 
         check_spin_operator(model, spin)
         extra = spin_fields(Hu, model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
-                            dipoles=any(name in SPIN_DIPOLE_INFO for name in spin), active=model.active_slots())
+                            dipoles=any(name in SPIN_DIPOLE_INFO for name in spin),
+                            pairs=any(name in SPIN_PAIR_INFO for name in spin), active=model.active_slots())
         fields.update({name: extra[name] for name in spin})
     return fields
+
+
+def _block_diagonal(parts: list[np.ndarray]) -> np.ndarray:
+    """Pair fields (N, n_s, n_s, …) of independent sectors → (N, n, n, …), zero between sectors."""
+    n = sum(p.shape[1] for p in parts)
+    out = np.zeros((parts[0].shape[0], n, n) + parts[0].shape[3:])
+    lo = 0
+    for p in parts:
+        hi = lo + p.shape[1]
+        out[:, lo:hi, lo:hi] = p
+        lo = hi
+    return out
 
 
 def check_spin_operator(model, names) -> None:

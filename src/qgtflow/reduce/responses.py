@@ -8,7 +8,7 @@ once: ∫ ∂_c X f0 = −∫ X ∂_cε f0'). Field conventions: velocity = ∂�
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import numpy as np
@@ -16,6 +16,9 @@ import numpy as np
 from qgtflow.units import E_CHARGE, HBAR, format_si_units
 
 AXES = ("x", "y", "z")
+PHASES = ["cos", "sin"]  # amplitudes of cos ωt and sin ωt in the response to E(t) = E cos ωt
+AC_TIME_CONVENTION = ("003 Eq. 7–8: E(t) = E cos ωt; phase 'cos' / 'sin' = amplitude of cos ωt / sin ωt in the "
+                      "response (total: the DC term of Eq. 6 times cos ωt plus the displacement terms)")
 QM_VARIANTS = {"wpd": (1.0, 0.5), "lka": (2.0, 0.5), "qk": (0.5, 1.0)}  # 001 Table 1: α ∂_i𝒢^jk − β(∂_j𝒢^ik + ∂_k𝒢^ij)
 
 
@@ -45,6 +48,20 @@ class Response:
     extra_dims: tuple = ()  # e.g. (("variant", [...]),)
     time_convention: str = ""
     attrs: dict = field(default_factory=dict)  # extra output attrs (conventions)
+    # frequency-dependent forms (e.g. 003 Eq. 7–8): (omega array, broadening) -> forms, used when a study gives omega;
+    # their integrands carry two more axes (omega, phase) after the extra dims
+    ac_forms: Callable | None = None
+    ac_formula: str = ""
+
+    def at_frequencies(self, omega, eta: float = 0.0) -> "Response":
+        """This response at photon energies ``omega`` (model energy units), or itself when it has no AC form
+        or ``omega`` is None. Adds the dims ``omega`` and ``phase`` (amplitudes of cos ωt and sin ωt)."""
+        if omega is None or self.ac_forms is None:
+            return self
+        omega = np.asarray(omega, float)
+        return replace(self, forms=self.ac_forms(omega, float(eta)), formula=self.ac_formula,
+                       extra_dims=self.extra_dims + (("omega", omega.tolist()), ("phase", PHASES)),
+                       time_convention=AC_TIME_CONVENTION, ac_forms=None)
 
     def term_parts(self, form: str) -> tuple[str, tuple[Term, ...]]:
         """(form used, its Terms): a form is one Term or a tuple of Terms of different occupation orders
@@ -341,18 +358,63 @@ def _spin_density_units(order):
     return lambda d: {"m": order - d, "V": -order}
 
 
-def _spin_current(name, long_name, formula, cart, forms, e, hbar, tau, order):
+def _spin_current(name, long_name, formula, cart, forms, e, hbar, tau, order, ac_forms=None, ac_formula=""):
     _register(Response(name, long_name, formula, cart, forms, e_power=e, hbar_power=hbar, tau_power=tau,
-                       si_units=_spin_current_units(order), attrs=dict(_SPIN_CURRENT_ATTRS)))
+                       si_units=_spin_current_units(order), attrs=dict(_SPIN_CURRENT_ATTRS), ac_forms=ac_forms,
+                       ac_formula=ac_formula))
 
 
-def _spin_magnetization(name, long_name, formula, cart, forms, e, hbar, tau, order):
-    forms = {form: tuple(Term(_spin_mag(t.integrand), t.order, t.energy_power, t.length_power, t.fields,
-                              t.coefficient) for t in ((parts,) if isinstance(parts, Term) else parts))
-             for form, parts in forms.items()}
-    _register(Response(name, long_name, formula, cart, forms, e_power=e, hbar_power=hbar, tau_power=tau,
-                       si_units=_spin_density_units(order), extra_dims=(("quantity", SPIN_QUANTITIES),),
-                       attrs=dict(_SPIN_MAGNETIZATION_ATTRS)))
+def _with_quantity(forms: dict) -> dict:
+    return {form: tuple(Term(_spin_mag(t.integrand), t.order, t.energy_power, t.length_power, t.fields,
+                             t.coefficient) for t in ((parts,) if isinstance(parts, Term) else parts))
+            for form, parts in forms.items()}
+
+
+def _spin_magnetization(name, long_name, formula, cart, forms, e, hbar, tau, order, ac_forms=None, ac_formula=""):
+    _register(Response(name, long_name, formula, cart, _with_quantity(forms), e_power=e, hbar_power=hbar,
+                       tau_power=tau, si_units=_spin_density_units(order), extra_dims=(("quantity", SPIN_QUANTITIES),),
+                       attrs=dict(_SPIN_MAGNETIZATION_ATTRS),
+                       ac_forms=None if ac_forms is None else (lambda omega, eta: _with_quantity(ac_forms(omega, eta))),
+                       ac_formula=ac_formula))
+
+
+def _resonance(energy: np.ndarray, omega: np.ndarray, eta: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ε_nm (N, n, m), R (N, n, m, W)) with R = 1/(ω² − ε_nm²) = [p(ω − ε) − p(ω + ε)]/(2ε), p(x) = x/(x² + η²):
+    principal parts at ω + iη (η = 0: the printed 003 Eq. 7–8; the absorptive δ parts are not in them)."""
+    eps = energy[:, :, None] - energy[:, None, :]
+    e = eps[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if eta == 0.0:
+            R = 1.0 / (omega**2 - e**2)
+        else:
+            def p(x):
+                return x / (x**2 + eta**2)
+            R = np.where(e != 0.0, (p(omega - e) - p(omega + e)) / (2.0 * e), 0.0)
+    return eps, R
+
+
+def _spin_sigma_ac(omega, eta):
+    """003 Eq. 7 per band n: [Σ_m (1 + λ1/cos) Ω^{ab;c}_nm, Σ_m 2 (λ2/sin) g^{ab;c}_nm] with λ1/cos = −ω²/(ω² − ε²),
+    λ2/sin = ε_nm ω/(ω² − ε²): (N, n, omega, phase, a, b, c)."""
+    def integrand(f):
+        eps, R = _resonance(f["energy"], omega, eta)
+        cos = np.einsum("knmw,knmabc->knwabc", 1.0 - omega**2 * R, f["spin_qgt_curvature_pair"])
+        sin = np.einsum("knmw,knmabc->knwabc", 2.0 * eps[..., None] * omega * R, f["spin_qgt_metric_pair"])
+        return np.stack([cos, sin], axis=3)
+    return {"sea": Term(integrand, 0, 0, 2, ("energy", "spin_qgt_curvature_pair", "spin_qgt_metric_pair"), 1.0)}
+
+
+def _spin_beta_ac(omega, eta):
+    """003 Eq. 8 per band n: [Σ_m (1 + λ1/cos) ḡ^{ba}_nm/ε_nm, Σ_m (λ2/sin)/2 Ω̄^{ba}_nm/ε_nm] (λ2/ε = ω R):
+    (N, n, omega, phase, a = spin, b = Cartesian)."""
+    def integrand(f):
+        eps, R = _resonance(f["energy"], omega, eta)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inv = np.where(eps != 0.0, 1.0 / eps, 0.0)[..., None]
+        cos = np.einsum("knmw,knmba->knwab", (1.0 - omega**2 * R) * inv, f["zeeman_qgt_metric_pair"])
+        sin = np.einsum("knmw,knmba->knwab", 0.5 * omega * R, f["zeeman_qgt_curvature_pair"])
+        return np.stack([cos, sin], axis=3)
+    return {"sea": Term(integrand, 0, -1, 1, ("energy", "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair"), 1.0)}
 
 
 _spin_current(
@@ -384,7 +446,11 @@ _spin_current(
     "(a, b, c)",
     ("i", "j", "spin"),
     {"sea": Term(lambda f: f["spin_qgt_curvature"], 0, 0, 2, ("spin_qgt_curvature",), 1.0)},
-    e=1, hbar=-1, tau=0, order=1)
+    e=1, hbar=-1, tau=0, order=1, ac_forms=_spin_sigma_ac,
+    ac_formula="003 Eq. 6 (left) + Eq. 7 (displacement spin current), E(t) = E cos ωt: σ^(0)_{ab;c}(ω, t) = (e/ħ) "
+               "Σ_n ∫[dk] f_n Σ_m [ε_nm²/(ε_nm² − ω²) Ω^{ab;c}_nm cos ωt + 2 ε_nm ω/(ω² − ε_nm²) g^{ab;c}_nm sin ωt] "
+               "(Eq. 6 cos ωt + Eq. 7 with λ1 = −ω² cos ωt/(ω² − ε²), λ2 = ε ω sin ωt/(ω² − ε²)); 1/(ω² − ε²) as "
+               "principal parts at ω + iη when a broadening η is given; dims (phase, i, j, spin) = (·, a, b, c)")
 
 _spin_magnetization(
     "spin_beta_lin_tau0", "linear intrinsic spin magnetization β^(0)_{ab} (Zeeman QM)",
@@ -392,7 +458,11 @@ _spin_magnetization(
     "= (·, a, b)",
     ("spin", "i"),
     {"sea": Term(lambda f: _zT(f, "zeeman_bcp"), 0, -1, 1, ("zeeman_bcp",), 0.5)},
-    e=1, hbar=0, tau=0, order=1)
+    e=1, hbar=0, tau=0, order=1, ac_forms=_spin_beta_ac,
+    ac_formula="003 Eq. 6 (right) + Eq. 8 (displacement spin magnetization), E(t) = E cos ωt: β^(0)_{ab}(ω, t) = e "
+               "Σ_n ∫[dk] f_n Σ_m [ε_nm²/(ε_nm² − ω²) ḡ^{ba}_nm/ε_nm cos ωt + ω/(2(ω² − ε_nm²)) Ω̄^{ba}_nm sin ωt] "
+               "(Eq. 6 cos ωt + Eq. 8); 1/(ω² − ε²) as principal parts at ω + iη when a broadening η is given; dims "
+               "(quantity, phase, spin, i) = (·, ·, a, b)")
 
 _spin_current(
     "spin_sigma_nl_tau2", "nonlinear Drude spin conductivity (NDSC) σ^(2)_{abd;c} (spin QMD)",
@@ -496,13 +566,19 @@ DIRECT_RESPONSES: dict[str, DirectResponse] = {
 }
 
 
-def required_fields(responses: list[str], form: str) -> list[str]:
-    """Geometry fields the requested responses read in the given form (plus energy)."""
+def response(name: str, omega=None, eta: float = 0.0) -> Response:
+    """The response ``name``, at photon energies ``omega`` when it has a frequency-dependent form."""
+    return RESPONSES[name].at_frequencies(omega, eta)
+
+
+def required_fields(responses: list[str], form: str, omega=None) -> list[str]:
+    """Geometry fields the requested responses read in the given form (plus energy); ``omega``: the
+    study's photon energies (frequency-dependent forms read other fields)."""
     names = {"energy"}
     for r in responses:
         if r in DIRECT_RESPONSES:
             names.update(DIRECT_RESPONSES[r].fields)
         else:
-            for part in RESPONSES[r].term_parts(form)[1]:
+            for part in response(r, omega).term_parts(form)[1]:
                 names.update(part.fields)
     return sorted(names)

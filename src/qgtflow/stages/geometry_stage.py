@@ -39,7 +39,7 @@ def study_fields(study) -> list[str]:
     """
     from qgtflow.reduce.responses import required_fields
 
-    required = required_fields(study.responses, study.fermi_form)
+    required = required_fields(study.responses, study.fermi_form, study.omega)
     check_spin_operator(study.model, required)
     if study.config.get("store_fields") == "required":
         return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
@@ -55,7 +55,7 @@ def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
     n_k, dim = kg.sizes["kpoint"], kg.sizes["axis"]
     nb = study.model.nbands
     chunk = int(kg.attrs["chunk_size"])
-    sizes = {"band": nb, "i": dim, "j": dim, "k": dim, "l": dim, "spin": 3}
+    sizes = {"band": nb, "band_m": nb, "i": dim, "j": dim, "k": dim, "l": dim, "spin": 3}
     data = {"kvec": xr.Variable(("kpoint", "axis"), da.zeros((n_k, dim), chunks=(chunk, dim)), kg["kvec"].attrs),
             "weight": xr.Variable("kpoint", da.zeros(n_k, chunks=chunk), kg["weight"].attrs)}
     for name in study_fields(study):

@@ -18,7 +18,7 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster, worker_count
-from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields
+from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields, response
 from qgtflow.reduce.transitions import ndd_accumulate, two_band_pairs
 from qgtflow.reduce.spectral import EnergyBins, accumulate, contract
 from qgtflow.stages.tasks import run_tasks
@@ -45,16 +45,16 @@ def band_masks(band_weight: np.ndarray, band_sector: np.ndarray, resolve: bool) 
     return np.stack([np.where(band_sector == lbl, band_weight, 0.0) for lbl in labels])
 
 
-def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct=None):
+def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct=None, ac=(None, 0.0)):
     """Worker task: accumulate the moment histograms (and direct pair sums) of a run of chunks.
 
     ``masks`` (S, nb): band weights per output sector; the integrand blocks of the S sectors are
     stacked along the component axis. ``direct``: parameters of the direct responses
-    (``reduce/transitions.py``) or None.
+    (``reduce/transitions.py``) or None. ``ac``: (photon energies, broadening) of frequency-dependent forms.
     """
     binned = [n for n in names if n in RESPONSES]
-    terms = [(f, part) for n in binned for f, parts in [RESPONSES[n].term_parts(form)] for part in parts]
-    needed = set(required_fields(names, form))
+    terms = [(f, part) for n in binned for f, parts in [response(n, *ac).term_parts(form)] for part in parts]
+    needed = set(required_fields(names, form, ac[0]))
     group = zarr.open_group(str(geometry_path), mode="r")
     moments = underflow = None
     direct_out = None
@@ -104,7 +104,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
     for name in study.responses:
         if name in DIRECT_RESPONSES:
             continue
-        resp = RESPONSES[name]
+        resp = study.response(name)
         form, parts = resp.term_parts(form_requested)
         comp_coords = resp.component_coords(dim)
         extra = dict(resp.extra_dims)
@@ -137,7 +137,8 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         for d, labels in comp_coords.items():
             coords.setdefault(d, (d, labels))
         for d, labels in extra.items():
-            coords.setdefault(d, (d, labels))
+            coords.setdefault(d, (d, labels, {**_EXTRA_COORD_ATTRS, "omega": {
+                "long_name": "photon energy ħω", "units": energy_unit}}.get(d, {})))
     if direct is not None:
         data.update(_direct_variables(study, direct, sectors, coords))
     if sectors:
@@ -149,6 +150,9 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments,
         "geometry_fingerprint": geometry_attrs.get(io.FINGERPRINT, "")})
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+_EXTRA_COORD_ATTRS = {"phase": {"long_name": "time dependence of the response to E(t) = E cos ωt (003 Eq. 7–8)"}}
 
 
 def _direct_variables(study, direct: dict, sectors, coords) -> dict:
@@ -218,7 +222,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     groups = [ranges[i::n_tasks] for i in range(n_tasks)]
     log.info("reduce %s: %d k-points, %d responses (%s form), %d mu x %d T, %d energy bins of %.3g", study.name,
              n_k, len(study.responses), form, study.mu.size, study.temperature.size, bins.n_bins, bins.width)
-    missing = [f for f in required_fields(study.responses, form) if f not in geo]
+    missing = [f for f in required_fields(study.responses, form, study.omega) if f not in geo]
     if missing:
         from qgtflow.errors import StoreError
 
@@ -234,7 +238,8 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
         direct = {"mu": np.asarray(study.mu, float), "kT": kT, "omega": np.asarray(study.omega, float),
                   "eta": float(study.config["broadening"]), "pairs": two_band_pairs(band_sector),
                   "band_weight": np.asarray(band_weight, float)}
-    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, direct) for g in groups if g]
+    ac = (study.omega, study.broadening)
+    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, direct, ac) for g in groups if g]
     total_m = total_u = total_d = None
 
     def consume(results):
