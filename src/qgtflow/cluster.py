@@ -220,7 +220,7 @@ def job_memory_mb(study, size: int, rule: str, threads: int, dask_config: dict |
     """Memory (MB) to request for one geometry or reduce job of ``study`` at grid ``size``."""
     dask_config = dask_config or {}
     nb, dim = study.model.nbands, study.model.dim
-    chunk = min(int(study.config["kgrid"]["chunk_size"]), int(size) ** dim)
+    chunk = min(study.make_grid(int(size)).chunk_size, int(size) ** dim)
     n = rule_workers(threads, dask_config)
     optional = study_optional_fields(study)
     if rule == "geometry":
@@ -236,7 +236,7 @@ def job_memory_mb(study, size: int, rule: str, threads: int, dask_config: dict |
 def slurm_worker_memory_mb(study, size: int, cores: int = 1, processes: int | None = None) -> int:
     """Memory (MB) of one Dask-on-SLURM worker job of the geometry stage (workers only, no client)."""
     dim = study.model.dim
-    chunk = min(int(study.config["kgrid"]["chunk_size"]), int(size) ** dim)
+    chunk = min(study.make_grid(int(size)).chunk_size, int(size) ** dim)
     return estimate_memory_mb(study.model.nbands, dim, chunk, processes or cores, client=False,
                               optional_fields=study_optional_fields(study))
 
@@ -340,3 +340,45 @@ def slurm_settings(dask_config: dict | None) -> dict:
     settings = dict(SLURM_DEFAULTS)
     settings.update({k: v for k, v in ((dask_config or {}).get("slurm") or {}).items() if v is not None})
     return settings
+
+
+# ---------------------------------------------------------------- observability
+
+class PeakMemory:
+    """Peak resident memory (MB) of this process and all its descendants (Dask workers included), sampled
+    every ``interval`` seconds in a background thread while the ``with`` block runs."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval = float(interval)
+        self.peak_mb = 0.0
+        self.baseline_mb = 0.0  # at entry: the peak minus this is what the block added
+
+    def sample(self) -> float:
+        import psutil
+
+        proc = psutil.Process()
+        total = 0
+        for p in [proc, *proc.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        self.peak_mb = max(self.peak_mb, total / MB)
+        return total / MB
+
+    def __enter__(self):
+        import threading
+
+        self._stop = threading.Event()
+
+        def loop():
+            while not self._stop.wait(self.interval):
+                self.sample()
+        self.baseline_mb = self.sample()
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        return False

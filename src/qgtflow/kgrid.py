@@ -18,6 +18,7 @@ import numpy as np
 from qgtflow.errors import ConfigError
 
 AXES = ("x", "y", "z")
+MAX_CHUNKS = 256  # default bound on chunks per grid (zarr files per variable; Dask tasks per stage)
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,23 @@ class KGrid:
                 "grid_shift": list(self.shift), "grid_spacing": self.spacing, "chunk_size": self.chunk_size}
 
 
-def make_grid(model, size, *, kmax=None, shift=None, chunk_size: int = 65536, key: str = "kgrid") -> KGrid:
+def effective_chunk_size(n_points: int, chunk_size: int, max_chunks: int | None = MAX_CHUNKS) -> int:
+    """``chunk_size``, enlarged (to a multiple of 4096) when the grid would otherwise have more than
+    ``max_chunks`` chunks — bounds the number of zarr chunk files (and Dask tasks) of huge grids."""
+    if max_chunks is None or n_points <= chunk_size * max_chunks:
+        return int(chunk_size)
+    needed = -(-n_points // max_chunks)
+    return int(-(-needed // 4096) * 4096)
+
+
+def make_grid(model, size, *, kmax=None, shift=None, chunk_size: int = 65536, max_chunks: int | None = MAX_CHUNKS,
+              key: str = "kgrid") -> KGrid:
     """Grid for ``model`` with ``size`` points per axis (int, or one int per axis).
 
     Periodic models sample their Brillouin zone (``shift`` in units of a step, default 0 so Γ
     is included); continuum models sample the window [−kmax, kmax]^d (``kmax`` a number or one
-    per axis, default the model's own), cell-centred.
+    per axis, default the model's own), cell-centred. Chunks hold ``chunk_size`` points, more when
+    the grid would otherwise have more than ``max_chunks`` chunks (:func:`effective_chunk_size`).
     """
     dim = model.dim
     sizes = (size,) * dim if np.isscalar(size) else tuple(size)
@@ -90,6 +102,9 @@ def make_grid(model, size, *, kmax=None, shift=None, chunk_size: int = 65536, ke
             raise ConfigError(f"{key}.sizes", size, "integers >= 2 (points per axis)")
     if chunk_size < 1:
         raise ConfigError(f"{key}.chunk_size", chunk_size, "a positive integer")
+    if max_chunks is not None and max_chunks < 1:
+        raise ConfigError(f"{key}.max_chunks", max_chunks, "a positive integer")
+    chunk_size = effective_chunk_size(int(np.prod(sizes)), int(chunk_size), max_chunks)
     if model.periodic:
         if kmax is not None:
             raise ConfigError(f"{key}.kmax", kmax, "no window for the periodic model "

@@ -184,7 +184,7 @@ class Study:
 
         kg = self.kgrid
         return make_grid(self.model, size, kmax=kg.get("kmax"), shift=kg.get("shift") if self.model.periodic else None,
-                         chunk_size=kg["chunk_size"], key=f"{self.where}kgrid")
+                         chunk_size=kg["chunk_size"], max_chunks=kg["max_chunks"], key=f"{self.where}kgrid")
 
 
 def load_study(source, name: str | None = None) -> Study:
