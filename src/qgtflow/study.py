@@ -187,6 +187,33 @@ class Study:
                          chunk_size=kg["chunk_size"], max_chunks=kg["max_chunks"], key=f"{self.where}kgrid")
 
 
+def _check_electro_optics(cfg: dict, model, units, key: str) -> None:
+    """004: what pockels_skew and the thin-film observables need, refused before any compute."""
+    from qgtflow.reduce.responses import THIN_FILM
+
+    responses = cfg["responses"]
+    if "pockels_skew" in responses:
+        if model.dim not in (2, 3):
+            raise ConfigError(f"{key}responses", "pockels_skew", f"a 2D or 3D model (this model is {model.dim}D)")
+        if cfg.get("impurities") is None:
+            raise ConfigError(f"{key}impurities", None, "{density: n_i [length^-d], potential: V0 [energy length^d]} "
+                              "in model units for pockels_skew (004: n_i = 1e9 cm^-2 = 1e-5 nm^-2, V0 = 1e-13 eV cm^2 "
+                              "= 10 eV nm^2)")
+        if cfg.get("omega") is None:
+            raise ConfigError(f"{key}omega", None, "photon energies hbar*omega (model energy units) for pockels_skew")
+    film = [r for r in responses if r in THIN_FILM]
+    if film:
+        if units.natural or model.dim != 2:
+            raise ConfigError(f"{key}responses", film[0], "a 2D model in physical units (sheet conductances in S)")
+        if cfg.get("electro_optics") is None:
+            raise ConfigError(f"{key}electro_optics", None, f"{{e_dc: [V/m, ...]}} for {film}")
+        cfg["electro_optics"]["e_dc"] = _as_array(cfg["electro_optics"]["e_dc"], f"{key}electro_optics.e_dc").tolist()
+        needed = [r for r in ("sigma_optical", "kerr_snap") if r not in responses]
+        if needed or not {"pockels_bcd", "pockels_skew"} & set(responses):
+            raise ConfigError(f"{key}responses", film[0], "sigma_optical, kerr_snap and pockels_skew and/or "
+                              f"pockels_bcd in the same study (missing: {needed or ['a Pockels tensor']})")
+
+
 def load_study(source, name: str | None = None) -> Study:
     """Validate a study given as a dict, a YAML path or a :class:`Study`; refuse bad input early."""
     if isinstance(source, Study):
@@ -230,11 +257,13 @@ def load_study(source, name: str | None = None) -> Study:
     if np.any(temperature <= 0):
         raise ConfigError(f"{key}temperature", cfg["temperature"],
                           "temperatures > 0 (T = 0 needs tetrahedron integration, not available yet)")
-    from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES
+    from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
 
+    known = sorted(RESPONSES) + sorted(DIRECT_RESPONSES) + list(MODEL_RESPONSES) + list(THIN_FILM)
     for r in cfg["responses"]:
-        if r not in RESPONSES and r not in DIRECT_RESPONSES:
-            raise ConfigError(f"{key}responses", r, f"one of {sorted(RESPONSES) + sorted(DIRECT_RESPONSES)}")
+        if r not in known:
+            raise ConfigError(f"{key}responses", r, f"one of {known}")
+    _check_electro_optics(cfg, model, units, key)
     direct = [r for r in cfg["responses"] if r in DIRECT_RESPONSES]
     for r in direct:
         if model.dim < DIRECT_RESPONSES[r].min_dim:
@@ -244,6 +273,10 @@ def load_study(source, name: str | None = None) -> Study:
         for needed in ("omega", "broadening"):
             if cfg.get(needed) is None:
                 raise ConfigError(f"{key}{needed}", None, f"a value for the frequency-dependent responses {direct}")
+    optical = [r for r in cfg["responses"] if r in RESPONSES and RESPONSES[r].omega_factor is not None]
+    if optical and cfg.get("omega") is None:
+        raise ConfigError(f"{key}omega", None, f"photon energies hbar*omega (model energy units) for the "
+                          f"frequency-dependent responses {optical}")
     if cfg.get("omega") is not None and np.any(_as_array(cfg["omega"], f"{key}omega") <= 0):
         raise ConfigError(f"{key}omega", cfg["omega"], "photon energies > 0")
     if direct:

@@ -52,6 +52,10 @@ class Response:
     # their integrands carry two more axes (omega, phase) after the extra dims
     ac_forms: Callable | None = None
     ac_formula: str = ""
+    # 004: the frequency dependence is a factor of static integrals. The integrand carries a leading axis
+    # ``omega_part`` (the first extra dim); omega_factor(ωτ (W,)) -> complex (W, parts) combines the parts into a
+    # complex response with dims (omega, complex_part) in their place (reduce_stage.response_dataset)
+    omega_factor: Callable | None = None
 
     def at_frequencies(self, omega, eta: float = 0.0) -> "Response":
         """This response at photon energies ``omega`` (model energy units), or itself when it has no AC form
@@ -310,6 +314,102 @@ _register(Response(
      "surface": Term(_ife_christoffel, 1, 1, 4, ("velocity", "christoffel"), -1.0 / 8.0)},
     e_power=3, hbar_power=-2, tau_power=1, si_units=lambda d: {"A": 1, "m": 4 - d, "V": -2},
     extra_dims=(("part", IFE_PARTS),)))
+
+
+# ---- 004: optical conductivity, BCD Pockels, Snap Kerr (time convention e^{+iωt}, τ_ω = τ/(1 + iωτ)) --------
+TIME_CONVENTION_004 = "004 (e^{+iωt}, τ_ω = τ/(1 + iωτ); AMBIGUITIES 004.4): imaginary parts opposite to e^{-iωt}"
+COMPLEX_PARTS = ["real", "imag"]
+# 004 outputs made outside the energy histograms (reduce/electro_optics.py): from the model on the study's grid,
+# and thin-film observables assembled from other responses
+MODEL_RESPONSES = ("pockels_skew",)
+THIN_FILM = ("reflection", "transmission", "polarization_rotation", "delta_t_over_t", "delta_r_over_r")
+
+
+def _tau_omega(wt):
+    """τ_ω/τ = 1/(1 + iωτ) for ωτ values."""
+    return 1.0 / (1.0 + 1j * np.asarray(wt, float))
+
+
+def _in_plane_epsilon(d: int) -> np.ndarray:
+    """ε_{αβδ} with α, β Cartesian and δ a pseudovector component: (2, 2, 1) in 2D (δ = z), (3, 3, 3) in 3D."""
+    if d == 2:
+        return _LEVI_CIVITA[:2, :2, 2:]
+    if d == 3:
+        return _LEVI_CIVITA
+    raise ValueError("the BCD Pockels tensor needs a 2D or 3D model")
+
+
+def _pockels_bcd_parts(D):
+    """(A, B) with A_αβγ = ε_αγδ D_βδ (τ_ω part), B_αβγ = ε_αβδ D_γδ (τ part), stacked on axis 2."""
+    eps = _in_plane_epsilon(D.shape[-2])
+    A = np.einsum("agd,nkbd->nkabg", eps, D)
+    B = np.einsum("abd,nkgd->nkabg", eps, D)
+    return np.stack([A, B], axis=2)
+
+
+def _snap_s29(f):
+    """004 Eq. S29 integrand pieces of −Σ v_α ∂_β∂_γ∂_δ f0, with ∂_β∂_γ∂_δ f0 =
+    f0‴ v_β v_γ v_δ + f0″ (m_βγ v_δ + m_βδ v_γ + m_γδ v_β) + f0′ ∂_β∂_γ∂_δ ε: the integrands of orders 3, 2, 1."""
+    v, m, t = f["velocity"], f["inverse_mass"], f["energy_third_derivative"]
+    vvvv = np.einsum("nka,nkb,nkc,nkd->nkabcd", v, v, v, v)
+    vm = (np.einsum("nka,nkbc,nkd->nkabcd", v, m, v) + np.einsum("nka,nkbd,nkc->nkabcd", v, m, v)
+          + np.einsum("nka,nkcd,nkb->nkabcd", v, m, v))
+    vt = np.einsum("nka,nkbcd->nkabcd", v, t)
+    return vvvv, vm, vt
+
+
+_register(Response(
+    "sigma_optical", "field-free optical conductivity σ^(0)_αβ(ω)",
+    "004 Eq. 4: σ^(0)_αβ(ω) = −e² τ_ω Σ_n ∫[dk] v_α v_β ∂f0/∂ε, τ_ω = τ/(1 + iωτ)",
+    ("i", "j"),
+    {"surface": Term(lambda f: _outer(f["velocity"], f["velocity"])[:, :, None], 1, 2, 2, ("velocity",), -1.0)},
+    e_power=2, hbar_power=-2, tau_power=1, si_units=_linear_units, extra_dims=(("omega_part", ["tau_omega"]),),
+    time_convention=TIME_CONVENTION_004, omega_factor=lambda wt: _tau_omega(wt)[:, None]))
+
+_register(Response(
+    "pockels_bcd", "Berry-curvature-dipole Pockels tensor P^(BCD)_αβγ(ω)",
+    "004 Eq. 5: P^(BCD)_αβγ = (e³/ħ²)(τ_ω ε_αγδ D_βδ + τ ε_αβδ D_γδ), D_βδ = Σ_n ∫[dk] f0 ∂_βΩ_δ (Fermi-surface form "
+    "by parts: −Σ∫ Ω_δ ∂_βε f0'); δσ_αβ = P_αβγ E_γ (004 Eq. 1)",
+    ("i", "j", "k"),
+    {"sea": Term(lambda f: _pockels_bcd_parts(_pseudo_deriv(f["berry_curvature_dipole_density"])), 0, 0, 3,
+                 ("berry_curvature_dipole_density",)),
+     "surface": Term(lambda f: _pockels_bcd_parts(_outer(f["velocity"], _pseudo(f["berry_curvature"]))), 1, 1, 3,
+                     ("velocity", "berry_curvature"), -1.0)},
+    e_power=3, hbar_power=-2, tau_power=1, si_units=lambda d: {"S": 1, "m": 3 - d, "V": -1},
+    extra_dims=(("omega_part", ["tau_omega", "tau"]),), time_convention=TIME_CONVENTION_004,
+    omega_factor=lambda wt: np.stack([_tau_omega(wt), np.ones(np.size(wt))], axis=1)))
+
+_SNAP_FORMULA = ("004 Eq. 7: J_αβγδ = −(e⁴/ħ⁴) Σ_n ∫[dk] ∂_α∂_β∂_γε ∂_δf0 (= ∂³ε ∂_δε f0'); equal to Eq. S29 "
+                 "−(e⁴/ħ⁴) Σ∫ ∂_αε ∂_β∂_γ∂_δ f0 by parts (AMBIGUITIES 004.3)")
+_SNAP_FORMS = {
+    "surface": Term(lambda f: f["energy_third_derivative"][..., None] * f["velocity"][:, :, None, None, None, :],
+                    1, 2, 4, ("energy_third_derivative", "velocity"), -1.0),
+    # 004 Eq. S29 (for comparison: the same tensor with the derivatives on f0)
+    "s29": (Term(lambda f: _snap_s29(f)[0], 3, 4, 4, ("velocity",), -1.0),
+            Term(lambda f: _snap_s29(f)[1], 2, 3, 4, ("velocity", "inverse_mass"), -1.0),
+            Term(lambda f: _snap_s29(f)[2], 1, 2, 4, ("velocity", "energy_third_derivative"), -1.0))}
+
+
+def _with_part_axis(forms: dict) -> dict:
+    """The same forms with a length-1 ``omega_part`` axis after band (for an ω-factor response)."""
+    def wrap(t):
+        return Term(lambda f, g=t.integrand: g(f)[:, :, None], t.order, t.energy_power, t.length_power, t.fields,
+                    t.coefficient)
+    return {form: wrap(parts) if isinstance(parts, Term) else tuple(wrap(t) for t in parts)
+            for form, parts in forms.items()}
+
+
+_register(Response(
+    "snap_tensor", "Snap tensor J_αβγδ", _SNAP_FORMULA, ("i", "j", "k", "l"), _SNAP_FORMS,
+    e_power=4, hbar_power=-4, si_units=lambda d: {"S": 1, "m": 4 - d, "V": -2, "s": -3}))
+
+_register(Response(
+    "kerr_snap", "Snap Kerr tensor K_αβγδ(ω)",
+    "004 Eq. 7: [K_αβ^γδ]_Snap = (τ_ω³ + τ_ω²τ + τ_ωτ²) J_αβγδ; δσ_αβ = K_αβγδ E_γ E_δ (004 Eq. 1); " + _SNAP_FORMULA,
+    ("i", "j", "k", "l"), _with_part_axis(_SNAP_FORMS),
+    e_power=4, hbar_power=-4, tau_power=3, si_units=lambda d: {"S": 1, "m": 4 - d, "V": -2},
+    extra_dims=(("omega_part", ["tau_omega_sum"]),), time_convention=TIME_CONVENTION_004,
+    omega_factor=lambda wt: (_tau_omega(wt) ** 3 + _tau_omega(wt) ** 2 + _tau_omega(wt))[:, None]))
 
 
 # ---- 003: spin currents and spin magnetization (DC) ---------------------------------------------------
@@ -576,6 +676,8 @@ def required_fields(responses: list[str], form: str, omega=None) -> list[str]:
     study's photon energies (frequency-dependent forms read other fields)."""
     names = {"energy"}
     for r in responses:
+        if r in MODEL_RESPONSES or r in THIN_FILM:
+            continue
         if r in DIRECT_RESPONSES:
             names.update(DIRECT_RESPONSES[r].fields)
         else:

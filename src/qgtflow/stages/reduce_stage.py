@@ -102,7 +102,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
     per_sector = moments.shape[-1] // n_sectors
     contracted = {}  # one contraction per occupation order, shared by every response using it
     for name in study.responses:
-        if name in DIRECT_RESPONSES:
+        if name not in RESPONSES:  # direct pair sums and 004 electro-optics: added below
             continue
         resp = study.response(name)
         form, parts = resp.term_parts(form_requested)
@@ -121,6 +121,8 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
             values = values + part * resp.prefactor(study.units, _tau(study), term, term.order, dim)
         orders = sorted({term.order for term in parts})
         values = values.reshape((n_sectors, study.mu.size, study.temperature.size) + shape)
+        if resp.omega_factor is not None:  # 004: combine the static parts with their ω factors (complex)
+            values, extra = _frequency_combined(study, resp, values)
         dims = ("mu", "T") + tuple(extra) + resp.cart_dims
         if extra:  # put extra dims (e.g. variant) first, as in the CATALOG
             values = np.moveaxis(values, [1, 2], [1 + len(extra), 2 + len(extra)])
@@ -150,6 +152,16 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments,
         "geometry_fingerprint": geometry_attrs.get(io.FINGERPRINT, "")})
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _frequency_combined(study, resp, values):
+    """(S, μ, T, parts, *cart) static integrals → (S, μ, T, ω, complex_part, *cart) with resp.omega_factor(ωτ)."""
+    from qgtflow.reduce.responses import COMPLEX_PARTS
+
+    wt = np.asarray(study.omega, float) * study.units.tau_model(study.tau)
+    factor = np.asarray(resp.omega_factor(wt), complex)  # (W, parts)
+    combined = np.einsum("wp,smtp...->smtw...", factor, values)
+    return np.stack([combined.real, combined.imag], axis=4), {"omega": list(study.omega), "complex_part": COMPLEX_PARTS}
 
 
 _EXTRA_COORD_ATTRS = {"phase": {"long_name": "time dependence of the response to E(t) = E cos ωt (003 Eq. 7–8)"}}
@@ -201,6 +213,29 @@ def _direct_variables(study, direct: dict, sectors, coords) -> dict:
     return variables
 
 
+def _electro_optics(study, ds: xr.Dataset, size: int, client) -> xr.Dataset:
+    """Add 004's skew Pockels tensor (from the model on the study's grid) and the thin-film observables."""
+    from qgtflow.reduce import electro_optics as eo
+
+    new = {}
+    if "pockels_skew" in study.responses:
+        log.info("reduce %s: skew-scattering Pockels tensor on the %s grid", study.name, size)
+        new["pockels_skew"] = eo.pockels_skew(study, study.make_grid(size), client=client)
+    if new:
+        ds = ds.assign(new)
+    film = eo.thin_film_variables(study, ds)
+    if film:
+        ds = ds.assign(film)
+    added = {**new, **film}
+    if added:
+        ds = ds.assign_coords({k: v for k, v in eo.extra_coords(added, study).items() if k not in ds.coords})
+    if "omega" not in ds.coords and added:
+        energy_unit = "model energy" if study.units.natural else study.units.energy
+        ds = ds.assign_coords(omega=("omega", list(study.omega), {"long_name": "photon energy ħω",
+                                                                  "units": energy_unit}))
+    return ds
+
+
 def _tau(study) -> float:
     return study.units.tau_model(study.tau) if study.units.natural else study.tau
 
@@ -234,7 +269,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     masks = band_masks(band_weight, band_sector, resolve)
     sectors = list(dict.fromkeys(band_sector.tolist())) if resolve else None
     direct = None
-    if any(r in DIRECT_RESPONSES for r in study.responses):
+    if any(r in DIRECT_RESPONSES for r in study.responses):  # 002 pair sums
         direct = {"mu": np.asarray(study.mu, float), "kT": kT, "omega": np.asarray(study.omega, float),
                   "eta": float(study.config["broadening"]), "pairs": two_band_pairs(band_sector),
                   "band_weight": np.asarray(band_weight, float)}
@@ -263,6 +298,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
                                                  "dim": geo.sizes["axis"]}
     ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
                           direct_result)
+    ds = _electro_optics(study, ds, int(geo.attrs["grid_sizes"][0]), client)
     if out is not None:
         io.write_dataset(ds, out)
     return ds

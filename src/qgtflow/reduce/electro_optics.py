@@ -1,0 +1,142 @@
+"""004 electro-optics assembled in the reduce stage: the skew-scattering Pockels tensor and thin-film observables.
+
+* ``pockels_skew`` (004 Eq. 6): S^(1), S^(2) from :mod:`qgtflow.reduce.skew` (third-order Born rate of
+  AMBIGUITIES 004.5; the model is diagonalised only at Fermi-shell k-points of the study's grid), combined at
+  the study's ω and τ; e^{+iωt} convention (AMBIGUITIES 004.4).
+* Thin-film observables of a 2D sheet (004 Fig. 2, 3; SI S49, S52) from the study's ``sigma_optical``,
+  Pockels tensor (``pockels_bcd`` + ``pockels_skew``, those requested) and ``kerr_snap``, for DC fields
+  ``electro_optics.e_dc`` (V/m) along ``electro_optics.direction`` and light polarised at
+  ``electro_optics.incident_angle`` to x: ``reflection``, ``transmission`` (Jones matrices),
+  ``polarization_rotation`` (major-axis rotation and ellipticity of the transmitted / reflected beams),
+  ``delta_t_over_t`` and ``delta_r_over_r`` (with the Pockels-only and Kerr-only shares).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from qgtflow.reduce import thin_film
+from qgtflow.reduce.responses import COMPLEX_PARTS, MODEL_RESPONSES, THIN_FILM, TIME_CONVENTION_004
+from qgtflow.units import E_CHARGE, HBAR
+
+__all__ = ["MODEL_RESPONSES", "THIN_FILM", "pockels_skew", "thin_film_variables", "extra_coords"]
+
+SHARES = ["total", "pockels", "kerr"]
+
+SKEW_FORMULA = ("004 Eq. 6: P^(skew)_αβγ = (e³/ħ²){τ_ω³ S^(1)_αγβ + τ_ω τ² S^(1)_αβγ + τ_ω²(τ_ω + τ) S^(2)_αβγ}, "
+                "S^(1) = −(1/ħ) Σ_k ∂_αε ∂_β Σ_k′ w^A_kk′ ∂_γf0(k′), S^(2) = −(1/ħ) Σ_k ∂_αε Σ_k′ w^A_kk′ ∂_β∂_γf0(k′); "
+                "w^A: third-order Born rate of δ-correlated impurities (AMBIGUITIES 004.5), intravalley, evaluated with "
+                "energy-shell projector matrices and linear-tetrahedron δ weights (reduce/skew.py)")
+
+
+def _omega_tau(study) -> tuple[np.ndarray, float]:
+    """(ω, τ) in the output unit system: rad/s and s (physical), model units (natural)."""
+    omega = np.asarray(study.omega, float)
+    if study.units.natural:
+        return omega, float(study.tau)
+    return omega * study.units.energy_si / HBAR, float(study.tau)
+
+
+def pockels_skew(study, grid, client=None) -> xr.Variable:
+    """004 Eq. 6 on ``grid``: dims (omega, complex_part, mu, T, i, j, k)."""
+    from qgtflow.reduce import skew
+
+    imp = study.config["impurities"]
+    kT = np.array([study.units.kT(t) for t in study.temperature])
+    out = skew.skew_tensors(study.model, grid, np.asarray(study.mu, float), kT, imp["density"], imp["potential"],
+                            client=client)
+    S1, S2 = np.asarray(out["S1"]), np.asarray(out["S2"])  # (μ, T, d, d, d): energy² length^(3−d), ħ = 1
+    omega, tau = _omega_tau(study)
+    d = grid.dim
+    if study.units.natural:
+        scale, prefactor, units = 1.0, 1.0, "natural (e = hbar = 1; model energy and length units)"
+    else:  # S/ħ² in SI, then e³/ħ² (A·m/V² for a 2D sheet)
+        scale = study.units.energy_si ** 2 / HBAR ** 2 * study.units.length_si ** (3 - d)
+        prefactor = E_CHARGE ** 3 / HBAR ** 2
+        units = "S m V-1" if d == 2 else f"S m{3 - d} V-1".replace("m0 ", "")
+    P = skew.pockels_skew(scale * S1[None], scale * S2[None], tau, omega[:, None, None, None, None, None],
+                          prefactor=prefactor)  # (ω, μ, T, d, d, d)
+    values = np.stack([P.real, P.imag], axis=1)
+    born = skew.transport_time(study.model, grid, float(study.mu[0]), float(kT[0]), imp["density"], imp["potential"])
+    born_tau = born["tau"] * (HBAR / study.units.energy_si if not study.units.natural else 1.0)
+    return xr.Variable(("omega", "complex_part", "mu", "T", "i", "j", "k"), values, {
+        "units": units, "long_name": "skew-scattering Pockels tensor P^(skew)_αβγ(ω)", "formula": SKEW_FORMULA,
+        "form": "Fermi surface (energy shells, linear tetrahedron)", "time_convention": TIME_CONVENTION_004,
+        "impurity_density": imp["density"], "impurity_potential": imp["potential"],
+        "born_transport_time": float(born_tau),
+        "born_transport_time_note": "1/<1/tau_k> of the symmetric Born rate at the first mu and T "
+                                    "(s in physical units); the response uses the study's tau"})
+
+
+def _complex(ds: xr.Dataset, name: str) -> np.ndarray:
+    """(ω, μ, T, *cart) complex array of an ω-dependent response."""
+    v = ds[name].transpose("omega", "complex_part", "mu", "T", ...).values
+    return v[:, 0] + 1j * v[:, 1]
+
+
+def thin_film_variables(study, ds: xr.Dataset) -> dict[str, xr.Variable]:
+    """The requested thin-film observables of a 2D sheet from the responses in ``ds`` (SI units)."""
+    requested = [r for r in THIN_FILM if r in study.responses]
+    if not requested:
+        return {}
+    cfg = study.config["electro_optics"]
+    e_dc = np.asarray(cfg["e_dc"], float)
+    direction = np.array([1.0, 0.0]) if cfg.get("direction", "y") == "x" else np.array([0.0, 1.0])
+    E_vec = e_dc[:, None] * direction  # (E, 2)
+    angle = float(cfg.get("incident_angle", np.pi / 4))
+    sigma0_base = _complex(ds, "sigma_optical")[None]  # (1, ω, μ, T, 2, 2)
+    pockels = sum(_complex(ds, p) for p in ("pockels_bcd", "pockels_skew") if p in ds)
+    pockels = None if np.isscalar(pockels) else pockels[None]
+    kerr = _complex(ds, "kerr_snap")[None] if "kerr_snap" in ds else None
+    E = E_vec[:, None, None, None, :]  # (E, 1, 1, 1, 2)
+    sigma = thin_film.field_induced_conductivity(sigma0_base, pockels, kerr, E)
+    sigma0 = np.broadcast_to(sigma0_base, sigma.shape)
+    dims = ("e_dc", "omega", "mu", "T")
+    common = {"time_convention": TIME_CONVENTION_004, "incident_angle": angle, "e_dc_direction": cfg.get("direction", "y"),
+              "sheet": "conducting sheet in vacuum, normal incidence (004 SI Sec. 2)"}
+    out = {}
+    r, t = thin_film.sheet_reflection_transmission(sigma)
+    for name, m, eq in (("reflection", r, "S49"), ("transmission", t, "S52")):
+        if name in requested:
+            values = np.stack([m.real, m.imag], axis=4)  # (E, ω, μ, T, part, 2, 2)
+            values = np.moveaxis(values, 4, 2)
+            out[name] = xr.Variable(("e_dc", "omega", "complex_part", "mu", "T", "i", "j"), values, {
+                "units": "1", "long_name": f"{name} Jones matrix of the sheet in the DC field",
+                "formula": f"004 SI Eq. {eq} with σ = σ^(0)(ω) + P·E + K·E·E (004 Eq. 1; general σ_xy ≠ σ_yx)",
+                **common})
+    if "polarization_rotation" in requested:
+        rot = thin_film.polarization_rotation(sigma0, sigma, angle)
+        values = np.stack([np.stack([rot.dtheta_t, rot.ellipticity_t]), np.stack([rot.dtheta_r, rot.ellipticity_r])])
+        out["polarization_rotation"] = xr.Variable(("beam", "beam_quantity") + dims, values, {
+            "units": "rad (rotation), 1 (ellipticity tan χ)",
+            "long_name": "field-induced rotation of the polarization major axis and ellipticity",
+            "formula": "004 Fig. 2: Δθ = θ(t̄(σ)E_i) − θ(t̄(σ0)E_i) (and r̄), S49, S52", **common})
+    for name, observable, label in (("delta_t_over_t", thin_film.transmittance_change, "ΔT/T0"),
+                                    ("delta_r_over_r", thin_film.reflectance_change, "ΔR/R0")):
+        if name in requested:
+            split = thin_film.pockels_kerr_split(observable, sigma0_base, pockels, kerr, E, angle=angle)
+            values = np.stack([np.broadcast_to(split[s], sigma.shape[:4]) for s in SHARES])
+            out[name] = xr.Variable(("share",) + dims, values, {
+                "units": "1", "long_name": f"{label}: field-induced change of the {'transmittance' if 'T' in label else 'reflectance'}",
+                "formula": f"004 Fig. 3: {label} with T = |t̄E_i|², R = |r̄E_i|² (S49, S52); shares: Pockels only "
+                           "(K = 0), Kerr only (P = 0)", **common})
+    return out
+
+
+def extra_coords(ds_vars: dict, study) -> dict:
+    """Coordinates of the electro-optic dims present in ``ds_vars``."""
+    coords = {}
+    dims = {d for v in ds_vars.values() for d in v.dims}
+    if "complex_part" in dims:
+        coords["complex_part"] = ("complex_part", COMPLEX_PARTS)
+    if "e_dc" in dims:
+        coords["e_dc"] = ("e_dc", list(map(float, study.config["electro_optics"]["e_dc"])),
+                          {"long_name": "DC electric field", "units": "V m-1"})
+    if "beam" in dims:
+        coords["beam"] = ("beam", ["transmitted", "reflected"])
+    if "beam_quantity" in dims:
+        coords["beam_quantity"] = ("beam_quantity", ["rotation", "ellipticity"])
+    if "share" in dims:
+        coords["share"] = ("share", SHARES)
+    return coords
