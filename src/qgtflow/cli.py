@@ -1,6 +1,7 @@
 """The ``qgtflow`` command line, and the set-up shared by the workflow's rule scripts.
 
     qgtflow evaluate STUDY.yaml --out OUT.zarr [--size N] [--workers N]
+    qgtflow converge STUDY.yaml --out DIR [--rtol X] [--max-points N] [--workers N] [--strict]
     qgtflow run [--configfile F] [--cores N|all] [--slurm] [--dask-slurm [F]] [--dry-run] [snakemake args ...]
     qgtflow report [--configfile F] [snakemake args ...]
 
@@ -269,6 +270,53 @@ def cmd_evaluate(args, extra) -> int:
     return 0
 
 
+def _zero_components(items: list[str] | None) -> dict[str, list[str]]:
+    """``--zero RESPONSE:COMP[,COMP...]`` (repeatable) -> {response: [component labels]}."""
+    out: dict[str, list[str]] = {}
+    for item in items or []:
+        name, sep, comps = item.partition(":")
+        labels = [c.strip() for c in comps.split(",") if c.strip()]
+        if not sep or not name.strip() or not labels:
+            raise UsageError(f"--zero {item}: expected RESPONSE:COMPONENT[,COMPONENT...], e.g. sigma_drude:xy,yx")
+        out.setdefault(name.strip(), []).extend(labels)
+    return out
+
+
+def cmd_converge(args, extra) -> int:
+    from qgtflow.driver import converge
+    from qgtflow.study import load_study
+
+    study = _existing_file(args.study, "study file")
+    checks = [("--rtol", args.rtol, args.rtol is None or args.rtol > 0, "a number > 0"),
+              ("--atol", args.atol, args.atol is None or args.atol >= 0, "a number >= 0"),
+              ("--max-points", args.max_points, args.max_points is None or args.max_points >= 1, "an integer >= 1"),
+              ("--max-rounds", args.max_rounds, args.max_rounds >= 3, "an integer >= 3"),
+              ("--growth", args.growth, args.growth > 1, "a number > 1"),
+              ("--start", args.start, args.start is None or args.start >= 2, "an integer >= 2"),
+              ("--workers", args.workers, args.workers is None or args.workers >= 0,
+               "an integer >= 0 (0 = no Dask)")]
+    for option, value, ok, expected in checks:
+        if not ok:
+            raise UsageError(f"{option} {value}: expected {expected}")
+    zero = _zero_components(args.zero)
+    try:  # validate first: every refusal before any compute names the file (keys as written in it)
+        validated = load_study(study)
+    except QgtflowError as exc:
+        message = str(exc)
+        raise UsageError(message if study in message else f"study file {args.study}: {message}") from None
+    workdir = args.workdir or str(Path(args.out) / "responses")
+    log.info("converge %s -> %s (responses stores in %s)", study, args.out, workdir)
+    result = converge(validated, rtol=args.rtol, atol=args.atol, start=args.start, growth=args.growth,
+                      max_points=args.max_points, max_rounds=args.max_rounds, n_workers=args.workers,
+                      workdir=workdir, out_dir=args.out, zero_components=zero, plots=not args.no_plots)
+    print(result.summary())
+    if args.strict and not result.converged:
+        print(f"qgtflow: {result.n_entries - result.n_converged} of {result.n_entries} entries not converged "
+              "(--strict)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _load_yaml(path) -> dict:
     import yaml
 
@@ -457,7 +505,7 @@ def cmd_report(args, extra) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qgtflow", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,run,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,converge,run,report}")
 
     p = sub.add_parser("evaluate", allow_abbrev=False, help="one study at one grid density, without Snakemake")
     p.add_argument("study", metavar="STUDY.yaml", help="study file (src/qgtflow/schemas/study.schema.yaml)")
@@ -465,6 +513,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="points per axis (default: the largest of kgrid.sizes)")
     p.add_argument("--workers", type=int, help="Dask workers (default: the cores visible; 0 = in process)")
     p.set_defaults(func=cmd_evaluate, passthrough=False)
+
+    p = sub.add_parser("converge", allow_abbrev=False,
+                       help="refine the k-grid of one study until every response entry converges")
+    p.add_argument("study", metavar="STUDY.yaml", help="study file (src/qgtflow/schemas/study.schema.yaml)")
+    p.add_argument("--out", required=True, metavar="DIR",
+                   help="directory for convergence.zarr, convergence.csv, plots and summary.txt")
+    p.add_argument("--rtol", type=float, help="relative tolerance (default: the study's convergence.rtol)")
+    p.add_argument("--atol", type=float, help="absolute tolerance (default: the study's convergence.atol)")
+    p.add_argument("--max-points", type=int, metavar="N", help="never run a grid with more k-points")
+    p.add_argument("--max-rounds", type=int, default=8, metavar="N", help="at most N grid densities (default 8)")
+    p.add_argument("--start", type=int, metavar="N", help="points per axis of the first grid "
+                   "(default: the smallest of kgrid.sizes)")
+    p.add_argument("--growth", type=float, default=1.5, help="factor per axis between densities (default 1.5)")
+    p.add_argument("--workers", type=int, help="Dask workers (default: the cores visible; 0 = in process)")
+    p.add_argument("--workdir", metavar="DIR", help="responses stores of every density, reused by a later call "
+                   "(default: DIR/responses under --out)")
+    p.add_argument("--zero", action="append", metavar="RESPONSE:COMP[,COMP]",
+                   help="components that vanish by symmetry: report their relative residuals (repeatable)")
+    p.add_argument("--strict", action="store_true", help="exit with status 1 when an entry did not converge")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.set_defaults(func=cmd_converge, passthrough=False)
 
     p = sub.add_parser("run", allow_abbrev=False, help="run the Snakemake workflow (other arguments go to snakemake)")
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
