@@ -23,7 +23,7 @@ HBAR_EV_S = 6.582119569e-16
 WT = np.array([1.0, 2.0, 20.0, 40.0])  # ωτ
 BLG = {"name": "blg", "model": {"name": "bilayer_graphene_gapped"}, "kgrid": {"sizes": [120]},
        "mu": [0.065], "temperature": [30.0], "tau": TAU, "omega": (WT * HBAR_EV_S / TAU).tolist(),
-       "impurities": {"density": 1e-5, "potential": 10.0}, "electro_optics": {"e_dc": [-2e4, 0.0, 1e4, 2e4]},
+       "impurities": {"density": 1e-5, "potential": 10.0}, "electro_optics": {"e_dc": [-2e4, 0.0, 1e4, 2e4], "incident_angle": [np.pi / 4, np.pi / 2]},
        "responses": ["sigma_drude", "sigma_optical", "berry_curvature_dipole", "pockels_bcd", "pockels_skew",
                      "snap_tensor", "kerr_snap", "reflection", "transmission", "polarization_rotation",
                      "delta_t_over_t", "delta_r_over_r"]}
@@ -89,16 +89,25 @@ def test_thin_film_outputs(blg):
     z0s_yy = thin_film.Z0 * s0[:, 1, 1]
     np.testing.assert_allclose(cplx(blg["transmission"].isel(mu=0, T=0).sel(e_dc=0.0))[:, 1, 1], 2 / (2 + z0s_yy),
                                rtol=1e-10)
-    rot = blg["polarization_rotation"].isel(mu=0, T=0)
+    rot = blg["polarization_rotation"].isel(mu=0, T=0, incident_angle=0)
     assert np.abs(rot.sel(e_dc=0.0, beam_quantity="rotation").values).max() == 0
     assert np.abs(rot.sel(e_dc=0.0).values).max() < 1e-7  # ellipticity from the grid's σ_xx − σ_yy ~ 1e-8
     assert np.abs(rot.sel(beam="transmitted", beam_quantity="rotation", e_dc=2e4).values).max() > 1e-5
     dt = blg["delta_t_over_t"].isel(mu=0, T=0)
     assert np.abs(dt.sel(e_dc=0.0).values).max() == 0
-    # Kerr-only share even in E_dc; at π/4 incidence (E ∥ y) the Pockels share is even too (thin_film docstring)
+    # Kerr-only share even in E_dc; at π/4 incidence (E ∥ y) the Pockels share is even too (thin_film docstring),
+    # with light polarised along y it is odd to leading order (004 Fig. 3b: linear at small E)
     np.testing.assert_allclose(dt.sel(share="kerr", e_dc=2e4).values, dt.sel(share="kerr", e_dc=-2e4).values,
                                rtol=1e-9)
-    assert blg["delta_r_over_r"].dims == ("share", "e_dc", "omega", "mu", "T")
+    odd = lambda a: 0.5 * (dt.isel(incident_angle=a).sel(share="pockels", e_dc=2e4).values
+                           - dt.isel(incident_angle=a).sel(share="pockels", e_dc=-2e4).values)
+    plus = dt.isel(incident_angle=1).sel(share="pockels", e_dc=2e4).values
+    minus = dt.isel(incident_angle=1).sel(share="pockels", e_dc=-2e4).values
+    assert np.all(plus * minus < 0)
+    np.testing.assert_allclose(plus, -minus, rtol=0.1)
+    # at π/4 only the grid's C_3v breaking (P_xyy ~ 1e-2 P_yyy here) leaves an odd part
+    assert np.all(np.abs(odd(0)) < 0.1 * np.abs(odd(1)))
+    assert blg["delta_r_over_r"].dims == ("share", "incident_angle", "e_dc", "omega", "mu", "T")
 
 
 def test_bcd_pockels_from_the_dipole(tmp_path):

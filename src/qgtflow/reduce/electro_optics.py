@@ -84,7 +84,7 @@ def thin_film_variables(study, ds: xr.Dataset) -> dict[str, xr.Variable]:
     e_dc = np.asarray(cfg["e_dc"], float)
     direction = np.array([1.0, 0.0]) if cfg.get("direction", "y") == "x" else np.array([0.0, 1.0])
     E_vec = e_dc[:, None] * direction  # (E, 2)
-    angle = float(cfg.get("incident_angle", np.pi / 4))
+    angles = np.atleast_1d(np.asarray(cfg.get("incident_angle", np.pi / 4), float))
     sigma0_base = _complex(ds, "sigma_optical")[None]  # (1, ω, μ, T, 2, 2)
     pockels = sum(_complex(ds, p) for p in ("pockels_bcd", "pockels_skew") if p in ds)
     pockels = None if np.isscalar(pockels) else pockels[None]
@@ -92,9 +92,10 @@ def thin_film_variables(study, ds: xr.Dataset) -> dict[str, xr.Variable]:
     E = E_vec[:, None, None, None, :]  # (E, 1, 1, 1, 2)
     sigma = thin_film.field_induced_conductivity(sigma0_base, pockels, kerr, E)
     sigma0 = np.broadcast_to(sigma0_base, sigma.shape)
-    dims = ("e_dc", "omega", "mu", "T")
-    common = {"time_convention": TIME_CONVENTION_004, "incident_angle": angle, "e_dc_direction": cfg.get("direction", "y"),
+    dims = ("incident_angle", "e_dc", "omega", "mu", "T")
+    common = {"time_convention": TIME_CONVENTION_004, "e_dc_direction": cfg.get("direction", "y"),
               "sheet": "conducting sheet in vacuum, normal incidence (004 SI Sec. 2)"}
+    per_angle = lambda fn: np.stack([fn(a) for a in angles])  # noqa: E731
     out = {}
     r, t = thin_film.sheet_reflection_transmission(sigma)
     for name, m, eq in (("reflection", r, "S49"), ("transmission", t, "S52")):
@@ -106,8 +107,10 @@ def thin_film_variables(study, ds: xr.Dataset) -> dict[str, xr.Variable]:
                 "formula": f"004 SI Eq. {eq} with σ = σ^(0)(ω) + P·E + K·E·E (004 Eq. 1; general σ_xy ≠ σ_yx)",
                 **common})
     if "polarization_rotation" in requested:
-        rot = thin_film.polarization_rotation(sigma0, sigma, angle)
-        values = np.stack([np.stack([rot.dtheta_t, rot.ellipticity_t]), np.stack([rot.dtheta_r, rot.ellipticity_r])])
+        def rotation(a):
+            rot = thin_film.polarization_rotation(sigma0, sigma, a)
+            return np.stack([np.stack([rot.dtheta_t, rot.ellipticity_t]), np.stack([rot.dtheta_r, rot.ellipticity_r])])
+        values = np.moveaxis(per_angle(rotation), 0, 2)  # (beam, beam_quantity, angle, E, ω, μ, T)
         out["polarization_rotation"] = xr.Variable(("beam", "beam_quantity") + dims, values, {
             "units": "rad (rotation), 1 (ellipticity tan χ)",
             "long_name": "field-induced rotation of the polarization major axis and ellipticity",
@@ -115,8 +118,10 @@ def thin_film_variables(study, ds: xr.Dataset) -> dict[str, xr.Variable]:
     for name, observable, label in (("delta_t_over_t", thin_film.transmittance_change, "ΔT/T0"),
                                     ("delta_r_over_r", thin_film.reflectance_change, "ΔR/R0")):
         if name in requested:
-            split = thin_film.pockels_kerr_split(observable, sigma0_base, pockels, kerr, E, angle=angle)
-            values = np.stack([np.broadcast_to(split[s], sigma.shape[:4]) for s in SHARES])
+            def shares(a, observable=observable):
+                split = thin_film.pockels_kerr_split(observable, sigma0_base, pockels, kerr, E, angle=a)
+                return np.stack([np.broadcast_to(split[s], sigma.shape[:4]) for s in SHARES])
+            values = np.moveaxis(per_angle(shares), 0, 1)  # (share, angle, E, ω, μ, T)
             out[name] = xr.Variable(("share",) + dims, values, {
                 "units": "1", "long_name": f"{label}: field-induced change of the {'transmittance' if 'T' in label else 'reflectance'}",
                 "formula": f"004 Fig. 3: {label} with T = |t̄E_i|², R = |r̄E_i|² (S49, S52); shares: Pockels only "
@@ -130,6 +135,10 @@ def extra_coords(ds_vars: dict, study) -> dict:
     dims = {d for v in ds_vars.values() for d in v.dims}
     if "complex_part" in dims:
         coords["complex_part"] = ("complex_part", COMPLEX_PARTS)
+    if "incident_angle" in dims:
+        angles = np.atleast_1d(np.asarray(study.config["electro_optics"].get("incident_angle", np.pi / 4), float))
+        coords["incident_angle"] = ("incident_angle", angles.tolist(),
+                                    {"long_name": "incident linear polarization angle to x", "units": "rad"})
     if "e_dc" in dims:
         coords["e_dc"] = ("e_dc", list(map(float, study.config["electro_optics"]["e_dc"])),
                           {"long_name": "DC electric field", "units": "V m-1"})
