@@ -162,10 +162,8 @@ def estimate_memory_mb(n_bands: int, dim: int, chunk_size: int, n_workers: int, 
 
 def histogram_mb(study) -> float:
     """Size of one moment histogram of the reduce stage (energy bins x moments x response components)."""
-    import numpy as np
 
     from qgtflow.reduce.responses import RESPONSES
-    from qgtflow.reduce.spectral import EnergyBins
 
     try:
         dim = study.model.dim
@@ -178,8 +176,7 @@ def histogram_mb(study) -> float:
                 continue
             comp = resp.component_coords(dim)
             n_comp += math.prod(len(v) for _, v in resp.extra_dims) * math.prod(len(comp[d]) for d in resp.cart_dims)
-        kT = np.array([study.units.kT(t) for t in study.temperature])
-        bins = EnergyBins(study.mu, kT, bins_per_kT=float(study.config["energy_bins_per_kT"]))
+        bins = study.energy_bins()
         return bins.n_bins * bins.n_moments * n_comp * 8 / MB
     except (AttributeError, KeyError, TypeError, ValueError) as exc:  # estimate only: never stop the workflow
         _note_once(getattr(study, "name", "?"), "reduce histogram size of study %s unknown (%s): not in the memory "

@@ -124,3 +124,10 @@ def make_grid(model, size, *, kmax=None, shift=None, chunk_size: int = 65536, ma
         raise ConfigError(f"{key}.shift", shift, "no shift for a k·p window (points are cell-centred)")
     return KGrid(sizes=sizes, kind="window", basis=np.diag(2 * kmax_axes), origin=-kmax_axes,
                  shift=(0.5,) * dim, chunk_size=int(chunk_size))
+
+
+def grid_from_attrs(attrs: dict) -> KGrid:
+    """The uniform grid described by a store's ``grid_*`` attrs (:meth:`KGrid.attrs`)."""
+    return KGrid(sizes=tuple(int(n) for n in attrs["grid_sizes"]), kind=str(attrs["grid_kind"]),
+                 basis=np.asarray(attrs["grid_basis"], float), origin=np.asarray(attrs["grid_origin"], float),
+                 shift=tuple(float(x) for x in attrs["grid_shift"]), chunk_size=int(attrs["chunk_size"]))

@@ -165,6 +165,26 @@ class Study:
         return form
 
     @property
+    def kT(self) -> np.ndarray:
+        """k_B T per temperature in model energy units."""
+        return np.array([self.units.kT(t) for t in self.temperature])
+
+    @property
+    def integration(self) -> str:
+        return str(self.config.get("integration") or "points")
+
+    def energy_bins(self):
+        """The reduce stage's energy histogram (bin width from T; at T = 0 from ``energy_resolution``)."""
+        from qgtflow.reduce.spectral import EnergyBins
+
+        kT = self.kT
+        zero_width = None
+        if np.any(kT == 0):
+            scale = max(float(np.abs(self.mu).max()), float(np.ptp(self.mu)))
+            zero_width = float(self.config.get("energy_resolution") or (1e-4 * scale if scale > 0 else 1e-6))
+        return EnergyBins(self.mu, kT, bins_per_kT=float(self.config["energy_bins_per_kT"]), zero_T_width=zero_width)
+
+    @property
     def broadening(self) -> float:
         """η of frequency-dependent interband responses (model energy units; 0 when not given)."""
         return float(self.config.get("broadening") or 0.0)
@@ -254,9 +274,16 @@ def load_study(source, name: str | None = None) -> Study:
     model = model_from_config(cfg["model"], units, where=f"{key}model", base_dir=base_dir)
     mu = _as_array(cfg["mu"], f"{key}mu")
     temperature = _as_array(cfg["temperature"], f"{key}temperature")
-    if np.any(temperature <= 0):
+    if np.any(temperature < 0):
         raise ConfigError(f"{key}temperature", cfg["temperature"],
-                          "temperatures > 0 (T = 0 needs tetrahedron integration, not available yet)")
+                          "temperatures > 0 (or >= 0 with integration: tetrahedron)")
+    if cfg["kgrid"].get("refine") and cfg.get("integration") == "tetrahedron":
+        raise ConfigError(f"{key}kgrid.refine", cfg["kgrid"]["refine"], "no refinement with `integration: "
+                          "tetrahedron` (tetrahedra need the uniform grid; they converge at low T without it)")
+    if np.any(temperature == 0) and cfg.get("integration") != "tetrahedron":
+        raise ConfigError(f"{key}temperature", cfg["temperature"],
+                          "temperatures > 0, or `integration: tetrahedron` for T = 0 (point sampling of the Fermi "
+                          "surface has no T = 0 limit)")
     from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
 
     known = sorted(RESPONSES) + sorted(DIRECT_RESPONSES) + list(MODEL_RESPONSES) + list(THIN_FILM)
@@ -265,6 +292,9 @@ def load_study(source, name: str | None = None) -> Study:
             raise ConfigError(f"{key}responses", r, f"one of {known}")
     _check_electro_optics(cfg, model, units, key)
     direct = [r for r in cfg["responses"] if r in DIRECT_RESPONSES]
+    if direct and cfg.get("integration") == "tetrahedron":
+        raise ConfigError(f"{key}integration", "tetrahedron", f"points for {direct} (their Lorentzian pair sums "
+                          "sample k-points; compute them in a study of their own)")
     for r in direct:
         if model.dim < DIRECT_RESPONSES[r].min_dim:
             raise ConfigError(f"{key}responses", r, f"a {DIRECT_RESPONSES[r].min_dim}D model (this model is "

@@ -33,16 +33,24 @@ MAX_BINS = 1 << 16
 class EnergyBins:
     """The fine energy grid shared by every chunk of one reduction."""
 
-    def __init__(self, mu: np.ndarray, kT: np.ndarray, bins_per_kT: float = 6.0, n_moments: int = 5):
-        self.lo = float(np.min(mu) - WINDOW_KT * np.max(kT))
-        hi = float(np.max(mu) + WINDOW_KT * np.max(kT))
-        width = float(np.min(kT)) / bins_per_kT
+    def __init__(self, mu: np.ndarray, kT: np.ndarray, bins_per_kT: float = 6.0, n_moments: int = 5,
+                 zero_T_width: float | None = None):
+        """``zero_T_width``: bin width when ``kT`` contains 0 (T = 0 read-out of exact tetrahedron histograms)."""
+        kT = np.asarray(kT, float)
+        widths = [float(np.min(kT[kT > 0])) / bins_per_kT] if np.any(kT > 0) else []
+        if np.any(kT == 0):
+            if zero_T_width is None:
+                raise ValueError("T = 0 needs zero_T_width (tetrahedron integration)")
+            widths.append(float(zero_T_width))
+        width = min(widths)
+        margin = max(WINDOW_KT * float(np.max(kT)), 8 * width)
+        self.lo = float(np.min(mu) - margin)
+        hi = float(np.max(mu) + margin)
         n = int(math.ceil((hi - self.lo) / width))
         if n > MAX_BINS:
             width = (hi - self.lo) / MAX_BINS
             n = MAX_BINS
-            log.warning("energy histogram capped at %d bins: bin width %.3g = %.3g kT_min", n, width,
-                        width / float(np.min(kT)))
+            log.warning("energy histogram capped at %d bins: bin width %.3g", n, width)
         self.width = width
         self.bins_per_kT = bins_per_kT
         self.n_bins = max(n, 1)

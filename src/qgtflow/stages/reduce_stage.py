@@ -20,7 +20,7 @@ from qgtflow import io
 from qgtflow.cluster import local_cluster, worker_count
 from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields, response
 from qgtflow.reduce.transitions import ndd_accumulate, two_band_pairs
-from qgtflow.reduce.spectral import EnergyBins, accumulate, contract
+from qgtflow.reduce.spectral import accumulate, contract
 from qgtflow.stages.tasks import run_tasks
 
 log = logging.getLogger(__name__)
@@ -45,17 +45,66 @@ def band_masks(band_weight: np.ndarray, band_sector: np.ndarray, resolve: bool) 
     return np.stack([np.where(band_sector == lbl, band_weight, 0.0) for lbl in labels])
 
 
-def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct=None, ac=(None, 0.0)):
+def _masked(Q: np.ndarray, masks: np.ndarray) -> np.ndarray:
+    """Stack the integrand blocks of the output sectors along the component axis (band weights applied)."""
+    if masks.shape[0] > 1 or np.any(masks != 1.0):
+        return np.ascontiguousarray(np.concatenate([Q * m[None, :, None] for m in masks], axis=2))
+    return Q
+
+
+def _read_points(group, names, index: np.ndarray, gap: int = 4096):
+    """Fields at sorted flat ``index`` read as a few contiguous runs (a chunk, its halo, a periodic wrap):
+    returns ({name: array (len(run points), ...)}, positions of ``index`` in those arrays)."""
+    breaks = np.flatnonzero(np.diff(index) > gap) + 1
+    runs = np.split(index, breaks)
+    spans = [(int(r[0]), int(r[-1]) + 1) for r in runs]
+    offsets = np.cumsum([0] + [b - a for a, b in spans])
+    data = {f: np.concatenate([np.asarray(group[f][a:b]) for a, b in spans]) for f in names}
+    which = np.searchsorted([a for a, _ in spans], index, side="right") - 1
+    pos = offsets[which] + index - np.asarray([a for a, _ in spans])[which]
+    return data, pos
+
+
+def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
+    """Tetrahedron integration of a run of chunks: exact moment histograms of the linear interpolant over the
+    cells whose base vertex lies in each chunk (the chunk's points plus a halo, read once per chunk)."""
+    from qgtflow.reduce.tetrahedron import accumulate_simplex_moments, chunk_vertices
+
+    moments = underflow = None
+    for start, stop in chunk_ranges:
+        all_index = chunk_vertices(grid, start, stop)
+        if all_index.size == 0:
+            continue
+        buffer, all_pos = _read_points(group, needed, all_index)
+        for lo in range(start, stop, BLOCK):
+            hi = min(stop, lo + BLOCK)
+            idx = chunk_vertices(grid, lo, hi)
+            if idx.size == 0:
+                continue
+            pos = all_pos[np.searchsorted(all_index, idx)]
+            fields = {f: a[pos] for f, a in buffer.items()}
+            Q = _masked(_integrands(fields, terms), masks)
+            if moments is None:
+                moments, underflow = bins.empty(Q.shape[2])
+            accumulate_simplex_moments(grid, lo, hi, idx, np.ascontiguousarray(fields["energy"]), Q,
+                                       bins.lo, bins.width, moments, underflow)
+    return moments, underflow, None
+
+
+def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct=None, ac=(None, 0.0), grid=None):
     """Worker task: accumulate the moment histograms (and direct pair sums) of a run of chunks.
 
     ``masks`` (S, nb): band weights per output sector; the integrand blocks of the S sectors are
     stacked along the component axis. ``direct``: parameters of the direct responses
     (``reduce/transitions.py``) or None. ``ac``: (photon energies, broadening) of frequency-dependent forms.
+    ``grid``: the uniform KGrid for tetrahedron integration (None: point sampling with the stored weights).
     """
     binned = [n for n in names if n in RESPONSES]
     terms = [(f, part) for n in binned for f, parts in [response(n, *ac).term_parts(form)] for part in parts]
     needed = set(required_fields(names, form, ac[0]))
     group = zarr.open_group(str(geometry_path), mode="r")
+    if grid is not None:
+        return _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid)
     moments = underflow = None
     direct_out = None
     if direct is not None:
@@ -73,14 +122,25 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
                                direct["omega"], direct["eta"], *direct_out)
             if not terms:
                 continue
-            Q = _integrands(fields, terms)
-            if masks.shape[0] > 1 or np.any(masks != 1.0):
-                Q = np.ascontiguousarray(np.concatenate([Q * m[None, :, None] for m in masks], axis=2))
+            Q = _masked(_integrands(fields, terms), masks)
             if moments is None:
                 moments, underflow = bins.empty(Q.shape[2])
             accumulate(np.ascontiguousarray(fields["energy"]), weight[lo:lo + BLOCK], Q, bins.lo, bins.width,
                        moments, underflow)
     return moments, underflow, direct_out
+
+
+def contract_all(bins, moments, underflow, mu, kT, order: int) -> np.ndarray:
+    """spectral.contract for T > 0 and the exact T = 0 read-out (tetrahedron histograms) for T = 0: (μ, T, comp)."""
+    out = np.zeros((np.size(mu), np.size(kT), moments.shape[2]))
+    warm = np.flatnonzero(kT > 0)
+    if warm.size:
+        out[:, warm] = contract(bins, moments, underflow, mu, kT[warm], order)
+    for t in np.flatnonzero(kT == 0):
+        from qgtflow.reduce.tetrahedron import zero_temperature
+
+        out[:, t] = zero_temperature(bins.lo, bins.width, moments, underflow, mu, order)
+    return out
 
 
 def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim: int, form_requested: str,
@@ -115,7 +175,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
             block = slice(offset, offset + n_comp)
             offset += n_comp
             if term.order not in contracted:
-                contracted[term.order] = contract(bins, moments, underflow, study.mu, kT, term.order)
+                contracted[term.order] = contract_all(bins, moments, underflow, study.mu, kT, term.order)
             part = np.stack([contracted[term.order][:, :, s * per_sector + block.start:s * per_sector + block.stop]
                              for s in range(n_sectors)])
             values = values + part * resp.prefactor(study.units, _tau(study), term, term.order, dim)
@@ -244,8 +304,8 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     """Reduce ``geometry_store`` into the study's responses; writes ``out`` when given."""
     geo = io.open_store(geometry_store)
     form = study.fermi_form
-    kT = np.array([study.units.kT(t) for t in study.temperature])
-    bins = EnergyBins(study.mu, kT, bins_per_kT=float(study.config["energy_bins_per_kT"]))
+    kT = study.kT
+    bins = study.energy_bins()
     n_k, chunk = geo.sizes["kpoint"], int(geo.attrs["chunk_size"])
     ranges = [(s, min(n_k, s + chunk)) for s in range(0, n_k, chunk)]
     # one task per worker: each returns a full moment histogram, the costly thing to ship
@@ -274,7 +334,13 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
                   "eta": float(study.config["broadening"]), "pairs": two_band_pairs(band_sector),
                   "band_weight": np.asarray(band_weight, float)}
     ac = (study.omega, study.broadening)
-    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, direct, ac) for g in groups if g]
+    grid = None
+    if study.integration == "tetrahedron":
+        from qgtflow.kgrid import grid_from_attrs
+
+        grid = grid_from_attrs(geo.attrs)
+        log.info("reduce %s: linear-tetrahedron integration on the %s grid", study.name, list(grid.sizes))
+    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, direct, ac, grid) for g in groups if g]
     total_m = total_u = total_d = None
 
     def consume(results):
