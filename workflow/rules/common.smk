@@ -129,6 +129,8 @@ def study_slice(*keys):
             value = cfg.get(key)
             if key == "kgrid":
                 value = {k: v for k, v in value.items() if k != "sizes"}
+                if value.get("refine"):  # a refined grid follows the Fermi surfaces of mu at the lowest T
+                    out["mu"], out["temperature"] = cfg.get("mu"), cfg.get("temperature")
             out[key] = value
         return canonical(out)
 

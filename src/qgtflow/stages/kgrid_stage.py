@@ -2,6 +2,14 @@
 
 Store schema (``kgrid.zarr``): ``kvec`` (kpoint, axis) [model length⁻¹], ``weight`` (kpoint)
 [model length⁻ᵈ, Σ w = ∫d^dk/(2π)^d], ``chunk_done`` (chunk); attrs: grid description + provenance.
+
+With ``kgrid.refine`` (:mod:`qgtflow.refine`) the same schema holds the adaptively refined grid:
+two streaming passes over the base grid's chunks (count, then write; never all N^d energies at once),
+output chunks of ``chunk_size`` refined points written by region with their markers (a killed run
+resumes from the finished chunks; the counting pass is kept in the attrs), and the attrs
+``refine_factor``, ``refine_levels``, ``refine_window_kT``, ``n_refined_cells``, ``n_base_points``,
+``grid_spacing`` (base h) and ``grid_spacing_refined`` (h / r^levels). The fingerprint then also
+covers the refine settings, the study's μ and its lowest k_BT, so a new μ re-refines.
 """
 
 from __future__ import annotations
@@ -13,14 +21,45 @@ import numpy as np
 import xarray as xr
 
 from qgtflow import io
-from qgtflow.kgrid import AXES
+from qgtflow.errors import ConfigError
+from qgtflow.kgrid import AXES, effective_chunk_size
+from qgtflow.refine import Refiner, parse_refine
 
 log = logging.getLogger(__name__)
 
 
 def fingerprint(study, size: int) -> str:
     grid = study.make_grid(size)
-    return f"{study.model.model_hash}-{hash_json(grid.attrs())}"
+    refine = refine_settings(study)
+    if refine is None:  # uniform grid: the fingerprint of every earlier release
+        return f"{study.model.model_hash}-{hash_json(grid.attrs())}"
+    return f"{study.model.model_hash}-{hash_json({**grid.attrs(), 'refine': refine})}"
+
+
+def refine_spec(study):
+    """The study's :class:`qgtflow.refine.RefineSpec`, or None for a uniform grid.
+
+    Refused (ConfigError) with ``integration: tetrahedron``, which needs the uniform grid's simplices.
+    """
+    spec = parse_refine((study.config.get("kgrid") or {}).get("refine"), key=f"{study.where}kgrid.refine")
+    if spec is not None and study.config.get("integration", "points") != "points":
+        raise ConfigError(f"{study.where}kgrid.refine", (study.config.get("kgrid") or {}).get("refine"),
+                          f"no refinement with integration: {study.config.get('integration')} (it needs the "
+                          "uniform grid); use integration: points or remove kgrid.refine")
+    return spec
+
+
+def refine_kT(study) -> float:
+    """k_BT of the study's lowest temperature (model energy units): the narrowest Fermi window."""
+    return float(min(study.units.kT(t) for t in np.atleast_1d(study.temperature)))
+
+
+def refine_settings(study) -> dict | None:
+    """What decides a refined grid (for its fingerprint): the refine settings, μ and the lowest k_BT."""
+    spec = refine_spec(study)
+    if spec is None:
+        return None
+    return {**spec.as_dict(), "mu": [float(m) for m in np.atleast_1d(study.mu)], "kT_min": refine_kT(study)}
 
 
 def hash_json(obj) -> str:
@@ -30,7 +69,10 @@ def hash_json(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run(study, size: int, out: str) -> None:
+def run(study, size: int, out: str) -> int:
+    """Write the kgrid store of ``size`` points per axis to ``out``; returns the chunks written."""
+    if refine_spec(study) is not None:
+        return run_refined(study, size, out)
     grid = study.make_grid(size)
     length = "model length" if study.units.natural else study.units.length
     fp = fingerprint(study, size)
@@ -51,3 +93,131 @@ def run(study, size: int, out: str) -> None:
         io.write_region(out, start, stop, {"kvec": grid.points(start, stop),
                                            "weight": np.full(stop - start, grid.weight)}, index)
     io.mark_complete(out)
+    return grid.n_chunks
+
+
+REFINE_BLOCK_POINTS = 1 << 20  # bound on refined points generated at once (worst case: every cell flagged)
+
+
+def _refine_blocks(refiner: Refiner, grid, index: int, count_only: bool):
+    """Refine base chunk ``index`` block by block (bounded memory); yields RefineResults in order."""
+    start, stop = grid.chunk_bounds(index)
+    block = max(1, REFINE_BLOCK_POINTS // refiner.expansion)
+    for lo in range(start, stop, block):
+        hi = min(stop, lo + block)
+        yield refiner.refine(grid.points(lo, hi), grid.weight, count_only=count_only)
+
+
+class _ChunkEmitter:
+    """Cut a stream of refined points into output chunks and write the ones not yet done."""
+
+    def __init__(self, out, chunk: int, total: int, done: np.ndarray):
+        self.out, self.chunk, self.total, self.done = out, chunk, total, done
+        self.pos = self.buf_start = 0  # next point's global index; global index of the buffer's first point
+        self.buf_k, self.buf_w = [], []
+        self.written = 0
+
+    def skip(self, n: int) -> None:
+        """Advance over ``n`` points without generating them (every chunk they touch is done)."""
+        if n:
+            self.buf_k, self.buf_w = [], []
+            self.pos += n
+            self.buf_start = self.pos
+            self._flush()
+
+    def feed(self, kvec: np.ndarray, weight: np.ndarray) -> None:
+        if len(weight):
+            self.buf_k.append(kvec)
+            self.buf_w.append(weight)
+            self.pos += len(weight)
+            self._flush()
+
+    def _flush(self) -> None:
+        while self.buf_start < self.total:
+            j = self.buf_start // self.chunk
+            end = min((j + 1) * self.chunk, self.total)
+            if self.pos < end:
+                return
+            n = end - self.buf_start
+            k = np.concatenate(self.buf_k) if self.buf_k else np.zeros((0, 0))
+            w = np.concatenate(self.buf_w) if self.buf_w else np.zeros(0)
+            if not self.done[j]:
+                if self.buf_start != j * self.chunk:  # cannot happen: a skipped range touches only done chunks
+                    raise RuntimeError(f"refined kgrid chunk {j} is incomplete in the stream")
+                io.write_region(self.out, j * self.chunk, end, {"kvec": k[:n], "weight": w[:n]}, j)
+                self.done[j] = True
+                self.written += 1
+            self.buf_k, self.buf_w = ([k[n:]], [w[n:]]) if n < len(w) else ([], [])
+            self.buf_start = end
+
+
+def run_refined(study, size: int, out: str) -> int:
+    """The refined grid of ``kgrid.refine`` (see :mod:`qgtflow.refine`); returns the chunks written.
+
+    Pass 1 counts the refined points of every base chunk (kept in the store's attrs), pass 2
+    regenerates them in order and writes whole output chunks; on resume the counts are read back
+    and base chunks whose output chunks are all done are not regenerated.
+    """
+    grid = study.make_grid(size)
+    spec = refine_spec(study)
+    kT = refine_kT(study)
+    refiner = Refiner.for_grid(study.model, grid, spec, study.mu, kT)
+    length = "model length" if study.units.natural else study.units.length
+    fp = fingerprint(study, size)
+    if io.can_resume(out, fp) and "refine_chunk_counts" in io.store_attrs(out):
+        attrs = io.store_attrs(out)
+        done = io.chunks_done(out)
+        if attrs.get(io.COMPLETE) and done.all():
+            log.info("kgrid %s: refined store %s already complete", study.name, out)
+            return 0
+        counts = [int(c) for c in attrs["refine_chunk_counts"]]
+        chunk, total = int(attrs["chunk_size"]), int(attrs["n_kpoints"])
+        log.info("kgrid %s: resuming refined grid, %d of %d chunks done", study.name, int(done.sum()), done.size)
+    else:
+        counts, flagged = [], np.zeros(spec.levels, np.int64)
+        for index in range(grid.n_chunks):  # pass 1: count
+            n = 0
+            for res in _refine_blocks(refiner, grid, index, count_only=True):
+                n += res.n_points
+                flagged += res.flagged_per_level
+            counts.append(n)
+        total = int(sum(counts))
+        kg = study.kgrid
+        chunk = effective_chunk_size(total, int(kg.get("chunk_size", grid.chunk_size)), kg.get("max_chunks"))
+        n_chunks = -(-total // chunk)
+        attrs = {**grid.attrs(), "grid_spacing_units": f"{length}-1", io.FINGERPRINT: fp,
+                 "n_kpoints": total, "chunk_size": chunk, "n_base_points": grid.n_points,
+                 "base_chunk_size": grid.chunk_size, "refine_chunk_counts": counts,
+                 "refine_factor": spec.factor, "refine_levels": spec.levels, "refine_window_kT": spec.window_kT,
+                 **({"refine_degeneracy": spec.degeneracy} if spec.degeneracy is not None else {}),
+                 "refine_kT_min": kT, "n_refined_cells": int(flagged[0]),
+                 "n_refined_cells_per_level": [int(f) for f in flagged],
+                 "grid_spacing": grid.spacing, "grid_spacing_refined": grid.spacing / spec.factor ** spec.levels}
+        log.info("kgrid %s: refined %s grid %s: %d base points, %d cells refined (per level %s) -> %d points in "
+                 "%d chunks", study.name, grid.kind, grid.sizes, grid.n_points, int(flagged[0]), flagged.tolist(),
+                 total, n_chunks)
+        ds = xr.Dataset(
+            {"kvec": (("kpoint", "axis"), da.zeros((total, grid.dim), chunks=(chunk, grid.dim)),
+                      {"long_name": "crystal momentum", "units": f"{length}-1"}),
+             "weight": ("kpoint", da.zeros(total, chunks=chunk),
+                        {"long_name": "integration weight, sum = integral d^dk/(2 pi)^d",
+                         "units": f"{length}-{grid.dim}"})},
+            coords={"axis": ("axis", list(AXES[:grid.dim]))},
+            attrs=io.provenance_attrs(study, "kgrid", attrs))
+        io.write_template(ds, out, chunk, n_chunks)
+        done = np.zeros(n_chunks, bool)
+    emitter = _ChunkEmitter(out, chunk, total, done.copy())
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    for index in range(grid.n_chunks):  # pass 2: write
+        lo, hi = int(offsets[index]), int(offsets[index + 1])
+        if hi == lo:
+            continue
+        if done[lo // chunk:(hi - 1) // chunk + 1].all():
+            emitter.skip(hi - lo)
+            continue
+        for res in _refine_blocks(refiner, grid, index, count_only=False):
+            emitter.feed(res.kvec, res.weight)
+        if emitter.pos != hi:
+            raise RuntimeError(f"refined kgrid: base chunk {index} gave {emitter.pos - lo} points, counted {hi - lo}")
+    io.mark_complete(out)
+    return emitter.written
