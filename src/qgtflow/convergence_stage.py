@@ -9,6 +9,8 @@ entry (response × component × μ × T) to h -> 0 with :mod:`qgtflow.convergenc
   ``<name>_method`` and ``<name>_verdict`` (int8: 1 converged, 0 not converged,
   −1 insufficient data; CF ``flag_values``/``flag_meanings``);
 - ``convergence.csv``: one row per response/variant/component/μ/T;
+- ``grid_needed.csv``: per response and T, the k-points of the first grid within tolerance of the
+  extrapolated values from there on (NaN: not reached) — how the needed density grows as T falls;
 - PNG plots: ``conv_<name>.png`` (value vs grid spacing for representative entries) and
   ``mu_<name>.png`` (finest-grid value vs μ at each T with error bands), plus ``T_<name>.png``
   (value vs T) when the study has three or more temperatures.
@@ -432,6 +434,27 @@ def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path
     fig.savefig(path, dpi=110)
 
 
+def grid_needed(rc: ResponseConvergence, stores: list[GridStore]) -> pd.DataFrame:
+    """Per temperature: the k-points of the first grid from which on every significant entry of the response
+    at that T (|value| ≥ 1e-3 of the largest; symmetry zeros are noise) lies within its tolerance of the
+    extrapolated value (NaN: none of the grids) — how the needed density grows as T falls."""
+    labels, f = rc.flat()
+    stack, value, tol = f["stack"], f["value"], f["tolerance"]  # (n_sizes, n_comp, n_mu, n_T), (n_comp, …)
+    n_points = np.array([s.n_kpoints for s in stores], float)
+    rows = []
+    for t, temp in enumerate(np.asarray(rc.coords["T"], float)):
+        v = value[:, :, t]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            significant = np.isfinite(v) & (np.abs(v) >= 1e-3 * np.nanmax(np.abs(v)))
+        ok = np.abs(stack[:, :, :, t] - v[None]) <= tol[None, :, :, t]
+        ok = ok[:, significant]
+        good = [s for s in range(len(stores)) if significant.any() and ok[s:].all()]
+        rows.append({"response": rc.name, "T": temp, "n_points_needed": n_points[good[0]] if good else np.nan,
+                     "n_points_finest": n_points[-1]})
+    return pd.DataFrame(rows)
+
+
 def make_plots(results: list[ResponseConvergence], stores: list[GridStore], out: Path) -> list[Path]:
     finest = stores[-1]
     mu_attrs, t_attrs = dict(finest.ds["mu"].attrs), dict(finest.ds["T"].attrs)
@@ -511,6 +534,9 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True) 
         zarr.consolidate_metadata(store)
     table = to_table(results, stores, name)
     table.to_csv(out / "convergence.csv", index=False, float_format="%.10g")
+    needed = pd.concat([grid_needed(rc, stores) for rc in results], ignore_index=True)
+    needed.insert(0, "study", name)
+    needed.to_csv(out / "grid_needed.csv", index=False, float_format="%.10g")
     if plots:
         make_plots(results, stores, out)
     counts = table["verdict"].value_counts().to_dict()

@@ -448,6 +448,49 @@ def _conv_error(results_dir: Path, study: str, response: str, selection: dict):
         return None
 
 
+def grid_needed_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path):
+    """k-points needed for the study's tolerance vs T, one curve per study (from ``grid_needed.csv`` of the
+    convergence stage): how the grid must grow as T falls, e.g. point sampling versus linear tetrahedra."""
+    from matplotlib.figure import Figure
+
+    response = fig_cfg.get("response")
+    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    ax = fig.subplots()
+    notes, drawn = [], 0
+    for n, name in enumerate(fig_cfg.get("studies") or []):
+        path = results_dir / name / "convergence" / "grid_needed.csv"
+        if name not in studies or not path.exists():
+            notes.append(f"study '{name}': no {path.name}")
+            continue
+        table = pd.read_csv(path)
+        table = table[table["response"] == response] if response else table
+        if table.empty:
+            notes.append(f"study '{name}': no rows for {response}")
+            continue
+        T = table["T"].to_numpy(float)
+        needed = table["n_points_needed"].to_numpy(float)
+        finest = float(table["n_points_finest"].max())
+        integration = (studies[name] or {}).get("integration", "points")
+        ax.plot(T, np.where(np.isfinite(needed), needed, np.nan), "o-", color=f"C{n}",
+                label=f"{name} ({integration})")
+        missing = T[~np.isfinite(needed)]
+        if missing.size:
+            ax.plot(missing, np.full(missing.size, finest), "v", color=f"C{n}", ms=8,
+                    label=f"{name}: not reached with {finest:.3g} k-points")
+        drawn += 1
+    if not drawn:
+        return False, notes, ""
+    ax.set_xscale("symlog", linthresh=float(fig_cfg.get("T_linthresh", 1e-3)))
+    ax.set_yscale("log")
+    ax.set_xlabel("T")
+    ax.set_ylabel("k-points needed")
+    ax.legend(fontsize=8)
+    ax.set_title(fig_cfg.get("title") or f"k-points needed vs T ({response})", fontsize=10)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    return True, notes, f"{response}: first grid within each study's convergence tolerance at every T"
+
+
 EO_PANELS = ("fig1a", "fig1b", "fig2", "fig3a", "fig3b")
 
 
@@ -602,6 +645,8 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
         try:
             if fig_cfg.get("kind") == "ife_density":
                 written, notes, detail = ife_density_figure(fig_cfg, studies, png)
+            elif fig_cfg.get("kind") == "grid_needed":
+                written, notes, detail = grid_needed_figure(fig_cfg, studies, results, png)
             elif fig_cfg.get("kind") == "electro_optics":
                 written, notes, detail = electro_optics_figure(fig_cfg, studies, results, png)
             else:
