@@ -163,3 +163,17 @@ def test_electro_optic_refusals(change, key):
     with pytest.raises(ConfigError) as err:
         load_study(cfg)
     assert key in str(err.value)
+
+
+def test_born_transport_time_as_tau(tmp_path):
+    """impurities.born_tau: the Drude-like responses use the Born τ of the impurities (004: τ ≈ 1 ps)."""
+    cfg = {**BLG, "responses": ["sigma_drude", "pockels_skew"],
+           "impurities": {**BLG["impurities"], "born_tau": True}}
+    cfg.pop("electro_optics")
+    ds = evaluate(cfg, n_workers=0, workdir=tmp_path / "born")
+    tau = ds.attrs["tau"]
+    assert "Born" in ds.attrs["tau_source"]
+    np.testing.assert_allclose(tau, ds["pockels_skew"].attrs["born_transport_time"], rtol=1e-12)
+    assert 0.5e-12 < tau < 2e-12
+    plain = evaluate({**cfg, "impurities": BLG["impurities"]}, n_workers=0, workdir=tmp_path / "plain")
+    np.testing.assert_allclose(ds["sigma_drude"].values, plain["sigma_drude"].values * tau / TAU, rtol=1e-10)

@@ -482,6 +482,27 @@ def make_plots(results: list[ResponseConvergence], stores: list[GridStore], out:
 # --------------------------------------------------------------------------- stage
 
 
+def convergence_meta(name: str, stores: list[GridStore], rtol: float, atol: float) -> dict:
+    """Global attrs of a convergence store: study, model, tolerances, extrapolation method, grids."""
+    ref = stores[-1].ds
+    return {
+        "study": name,
+        "model": ref.attrs.get("model", ""),
+        "model_hash": ref.attrs.get("model_hash", ""),
+        "unit_system": ref.attrs.get("unit_system", ""),
+        "rtol": rtol,
+        "atol": atol,
+        "atol_fraction": ATOL_FRACTION,
+        "order_range": [P_MIN, P_MAX],
+        "extrapolation": "Richardson on the two finest grids with the order observed on the three finest "
+                         "(assumed 2 with two grids); error = 1.25|c - v_finest| + spread of alternative "
+                         "extrapolations (3 |c - v_finest| with an assumed order); see qgtflow.convergence",
+        "grid_sizes": [list(s.grid_sizes) for s in stores],
+        "source_stores": [s.path for s in stores],
+        "qgtflow_version": __version__,
+    }
+
+
 def _tolerances(study) -> tuple[float, float]:
     conv = (getattr(study, "config", None) or {}).get("convergence", {}) or {}
     return float(conv.get("rtol", 0.01)), float(conv.get("atol", 0.0))
@@ -507,23 +528,7 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True) 
     results = [analyse_response(stores, r, rtol, atol) for r in response_names(stores)]
     if not results:
         raise StoreError(f"no response variables with dims (mu, T) in {stores[-1].path}")
-    meta = {
-        "study": name,
-        "model": ref.attrs.get("model", ""),
-        "model_hash": ref.attrs.get("model_hash", ""),
-        "unit_system": ref.attrs.get("unit_system", ""),
-        "rtol": rtol,
-        "atol": atol,
-        "atol_fraction": ATOL_FRACTION,
-        "order_range": [P_MIN, P_MAX],
-        "extrapolation": "Richardson on the two finest grids with the order observed on the three finest "
-                         "(assumed 2 with two grids); error = 1.25|c - v_finest| + spread of alternative "
-                         "extrapolations (3 |c - v_finest| with an assumed order); see qgtflow.convergence",
-        "grid_sizes": [list(s.grid_sizes) for s in stores],
-        "source_stores": [s.path for s in stores],
-        "qgtflow_version": __version__,
-    }
-    ds = to_dataset(results, stores, meta)
+    ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol))
     store = out / "convergence.zarr"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

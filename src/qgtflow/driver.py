@@ -53,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from qgtflow import __version__
-from qgtflow.convergence import ATOL_FRACTION, CONVERGED, INSUFFICIENT, P_MAX, P_MIN
+from qgtflow.convergence import CONVERGED, INSUFFICIENT
 from qgtflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -287,28 +287,10 @@ def _residuals(table: pd.DataFrame, zero_components: dict) -> pd.DataFrame:
 def _write_outputs(out: Path, study, results, stores, table, residuals, rtol, atol, meta_extra, summary,
                    plots: bool):
     from qgtflow import io
-    from qgtflow.convergence_stage import make_plots, to_dataset
+    from qgtflow.convergence_stage import convergence_meta, make_plots, to_dataset
 
     out.mkdir(parents=True, exist_ok=True)
-    ref = stores[-1].ds
-    meta = {
-        "study": study.name,
-        "model": ref.attrs.get("model", ""),
-        "model_hash": ref.attrs.get("model_hash", ""),
-        "unit_system": ref.attrs.get("unit_system", ""),
-        "rtol": rtol,
-        "atol": atol,
-        "atol_fraction": ATOL_FRACTION,
-        "order_range": [P_MIN, P_MAX],
-        "extrapolation": "Richardson on the two finest grids with the order observed on the three finest "
-                         "(assumed 2 with two grids); error = 1.25|c - v_finest| + spread of alternative "
-                         "extrapolations (3 |c - v_finest| with an assumed order); see qgtflow.convergence",
-        "grid_sizes": [list(s.grid_sizes) for s in stores],
-        "source_stores": [s.path for s in stores],
-        "qgtflow_version": __version__,
-        "made_by": "qgtflow.driver.converge",
-        **meta_extra,
-    }
+    meta = {**convergence_meta(study.name, stores, rtol, atol), "made_by": "qgtflow.driver.converge", **meta_extra}
     ds = to_dataset(results, stores, meta)
     with io.output_lock(out / "convergence.zarr"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
