@@ -270,3 +270,31 @@ def test_bad_stores_raise(tmp_path):
     other = write_store(tmp_path / "other.zarr", 48, c3, c2, study="s2")
     with pytest.raises(StoreError, match="study"):
         convergence_stage.run(study_stub(), paths + [other], str(tmp_path / "o"))
+
+
+def test_atol_fraction_makes_noisy_symmetry_zeros_count_as_zero(tmp_path):
+    """Symmetry zeros with grid noise of ~1e-5 of the response's scale: not converged with the default floor
+    (1e-6 × largest), converged with convergence.atol_fraction = 1e-3; the real entries are unaffected."""
+    c3, a3, c2, a2 = limits()
+    rng = np.random.default_rng(3)
+    paths = []
+    for n in (24, 32, 48):
+        h = spacing(n)
+        qm = np.where(c3 == 0, 2e-11 * rng.standard_normal(c3.shape), c3 + a3 * h ** 2)
+        d = tmp_path / f"n{n}"
+        d.mkdir(parents=True, exist_ok=True)
+        paths.append(write_store(d / "responses.zarr", n, qm, c2 + a2 * h ** 2))
+    verdicts = {}
+    for fraction in (None, 1e-3):
+        stub = study_stub(rtol=1e-2)
+        if fraction:
+            stub.config["convergence"]["atol_fraction"] = fraction
+        out = tmp_path / f"out{fraction}"
+        convergence_stage.run(stub, paths, str(out), plots=False)
+        t = pd.read_csv(out / "convergence.csv", keep_default_na=False)
+        qm = t[t.response == "sigma_qm"]
+        verdicts[fraction] = (qm[~qm.component.isin(["xyy", "yxx", "xxx"])].verdict == "converged").mean(), \
+            (qm[qm.component.isin(["xyy", "yxx", "xxx"])].verdict == "converged").all()
+        assert xr.open_zarr(out / "convergence.zarr").attrs["atol_fraction"] == (fraction or 1e-6)
+    assert verdicts[None][0] < 0.5 and verdicts[1e-3][0] == 1.0
+    assert verdicts[None][1] and verdicts[1e-3][1]

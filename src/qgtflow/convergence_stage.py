@@ -202,12 +202,13 @@ def component_labels(extra_dims, coords) -> list[str]:
     return out
 
 
-def analyse_response(stores: list[GridStore], name: str, rtol: float, atol: float) -> ResponseConvergence:
+def analyse_response(stores: list[GridStore], name: str, rtol: float, atol: float,
+                     atol_fraction: float = ATOL_FRACTION) -> ResponseConvergence:
     finest = stores[-1].ds[name]
     dims = tuple(finest.dims)
     stack = np.stack([np.asarray(s.ds[name].transpose(*dims).values, float) for s in stores])
     h = np.array([s.spacing for s in stores])
-    a = assess(h, stack, rtol=rtol, atol=atol, atol_fraction=ATOL_FRACTION)
+    a = assess(h, stack, rtol=rtol, atol=atol, atol_fraction=atol_fraction)
     coords = {d: finest[d].values for d in dims if d in finest.coords}
     for d in dims:  # dims without coordinate values get integer labels
         coords.setdefault(d, np.arange(finest.sizes[d]))
@@ -482,7 +483,8 @@ def make_plots(results: list[ResponseConvergence], stores: list[GridStore], out:
 # --------------------------------------------------------------------------- stage
 
 
-def convergence_meta(name: str, stores: list[GridStore], rtol: float, atol: float) -> dict:
+def convergence_meta(name: str, stores: list[GridStore], rtol: float, atol: float,
+                     atol_fraction: float = ATOL_FRACTION) -> dict:
     """Global attrs of a convergence store: study, model, tolerances, extrapolation method, grids."""
     ref = stores[-1].ds
     return {
@@ -492,7 +494,7 @@ def convergence_meta(name: str, stores: list[GridStore], rtol: float, atol: floa
         "unit_system": ref.attrs.get("unit_system", ""),
         "rtol": rtol,
         "atol": atol,
-        "atol_fraction": ATOL_FRACTION,
+        "atol_fraction": atol_fraction,
         "order_range": [P_MIN, P_MAX],
         "extrapolation": "Richardson on the two finest grids with the order observed on the three finest "
                          "(assumed 2 with two grids); error = 1.25|c - v_finest| + spread of alternative "
@@ -501,6 +503,13 @@ def convergence_meta(name: str, stores: list[GridStore], rtol: float, atol: floa
         "source_stores": [s.path for s in stores],
         "qgtflow_version": __version__,
     }
+
+
+def atol_fraction(study) -> float:
+    """Entries below this fraction of their response's largest |value| count as zero (study key
+    ``convergence.atol_fraction``; default 1e-6): raise it where symmetry zeros carry grid noise."""
+    conv = (getattr(study, "config", None) or {}).get("convergence", {}) or {}
+    return float(conv.get("atol_fraction", ATOL_FRACTION))
 
 
 def _tolerances(study) -> tuple[float, float]:
@@ -525,10 +534,11 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True) 
     if len(stores) == 1:
         log.warning("study %s: one grid density only, every verdict is 'insufficient data'", name)
 
-    results = [analyse_response(stores, r, rtol, atol) for r in response_names(stores)]
+    fraction = atol_fraction(study)
+    results = [analyse_response(stores, r, rtol, atol, fraction) for r in response_names(stores)]
     if not results:
         raise StoreError(f"no response variables with dims (mu, T) in {stores[-1].path}")
-    ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol))
+    ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol, fraction))
     store = out / "convergence.zarr"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

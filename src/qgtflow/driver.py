@@ -248,11 +248,11 @@ def _check_args(rtol, atol, growth, max_points, max_rounds, start) -> None:
         raise ConfigError("start", start, "an integer >= 2 (points per axis of the first grid)")
 
 
-def _analyse(stores, rtol: float, atol: float):
+def _analyse(stores, rtol: float, atol: float, fraction: float):
     """Assess every response of the opened stores; verdicts 'insufficient data' below 3 densities."""
     from qgtflow.convergence_stage import analyse_response, response_names
 
-    results = [analyse_response(stores, name, rtol, atol) for name in response_names(stores)]
+    results = [analyse_response(stores, name, rtol, atol, fraction) for name in response_names(stores)]
     if len(stores) < MIN_DENSITIES:
         for rc in results:
             a = rc.assessment
@@ -287,10 +287,11 @@ def _residuals(table: pd.DataFrame, zero_components: dict) -> pd.DataFrame:
 def _write_outputs(out: Path, study, results, stores, table, residuals, rtol, atol, meta_extra, summary,
                    plots: bool):
     from qgtflow import io
-    from qgtflow.convergence_stage import convergence_meta, make_plots, to_dataset
+    from qgtflow.convergence_stage import atol_fraction, convergence_meta, make_plots, to_dataset
 
     out.mkdir(parents=True, exist_ok=True)
-    meta = {**convergence_meta(study.name, stores, rtol, atol), "made_by": "qgtflow.driver.converge", **meta_extra}
+    meta = {**convergence_meta(study.name, stores, rtol, atol, atol_fraction(study)),
+            "made_by": "qgtflow.driver.converge", **meta_extra}
     ds = to_dataset(results, stores, meta)
     with io.output_lock(out / "convergence.zarr"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
@@ -328,7 +329,7 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
     Bad arguments raise :class:`~qgtflow.errors.ConfigError`; an unreachable tolerance does not raise.
     """
     from qgtflow import api, io
-    from qgtflow.convergence_stage import _tolerances, load_stores, to_table
+    from qgtflow.convergence_stage import _tolerances, atol_fraction, load_stores, to_table
     from qgtflow.study import load_study
 
     t0 = time.perf_counter()
@@ -385,7 +386,7 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
             seconds = time.perf_counter() - t_round
             paths.append(str(path))
             stores = load_stores(paths)
-            results = _analyse(stores, rtol, atol)
+            results = _analyse(stores, rtol, atol, atol_fraction(st))
             n_entries = int(sum(rc.assessment.verdict.size for rc in results))
             n_conv = int(sum((rc.assessment.verdict == CONVERGED).sum() for rc in results))
             if n == 0 and zero_components:  # component labels are known now: refuse bad ones early
