@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 
-from qgtflow.kgrid import KGrid
 from qgtflow.reduce import spectral
 from qgtflow.reduce.tetrahedron import (
     _delta_piece,
@@ -17,28 +16,7 @@ from qgtflow.reduce.tetrahedron import (
     theta_weights,
     zero_temperature,
 )
-
-
-def window_grid(n: int, kmax: float, dim: int) -> KGrid:
-    return KGrid(sizes=(n,) * dim, kind="window", basis=np.diag([2.0 * kmax] * dim),
-                 origin=np.full(dim, -kmax), shift=(0.5,) * dim)
-
-
-def box_grid(n: int, length: float, dim: int) -> KGrid:
-    """Window grid whose outermost points are 0 and ``length``: integration box [0, L]^dim."""
-    h = length / (n - 1)
-    return KGrid(sizes=(n,) * dim, kind="window", basis=np.diag([n * h] * dim),
-                 origin=np.full(dim, -h / 2), shift=(0.5,) * dim)
-
-
-def periodic_grid(sizes) -> KGrid:
-    dim = len(sizes)
-    return KGrid(sizes=tuple(sizes), kind="periodic", basis=2 * np.pi * np.eye(dim), origin=np.zeros(dim),
-                 shift=(0.0,) * dim)
-
-
-def observed_order(h, err) -> float:
-    return float(np.polyfit(np.log(h), np.log(np.abs(err)), 1)[0])
+from tests.test_tetrahedron import box_grid, observed_order, periodic_grid, window_grid
 
 
 def histogram(grid, energy, Q, lo, width, n_bins, n_moments=5, chunks=None):

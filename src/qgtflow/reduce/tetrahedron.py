@@ -273,6 +273,21 @@ def _delta_simplex(e, E, d, pts, idx, mat, acc):
     _cone_add(pts, idx, nv, inv_dist, acc, mat)
 
 
+@njit(cache=True, error_model="numpy")
+def _sort_vertex_energies(energy, rows, n, e, perm):
+    """Insertion sort of band n's energies at the simplex vertices: e ascending, perm[j] = vertex of e[j]
+    (``rows[v]``: row of vertex v in ``energy``)."""
+    for v in range(rows.shape[0]):
+        x_e = energy[rows[v], n]
+        j = v
+        while j > 0 and e[j - 1] > x_e:
+            e[j] = e[j - 1]
+            perm[j] = perm[j - 1]
+            j -= 1
+        e[j] = x_e
+        perm[j] = v
+
+
 @njit(parallel=True, cache=True, error_model="numpy")
 def _accumulate(energy, energies_E, sizes, cells, offsets, rows, active, mode, out):
     """out[iE, k, n] += simplex weights (units of simplex volume) for the cells with first index in ``rows``.
@@ -341,16 +356,8 @@ def _accumulate(energy, energies_E, sizes, cells, offsets, rows, active, mode, o
                                 for v in range(nv):
                                     out[iE, vidx[v], n] += full
                                 continue
-                        if not is_sorted:  # insertion sort of the nv vertex energies
-                            for v in range(nv):
-                                x_e = energy[vidx[v], n]
-                                j = v
-                                while j > 0 and e[j - 1] > x_e:
-                                    e[j] = e[j - 1]
-                                    perm[j] = perm[j - 1]
-                                    j -= 1
-                                e[j] = x_e
-                                perm[j] = v
+                        if not is_sorted:
+                            _sort_vertex_energies(energy, vidx, n, e, perm)
                             is_sorted = True
                         if mode == 1:
                             _delta_simplex(e, E, d, pts, idx, mat, acc)
@@ -633,6 +640,7 @@ def _simplex_moments(sizes, periodic, start, stop, simplex_corners, corner_bits,
         strides[a] = strides[a + 1] * sizes[a + 1]
     cidx = np.empty(d, np.int64)
     corner_local = np.empty(n_corner, np.int64)
+    srows = np.empty(nv, np.int64)
     e = np.empty(nv)
     es = np.empty(nv)
     perm = np.empty(nv, np.int64)
@@ -710,15 +718,9 @@ def _simplex_moments(sizes, periodic, start, stop, simplex_corners, corner_bits,
                         underflow[c] += wq * Q[corner_local[cb], n, c]
                 continue
             for s in range(n_simplex):
-                for v in range(nv):  # insertion sort of the vertex energies, perm → simplex vertex
-                    x_e = energy[corner_local[simplex_corners[s, v]], n]
-                    j = v
-                    while j > 0 and e[j - 1] > x_e:
-                        e[j] = e[j - 1]
-                        perm[j] = perm[j - 1]
-                        j -= 1
-                    e[j] = x_e
-                    perm[j] = v
+                for v in range(nv):
+                    srows[v] = corner_local[simplex_corners[s, v]]
+                _sort_vertex_energies(energy, srows, n, e, perm)  # perm → simplex vertex
                 e0 = e[0]
                 if e0 >= hi:
                     continue
