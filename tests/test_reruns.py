@@ -97,6 +97,40 @@ class Workspace:
         assert proc.returncode == 0, output[-6000:]
         return jobs_of(output), output
 
+    def dry_run(self, config: dict) -> set[str]:
+        """The jobs a dry run of ``config`` schedules, in this process (Snakemake API): ~1 s, no
+        interpreter start-up. The job labels are read from Snakemake's job-info log records."""
+        import logging
+
+        from snakemake.api import SnakemakeApi
+        from snakemake.settings.types import ConfigSettings, OutputSettings, Quietness, ResourceSettings
+
+        self._n += 1
+        path = self.root / "config" / f"config{self._n}.yaml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        jobs = set()
+
+        class JobInfo(logging.Filter):  # a filter: Snakemake replaces the handlers of its logger
+            def filter(self, record):
+                if str(getattr(getattr(record, "event", None), "value", "")) == "job_info":
+                    w = record.wildcards or {}
+                    jobs.add(" ".join([record.rule_name] + ([w["study"]] if "study" in w else [])
+                                      + ([f"n{w['size']}"] if "size" in w else [])))
+                return True
+
+        logger, catch = logging.getLogger("snakemake.logging"), JobInfo()
+        logger.addFilter(catch)
+        try:
+            with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+                workflow = api.workflow(resource_settings=ResourceSettings(cores=2),
+                                        config_settings=ConfigSettings(configfiles=[path]),
+                                        snakefile=self.root / "Snakefile", workdir=self.root)
+                workflow.dag().execute_workflow(executor="dryrun")
+        finally:
+            logger.removeFilter(catch)
+        return jobs
+
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory, snakemake_env) -> Workspace:
@@ -171,7 +205,7 @@ SOURCE_EDITS = {
 @pytest.mark.parametrize("file", list(SOURCE_EDITS))
 def test_source_edit_reruns_the_stages_that_run_it(ws, file):
     path = ws.root / file
-    original = path.read_bytes()
+    original, stat = path.read_bytes(), path.stat()
     expected, first, reason = SOURCE_EDITS[file]
     try:
         path.write_bytes(original + b"\n# edited by tests/test_reruns.py\n")
@@ -183,10 +217,145 @@ def test_source_edit_reruns_the_stages_that_run_it(ws, file):
             # documented in the README: without the params trigger, code edits of the package go unseen
             jobs, _ = ws.snakemake(ws.config, "--rerun-triggers", "mtime", "input", "code", "software-env")
             assert jobs == {}
-    finally:
+    finally:  # the file as it was, its time too (Snakemake's code trigger also reads a script's mtime)
         path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     if file.endswith("reduce_stage.py"):  # the hash follows the content: reverting the edit reverts the rerun
         assert ws.snakemake(ws.config)[0] == {}
+
+
+# ---------------------------------------------------------------- every schema key (in-process dry runs)
+#
+# Generated from the study schema: every key (every sub-key of the objects the base study holds,
+# the whole object for those it lacks) gets a new value, written into study A or B of the real
+# run's config, and an in-process Snakemake dry run must schedule exactly the stages whose declared
+# inputs (qgtflow.plan) change, and the stages downstream of them: no fewer (a stale result), no
+# more (a needless rerun). Two keys per dry run, one per study.
+
+# values for the keys the generic rule (enum: another member, boolean: flipped, number: doubled)
+# cannot produce; a new schema key without a rule here fails test_every_schema_key_has_a_case
+NEW_VALUES = {
+    "description": "changed",
+    "model.params": {"v": 1.0, "mass": 0.13},
+    "units": {"energy": "eV", "length": "angstrom"},
+    "kgrid.sizes": [8, 10],
+    "kgrid.kmax": 1.2,
+    "kgrid.shift": 0.5,
+    "kgrid.refine": {"factor": 2},
+    "mu": [0.1, 0.3],
+    "temperature": [50.0, 70.0],
+    "energy_resolution": 1.0e-3,
+    "omega": [0.2],
+    "impurities": {"density": 1.0e-5, "potential": 10.0},
+    "electro_optics": {"e_dc": [1.0e4]},
+    "broadening": 0.01,
+    "responses": ["sigma_drude", "sigma_bcd"],
+    "convergence.atol": 1.0e-9,
+}
+# keys no case changes: the study's name is its key under `studies` (a new name is a new study)
+NOT_CHANGED = {"name": "the study's key under `studies`"}
+# the keys of the issue's stale-report bug: each must rerun reduce (not only the report)
+STALE_BEFORE = ("omega", "resolve_sectors", "integration", "broadening", "energy_resolution", "impurities",
+                "electro_optics")
+
+
+def _schema_keys():
+    """(dotted key, its schema) of every key a case changes: top-level keys, and the sub-keys of the
+    objects present in the base study (the model by its representative `params`)."""
+    from qgtflow.study import study_schema
+
+    schema = study_schema()
+    keys = []
+    for key, sub in schema["properties"].items():
+        if key in NOT_CHANGED:
+            continue
+        if key == "model":
+            keys.append(("model.params", sub["properties"]["params"]))
+        elif sub.get("type") == "object" and "default" in sub:  # present in every study (defaults)
+            keys += [(f"{key}.{k}", s) for k, s in sub["properties"].items()]
+        else:
+            keys.append((key, sub))
+    return keys
+
+
+def _current(cfg: dict, key: str):
+    for part in key.split("."):
+        cfg = (cfg or {}).get(part)
+    return cfg
+
+
+def _new_value(key: str, sub: dict, current):
+    if key in NEW_VALUES:
+        return copy.deepcopy(NEW_VALUES[key])
+    if "enum" in sub:
+        return next(v for v in sub["enum"] if v != current)
+    if sub.get("type") == "boolean":
+        return not current
+    if sub.get("type") in ("number", "integer") and current:
+        return current * 2
+    raise AssertionError(f"no new value for study key {key!r}: add one to NEW_VALUES")
+
+
+def _set(cfg: dict, key: str, value) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        cfg = cfg.setdefault(part, {})
+    cfg[last] = value
+
+
+def schema_cases() -> list[tuple[str, object]]:
+    """(key, new value) per schema key, against the validated base study A."""
+    from qgtflow.study import load_study
+
+    validated = load_study(copy.deepcopy(STUDY), name="A").config
+    return [(key, _new_value(key, sub, _current(validated, key))) for key, sub in _schema_keys()]
+
+
+def test_every_schema_key_has_a_case():
+    from qgtflow.study import study_schema
+
+    cases = dict(schema_cases())
+    top = {k.split(".")[0] for k in cases} | set(NOT_CHANGED)
+    assert top == set(study_schema()["properties"])
+    assert set(STALE_BEFORE) <= set(cases)
+
+
+def expected_jobs(config: dict, study: str, key: str, value) -> set[str]:
+    """The jobs a change of ``key`` of ``study`` must schedule, from the stages' declarations
+    (qgtflow.plan): those whose declared inputs change, new ones, and everything downstream of them."""
+    from qgtflow import plan
+
+    new = edited(config, lambda c: _set(c["studies"][study], key, copy.deepcopy(value)))
+    old_plan, new_plan = plan.WorkflowPlan(config), plan.WorkflowPlan(new)
+    old_jobs = set(old_plan.jobs())
+    changed = {job for job in new_plan.jobs()
+               if job not in old_jobs or new_plan.job_params(job) != old_plan.job_params(job)}
+    return plan.downstream_jobs(new_plan, changed)
+
+
+def test_stale_report_keys_rerun_reduce():
+    """The issue's bug as a statement about the declarations: each key reruns reduce (and later)."""
+    cases = dict(schema_cases())
+    for key in STALE_BEFORE:
+        jobs = expected_jobs(BASE, "A", key, cases[key])
+        assert {"reduce A n8", "convergence A", "report"} <= jobs, (key, jobs)
+
+
+def test_every_schema_key_reruns_exactly_its_readers(ws, monkeypatch):
+    """An in-process dry run per pair of keys (one in A, one in B) schedules exactly the declared jobs."""
+    monkeypatch.setenv("PATH", ws.env["PATH"])
+    cases = schema_cases()
+    pairs = [cases[i:i + 2] for i in range(0, len(cases), 2)]
+    wrong = []
+    for pair in pairs:
+        config, expected = copy.deepcopy(ws.config), set()
+        for study, (key, value) in zip("AB", pair):
+            expected |= expected_jobs(ws.config, study, key, value)
+            _set(config["studies"][study], key, copy.deepcopy(value))
+        jobs = set(ws.dry_run(config)) - {"all"}
+        if jobs != expected:
+            wrong.append(f"{[k for k, _ in pair]}: scheduled {sorted(jobs)}, declared {sorted(expected)}")
+    assert not wrong, "\n".join(wrong)
 
 
 # ---------------------------------------------------------------- executed reruns (in file order)

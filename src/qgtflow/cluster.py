@@ -193,13 +193,14 @@ def _note_once(key: str, message: str, *args) -> None:
         log.info(message, *args)
 
 
-def study_optional_fields(study) -> tuple[str, ...]:
-    """Optional geometry fields the study's store holds (those its responses read)."""
+def study_optional_fields(study, fields=None) -> tuple[str, ...]:
+    """Optional geometry fields the study's store holds (those its responses read; ``fields``: the
+    store's fields when known, e.g. from a geometry job's plan)."""
     try:
         from qgtflow.geometry.fields import OPTIONAL_FIELDS
-        from qgtflow.stages.geometry_stage import study_fields
+        from qgtflow.study import geometry_fields
 
-        return tuple(f for f in study_fields(study) if f in OPTIONAL_FIELDS)
+        return tuple(f for f in (geometry_fields(study) if fields is None else fields) if f in OPTIONAL_FIELDS)
     except (ImportError, AttributeError, KeyError, TypeError, ValueError) as exc:  # estimate only
         log.warning("optional geometry fields of study %s unknown (%s): not in the memory estimate",
                     getattr(study, "name", "?"), exc)
@@ -230,12 +231,15 @@ def job_memory_mb(study, size: int, rule: str, threads: int, dask_config: dict |
     raise ValueError(f"rule {rule!r}: expected 'geometry' or 'reduce'")
 
 
-def slurm_worker_memory_mb(study, size: int, cores: int = 1, processes: int | None = None) -> int:
-    """Memory (MB) of one Dask-on-SLURM worker job of the geometry stage (workers only, no client)."""
+def slurm_worker_memory_mb(study, size: int, cores: int = 1, processes: int | None = None, *,
+                           fields=None, chunk_size: int | None = None) -> int:
+    """Memory (MB) of one Dask-on-SLURM worker job of the geometry stage (workers only, no client).
+    ``fields``, ``chunk_size``: the store's fields and chunk size when known (a geometry job knows
+    them from its plan and its kgrid store; its study does not declare the grid settings)."""
     dim = study.model.dim
-    chunk = min(study.make_grid(int(size)).chunk_size, int(size) ** dim)
+    chunk = min(chunk_size or study.make_grid(int(size)).chunk_size, int(size) ** dim)
     return estimate_memory_mb(study.model.nbands, dim, chunk, processes or cores, client=False,
-                              optional_fields=study_optional_fields(study))
+                              optional_fields=study_optional_fields(study, fields))
 
 
 # ---------------------------------------------------------------- clusters

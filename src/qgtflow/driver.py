@@ -89,7 +89,7 @@ def fingerprint(study, size: int) -> str:
     from qgtflow.stages import geometry_stage, kgrid_stage
 
     kgrid_fp = kgrid_stage.fingerprint(study, size)
-    geometry_fp = geometry_stage.fingerprint(study, {io.FINGERPRINT: kgrid_fp})
+    geometry_fp = geometry_stage.fingerprint(study, {io.FINGERPRINT: kgrid_fp}, geometry_stage.study_fields(study))
     config = {k: v for k, v in study.config.items() if k not in _NOT_REDUCE_KEYS}
     config["kgrid"] = {k: v for k, v in (config.get("kgrid") or {}).items() if k != "sizes"}
     return kgrid_stage.hash_json({"geometry": geometry_fp, "config": config, "fermi_form": study.fermi_form,

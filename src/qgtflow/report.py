@@ -387,12 +387,14 @@ def ife_density_figure(fig_cfg: dict, studies: dict, out_png: Path) -> tuple[boo
     from matplotlib.figure import Figure
 
     from qgtflow.geometry.fields import compute_fields
-    from qgtflow.study import load_study
+    from qgtflow.models.config import model_from_config
+    from qgtflow.units import parse_unit_system
 
     name = fig_cfg.get("study") or (fig_cfg.get("studies") or [None])[0]
     if name not in studies:
         return False, [f"study '{name}' is not configured"], ""
-    model = load_study(studies[name], name=name).model
+    units = parse_unit_system(studies[name].get("units", "physical"))
+    model = model_from_config(studies[name]["model"], units, where=f"studies.{name}.model")
     if model.dim != 2:
         return False, [f"study '{name}': the density figure needs a 2D model"], ""
     kmax = float(fig_cfg.get("kmax") or model.kmax or 1.0)
@@ -621,7 +623,11 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
     assets.mkdir(parents=True)
     report_cfg = config.get("report") or {}
     title = report_cfg.get("title") or "qgtflow report"
-    studies = config.get("studies") or {}
+    from qgtflow.plan import CONTRACTS, StageConfig
+
+    # each study restricted to the keys the report declares (qgtflow.plan): reading another raises
+    studies = {name: StageConfig(cfg, CONTRACTS["report"].keys, "report")
+               for name, cfg in (config.get("studies") or {}).items()}
 
     sections, overview = [], []
     for name, study_cfg in studies.items():

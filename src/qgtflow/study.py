@@ -6,7 +6,7 @@ Every error names the key, the value and what was expected, and is raised before
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 
@@ -136,18 +136,46 @@ def _as_array(spec, key: str) -> np.ndarray:
 
 @dataclass
 class Study:
-    """A validated study (see ``schemas/study.schema.yaml``)."""
+    """A validated study (see ``schemas/study.schema.yaml``).
+
+    ``config``: the validated study config with defaults filled (plain builtins), or in a workflow
+    job the :class:`qgtflow.plan.StageConfig` of the stage's declared keys (reading any other key
+    raises). Every setting below is read from it, so a stage reads only what it declares."""
 
     name: str
-    config: dict  # the validated config slice with defaults filled (plain builtins)
+    config: dict
     model: object
     units: UnitSystem
-    mu: np.ndarray
-    temperature: np.ndarray
-    responses: list[str]
-    sizes: list[int] = field(default_factory=list)
-    omega: np.ndarray | None = None  # photon energies ħω (model energy units), frequency-dependent responses
     where: str = ""  # prefix of the study's keys in error messages ("studies.<name>." in a workflow config)
+    tau_source: str = ""  # how tau was obtained when not from the config (impurities.born_tau)
+
+    @property
+    def mu(self) -> np.ndarray:
+        return _as_array(self.config["mu"], f"{self.where}mu")
+
+    @property
+    def temperature(self) -> np.ndarray:
+        return _as_array(self.config["temperature"], f"{self.where}temperature")
+
+    @property
+    def omega(self) -> np.ndarray | None:
+        """Photon energies ħω (model energy units) of frequency-dependent responses, or None."""
+        spec = self.config.get("omega")
+        return None if spec is None else _as_array(spec, f"{self.where}omega")
+
+    @property
+    def responses(self) -> list[str]:
+        return list(self.config["responses"])
+
+    @property
+    def sizes(self) -> list[int]:
+        return list(self.config["kgrid"]["sizes"])
+
+    def with_tau(self, tau: float, source: str) -> "Study":
+        """The same study with another relaxation time (e.g. the impurities' Born transport time)."""
+        config = self.config.with_values(tau=tau) if hasattr(self.config, "with_values") else {**self.config,
+                                                                                              "tau": tau}
+        return replace(self, config=config, tau_source=source)
 
     @property
     def kgrid(self) -> dict:
@@ -205,6 +233,23 @@ class Study:
         kg = self.kgrid
         return make_grid(self.model, size, kmax=kg.get("kmax"), shift=kg.get("shift") if self.model.periodic else None,
                          chunk_size=kg["chunk_size"], max_chunks=kg["max_chunks"], key=f"{self.where}kgrid")
+
+
+def geometry_fields(study) -> list[str]:
+    """Fields the geometry store of ``study`` holds.
+
+    ``store_fields: all`` (default): every core field plus the optional ones its responses read;
+    ``required``: only what its responses read (and energy, velocity) — for large 3D grids.
+    Spin fields (003) need the model's spin operator: refused here (ModelError) before any compute.
+    """
+    from qgtflow.geometry.fields import FIELD_SPECS, check_spin_operator, stored_fields
+    from qgtflow.reduce.responses import required_fields
+
+    required = required_fields(study.responses, study.fermi_form, study.omega)
+    check_spin_operator(study.model, required)
+    if study.config.get("store_fields") == "required":
+        return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
+    return stored_fields(required)
 
 
 def _check_electro_optics(cfg: dict, model, units, key: str) -> None:
@@ -272,7 +317,7 @@ def load_study(source, name: str | None = None) -> Study:
 
     base_dir = Path(source).parent if isinstance(source, (str, Path)) else None
     model = model_from_config(cfg["model"], units, where=f"{key}model", base_dir=base_dir)
-    mu = _as_array(cfg["mu"], f"{key}mu")
+    _as_array(cfg["mu"], f"{key}mu")
     temperature = _as_array(cfg["temperature"], f"{key}temperature")
     if np.any(temperature < 0):
         raise ConfigError(f"{key}temperature", cfg["temperature"],
@@ -327,9 +372,6 @@ def load_study(source, name: str | None = None) -> Study:
     sizes = list(cfg["kgrid"]["sizes"])
     if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
         raise ConfigError(f"{key}kgrid.sizes", sizes, "strictly increasing grid sizes")
-    study = Study(name=name, config=cfg, model=model, units=units, mu=mu, temperature=temperature,
-                  responses=list(cfg["responses"]), sizes=sizes,
-                  omega=_as_array(cfg["omega"], f"{key}omega") if cfg.get("omega") is not None else None,
-                  where=key)
+    study = Study(name=name, config=cfg, model=model, units=units, where=key)
     study.make_grid(sizes[0])  # grid consistency (window vs periodic, shapes) before any compute
     return study

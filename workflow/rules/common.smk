@@ -1,10 +1,9 @@
-# Shared helpers of the rules: config validation (once, at parse time), result paths, the
-# config slices each rule takes as params, source hashes of the qgtflow code each stage runs, and
-# the jobs' threads and memory (SLURM: --cpus-per-task, --mem).
+# Shared helpers of the rules: config validation (once, at parse time), result paths, each rule's
+# params from the plan (qgtflow.plan: what its stage declares it reads), source hashes of the
+# qgtflow code each stage runs, and the jobs' threads and memory (SLURM: --cpus-per-task, --mem).
 
 import ast
 import hashlib
-import json
 import os
 import re
 import sys
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import qgtflow as _qgtflow
 from qgtflow.cluster import RULE_THREADS, job_memory_mb
+from qgtflow.plan import WorkflowPlan
+from qgtflow.runtime import publish_dask_settings
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
@@ -24,13 +25,15 @@ def _fail(message):
 
 # ---------------------------------------------------------------- config validation
 
+
 def validate_config(config):
     """Validate the whole config once: schema (fills top-level defaults), then each study's
-    semantics via qgtflow.study.load_study (fills the study defaults), then the report figures.
-    Replaces each study's slice by the validated one, so params are deterministic plain builtins.
-    Any user error stops the workflow with one line naming key, value and expectation."""
+    semantics via the plan (qgtflow.study.load_study: fills the study defaults, builds the model),
+    then the report figures. Replaces each study's slice by the validated one, so params are
+    deterministic plain builtins. Any user error stops the workflow with one line naming key,
+    value and expectation."""
     from qgtflow.errors import QgtflowError
-    from qgtflow.study import load_study, schema_error
+    from qgtflow.study import schema_error
 
     try:
         validate(config, "../schemas/config.schema.yaml")
@@ -41,8 +44,7 @@ def validate_config(config):
         raise
     try:
         for name in list(config["studies"]):
-            STUDY_OBJECTS[name] = load_study(config["studies"][name], name=name)
-            config["studies"][name] = STUDY_OBJECTS[name].config
+            config["studies"][name] = PLAN.study(name).config
     except QgtflowError as exc:
         _fail(str(exc))
     names = set()
@@ -61,8 +63,15 @@ def validate_config(config):
                       f"study {study!r} (its responses: {config['studies'][study]['responses']})")
 
 
-STUDY_OBJECTS = {}  # validated qgtflow.study.Study per study name (models: bands and dimension)
-validate_config(config)
+# One plan (qgtflow.plan): what each stage reads. The main Snakemake process validates every study
+# (refusing a bad config before any job); a job's own process (SLURM) parses this file again and
+# builds only the study its job reads, when its params are evaluated.
+PLAN = WorkflowPlan(config)
+if workflow.is_main_process:
+    validate_config(config)
+else:
+    validate(config, "../schemas/config.schema.yaml")  # fills the top-level defaults
+publish_dask_settings(config["dask"])  # how jobs run (threads, workers), not what they compute: no params
 
 STUDIES = list(config["studies"])
 RESULTS = os.path.normpath(config["results_dir"])
@@ -91,12 +100,11 @@ def rule_benchmark(rule_name, stem="{study}_n{size}"):
 
 def response_stores(wildcards):
     """The responses.zarr store of every grid size of one study."""
-    sizes = config["studies"][wildcards.study]["kgrid"]["sizes"]
-    return [res(wildcards.study, f"n{size}", "responses.zarr") for size in sizes]
+    return [res(wildcards.study, f"n{size}", "responses.zarr") for size in PLAN.sizes(wildcards.study)]
 
 
 def all_response_stores():
-    return [res(s, f"n{size}", "responses.zarr") for s in STUDIES for size in config["studies"][s]["kgrid"]["sizes"]]
+    return [res(s, f"n{size}", "responses.zarr") for s in STUDIES for size in PLAN.sizes(s)]
 
 
 def convergence_tables():
@@ -107,59 +115,24 @@ def report_html():
     return res("report", "index.html")
 
 
-# ---------------------------------------------------------------- params: config slices
+# ---------------------------------------------------------------- params: the plan
 
 
-def canonical(value):
-    """Plain builtins with dict keys sorted: Snakemake's params fingerprint depends on key order,
-    and the order of keys in a config file must not trigger reruns."""
-    return json.loads(json.dumps(value, sort_keys=True))
-
-
-def study_slice(*keys):
-    """Params function: the named sections of the wildcard study's (validated) config, canonical.
-
-    `kgrid` is passed without `sizes` (the size is a wildcard), so adding a grid size
-    does not rerun the existing ones."""
+def stage_inputs(stage):
+    """Params function: everything the stage's job of the wildcard study reads (qgtflow.plan:
+    its declared study keys, the model hash, derived values such as the geometry fields). The job
+    builds its Study from this param only, and that Study refuses any undeclared key."""
 
     def get(wildcards):
-        cfg = config["studies"][wildcards.study]
-        out = {}
-        for key in keys:
-            value = cfg.get(key)
-            if key == "kgrid":
-                value = {k: v for k, v in value.items() if k != "sizes"}
-                if value.get("refine"):  # a refined grid follows the Fermi surfaces of mu at the lowest T
-                    out["mu"], out["temperature"] = cfg.get("mu"), cfg.get("temperature")
-            out[key] = value
-        return canonical(out)
+        return PLAN.inputs(stage, wildcards.study)
 
     return get
 
 
-def report_config():
-    """The config the report reads (a param): studies in config order (the page follows it), every
-    other mapping canonical, so rewriting the config file with its keys in another order reruns nothing."""
-    out = canonical({key: value for key, value in config.items() if key != "studies"})
-    out["studies"] = {name: canonical(config["studies"][name]) for name in STUDIES}
-    return out
-
-
-def study_sizes(wildcards):
-    return list(config["studies"][wildcards.study]["kgrid"]["sizes"])
-
-
-def model_hash(wildcards):
-    """Params function: stable hash of the study's model (expressions, parameters, model files' checksums),
-    so editing a Wannier90 file or a symbolic Hamiltonian reruns that study's stages and nothing else."""
-    return STUDY_OBJECTS[wildcards.study].model.model_hash
-
-
-def geometry_fields(wildcards):
-    """Params function: the fields the study's geometry store holds (optional ones follow its responses)."""
-    from qgtflow.stages.geometry_stage import study_fields
-
-    return ",".join(study_fields(STUDY_OBJECTS[wildcards.study]))
+def report_inputs():
+    """The report's params: its config section and each study's declared keys, studies in config
+    order (the page follows it; reordering the studies reruns the report, by design)."""
+    return PLAN.inputs("report")
 
 
 # ---------------------------------------------------------------- threads and memory
@@ -180,7 +153,7 @@ def stage_mem_mb(rule_name):
     each of its Dask workers (qgtflow.cluster.job_memory_mb), times the retry attempt."""
 
     def mem_mb(wildcards, threads, attempt):
-        study = STUDY_OBJECTS[wildcards.study]
+        study = PLAN.study(wildcards.study)
         return job_memory_mb(study, int(wildcards.size), rule_name, threads, config["dask"]) * attempt
 
     return mem_mb

@@ -9,8 +9,7 @@ rule convergence:
         table=res("{study}", "convergence", "convergence.csv"),
         store=directory(res("{study}", "convergence", "convergence.zarr")),
     params:
-        sizes=study_sizes,
-        study=study_slice("convergence"),
+        inputs=stage_inputs("convergence"),
         source=SOURCE_HASH["convergence"],
     conda:
         "../envs/qgtflow.yaml"

@@ -11,10 +11,8 @@ rule geometry:
     output:
         manifest=res("{study}", "n{size}", "geometry.done.json"),
     params:
-        study=study_slice("model", "units", "kgrid", "degeneracy_threshold"),
+        inputs=stage_inputs("geometry"),
         source=SOURCE_HASH["geometry"],
-        model=model_hash,
-        fields=geometry_fields,
     conda:
         "../envs/qgtflow.yaml"
     log:

@@ -5,9 +5,8 @@ rule kgrid:
     output:
         store=directory(res("{study}", "n{size}", "kgrid.zarr")),
     params:
-        study=study_slice("model", "units", "kgrid"),
+        inputs=stage_inputs("kgrid"),
         source=SOURCE_HASH["kgrid"],
-        model=model_hash,
     conda:
         "../envs/qgtflow.yaml"
     log:

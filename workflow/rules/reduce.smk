@@ -1,5 +1,6 @@
 # Stage reduce: Fermi-sea / Fermi-surface integrals over every (mu, T) in one pass over k.
-# Changing mu, temperature, tau, responses or fermi_form reruns this stage (and later) only.
+# It reads the keys qgtflow.plan declares for it (mu, T, tau, responses, omega, ...): changing one
+# reruns this stage and the later ones only.
 
 
 rule reduce:
@@ -8,18 +9,7 @@ rule reduce:
     output:
         store=directory(res("{study}", "n{size}", "responses.zarr")),
     params:
-        study=study_slice(
-            "model",
-            "units",
-            "kgrid",
-            "degeneracy_threshold",
-            "mu",
-            "temperature",
-            "tau",
-            "responses",
-            "fermi_form",
-            "energy_bins_per_kT",
-        ),
+        inputs=stage_inputs("reduce"),
         source=SOURCE_HASH["reduce"],
     conda:
         "../envs/qgtflow.yaml"

@@ -9,7 +9,7 @@ rule report:
     output:
         html=report_html(),
     params:
-        config=report_config(),
+        inputs=lambda wildcards: report_inputs(),
         results_dir=lambda wildcards, output: str(Path(output.html).parent.parent),
         source=SOURCE_HASH["report"],
     conda:

@@ -4,15 +4,14 @@ from pathlib import Path
 
 
 def main(smk):
-    from qgtflow.cli import setup_job
+    from qgtflow.runtime import setup_job
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
     from qgtflow import convergence_stage
-    from qgtflow.study import load_study
+    from qgtflow.plan import stage_study
 
-    name = smk.wildcards.study
-    study = load_study(smk.config["studies"][name], name=name)
+    study = stage_study("convergence", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     out_dir = Path(smk.output.table).parent
     convergence_stage.run(study, [str(s) for s in smk.input.stores], str(out_dir))
     log.info("wrote %s", out_dir)

@@ -17,13 +17,17 @@ import shutil
 from pathlib import Path
 
 
-def dask_on_slurm(smk, study, size, log):
+def dask_on_slurm(smk, study, size, fields, log):
     """The SLURMCluster settings of this job: ``dask.slurm`` with memory and log directory filled in."""
     from qgtflow.cluster import slurm_settings, slurm_worker_memory_mb
+    from qgtflow.runtime import dask_settings
 
-    settings = slurm_settings(smk.config.get("dask"))
+    settings = slurm_settings(dask_settings())
     if settings["memory"] is None:
-        settings["memory"] = slurm_worker_memory_mb(study, size, settings["cores"])
+        from qgtflow.io import store_attrs
+
+        chunk = int(store_attrs(smk.input.kgrid)["chunk_size"])
+        settings["memory"] = slurm_worker_memory_mb(study, size, settings["cores"], fields=fields, chunk_size=chunk)
         log.info("Dask-on-SLURM worker job memory: %s MB (estimate for %d worker(s) of one chunk each)",
                  settings["memory"], settings["cores"])
     if settings["log_directory"] is None:
@@ -33,20 +37,22 @@ def dask_on_slurm(smk, study, size, log):
 
 
 def main(smk):
-    from qgtflow.cli import setup_job
+    from qgtflow.runtime import setup_job
 
     log, n_workers = setup_job(smk)  # before numpy/numba are imported
 
     from qgtflow import __version__
+    from qgtflow.plan import stage_study
+    from qgtflow.runtime import dask_settings
     from qgtflow.stages import geometry_stage
-    from qgtflow.study import load_study
 
     name, size = smk.wildcards.study, int(smk.wildcards.size)
-    study = load_study(smk.config["studies"][name], name=name)
+    study = stage_study("geometry", smk.params.inputs)  # its declared keys only (qgtflow.plan)
+    fields = smk.params.inputs["fields"]
     manifest = Path(smk.output.manifest)
     store = manifest.with_name("geometry.zarr")
     resume_key = manifest.with_name("geometry.resume.json")
-    job_params = {"study": smk.params.study, "source": smk.params.source, "size": size}
+    job_params = {"inputs": smk.params.inputs, "source": smk.params.source, "size": size}
     key = hashlib.sha256(json.dumps(job_params, sort_keys=True).encode()).hexdigest()[:16]
 
     previous = json.loads(resume_key.read_text()).get("key") if resume_key.is_file() else None
@@ -55,14 +61,14 @@ def main(smk):
         shutil.rmtree(store)
     resume_key.write_text(json.dumps({"key": key, "params": job_params}, indent=1, sort_keys=True))
 
-    backend = (smk.config.get("dask") or {}).get("backend", "local")
+    backend = dask_settings().get("backend", "local")
     if backend == "slurm":
         from qgtflow.cluster import slurm_cluster
 
-        with slurm_cluster(**dask_on_slurm(smk, study, size, log)) as client:
-            computed = geometry_stage.run(study, smk.input.kgrid, str(store), client=client)
+        with slurm_cluster(**dask_on_slurm(smk, study, size, fields, log)) as client:
+            computed = geometry_stage.run(study, smk.input.kgrid, str(store), client=client, fields=fields)
     else:
-        computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers)
+        computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers, fields=fields)
 
     info = {"store": store.name, "study": name, "size": size, "key": key, "qgtflow_version": __version__,
             "chunks_computed_this_run": computed, "kgrid_store": str(smk.input.kgrid), "dask_backend": backend}

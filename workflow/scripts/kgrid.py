@@ -2,15 +2,15 @@
 
 
 def main(smk):
-    from qgtflow.cli import setup_job
+    from qgtflow.runtime import setup_job
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
+    from qgtflow.plan import stage_study
     from qgtflow.stages import kgrid_stage
-    from qgtflow.study import load_study
 
-    name, size = smk.wildcards.study, int(smk.wildcards.size)
-    study = load_study(smk.config["studies"][name], name=name)
+    size = int(smk.wildcards.size)
+    study = stage_study("kgrid", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     kgrid_stage.run(study, size, smk.output.store)
     log.info("wrote %s", smk.output.store)
 

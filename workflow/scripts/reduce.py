@@ -5,15 +5,14 @@ from pathlib import Path
 
 
 def main(smk):
-    from qgtflow.cli import setup_job
+    from qgtflow.runtime import setup_job
 
     log, n_workers = setup_job(smk)  # before numpy/numba are imported
 
+    from qgtflow.plan import stage_study
     from qgtflow.stages import reduce_stage
-    from qgtflow.study import load_study
 
-    name = smk.wildcards.study
-    study = load_study(smk.config["studies"][name], name=name)
+    study = stage_study("reduce", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     manifest = Path(smk.input.geometry)
     store = manifest.parent / json.loads(manifest.read_text())["store"]
     reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers)

@@ -2,13 +2,13 @@
 
 
 def main(smk):
-    from qgtflow.cli import setup_job
+    from qgtflow.runtime import setup_job
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
     from qgtflow.report import build_report
 
-    build_report(smk.params.config, smk.params.results_dir, smk.output.html)
+    build_report(smk.params.inputs, smk.params.results_dir, smk.output.html)
     log.info("wrote %s", smk.output.html)
 
 

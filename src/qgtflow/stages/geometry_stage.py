@@ -19,11 +19,11 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster
-from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, check_spin_operator, compute_fields, field_units,
-                                     stored_fields)
+from qgtflow.geometry.fields import FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units
 from qgtflow.kgrid import AXES
 from qgtflow.stages.kgrid_stage import hash_json
 from qgtflow.stages.tasks import run_tasks
+from qgtflow.study import geometry_fields
 
 log = logging.getLogger(__name__)
 
@@ -31,34 +31,23 @@ CART = ("i", "j", "k", "l")
 
 
 def study_fields(study) -> list[str]:
-    """Fields the geometry store of ``study`` holds.
-
-    ``store_fields: all`` (default): every core field plus the optional ones its responses read;
-    ``required``: only what its responses read (and energy, velocity) — for large 3D grids.
-    Spin fields (003) need the model's spin operator: refused here (ModelError) before any compute.
-    """
-    from qgtflow.reduce.responses import required_fields
-
-    required = required_fields(study.responses, study.fermi_form, study.omega)
-    check_spin_operator(study.model, required)
-    if study.config.get("store_fields") == "required":
-        return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
-    return stored_fields(required)
+    """Fields the geometry store of ``study`` holds (:func:`qgtflow.study.geometry_fields`)."""
+    return geometry_fields(study)
 
 
-def fingerprint(study, kgrid_attrs: dict) -> str:
+def fingerprint(study, kgrid_attrs: dict, fields: list[str]) -> str:
     return hash_json({"model": study.model.identity(), "grid": kgrid_attrs.get(io.FINGERPRINT),
-                      "degeneracy_threshold": study.degeneracy_threshold, "fields": sorted(study_fields(study))})
+                      "degeneracy_threshold": study.degeneracy_threshold, "fields": sorted(fields)})
 
 
-def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
+def _template(study, kg: xr.Dataset, fp: str, fields: list[str]) -> xr.Dataset:
     n_k, dim = kg.sizes["kpoint"], kg.sizes["axis"]
     nb = study.model.nbands
     chunk = int(kg.attrs["chunk_size"])
     sizes = {"band": nb, "band_m": nb, "i": dim, "j": dim, "k": dim, "l": dim, "spin": 3}
     data = {"kvec": xr.Variable(("kpoint", "axis"), da.zeros((n_k, dim), chunks=(chunk, dim)), kg["kvec"].attrs),
             "weight": xr.Variable("kpoint", da.zeros(n_k, chunks=chunk), kg["weight"].attrs)}
-    for name in study_fields(study):
+    for name in fields:
         spec = FIELD_SPECS[name]
         shape = (n_k,) + tuple(sizes[d] for d in spec.dims)
         attrs = {"long_name": spec.long_name, "units": field_units(spec, study.units), "formula": spec.formula}
@@ -95,10 +84,15 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optio
     return index
 
 
-def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=None) -> int:
-    """Fill ``out`` from ``kgrid_store``; returns how many chunks were computed in this call."""
+def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=None,
+        fields: list[str] | None = None) -> int:
+    """Fill ``out`` from ``kgrid_store``; returns how many chunks were computed in this call.
+
+    ``fields``: the fields to store (default :func:`study_fields`; a workflow job gets them from its
+    plan, qgtflow.plan, as its study exposes only the keys the geometry stage declares)."""
+    names = list(study_fields(study) if fields is None else fields)
     kg = io.open_store(kgrid_store)
-    fp = fingerprint(study, kg.attrs)
+    fp = fingerprint(study, kg.attrs, names)
     n_chunks = kg.sizes["chunk"]
     chunk = int(kg.attrs["chunk_size"])
     n_k = kg.sizes["kpoint"]
@@ -109,11 +103,10 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
             return 0
         log.info("geometry %s: resuming, %d of %d chunks already done", study.name, int(done.sum()), n_chunks)
     else:
-        io.write_template(_template(study, kg, fp), out, chunk, n_chunks, compress=False)
+        io.write_template(_template(study, kg, fp, names), out, chunk, n_chunks, compress=False)
         done = np.zeros(n_chunks, bool)
     todo = [i for i in range(n_chunks) if not done[i]]
     # compile (or load from cache) the kernels once here so workers only load the cache
-    names = study_fields(study)
     optional = tuple(f for f in names if f in OPTIONAL_FIELDS)
     compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional)
     args = [(study.model, os.fspath(kgrid_store), os.fspath(out), i, i * chunk, min(n_k, (i + 1) * chunk),

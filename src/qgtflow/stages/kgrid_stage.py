@@ -21,7 +21,6 @@ import numpy as np
 import xarray as xr
 
 from qgtflow import io
-from qgtflow.errors import ConfigError
 from qgtflow.kgrid import AXES, effective_chunk_size
 from qgtflow.refine import Refiner, parse_refine
 
@@ -37,16 +36,9 @@ def fingerprint(study, size: int) -> str:
 
 
 def refine_spec(study):
-    """The study's :class:`qgtflow.refine.RefineSpec`, or None for a uniform grid.
-
-    Refused (ConfigError) with ``integration: tetrahedron``, which needs the uniform grid's simplices.
-    """
-    spec = parse_refine((study.config.get("kgrid") or {}).get("refine"), key=f"{study.where}kgrid.refine")
-    if spec is not None and study.config.get("integration", "points") != "points":
-        raise ConfigError(f"{study.where}kgrid.refine", (study.config.get("kgrid") or {}).get("refine"),
-                          f"no refinement with integration: {study.config.get('integration')} (it needs the "
-                          "uniform grid); use integration: points or remove kgrid.refine")
-    return spec
+    """The study's :class:`qgtflow.refine.RefineSpec`, or None for a uniform grid (refine with
+    ``integration: tetrahedron`` is refused by :func:`qgtflow.study.load_study`)."""
+    return parse_refine((study.config.get("kgrid") or {}).get("refine"), key=f"{study.where}kgrid.refine")
 
 
 def refine_kT(study) -> float:

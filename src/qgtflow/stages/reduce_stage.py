@@ -209,7 +209,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
                   if k.startswith("grid_") or k in ("n_kpoints", "degeneracy_threshold")}
     attrs = io.provenance_attrs(study, "reduce", {
         **grid_attrs, "fermi_form": form_requested, **({"tau": study.tau} if np.isfinite(study.tau) else {}),
-        **({"tau_source": study.config["tau_source"]} if study.config.get("tau_source") else {}),
+        **({"tau_source": study.tau_source} if study.tau_source else {}),
         "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments,
         "geometry_fingerprint": geometry_attrs.get(io.FINGERPRINT, "")})
     return xr.Dataset(data, coords=coords, attrs=attrs)
@@ -274,12 +274,13 @@ def _direct_variables(study, direct: dict, sectors, coords) -> dict:
     return variables
 
 
-def _born_tau(study, size: int) -> None:
+def _born_tau(study, size: int):
     """``impurities.born_tau``: τ of every τ-dependent response := the symmetric Born transport time (s, or
-    ħ/energy in natural units) of the study's impurities at its first μ and T, on the study's grid."""
+    ħ/energy in natural units) of the study's impurities at its first μ and T, on the study's grid.
+    Returns the study with that τ (the study itself without ``born_tau``)."""
     imp = study.config.get("impurities") or {}
     if not imp.get("born_tau"):
-        return
+        return study
     from qgtflow.reduce import skew
     from qgtflow.units import HBAR
 
@@ -288,8 +289,7 @@ def _born_tau(study, size: int) -> None:
     tau = float(born["tau"]) * (1.0 if study.units.natural else HBAR / study.units.energy_si)
     log.info("reduce %s: tau = Born transport time %.4g (%s)", study.name, tau,
              "hbar/energy" if study.units.natural else "s")
-    study.config["tau"] = tau
-    study.config["tau_source"] = "Born transport time of the impurities (first mu, T)"
+    return study.with_tau(tau, "Born transport time of the impurities (first mu, T)")
 
 
 def _electro_optics(study, ds: xr.Dataset, size: int, client) -> xr.Dataset:
@@ -325,7 +325,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     form = study.fermi_form
     kT = study.kT
     bins = study.energy_bins()
-    _born_tau(study, int(geo.attrs["grid_sizes"][0]))
+    study = _born_tau(study, int(geo.attrs["grid_sizes"][0]))
     n_k, chunk = geo.sizes["kpoint"], int(geo.attrs["chunk_size"])
     ranges = [(s, min(n_k, s + chunk)) for s in range(0, n_k, chunk)]
     # one task per worker: each returns a full moment histogram, the costly thing to ship

@@ -1,0 +1,309 @@
+"""The plan: what each stage of the workflow reads, declared once.
+
+Each stage (kgrid, geometry, reduce, convergence, report) declares the study keys it reads, whether
+it builds the study's model, what it derives from the study at plan time (the geometry fields)
+and its upstream stages. Everything else follows from these declarations:
+
+- the rules' ``params`` (``workflow/rules/common.smk``: :func:`stage_inputs`), so a change of a
+  declared key reruns the stage and a change of any other key does not;
+- the :class:`qgtflow.study.Study` a job builds (:func:`stage_study`): its config is a
+  :class:`StageConfig` that refuses to read an undeclared key (:class:`UndeclaredKeyError`), so a
+  stage cannot depend on a key its rule does not rerun for;
+- the one fingerprint of every store (:func:`fingerprint`): the declared inputs, the upstream
+  stores' fingerprints, the model hash and the code version, checked by every reader.
+
+Only the standard library at module level: the Snakefile imports this at parse time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+STAGES = ("kgrid", "geometry", "reduce", "convergence", "report")
+# keys of a per-grid stage's `kgrid` slice that are not its inputs: the grid size is a wildcard
+# (adding a size must not rerun the existing grids)
+PER_GRID_EXCLUDED = {"kgrid": ("sizes",)}
+
+
+class UndeclaredKeyError(RuntimeError):
+    """A stage read a study key its contract (qgtflow.plan) does not declare: a programming error.
+
+    Not a KeyError, so ``config.get(key, default)`` cannot swallow it."""
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What one stage reads."""
+
+    stage: str
+    keys: tuple[str, ...]  # top-level study keys
+    model: bool  # builds the study's model (its hash is an input: model files' checksums too)
+    upstream: tuple[str, ...]
+    per_grid: bool = True  # one job per (study, grid size)
+    # extra keys read only when the study sets a key: {condition key path: keys}
+    when: dict = field(default_factory=dict)
+    # values derived from the whole validated study at plan time: {name: function(Study) -> JSON value}
+    derived: dict = field(default_factory=dict)
+
+    def declared(self, cfg: dict) -> tuple[str, ...]:
+        keys = list(self.keys)
+        for path, extra in self.when.items():
+            if _lookup(cfg, path) is not None:
+                keys += [k for k in extra if k not in keys]
+        return tuple(keys)
+
+
+def _lookup(cfg: dict, path: str):
+    for part in path.split("."):
+        cfg = cfg.get(part) if isinstance(cfg, dict) else None
+    return cfg
+
+
+def _geometry_fields(study) -> list[str]:
+    from qgtflow.stages.geometry_stage import study_fields
+
+    return study_fields(study)
+
+
+# reduce reads the model and the grid settings for the model-evaluated responses (pockels_skew,
+# Born tau: they diagonalise the model on the study's grid)
+_REDUCE_KEYS = ("model", "units", "kgrid", "degeneracy_threshold", "mu", "temperature", "tau", "responses",
+                "fermi_form", "energy_bins_per_kT", "integration", "energy_resolution", "omega", "broadening",
+                "resolve_sectors", "impurities", "electro_optics")
+
+CONTRACTS = {
+    # a refined grid follows the Fermi surfaces of the study's mu at its lowest T
+    "kgrid": Contract("kgrid", ("model", "units", "kgrid"), model=True, upstream=(),
+                      when={"kgrid.refine": ("mu", "temperature")}),
+    # the fields follow responses, fermi_form, omega and store_fields: a new response that needs no
+    # new field does not rerun the geometry
+    "geometry": Contract("geometry", ("model", "units", "degeneracy_threshold"), model=True, upstream=("kgrid",),
+                         derived={"fields": _geometry_fields}),
+    "reduce": Contract("reduce", _REDUCE_KEYS, model=True, upstream=("geometry",)),
+    "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False),
+    # the report lists each study (description, model, units, grids, tolerances, integration) and reads
+    # the convergence tables and the finest responses store
+    "report": Contract("report", ("description", "model", "units", "kgrid", "integration", "convergence"),
+                       model=False, upstream=("convergence", "reduce"), per_grid=False),
+}
+
+
+def canonical(value):
+    """Plain builtins with dict keys sorted: params and fingerprints must not depend on key order."""
+    return json.loads(json.dumps(value, sort_keys=True, default=_plain))
+
+
+def _plain(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {type(value).__name__}")
+
+
+def study_slice(stage: str, cfg: dict) -> dict:
+    """The declared keys of one validated study config, canonical (a per-grid stage's kgrid without sizes)."""
+    contract = CONTRACTS[stage]
+    out = {}
+    for key in contract.declared(cfg):
+        value = cfg.get(key)
+        if contract.per_grid and isinstance(value, dict) and key in PER_GRID_EXCLUDED:
+            value = {k: v for k, v in value.items() if k not in PER_GRID_EXCLUDED[key]}
+        out[key] = value
+    return canonical(out)
+
+
+def stage_inputs(stage: str, study) -> dict:
+    """Everything a stage's job of ``study`` (a validated Study) reads: the rule's params.
+
+    ``study``: the declared study keys; ``model_hash`` when the stage builds the model; the derived
+    values (geometry: ``fields``)."""
+    contract = CONTRACTS[stage]
+    out = {"name": study.name, "study": study_slice(stage, study.config)}
+    if contract.model:
+        out["model_hash"] = study.model.model_hash
+    for name, derive in contract.derived.items():
+        out[name] = canonical(derive(study))
+    return out
+
+
+def report_inputs(config: dict, studies: dict) -> dict:
+    """The report's params: its own section, and each study's declared keys, in config order (the page follows it)."""
+    return {"report": canonical(config.get("report") or {}),
+            "studies": {name: study_slice("report", studies[name].config) for name in studies}}
+
+
+class StageConfig(dict):
+    """A study config restricted to one stage's declared keys: reading any other key raises
+    :class:`UndeclaredKeyError` (also through ``get`` and ``in``)."""
+
+    def __init__(self, data: dict, declared, stage: str):
+        super().__init__({k: v for k, v in data.items() if k in declared})
+        self.declared, self.stage = frozenset(declared), stage
+
+    def _check(self, key):
+        if key not in self.declared:
+            raise UndeclaredKeyError(f"stage {self.stage!r} read the study key {key!r}, which its contract "
+                                     f"(qgtflow.plan.CONTRACTS) does not declare: {sorted(self.declared)}")
+
+    def __getitem__(self, key):
+        self._check(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self._check(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self._check(key)
+        return super().__contains__(key)
+
+    def with_values(self, **values) -> "StageConfig":
+        for key in values:
+            self._check(key)
+        return StageConfig({**self, **values}, self.declared, self.stage)
+
+
+class Undeclared:
+    """Stands for the model (or units) of a stage that does not declare it: any use raises."""
+
+    def __init__(self, what: str, stage: str):
+        self._what, self._stage = what, stage
+
+    def __getattr__(self, attr):
+        raise UndeclaredKeyError(f"stage {self._stage!r} used the study's {self._what} ({attr}), which its "
+                                 "contract (qgtflow.plan.CONTRACTS) does not declare")
+
+
+def stage_study(stage: str, inputs: dict, where: str | None = None):
+    """The :class:`qgtflow.study.Study` a stage's job reads, from its params (:func:`stage_inputs`) only.
+
+    The config was validated once by the workflow; only this study's model is built (when declared),
+    and its hash must equal the one the plan saw (a model file edited since is refused)."""
+    from qgtflow.errors import StoreError
+    from qgtflow.study import Study
+    from qgtflow.units import parse_unit_system
+
+    contract = CONTRACTS[stage]
+    name = inputs["name"]
+    where = f"studies.{name}." if where is None else where
+    cfg = inputs["study"]
+    units = parse_unit_system(cfg["units"]) if "units" in cfg else Undeclared("units", stage)
+    model = Undeclared("model", stage)
+    if contract.model:
+        from qgtflow.models.config import model_from_config
+
+        model = model_from_config(cfg["model"], units, where=f"{where}model")
+        if model.model_hash != inputs["model_hash"]:
+            raise StoreError(f"study {name}: model hash {model.model_hash} differs from the planned "
+                             f"{inputs['model_hash']} (a model file changed after the workflow started)")
+    return Study(name=name, config=StageConfig(cfg, contract.declared(cfg), stage), model=model, units=units,
+                 where=where)
+
+
+def fingerprint(stage: str, inputs: dict, upstream: dict | None = None) -> str:
+    """The one identity of a store: hash of its stage's declared inputs (:func:`stage_inputs`),
+    the fingerprints of the stores it reads ({stage: fingerprint}) and the code version."""
+    from qgtflow import __version__
+
+    payload = {"stage": stage, "inputs": canonical(inputs), "upstream": dict(sorted((upstream or {}).items())),
+               "version": __version__}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# ---------------------------------------------------------------- the jobs of a workflow config
+
+
+def downstream(stages) -> set[str]:
+    """The stages that (transitively) read any of ``stages``."""
+    out, todo = set(stages), list(stages)
+    while todo:
+        s = todo.pop()
+        for later, contract in CONTRACTS.items():
+            if s in contract.upstream and later not in out:
+                out.add(later)
+                todo.append(later)
+    return out
+
+
+class WorkflowPlan:
+    """The jobs of a workflow config and the inputs each reads.
+
+    Studies are validated (and their models built) on first use and kept: the Snakefile's main
+    process touches them all (refusing a bad config before any job), a job's process only its own."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self._studies = {}
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.config["studies"])
+
+    def study(self, name: str):
+        if name not in self._studies:
+            from qgtflow.study import load_study
+
+            self._studies[name] = load_study(self.config["studies"][name], name=name)
+        return self._studies[name]
+
+    def sizes(self, name: str) -> list[int]:
+        """The study's grid sizes, without building its model (a job's process needs every study's)."""
+        if name in self._studies:
+            return self._studies[name].sizes
+        from qgtflow.study import study_schema
+
+        kgrid = self.config["studies"][name].get("kgrid") or {}
+        return list(kgrid.get("sizes") or study_schema()["properties"]["kgrid"]["properties"]["sizes"]["default"])
+
+    def inputs(self, stage: str, name: str | None = None) -> dict:
+        if stage == "report":
+            return report_inputs(self.config, {n: self.study(n) for n in self.names})
+        return stage_inputs(stage, self.study(name))
+
+    def jobs(self) -> list[str]:
+        """Job labels as Snakemake's dry run names them: 'reduce A n8', 'convergence A', 'report'."""
+        out = []
+        for name in self.names:
+            for size in self.study(name).sizes:
+                out += [f"{stage} {name} n{size}" for stage in STAGES if CONTRACTS[stage].per_grid]
+            out.append(f"convergence {name}")
+        return out + ["report"]
+
+    def job_params(self, job: str) -> dict:
+        stage, *rest = job.split()
+        return self.inputs(stage, rest[0] if rest else None)
+
+
+def downstream_jobs(workflow_plan: WorkflowPlan, jobs) -> set[str]:
+    """The jobs that (transitively) read the outputs of ``jobs``, ``jobs`` included."""
+    out = set(jobs)
+    changed = True
+    while changed:
+        changed = False
+        for job in workflow_plan.jobs():
+            if job in out:
+                continue
+            stage, *rest = job.split()
+            reads = CONTRACTS[stage].upstream
+            if any(_reads(job, other, reads) for other in out):
+                out.add(job)
+                changed = True
+    return out
+
+
+def _reads(job: str, other: str, upstream) -> bool:
+    """Whether ``job`` reads the output of ``other`` (one of its upstream stages, same study, same grid)."""
+    stage, *where = job.split()
+    o_stage, *o_where = other.split()
+    if o_stage not in upstream:
+        return False
+    if stage == "report":
+        return True
+    if stage == "convergence":
+        return o_where[:1] == where[:1]
+    return o_where == where

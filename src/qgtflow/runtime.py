@@ -1,0 +1,156 @@
+"""Job set-up of the workflow's rule scripts: threads, numba cache, logging, Dask settings.
+
+Infrastructure only (no physics): the rule scripts call :func:`setup_job` first, before numpy,
+numba or BLAS are imported, so its thread settings take effect. Only the standard library (and
+:mod:`qgtflow.cluster`'s CPU count, itself standard library only) is imported here.
+
+The ``dask`` settings of the workflow config reach a job through the environment variable
+:data:`DASK_ENV`, set by the Snakefile at parse time (a SLURM job parses it again): they decide
+how a job runs, never what it computes, so they are not params (changing ``dask.n_workers``
+reruns nothing) and the scripts do not read the workflow config.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import glob
+import json
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+log = logging.getLogger("qgtflow.runtime")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_PINNED = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+DASK_ENV = "QGTFLOW_DASK"
+
+
+def publish_dask_settings(dask_config: dict) -> None:
+    """Snakefile (parse time): hand the config's ``dask`` section to the jobs it starts."""
+    os.environ[DASK_ENV] = json.dumps(dask_config or {}, sort_keys=True)
+
+
+def dask_settings() -> dict:
+    """The workflow config's ``dask`` section as the Snakefile published it ({} outside a workflow)."""
+    return json.loads(os.environ.get(DASK_ENV) or "{}")
+
+
+def setup_job(smk) -> tuple[logging.Logger, int]:
+    """Prepare a Snakemake ``script:`` job; returns (logger, number of Dask workers).
+
+    - sizes the job from the smaller of the threads Snakemake gave it (SLURM: ``--cpus-per-task``)
+      and the CPUs its affinity allows: ``dask: n_workers`` (default: that many) single-threaded
+      workers, ``NUMBA_NUM_THREADS`` so that workers x numba threads <= it; OMP/MKL/OPENBLAS
+      pinned to 1; all of it logged (threads, affinity, SLURM job);
+    - gives the job its own ``NUMBA_CACHE_DIR`` under ``.snakemake/numba_cache/jobs`` (numba's
+      cache is not safe for concurrent writers, numba#4807), seeded from a shared cache and
+      published back to it at exit, under a file lock, so kernels compile once per work directory;
+    - logs to the rule's ``log:`` file (and stderr: the SLURM job log), uncaught exceptions included.
+    """
+    from qgtflow.cluster import job_cpus
+
+    requested = dask_settings().get("n_workers")
+    cpus = job_cpus(smk.threads, requested)
+    n_workers = cpus["n_workers"]
+    for var in _PINNED:
+        os.environ[var] = "1"
+    os.environ["NUMBA_NUM_THREADS"] = str(cpus["numba_threads"])
+    job_key = "-".join([smk.rule, *(str(v) for v in smk.wildcards)])
+    cache = _job_numba_cache(Path(".snakemake", "numba_cache").resolve(), job_key)
+    os.environ["NUMBA_CACHE_DIR"] = str(cache)
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # scheduler chatter (read on import)
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if smk.log:
+        Path(smk.log[0]).parent.mkdir(parents=True, exist_ok=True)
+        handlers.insert(0, logging.FileHandler(smk.log[0], mode="w"))
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, handlers=handlers, force=True)
+    logging.captureWarnings(True)
+    logger = logging.getLogger(f"qgtflow.workflow.{smk.rule}")
+
+    def excepthook(exc_type, exc, tb):
+        logger.error("rule %s failed", smk.rule, exc_info=(exc_type, exc, tb))
+
+    sys.excepthook = excepthook
+    slurm = "not in a SLURM job"
+    if cpus["slurm_job"]:
+        slurm_mem = os.environ.get("SLURM_MEM_PER_NODE")  # the jobstep plugin may have unset it
+        slurm = (f"SLURM job {cpus['slurm_job']} (cpus-per-task {cpus['slurm_cpus'] or '-'}"
+                 f"{f', mem {slurm_mem} MB' if slurm_mem else ''})")
+    logger.info("rule %s %s: %d thread(s) given, CPU affinity %s (%d CPUs), %s -> using %d: %d Dask worker(s)%s x "
+                "NUMBA_NUM_THREADS=%s; NUMBA_CACHE_DIR=%s", smk.rule, dict(smk.wildcards.items()), cpus["threads"],
+                cpus["affinity"], cpus["n_affinity"], slurm, cpus["usable"], n_workers,
+                f" (dask.n_workers={requested})" if requested else "", os.environ["NUMBA_NUM_THREADS"], cache)
+    if cpus["threads"] > cpus["n_affinity"]:
+        logger.warning("rule %s was given %d threads but may run on %d CPUs only: sized for %d", smk.rule,
+                       cpus["threads"], cpus["n_affinity"], cpus["usable"])
+    mem_mb = getattr(smk.resources, "mem_mb", None) if hasattr(smk, "resources") else None
+    if mem_mb:
+        logger.info("rule %s: memory requested %s MB (estimate x attempt)", smk.rule, mem_mb)
+    return logger, n_workers
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    import fcntl
+
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _job_numba_cache(root: Path, job_key: str) -> Path:
+    """A private numba cache for this job: a copy of ``root/shared``, published back at exit.
+
+    Only this process (and its Dask workers) write the private copy. Publishing copies, per
+    compiled function, the data files and then the index (atomic renames), and only when this job
+    compiled something newer than the shared copy, so a reader never sees an index without its
+    data. If file locks are unavailable (some parallel filesystems), the job cache starts cold.
+    """
+    shared, lock = root / "shared", root / "shared.lock"
+    job = root / "jobs" / f"{job_key}-{os.getpid()}"
+    if job.exists():
+        shutil.rmtree(job)
+    try:
+        with _locked(lock):
+            if shared.is_dir():
+                shutil.copytree(shared, job)
+    except OSError as exc:
+        log.warning("numba cache: not sharing compiled kernels between jobs (%s)", exc)
+        job.mkdir(parents=True, exist_ok=True)
+        return job
+    job.mkdir(parents=True, exist_ok=True)
+    atexit.register(_publish_numba_cache, job, shared, lock)
+    return job
+
+
+def _publish_numba_cache(job: Path, shared: Path, lock: Path) -> None:
+    def copy(src: Path, dst: Path) -> None:
+        tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+        shutil.copy2(src, tmp)
+        os.replace(tmp, dst)
+
+    try:
+        with _locked(lock):
+            for index in job.rglob("*.nbi"):
+                target = shared / index.relative_to(job)
+                if target.exists() and target.stat().st_mtime >= index.stat().st_mtime:
+                    continue  # nothing newer compiled here
+                stem = glob.escape(index.name[: -len(".nbi")])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                for old in target.parent.glob(stem + ".*.nbc"):
+                    old.unlink()
+                for data in index.parent.glob(stem + ".*.nbc"):
+                    copy(data, target.parent / data.name)
+                copy(index, target)
+        shutil.rmtree(job, ignore_errors=True)
+    except OSError as exc:  # a cache is an optimisation: never fail the job for it
+        log.warning("numba cache: could not publish %s (%s)", job, exc)
