@@ -53,3 +53,11 @@ def snakemake_env(tmp_path_factory) -> dict:
     (stub / "scontrol").write_text("#!/bin/sh\nexit 1\n")
     (stub / "scontrol").chmod(0o755)
     return {**os.environ, "PATH": f"{stub}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+@pytest.fixture(scope="session")
+def tiny_run_workspace(tmp_path_factory, snakemake_env):
+    """The session's one real workflow run (tests/tiny_run.py), shared by the rerun and workflow tests."""
+    from tests import tiny_run
+
+    return tiny_run.start(tmp_path_factory, snakemake_env)

@@ -153,7 +153,7 @@ def submitted_jobs(snakemake_output: str) -> dict[str, str]:
 def seed_numba_cache(source: str | os.PathLike | None, root: Path = ROOT) -> int:
     """Copy compiled kernels from this test session's NUMBA_CACHE_DIR into the workflow's shared
     numba cache (``.snakemake/numba_cache/shared``, which every job copies at start; see
-    qgtflow.cli.setup_job), so SLURM jobs load kernels instead of compiling them (~60 s cold).
+    qgtflow.runtime.setup_job), so SLURM jobs load kernels instead of compiling them (~60 s cold).
     Same lock and same per-function order (data files, then index) as the jobs' own publishing.
     Returns the number of index files copied."""
     if not source or not Path(source).is_dir():

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 from qgtflow import convergence as cv
-from qgtflow import convergence_stage
+from qgtflow.stages import convergence_stage
 from qgtflow.errors import StoreError
 
 AXES = ["x", "y"]

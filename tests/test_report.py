@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from qgtflow import convergence_stage
+from qgtflow.stages import convergence_stage
 from qgtflow.report import build_report
 
 _spec = importlib.util.spec_from_file_location("_conv_helpers", Path(__file__).with_name("test_convergence.py"))

@@ -62,7 +62,7 @@ def test_stores_reopen_with_documented_schema(stores):
 def test_incomplete_store_is_refused(stores, tmp_path):
     st, kg, geo, _ = stores
     partial = tmp_path / "partial.zarr"
-    ds = geometry_stage._template(st, io.open_store(kg), "fp")
+    ds = geometry_stage._template(st, io.open_store(kg), "fp", geometry_stage.study_fields(st))
     io.write_template(ds, partial, 256, 7)
     with pytest.raises(StoreError, match="incomplete"):
         io.open_store(partial)
@@ -114,6 +114,56 @@ def test_changed_config_rebuilds_instead_of_resuming(stores):
     st, kg, geo, _ = stores
     other = load_study({**STUDY, "degeneracy_threshold": 1e-9})
     assert geometry_stage.run(other, kg, geo, n_workers=0) == io.open_store(kg).sizes["chunk"]
+
+
+def test_every_store_carries_its_fingerprint_and_readers_check_it(stores, tmp_path):
+    """One identity per store (qgtflow.plan.fingerprint); a reader handed a store of other inputs
+    refuses it with one line naming the store and both fingerprints."""
+    from qgtflow import plan
+    from qgtflow.stages import convergence_stage
+
+    st, kg, geo, resp = stores
+    chain = plan.grid_chain(st, 40)
+    for stage, path in (("kgrid", kg), ("geometry", geo), ("reduce", resp)):
+        assert io.store_attrs(path)[io.FINGERPRINT] == chain[stage]["fingerprint"]
+    assert chain["geometry"]["upstream"] == {"kgrid": chain["kgrid"]["fingerprint"]}
+    conv = tmp_path / "conv"
+    job = plan.job_inputs("convergence", st, None, {"reduce n40": chain["reduce"]["fingerprint"]})
+    convergence_stage.run(st, [str(resp)], str(conv), plots=False, job=job)
+    assert io.store_attrs(conv / "convergence.zarr")[io.FINGERPRINT] == job["fingerprint"]
+
+    other = load_study({**STUDY, "mu": [0.1, 0.2]})  # other reduce inputs, same geometry
+    assert plan.grid_chain(other, 40)["geometry"] == chain["geometry"]
+    with pytest.raises(StoreError) as exc:
+        convergence_stage.run(other, [str(resp)], str(conv), plots=False,
+                              job=plan.job_inputs("convergence", other, None,
+                                                  {"reduce n40": plan.grid_chain(other, 40)["reduce"]["fingerprint"]}))
+    message = str(exc.value)
+    assert "\n" not in message and str(resp) in message and chain["reduce"]["fingerprint"] in message
+    moved = load_study({**STUDY, "kgrid": {**STUDY["kgrid"], "kmax": 0.9}})  # another grid
+    with pytest.raises(StoreError) as exc:
+        reduce_stage.run(moved, geo, n_workers=0)
+    assert chain["geometry"]["fingerprint"] in str(exc.value)
+    assert plan.grid_chain(moved, 40)["geometry"]["fingerprint"] in str(exc.value)
+
+
+def test_a_stage_study_exposes_only_its_declared_keys(stores):
+    """The Study a workflow job builds from its params refuses any key its stage does not declare."""
+    from qgtflow import plan
+
+    st = stores[0]
+    conv = plan.stage_study("convergence", plan.job_inputs("convergence", st))
+    assert conv.config["convergence"]["rtol"] == 0.01
+    for read in (lambda: conv.config["mu"], lambda: conv.config.get("tau", 1.0), lambda: "omega" in conv.config,
+                 lambda: conv.mu, lambda: conv.model.nbands, lambda: conv.units.kT(1.0)):
+        with pytest.raises(plan.UndeclaredKeyError):
+            read()
+    geo = plan.stage_study("geometry", plan.grid_chain(st, 40)["geometry"])
+    assert geo.model.model_hash == st.model.model_hash and geo.degeneracy_threshold == st.degeneracy_threshold
+    with pytest.raises(plan.UndeclaredKeyError, match="responses"):
+        geo.responses
+    red = plan.stage_study("reduce", plan.grid_chain(st, 40)["reduce"])
+    assert list(red.mu) == list(st.mu) and red.responses == st.responses and red.fermi_form == st.fermi_form
 
 
 def test_dask_cluster_matches_in_process(tmp_path):

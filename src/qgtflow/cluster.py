@@ -9,7 +9,7 @@
   the per-k-point field arrays of one chunk; the rules request it from SLURM (``mem_mb``) and
   ``qgtflow run`` prints it before submitting.
 
-Only the standard library is imported at module level: :func:`qgtflow.cli.setup_job` uses this
+Only the standard library is imported at module level: :func:`qgtflow.runtime.setup_job` uses this
 module before numpy/numba are imported.
 """
 
@@ -113,10 +113,20 @@ def unique_derivatives(dim: int) -> int:
 
 
 def field_bytes_per_kpoint(n_bands: int, dim: int) -> int:
-    """float64 bytes of the geometry fields of one k-point (``qgtflow.geometry.fields._allocate``):
-    energy n, velocity n·d, inverse mass, Berry curvature, quantum metric, BCP n·d² each,
-    ∂³ε and the three dipole densities n·d³ each."""
-    return 8 * n_bands * (1 + dim + 4 * dim**2 + 4 * dim**3)
+    """float64 bytes of the core geometry fields of one k-point, from their dims in the field
+    catalogue (``qgtflow.geometry.fields.FIELD_SPECS``; the kernel allocates exactly these)."""
+    from qgtflow.geometry.fields import CORE_FIELDS
+
+    return fields_bytes_per_kpoint(n_bands, dim, CORE_FIELDS)
+
+
+def fields_bytes_per_kpoint(n_bands: int, dim: int, names=()) -> int:
+    """float64 bytes per k-point of the named geometry fields, from their dims in the catalogue."""
+    from qgtflow.geometry.fields import FIELD_SPECS
+
+    sizes = {"band": n_bands, "band_m": n_bands, "spin": 3}
+    return sum(8 * math.prod(sizes.get(d, dim) for d in FIELD_SPECS[name].dims)
+               for name in names)
 
 
 def hamiltonian_bytes_per_kpoint(n_bands: int, dim: int) -> int:
@@ -125,14 +135,8 @@ def hamiltonian_bytes_per_kpoint(n_bands: int, dim: int) -> int:
 
 
 def optional_field_bytes_per_kpoint(n_bands: int, dim: int, names=()) -> int:
-    """float64 bytes per k-point of optional geometry fields (e.g. the quantum-metric quadrupole,
-    n·d⁴), from their dims in ``qgtflow.geometry.fields.FIELD_SPECS``."""
-    if not names:
-        return 0
-    from qgtflow.geometry.fields import FIELD_SPECS
-
-    sizes = {"band": n_bands, "band_m": n_bands, "spin": 3}
-    return sum(8 * math.prod(sizes.get(d, dim) for d in FIELD_SPECS[name].dims) for name in names)
+    """float64 bytes per k-point of optional geometry fields (e.g. the quantum-metric quadrupole, n·d⁴)."""
+    return fields_bytes_per_kpoint(n_bands, dim, names)
 
 
 def estimate_memory_mb(n_bands: int, dim: int, chunk_size: int, n_workers: int, *, stage: str = "geometry",

@@ -1,6 +1,6 @@
 """Grid-convergence numerics: Richardson extrapolation, observed order, error bars, verdicts.
 
-Pure numpy, no I/O (the stage is :mod:`qgtflow.convergence_stage`). Every function works on a
+Pure numpy, no I/O (the stage is :mod:`qgtflow.stages.convergence_stage`). Every function works on a
 stack ``values[s, ...]`` of one quantity at several grid densities ``s`` with spacings ``h[s]``
 and vectorises over the trailing entries (tensor components × μ × T …).
 

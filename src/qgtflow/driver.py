@@ -16,10 +16,10 @@ Grid densities: ``start`` (default: the smallest of the study's ``kgrid.sizes``)
 then ``n → max(n + 2, even(n × growth))`` — a fixed sequence, so that a later call reuses it.
 
 **Reuse.** Each density's responses store is kept in ``workdir`` as
-``<study>_n<N>_responses.zarr``, carrying the attribute ``qgtflow_driver_fingerprint``: a hash of
-the geometry stage's fingerprint at that density (model identity, grid, degeneracy threshold,
-fields) and of every study setting the reduce stage reads (the whole config except ``name``,
-``description``, ``kgrid.sizes`` and ``convergence``), plus the qgtflow version. A later call with
+``<study>_n<N>_responses.zarr``, carrying the store fingerprint every stage writes
+(:func:`qgtflow.plan.fingerprint`): the keys the reduce stage declares, the size, the geometry and
+kgrid fingerprints below it (model hash, grid, degeneracy threshold, fields), and the qgtflow
+version. A later call with
 the same ``workdir`` reuses a store only when it is complete and its fingerprint matches; a store
 of another configuration (other μ, T, responses, model ...) is recomputed and replaced. Edits of
 qgtflow's source code that keep the version do *not* invalidate stores (unlike the workflow's code
@@ -33,7 +33,7 @@ finest-grid values relative to the largest |component| of the same response (sam
 T) are reported beside the verdicts (``symmetry_residual``) and in ``symmetry_residuals.csv``.
 
 Outputs in ``out_dir`` (when given): the convergence stage's ``convergence.zarr``,
-``convergence.csv`` and plots (:mod:`qgtflow.convergence_stage`), plus ``summary.txt`` and, with
+``convergence.csv`` and plots (:mod:`qgtflow.stages.convergence_stage`), plus ``summary.txt`` and, with
 ``zero_components``, ``symmetry_residuals.csv``.
 """
 
@@ -58,10 +58,8 @@ from qgtflow.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-DRIVER_FINGERPRINT = "qgtflow_driver_fingerprint"
 MIN_DENSITIES = 3
 SUMMARY_LINES = 40
-_NOT_REDUCE_KEYS = ("name", "description", "convergence")
 
 
 # --------------------------------------------------------------------------- grid sequence
@@ -84,16 +82,11 @@ def size_sequence(start: int, growth: float, count: int) -> list[int]:
 
 
 def fingerprint(study, size: int) -> str:
-    """Identity of the responses of ``study`` at ``size`` points per axis (see the module docstring)."""
-    from qgtflow import io
-    from qgtflow.stages import geometry_stage, kgrid_stage
+    """Identity of the responses of ``study`` at ``size`` points per axis: the reduce store's
+    fingerprint (:func:`qgtflow.plan.grid_chain`), which the reduce stage writes into the store."""
+    from qgtflow.plan import grid_chain
 
-    kgrid_fp = kgrid_stage.fingerprint(study, size)
-    geometry_fp = geometry_stage.fingerprint(study, {io.FINGERPRINT: kgrid_fp}, geometry_stage.study_fields(study))
-    config = {k: v for k, v in study.config.items() if k not in _NOT_REDUCE_KEYS}
-    config["kgrid"] = {k: v for k, v in (config.get("kgrid") or {}).items() if k != "sizes"}
-    return kgrid_stage.hash_json({"geometry": geometry_fp, "config": config, "fermi_form": study.fermi_form,
-                                  "qgtflow_version": __version__})
+    return grid_chain(study, size)["reduce"]["fingerprint"]
 
 
 def store_path(workdir: Path, study, size: int) -> Path:
@@ -101,7 +94,7 @@ def store_path(workdir: Path, study, size: int) -> Path:
 
 
 def reusable(path: Path, fp: str) -> bool:
-    """True when ``path`` is a complete responses store with the driver fingerprint ``fp``."""
+    """True when ``path`` is a complete responses store with the fingerprint ``fp``."""
     from qgtflow import io
 
     if not (path / "zarr.json").is_file():
@@ -110,7 +103,7 @@ def reusable(path: Path, fp: str) -> bool:
         attrs = io.store_attrs(path)
     except Exception:  # noqa: BLE001 - unreadable leftovers are recomputed
         return False
-    return bool(attrs.get(io.COMPLETE)) and attrs.get(DRIVER_FINGERPRINT) == fp
+    return bool(attrs.get(io.COMPLETE)) and attrs.get(io.FINGERPRINT) == fp
 
 
 # --------------------------------------------------------------------------- result
@@ -250,7 +243,7 @@ def _check_args(rtol, atol, growth, max_points, max_rounds, start) -> None:
 
 def _analyse(stores, rtol: float, atol: float, fraction: float):
     """Assess every response of the opened stores; verdicts 'insufficient data' below 3 densities."""
-    from qgtflow.convergence_stage import analyse_response, response_names
+    from qgtflow.stages.convergence_stage import analyse_response, response_names
 
     results = [analyse_response(stores, name, rtol, atol, fraction) for name in response_names(stores)]
     if len(stores) < MIN_DENSITIES:
@@ -287,7 +280,7 @@ def _residuals(table: pd.DataFrame, zero_components: dict) -> pd.DataFrame:
 def _write_outputs(out: Path, study, results, stores, table, residuals, rtol, atol, meta_extra, summary,
                    plots: bool):
     from qgtflow import io
-    from qgtflow.convergence_stage import atol_fraction, convergence_meta, make_plots, to_dataset
+    from qgtflow.stages.convergence_stage import atol_fraction, convergence_meta, make_plots, to_dataset
 
     out.mkdir(parents=True, exist_ok=True)
     meta = {**convergence_meta(study.name, stores, rtol, atol, atol_fraction(study)),
@@ -329,7 +322,7 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
     Bad arguments raise :class:`~qgtflow.errors.ConfigError`; an unreachable tolerance does not raise.
     """
     from qgtflow import api, io
-    from qgtflow.convergence_stage import _tolerances, atol_fraction, load_stores, to_table
+    from qgtflow.stages.convergence_stage import _tolerances, atol_fraction, load_stores, to_table
     from qgtflow.study import load_study
 
     t0 = time.perf_counter()
@@ -379,7 +372,6 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
                 scratch = work / "scratch" / f"n{size}"
                 with io.output_lock(path):
                     ds = api.evaluate(st, size=size, out=None, n_workers=n_workers, workdir=str(scratch))
-                    ds.attrs[DRIVER_FINGERPRINT] = fp
                     io.write_dataset(ds, path)
                 if not keep_geometry:
                     shutil.rmtree(scratch, ignore_errors=True)
@@ -419,7 +411,7 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
             result.dataset = _write_outputs(Path(out_dir), st, results, stores, table, residuals, rtol, atol,
                                             meta_extra, result.summary(), plots)
         else:
-            from qgtflow.convergence_stage import to_dataset
+            from qgtflow.stages.convergence_stage import to_dataset
 
             result.dataset = to_dataset(results, stores, {"study": st.name, "rtol": rtol, "atol": atol})
         result.wall_time = time.perf_counter() - t0

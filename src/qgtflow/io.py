@@ -241,6 +241,7 @@ def open_store(path: str | Path, fingerprint: str | None = None) -> xr.Dataset:
     if not attrs.get(COMPLETE, False):
         raise StoreError(f"store {path} is incomplete (a run was interrupted); rerun its stage to finish it")
     ds = xr.open_zarr(path, consolidated=True)  # complete stores always carry consolidated metadata
-    if fingerprint is not None and ds.attrs.get(FINGERPRINT) not in (None, fingerprint):
-        raise StoreError(f"store {path} was made from a different configuration; rerun its stage")
+    if fingerprint is not None and ds.attrs.get(FINGERPRINT) != fingerprint:
+        raise StoreError(f"store {path} has fingerprint {ds.attrs.get(FINGERPRINT)!r}, expected {fingerprint!r} "
+                         "(made from other inputs or code; rerun its stage)")
     return ds

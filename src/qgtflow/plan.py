@@ -10,7 +10,8 @@ and its upstream stages. Everything else follows from these declarations:
   :class:`StageConfig` that refuses to read an undeclared key (:class:`UndeclaredKeyError`), so a
   stage cannot depend on a key its rule does not rerun for;
 - the one fingerprint of every store (:func:`fingerprint`): the declared inputs, the upstream
-  stores' fingerprints, the model hash and the code version, checked by every reader.
+  stores' fingerprints, the model hash and the code (source hash), written into the store and
+  checked by every reader (:func:`check_store`).
 
 Only the standard library at module level: the Snakefile imports this at parse time.
 """
@@ -62,9 +63,9 @@ def _lookup(cfg: dict, path: str):
 
 
 def _geometry_fields(study) -> list[str]:
-    from qgtflow.stages.geometry_stage import study_fields
+    from qgtflow.study import geometry_fields
 
-    return study_fields(study)
+    return geometry_fields(study)
 
 
 # reduce reads the model and the grid settings for the model-evaluated responses (pockels_skew,
@@ -205,14 +206,52 @@ def stage_study(stage: str, inputs: dict, where: str | None = None):
                  where=where)
 
 
-def fingerprint(stage: str, inputs: dict, upstream: dict | None = None) -> str:
-    """The one identity of a store: hash of its stage's declared inputs (:func:`stage_inputs`),
-    the fingerprints of the stores it reads ({stage: fingerprint}) and the code version."""
+def fingerprint(stage: str, inputs: dict, code: str | None = None) -> str:
+    """The one identity of a store: hash of its stage's declared inputs (:func:`stage_inputs`, with
+    the grid size and the fingerprints of the stores it reads) and the code (the stage's source
+    hash in the workflow, else the qgtflow version). Written into the store's attrs
+    (``qgtflow.io.FINGERPRINT``) and checked by every reader of the store."""
     from qgtflow import __version__
 
-    payload = {"stage": stage, "inputs": canonical(inputs), "upstream": dict(sorted((upstream or {}).items())),
-               "version": __version__}
+    payload = {"stage": stage, "inputs": canonical({k: v for k, v in inputs.items() if k != "fingerprint"}),
+               "code": code or __version__}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def job_inputs(stage: str, study, size: int | None = None, upstream: dict | None = None,
+               code: str | None = None) -> dict:
+    """A job's params: :func:`stage_inputs` plus its grid size, the fingerprints of the stores it
+    reads ({label: fingerprint}) and its own store's fingerprint."""
+    out = stage_inputs(stage, study)
+    if size is not None:
+        out["size"] = int(size)
+    out["upstream"] = dict(sorted((upstream or {}).items()))
+    out["fingerprint"] = fingerprint(stage, out, code)
+    return out
+
+
+def grid_chain(study, size: int, code: dict | None = None) -> dict:
+    """{kgrid, geometry, reduce: job inputs} of one grid size, each fingerprint covering the earlier ones."""
+    code = code or {}
+    out = {}
+    for stage in ("kgrid", "geometry", "reduce"):
+        up = {u: out[u]["fingerprint"] for u in CONTRACTS[stage].upstream}
+        out[stage] = job_inputs(stage, study, size, up, code.get(stage))
+    return out
+
+
+def convergence_job(study, code: dict | None = None) -> dict:
+    """The convergence job's inputs: over the responses stores of every grid size of the study."""
+    ups = {f"reduce n{size}": grid_chain(study, size, code)["reduce"]["fingerprint"] for size in study.sizes}
+    return job_inputs("convergence", study, None, ups, (code or {}).get("convergence"))
+
+
+def check_store(path, expected: str):
+    """Open a store another stage wrote (complete), refusing it unless its fingerprint is ``expected``:
+    one line naming the store and both fingerprints."""
+    from qgtflow import io
+
+    return io.open_store(path, fingerprint=expected)
 
 
 # ---------------------------------------------------------------- the jobs of a workflow config
@@ -236,8 +275,9 @@ class WorkflowPlan:
     Studies are validated (and their models built) on first use and kept: the Snakefile's main
     process touches them all (refusing a bad config before any job), a job's process only its own."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, code: dict | None = None):
         self.config = config
+        self.code = code if code is not None else {}  # {stage: source hash}, filled by the Snakefile
         self._studies = {}
 
     @property
@@ -260,10 +300,13 @@ class WorkflowPlan:
         kgrid = self.config["studies"][name].get("kgrid") or {}
         return list(kgrid.get("sizes") or study_schema()["properties"]["kgrid"]["properties"]["sizes"]["default"])
 
-    def inputs(self, stage: str, name: str | None = None) -> dict:
+    def inputs(self, stage: str, name: str | None = None, size: int | None = None) -> dict:
+        """The params of one job (:func:`job_inputs`; the report's: :func:`report_inputs`)."""
         if stage == "report":
             return report_inputs(self.config, {n: self.study(n) for n in self.names})
-        return stage_inputs(stage, self.study(name))
+        if stage == "convergence":
+            return convergence_job(self.study(name), self.code)
+        return grid_chain(self.study(name), int(size), self.code)[stage]
 
     def jobs(self) -> list[str]:
         """Job labels as Snakemake's dry run names them: 'reduce A n8', 'convergence A', 'report'."""
@@ -276,7 +319,7 @@ class WorkflowPlan:
 
     def job_params(self, job: str) -> dict:
         stage, *rest = job.split()
-        return self.inputs(stage, rest[0] if rest else None)
+        return self.inputs(stage, rest[0] if rest else None, int(rest[1][1:]) if len(rest) > 1 else None)
 
 
 def downstream_jobs(workflow_plan: WorkflowPlan, jobs) -> set[str]:

@@ -29,7 +29,7 @@ import pandas as pd
 import xarray as xr
 
 from qgtflow import __version__
-from qgtflow.convergence_stage import axis_label as _axis_label
+from qgtflow.stages.convergence_stage import axis_label as _axis_label
 
 log = logging.getLogger(__name__)
 

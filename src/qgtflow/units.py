@@ -20,6 +20,10 @@ HBAR = sc.hbar  # J s
 K_B = sc.k  # J / K
 EV = sc.e  # J per eV
 MU_B = sc.physical_constants["Bohr magneton"][0]  # J / T
+HBAR_EV_S = HBAR / EV  # ħ in eV s: a velocity v in m/s is ħv = HBAR_EV_S·v·1e9 eV·nm
+MU_0 = sc.mu_0  # vacuum permeability, N / A²
+C_LIGHT = sc.c  # m / s
+Z0 = sc.physical_constants["characteristic impedance of vacuum"][0]  # Ω
 
 _ENERGY_UNITS = {"eV": EV, "meV": 1e-3 * EV}
 _LENGTH_UNITS = {"nm": 1e-9, "angstrom": 1e-10, "m": 1.0, "um": 1e-6}

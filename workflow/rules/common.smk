@@ -124,7 +124,7 @@ def stage_inputs(stage):
     builds its Study from this param only, and that Study refuses any undeclared key."""
 
     def get(wildcards):
-        return PLAN.inputs(stage, wildcards.study)
+        return PLAN.inputs(stage, wildcards.study, getattr(wildcards, "size", None))
 
     return get
 
@@ -238,6 +238,7 @@ SOURCE_HASH = {
     "geometry": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage",
                             exclude=_NOT_UPSTREAM),
     "reduce": source_hash(_STUDY, "qgtflow.stages.reduce_stage"),
-    "convergence": source_hash(_STUDY, "qgtflow.convergence_stage"),
+    "convergence": source_hash(_STUDY, "qgtflow.stages.convergence_stage"),
     "report": source_hash("qgtflow.report"),
 }
+PLAN.code = SOURCE_HASH  # each store's fingerprint covers the source hash of the stage that wrote it

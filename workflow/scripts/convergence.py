@@ -1,4 +1,4 @@
-"""Rule ``convergence``: extrapolate one study over its grid sizes (qgtflow.convergence_stage)."""
+"""Rule ``convergence``: extrapolate one study over its grid sizes (qgtflow.stages.convergence_stage)."""
 
 from pathlib import Path
 
@@ -8,12 +8,12 @@ def main(smk):
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
-    from qgtflow import convergence_stage
+    from qgtflow.stages import convergence_stage
     from qgtflow.plan import stage_study
 
     study = stage_study("convergence", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     out_dir = Path(smk.output.table).parent
-    convergence_stage.run(study, [str(s) for s in smk.input.stores], str(out_dir))
+    convergence_stage.run(study, [str(s) for s in smk.input.stores], str(out_dir), job=dict(smk.params.inputs))
     log.info("wrote %s", out_dir)
 
 

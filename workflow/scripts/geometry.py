@@ -1,19 +1,17 @@
 """Rule ``geometry``: fill ``geometry.zarr`` (resumable, qgtflow.stages.geometry_stage), then write the
 manifest that is the rule's declared output.
 
-The store sits beside the manifest, undeclared, so an interrupted job resumes at chunk level. A
-store left by a job with different params (config slice or qgtflow source hash) is deleted first:
-the stage's own fingerprint covers the config, not code changes.
+The store sits beside the manifest, undeclared, so an interrupted job resumes at chunk level: the
+stage resumes a store only when its fingerprint (qgtflow.plan: declared inputs, kgrid store,
+source hash) is this job's, and rewrites it otherwise.
 
 Workers: a Dask LocalCluster inside this job (config ``dask.backend: local``, the default), or Dask
 workers in their own SLURM jobs (``dask.backend: slurm``, settings ``dask.slurm``; this job then
 only schedules and writes the manifest).
 """
 
-import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 
 
@@ -48,30 +46,21 @@ def main(smk):
 
     name, size = smk.wildcards.study, int(smk.wildcards.size)
     study = stage_study("geometry", smk.params.inputs)  # its declared keys only (qgtflow.plan)
-    fields = smk.params.inputs["fields"]
+    job = dict(smk.params.inputs)  # this job's inputs and fingerprints (qgtflow.plan.job_inputs)
+    fields = job["fields"]
     manifest = Path(smk.output.manifest)
     store = manifest.with_name("geometry.zarr")
-    resume_key = manifest.with_name("geometry.resume.json")
-    job_params = {"inputs": smk.params.inputs, "source": smk.params.source, "size": size}
-    key = hashlib.sha256(json.dumps(job_params, sort_keys=True).encode()).hexdigest()[:16]
-
-    previous = json.loads(resume_key.read_text()).get("key") if resume_key.is_file() else None
-    if store.exists() and previous != key:
-        log.info("removing %s: made with other params or code (key %s, now %s)", store, previous, key)
-        shutil.rmtree(store)
-    resume_key.write_text(json.dumps({"key": key, "params": job_params}, indent=1, sort_keys=True))
-
     backend = dask_settings().get("backend", "local")
     if backend == "slurm":
         from qgtflow.cluster import slurm_cluster
 
         with slurm_cluster(**dask_on_slurm(smk, study, size, fields, log)) as client:
-            computed = geometry_stage.run(study, smk.input.kgrid, str(store), client=client, fields=fields)
+            computed = geometry_stage.run(study, smk.input.kgrid, str(store), client=client, job=job)
     else:
-        computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers, fields=fields)
+        computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers, job=job)
 
-    info = {"store": store.name, "study": name, "size": size, "key": key, "qgtflow_version": __version__,
-            "chunks_computed_this_run": computed, "kgrid_store": str(smk.input.kgrid), "dask_backend": backend}
+    info = {"store": store.name, "study": name, "size": size, "fingerprint": job["fingerprint"],
+            "qgtflow_version": __version__, "chunks_computed_this_run": computed, "kgrid_store": str(smk.input.kgrid), "dask_backend": backend}
     tmp = manifest.with_suffix(".tmp")
     tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
     tmp.replace(manifest)

@@ -11,7 +11,7 @@ def main(smk):
 
     size = int(smk.wildcards.size)
     study = stage_study("kgrid", smk.params.inputs)  # its declared keys only (qgtflow.plan)
-    kgrid_stage.run(study, size, smk.output.store)
+    kgrid_stage.run(study, size, smk.output.store, job=dict(smk.params.inputs))
     log.info("wrote %s", smk.output.store)
 
 

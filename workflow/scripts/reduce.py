@@ -15,7 +15,7 @@ def main(smk):
     study = stage_study("reduce", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     manifest = Path(smk.input.geometry)
     store = manifest.parent / json.loads(manifest.read_text())["store"]
-    reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers)
+    reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers, job=dict(smk.params.inputs))
     log.info("wrote %s", smk.output.store)
 
 

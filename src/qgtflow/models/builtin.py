@@ -12,8 +12,7 @@ from qgtflow.errors import ModelError
 from qgtflow.models.polynomial import PolynomialModel
 from qgtflow.models.sectors import SectorModel
 from qgtflow.models.tight_binding import TightBindingModel
-
-HBAR_EV_S = 6.582119569e-16  # ħ in eV·s: a velocity v in m/s is ħv = HBAR_EV_S·v·1e9 eV·nm
+from qgtflow.units import HBAR_EV_S
 
 PAULI = {
     "0": np.eye(2, dtype=complex),

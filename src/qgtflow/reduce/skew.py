@@ -70,9 +70,8 @@ import numpy as np
 from numba import njit
 
 from qgtflow.reduce.occupation import fermi_derivative
+from qgtflow.units import E_CHARGE, HBAR_EV_S
 
-HBAR_EV_S = 6.582119569e-16  # ħ in eV·s
-E_CHARGE = 1.602176634e-19  # e in C (= J/eV)
 FD_STEP_CELLS = 8.0  # T = 0: half-width h of the f0″ slope fit, in units of |v|·(grid step)
 FD_POINTS = 10  # T = 0: the slope is fitted to 2·FD_POINTS + 1 equally spaced energies in μ ± h
 FORMULA = "004 Eq. 6 with w^A of AMBIGUITIES 004.5 (third-order Born, δ-correlated impurities)"

@@ -77,9 +77,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-from scipy.constants import physical_constants
-
-Z0 = physical_constants["characteristic impedance of vacuum"][0]  # Ω
+from qgtflow.units import Z0  # Ω
 TIME_CONVENTION = "exp(+i omega t) (004 Eq. 2; tau_omega = tau/(1 + i omega tau))"
 
 __all__ = [

@@ -21,7 +21,6 @@ from qgtflow import io
 from qgtflow.cluster import local_cluster
 from qgtflow.geometry.fields import FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units
 from qgtflow.kgrid import AXES
-from qgtflow.stages.kgrid_stage import hash_json
 from qgtflow.stages.tasks import run_tasks
 from qgtflow.study import geometry_fields
 
@@ -33,11 +32,6 @@ CART = ("i", "j", "k", "l")
 def study_fields(study) -> list[str]:
     """Fields the geometry store of ``study`` holds (:func:`qgtflow.study.geometry_fields`)."""
     return geometry_fields(study)
-
-
-def fingerprint(study, kgrid_attrs: dict, fields: list[str]) -> str:
-    return hash_json({"model": study.model.identity(), "grid": kgrid_attrs.get(io.FINGERPRINT),
-                      "degeneracy_threshold": study.degeneracy_threshold, "fields": sorted(fields)})
 
 
 def _template(study, kg: xr.Dataset, fp: str, fields: list[str]) -> xr.Dataset:
@@ -84,15 +78,18 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optio
     return index
 
 
-def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=None,
-        fields: list[str] | None = None) -> int:
+def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=None, job: dict | None = None) -> int:
     """Fill ``out`` from ``kgrid_store``; returns how many chunks were computed in this call.
 
-    ``fields``: the fields to store (default :func:`study_fields`; a workflow job gets them from its
-    plan, qgtflow.plan, as its study exposes only the keys the geometry stage declares)."""
-    names = list(study_fields(study) if fields is None else fields)
-    kg = io.open_store(kgrid_store)
-    fp = fingerprint(study, kg.attrs, names)
+    ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`: the fields to store,
+    the kgrid store's expected fingerprint, this store's); default: derived from ``study``. A kgrid
+    store of other inputs is refused."""
+    from qgtflow.plan import check_store, grid_chain
+
+    if job is None:
+        job = grid_chain(study, int(io.store_attrs(kgrid_store)["grid_sizes"][0]))["geometry"]
+    names, fp = list(job["fields"]), job["fingerprint"]
+    kg = check_store(kgrid_store, job["upstream"]["kgrid"])
     n_chunks = kg.sizes["chunk"]
     chunk = int(kg.attrs["chunk_size"])
     n_k = kg.sizes["kpoint"]

@@ -9,7 +9,7 @@ output chunks of ``chunk_size`` refined points written by region with their mark
 resumes from the finished chunks; the counting pass is kept in the attrs), and the attrs
 ``refine_factor``, ``refine_levels``, ``refine_window_kT``, ``n_refined_cells``, ``n_base_points``,
 ``grid_spacing`` (base h) and ``grid_spacing_refined`` (h / r^levels). The fingerprint then also
-covers the refine settings, the study's μ and its lowest k_BT, so a new μ re-refines.
+covers the refine settings, the study's μ and T (qgtflow.plan declares them for a refined grid), so a new μ re-refines.
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from qgtflow.refine import Refiner, parse_refine
 log = logging.getLogger(__name__)
 
 
-def fingerprint(study, size: int) -> str:
-    grid = study.make_grid(size)
-    refine = refine_settings(study)
-    if refine is None:  # uniform grid: the fingerprint of every earlier release
-        return f"{study.model.model_hash}-{hash_json(grid.attrs())}"
-    return f"{study.model.model_hash}-{hash_json({**grid.attrs(), 'refine': refine})}"
+def fingerprint(study, size: int, job: dict | None = None) -> str:
+    """The kgrid store's fingerprint: its job's (:func:`qgtflow.plan.fingerprint`: the keys the kgrid
+    stage declares, among them the refine settings and, when refining, mu and T; the size; the code)."""
+    if job is not None:
+        return job["fingerprint"]
+    from qgtflow.plan import job_inputs
+
+    return job_inputs("kgrid", study, size)["fingerprint"]
 
 
 def refine_spec(study):
@@ -46,28 +48,14 @@ def refine_kT(study) -> float:
     return float(min(study.units.kT(t) for t in np.atleast_1d(study.temperature)))
 
 
-def refine_settings(study) -> dict | None:
-    """What decides a refined grid (for its fingerprint): the refine settings, μ and the lowest k_BT."""
-    spec = refine_spec(study)
-    if spec is None:
-        return None
-    return {**spec.as_dict(), "mu": [float(m) for m in np.atleast_1d(study.mu)], "kT_min": refine_kT(study)}
-
-
-def hash_json(obj) -> str:
-    import hashlib
-    import json
-
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def run(study, size: int, out: str) -> int:
-    """Write the kgrid store of ``size`` points per axis to ``out``; returns the chunks written."""
+def run(study, size: int, out: str, job: dict | None = None) -> int:
+    """Write the kgrid store of ``size`` points per axis to ``out``; returns the chunks written.
+    ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`; default: from ``study``)."""
     if refine_spec(study) is not None:
-        return run_refined(study, size, out)
+        return run_refined(study, size, out, job)
     grid = study.make_grid(size)
     length = "model length" if study.units.natural else study.units.length
-    fp = fingerprint(study, size)
+    fp = fingerprint(study, size, job)
     log.info("kgrid %s: %s grid %s, %d points in %d chunks", study.name, grid.kind, grid.sizes, grid.n_points,
              grid.n_chunks)
     ds = xr.Dataset(
@@ -143,7 +131,7 @@ class _ChunkEmitter:
             self.buf_start = end
 
 
-def run_refined(study, size: int, out: str) -> int:
+def run_refined(study, size: int, out: str, job: dict | None = None) -> int:
     """The refined grid of ``kgrid.refine`` (see :mod:`qgtflow.refine`); returns the chunks written.
 
     Pass 1 counts the refined points of every base chunk (kept in the store's attrs), pass 2
@@ -155,7 +143,7 @@ def run_refined(study, size: int, out: str) -> int:
     kT = refine_kT(study)
     refiner = Refiner.for_grid(study.model, grid, spec, study.mu, kT)
     length = "model length" if study.units.natural else study.units.length
-    fp = fingerprint(study, size)
+    fp = fingerprint(study, size, job)
     if io.can_resume(out, fp) and "refine_chunk_counts" in io.store_attrs(out):
         attrs = io.store_attrs(out)
         done = io.chunks_done(out)

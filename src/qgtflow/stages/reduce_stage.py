@@ -210,8 +210,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
     attrs = io.provenance_attrs(study, "reduce", {
         **grid_attrs, "fermi_form": form_requested, **({"tau": study.tau} if np.isfinite(study.tau) else {}),
         **({"tau_source": study.tau_source} if study.tau_source else {}),
-        "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments,
-        "geometry_fingerprint": geometry_attrs.get(io.FINGERPRINT, "")})
+        "energy_bin_width": bins.width, "energy_bin_moments": bins.n_moments})
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
@@ -233,7 +232,7 @@ def _direct_variables(study, direct: dict, sectors, coords) -> dict:
 
     ``direct["out"]``: (Δn bracket (P, ω, μ, T) complex, ⟨G⟩ average (P, ω, μ, T) real), P = sector pairs.
     """
-    from qgtflow.units import E_CHARGE, HBAR
+    from qgtflow.units import C_LIGHT, E_CHARGE, HBAR, MU_0
 
     energy_unit = "model energy" if study.units.natural else study.units.energy
     coords.setdefault("omega", ("omega", direct["omega_values"], {"long_name": "photon energy ħω",
@@ -251,8 +250,7 @@ def _direct_variables(study, direct: dict, sectors, coords) -> dict:
             if study.units.natural:
                 scale, units = -0.5, "natural (e²cμ0/ħ set to 1; model length^(3-d))"
             else:
-                mu0, c = 1.25663706212e-6, 299792458.0
-                scale = -E_CHARGE ** 2 * c * mu0 / (2 * HBAR) * study.units.length_si ** -(direct["dim"] - 3)
+                scale = -E_CHARGE ** 2 * C_LIGHT * MU_0 / (2 * HBAR) * study.units.length_si ** -(direct["dim"] - 3)
                 units = "1" if direct["dim"] == 3 else f"m^{3 - direct['dim']}"
             values = raw if sectors else raw.sum(axis=0, keepdims=True)
             values = scale * np.stack([values.real, values.imag], axis=1)  # (P, part, ω, μ, T)
@@ -319,9 +317,18 @@ def _tau(study) -> float:
     return study.units.tau_model(study.tau) if study.units.natural else study.tau
 
 
-def run(study, geometry_store: str, out: str | None = None, n_workers: int | None = None, client=None) -> xr.Dataset:
-    """Reduce ``geometry_store`` into the study's responses; writes ``out`` when given."""
-    geo = io.open_store(geometry_store)
+def run(study, geometry_store: str, out: str | None = None, n_workers: int | None = None, client=None,
+        job: dict | None = None) -> xr.Dataset:
+    """Reduce ``geometry_store`` into the study's responses; writes ``out`` when given.
+
+    ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`: the geometry store's
+    expected fingerprint, this store's); default: derived from ``study``. A geometry store of other
+    inputs is refused."""
+    from qgtflow.plan import check_store, grid_chain
+
+    if job is None:
+        job = grid_chain(study, int(io.store_attrs(geometry_store)["grid_sizes"][0]))["reduce"]
+    geo = check_store(geometry_store, job["upstream"]["geometry"])
     form = study.fermi_form
     kT = study.kT
     bins = study.energy_bins()
@@ -385,6 +392,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
                           direct_result)
     ds = _electro_optics(study, ds, int(geo.attrs["grid_sizes"][0]), client)
+    ds.attrs[io.FINGERPRINT] = job["fingerprint"]
     if out is not None:
         io.write_dataset(ds, out)
     return ds

@@ -45,6 +45,7 @@ from qgtflow.convergence import (
     verdict_names,
 )
 from qgtflow.errors import StoreError
+from qgtflow.io import FINGERPRINT
 
 log = logging.getLogger(__name__)
 
@@ -517,14 +518,35 @@ def _tolerances(study) -> tuple[float, float]:
     return float(conv.get("rtol", 0.01)), float(conv.get("atol", 0.0))
 
 
-def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True) -> None:
+def check_upstream(response_stores: list[str], job: dict | None) -> dict:
+    """The responses stores' fingerprints, refused (one line naming the store and both fingerprints)
+    unless each is one of the job's expected ones (``job["upstream"]``, from the plan)."""
+    from qgtflow import io
+
+    found = {}
+    for path in response_stores:
+        fp = io.store_attrs(path).get(io.FINGERPRINT) if Path(path, "zarr.json").is_file() else None
+        if job is not None and fp not in job["upstream"].values():
+            raise StoreError(f"store {path} has fingerprint {fp!r}, expected one of "
+                             f"{sorted(job['upstream'].values())} (made from other inputs or code; rerun its stage)")
+        found[str(path)] = fp
+    return found
+
+
+def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True, job: dict | None = None) -> None:
     """Convergence analysis of one study (``study``: a :class:`qgtflow.study.Study`, or any object
     with ``name`` and ``config['convergence']``) from its responses stores, into ``out_dir``.
 
+    ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`: the responses stores'
+    expected fingerprints, this store's); without it the stores are taken as they are and the
+    fingerprint covers their fingerprints and the tolerances.
     ``plots=False`` skips the PNGs (the zarr store and CSV are always written)."""
+    from qgtflow.plan import fingerprint
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rtol, atol = _tolerances(study)
+    upstream = check_upstream(list(response_stores), job)
     stores = load_stores(list(response_stores))
     ref = stores[-1].ds
     name = getattr(study, "name", None) or ref.attrs.get("study", "study")
@@ -539,6 +561,8 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True) 
     if not results:
         raise StoreError(f"no response variables with dims (mu, T) in {stores[-1].path}")
     ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol, fraction))
+    ds.attrs[FINGERPRINT] = job["fingerprint"] if job is not None else fingerprint(
+        "convergence", {"convergence": {"rtol": rtol, "atol": atol, "atol_fraction": fraction}, "upstream": upstream})
     store = out / "convergence.zarr"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
