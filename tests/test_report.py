@@ -100,3 +100,19 @@ def test_report_without_results_dir(tmp_path):
     assert "has no data to show" in text
     build_report({}, str(tmp_path), str(tmp_path / "empty.html"))
     assert "No studies configured" in (tmp_path / "empty.html").read_text()
+
+
+def test_report_refuses_a_store_of_other_inputs(results, tmp_path):
+    """The report checks the fingerprints of the stores it reads (its params, from qgtflow.plan)."""
+    from qgtflow import io
+    from qgtflow.errors import StoreError
+
+    root, config = results
+    store = root / "s1" / "convergence" / "convergence.zarr"
+    found = io.store_attrs(store)[io.FINGERPRINT]
+    build_report({**config, "upstream": {"s1/convergence": found}}, str(root), str(tmp_path / "ok.html"))
+    with pytest.raises(StoreError) as exc:
+        build_report({**config, "upstream": {"s1/convergence": "0123456789abcdef"}}, str(root),
+                     str(tmp_path / "no.html"))
+    assert "\n" not in str(exc.value) and found in str(exc.value) and "0123456789abcdef" in str(exc.value)
+    assert not (tmp_path / "no.html").exists()

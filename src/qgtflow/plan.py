@@ -132,10 +132,18 @@ def stage_inputs(stage: str, study) -> dict:
     return out
 
 
-def report_inputs(config: dict, studies: dict) -> dict:
-    """The report's params: its own section, and each study's declared keys, in config order (the page follows it)."""
+def report_inputs(config: dict, studies: dict, code: dict | None = None) -> dict:
+    """The report's params: its own section, each study's declared keys, in config order (the page
+    follows it), and the fingerprints of the stores it reads: {"<study>/convergence": fp,
+    "<study>/n<size>": fp of that responses store}."""
+    upstream = {}
+    for name, study in studies.items():
+        for size in study.sizes:
+            upstream[f"{name}/n{size}"] = grid_chain(study, size, code)["reduce"]["fingerprint"]
+        upstream[f"{name}/convergence"] = convergence_job(study, code)["fingerprint"]
     return {"report": canonical(config.get("report") or {}),
-            "studies": {name: study_slice("report", studies[name].config) for name in studies}}
+            "studies": {name: study_slice("report", studies[name].config) for name in studies},
+            "upstream": upstream}
 
 
 class StageConfig(dict):
@@ -303,7 +311,7 @@ class WorkflowPlan:
     def inputs(self, stage: str, name: str | None = None, size: int | None = None) -> dict:
         """The params of one job (:func:`job_inputs`; the report's: :func:`report_inputs`)."""
         if stage == "report":
-            return report_inputs(self.config, {n: self.study(n) for n in self.names})
+            return report_inputs(self.config, {n: self.study(n) for n in self.names}, self.code)
         if stage == "convergence":
             return convergence_job(self.study(name), self.code)
         return grid_chain(self.study(name), int(size), self.code)[stage]

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from qgtflow import __version__
+from qgtflow import __version__, io
+from qgtflow.errors import StoreError
 from qgtflow.stages.convergence_stage import axis_label as _axis_label
 
 log = logging.getLogger(__name__)
@@ -615,6 +616,15 @@ def _component_text(component: dict) -> str:
 def build_report(config: dict, results_dir: str, out_html: str) -> None:
     """Write the HTML report of all configured studies (see module docstring)."""
     results = Path(results_dir)
+    # the stores it reads must be the ones its plan expects (their fingerprints, qgtflow.plan)
+    for where, expected in (config.get("upstream") or {}).items():
+        name, part = where.split("/", 1)
+        store = results / name / part / ("convergence.zarr" if part == "convergence" else "responses.zarr")
+        if store.exists():  # a missing store is a note of its study's section
+            found = io.store_attrs(store).get(io.FINGERPRINT)
+            if found != expected:
+                raise StoreError(f"store {store} has fingerprint {found!r}, expected {expected!r} (made from other "
+                                 "inputs or code; rerun its stage)")
     page = Path(out_html)
     page.parent.mkdir(parents=True, exist_ok=True)
     assets = page.parent / f"{page.stem}_files"
