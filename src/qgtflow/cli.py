@@ -25,6 +25,7 @@ import itertools
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -194,9 +195,11 @@ def _config_file(path: str) -> str:
 
     from qgtflow.study import yaml_problem
 
+    from qgtflow import yamlio
+
     resolved = _existing_file(path, "config file")
     try:
-        data = yaml.safe_load(Path(resolved).read_text())
+        data = yamlio.load(Path(resolved).read_text())  # duplicate keys refused
     except yaml.YAMLError as exc:
         raise UsageError(f"config file {path}: not valid YAML ({yaml_problem(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -218,16 +221,57 @@ def _snakemake_command(root: Path, configfile, extra: list[str], targets: tuple 
     return cmd + extra
 
 
-def _run_snakemake(cmd: list[str], what: str, workdir: Path | None = None) -> int:
+def _die_with_parent():
+    """A preexec function: the child gets SIGTERM when this process dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@contextlib.contextmanager
+def _forwarding_signals(proc: subprocess.Popen, received: list):
+    """While the block runs, SIGINT/SIGTERM/SIGHUP to this process go to ``proc`` (Snakemake cancels its
+    jobs, SLURM ones included, and exits); this process waits for it instead of leaving it orphaned."""
+    def forward(signum, frame):
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
+            previous[sig] = signal.signal(sig, forward)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run_snakemake(cmd: list[str], what: str, workdir: Path | None = None, lock=None) -> int:
     log.info("%s: %s", what, " ".join(cmd))
     t0 = time.perf_counter()
     missing_input = locked = False
-    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+    received: list[int] = []
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=_die_with_parent()) as proc, \
+            _forwarding_signals(proc, received):
+        if lock is not None:
+            lock.add_child(proc.pid)
         for line in proc.stderr:  # pass Snakemake's messages through, watching for missing inputs and locks
             sys.stderr.write(line)
             missing_input = missing_input or "MissingInputException" in line
             locked = locked or "LockException" in line
+        proc.wait()
     rc = proc.returncode
+    if received:
+        name = signal.Signals(received[0]).name
+        print(f"qgtflow: {what} stopped by {name}: Snakemake cancelled its jobs and exited (status {rc}); "
+              "rerun to finish (finished chunks are kept)", file=sys.stderr)
+        return 128 + received[0]
     if rc == 0:
         log.info("%s: finished in %.1f s", what, time.perf_counter() - t0)
         return 0
@@ -318,9 +362,9 @@ def cmd_converge(args, extra) -> int:
 
 
 def _load_yaml(path) -> dict:
-    import yaml
+    from qgtflow import yamlio
 
-    return yaml.safe_load(Path(path).read_text()) or {}
+    return yamlio.load(Path(path).read_text()) or {}
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -484,14 +528,19 @@ def cmd_run(args, extra) -> int:
         dask_file = root / "slurm" / "dask.yaml" if args.dask_slurm is True else args.dask_slurm
         configfiles = (configfiles or [str(root / "config" / "config.yaml")]) + [str(dask_file)]
     cmd = _snakemake_command(root, configfiles, opts + extra)  # checks that the config files exist
+    lock = contextlib.nullcontext()
     if not args.dry_run and not any(a.split("=", 1)[0] in _NO_WRITE for a in extra):
         results = _results_dir(root, configfiles, extra)
         problem = _unwritable(results)
         if problem:
             raise UsageError(f"results directory {results} cannot be written: {problem}; nothing was run (set "
                              "results_dir in the config or pass --config results_dir=DIR)")
+        from qgtflow.safety import ResultsLock
+
+        lock = ResultsLock(results, f"qgtflow run ({root})")  # one writer per results dir, across checkouts/hosts
     _print_memory_estimates(root, args, configfiles, extra)
-    return _run_snakemake(cmd, "run", root)
+    with lock:
+        return _run_snakemake(cmd, "run", root, lock=lock if not isinstance(lock, contextlib.nullcontext) else None)
 
 
 def cmd_report(args, extra) -> int:

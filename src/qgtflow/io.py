@@ -31,9 +31,10 @@ from qgtflow import __version__
 # metadata; zarr warns that both are outside the v3 core spec. Both read back with xarray/zarr.
 warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
 warnings.filterwarnings("ignore", message=".*Consolidated metadata is currently not part.*")
+from qgtflow import safety
 from qgtflow.errors import StoreError
 
-COMPLETE = "qgtflow_complete"
+COMPLETE = safety.MARKER
 FINGERPRINT = "qgtflow_fingerprint"
 
 
@@ -82,8 +83,8 @@ def write_template(ds: xr.Dataset, path: str | Path, chunk_size: int, n_chunks: 
             encoding[name]["fill_value"] = np.nan
             if not compress:
                 encoding[name]["compressors"] = None
-    path = Path(path)
-    if path.exists():
+    path = safety.output_target(path, "store")
+    if safety.removable(path):
         shutil.rmtree(path)
     ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=False)
     # the marker array is written for real (zeros), everything else stays unwritten (NaN fill)
@@ -134,13 +135,13 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
     An earlier store at ``path`` is replaced only once the new one is fully written; if writing
     fails (disk full, read-only file system) it stays as it was and a :class:`StoreError` names the path.
     """
-    path = Path(path)
+    path = safety.output_target(path, "store")
     tmp = path.with_name(path.name + ".partial")
     old = path.with_name(path.name + ".old")
+    for leftover in (tmp, old):  # ours from an interrupted write, or refused
+        if safety.removable(leftover, "leftover"):
+            shutil.rmtree(leftover)
     try:
-        for leftover in (tmp, old):
-            if leftover.exists():
-                shutil.rmtree(leftover)
         ds = ds.copy()
         ds.attrs[COMPLETE] = True
         ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
@@ -149,7 +150,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
         tmp.rename(path)
     except OSError as exc:
         for _ in range(20):  # zarr's pending chunk writes may still land just after the first failure
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # made by this call (absent before it)
             if not tmp.exists():
                 break
             time.sleep(0.05)
@@ -158,7 +159,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
         kept = " (its earlier contents are kept)" if path.exists() else ""
         raise StoreError(f"cannot write store {path}{kept}: {_os_reason(exc, path)}") from None
     if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)  # the store this call replaced (checked to be ours above)
 
 
 def _os_reason(exc: OSError, path: Path) -> str:
@@ -176,21 +177,26 @@ def _os_reason(exc: OSError, path: Path) -> str:
 def output_lock(path: str | Path):
     """Reserve the output store ``path`` for this process while the block runs (before any compute).
 
-    Refuses, with a :class:`StoreError` naming the path: an existing file or non-empty directory that
-    is not a zarr store (never overwritten), a location that cannot be written (read-only file system,
-    a parent that is a file), and a second writer: an exclusive ``flock`` on ``<path>.lock`` held for
-    the whole block (released by the OS if the process dies, so a killed run leaves no stale lock).
+    Refuses, with a :class:`StoreError` naming the path: anything but an absent path, an empty
+    directory or a qgtflow store (:func:`qgtflow.safety.output_target`: files, foreign directories and
+    zarr stores, devices, FIFOs, sockets, dangling symlinks), a location that cannot be written
+    (read-only file system, a parent that is a file), a results directory a ``qgtflow run`` is
+    writing, and a second writer: an exclusive ``flock`` on ``<path>.lock`` (of the resolved path, so
+    aliases share it) held for the whole block (released by the OS if the process dies, so a killed
+    run leaves no stale lock). Yields the resolved path.
     """
-    path = Path(path)
-    if path.is_file() or (path.is_dir() and any(path.iterdir()) and not (path / "zarr.json").is_file()):
-        raise StoreError(f"output {path} exists and is not a zarr store; not overwriting it (remove it or choose "
-                         "another path)")
+    given = path
+    path = safety.output_target(path)
+    running = safety.active_run_lock(path.parent)
+    if running is not None:
+        raise StoreError(f"output {given} is inside a results directory another qgtflow run is writing "
+                         f"({safety.holder_text(running[1], running[0])}); wait for it or choose another path")
     lock = path.with_name(path.name + ".lock")
 
     def open_lock() -> int:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            return safety.open_lock_file(lock)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {_os_reason(exc, lock)}") from None
 

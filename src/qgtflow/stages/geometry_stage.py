@@ -21,6 +21,7 @@ from qgtflow import io
 from qgtflow.cluster import local_cluster
 from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, check_spin_operator, compute_fields, field_units,
                                      stored_fields)
+from qgtflow.guards import require_finite_fields
 from qgtflow.kgrid import AXES
 from qgtflow.stages.kgrid_stage import hash_json
 from qgtflow.stages.tasks import run_tasks
@@ -91,6 +92,7 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optio
                             optional=tuple(optional))
     if names is not None:
         fields = {name: fields[name] for name in names}
+    require_finite_fields(model, k, fields, start)  # the actual grid: a pole on any k-point, before it is stored
     io.write_region(out, start, stop, {"kvec": k, "weight": weight, **fields}, index)
     return index
 

@@ -18,6 +18,7 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster, worker_count
+from qgtflow.guards import require_finite
 from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields, response
 from qgtflow.reduce.transitions import ndd_accumulate, two_band_pairs
 from qgtflow.reduce.spectral import accumulate, contract
@@ -76,6 +77,7 @@ def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
         if all_index.size == 0:
             continue
         buffer, all_pos = _read_points(group, needed, all_index)
+        require_finite(group.store, 0, {f: a[all_pos] for f, a in buffer.items()}, kpoints=all_index)  # pre-kernel
         for lo in range(start, stop, BLOCK):
             hi = min(stop, lo + BLOCK)
             idx = chunk_vertices(grid, lo, hi)
@@ -113,6 +115,7 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
     for start, stop in chunk_ranges:
         chunk = {f: np.asarray(group[f][start:stop]) for f in needed}
         weight = np.asarray(group["weight"][start:stop])
+        require_finite(geometry_path, start, {**chunk, "weight": weight})  # before any kernel sees them
         for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
             fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
             if direct is not None:
