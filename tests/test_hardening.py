@@ -1,0 +1,376 @@
+"""Hardening (issue 14), by category: what qgtflow may write, bounded and finite inputs, kernels that
+cannot corrupt memory, one writer per results directory.
+
+Every refusal goes through the command line in this process (``qgtflow.cli.main``): exit status 2,
+one ``qgtflow: error:`` line, no traceback, nothing outside the output location touched, and — for
+the input categories — no compute stage reached (the ``no_compute`` stubs of test_bad_inputs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from qgtflow import io, safety
+from qgtflow.cli import main
+from qgtflow.errors import ModelError, StoreError
+from tests.test_bad_inputs import GOOD, no_compute, refusal, study, symbolic, write_study  # noqa: F401
+
+# ---------------------------------------------------------------- outputs that are not ours
+
+
+def _listing(folder: Path) -> dict:
+    return {p.name: stat.S_IFMT(os.lstat(p).st_mode) for p in folder.iterdir()}
+
+
+def _fifo(p: Path):
+    os.mkfifo(p)
+
+
+def _socket(p: Path):
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(p))
+    _socket.keep.append(s)
+
+
+_socket.keep = []
+
+
+def _char_device(p: Path):
+    try:
+        os.mknod(p, 0o600 | stat.S_IFCHR, os.makedev(1, 3))  # the null device's numbers, in a tmpdir
+    except PermissionError:
+        pytest.skip("mknod not permitted here")
+
+
+def _symlink_to_dev_null(p: Path):
+    p.symlink_to("/dev/null")
+
+
+def _symlink_to_fifo(p: Path):
+    os.mkfifo(p.with_name("fifo"))
+    p.symlink_to(p.with_name("fifo"))
+
+
+def _dangling_symlink(p: Path):
+    p.symlink_to(p.with_name("nowhere"))
+
+
+def _foreign_zarr(p: Path):
+    p.mkdir()
+    (p / "zarr.json").write_text(json.dumps({"zarr_format": 3, "node_type": "group", "attributes": {"owner": "x"}}))
+    (p / "data").write_text("someone else's array\n")
+
+
+OUTPUTS = {
+    "fifo": (_fifo, "is a FIFO"),
+    "socket": (_socket, "is a socket"),
+    "char_device": (_char_device, "is a character device"),
+    "symlink_to_dev_null": (_symlink_to_dev_null, "a symlink to /dev/null) is a character device"),
+    "symlink_to_fifo": (_symlink_to_fifo, "is a FIFO"),
+    "dangling_symlink": (_dangling_symlink, "does not exist; not writing through it"),
+    "foreign_zarr_store": (_foreign_zarr, "zarr store not written by qgtflow"),
+}
+
+
+@pytest.mark.parametrize("kind", list(OUTPUTS))
+def test_output_that_is_not_ours_is_refused_and_left_alone(kind, tmp_path, no_compute, capsys):
+    make, fragment = OUTPUTS[kind]
+    good = write_study(tmp_path / "good.yaml", GOOD)
+    out = tmp_path / "out.zarr"
+    make(out)
+    before = _listing(tmp_path)
+    line = refusal(["evaluate", str(good), "--out", str(out), "--workers", "0"], capsys)
+    assert str(out) in line and fragment in line, line
+    assert _listing(tmp_path) == before  # nothing renamed, replaced or added (no .old, no .lock)
+    assert os.path.exists("/dev/null") and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "socket", "symlink_to_dev_null", "foreign_zarr_store"])
+def test_stage_writers_refuse_what_is_not_ours(kind, tmp_path):
+    """write_dataset / write_template (every stage's output) refuse the same targets, and their
+    leftovers (.partial / .old) are removed only when they are ours."""
+    import xarray as xr
+
+    make, fragment = OUTPUTS[kind]
+    out = tmp_path / "s.zarr"
+    make(out)
+    ds = xr.Dataset({"x": ("a", np.arange(3.0), {"units": "1", "long_name": "x", "formula": "x"})})
+    with pytest.raises(StoreError, match=fragment.split(")")[-1].strip()):
+        io.write_dataset(ds, out)
+    with pytest.raises(StoreError, match=fragment.split(")")[-1].strip()):
+        io.write_template(ds, out, 1, 1)
+    good = tmp_path / "good.zarr"
+    _fifo(tmp_path / "good.zarr.partial")
+    with pytest.raises(StoreError, match="good.zarr.partial is a FIFO; not removing it"):
+        io.write_dataset(ds, good)
+    os.unlink(tmp_path / "good.zarr.partial")
+    io.write_dataset(ds, good)
+    io.write_dataset(ds, good)  # our own store: replaced
+    assert io.open_store(good)["x"].values.tolist() == [0.0, 1.0, 2.0]
+
+
+def test_symlink_alias_shares_the_lock_of_its_target(tmp_path):
+    real = tmp_path / "real.zarr"
+    alias = tmp_path / "alias.zarr"
+    real.mkdir()
+    alias.symlink_to(real)
+    with io.output_lock(alias) as resolved:
+        assert resolved == real.resolve()
+        with pytest.raises(StoreError, match="being written by another qgtflow run"):
+            with io.output_lock(real):
+                pass
+
+
+# ---------------------------------------------------------------- names that become paths
+
+
+@pytest.mark.parametrize("name", ["..", ".", "-rf"])
+def test_study_name_cannot_be_a_path_component(name, tmp_path, no_compute, capsys):
+    path = write_study(tmp_path / "s.yaml", {**GOOD, "name": name})
+    line = refusal(["evaluate", str(path), "--out", str(tmp_path / "o.zarr"), "--workers", "0"], capsys)
+    assert "'name'" in line and repr(name) in line and "file name" in line, line
+
+
+def test_workflow_study_named_dotdot_is_refused():
+    from qgtflow.study import load_study
+
+    with pytest.raises(Exception, match=r"studies.*'\.\.'.*file name"):
+        load_study(GOOD, name="..")
+
+
+# ---------------------------------------------------------------- numbers: finite, integers, bounded
+
+NUMERIC = {
+    # YAML text of one key (merged into the good study), fragments of the error line
+    "tau_nan": ("tau: .nan", ["'tau'", "nan", "finite"]),
+    "tau_inf": ("tau: .inf", ["'tau'", "inf", "finite"]),
+    "broadening_nan": ("broadening: .nan", ["'broadening'", "finite"]),
+    "degeneracy_threshold_inf": ("degeneracy_threshold: .inf", ["'degeneracy_threshold'", "finite"]),
+    "energy_bins_per_kT_nan": ("energy_bins_per_kT: .nan", ["'energy_bins_per_kT'", "finite"]),
+    "convergence_rtol_nan": ("convergence: {rtol: .nan}", ["'convergence.rtol'", "finite"]),
+    "convergence_atol_inf": ("convergence: {atol: .inf}", ["'convergence.atol'", "finite"]),
+    "impurity_density_nan": ("impurities: {density: .nan, potential: 1.0}", ["'impurities.density'", "finite"]),
+    "kmax_inf": ("kgrid: {sizes: [8], kmax: .inf}", ["'kgrid.kmax'", "finite"]),
+    "shift_nan": ("kgrid: {sizes: [8], shift: .nan}", ["'kgrid.shift'", "finite"]),
+    "temperature_minus_inf": ("temperature: [-.inf]", ["'temperature[0]'", "finite"]),
+    "mu_start_nan": ("mu: {start: .nan, stop: 1.0, num: 3}", ["'mu.start'", "finite"]),
+    # integers
+    "hopping_R_fractional": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
+                             "hoppings: [[[1.5, 0], 0, 0, 1.0]]}}", ["hoppings[0][0][0]", "1.5", "integer"]),
+    "hopping_R_boolean": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
+                          "hoppings: [[[true, 0], 0, 0, 1.0]]}}", ["hoppings[0][0][0]", "True", "integer"]),
+    "orbital_index_fractional": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
+                                 "hoppings: [[[1, 0], 0.5, 0, 1.0]]}}", ["hoppings[0][1]", "0.5", "integer"]),
+    "orbital_index_boolean": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
+                              "hoppings: [[[1, 0], 0, false, 1.0]]}}", ["hoppings[0][2]", "False", "integer"]),
+    "chunk_size_boolean": ("kgrid: {sizes: [8], chunk_size: true}", ["'kgrid.chunk_size'", "True", "integer"]),
+    "grid_size_boolean": ("kgrid: {sizes: [true]}", ["'kgrid.sizes[0]'", "True", "integer"]),
+    # bounds
+    "mu_num_huge": ("mu: {start: 0.0, stop: 1.0, num: 1000000000}", ["'mu.num'", "1000000000", "<= 10000"]),
+    "refine_factor_huge": ("kgrid: {sizes: [8], refine: {factor: 1000}}", ["'kgrid.refine.factor'", "<= 16"]),
+    "shift_huge": ("kgrid: {sizes: [8], shift: 1.0e12}", ["'kgrid.shift'", "<= 1"]),
+    # duplicate keys
+    "duplicate_top_level_key": ("tau: 1.0e-12\ntau: 1.0e-15", ["duplicate key 'tau'", "first at line"]),
+    "duplicate_nested_key": ("kgrid: {sizes: [8], sizes: [16]}", ["duplicate key 'sizes'", "line"]),
+}
+
+
+def _study_text(extra: str) -> str:
+    base = {k: v for k, v in GOOD.items()}
+    keys = {line.split(":", 1)[0] for line in extra.splitlines()}
+    text = yaml.safe_dump({k: v for k, v in base.items() if k not in keys})
+    return text + extra + "\n"
+
+
+@pytest.mark.parametrize("kind", list(NUMERIC))
+def test_bad_number_is_refused(kind, tmp_path, no_compute, capsys):
+    extra, fragments = NUMERIC[kind]
+    path = write_study(tmp_path / "study.yaml", _study_text(extra))
+    out = tmp_path / "out.zarr"
+    line = refusal(["evaluate", str(path), "--out", str(out), "--workers", "0"], capsys)
+    for fragment in fragments:
+        assert fragment in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml"]
+
+
+def test_duplicate_key_in_workflow_config_is_refused_before_snakemake(tmp_path, capsys, monkeypatch):
+    from tests.test_bad_inputs import workflow_copy
+
+    root = workflow_copy(tmp_path)
+    monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+    path = tmp_path / "config.yaml"
+    path.write_text("results_dir: r1\nstudies: {A: {model: {name: haldane}, mu: [0.1], temperature: [10.0], "
+                    "responses: [sigma_ahe]}}\nresults_dir: r2\n")
+    line = refusal(["run", "--configfile", str(path), "-n"], capsys)
+    assert "config.yaml" in line and "duplicate key 'results_dir'" in line and "line 3" in line, line
+    assert not (root / ".snakemake").exists()
+
+
+def test_chunk_size_is_clamped_to_the_grid():
+    from qgtflow.study import load_study
+
+    st = load_study({**GOOD, "kgrid": {"sizes": [8], "kmax": 1.0, "chunk_size": 10_000_000}})
+    grid = st.make_grid(8)
+    assert grid.chunk_size == 64 and grid.n_chunks == 1
+
+
+# ---------------------------------------------------------------- expressions
+
+BOMBS = {
+    "power_tower": ("9**9**9", "power of a power"),
+    "power_tower_10": ("10**10**10", "power of a power"),
+    "power_of_a_group_power": ("(9**9)**9", "power of a power"),
+    "huge_exponent": ("(kx+ky+m)**400", "expected |exponent| <= 16"),
+    "huge_literal": ("1e999999999", "expected a finite number"),
+    "symbolic_exponent": ("2**m", "expected a number (use exp(...)"),
+    "long_expression": ("+".join(["kx"] * 1500), "expected at most 2000"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BOMBS))
+def test_expression_bomb_is_refused_quickly(kind, tmp_path, no_compute, capsys):
+    text, fragment = BOMBS[kind]
+    path = write_study(tmp_path / "study.yaml", symbolic({"matrix": [[text, "v*ky"], ["v*ky", "-m"]]}))
+    t0 = time.perf_counter()
+    line = refusal(["evaluate", str(path), "--out", str(tmp_path / "o.zarr"), "--workers", "0"], capsys)
+    assert time.perf_counter() - t0 < 10
+    assert "matrix[0][0]" in line and fragment in line, line
+
+
+def test_slow_symbolic_model_hits_the_time_limit(monkeypatch):
+    from qgtflow.models import symbolic as sym
+
+    monkeypatch.setattr(sym, "PARSE_SECONDS", 0.3)
+    big = "*".join(f"(kx+ky+{i})**16" for i in range(1, 9))
+    t0 = time.perf_counter()
+    with pytest.raises(ModelError, match="took longer than 0.3 s"):
+        sym.SymbolicModel("slow", {"matrix": [[big, "ky"], ["ky", "-kx"]]}, {})
+    assert time.perf_counter() - t0 < 5
+
+
+def test_abs_is_differentiated_off_the_kink():
+    from qgtflow.models.symbolic import SymbolicModel
+
+    m = SymbolicModel("a", {"matrix": [["v*Abs(kx)", "ky"], ["ky", "-v*Abs(kx)"]]}, {"v": 2.0})
+    k = np.array([[0.3, 0.2], [-0.2, 0.1]])
+    d = m.derivatives(k, order=2)
+    np.testing.assert_allclose(d[0][:, 0, 0].real, 2.0 * np.abs(k[:, 0]))
+    np.testing.assert_allclose(d[1][:, 0, 0, 0].real, 2.0 * np.sign(k[:, 0]))  # d/dkx
+    np.testing.assert_allclose(d[2][:, 0, 0, 0, 0].real, 0.0)  # d2/dkx2 off kx = 0
+    h = 1e-6  # finite difference of the generated kernel
+    fd = (m.derivatives(k + [h, 0], 0)[0] - m.derivatives(k - [h, 0], 0)[0]) / (2 * h)
+    np.testing.assert_allclose(d[1][:, 0], fd, atol=1e-8)
+
+
+# ---------------------------------------------------------------- kernels: NaN raises, never corrupts
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_histogram_kernel_raises_on_non_finite_energy(bad):
+    from qgtflow.reduce.spectral import accumulate
+
+    energy = np.array([[bad, 0.1], [0.0, 0.2]])
+    moments, underflow = np.zeros((10, 5, 1)), np.zeros(1)
+    with pytest.raises(ValueError, match="non-finite band energy"):
+        accumulate(energy, np.ones(2), np.ones((2, 2, 1)), -1.0, 0.2, moments, underflow)
+    with pytest.raises(ValueError, match="non-finite k-point weight"):
+        accumulate(np.zeros((2, 2)), np.array([1.0, bad]), np.ones((2, 2, 1)), -1.0, 0.2, moments, underflow)
+    # a finite energy far outside the histogram (int overflow of its bin index) is dropped, not written
+    accumulate(np.array([[1e300, 0.1]]), np.ones(1), np.ones((1, 2, 1)), -1.0, 1e-300, moments, underflow)
+
+
+def test_tetrahedron_kernel_raises_on_non_finite_energy():
+    from qgtflow.kgrid import make_grid
+    from qgtflow.models import build_model
+    from qgtflow.reduce.tetrahedron import accumulate_simplex_moments, chunk_vertices
+
+    grid = make_grid(build_model("haldane"), 4, chunk_size=16)
+    idx = chunk_vertices(grid, 0, grid.n_points)
+    energy = np.zeros((idx.size, 1))
+    energy[3, 0] = np.nan
+    moments, underflow = np.zeros((8, 5, 1)), np.zeros(1)
+    with pytest.raises(ValueError, match="non-finite band energy|NaN or inf"):
+        accumulate_simplex_moments(grid, 0, grid.n_points, idx, energy, np.ones((idx.size, 1, 1)), -1.0, 0.25,
+                                   moments, underflow)
+    assert not moments.any() and not underflow.any()
+
+
+def test_pole_on_a_grid_point_is_refused_naming_the_k_point(tmp_path, capsys):
+    """H = m/kx on an odd window grid: kx = 0 is a grid point (the random validation points miss it)."""
+    path = write_study(tmp_path / "study.yaml", {
+        **symbolic({"matrix": [["m/kx", "v*ky"], ["v*ky", "-m/kx"]]}), "kgrid": {"sizes": [9], "kmax": 1.0}})
+    out = tmp_path / "out.zarr"
+    line = refusal(["evaluate", str(path), "--out", str(out), "--workers", "0"], capsys)
+    assert "not finite at k = (0, -0.888889)" in line and "k-point 36 of the grid" in line, line
+    assert not out.exists()  # nothing flagged complete
+
+
+def test_reduce_refuses_a_non_finite_geometry_value(tmp_path):
+    """A NaN in a stored field (a damaged or never-written chunk) is refused by the reduce stage
+    before its kernels see it, naming store, variable and k-point."""
+    import zarr
+
+    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
+    from qgtflow.study import load_study
+
+    st = load_study({**GOOD, "kgrid": {"sizes": [8], "kmax": 1.0, "chunk_size": 16}})
+    kgrid_stage.run(st, 8, tmp_path / "k.zarr")
+    geometry_stage.run(st, tmp_path / "k.zarr", tmp_path / "g.zarr", n_workers=0)
+    zarr.open_group(str(tmp_path / "g.zarr"), mode="r+")["energy"][21, 1] = np.nan
+    with pytest.raises(StoreError, match=r"g.zarr.*'energy' is nan at k-point 21"):
+        reduce_stage.run(st, tmp_path / "g.zarr", tmp_path / "r.zarr", n_workers=0)
+    assert not (tmp_path / "r.zarr").exists()
+
+
+# ---------------------------------------------------------------- one writer per results directory
+
+
+def test_second_run_on_a_locked_results_directory_is_refused(tmp_path, capsys, monkeypatch):
+    """Another checkout (or host) holds the results directory: `qgtflow run` is refused before Snakemake
+    starts; `qgtflow evaluate` into it too."""
+    from tests.test_bad_inputs import workflow_copy
+
+    (tmp_path / "checkout2").mkdir()
+    root = workflow_copy(tmp_path / "checkout2")
+    monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+    results = tmp_path / "shared-results"
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"results_dir": str(results), "studies": {"A": GOOD}}))
+    with safety.ResultsLock(results, "qgtflow run (checkout1)"):
+        line = refusal(["run", "--configfile", str(config)], capsys)
+        assert str(results) in line and "another qgtflow run" in line and "checkout1" in line, line
+        assert f"pid {os.getpid()}" in line, line
+        good = write_study(tmp_path / "good.yaml", GOOD)
+        line = refusal(["evaluate", str(good), "--out", str(results / "x.zarr"), "--workers", "0"], capsys)
+        assert "another qgtflow run is writing" in line, line
+    assert not (root / ".snakemake").exists() and not (results / safety.LOCK_NAME).exists()
+
+
+def test_stale_results_lock_is_taken_over(tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    lock = results / safety.LOCK_NAME
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)
+    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": dead, "started": 0}))  # its process is gone
+    with safety.ResultsLock(results):
+        assert json.loads(lock.read_text())["pid"] == os.getpid()
+    assert not lock.exists()
+    lock.write_text(json.dumps({"host": "elsewhere", "pid": 1, "started": 0}))  # another host, fresh heartbeat
+    with pytest.raises(StoreError, match="pid 1 on elsewhere"):
+        safety.ResultsLock(results).acquire()
+    old = time.time() - safety.STALE_S - 10
+    os.utime(lock, (old, old))  # ... whose heartbeat stopped
+    with safety.ResultsLock(results):
+        pass
