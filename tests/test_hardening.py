@@ -374,3 +374,165 @@ def test_stale_results_lock_is_taken_over(tmp_path):
     os.utime(lock, (old, old))  # ... whose heartbeat stopped
     with safety.ResultsLock(results):
         pass
+
+
+# ---------------------------------------------------------------- verified stores
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    """kgrid, geometry and responses stores of a tiny study (built once; tests damage copies)."""
+    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
+    from qgtflow.study import load_study
+
+    d = tmp_path_factory.mktemp("stores")
+    st = load_study({**GOOD, "kgrid": {"sizes": [8], "kmax": 1.0, "chunk_size": 16}})
+    kgrid_stage.run(st, 8, d / "kgrid.zarr")
+    geometry_stage.run(st, d / "kgrid.zarr", d / "geometry.zarr", n_workers=0)
+    reduce_stage.run(st, d / "geometry.zarr", d / "responses.zarr", n_workers=0)
+    (d / "geometry.done.json").write_text("{}")
+    return st, d
+
+
+def _copy(stores, tmp_path) -> Path:
+    import shutil
+
+    shutil.copytree(stores[1], tmp_path / "results")
+    return tmp_path / "results"
+
+
+def _scribble(path: Path):
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(0)
+    data[: len(data) - 4] = rng.integers(0, 256, len(data) - 4, dtype=np.uint8).tobytes()  # keep the length
+    path.write_bytes(bytes(data))
+
+
+def _edit_attr(store: Path, key: str, value):
+    meta = json.loads((store / "zarr.json").read_text())
+    meta["attributes"][key] = value
+    (store / "zarr.json").write_text(json.dumps(meta))
+
+
+DAMAGE = {
+    "random_bytes_in_a_chunk": (lambda r: _scribble(r / "geometry.zarr" / "energy" / "c" / "2" / "0"),
+                                ["geometry.zarr", "'energy'", "chunk (2, 0)", "checksum"]),
+    "deleted_chunk": (lambda r: os.unlink(r / "geometry.zarr" / "berry_curvature" / "c/1/0/0/0"),
+                      ["geometry.zarr", "'berry_curvature'", "chunk (1, 0, 0, 0)", "missing"]),
+    "edited_grid_spacing": (lambda r: _edit_attr(r / "responses.zarr", "grid_spacing", 0.5),
+                            ["responses.zarr", "attributes were changed"]),
+    "damaged_weight": (lambda r: _scribble(r / "kgrid.zarr" / "weight" / "c" / "3"),
+                       ["kgrid.zarr", "'weight'", "chunk 3", "checksum"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(DAMAGE))
+def test_damaged_store_is_refused_by_verify(kind, stores, tmp_path, capsys):
+    results = _copy(stores, tmp_path)
+    assert main(["verify", str(results)]) == 0
+    assert capsys.readouterr().out.count("ok ") == 3
+    damage, fragments = DAMAGE[kind]
+    damage(results)
+    line = refusal(["verify", str(results)], capsys)
+    for fragment in fragments:
+        assert fragment in line, line
+
+
+def test_reduce_refuses_a_damaged_geometry_chunk(stores, tmp_path):
+    from qgtflow.stages import reduce_stage
+
+    results = _copy(stores, tmp_path)
+    _scribble(results / "geometry.zarr" / "energy" / "c" / "2" / "0")
+    with pytest.raises(StoreError, match=r"geometry.zarr: variable 'energy' chunk 2 fails its crc32c checksum"):
+        reduce_stage.run(stores[0], results / "geometry.zarr", tmp_path / "r.zarr", n_workers=0)
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_edited_attrs_are_refused_on_open(stores, tmp_path):
+    results = _copy(stores, tmp_path)
+    _edit_attr(results / "geometry.zarr", "grid_spacing", 1.0)
+    with pytest.raises(StoreError, match="attributes were changed"):
+        io.open_store(results / "geometry.zarr")
+
+
+def test_run_removes_damaged_stores_of_ours_so_they_are_recomputed(stores, tmp_path):
+    from qgtflow.cli import verify_results
+
+    results = _copy(stores, tmp_path)
+    (results / "notes").mkdir()
+    (results / "notes" / "zarr.json").write_text("{}")  # not ours: never touched
+    _scribble(results / "geometry.zarr" / "energy" / "c" / "2" / "0")
+    removed = verify_results(results)
+    assert removed == [results / "geometry.zarr"]
+    assert not (results / "geometry.zarr").exists() and not (results / "geometry.done.json").exists()
+    assert (results / "kgrid.zarr").exists() and (results / "responses.zarr").exists()
+    assert (results / "notes" / "zarr.json").read_text() == "{}"
+    assert verify_results(results) == []
+
+
+# ---------------------------------------------------------------- preflight: sizes the machine cannot hold
+
+PREFLIGHT = {
+    "size_option_huge": ({}, ["--size", "100000"], ["1e+10 k-points", "limits.max_kpoints = 1000000000"]),
+    "grid_huge": ({"kgrid": {"sizes": [200000], "kmax": 1.0}}, [], ["4e+10 k-points", "max_kpoints"]),
+    "own_kpoint_ceiling": ({"limits": {"max_kpoints": 50}}, [], ["64 k-points", "limits.max_kpoints = 50"]),
+    "memory": ({"limits": {"memory_fraction": 1e-9}}, [], ["GiB memory", "limits.memory_fraction"]),
+    "disk": ({"kgrid": {"sizes": [20000], "kmax": 1.0}, "limits": {"max_kpoints": 10**12}}, [],
+             ["GB of stores", "GB are free", "limits.disk_fraction"]),
+}
+
+
+@pytest.mark.parametrize("kind", list(PREFLIGHT))
+def test_preflight_refuses_what_cannot_fit(kind, tmp_path, no_compute, capsys):
+    changes, options, fragments = PREFLIGHT[kind]
+    path = write_study(tmp_path / "study.yaml", {**GOOD, **changes})
+    out = tmp_path / "out.zarr"
+    t0 = time.perf_counter()
+    line = refusal(["evaluate", str(path), "--out", str(out), "--workers", "1", *options], capsys)
+    assert time.perf_counter() - t0 < 20
+    assert "evaluate:" in line and "study 'study'" in line, line
+    for fragment in fragments:
+        assert fragment in line, line
+    assert not out.exists()
+
+
+def test_workflow_preflight_refuses_before_snakemake(tmp_path, capsys, monkeypatch):
+    from tests.test_bad_inputs import workflow_copy
+
+    root = workflow_copy(tmp_path)
+    monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results"),
+                                      "studies": {"A": {**GOOD, "kgrid": {"sizes": [8, 100000], "kmax": 1.0}}}}))
+    line = refusal(["run", "--configfile", str(config)], capsys)
+    assert "run: study 'A' at 100000 points per axis" in line and "studies.A.limits.max_kpoints" in line, line
+    assert not (root / ".snakemake").exists()
+    assert not (tmp_path / "results" / safety.LOCK_NAME).exists()
+
+
+def test_converge_densities_are_capped_at_what_fits(tmp_path, monkeypatch):
+    """The driver gets max_points = the last density under the study's k-point ceiling."""
+    import argparse
+
+    from qgtflow.cli import _converge_preflight
+    from qgtflow.study import load_study
+
+    st = load_study({**GOOD, "kgrid": {"sizes": [8], "kmax": 1.0}, "limits": {"max_kpoints": 1000}})
+    args = argparse.Namespace(workers=1, start=None, growth=1.5, max_rounds=8, max_points=None)
+    cap = _converge_preflight(st, args, str(tmp_path))
+    assert cap == 42**2 - 1  # densities 8, 12, 18, 28, 42: the driver stops before 42^2 = 1764 > 1000 k-points
+
+
+def test_point_sampling_below_the_energy_step_is_flagged(tmp_path):
+    """massive Dirac (v = 1) on a coarse window grid at k_BT << |v| h: warned, and the warning is kept in
+    the responses store; a temperature above the step is not flagged."""
+    from qgtflow.api import evaluate
+
+    cold = evaluate({**GOOD, "temperature": [1.0]}, n_workers=0, out=str(tmp_path / "cold.zarr"),
+                    workdir=str(tmp_path / "w1"))
+    assert "below the grid's energy step" in cold.attrs["sampling_warning"]
+    assert "tetrahedron" in cold.attrs["sampling_warning"] and "kgrid.refine" in cold.attrs["sampling_warning"]
+    assert "sampling_warning" in io.open_store(tmp_path / "cold.zarr").attrs
+    warm = evaluate({**GOOD, "units": "natural", "tau": 1.0, "temperature": [1.0]}, n_workers=0,
+                    workdir=str(tmp_path / "w2"))
+    assert "sampling_warning" not in warm.attrs

@@ -86,8 +86,8 @@ def _template(study, kg: xr.Dataset, fp: str) -> xr.Dataset:
 def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None):
     """Worker task: compute one chunk's fields and write them by region."""
     group = zarr.open_group(str(kgrid_path), mode="r")
-    k = np.asarray(group["kvec"][start:stop])
-    weight = np.asarray(group["weight"][start:stop])
+    k = io.read_rows(group, "kvec", start, stop, kgrid_path)  # checksums verified
+    weight = io.read_rows(group, "weight", start, stop, kgrid_path)
     fields = compute_fields(model, k, threshold, reuse_buffers=True,  # written out before the next chunk
                             optional=tuple(optional))
     if names is not None:

@@ -19,6 +19,7 @@ import zarr
 from qgtflow import io
 from qgtflow.cluster import local_cluster, worker_count
 from qgtflow.guards import require_finite
+from qgtflow.preflight import sampling_warning
 from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields, response
 from qgtflow.reduce.transitions import ndd_accumulate, two_band_pairs
 from qgtflow.reduce.spectral import accumulate, contract
@@ -60,7 +61,7 @@ def _read_points(group, names, index: np.ndarray, gap: int = 4096):
     runs = np.split(index, breaks)
     spans = [(int(r[0]), int(r[-1]) + 1) for r in runs]
     offsets = np.cumsum([0] + [b - a for a, b in spans])
-    data = {f: np.concatenate([np.asarray(group[f][a:b]) for a, b in spans]) for f in names}
+    data = {f: np.concatenate([io.read_rows(group, f, a, b) for a, b in spans]) for f in names}
     which = np.searchsorted([a for a, _ in spans], index, side="right") - 1
     pos = offsets[which] + index - np.asarray([a for a, _ in spans])[which]
     return data, pos
@@ -113,8 +114,8 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
         shape = (len(direct["pairs"]), len(direct["omega"]), len(direct["mu"]), len(direct["kT"]))
         direct_out = (np.zeros(shape, complex), np.zeros(shape))
     for start, stop in chunk_ranges:
-        chunk = {f: np.asarray(group[f][start:stop]) for f in needed}
-        weight = np.asarray(group["weight"][start:stop])
+        chunk = {f: io.read_rows(group, f, start, stop, geometry_path) for f in needed}  # checksums verified
+        weight = io.read_rows(group, "weight", start, stop, geometry_path)
         require_finite(geometry_path, start, {**chunk, "weight": weight})  # before any kernel sees them
         for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
             fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
@@ -325,6 +326,7 @@ def _tau(study) -> float:
 def run(study, geometry_store: str, out: str | None = None, n_workers: int | None = None, client=None) -> xr.Dataset:
     """Reduce ``geometry_store`` into the study's responses; writes ``out`` when given."""
     geo = io.open_store(geometry_store)
+    sampling = sampling_warning(study, geo)  # k_BT below the grid's energy step: warned and kept in the attrs
     form = study.fermi_form
     kT = study.kT
     bins = study.energy_bins()
@@ -388,6 +390,8 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
                           direct_result)
     ds = _electro_optics(study, ds, int(geo.attrs["grid_sizes"][0]), client)
+    if sampling:
+        ds.attrs["sampling_warning"] = sampling
     if out is not None:
         io.write_dataset(ds, out)
     return ds
