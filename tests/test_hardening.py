@@ -536,3 +536,106 @@ def test_point_sampling_below_the_energy_step_is_flagged(tmp_path):
     warm = evaluate({**GOOD, "units": "natural", "tau": 1.0, "temperature": [1.0]}, n_workers=0,
                     workdir=str(tmp_path / "w2"))
     assert "sampling_warning" not in warm.attrs
+
+
+# ---------------------------------------------------------------- signals and clean shutdown
+
+
+def _wait_for(predicate, proc, timeout=120.0):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _evaluate_proc(tmp_path, scratch_root):
+    import subprocess
+    import sys
+
+    path = write_study(tmp_path / "study.yaml", {**GOOD, "kgrid": {"sizes": [256], "kmax": 1.0, "chunk_size": 4096}})
+    env = {**os.environ, "TMPDIR": str(scratch_root)}
+    return subprocess.Popen([sys.executable, "-m", "qgtflow.cli", "evaluate", str(path), "--out",
+                             str(tmp_path / "out.zarr"), "--workers", "0"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_terminated_evaluate_removes_its_scratch_and_lock(tmp_path):
+    import signal
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    proc = _evaluate_proc(tmp_path, scratch_root)
+    _wait_for(lambda: any(scratch_root.glob("qgtflow-scratch-*/*_kgrid.zarr")), proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err and "stopped by signal 15" in err, err[-3000:]
+    assert list(scratch_root.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["study.yaml", "tmp"]  # no out.zarr, no lock
+
+
+def test_killed_evaluate_scratch_is_swept_by_the_next_one(tmp_path, no_compute, capsys, monkeypatch):
+    import signal
+    import tempfile
+
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    proc = _evaluate_proc(tmp_path, scratch_root)
+    _wait_for(lambda: any(scratch_root.glob("qgtflow-scratch-*/*_kgrid.zarr")), proc)
+    proc.kill()
+    proc.communicate(timeout=60)
+    (left,) = list(scratch_root.iterdir())
+    other = scratch_root / "unrelated"
+    other.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    with pytest.raises(AssertionError, match="compute started"):  # the stubbed stages: reached after the sweep
+        main(["evaluate", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "o2.zarr"), "--workers", "0"])
+    assert not left.exists() and other.exists()
+
+
+@pytest.mark.slow
+def test_terminated_run_stops_snakemake_and_releases_the_lock(tmp_path, snakemake_env):
+    """SIGTERM to `qgtflow run` (not to its process group): Snakemake gets it, cancels its job and exits;
+    `qgtflow run` waits for that, exits 143 and leaves no process and no lock behind."""
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_bad_inputs import workflow_copy
+
+    root = workflow_copy(tmp_path)
+    config = tmp_path / "config.yaml"
+    big = {**GOOD, "kgrid": {"sizes": [512], "kmax": 1.0, "chunk_size": 4096}}
+    config.write_text(yaml.safe_dump({"results_dir": "results", "dask": {"n_workers": 1}, "studies": {"A": big}}))
+    env = {**snakemake_env, "QGTFLOW_WORKFLOW_DIR": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "qgtflow.cli", "run", "--cores", "1", "--configfile", str(config)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lock = root / "results" / safety.LOCK_NAME
+    _wait_for(lambda: lock.is_file() and "child" in lock.read_text() and (root / "results" / "A").is_dir(), proc,
+              timeout=300)
+    child = json.loads(lock.read_text())["child"]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "stopped by SIGTERM" in err, err[-3000:]
+    assert not safety._alive(child) or open(f"/proc/{child}/stat").read().split()[2] == "Z"
+    assert not lock.exists()
+
+
+def test_refused_sbatch_stops_dask_on_slurm_at_once(tmp_path, monkeypatch):
+    """An sbatch that refuses the worker job (here a stand-in on PATH: no SLURM controller runs in this
+    test) stops slurm_cluster at once with sbatch's message, not after worker_start_timeout."""
+    from qgtflow.cluster import slurm_cluster
+    from qgtflow.preflight import PreflightError
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "sbatch").write_text("#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n")
+    (fake / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    t0 = time.perf_counter()
+    with pytest.raises(PreflightError, match="sbatch refuses the Dask worker job: sbatch: error: invalid partition"):
+        with slurm_cluster(jobs=1, worker_start_timeout=3600, memory=1000, partition="nope"):
+            pass
+    assert time.perf_counter() - t0 < 60

@@ -315,9 +315,20 @@ def cmd_evaluate(args, extra) -> int:
     workers = 1 if args.workers == 0 else worker_count(args.workers)
     preflight.check(validated, [args.size or max(validated.sizes)], workers=workers,
                     disk_dir=Path(tempfile.gettempdir()), what="evaluate")  # scratch kgrid + geometry stores
+    from qgtflow.api import SCRATCH_PREFIX
+    from qgtflow.safety import exit_on_signals, sweep_scratch
+
+    for gone in sweep_scratch(tempfile.gettempdir(), SCRATCH_PREFIX):
+        log.info("evaluate: removed %s (scratch of a killed evaluate)", gone)
     log.info("evaluate %s -> %s", study, args.out)
     t0 = time.perf_counter()
-    ds = evaluate(validated, size=args.size, out=args.out, n_workers=args.workers)
+    try:
+        with exit_on_signals():  # SIGTERM/SIGHUP: scratch stores, lock and Dask workers are cleaned up
+            ds = evaluate(validated, size=args.size, out=args.out, n_workers=args.workers)
+    except SystemExit as exc:
+        print(f"qgtflow: evaluate stopped by signal {int(exc.code) - 128}; its scratch stores were removed, "
+              f"{args.out} was not written", file=sys.stderr)
+        raise
     log.info("evaluate: wrote %s (%s) in %.1f s", args.out, ", ".join(map(str, ds.data_vars)),
              time.perf_counter() - t0)
     return 0

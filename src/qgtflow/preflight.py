@@ -166,3 +166,31 @@ def sampling_warning(study, geo) -> str | None:
                f"tetrahedron`, `kgrid.refine`, or a grid about {math.ceil(step / kT):d}x denser per axis")
     log.warning("%s", message)
     return message
+
+
+# ---------------------------------------------------------------- SLURM worker jobs
+
+
+def sbatch_check(job_script: str, timeout: float = 60.0) -> None:
+    """``sbatch --test-only`` of the Dask worker job script: a job SLURM would refuse (unknown partition or
+    account, too much memory, no sbatch) stops at once with sbatch's own message, instead of the stage
+    waiting ``worker_start_timeout`` for workers that never come."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="qgtflow-dask-job-") as fh:
+        fh.write(job_script)
+        fh.flush()
+        try:
+            proc = subprocess.run(["sbatch", "--test-only", fh.name], capture_output=True, text=True,
+                                  timeout=timeout)
+        except FileNotFoundError:
+            raise PreflightError("dask.backend: slurm: sbatch is not on PATH (is this a SLURM submit host?)") \
+                from None
+        except subprocess.TimeoutExpired:
+            raise PreflightError(f"dask.backend: slurm: sbatch --test-only did not answer in {timeout:g} s "
+                                 "(is the SLURM controller up?)") from None
+    if proc.returncode != 0:
+        lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+        raise PreflightError(f"dask.backend: slurm: sbatch refuses the Dask worker job: "
+                             f"{'; '.join(lines[-2:]) or f'exit status {proc.returncode}'}")

@@ -302,3 +302,47 @@ def private_dir(path, what: str = "cache directory") -> Path:
     elif st.st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
+
+
+# ---------------------------------------------------------------- scratch of killed processes
+
+
+def sweep_scratch(tmpdir, prefix: str) -> list[Path]:
+    """Remove ``<tmpdir>/<prefix><pid>-*`` directories of this user whose process is gone (a killed
+    evaluate: SIGKILL leaves no chance to clean up). Returns what was removed."""
+    import shutil
+
+    removed = []
+    for entry in Path(tmpdir).glob(f"{prefix}*-*"):
+        pid = entry.name[len(prefix):].split("-", 1)[0]
+        try:
+            st = os.lstat(entry)
+        except OSError:
+            continue
+        if not pid.isdigit() or not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or _alive(int(pid)):
+            continue
+        shutil.rmtree(entry, ignore_errors=True)  # a private temporary directory of ours (mkdtemp, 0700)
+        removed.append(entry)
+    return removed
+
+
+@contextlib.contextmanager
+def exit_on_signals(signals=None):
+    """SIGTERM/SIGHUP raise SystemExit in the main thread while the block runs, so ``finally`` blocks and
+    context managers (temporary stores, locks, Dask clusters) clean up, as for Ctrl-C."""
+    import signal
+
+    signals = signals or (signal.SIGTERM, signal.SIGHUP)
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = {}
+    for sig in signals:
+        with contextlib.suppress(ValueError):  # not the main thread
+            previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
