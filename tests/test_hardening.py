@@ -639,3 +639,40 @@ def test_refused_sbatch_stops_dask_on_slurm_at_once(tmp_path, monkeypatch):
         with slurm_cluster(jobs=1, worker_start_timeout=3600, memory=1000, partition="nope"):
             pass
     assert time.perf_counter() - t0 < 60
+
+
+# ---------------------------------------------------------------- caches numba loads code from
+
+
+def test_cache_directories_are_private(tmp_path, monkeypatch):
+    fresh = safety.private_dir(tmp_path / "new" / "cache")
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "planted.nbi").write_bytes(b"pickle someone else wrote")
+    shared.chmod(0o777)  # group/world-writable: its contents cannot be trusted
+    safety.private_dir(shared)
+    assert stat.S_IMODE(os.stat(shared).st_mode) == 0o700 and list(shared.iterdir()) == []
+    readable = tmp_path / "readable"
+    readable.mkdir(mode=0o755)
+    (readable / "mine.nbi").write_bytes(b"x")
+    safety.private_dir(readable)  # only readable by others: closed, contents kept
+    assert stat.S_IMODE(os.stat(readable).st_mode) == 0o700 and (readable / "mine.nbi").exists()
+    link = tmp_path / "link"
+    link.symlink_to(readable)
+    with pytest.raises(StoreError, match="is a symlink"):
+        safety.private_dir(link)
+    if os.geteuid() == 0:
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 65534, 65534)
+        with pytest.raises(StoreError, match="belongs to uid 65534"):
+            safety.private_dir(foreign)
+        from qgtflow.models.symbolic import SymbolicModel
+
+        (foreign / "models").mkdir()
+        os.chown(foreign / "models", 65534, 65534)
+        monkeypatch.setenv("QGTFLOW_CACHE_DIR", str(foreign))
+        model = SymbolicModel("cached", {"matrix": [["kx", "ky"], ["ky", "-kx"]]}, {})
+        with pytest.raises(StoreError, match="model cache .* belongs to uid 65534"):
+            model.unique_derivatives(np.zeros((1, 2)))

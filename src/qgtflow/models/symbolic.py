@@ -34,6 +34,7 @@ import numpy as np
 from qgtflow.errors import ModelError
 from qgtflow.models.base import Model
 from qgtflow.models.derivatives import unique_multi_indices
+from qgtflow.safety import private_dir
 
 K_SYMBOLS = ("kx", "ky", "kz")
 FUNCTIONS = ("sin", "cos", "tan", "exp", "log", "sqrt", "sinh", "cosh", "tanh", "conjugate", "re", "im", "Abs")
@@ -390,8 +391,7 @@ class SymbolicModel(Model):
         if module_name in sys.modules:
             self._kernel = sys.modules[module_name].evaluate
             return self._kernel
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(cache_dir(), "model cache")  # numba loads code from it: ours only, 0700
         path = directory / f"{module_name}.py"
         source = self._source()
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != \
