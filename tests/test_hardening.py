@@ -676,3 +676,19 @@ def test_cache_directories_are_private(tmp_path, monkeypatch):
         model = SymbolicModel("cached", {"matrix": [["kx", "ky"], ["ky", "-kx"]]}, {})
         with pytest.raises(StoreError, match="model cache .* belongs to uid 65534"):
             model.unique_derivatives(np.zeros((1, 2)))
+
+
+# ---------------------------------------------------------------- fuzz (a bounded sample; the full run: benchmarks/)
+
+
+def test_fuzzed_study_files_are_accepted_or_refused_in_one_line():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fuzz_inputs", Path(__file__).parents[1] / "benchmarks" /
+                                                  "fuzz_inputs.py")
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    result = fuzz.run(cases=300, seed=11, seconds=20.0, case_seconds=10.0, n_evaluate=0)
+    counts = result["validation"]
+    assert counts["cases"] >= 100 and counts["refused"] > 0 and counts["accepted"] > 0, result
+    assert counts["traceback"] == counts["hang"] == counts["crash"] == counts["silently_wrong"] == 0, result

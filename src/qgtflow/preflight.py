@@ -96,7 +96,11 @@ def check(study, sizes, *, workers: int, disk_dir: Path, what: str, machine_memo
     mem_fraction = float(limits.get("memory_fraction", 0.9))
     disk_fraction = float(limits.get("disk_fraction", 0.95))
     where = study.where or ""
-    estimates = [estimate(study, s, workers) for s in sizes]
+    try:
+        estimates = [estimate(study, s, workers) for s in sizes]
+    except (OverflowError, ValueError, MemoryError) as exc:  # e.g. a temperature so high the histogram is inf
+        raise PreflightError(f"{what}: study '{study.name}': cannot estimate its size ({exc}); check the magnitudes "
+                             f"of {where}temperature, {where}mu and the model parameters") from None
     for est in estimates:
         if est.n_kpoints > max_k:
             raise PreflightError(f"{what}: {est.text()}: more k-points than {where}limits.max_kpoints = {max_k}; "

@@ -94,8 +94,9 @@ def schema_error(err, prefix: str = "") -> ConfigError:
         return ConfigError(name, None, "a value (required)" + (f": {sub['description']}" if "description" in sub else ""))
     if err.validator == "propertyNames":
         return ConfigError(key, err.instance, f"names matching {err.validator_value}")
-    if isinstance(err.instance, float) and not np.isfinite(err.instance):
-        expected = "a finite number (NaN and infinity are not allowed)"
+    if isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool) \
+            and not abs(float(err.instance)) <= MAX_MAGNITUDE:
+        expected = f"a finite number of magnitude <= {MAX_MAGNITUDE:g} (NaN and infinity are not allowed)"
     elif err.validator in _EXPECT:
         expected = _EXPECT[err.validator](err.validator_value)
     elif err.validator == "oneOf":
@@ -117,6 +118,9 @@ def validate_against_schema(data, schema, prefix: str = "") -> None:
         raise schema_error(errors[0], prefix)
 
 
+MAX_MAGNITUDE = 1e100  # every config number: finite and |x| <= this (1e308 overflows k-ranges, sums, bins)
+
+
 def _finite_validator():
     import math
 
@@ -124,8 +128,8 @@ def _finite_validator():
 
     base = jsonschema.Draft202012Validator
     finite = base.TYPE_CHECKER.redefine(
-        "number", lambda checker, x: base.TYPE_CHECKER.is_type(x, "number")
-        and (not isinstance(x, float) or math.isfinite(x)))
+        "number", lambda checker, x: base.TYPE_CHECKER.is_type(x, "number") and math.isfinite(float(x))
+        and abs(float(x)) <= MAX_MAGNITUDE)
     return jsonschema.validators.extend(base, type_checker=finite)
 
 
