@@ -149,6 +149,7 @@ def test_workflow_study_named_dotdot_is_refused():
 
 # ---------------------------------------------------------------- numbers: finite, integers, bounded
 
+TB = "model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], hoppings: [%s]}}"
 NUMERIC = {
     # YAML text of one key (merged into the good study), fragments of the error line
     "tau_nan": ("tau: .nan", ["'tau'", "nan", "finite"]),
@@ -163,15 +164,12 @@ NUMERIC = {
     "shift_nan": ("kgrid: {sizes: [8], shift: .nan}", ["'kgrid.shift'", "finite"]),
     "temperature_minus_inf": ("temperature: [-.inf]", ["'temperature[0]'", "finite"]),
     "mu_start_nan": ("mu: {start: .nan, stop: 1.0, num: 3}", ["'mu.start'", "finite"]),
+    "parameter_huge": ("model: {name: massive_dirac, params: {v: 1.0e+308}}", ["'model.params.v'", "<= 1e+100"]),
     # integers
-    "hopping_R_fractional": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
-                             "hoppings: [[[1.5, 0], 0, 0, 1.0]]}}", ["hoppings[0][0][0]", "1.5", "integer"]),
-    "hopping_R_boolean": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
-                          "hoppings: [[[true, 0], 0, 0, 1.0]]}}", ["hoppings[0][0][0]", "True", "integer"]),
-    "orbital_index_fractional": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
-                                 "hoppings: [[[1, 0], 0.5, 0, 1.0]]}}", ["hoppings[0][1]", "0.5", "integer"]),
-    "orbital_index_boolean": ("model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], "
-                              "hoppings: [[[1, 0], 0, false, 1.0]]}}", ["hoppings[0][2]", "False", "integer"]),
+    "hopping_R_fractional": (TB % "[[1.5, 0], 0, 0, 1.0]", ["hoppings[0][0][0]", "1.5", "integer"]),
+    "hopping_R_boolean": (TB % "[[true, 0], 0, 0, 1.0]", ["hoppings[0][0][0]", "True", "integer"]),
+    "orbital_index_fractional": (TB % "[[1, 0], 0.5, 0, 1.0]", ["hoppings[0][1]", "0.5", "integer"]),
+    "orbital_index_boolean": (TB % "[[1, 0], 0, false, 1.0]", ["hoppings[0][2]", "False", "integer"]),
     "chunk_size_boolean": ("kgrid: {sizes: [8], chunk_size: true}", ["'kgrid.chunk_size'", "True", "integer"]),
     "grid_size_boolean": ("kgrid: {sizes: [true]}", ["'kgrid.sizes[0]'", "True", "integer"]),
     # bounds

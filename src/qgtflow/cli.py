@@ -237,24 +237,17 @@ def _die_with_parent():
     return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-@contextlib.contextmanager
 def _forwarding_signals(proc: subprocess.Popen, received: list):
     """While the block runs, SIGINT/SIGTERM/SIGHUP to this process go to ``proc`` (Snakemake cancels its
     jobs, SLURM ones included, and exits); this process waits for it instead of leaving it orphaned."""
+    from qgtflow.safety import handling_signals
+
     def forward(signum, frame):
         received.append(signum)
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
 
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
-            previous[sig] = signal.signal(sig, forward)
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    return handling_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), forward)
 
 
 def _run_snakemake(cmd: list[str], what: str, workdir: Path | None = None, lock=None) -> int:

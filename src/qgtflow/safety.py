@@ -327,22 +327,28 @@ def sweep_scratch(tmpdir, prefix: str) -> list[Path]:
 
 
 @contextlib.contextmanager
-def exit_on_signals(signals=None):
-    """SIGTERM/SIGHUP raise SystemExit in the main thread while the block runs, so ``finally`` blocks and
-    context managers (temporary stores, locks, Dask clusters) clean up, as for Ctrl-C."""
+def handling_signals(signals, handler):
+    """``handler`` for ``signals`` while the block runs (main thread only; elsewhere unchanged), then the
+    previous handlers again."""
     import signal
-
-    signals = signals or (signal.SIGTERM, signal.SIGHUP)
-
-    def handler(signum, frame):
-        raise SystemExit(128 + signum)
 
     previous = {}
     for sig in signals:
-        with contextlib.suppress(ValueError):  # not the main thread
+        with contextlib.suppress(ValueError):  # not the main thread: leave the handlers alone
             previous[sig] = signal.signal(sig, handler)
     try:
         yield
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def exit_on_signals():
+    """SIGTERM/SIGHUP raise SystemExit in the main thread while the block runs, so ``finally`` blocks and
+    context managers (temporary stores, locks, Dask clusters) clean up, as for Ctrl-C."""
+    import signal
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return handling_signals((signal.SIGTERM, signal.SIGHUP), handler)
