@@ -134,8 +134,8 @@ def stopped_when(proc: subprocess.Popen, ready, timeout: float = 120):
 
 
 def test_second_workflow_run_on_the_same_results_is_refused(tmp_path, snakemake_env):
-    """A `qgtflow run` while another run holds Snakemake's lock on the same results: one clear line,
-    exit 2, nothing run; the first run then finishes and its store is complete."""
+    """A `qgtflow run` while another run writes the same results directory: one clear line, exit 2,
+    nothing run; the first run then finishes, its store is complete and its lock is gone."""
     root = workflow_copy(tmp_path)
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump({"results_dir": "results", "dask": {"n_workers": 1}, "studies": {"A": SMALL}}))
@@ -155,10 +155,12 @@ def test_second_workflow_run_on_the_same_results_is_refused(tmp_path, snakemake_
     assert second.returncode == 2, second.stderr[-3000:]
     assert "Traceback" not in second.stderr
     (line,) = error_lines(second.stderr)
-    assert "another workflow run" in line and str(root) in line and "--unlock" in line, line
+    # refused by the results-directory lock (which also holds across checkouts), before Snakemake starts
+    assert "another qgtflow run" in line and str(root / "results") in line and f"pid {first.pid}" in line, line
     assert first.returncode == 0, first_out[-3000:]
     io.open_store(root / target).close()  # complete
     assert not (root / "results" / "A" / "n8" / "geometry.done.json").exists()  # the refused run ran nothing
+    assert not (root / "results" / ".qgtflow-run.lock").exists()
 
 
 def test_second_evaluate_to_the_same_store_is_refused(tmp_path, capsys):

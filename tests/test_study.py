@@ -20,7 +20,7 @@ def _with(**changes):
 @pytest.mark.parametrize("study,fragments", [
     (_with(model={"name": "graphene_typo"}), ["unknown model 'graphene_typo'", "haldane", "massive_dirac"]),
     (_with(model={"name": "massive_dirac", "params": {"velocity": 1.0}}), ["unknown parameter", "velocity", "'v'"]),
-    (_with(model={"name": "massive_dirac", "params": {"v": float("nan")}}), ["'v'", "finite"]),
+    (_with(model={"name": "massive_dirac", "params": {"v": float("nan")}}), ["model.params.v'", "finite"]),
     (_with(responses=["sigma_qm", "sigma_quantum"]), ["responses", "sigma_quantum", "sigma_qm"]),
     (_with(responses=[]), ["responses", "at least 1"]),
     (_with(temperature=[-5.0]), ["temperature", "> 0"]),

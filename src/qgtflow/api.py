@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from pathlib import Path
 
 from qgtflow.study import load_study
 
 log = logging.getLogger(__name__)
+
+SCRATCH_PREFIX = "qgtflow-scratch-"
 
 
 def evaluate(study, size: int | None = None, out: str | None = None, n_workers: int | None = None,
@@ -31,7 +34,9 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     st = load_study(study)
     size = int(size or max(st.sizes))
     reserved = io.output_lock(out) if out is not None else contextlib.nullcontext()
-    scratch = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(prefix="qgtflow-")
+    # scratch named by pid: a later evaluate removes it if this process is killed (qgtflow.safety.sweep_scratch)
+    scratch = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(
+        prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
     with reserved, scratch as tmp:
         base = Path(tmp)
         base.mkdir(parents=True, exist_ok=True)

@@ -4,6 +4,7 @@
     qgtflow converge STUDY.yaml --out DIR [--rtol X] [--max-points N] [--workers N] [--strict]
     qgtflow run [--configfile F] [--cores N|all] [--slurm] [--dask-slurm [F]] [--dry-run] [snakemake args ...]
     qgtflow report [--configfile F] [snakemake args ...]
+    qgtflow verify PATH [PATH ...]
 
 ``run`` and ``report`` drive Snakemake on the repository's top-level ``Snakefile`` (working
 directory: the repository, so a relative ``results_dir`` lands there). User errors
@@ -19,6 +20,8 @@ import errno
 import itertools
 import logging
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -66,9 +69,11 @@ def _config_file(path: str) -> str:
 
     from qgtflow.study import yaml_problem
 
+    from qgtflow import yamlio
+
     resolved = _existing_file(path, "config file")
     try:
-        data = yaml.safe_load(Path(resolved).read_text())
+        data = yamlio.load(Path(resolved).read_text())  # duplicate keys refused
     except yaml.YAMLError as exc:
         raise UsageError(f"config file {path}: not valid YAML ({yaml_problem(exc)})") from None
     except (OSError, UnicodeDecodeError) as exc:
@@ -90,16 +95,50 @@ def _snakemake_command(root: Path, configfile, extra: list[str], targets: tuple 
     return cmd + extra
 
 
-def _run_snakemake(cmd: list[str], what: str, workdir: Path | None = None) -> int:
+def _die_with_parent():
+    """A preexec function: the child gets SIGTERM when this process dies, even by SIGKILL (Linux)."""
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _forwarding_signals(proc: subprocess.Popen, received: list):
+    """While the block runs, SIGINT/SIGTERM/SIGHUP to this process go to ``proc`` (Snakemake cancels its
+    jobs, SLURM ones included, and exits); this process waits for it instead of leaving it orphaned."""
+    from qgtflow.safety import handling_signals
+
+    def forward(signum, frame):
+        received.append(signum)
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGINT if signum == signal.SIGHUP else signum)
+
+    return handling_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), forward)
+
+
+def _run_snakemake(cmd: list[str], what: str, workdir: Path | None = None, lock=None) -> int:
     log.info("%s: %s", what, " ".join(cmd))
     t0 = time.perf_counter()
     missing_input = locked = False
-    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1) as proc:
+    received: list[int] = []
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, bufsize=1, preexec_fn=_die_with_parent()) as proc, \
+            _forwarding_signals(proc, received):
+        if lock is not None:
+            lock.add_child(proc.pid)
         for line in proc.stderr:  # pass Snakemake's messages through, watching for missing inputs and locks
             sys.stderr.write(line)
             missing_input = missing_input or "MissingInputException" in line
             locked = locked or "LockException" in line
+        proc.wait()
     rc = proc.returncode
+    if received:
+        name = signal.Signals(received[0]).name
+        print(f"qgtflow: {what} stopped by {name}: Snakemake cancelled its jobs and exited (status {rc}); "
+              "rerun to finish (finished chunks are kept)", file=sys.stderr)
+        return 128 + received[0]
     if rc == 0:
         log.info("%s: finished in %.1f s", what, time.perf_counter() - t0)
         return 0
@@ -134,9 +173,28 @@ def cmd_evaluate(args, extra) -> int:
     except QgtflowError as exc:
         message = str(exc)
         raise UsageError(message if study in message else f"study file {args.study}: {message}") from None
+    import tempfile
+
+    from qgtflow import preflight
+    from qgtflow.cluster import worker_count
+
+    workers = 1 if args.workers == 0 else worker_count(args.workers)
+    preflight.check(validated, [args.size or max(validated.sizes)], workers=workers,
+                    disk_dir=Path(tempfile.gettempdir()), what="evaluate")  # scratch kgrid + geometry stores
+    from qgtflow.api import SCRATCH_PREFIX
+    from qgtflow.safety import exit_on_signals, sweep_scratch
+
+    for gone in sweep_scratch(tempfile.gettempdir(), SCRATCH_PREFIX):
+        log.info("evaluate: removed %s (scratch of a killed evaluate)", gone)
     log.info("evaluate %s -> %s", study, args.out)
     t0 = time.perf_counter()
-    ds = evaluate(validated, size=args.size, out=args.out, n_workers=args.workers)
+    try:
+        with exit_on_signals():  # SIGTERM/SIGHUP: scratch stores, lock and Dask workers are cleaned up
+            ds = evaluate(validated, size=args.size, out=args.out, n_workers=args.workers)
+    except SystemExit as exc:
+        print(f"qgtflow: evaluate stopped by signal {int(exc.code) - 128}; its scratch stores were removed, "
+              f"{args.out} was not written", file=sys.stderr)
+        raise
     log.info("evaluate: wrote %s (%s) in %.1f s", args.out, ", ".join(map(str, ds.data_vars)),
              time.perf_counter() - t0)
     return 0
@@ -177,6 +235,7 @@ def cmd_converge(args, extra) -> int:
         message = str(exc)
         raise UsageError(message if study in message else f"study file {args.study}: {message}") from None
     workdir = args.workdir or str(Path(args.out) / "responses")
+    args.max_points = _converge_preflight(validated, args, workdir)
     log.info("converge %s -> %s (responses stores in %s)", study, args.out, workdir)
     result = converge(validated, rtol=args.rtol, atol=args.atol, start=args.start, growth=args.growth,
                       max_points=args.max_points, max_rounds=args.max_rounds, n_workers=args.workers,
@@ -189,10 +248,35 @@ def cmd_converge(args, extra) -> int:
     return 0
 
 
-def _load_yaml(path) -> dict:
-    import yaml
+def _converge_preflight(study, args, workdir: str) -> int | None:
+    """Refuse a first grid that cannot fit; cap the densities (max_points) at the last one that fits the
+    study's limits and the machine, so the driver stops there with its reason instead of running out."""
+    from qgtflow import preflight
+    from qgtflow.cluster import worker_count
+    from qgtflow.driver import size_sequence
 
-    return yaml.safe_load(Path(path).read_text()) or {}
+    workers = 1 if args.workers == 0 else worker_count(args.workers)
+    start = int(args.start if args.start is not None else min(study.sizes))
+    sizes = size_sequence(start, args.growth, int(args.max_rounds))
+    scratch = Path(workdir) / "scratch"
+    preflight.check(study, sizes[:1], workers=workers, disk_dir=scratch, what="converge")
+    cap = args.max_points
+    for size in sizes[1:]:
+        n = study.make_grid(size).n_points
+        if cap is not None and n > cap:
+            break
+        try:
+            preflight.check(study, [size], workers=workers, disk_dir=scratch, what="converge")
+        except preflight.PreflightError as exc:
+            log.warning("converge: densities capped below %d per axis (%s)", size, exc)
+            return n - 1
+    return cap
+
+
+def _load_yaml(path) -> dict:
+    from qgtflow import yamlio
+
+    return yamlio.load(Path(path).read_text()) or {}
 
 
 def _merged(base: dict, over: dict) -> dict:
@@ -298,6 +382,30 @@ def _print_memory_estimates(root: Path, args, configfiles: list, extra: list[str
             log.info("  %s %s (%d %s%s): %s", name, rule, n, unit, "s" if n > 1 else "", ", ".join(items))
 
 
+def _preflight_run(root: Path, args, configfiles: list, extra: list[str], results: Path) -> None:
+    """Every study at every size against its limits and the machine (memory: local runs only; the stores of
+    all studies against the free disk of the results directory). A config the workflow would refuse is
+    left to it (its message names the key)."""
+    from qgtflow import preflight
+    from qgtflow.study import load_study
+
+    try:
+        files = configfiles or [root / "config" / "config.yaml"]
+        config: dict = {}
+        for path in files:
+            config = _merged(config, _load_yaml(path))
+        backend = (config.get("dask") or {}).get("backend", "local")
+        threads = _job_threads(root, args, backend, extra)
+        studies = [load_study(cfg, name=name) for name, cfg in (config.get("studies") or {}).items()]
+    except Exception as exc:  # noqa: BLE001 - the workflow reports config errors itself
+        log.debug("preflight skipped: %s", exc)
+        return
+    local = not args.slurm and backend != "slurm"
+    for study in studies:
+        preflight.check(study, study.sizes, workers=max(threads.values()), disk_dir=results, what="run",
+                        machine_memory=local)
+
+
 # Snakemake options that only report or repair metadata: no results are written
 _NO_WRITE = ("--unlock", "--summary", "-S", "--detailed-summary", "-D", "--list-rules", "--list", "-l", "--lint",
              "--dag", "--rulegraph", "--filegraph", "--list-changes", "--lc", "--list-input-changes", "--li",
@@ -356,14 +464,83 @@ def cmd_run(args, extra) -> int:
         dask_file = root / "slurm" / "dask.yaml" if args.dask_slurm is True else args.dask_slurm
         configfiles = (configfiles or [str(root / "config" / "config.yaml")]) + [str(dask_file)]
     cmd = _snakemake_command(root, configfiles, opts + extra)  # checks that the config files exist
+    lock = contextlib.nullcontext()
     if not args.dry_run and not any(a.split("=", 1)[0] in _NO_WRITE for a in extra):
         results = _results_dir(root, configfiles, extra)
         problem = _unwritable(results)
         if problem:
             raise UsageError(f"results directory {results} cannot be written: {problem}; nothing was run (set "
                              "results_dir in the config or pass --config results_dir=DIR)")
+        from qgtflow.safety import ResultsLock
+
+        lock = ResultsLock(results, f"qgtflow run ({root})")  # one writer per results dir, across checkouts/hosts
     _print_memory_estimates(root, args, configfiles, extra)
-    return _run_snakemake(cmd, "run", root)
+    if not isinstance(lock, contextlib.nullcontext):
+        _preflight_run(root, args, configfiles, extra, lock.directory)
+    with lock:
+        if not isinstance(lock, contextlib.nullcontext) and not args.no_verify:
+            verify_results(results)  # damaged stores are recomputed, not reported as "Nothing to be done"
+        return _run_snakemake(cmd, "run", root, lock=lock if not isinstance(lock, contextlib.nullcontext) else None)
+
+
+def cmd_verify(args, extra) -> int:
+    """Verify every qgtflow store at or under the given paths; exit 2 naming the first damaged one."""
+    from qgtflow import io
+    from qgtflow.errors import StoreError
+
+    stores = []
+    for given in args.paths:
+        path = Path(given)
+        if not path.exists():
+            raise UsageError(f"verify {given}: does not exist")
+        found = io.find_stores(path)
+        if not found:
+            raise UsageError(f"verify {given}: no qgtflow store there")
+        stores += found
+    damaged = []
+    for store in stores:
+        try:
+            info = io.verify_store(store)
+        except StoreError as exc:
+            damaged.append(str(exc))
+            print(f"DAMAGED {exc}")
+            continue
+        note = "" if info["checksummed"] else " (written before per-chunk checksums: completeness only)"
+        print(f"ok {store}: {info['arrays']} arrays, {info['chunks']} chunks{note}")
+    if damaged:
+        more = f" (and {len(damaged) - 1} more damaged store(s), listed above)" if len(damaged) > 1 else ""
+        raise StoreError(damaged[0] + more)
+    return 0
+
+
+def verify_results(results: Path, remove: bool = True) -> list[Path]:
+    """Before a run: verify the qgtflow stores under ``results``; remove damaged ones (ours only) and the
+    ``<name>.done.json`` manifest beside them, so the workflow recomputes them. Returns what was removed."""
+    from qgtflow import io, safety
+    from qgtflow.errors import StoreError
+
+    if not results.is_dir():
+        return []
+    removed = []
+    t0 = time.perf_counter()
+    stores = io.find_stores(results)
+    for store in stores:
+        try:
+            io.verify_store(store)
+        except StoreError as exc:
+            if not remove:
+                raise
+            log.warning("run: %s -- removing it so that the workflow recomputes it", exc)
+            if safety.removable(store):
+                shutil.rmtree(store)
+            manifest = store.with_name(store.name.replace(".zarr", ".done.json"))
+            if manifest != store and manifest.is_file():
+                manifest.unlink()
+            removed.append(store)
+    if stores:
+        log.info("run: verified %d existing store(s) under %s in %.1f s (%d damaged, removed)", len(stores), results,
+                 time.perf_counter() - t0, len(removed))
+    return removed
 
 
 def cmd_report(args, extra) -> int:
@@ -377,7 +554,7 @@ def cmd_report(args, extra) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qgtflow", description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,converge,run,report}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,converge,run,report,verify}")
 
     p = sub.add_parser("evaluate", allow_abbrev=False, help="one study at one grid density, without Snakemake")
     p.add_argument("study", metavar="STUDY.yaml", help="study file (src/qgtflow/schemas/study.schema.yaml)")
@@ -415,7 +592,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the geometry stage's Dask workers as SLURM jobs (dask-jobqueue), with the settings "
                         "in F (default: slurm/dask.yaml) merged into the workflow config")
     p.add_argument("-n", "--dry-run", action="store_true", help="show the jobs without running them")
+    p.add_argument("--no-verify", action="store_true", help="skip verifying (checksums, completeness) the stores "
+                   "already in the results directory; damaged ones are otherwise removed and recomputed")
     p.set_defaults(func=cmd_run, passthrough=True)
+
+    p = sub.add_parser("verify", allow_abbrev=False, help="check qgtflow stores: completeness, attrs and per-chunk "
+                       "checksums (exit 2 naming store, variable and chunk of the first damage)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="a store, or a directory searched for stores")
+    p.set_defaults(func=cmd_verify, passthrough=False)
 
     p = sub.add_parser("report", allow_abbrev=False, help="(re)build results/report/index.html from existing results")
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
@@ -448,6 +632,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qgtflow: interrupted", file=sys.stderr)
         return 130
+    except ValueError as exc:  # a chunk read outside qgtflow.io.read_rows (xarray, dask) failed its checksum
+        if "checksum" not in str(exc):
+            raise
+        print(f"qgtflow: error: a store chunk fails its crc32c checksum (damaged): {exc}; run `qgtflow verify "
+              "PATH` on the stores used to find it, and rerun its stage", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -326,6 +326,9 @@ def slurm_cluster(jobs: int = 2, worker_start_timeout: float | None = 3600, **se
 
     cluster = make_slurm_cluster(**settings)
     try:
+        from qgtflow.preflight import sbatch_check
+
+        sbatch_check(cluster.job_script())  # a refused job stops here with sbatch's message, not after the timeout
         log.info("Dask on SLURM: submitting %d worker job(s) of this script:\n%s", jobs, cluster.job_script())
         cluster.scale(jobs=int(jobs))
         client = Client(cluster)

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from qgtflow import __version__
 
@@ -31,9 +32,10 @@ from qgtflow import __version__
 # metadata; zarr warns that both are outside the v3 core spec. Both read back with xarray/zarr.
 warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
 warnings.filterwarnings("ignore", message=".*Consolidated metadata is currently not part.*")
+from qgtflow import safety
 from qgtflow.errors import StoreError
 
-COMPLETE = "qgtflow_complete"
+COMPLETE = safety.MARKER
 FINGERPRINT = "qgtflow_fingerprint"
 
 
@@ -72,7 +74,8 @@ def write_template(ds: xr.Dataset, path: str | Path, chunk_size: int, n_chunks: 
     ds = ds.copy()
     ds["chunk_done"] = xr.DataArray(np.zeros(n_chunks, np.int8), dims="chunk",
                                     attrs={"long_name": "1 when the k-chunk has been written", "units": "1"})
-    encoding = {name: {"chunks": (1,)} if name == "chunk_done" else {} for name in ds.data_vars}
+    encoding = checked_encoding(ds)
+    encoding["chunk_done"]["chunks"] = (1,)
     for name, var in ds.data_vars.items():
         if name == "chunk_done":
             continue
@@ -81,13 +84,56 @@ def write_template(ds: xr.Dataset, path: str | Path, chunk_size: int, n_chunks: 
         if var.dtype.kind == "f":
             encoding[name]["fill_value"] = np.nan
             if not compress:
-                encoding[name]["compressors"] = None
-    path = Path(path)
-    if path.exists():
+                encoding[name]["compressors"] = (Crc32cCodec(),)
+    path = safety.output_target(path, "store")
+    if safety.removable(path):
         shutil.rmtree(path)
     ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=False)
     # the marker array is written for real (zeros), everything else stays unwritten (NaN fill)
     zarr.open_group(str(path), mode="r+")["chunk_done"][:] = 0
+
+
+def checked_encoding(ds: xr.Dataset) -> dict:
+    """Per-variable zarr encoding with a crc32c checksum after compression on every chunk of every array
+    (data and coordinates): a damaged chunk fails to decode instead of being read as data."""
+    return {name: {"compressors": (ZstdCodec(), Crc32cCodec()) if ds[name].dtype.kind in "fciub" else (Crc32cCodec(),)}
+            for name in ds.variables}
+
+
+ATTRS_HASH = "qgtflow_attrs_sha256"
+
+
+def attrs_hash(attrs: dict) -> str:
+    """sha256 of a store's root attrs as stored (JSON), without the completion flag and this hash."""
+    import hashlib
+
+    body = {k: v for k, v in attrs.items() if k not in (COMPLETE, ATTRS_HASH)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _seal(path: str | Path, extra_attrs: dict | None = None) -> None:
+    """Set extra attrs, the attrs hash and the completion flag; consolidate the metadata."""
+    group = zarr.open_group(str(path), mode="r+")
+    if extra_attrs:
+        group.attrs.update(extra_attrs)
+    attrs = dict(zarr.open_group(str(path), mode="r").attrs)  # as stored (JSON round trip)
+    group.attrs.update({ATTRS_HASH: attrs_hash(attrs), COMPLETE: True})
+    zarr.consolidate_metadata(str(path))
+
+
+def read_rows(group, name: str, start: int, stop: int, store=None) -> np.ndarray:
+    """``group[name][start:stop]`` as numpy; a chunk failing its checksum is a StoreError naming store,
+    variable and chunk."""
+    try:
+        return np.asarray(group[name][start:stop])
+    except ValueError as exc:
+        if "checksum" not in str(exc):
+            raise
+        step = group[name].chunks[0]
+        first, last = start // step, max(start, stop - 1) // step
+        where = f"chunk {first}" if first == last else f"chunks {first}..{last}"
+        raise StoreError(f"store {store or group.store}: variable '{name}' {where} fails its crc32c checksum "
+                         "(damaged); rerun its stage (`qgtflow verify` lists every damaged chunk)") from None
 
 
 def write_region(path: str | Path, start: int, stop: int, arrays: dict[str, np.ndarray], chunk_index: int) -> None:
@@ -123,9 +169,7 @@ def mark_complete(path: str | Path, extra_attrs: dict | None = None) -> None:
     done = chunks_done(path)
     if not done.all():
         raise StoreError(f"store {path}: {int((~done).sum())} of {done.size} chunks missing; not marking complete")
-    group = zarr.open_group(str(path), mode="r+")
-    group.attrs.update({**(extra_attrs or {}), COMPLETE: True})
-    zarr.consolidate_metadata(str(path))
+    _seal(path, extra_attrs)
 
 
 def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
@@ -134,22 +178,24 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
     An earlier store at ``path`` is replaced only once the new one is fully written; if writing
     fails (disk full, read-only file system) it stays as it was and a :class:`StoreError` names the path.
     """
-    path = Path(path)
+    path = safety.output_target(path, "store")
     tmp = path.with_name(path.name + ".partial")
     old = path.with_name(path.name + ".old")
+    for leftover in (tmp, old):  # ours from an interrupted write, or refused
+        if safety.removable(leftover, "leftover"):
+            shutil.rmtree(leftover)
     try:
-        for leftover in (tmp, old):
-            if leftover.exists():
-                shutil.rmtree(leftover)
         ds = ds.copy()
-        ds.attrs[COMPLETE] = True
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+        ds.attrs[COMPLETE] = False
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=checked_encoding(ds),
+                   write_empty_chunks=True)
+        _seal(tmp)
         if path.exists():
             path.rename(old)
         tmp.rename(path)
     except OSError as exc:
         for _ in range(20):  # zarr's pending chunk writes may still land just after the first failure
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)  # made by this call (absent before it)
             if not tmp.exists():
                 break
             time.sleep(0.05)
@@ -158,7 +204,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
         kept = " (its earlier contents are kept)" if path.exists() else ""
         raise StoreError(f"cannot write store {path}{kept}: {_os_reason(exc, path)}") from None
     if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)  # the store this call replaced (checked to be ours above)
 
 
 def _os_reason(exc: OSError, path: Path) -> str:
@@ -176,21 +222,26 @@ def _os_reason(exc: OSError, path: Path) -> str:
 def output_lock(path: str | Path):
     """Reserve the output store ``path`` for this process while the block runs (before any compute).
 
-    Refuses, with a :class:`StoreError` naming the path: an existing file or non-empty directory that
-    is not a zarr store (never overwritten), a location that cannot be written (read-only file system,
-    a parent that is a file), and a second writer: an exclusive ``flock`` on ``<path>.lock`` held for
-    the whole block (released by the OS if the process dies, so a killed run leaves no stale lock).
+    Refuses, with a :class:`StoreError` naming the path: anything but an absent path, an empty
+    directory or a qgtflow store (:func:`qgtflow.safety.output_target`: files, foreign directories and
+    zarr stores, devices, FIFOs, sockets, dangling symlinks), a location that cannot be written
+    (read-only file system, a parent that is a file), a results directory a ``qgtflow run`` is
+    writing, and a second writer: an exclusive ``flock`` on ``<path>.lock`` (of the resolved path, so
+    aliases share it) held for the whole block (released by the OS if the process dies, so a killed
+    run leaves no stale lock). Yields the resolved path.
     """
-    path = Path(path)
-    if path.is_file() or (path.is_dir() and any(path.iterdir()) and not (path / "zarr.json").is_file()):
-        raise StoreError(f"output {path} exists and is not a zarr store; not overwriting it (remove it or choose "
-                         "another path)")
+    given = path
+    path = safety.output_target(path)
+    running = safety.active_run_lock(path.parent)
+    if running is not None:
+        raise StoreError(f"output {given} is inside a results directory another qgtflow run is writing "
+                         f"({safety.holder_text(running[1], running[0])}); wait for it or choose another path")
     lock = path.with_name(path.name + ".lock")
 
     def open_lock() -> int:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            return os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            return safety.open_lock_file(lock)
         except OSError as exc:
             raise StoreError(f"cannot write {path}: {_os_reason(exc, lock)}") from None
 
@@ -240,8 +291,70 @@ def open_store(path: str | Path, fingerprint: str | None = None) -> xr.Dataset:
         raise StoreError(f"store {path} is unreadable: {exc}") from None
     if not attrs.get(COMPLETE, False):
         raise StoreError(f"store {path} is incomplete (a run was interrupted); rerun its stage to finish it")
+    if ATTRS_HASH in attrs and attrs[ATTRS_HASH] != attrs_hash(attrs):
+        raise StoreError(f"store {path}: its attributes were changed after it was written (attrs checksum "
+                         "mismatch); rerun its stage")
     ds = xr.open_zarr(path, consolidated=True)  # complete stores always carry consolidated metadata
     if fingerprint is not None and ds.attrs.get(FINGERPRINT) != fingerprint:
         raise StoreError(f"store {path} has fingerprint {ds.attrs.get(FINGERPRINT)!r}, expected {fingerprint!r} "
                          "(made from other inputs or code; rerun its stage)")
     return ds
+
+
+def verify_store(path: str | Path) -> dict:
+    """Check a qgtflow store completely: completion flag, attrs checksum, chunk markers, every chunk of every
+    array present (float arrays: a missing chunk would read as its NaN fill) and passing its crc32c checksum.
+
+    Returns {"arrays": n, "chunks": n, "checksummed": bool}; raises StoreError naming store, variable and
+    chunk for the first problem.
+    """
+    path = Path(path)
+    attrs = safety.store_attrs_json(path)
+    if attrs is None or COMPLETE not in attrs:
+        raise StoreError(f"store {path}: not a qgtflow store (no zarr.json with the {COMPLETE} attr)")
+    if not attrs.get(COMPLETE):
+        raise StoreError(f"store {path} is incomplete (a run was interrupted); rerun its stage to finish it")
+    if ATTRS_HASH in attrs and attrs[ATTRS_HASH] != attrs_hash(attrs):
+        raise StoreError(f"store {path}: its attributes were changed after it was written (attrs checksum "
+                         "mismatch); rerun its stage")
+    try:
+        group = zarr.open_group(str(path), mode="r", use_consolidated=False)
+        arrays = dict(group.arrays())
+    except Exception as exc:  # noqa: BLE001 - unreadable metadata is damage
+        raise StoreError(f"store {path}: unreadable metadata ({type(exc).__name__}: {exc})") from None
+    n_chunks, checksummed = 0, True
+    for name, arr in sorted(arrays.items()):
+        codecs = [type(c).__name__ for c in arr.metadata.codecs] if hasattr(arr.metadata, "codecs") else []
+        checksummed = checksummed and "Crc32cCodec" in codecs
+        nan_fill = arr.dtype.kind == "f" and np.isnan(arr.fill_value)
+        for coords in np.ndindex(*arr.cdata_shape):
+            n_chunks += 1
+            where = f"store {path}: variable '{name}' chunk {coords if len(coords) > 1 else coords[0]}"
+            if nan_fill and not (path / name / arr.metadata.encode_chunk_key(coords)).is_file():
+                raise StoreError(f"{where} is missing (it would read as NaN); rerun its stage")
+            try:
+                block = arr.get_block_selection(coords)
+            except Exception as exc:  # noqa: BLE001 - checksum, decompression, short read
+                reason = "fails its crc32c checksum" if "checksum" in str(exc) else f"is unreadable ({exc})"
+                raise StoreError(f"{where} {reason} (damaged); rerun its stage") from None
+            if name == "chunk_done" and not np.all(block == 1):
+                raise StoreError(f"{where}: marked not done in a store flagged complete; rerun its stage")
+    return {"arrays": len(arrays), "chunks": n_chunks, "checksummed": checksummed}
+
+
+def find_stores(root: str | Path) -> list[Path]:
+    """qgtflow stores at or below ``root`` (directories whose zarr.json carries the completion attr)."""
+    root = Path(root)
+    if safety.is_qgtflow_store(root):
+        return [root]
+    found = []
+    for dirpath, dirnames, _ in os.walk(root):
+        keep = []
+        for d in sorted(dirnames):
+            p = Path(dirpath) / d
+            if safety.is_qgtflow_store(p):
+                found.append(p)
+            elif not d.startswith(".") and not os.path.islink(p):
+                keep.append(d)
+        dirnames[:] = keep
+    return found

@@ -79,7 +79,7 @@ def effective_chunk_size(n_points: int, chunk_size: int, max_chunks: int | None 
     """``chunk_size``, enlarged (to a multiple of 4096) when the grid would otherwise have more than
     ``max_chunks`` chunks — bounds the number of zarr chunk files (and Dask tasks) of huge grids."""
     if max_chunks is None or n_points <= chunk_size * max_chunks:
-        return int(chunk_size)
+        return int(max(1, min(chunk_size, n_points)))  # never a chunk larger than the grid
     needed = -(-n_points // max_chunks)
     return int(-(-needed // 4096) * 4096)
 

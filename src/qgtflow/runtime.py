@@ -115,8 +115,12 @@ def _job_numba_cache(root: Path, job_key: str) -> Path:
     compiled something newer than the shared copy, so a reader never sees an index without its
     data. If file locks are unavailable (some parallel filesystems), the job cache starts cold.
     """
+    from qgtflow.safety import private_dir
+
     shared, lock = root / "shared", root / "shared.lock"
     job = root / "jobs" / f"{job_key}-{os.getpid()}"
+    for directory in (root, shared, root / "jobs"):  # numba loads pickled code from these: ours only, 0700
+        private_dir(directory, "numba cache")
     if job.exists():
         shutil.rmtree(job)
     try:

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from qgtflow import yamlio
 from qgtflow.errors import ConfigError
+from qgtflow.safety import check_name
 from qgtflow.units import UnitSystem, parse_unit_system
 
 
@@ -92,7 +94,10 @@ def schema_error(err, prefix: str = "") -> ConfigError:
         return ConfigError(name, None, "a value (required)" + (f": {sub['description']}" if "description" in sub else ""))
     if err.validator == "propertyNames":
         return ConfigError(key, err.instance, f"names matching {err.validator_value}")
-    if err.validator in _EXPECT:
+    if isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool) \
+            and not abs(float(err.instance)) <= MAX_MAGNITUDE:
+        expected = f"a finite number of magnitude <= {MAX_MAGNITUDE:g} (NaN and infinity are not allowed)"
+    elif err.validator in _EXPECT:
         expected = _EXPECT[err.validator](err.validator_value)
     elif err.validator == "oneOf":
         expected = "one of: " + " | ".join(_describe_form(sub) for sub in err.validator_value)
@@ -102,13 +107,30 @@ def schema_error(err, prefix: str = "") -> ConfigError:
 
 
 def validate_against_schema(data, schema, prefix: str = "") -> None:
-    """Raise :class:`ConfigError` for the first schema violation, naming key, value and expectation."""
-    import jsonschema
+    """Raise :class:`ConfigError` for the first schema violation, naming key, value and expectation.
 
-    validator = jsonschema.Draft202012Validator(schema)
+    One rule for every number of every schema: JSON has no NaN or infinity, so neither does a config
+    (YAML's .nan/.inf fail ``type: number``; no key documents otherwise).
+    """
+    validator = _finite_validator()(schema)
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
         raise schema_error(errors[0], prefix)
+
+
+MAX_MAGNITUDE = 1e100  # every config number: finite and |x| <= this (1e308 overflows k-ranges, sums, bins)
+
+
+def _finite_validator():
+    import math
+
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    finite = base.TYPE_CHECKER.redefine(
+        "number", lambda checker, x: base.TYPE_CHECKER.is_type(x, "number") and math.isfinite(float(x))
+        and abs(float(x)) <= MAX_MAGNITUDE)
+    return jsonschema.validators.extend(base, type_checker=finite)
 
 
 def apply_defaults(data: dict, schema: dict) -> dict:
@@ -288,7 +310,7 @@ def load_study(source, name: str | None = None) -> Study:
         if not path.is_file():
             raise ConfigError("study", str(path), "a readable YAML file")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yamlio.load(path.read_text())  # duplicate keys refused
         except yaml.YAMLError as exc:
             raise ConfigError("study", str(path), f"valid YAML ({yaml_problem(exc)})") from None
         except (OSError, UnicodeDecodeError) as exc:
@@ -308,7 +330,7 @@ def load_study(source, name: str | None = None) -> Study:
     schema = study_schema()
     validate_against_schema(data, schema, prefix)
     cfg = apply_defaults(data, schema)
-    cfg["name"] = name
+    cfg["name"] = check_name(name, "studies" if prefix else "name")  # it becomes a file name: no '..' or '/'
     if "kgrid" in cfg:
         cfg["kgrid"] = apply_defaults(cfg["kgrid"], schema["properties"]["kgrid"])
     key = (prefix + ".") if prefix else ""

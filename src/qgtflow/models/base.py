@@ -138,7 +138,7 @@ class Model:
         Checks shapes, finiteness and Hermiticity of H and its derivatives at random k.
         """
         for key, val in self.params.items():
-            if isinstance(val, (int, float)) and not np.isfinite(val):
+            if isinstance(val, (int, float)) and not np.isfinite(float(val)):
                 raise ModelError(f"model '{self.name}': parameter '{key}' is {val}; expected a finite number")
         rng = np.random.default_rng(seed)
         scale = self.kmax if self.kmax else 1.0

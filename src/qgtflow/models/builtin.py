@@ -166,7 +166,7 @@ def build_model(name: str, params: dict | None = None):
     for key, val in params.items():
         if val is None and key == "kmax":
             continue
-        if not isinstance(val, (int, float)) or isinstance(val, bool) or not np.isfinite(val):
+        if not isinstance(val, (int, float)) or isinstance(val, bool) or not np.isfinite(float(val)):
             raise ModelError(f"model '{name}': parameter '{key}' = {val!r}; expected a finite number")
     model = builder(**params)
     model.validate()

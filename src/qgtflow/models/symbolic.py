@@ -17,12 +17,15 @@ model definition and reused from numba's cache afterwards, also by Dask workers.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import io
 import os
 import re
+import signal
 import sys
+import threading
 import tokenize
 from pathlib import Path
 
@@ -31,6 +34,7 @@ import numpy as np
 from qgtflow.errors import ModelError
 from qgtflow.models.base import Model
 from qgtflow.models.derivatives import unique_multi_indices
+from qgtflow.safety import private_dir
 
 K_SYMBOLS = ("kx", "ky", "kz")
 FUNCTIONS = ("sin", "cos", "tan", "exp", "log", "sqrt", "sinh", "cosh", "tanh", "conjugate", "re", "im", "Abs")
@@ -61,10 +65,99 @@ def named_matrix(text: str, where: str) -> np.ndarray:
     return out
 
 
+# Limits on user expressions, checked on the tokens before sympy sees them (sympy evaluates integer
+# powers exactly: 9**9**9 would run for hours inside one C call, where no time limit can stop it).
+MAX_EXPRESSION_CHARS = 2000
+MAX_EXPONENT = 16  # |n| of every power x**n; n a number or a parenthesised arithmetic of numbers
+MAX_LITERAL = 1e300  # float literals: finite, |x| <= this (1e999999999 is refused, not read as inf)
+MAX_INTEGER_DIGITS = 18  # an int64 literal in the generated kernel
+PARSE_SECONDS = 30.0  # parsing + symbolic derivatives of one model (a SIGALRM limit in the main thread)
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _group_end(tokens, i: int) -> int:
+    """Index of the ')' closing the '(' at tokens[i]."""
+    depth = 0
+    for j in range(i, len(tokens)):
+        if tokens[j].string == "(":
+            depth += 1
+        elif tokens[j].string == ")":
+            depth -= 1
+            if depth == 0:
+                return j
+    return len(tokens) - 1
+
+
+def _check_powers(tokens, text: str, where: str) -> None:
+    """Every ``**``: exponent a number or parenthesised arithmetic of numbers, |n| <= MAX_EXPONENT; no power
+    of a power (``a**b**c``, ``(a**b)**c``) — bounds the size of exact integers and of expanded polynomials."""
+    toks = [t for t in tokens if t.type not in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER,
+                                                tokenize.INDENT, tokenize.DEDENT)]
+    for i, tok in enumerate(toks):
+        if tok.string != "**":
+            continue
+        if i > 0 and toks[i - 1].string == ")":  # the base is a group: no power inside it
+            depth, j = 0, i - 1
+            while j >= 0:
+                depth += toks[j].string == ")"
+                depth -= toks[j].string == "("
+                if depth == 0:
+                    break
+                j -= 1
+            if any(t.string == "**" for t in toks[j:i]):
+                raise ModelError(f"{where}: power of a power in '{_shown(text)}'; write the exponent out "
+                                 f"(at most {MAX_EXPONENT})")
+        j = i + 1
+        while j < len(toks) and toks[j].string in ("+", "-"):
+            j += 1
+        if j >= len(toks):
+            break
+        end = _group_end(toks, j) if toks[j].string == "(" else j
+        exponent = toks[i + 1:end + 1]
+        if end + 1 < len(toks) and toks[end + 1].string == "**" or any(t.string == "**" for t in exponent):
+            raise ModelError(f"{where}: power of a power in '{_shown(text)}'; write the exponent out "
+                             f"(at most {MAX_EXPONENT})")
+        if any(t.type not in (tokenize.NUMBER, tokenize.OP) for t in exponent):
+            raise ModelError(f"{where}: exponent '{' '.join(t.string for t in exponent)}' in '{_shown(text)}'; "
+                             "expected a number (use exp(...) for exponentials)")
+        try:
+            value = float(eval(" ".join(t.string for t in exponent), {"__builtins__": {}}))  # numbers and + - * / ( )
+        except (ArithmeticError, SyntaxError, ValueError, TypeError, OverflowError):
+            value = float("inf")
+        if not abs(value) <= MAX_EXPONENT:
+            raise ModelError(f"{where}: exponent {' '.join(t.string for t in exponent)} in '{_shown(text)}'; "
+                             f"expected |exponent| <= {MAX_EXPONENT}")
+
+
+def _number(value):
+    """A sympy number for a parameter or literal: an exact Integer when it fits a machine integer (numba
+    types generated literals as int64), else the double as a 17-digit Float (exactly that double)."""
+    import sympy as sp
+
+    if float(value).is_integer() and abs(float(value)) < 2**53:
+        return sp.Integer(int(value))
+    return sp.Float(float(value), 17)
+
+
+def _machine_numbers(expr):
+    """Integers and rationals too large for int64 literals in generated code become doubles."""
+    import sympy as sp
+
+    big = {a: sp.Float(float(a), 17) for a in expr.atoms(sp.Rational)
+           if abs(a.p) >= 2**53 or abs(a.q) >= 2**53}
+    return expr.xreplace(big) if big else expr
+
+
 def _check_tokens(text: str, allowed: set[str], where: str) -> None:
-    """Refuse anything but numbers, arithmetic and whitelisted names before sympy sees the text."""
+    """Refuse anything but numbers, arithmetic and whitelisted names before sympy sees the text; bound its
+    size, its number literals and its powers."""
     if "^" in text:
-        raise ModelError(f"{where}: '^' in '{text}'; write powers as '**'")
+        raise ModelError(f"{where}: '^' in '{_shown(text)}'; write powers as '**'")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ModelError(f"{where}: expression of {len(text)} characters; expected at most {MAX_EXPRESSION_CHARS}")
     try:
         tokens = list(tokenize.generate_tokens(io.StringIO(text).readline))
     except (tokenize.TokenError, IndentationError, SyntaxError) as exc:
@@ -75,6 +168,14 @@ def _check_tokens(text: str, allowed: set[str], where: str) -> None:
         if tok.type == tokenize.NUMBER:
             if tok.string.lower().endswith("j"):
                 raise ModelError(f"{where}: '{tok.string}' in '{text}'; write the imaginary unit as 'I'")
+            digits = tok.string.replace("_", "")
+            try:
+                value = float(digits) if not digits.lower().startswith(("0x", "0o", "0b")) else float(int(digits, 0))
+            except (ValueError, OverflowError):
+                value = float("inf")
+            if not abs(value) <= MAX_LITERAL or (digits.isdigit() and len(digits.lstrip("0")) > MAX_INTEGER_DIGITS):
+                raise ModelError(f"{where}: number '{_shown(tok.string)}' in '{_shown(text)}'; expected a finite "
+                                 f"number of magnitude <= {MAX_LITERAL:g}")
             continue
         if tok.type == tokenize.NAME:
             if tok.string not in allowed:
@@ -87,6 +188,7 @@ def _check_tokens(text: str, allowed: set[str], where: str) -> None:
             continue
         raise ModelError(f"{where}: '{tok.string}' is not allowed in '{text}'; use numbers, + - * / **, "
                          "parentheses, k symbols, parameters and the listed functions")
+    _check_powers(tokens, text, where)
 
 
 def parse_expression(text, params: dict, where: str):
@@ -99,7 +201,7 @@ def parse_expression(text, params: dict, where: str):
     if isinstance(text, (int, float)):
         if not np.isfinite(text):
             raise ModelError(f"{where}: {text!r} is not a finite number")
-        return sp.Integer(int(text)) if float(text).is_integer() else sp.Float(text, 17)
+        return _number(text)
     if not isinstance(text, str) or not text.strip():
         raise ModelError(f"{where}: {text!r}; expected an expression string or a number")
     allowed = RESERVED | set(params)
@@ -111,6 +213,8 @@ def parse_expression(text, params: dict, where: str):
                     "__builtins__": {}}
     try:
         return parse_expr(text, local_dict=local, global_dict=safe_globals, transformations=standard_transformations)
+    except ModelError:  # the time limit
+        raise
     except Exception as exc:  # sympy raises many types for malformed text
         raise ModelError(f"{where}: cannot parse '{text}' ({type(exc).__name__}: {exc})") from None
 
@@ -168,6 +272,27 @@ def cache_dir() -> Path:
     return Path(root) / "models"
 
 
+@contextlib.contextmanager
+def _time_limit(seconds: float, message: str):
+    """ModelError(message) when the block runs longer than ``seconds`` (main thread only; elsewhere no limit)."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
+        yield
+        return
+
+    def expired(signum, frame):
+        raise ModelError(message)
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if old_timer[0] > 0:  # an outer timer keeps running
+            signal.setitimer(signal.ITIMER_REAL, *old_timer)
+
+
 class SymbolicModel(Model):
     """A model from a symbolic H(k): exact derivatives by sympy, one generated numba kernel per model.
 
@@ -180,15 +305,20 @@ class SymbolicModel(Model):
     def __init__(self, name, definition: dict, params: dict | None = None, dim: int | None = None,
                  lattice=None, kmax=None, spin=None, param_units: dict | None = None,
                  where: str = "model.hamiltonian"):
-        import sympy as sp
-
         params = dict(params or {})
         for key, val in params.items():
             if key in RESERVED or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
                 raise ModelError(f"model '{name}': parameter name '{key}' is reserved or not an identifier "
                                  f"(reserved: {sorted(RESERVED)})")
-            if isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(val):
+            if isinstance(val, bool) or not isinstance(val, (int, float)) or not np.isfinite(float(val)):
                 raise ModelError(f"model '{name}': parameter '{key}' = {val!r}; expected a finite number")
+        with _time_limit(PARSE_SECONDS, f"model '{name}': parsing and differentiating the symbolic H took longer "
+                         f"than {PARSE_SECONDS:g} s; simplify the expressions"):
+            self._build(name, definition, params, dim, lattice, kmax, spin, param_units, where)
+
+    def _build(self, name, definition, params, dim, lattice, kmax, spin, param_units, where):
+        import sympy as sp
+
         H = hamiltonian_matrix(definition, params, where)
         ks = [sp.Symbol(s, real=True) for s in K_SYMBOLS]
         used = H.free_symbols
@@ -208,8 +338,7 @@ class SymbolicModel(Model):
         self.spin = None if spin is None else spin_operator(spin, self.nbands, f"model '{name}': spin")
         self.param_units = dict(param_units or {})
         self._definition_text = sp.srepr(H)  # the definition, parameters still symbolic
-        numeric = H.subs({sp.Symbol(k, real=True): sp.Integer(v) if float(v).is_integer() else sp.Float(v, 17)
-                          for k, v in params.items()})  # 17 digits: the double, exactly
+        numeric = H.subs({sp.Symbol(k, real=True): _number(v) for k, v in params.items()})
         leftover = numeric.free_symbols - set(ks[:dim])
         if leftover:
             raise ModelError(f"model '{name}': symbols {sorted(map(str, leftover))} have no value")
@@ -224,7 +353,8 @@ class SymbolicModel(Model):
         for u, alpha in enumerate(unique_multi_indices(self.dim)):
             D = H
             for a in alpha:
-                D = D.diff(ks[a])
+                # Abs, sign: d|x|/dx = sign(x), then 0 — the derivatives at every k off the kink
+                D = D.diff(ks[a]).replace(sp.DiracDelta, lambda *args: sp.S.Zero)
             for a in range(self.nbands):
                 for b in range(self.nbands):
                     e = sp.expand(D[a, b]) if D[a, b].is_polynomial(*ks) else D[a, b]
@@ -254,7 +384,7 @@ class SymbolicModel(Model):
         from sympy.printing.numpy import NumPyPrinter
 
         printer = NumPyPrinter({"fully_qualified_modules": True})
-        exprs = [e for *_, e in self._entries]
+        exprs = [_machine_numbers(e) for *_, e in self._entries]
         replacements, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("_c"))
         lines = ['"""Generated by qgtflow from a symbolic model; do not edit."""', "import numpy",
                  "from numba import njit, prange", "", "",
@@ -279,8 +409,7 @@ class SymbolicModel(Model):
         if module_name in sys.modules:
             self._kernel = sys.modules[module_name].evaluate
             return self._kernel
-        directory = cache_dir()
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = private_dir(cache_dir(), "model cache")  # numba loads code from it: ours only, 0700
         path = directory / f"{module_name}.py"
         source = self._source()
         if not path.is_file() or hashlib.sha256(path.read_bytes()).hexdigest() != \
@@ -305,7 +434,14 @@ class SymbolicModel(Model):
         shape = (k.shape[0], len(unique_multi_indices(self.dim)), self.nbands, self.nbands)
         out = np.empty(shape, complex) if out is None or out.shape != shape else out
         if k.shape[0]:
-            self._load_kernel()(k, out)
+            from numba.core.errors import NumbaError
+
+            try:
+                self._load_kernel()(k, out)
+            except NumbaError as exc:  # generated code numba cannot type: the expressions' fault, said in one line
+                first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+                raise ModelError(f"model '{self.name}': its generated kernel does not compile ({first[:200]}); "
+                                 "simplify the expressions") from None
         return out
 
 

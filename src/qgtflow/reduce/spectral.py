@@ -66,25 +66,38 @@ class EnergyBins:
 
 @njit(cache=True, error_model="numpy")
 def accumulate(energy, weight, Q, lo, width, moments, underflow):
-    """Add one chunk: energy (N, nb), weight (N,), Q (N, nb, nc) into moments (nbins, nq, nc)."""
+    """Add one chunk: energy (N, nb), weight (N,), Q (N, nb, nc) into moments (nbins, nq, nc).
+
+    Raises ValueError for a non-finite energy or weight, or mismatched shapes: a bin index is only
+    ever taken from a finite position inside [0, nbins), never from int(nan) or an overflow.
+    """
     N, nb = energy.shape
     nc = Q.shape[2]
     nbins, nq, _ = moments.shape
+    if weight.shape[0] != N or Q.shape[0] != N or Q.shape[1] != nb or underflow.shape[0] != nc \
+            or moments.shape[2] != nc:
+        raise ValueError("accumulate: energy, weight, Q, moments and underflow shapes do not match")
+    if not (math.isfinite(lo) and math.isfinite(width) and width > 0.0):
+        raise ValueError("accumulate: histogram origin and bin width must be finite, width > 0")
     xpow = np.empty(nq)
     for kk in range(N):
         w = weight[kk]
+        if not math.isfinite(w):
+            raise ValueError("accumulate: non-finite k-point weight")
         if w == 0.0:
             continue
         for n in range(nb):
             e = energy[kk, n]
+            if not math.isfinite(e):
+                raise ValueError("accumulate: non-finite band energy")
             pos = (e - lo) / width
             if pos < 0.0:
                 for c in range(nc):
                     underflow[c] += w * Q[kk, n, c]
                 continue
-            b = int(pos)
-            if b >= nbins:
+            if pos >= nbins:
                 continue
+            b = min(int(pos), nbins - 1)
             x = e - (lo + (b + 0.5) * width)
             xpow[0] = w
             for q in range(1, nq):

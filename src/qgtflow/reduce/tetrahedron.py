@@ -663,6 +663,13 @@ def _simplex_moments(sizes, periodic, start, stop, simplex_corners, corner_bits,
                 table[j, q] = 2.0 * (0.5 * width) ** (q + 1) / ((j + q + 1) * qfact)
     rho = np.empty(nc)
     xpow = np.empty(nq)
+    if not (math.isfinite(lo) and math.isfinite(width) and width > 0.0) or moments.shape[2] != nc \
+            or Q.shape[0] != energy.shape[0] or Q.shape[1] != nb or underflow.shape[0] != nc:
+        raise ValueError("_simplex_moments: bad histogram (origin, width) or mismatched shapes")
+    for i in range(energy.shape[0]):  # bin indices come from energies: refuse NaN/inf before any
+        for n in range(nb):
+            if not math.isfinite(energy[i, n]):
+                raise ValueError("_simplex_moments: non-finite band energy")
     for base in range(start, stop):  # check every corner first: fail before touching the outputs
         rem = base
         valid = True
@@ -737,9 +744,9 @@ def _simplex_moments(sizes, periodic, start, stop, simplex_corners, corner_bits,
                         for c in range(nc):
                             underflow[c] += rho[c]
                         continue
-                    b = int(pos)
-                    if b >= nbins:
+                    if pos >= nbins:
                         continue
+                    b = min(int(pos), nbins - 1)
                     x = e0 - (lo + (b + 0.5) * width)
                     xpow[0] = 1.0
                     for q in range(1, nq):

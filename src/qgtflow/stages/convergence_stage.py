@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from qgtflow import __version__
+from qgtflow import __version__, io
 from qgtflow.convergence import (
     ASSUMED,
     ATOL_FRACTION,
@@ -86,6 +86,7 @@ def open_store(path) -> GridStore:
         raise StoreError(f"responses store {p} cannot be opened: {exc}") from None
     if not bool(ds.attrs.get("qgtflow_complete", False)):
         raise StoreError(f"responses store {p} is incomplete (attribute qgtflow_complete is not True); rerun its stage")
+    io.verify_store(p)  # attrs (grid_spacing) unchanged, every chunk present and passing its checksum
     if "grid_spacing" not in ds.attrs:
         raise StoreError(f"responses store {p} lacks the global attribute 'grid_spacing'")
     spacing = float(ds.attrs["grid_spacing"])
@@ -566,11 +567,7 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True, 
     store = out / "convergence.zarr"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
-        ds.to_zarr(store, mode="w")
-        # mark complete only after all data is written
-        group = zarr.open_group(store, mode="r+")
-        group.attrs["qgtflow_complete"] = True
-        zarr.consolidate_metadata(store)
+        io.write_dataset(ds, store)  # only over a store of ours; checksummed, flagged complete when written
     table = to_table(results, stores, name)
     table.to_csv(out / "convergence.csv", index=False, float_format="%.10g")
     needed = pd.concat([grid_needed(rc, stores) for rc in results], ignore_index=True)

@@ -20,6 +20,7 @@ import zarr
 from qgtflow import io
 from qgtflow.cluster import local_cluster
 from qgtflow.geometry.fields import FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units
+from qgtflow.guards import require_finite_fields
 from qgtflow.kgrid import AXES
 from qgtflow.stages.tasks import run_tasks
 from qgtflow.study import geometry_fields
@@ -68,12 +69,13 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str]) -> xr.Dataset:
 def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None):
     """Worker task: compute one chunk's fields and write them by region."""
     group = zarr.open_group(str(kgrid_path), mode="r")
-    k = np.asarray(group["kvec"][start:stop])
-    weight = np.asarray(group["weight"][start:stop])
+    k = io.read_rows(group, "kvec", start, stop, kgrid_path)  # checksums verified
+    weight = io.read_rows(group, "weight", start, stop, kgrid_path)
     fields = compute_fields(model, k, threshold, reuse_buffers=True,  # written out before the next chunk
                             optional=tuple(optional))
     if names is not None:
         fields = {name: fields[name] for name in names}
+    require_finite_fields(model, k, fields, start)  # the actual grid: a pole on any k-point, before it is stored
     io.write_region(out, start, stop, {"kvec": k, "weight": weight, **fields}, index)
     return index
 

@@ -18,6 +18,8 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster, worker_count
+from qgtflow.guards import require_finite
+from qgtflow.preflight import sampling_warning
 from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields, response
 from qgtflow.reduce.transitions import ndd_accumulate, two_band_pairs
 from qgtflow.reduce.spectral import accumulate, contract
@@ -59,7 +61,7 @@ def _read_points(group, names, index: np.ndarray, gap: int = 4096):
     runs = np.split(index, breaks)
     spans = [(int(r[0]), int(r[-1]) + 1) for r in runs]
     offsets = np.cumsum([0] + [b - a for a, b in spans])
-    data = {f: np.concatenate([np.asarray(group[f][a:b]) for a, b in spans]) for f in names}
+    data = {f: np.concatenate([io.read_rows(group, f, a, b) for a, b in spans]) for f in names}
     which = np.searchsorted([a for a, _ in spans], index, side="right") - 1
     pos = offsets[which] + index - np.asarray([a for a, _ in spans])[which]
     return data, pos
@@ -76,6 +78,7 @@ def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
         if all_index.size == 0:
             continue
         buffer, all_pos = _read_points(group, needed, all_index)
+        require_finite(group.store, 0, {f: a[all_pos] for f, a in buffer.items()}, kpoints=all_index)  # pre-kernel
         for lo in range(start, stop, BLOCK):
             hi = min(stop, lo + BLOCK)
             idx = chunk_vertices(grid, lo, hi)
@@ -111,8 +114,9 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
         shape = (len(direct["pairs"]), len(direct["omega"]), len(direct["mu"]), len(direct["kT"]))
         direct_out = (np.zeros(shape, complex), np.zeros(shape))
     for start, stop in chunk_ranges:
-        chunk = {f: np.asarray(group[f][start:stop]) for f in needed}
-        weight = np.asarray(group["weight"][start:stop])
+        chunk = {f: io.read_rows(group, f, start, stop, geometry_path) for f in needed}  # checksums verified
+        weight = io.read_rows(group, "weight", start, stop, geometry_path)
+        require_finite(geometry_path, start, {**chunk, "weight": weight})  # before any kernel sees them
         for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
             fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
             if direct is not None:
@@ -329,6 +333,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     if job is None:
         job = grid_chain(study, int(io.store_attrs(geometry_store)["grid_sizes"][0]))["reduce"]
     geo = check_store(geometry_store, job["upstream"]["geometry"])
+    sampling = sampling_warning(study, geo)  # k_BT below the grid's energy step: warned and kept in the attrs
     form = study.fermi_form
     kT = study.kT
     bins = study.energy_bins()
@@ -393,6 +398,8 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
                           direct_result)
     ds = _electro_optics(study, ds, int(geo.attrs["grid_sizes"][0]), client)
     ds.attrs[io.FINGERPRINT] = job["fingerprint"]
+    if sampling:
+        ds.attrs["sampling_warning"] = sampling
     if out is not None:
         io.write_dataset(ds, out)
     return ds

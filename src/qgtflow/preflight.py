@@ -1,0 +1,200 @@
+"""Preflight: k-points, memory and disk of a computation, estimated before it starts and compared with
+the study's ceilings (``limits`` in the study schema) and with what the machine (or the SLURM
+allocation) has. A computation that cannot fit is refused with the estimate in the message, instead
+of running until memory or disk runs out.
+
+Also the point-sampling rule of the README: point sampling needs k_BT above the grid's energy step
+|v|·h; below it the histograms see a few k-points per k_BT and responses are wrong by tens of percent.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from qgtflow.errors import QgtflowError
+
+log = logging.getLogger(__name__)
+
+GB = 1e9
+
+
+class PreflightError(QgtflowError):
+    """The computation would exceed a ceiling or what the machine has."""
+
+
+@dataclass
+class Estimate:
+    study: str
+    size: int
+    n_kpoints: int
+    memory_mb: int  # peak of one job (geometry or reduce), all its workers
+    disk_bytes: int  # kgrid + geometry stores (the responses store is small)
+
+    def text(self) -> str:
+        return (f"study '{self.study}' at {self.size} points per axis: {self.n_kpoints:.3g} k-points, "
+                f"~{self.memory_mb / 1024:.3g} GiB memory, ~{self.disk_bytes / GB:.3g} GB disk")
+
+
+def estimate(study, size: int, workers: int) -> Estimate:
+    """What ``study`` needs at ``size`` points per axis with ``workers`` Dask workers per job."""
+    from qgtflow.cluster import field_bytes_per_kpoint, job_memory_mb, optional_field_bytes_per_kpoint
+    from qgtflow.geometry.fields import OPTIONAL_FIELDS
+
+    grid = study.make_grid(int(size))
+    n = int(grid.n_points)
+    nb, dim = study.model.nbands, study.model.dim
+    try:
+        from qgtflow.stages.geometry_stage import study_fields
+
+        optional = [f for f in study_fields(study) if f in OPTIONAL_FIELDS]
+    except QgtflowError:
+        optional = []
+    per_k = field_bytes_per_kpoint(nb, dim) + optional_field_bytes_per_kpoint(nb, dim, optional) + 2 * 8 * (dim + 1)
+    dask = {"n_workers": workers}
+    memory = max(job_memory_mb(study, size, rule, workers, dask) for rule in ("geometry", "reduce"))
+    return Estimate(study.name, int(size), n, int(memory), int(n * per_k))
+
+
+def machine_memory_mb() -> int:
+    """Memory this process may use: the smallest of physical memory, the cgroup limit and the SLURM allocation."""
+    limits = [os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**20]
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:
+            limits.append(int(text) / 2**20)
+    for var in ("SLURM_MEM_PER_NODE",):
+        if os.environ.get(var, "").isdigit():
+            limits.append(float(os.environ[var]))
+    return int(min(limits))
+
+
+def free_disk_bytes(path: Path) -> int:
+    probe = Path(os.path.abspath(path))
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    try:
+        return int(shutil.disk_usage(probe).free)
+    except OSError:
+        return 1 << 62
+
+
+def check(study, sizes, *, workers: int, disk_dir: Path, what: str, machine_memory: bool = True) -> list[Estimate]:
+    """Refuse (PreflightError, one line with the estimate) when any grid of ``sizes`` exceeds the study's
+    ``limits`` or the machine; ``disk_dir``: where the stores go (their total must fit its free space)."""
+    limits = study.config.get("limits") or {}
+    max_k = int(limits.get("max_kpoints", 10**9))
+    mem_fraction = float(limits.get("memory_fraction", 0.9))
+    disk_fraction = float(limits.get("disk_fraction", 0.95))
+    where = study.where or ""
+    try:
+        estimates = [estimate(study, s, workers) for s in sizes]
+    except (OverflowError, ValueError, MemoryError) as exc:  # e.g. a temperature so high the histogram is inf
+        raise PreflightError(f"{what}: study '{study.name}': cannot estimate its size ({exc}); check the magnitudes "
+                             f"of {where}temperature, {where}mu and the model parameters") from None
+    for est in estimates:
+        if est.n_kpoints > max_k:
+            raise PreflightError(f"{what}: {est.text()}: more k-points than {where}limits.max_kpoints = {max_k}; "
+                                 "use a smaller grid (kgrid.sizes / --size) or raise the limit")
+    if machine_memory:
+        have = machine_memory_mb()
+        for est in estimates:
+            if est.memory_mb > mem_fraction * have:
+                raise PreflightError(f"{what}: {est.text()}: more memory than {mem_fraction:g} of the "
+                                     f"{have / 1024:.3g} GiB this machine has ({where}limits.memory_fraction); use "
+                                     "fewer workers, a smaller kgrid.chunk_size or grid, or a larger machine")
+    need = sum(est.disk_bytes for est in estimates)
+    free = free_disk_bytes(disk_dir)
+    if need > disk_fraction * free:
+        raise PreflightError(f"{what}: study '{study.name}' needs ~{need / GB:.3g} GB of stores in {disk_dir} "
+                             f"({', '.join(e.text() for e in estimates[-1:])}); only {free / GB:.3g} GB are free "
+                             f"({where}limits.disk_fraction = {disk_fraction:g}); free space or use smaller grids")
+    for est in estimates:
+        log.info("preflight %s: %s", what, est.text())
+    return estimates
+
+
+# ---------------------------------------------------------------- point sampling vs the grid's energy step
+
+
+def sampling_step(study, geo, max_points: int = 1 << 16) -> float | None:
+    """The median energy step |v|·h of the states within the Fermi window of the requested μ, from a
+    strided sample of the geometry store (None: no such state in the sample, or not point sampling)."""
+    if study.integration != "points" or "velocity" not in geo or "grid_spacing" not in geo.attrs:
+        return None
+    h = float(geo.attrs.get("grid_spacing_refined", geo.attrs["grid_spacing"]))
+    n_k = geo.sizes["kpoint"]
+    chunk = int(geo.attrs.get("chunk_size", n_k))
+    n_chunks = -(-n_k // chunk)
+    picks = np.unique(np.linspace(0, n_chunks - 1, min(n_chunks, 8)).astype(int))  # a few whole chunks
+    rows = np.concatenate([np.arange(c * chunk, min(n_k, (c + 1) * chunk)) for c in picks])
+    rows = rows[:: max(1, rows.size // max_points)]
+    try:
+        sample = geo[["energy", "velocity"]].isel(kpoint=rows).load()
+    except ValueError:  # a damaged chunk: the reduce stage's own reads name it (qgtflow.io.read_rows)
+        return None
+    if not (np.isfinite(sample["energy"].values).all() and np.isfinite(sample["velocity"].values).all()):
+        return None  # refused, naming the k-point, by the reduce stage's finite checks
+    energy = np.asarray(sample["energy"].values)
+    speed = np.linalg.norm(np.asarray(sample["velocity"].values), axis=-1)  # (k, band)
+    kT = float(np.min(study.kT)) if np.size(study.kT) else 0.0
+    step = speed * h
+    window = np.maximum(10.0 * kT, 2.0 * step)
+    near = np.zeros(energy.shape, bool)
+    for mu in np.atleast_1d(study.mu):
+        near |= np.abs(energy - mu) < window
+    if not near.any():
+        return None
+    return float(np.median(step[near]))
+
+
+def sampling_warning(study, geo) -> str | None:
+    """A loud warning (also stored in the responses attrs) when k_BT_min is below the grid's energy step."""
+    step = sampling_step(study, geo)
+    if step is None or not np.size(study.kT):
+        return None
+    kT = float(np.min(study.kT))
+    if kT >= step:
+        return None
+    message = (f"study '{study.name}': point sampling with k_BT = {kT:.3g} below the grid's energy step |v|·h ~ "
+               f"{step:.3g} at the Fermi level: responses may be off by tens of percent; use `integration: "
+               f"tetrahedron`, `kgrid.refine`, or a grid about {math.ceil(step / kT):d}x denser per axis")
+    log.warning("%s", message)
+    return message
+
+
+# ---------------------------------------------------------------- SLURM worker jobs
+
+
+def sbatch_check(job_script: str, timeout: float = 60.0) -> None:
+    """``sbatch --test-only`` of the Dask worker job script: a job SLURM would refuse (unknown partition or
+    account, too much memory, no sbatch) stops at once with sbatch's own message, instead of the stage
+    waiting ``worker_start_timeout`` for workers that never come."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="qgtflow-dask-job-") as fh:
+        fh.write(job_script)
+        fh.flush()
+        try:
+            proc = subprocess.run(["sbatch", "--test-only", fh.name], capture_output=True, text=True,
+                                  timeout=timeout)
+        except FileNotFoundError:
+            raise PreflightError("dask.backend: slurm: sbatch is not on PATH (is this a SLURM submit host?)") \
+                from None
+        except subprocess.TimeoutExpired:
+            raise PreflightError(f"dask.backend: slurm: sbatch --test-only did not answer in {timeout:g} s "
+                                 "(is the SLURM controller up?)") from None
+    if proc.returncode != 0:
+        lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+        raise PreflightError(f"dask.backend: slurm: sbatch refuses the Dask worker job: "
+                             f"{'; '.join(lines[-2:]) or f'exit status {proc.returncode}'}")
