@@ -22,6 +22,8 @@ import os
 import shlex
 import sys
 
+from qgtflow.errors import PreflightError
+
 log = logging.getLogger(__name__)
 
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
@@ -326,8 +328,6 @@ def slurm_cluster(jobs: int = 2, worker_start_timeout: float | None = 3600, **se
 
     cluster = make_slurm_cluster(**settings)
     try:
-        from qgtflow.preflight import sbatch_check
-
         sbatch_check(cluster.job_script())  # a refused job stops here with sbatch's message, not after the timeout
         log.info("Dask on SLURM: submitting %d worker job(s) of this script:\n%s", jobs, cluster.job_script())
         cluster.scale(jobs=int(jobs))
@@ -390,3 +390,28 @@ class PeakMemory:
         self._thread.join()
         self.sample()
         return False
+
+
+def sbatch_check(job_script: str, timeout: float = 60.0) -> None:
+    """``sbatch --test-only`` of the Dask worker job script: a job SLURM would refuse (unknown partition or
+    account, too much memory, no sbatch) stops at once with sbatch's own message, instead of the stage
+    waiting ``worker_start_timeout`` for workers that never come."""
+    import subprocess
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="qgtflow-dask-job-") as fh:
+        fh.write(job_script)
+        fh.flush()
+        try:
+            proc = subprocess.run(["sbatch", "--test-only", fh.name], capture_output=True, text=True,
+                                  timeout=timeout)
+        except FileNotFoundError:
+            raise PreflightError("dask.backend: slurm: sbatch is not on PATH (is this a SLURM submit host?)") \
+                from None
+        except subprocess.TimeoutExpired:
+            raise PreflightError(f"dask.backend: slurm: sbatch --test-only did not answer in {timeout:g} s "
+                                 "(is the SLURM controller up?)") from None
+    if proc.returncode != 0:
+        lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
+        raise PreflightError(f"dask.backend: slurm: sbatch refuses the Dask worker job: "
+                             f"{'; '.join(lines[-2:]) or f'exit status {proc.returncode}'}")

@@ -19,3 +19,7 @@ class ModelError(QgtflowError):
 
 class StoreError(QgtflowError):
     """A zarr store is missing, incomplete or was produced from a different configuration."""
+
+
+class PreflightError(QgtflowError):
+    """The computation would exceed a ceiling or what the machine has (or SLURM would refuse its jobs)."""

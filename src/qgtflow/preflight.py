@@ -18,15 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from qgtflow.errors import QgtflowError
+from qgtflow.errors import PreflightError, QgtflowError  # noqa: F401 - PreflightError: raised here
 
 log = logging.getLogger(__name__)
 
 GB = 1e9
-
-
-class PreflightError(QgtflowError):
-    """The computation would exceed a ceiling or what the machine has."""
 
 
 @dataclass
@@ -51,9 +47,9 @@ def estimate(study, size: int, workers: int) -> Estimate:
     n = int(grid.n_points)
     nb, dim = study.model.nbands, study.model.dim
     try:
-        from qgtflow.stages.geometry_stage import study_fields
+        from qgtflow.study import geometry_fields
 
-        optional = [f for f in study_fields(study) if f in OPTIONAL_FIELDS]
+        optional = [f for f in geometry_fields(study) if f in OPTIONAL_FIELDS]
     except QgtflowError:
         optional = []
     per_k = field_bytes_per_kpoint(nb, dim) + optional_field_bytes_per_kpoint(nb, dim, optional) + 2 * 8 * (dim + 1)
@@ -170,31 +166,3 @@ def sampling_warning(study, geo) -> str | None:
                f"tetrahedron`, `kgrid.refine`, or a grid about {math.ceil(step / kT):d}x denser per axis")
     log.warning("%s", message)
     return message
-
-
-# ---------------------------------------------------------------- SLURM worker jobs
-
-
-def sbatch_check(job_script: str, timeout: float = 60.0) -> None:
-    """``sbatch --test-only`` of the Dask worker job script: a job SLURM would refuse (unknown partition or
-    account, too much memory, no sbatch) stops at once with sbatch's own message, instead of the stage
-    waiting ``worker_start_timeout`` for workers that never come."""
-    import subprocess
-    import tempfile
-
-    with tempfile.NamedTemporaryFile("w", suffix=".sh", prefix="qgtflow-dask-job-") as fh:
-        fh.write(job_script)
-        fh.flush()
-        try:
-            proc = subprocess.run(["sbatch", "--test-only", fh.name], capture_output=True, text=True,
-                                  timeout=timeout)
-        except FileNotFoundError:
-            raise PreflightError("dask.backend: slurm: sbatch is not on PATH (is this a SLURM submit host?)") \
-                from None
-        except subprocess.TimeoutExpired:
-            raise PreflightError(f"dask.backend: slurm: sbatch --test-only did not answer in {timeout:g} s "
-                                 "(is the SLURM controller up?)") from None
-    if proc.returncode != 0:
-        lines = [line.strip() for line in (proc.stderr or proc.stdout).splitlines() if line.strip()]
-        raise PreflightError(f"dask.backend: slurm: sbatch refuses the Dask worker job: "
-                             f"{'; '.join(lines[-2:]) or f'exit status {proc.returncode}'}")
