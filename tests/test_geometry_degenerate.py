@@ -16,6 +16,7 @@ import pytest
 from qgtflow.geometry.fields import compute_fields
 from qgtflow.geometry.projector import compute_quadrupole_fields
 from qgtflow.models import TightBindingModel
+from qgtflow.study import load_study
 
 SIGMA = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]], complex)
 L_P = np.array([[[0 if len({a, i, j}) < 3 else -1j * np.sign(np.linalg.det(np.eye(3)[[a, i, j]]))
@@ -170,3 +171,52 @@ def test_group_metric_dipole_matches_projector_route_near_trim(chiral_model):
     q = compute_quadrupole_fields(chiral_model, k, degeneracy_threshold=1e-6)
     np.testing.assert_allclose(f["quantum_metric_dipole_density"], q["quantum_metric_dipole_density"], atol=1e-7)
     np.testing.assert_allclose(f["quantum_metric"], q["quantum_metric"], atol=1e-9)
+
+
+def write_rounded_hr(model, path, decimals=6):
+    """The model as Wannier90 writes ``_hr.dat``: hoppings in eV rounded to ``decimals`` decimals."""
+    rows = []
+    table = model.hopping_table
+    Rs = sorted(table)
+    for R in Rs:
+        for j in range(model.nbands):
+            for i in range(model.nbands):
+                t = table[R][i, j]
+                rows.append(f"{R[0]:5d}{R[1]:5d}{R[2]:5d}{i + 1:5d}{j + 1:5d}{t.real:12.{decimals}f}{t.imag:12.{decimals}f}")
+    degs = ["".join(f"{1:5d}" for _ in Rs[s:s + 15]) for s in range(0, len(Rs), 15)]
+    path.write_text("\n".join(["rounded like Wannier90", f"{model.nbands:12d}", f"{len(Rs):12d}", *degs, *rows]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def split_kramers_study(tmp_path_factory):
+    """TRS + inversion p⊗spin model (Kramers pairs everywhere), hoppings perturbed by ~1e-6 eV and rounded to
+    6 decimals: the pairs split by μeV, as symmetry-degenerate bands of Wannier90 models do."""
+    base = tmp_path_factory.mktemp("kramers")
+    model = p_orbital_model(chiral=False, noise=1e-6, seed=2, t_sigma=1.0137, t_pi=-0.3081, soc=0.2519)
+    write_rounded_hr(model, base / "pk_hr.dat")
+    return {"name": "split_kramers", "model": {"name": "pk", "wannier90": {
+        "hr": str(base / "pk_hr.dat"), "lattice": np.eye(3).tolist(), "positions": np.zeros((6, 3)).tolist()}},
+        "units": {"length": "angstrom"}, "kgrid": {"sizes": [8]}, "mu": [-1.0, 0.5, 1.2], "temperature": [100.0],
+        "responses": ["sigma_ahe", "berry_curvature_dipole", "sigma_drude"]}
+
+
+def test_split_kramers_pairs_give_no_ahc_or_bcd_at_default_settings(split_kramers_study, tmp_path, caplog):
+    """Time reversal + inversion: Ω ≡ 0 for every Kramers pair, so σ_AHE = 0 and D = 0. With the pairs split by
+    μeV, the old default threshold (1e-6 eV) leaves them ungrouped: per-band Ω ∝ 1/Δε² that the Fermi factors at
+    finite T do not cancel; the default groups them and the geometry stage warns about the old setting."""
+    from qgtflow.api import evaluate
+
+    splitting = np.diff(compute_fields(load_study(split_kramers_study).model, np.random.default_rng(1).uniform(
+        -np.pi, np.pi, (64, 3)), degeneracy_threshold=1e-12)["energy"], axis=1)[:, ::2]
+    assert 1e-7 < np.median(splitting) < 1e-5  # μeV-scale splitting of the symmetry-degenerate pairs
+    e2_hbar_a = 2.434e-4 / 1e-10  # e²/ħ per Å (S/m): the natural AHC scale
+    ds = evaluate(split_kramers_study, n_workers=0, workdir=tmp_path / "default")
+    assert ds.attrs["degeneracy_threshold"] == 1e-4  # the default, stated in the attrs
+    assert np.abs(ds["sigma_ahe"].values).max() < 1e-9 * e2_hbar_a
+    assert np.abs(ds["berry_curvature_dipole"].values).max() < 1e-5
+    assert "degeneracy_threshold" not in caplog.text
+    old = evaluate({**split_kramers_study, "degeneracy_threshold": 1e-6}, n_workers=0, workdir=tmp_path / "old")
+    assert np.abs(old["sigma_ahe"].values).max() > 1e-7 * e2_hbar_a
+    assert np.abs(old["berry_curvature_dipole"].values).max() > 1e-2
+    assert "raise degeneracy_threshold (now 1e-06)" in caplog.text

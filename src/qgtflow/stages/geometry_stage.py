@@ -20,7 +20,7 @@ import zarr
 from qgtflow import io
 from qgtflow.cluster import local_cluster
 from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, check_spin_operator, compute_fields, field_units,
-                                     stored_fields)
+                                     near_degeneracy_warning, near_degenerate_fraction, stored_fields)
 from qgtflow.kgrid import AXES
 from qgtflow.stages.kgrid_stage import hash_json
 from qgtflow.stages.tasks import run_tasks
@@ -128,4 +128,14 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
         for _ in run_tasks(_geometry_chunk, args, client, label=f"geometry {study.name}"):
             pass
     io.mark_complete(out)
+    _warn_near_degeneracies(study, out)
     return len(todo)
+
+
+def _warn_near_degeneracies(study, out) -> None:
+    """Log a warning when many k-points have ungrouped bands split by little more than the threshold."""
+    fraction = near_degenerate_fraction(io.open_store(out)["energy"].data, study.degeneracy_threshold,
+                                        study.model.band_sector)
+    message = near_degeneracy_warning(fraction, study.degeneracy_threshold, f"geometry {study.name}")
+    if message:
+        log.warning(message)
