@@ -517,7 +517,7 @@ def test_fast_and_line_by_line_parsers_agree(tmp_path, monkeypatch):
 
     monkeypatch.setattr(w, "_fast_blocks", spy)
     fast = [read_hr(hr, lattice=LAT_ANG, positions=TAU_FRAC), read_tb(tb)]
-    assert len(results) == 3 and all(r is not None for r in results)  # hr, tb Hamiltonian, tb positions
+    assert len(results) == 2 and all(r is not None for r in results)  # hr; tb Hamiltonian + positions in one pass
     monkeypatch.setattr(w, "_fast_blocks", lambda *args, **kwargs: None)
     slow = [read_hr(hr, lattice=LAT_ANG, positions=TAU_FRAC), read_tb(tb)]
     for f, s in zip(fast, slow):
@@ -529,3 +529,33 @@ def test_fast_and_line_by_line_parsers_agree(tmp_path, monkeypatch):
     monkeypatch.setattr(w, "_fast_blocks", spy)
     expect_error(write_lines(tmp_path, lines), 7, "non-numeric token '0.1x00'")
     assert results == [None]
+
+
+# -- files as users have them ----------------------------------------------------------------------
+
+def test_rounded_hoppings_are_symmetrised_not_refused(tmp_path, caplog):
+    """A 4.7e-9 anti-Hermitian part (rounded printing) is removed with a note; H(k) is then Hermitian, so the
+    model's own validation (1e-10 relative) accepts it: one Hermiticity check on the path."""
+    import logging
+
+    lines = small_hr_lines()
+    lines[13] = lines[13][:25] + f"{0.5 + 4.7e-9:14.10f}{0.0:12.6f}"  # H_21(+1) vs conj H_12(−1) = 0.5
+    with caplog.at_level(logging.INFO, logger="qgtflow.models.wannier"):
+        model = read_hr(write_lines(tmp_path, lines, "rounded_hr.dat"), lattice=LAT3)
+    assert "symmetrised" in caplog.text and "4.7e-09" in caplog.text
+    model.validate()
+    h = model.derivatives(random_k(model), 0)[0]
+    np.testing.assert_allclose(h, np.conj(np.swapaxes(h, -1, -2)), atol=1e-15)
+    np.testing.assert_allclose(model.hopping_table[(1, 0, 0)][1, 0], 0.5 + 2.35e-9, atol=1e-15)
+
+
+def test_non_regular_files_are_refused_in_one_line(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe_hr.dat"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(ModelError) as info:
+            read_hr(path, lattice=LAT3)
+        msg = str(info.value)
+        assert "not a regular file" in msg and str(path) in msg and "\n" not in msg
