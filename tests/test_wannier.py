@@ -559,3 +559,72 @@ def test_non_regular_files_are_refused_in_one_line(tmp_path):
             read_hr(path, lattice=LAT3)
         msg = str(info.value)
         assert "not a regular file" in msg and str(path) in msg and "\n" not in msg
+
+
+def wigner_seitz_points(lattice, grid, search=2):
+    """Wannier90's R list and degeneracies for an mp_grid (R in the Wigner–Seitz supercell, boundary shared)."""
+    grid = np.asarray(grid)
+    rng = np.arange(-search, search + 1)
+    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * grid
+    cells, deg = [], []
+    span = [np.arange(-search * g, search * g + 1) for g in grid]
+    for R in np.stack(np.meshgrid(*span, indexing="ij"), -1).reshape(-1, 3):
+        d = np.linalg.norm((R - images) @ lattice, axis=1)
+        if abs(d[len(d) // 2] - d.min()) < 1e-8:  # image n = 0 is the middle one
+            cells.append(tuple(int(x) for x in R))
+            deg.append(int(np.sum(np.abs(d - d.min()) < 1e-8)))
+    return cells, deg
+
+
+def test_wigner_seitz_correction_computed_without_wsvec(tmp_path):
+    """A short-range model with Wannier centres away from the origin, folded onto a 3×3×2 grid as Wannier90
+    writes it (H(R) = Σ_T t(R + T) on the Wigner–Seitz R list, with degeneracies): read without _wsvec.dat,
+    the computed correction puts every hopping back at its shortest bond and recovers the model exactly."""
+    from qgtflow.models.wannier import infer_mp_grid
+
+    lattice = np.array([[3.0, 0.0, 0.0], [0.4, 3.2, 0.0], [0.0, 0.3, 3.5]])
+    frac = np.array([[0.05, 0.1, 0.0], [0.48, 0.52, 0.45], [0.9, 0.2, 0.6]])
+    n, grid = 3, (3, 3, 2)
+    rng = np.random.default_rng(11)
+    tau = frac @ lattice
+    true = {}
+    for R in [(a, b, c) for a in range(-1, 2) for b in range(-1, 2) for c in range(-1, 2)]:
+        mat = np.zeros((n, n), complex)
+        for i in range(n):
+            for j in range(n):
+                bond = np.asarray(R) @ lattice + tau[j] - tau[i]
+                if np.linalg.norm(bond) < 3.3:  # shorter than half of every supercell vector: unique image
+                    mat[i, j] = np.exp(-np.linalg.norm(bond)) * (1 + 0.3j * np.sign(j - i))
+        true[R] = mat
+    for R in list(true):  # Hermitian
+        true[R] = 0.5 * (true[R] + true[tuple(-x for x in R)].conj().T)
+    cells, deg = wigner_seitz_points(lattice, grid)
+    assert infer_mp_grid(cells, deg, "test") == grid
+    folded = {}
+    for R in cells:
+        acc = np.zeros((n, n), complex)
+        for T, mat in true.items():
+            if all((t - r) % g == 0 for t, r, g in zip(T, R, grid)):
+                acc += mat
+        folded[R] = acc
+    rows = ["folded like Wannier90"] + [" ".join(f"{x:.10f}" for x in a) for a in lattice] + [str(n), str(len(cells))]
+    rows += ["".join(f"{d:5d}" for d in deg[s:s + 15]) for s in range(0, len(deg), 15)]
+    for R in cells:
+        rows += ["", f"{R[0]:5d}{R[1]:5d}{R[2]:5d}"]
+        rows += [f"{i + 1:5d}{j + 1:5d}{folded[R][i, j].real:20.12e}{folded[R][i, j].imag:20.12e}"
+                 for j in range(n) for i in range(n)]
+    for R in cells:
+        rows += ["", f"{R[0]:5d}{R[1]:5d}{R[2]:5d}"]
+        for j in range(n):
+            for i in range(n):
+                x = tau[i] if (R == (0, 0, 0) and i == j) else np.zeros(3)
+                rows.append(f"{i + 1:5d}{j + 1:5d}" + "".join(f"{v:16.10f}{0.0:16.10f}" for v in x))
+    path = tmp_path / "folded_tb.dat"
+    path.write_text("\n".join(rows) + "\n")
+    ref_nm = TightBindingModel("true", lattice / 10, frac, [(R, i, j, m[i, j]) for R, m in true.items()
+                                                            for i in range(n) for j in range(n) if m[i, j] != 0])
+    got = read_tb(path)
+    k = random_k(got, 8)
+    assert_same_model(ref_nm, got, k, order=1, atol=1e-9)
+    raw = read_tb(path, wsvec=False)
+    assert np.abs(raw.derivatives(k, 0)[0] - ref_nm.derivatives(k, 0)[0]).max() > 1e-3

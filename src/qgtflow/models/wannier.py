@@ -12,7 +12,8 @@ Wannier90 files (lengths in Å, energies in eV):
   ``i j Re x Im x Re y Im y Re z Im z`` in Å). The Wannier centres are the diagonal of r(R = 0).
 - ``seedname_wsvec.dat`` (``use_ws_distance``): a header line, then per hopping (R, i, j) a line
   ``R1 R2 R3 i j``, a line ``ndeg`` and ndeg lines ``T1 T2 T3``; the hopping is split equally over
-  the lattice vectors R + T.
+  the lattice vectors R + T. Without that file the same correction is computed from the lattice, the
+  Wannier centres and the Monkhorst–Pack grid (``mp_grid`` of the ``.win``, else inferred from the R list).
 - ``seedname.win`` (``begin unit_cell_cart`` block, optional ``bohr``/``ang`` line, default Å) and
   ``seedname_centres.xyz`` (Cartesian Wannier centres, lines starting with ``X``) are read beside
   ``_hr.dat`` for the lattice and the orbital positions.
@@ -41,8 +42,8 @@ from qgtflow.models.tight_binding import TightBindingModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["from_pythtb", "from_tbmodels", "read_centres", "read_hr", "read_tb", "read_win_lattice", "read_wsvec",
-           "write_hr"]
+__all__ = ["from_pythtb", "from_tbmodels", "infer_mp_grid", "read_centres", "read_hr", "read_tb", "read_win_lattice",
+           "read_win_mp_grid", "read_wsvec", "ws_distance_table", "write_hr"]
 
 _ANGSTROM = 1e-10
 _LENGTHS = {"nm": 1e-9, "angstrom": 1e-10, "ang": 1e-10, "Å": 1e-10, "m": 1.0, "um": 1e-6,
@@ -454,6 +455,76 @@ def read_wsvec(path, entries=None) -> dict[tuple, list[tuple]]:
     return out
 
 
+def read_win_mp_grid(path) -> tuple[int, int, int] | None:
+    """``mp_grid = n1 n2 n3`` of a ``.win`` file (None if absent)."""
+    lines = _Lines(path, "Wannier90 .win")
+    for n, line in lines:
+        words = line.split("!")[0].split("#")[0].replace("=", " ").replace(":", " ").split()
+        if words and words[0].lower() == "mp_grid":
+            if len(words) != 4:
+                raise lines.error(n, f"mp_grid {' '.join(words[1:])!r}; expected three positive integers")
+            vals = [lines.to_int(n, w, "mp_grid (three positive integers)") for w in words[1:]]
+            if min(vals) < 1:
+                raise lines.error(n, f"mp_grid {vals}; expected three positive integers")
+            return tuple(vals)
+    return None
+
+
+def infer_mp_grid(cells, deg, source) -> tuple[int, int, int] | None:
+    """The Monkhorst–Pack grid (N1, N2, N3) whose Wigner–Seitz supercell the R vectors ``cells`` with
+    degeneracies ``deg`` tile: Σ 1/deg = N1 N2 N3, and the R equivalent modulo the supercell form classes
+    whose size is each member's degeneracy. None (logged) if no grid fits."""
+    R = np.asarray(cells, np.int64).reshape(-1, 3)
+    deg = np.asarray(deg, float)
+    total = int(round(float(np.sum(1.0 / deg))))
+    spans = R.max(0) - R.min(0) + 1
+    for n1 in range(1, spans[0] + 1):
+        for n2 in range(1, spans[1] + 1):
+            if total % (n1 * n2):
+                continue
+            n3 = total // (n1 * n2)
+            if n3 > spans[2]:
+                continue
+            N = np.array([n1, n2, n3])
+            _, inverse, counts = np.unique(np.mod(R, N), axis=0, return_inverse=True, return_counts=True)
+            if len(counts) == total and np.array_equal(counts[inverse.reshape(-1)], deg.astype(np.int64)):
+                return n1, n2, n3
+    log.info("%s: the R vectors do not tile the Wigner–Seitz supercell of any Monkhorst–Pack grid (no mp_grid in "
+             "seedname.win, no seedname_wsvec.dat): hoppings used as given, without the Wigner–Seitz correction", source)
+    return None
+
+
+WRITE_HR_HEADER = "written by qgtflow.models.wannier.write_hr"
+WS_DISTANCE_TOL = 1e-5  # Å: images this close to the minimal distance are equivalent (Wannier90's ws_distance_tol)
+WS_SEARCH = 2  # supercell images searched per direction (Wannier90's ws_search_size)
+
+
+def ws_distance_table(table: dict, lattice_ang, frac, mp_grid) -> dict:
+    """Wannier90's ``use_ws_distance`` correction, computed (no _wsvec.dat needed).
+
+    For every R and orbital pair (i, j) the hopping t_ij(R) (already divided by the R degeneracy) is
+    split equally over the lattice vectors R + T, T = (N1 n1, N2 n2, N3 n3) a supercell translation of the
+    Monkhorst–Pack grid, of minimal |(R + T)·A + τ_j − τ_i| (within WS_DISTANCE_TOL), i.e. every hopping
+    is placed at the shortest of its equivalent bond vectors between the Wannier centres.
+    """
+    A = np.asarray(lattice_ang, float)
+    tau = np.asarray(frac, float) @ A
+    dtau = tau[None, :, :] - tau[:, None, :]  # [i, j] = τ_j − τ_i
+    rng = np.arange(-WS_SEARCH, WS_SEARCH + 1)
+    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * np.asarray(mp_grid)
+    out: dict[tuple, np.ndarray] = {}
+    for R, mat in table.items():
+        shifted = np.asarray(R) + images  # (M, 3)
+        dist = np.linalg.norm((shifted @ A)[:, None, None, :] + dtau[None], axis=-1)  # (M, n, n)
+        eq = dist < dist.min(axis=0) + WS_DISTANCE_TOL
+        share = mat / eq.sum(axis=0)
+        for m in np.flatnonzero(eq.any(axis=(1, 2))):
+            key = tuple(int(x) for x in shifted[m])
+            part = np.where(eq[m], share, 0)
+            out[key] = out[key] + part if key in out else part
+    return out
+
+
 # -- readers ---------------------------------------------------------------------------------------
 
 def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, convention, length_unit,
@@ -480,6 +551,10 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     if convention == "II" and frac is None:
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
+    if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
+        if frac is not None and convention == "II":
+            table = ws_distance_table(table, lattice_ang, frac, wsvec[1])
+        wsvec = None
     hops = []
     for R, mat in table.items():
         for i, j in zip(*np.nonzero(mat)):
@@ -558,8 +633,9 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
         A (2, 2)/(1, 1) lattice implies ``dim`` 2/1.
     positions: (num_wann, dim) orbital positions in fractional coordinates; if None,
         ``seedname_centres.xyz`` beside the file is used when present.
-    wsvec: path of a ``_wsvec.dat``; None uses ``seedname_wsvec.dat`` beside the file if present;
-        False ignores it.
+    wsvec: path of a ``_wsvec.dat``; None uses ``seedname_wsvec.dat`` beside the file if present, else
+        computes Wannier90's Wigner–Seitz correction (:func:`ws_distance_table`; convention II, mp_grid from
+        ``seedname.win`` or inferred from the R vectors and degeneracies); False: no correction.
     convention: "I" (phase e^{ik·R}), "II" (phase e^{ik·(R+τ_j−τ_i)}, needs positions), or None:
         II when positions are known, else I.
     length_unit, energy_unit: model units to convert Å and eV into (the study's units).
@@ -611,19 +687,29 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
         xyz = Path(str(seed) + "_centres.xyz")
         if xyz.exists():
             centres = read_centres(xyz, num_wann)
-    ws = _wsvec_for(path, seed, wsvec, num_wann, table)
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions, centres_ang=centres,
                   convention=convention, length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
                   source=f"Wannier90 _hr.dat file {path}")
 
 
-def _wsvec_for(path, seed, wsvec, num_wann, table):
+def _wsvec_for(path, seed, wsvec, num_wann, table, deg):
+    """The _wsvec.dat shifts {(R, i, j): [T]}, or ("compute", mp_grid) when there is no such file (the
+    Wigner–Seitz correction is then computed from the lattice and the centres, see :func:`ws_distance_table`),
+    or None (``wsvec=False``)."""
     if wsvec is False:
         return None
     if wsvec is None:
         cand = Path(str(seed) + "_wsvec.dat")
         if not cand.exists():
-            return None
+            win = seed.with_suffix(".win")
+            grid = read_win_mp_grid(win) if win.exists() else None
+            with open(path) as f:
+                first = f.readline()
+            if first.startswith(WRITE_HR_HEADER):
+                return None  # qgtflow's own export: the hoppings are the model's, already at their bonds
+            grid = grid if grid is not None else infer_mp_grid(list(table), deg, path)
+            return None if grid is None else ("compute", grid)
         wsvec = cand
     keys = {(R, i, j) for R in table for i in range(num_wann) for j in range(num_wann)}
     return read_wsvec(wsvec, (num_wann, keys))
@@ -719,7 +805,7 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
         lattice_ang = np.asarray(lattice, float) * (_length_factor(lattice_unit, "lattice_unit") / _ANGSTROM)
         if lattice_ang.shape != (3, 3):
             raise ModelError(f"{path}: lattice has shape {lattice_ang.shape}; expected (3, 3)")
-    ws = _wsvec_for(path, seed, wsvec, num_wann, table)
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions,
                   centres_ang=centres if positions is None else None, convention=convention,
                   length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
@@ -748,7 +834,7 @@ def write_hr(model, path, *, energy_unit="eV", header=None) -> Path:
     for R in list(table):
         table.setdefault(tuple(-r for r in R), np.zeros((n, n), complex))
     Rs = sorted(R for R in table if np.any(table[R]) or np.any(table[tuple(-r for r in R)]) or not any(R))
-    out = [header or f"written by qgtflow.models.wannier.write_hr from model '{model.name}'",
+    out = [header or f"{WRITE_HR_HEADER} from model '{model.name}'",
            f"{n:12d}", f"{len(Rs):12d}"]
     for s in range(0, len(Rs), 15):
         out.append("".join(f"{1:5d}" for _ in Rs[s:s + 15]))
