@@ -220,3 +220,37 @@ def test_split_kramers_pairs_give_no_ahc_or_bcd_at_default_settings(split_kramer
     assert np.abs(old["sigma_ahe"].values).max() > 1e-7 * e2_hbar_a
     assert np.abs(old["berry_curvature_dipole"].values).max() > 1e-2
     assert "raise degeneracy_threshold (now 1e-06)" in caplog.text
+
+
+SPIN_DIPOLES = {  # dipole field: (field, axis of the field's derivative index e in the dipole layout)
+    "spin_qgt_curvature_dipole": ("spin_qgt_curvature", 2), "spin_qgt_metric_x_gap_dipole": ("spin_qgt_metric_x_gap", 2),
+    "spin_bcp_dipole": ("spin_bcp", 2), "zeeman_qgt_curvature_dipole": ("zeeman_qgt_curvature", 1),
+    "zeeman_bcp_dipole": ("zeeman_bcp", 1), "zeeman_hspace_bcp_dipole": ("zeeman_hspace_bcp", 1)}
+
+
+@pytest.mark.parametrize("point", ["X", "M"])
+def test_spin_dipoles_match_finite_differences_at_trim(point):
+    """003 spin/Zeeman dipoles of linearly split Kramers pairs = central differences of the group sums.
+
+    At k ± h the pairs are split by ~1e-5 and grouped by a threshold above that (the group sums with the
+    exact energies are smooth functions of k)."""
+    from qgtflow.geometry.spin import compute_spin_fields
+
+    chiral_model = p_orbital_model()
+    chiral_model.spin = np.stack([np.kron(np.eye(3), s) for s in SIGMA])
+    k0 = np.array(TRIM[point], float)
+    f = compute_spin_fields(chiral_model, k0[None], degeneracy_threshold=1e-6)
+    groups = degenerate_groups(compute_fields(chiral_model, k0[None])["energy"][0])
+    h = 1e-4
+    for e in range(3):
+        step = np.eye(3)[e] * h
+        plus, minus = (compute_spin_fields(chiral_model, (k0 + s)[None], degeneracy_threshold=1e-3, dipoles=False)
+                       for s in (step, -step))
+        for dname, (name, axis) in SPIN_DIPOLES.items():
+            kernel = np.take(f[dname][0], e, axis=axis + 1)
+            for bands in groups:
+                fd = (plus[name][0, bands].sum(0) - minus[name][0, bands].sum(0)) / (2 * h)
+                got = kernel[bands].sum(0)
+                np.testing.assert_allclose(got, fd, atol=2e-6 * (np.abs(fd).max() + 1e-3), err_msg=f"{dname} e={e}")
+    for dname in ("spin_qgt_metric_x_gap_dipole", "spin_bcp_dipole", "zeeman_bcp_dipole"):  # T-even: O(1) here
+        assert np.abs(f[dname][0]).max() > 1e-2
