@@ -183,7 +183,7 @@ def _avg_pairs(gs, ge, F):
 
 @njit(cache=True, error_model="numpy")
 def _spin_one_k(Hu, i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spin,
-                E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, vbar, DV, DG, DS, scratch, work,
+                E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, DV, DG, DS, scratch, work,
                 sexp, svel, sveld, sm, sc, zm, zc, sxg, sbcp, zbcp, zh, ssea, zsea,
                 d_sxg, d_sc, d_sbcp, d_zc, d_zbcp, d_zh, psm, psc, pzm, pzc):
     n = Hu.shape[1]
@@ -210,13 +210,6 @@ def _spin_one_k(Hu, i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spi
     for i in range(n):
         for j in range(n):
             inv[i, j] = 0.0 if grp[i] == grp[j] else 1.0 / (E[i] - E[j])
-    # group-averaged velocities (∂ε of a group)
-    for i in range(n):
-        for a in range(d):
-            acc = 0.0
-            for r in range(gs[i], ge[i]):
-                acc += V[a, r, r].real
-            vbar[i, a] = acc / (ge[i] - gs[i])
     # spin-current matrices S^{a;c} = ¼(V^a Σ^c + Σ^c V^a) (Hermitian)
     for a in range(d):
         for c in range(3):
@@ -441,7 +434,6 @@ def spin_chunk(Hu, i2, active, spin, thresh, gauge_seed, n_blocks, do_dip, do_pa
         SbV = np.empty((d, 3, d, n, n), np.complex128)
         GbV = np.empty((3, d, n, n), np.complex128)
         inv = np.empty((n, n))
-        vbar = np.empty((n, d))
         nd = d if do_dip else 0
         DV = np.empty((nd, d, n, n), np.complex128)
         DG = np.empty((nd, 3, n, n), np.complex128)
@@ -452,7 +444,7 @@ def spin_chunk(Hu, i2, active, spin, thresh, gauge_seed, n_blocks, do_dip, do_pa
             kd = kk if do_dip else 0
             kp = kk if do_pair else 0
             _spin_one_k(Hu[kk], i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spin,
-                        E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, vbar, DV, DG, DS, scratch, work,
+                        E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, DV, DG, DS, scratch, work,
                         sexp[kk], svel[kk], sveld[kk], sm[kk], sc[kk], zm[kk], zc[kk], sxg[kk], sbcp[kk],
                         zbcp[kk], zh[kk], ssea[kk], zsea[kk],
                         d_sxg[kd], d_sc[kd], d_sbcp[kd], d_zc[kd], d_zbcp[kd], d_zh[kd],
