@@ -134,7 +134,8 @@ class _Lines:
                 return lineno, line, offset, lineno
 
     def n_lines(self) -> int:
-        return len(self.text.splitlines())
+        text = self.text
+        return text.count("\n") + (0 if not text or text.endswith("\n") else 1)
 
     def rest(self) -> str:
         """The unread text."""
@@ -555,13 +556,18 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
         if frac is not None and convention == "II":
             table = ws_distance_table(table, lattice_ang, frac, wsvec[1])
         wsvec = None
-    hops = []
-    for R, mat in table.items():
-        for i, j in zip(*np.nonzero(mat)):
-            t = mat[i, j] * to_en
-            shifts = wsvec.get((R, i, j), [(0, 0, 0)]) if wsvec is not None else [(0, 0, 0)]
-            for T in shifts:
-                hops.append((tuple(r + s for r, s in zip(R, T)), int(i), int(j), t / len(shifts)))
+    if wsvec is not None:  # _wsvec.dat: split each hopping over its listed lattice vectors R + T
+        shifted: dict[tuple, np.ndarray] = {}
+        for R, mat in table.items():
+            for i, j in zip(*np.nonzero(mat)):
+                shifts = wsvec.get((R, i, j), [(0, 0, 0)])
+                for T in shifts:
+                    key = tuple(r + s for r, s in zip(R, T))
+                    if key not in shifted:
+                        shifted[key] = np.zeros((num_wann, num_wann), complex)
+                    shifted[key][i, j] += mat[i, j] / len(shifts)
+        table = shifted
+    table = {R: mat * to_en for R, mat in table.items() if np.any(mat)}
     if dim not in (None, 1, 2, 3):
         raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
     dim = 3 if dim is None else dim
@@ -570,16 +576,16 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
         if np.abs(lat[:dim, dim:]).max(initial=0) > 1e-8 or np.abs(lat[dim:, :dim]).max(initial=0) > 1e-8:
             raise ModelError(f"{source}: dim = {dim} needs the first {dim} lattice vectors in the first {dim} "
                              f"Cartesian directions and the others perpendicular; got {lat.tolist()}")
-        bad = [R for R, _, _, t in hops if any(R[dim:]) and abs(t) > 0]
+        bad = sorted(R for R in table if any(R[dim:]))
         if bad:
             raise ModelError(f"{source}: dim = {dim} but there are hoppings along the dropped direction(s), "
                              f"e.g. R = {bad[0]}; expected R components beyond {dim} to be 0")
-        hops = [(R[:dim], i, j, t) for R, i, j, t in hops]
+        table = {R[:dim]: mat for R, mat in table.items()}
         lattice_ang = lat[:dim, :dim]
         frac = frac[:, :dim] if frac is not None else None
     if frac is None:
         frac = np.zeros((num_wann, dim))
-    return TightBindingModel(name, lattice_ang * to_len, frac, hops, params={}, convention=convention)
+    return TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params={}, convention=convention)
 
 
 def _parse_hr_blocks(lines: _Lines, nrpts: int, num_wann: int, deg: np.ndarray):
