@@ -66,7 +66,8 @@ OPTIONAL_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if spec.optio
 
 
 NEAR_DEGENERACY_FACTOR = 10.0  # bands split by threshold ≤ Δε < this × threshold are "near-degenerate"
-NEAR_DEGENERACY_FRACTION = 1e-3  # warn when more than this fraction of the k-points has such a pair
+NEAR_DEGENERACY_FRACTION = 0.05  # warn when more than this fraction of the k-points has such a pair (crossings
+# of real bands put ~1e-3–1e-2 of a grid within 1 meV; rounding-split symmetry degeneracies most or all of it)
 
 
 def near_degenerate_fraction(energy, threshold: float, sectors=None) -> float:
