@@ -42,21 +42,25 @@ def test_fe_like_ahc_has_the_symmetry_allowed_form(ahc):
     assert np.abs(others).max() < 1e-9 * scale
 
 
-def test_fe_like_ahc_equals_the_direct_fermi_sum(ahc):
-    """Independent of the reduce stage: −(e²/ħ) Σ_k w Σ_n f(ε_n) Ω^xy_n on the same grid from compute_fields."""
+def direct_ahc(study_cfg, size, mu, T=300.0):
+    """σ_xy = −(e²/ħ) Σ_k w Σ_n f(ε_n) Ω^xy_n (S/m) on the study's grid of ``size``, from compute_fields."""
     from scipy import constants as sc
 
     from qgtflow.geometry.fields import compute_fields
     from qgtflow.study import load_study
 
-    study = load_study(STUDY)
-    grid = study.make_grid(10)
+    study = load_study(study_cfg)
+    grid = study.make_grid(size)
     f = compute_fields(study.model, grid.points(), degeneracy_threshold=study.degeneracy_threshold)
-    kT = sc.k * 300.0 / sc.e
-    mu = ahc["mu"].values
-    occ = 1.0 / (np.exp((f["energy"][None] - mu[:, None, None]) / kT) + 1.0)  # (mu, k, band)
+    kT = sc.k * T / sc.e
+    occ = 1.0 / (np.exp((f["energy"][None] - np.asarray(mu)[:, None, None]) / kT) + 1.0)  # (mu, k, band)
     omega = np.einsum("mkn,kn->m", occ, f["berry_curvature"][:, :, 0, 1]) * grid.weight  # Å⁻¹
-    direct = -sc.e**2 / sc.hbar * omega * 1e10
+    return -sc.e**2 / sc.hbar * omega * 1e10
+
+
+def test_fe_like_ahc_equals_the_direct_fermi_sum(ahc):
+    """Independent of the reduce stage: the direct Fermi sum over compute_fields on the same grid."""
+    direct = direct_ahc(STUDY, 10, ahc["mu"].values)
     np.testing.assert_allclose(ahc["sigma_ahe"].values[:, 0, 0, 1], direct, rtol=1e-6,
                                atol=1e-8 * np.abs(direct).max())
 
