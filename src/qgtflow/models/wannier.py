@@ -553,7 +553,7 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
     if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
-        if frac is not None and convention == "II":
+        if frac is not None:  # the bond lengths need the centres; the phase convention does not matter
             table = ws_distance_table(table, lattice_ang, frac, wsvec[1])
         wsvec = None
     if wsvec is not None:  # _wsvec.dat: split each hopping over its listed lattice vectors R + T
@@ -640,7 +640,7 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     positions: (num_wann, dim) orbital positions in fractional coordinates; if None,
         ``seedname_centres.xyz`` beside the file is used when present.
     wsvec: path of a ``_wsvec.dat``; None uses ``seedname_wsvec.dat`` beside the file if present, else
-        computes Wannier90's Wigner–Seitz correction (:func:`ws_distance_table`; convention II, mp_grid from
+        computes Wannier90's Wigner–Seitz correction (:func:`ws_distance_table`; needs the centres, mp_grid from
         ``seedname.win`` or inferred from the R vectors and degeneracies); False: no correction.
     convention: "I" (phase e^{ik·R}), "II" (phase e^{ik·(R+τ_j−τ_i)}, needs positions), or None:
         II when positions are known, else I.
