@@ -581,6 +581,7 @@ def test_wigner_seitz_correction_computed_without_wsvec(tmp_path):
     writes it (H(R) = Σ_T t(R + T) on the Wigner–Seitz R list, with degeneracies): read without _wsvec.dat,
     the computed correction puts every hopping back at its shortest bond and recovers the model exactly."""
     from qgtflow.models.wannier import infer_mp_grid
+    from tests.wannier_files import write_tb
 
     lattice = np.array([[3.0, 0.0, 0.0], [0.4, 3.2, 0.0], [0.0, 0.3, 3.5]])
     frac = np.array([[0.05, 0.1, 0.0], [0.48, 0.52, 0.45], [0.9, 0.2, 0.6]])
@@ -607,20 +608,7 @@ def test_wigner_seitz_correction_computed_without_wsvec(tmp_path):
             if all((t - r) % g == 0 for t, r, g in zip(T, R, grid)):
                 acc += mat
         folded[R] = acc
-    rows = ["folded like Wannier90"] + [" ".join(f"{x:.10f}" for x in a) for a in lattice] + [str(n), str(len(cells))]
-    rows += ["".join(f"{d:5d}" for d in deg[s:s + 15]) for s in range(0, len(deg), 15)]
-    for R in cells:
-        rows += ["", f"{R[0]:5d}{R[1]:5d}{R[2]:5d}"]
-        rows += [f"{i + 1:5d}{j + 1:5d}{folded[R][i, j].real:20.12e}{folded[R][i, j].imag:20.12e}"
-                 for j in range(n) for i in range(n)]
-    for R in cells:
-        rows += ["", f"{R[0]:5d}{R[1]:5d}{R[2]:5d}"]
-        for j in range(n):
-            for i in range(n):
-                x = tau[i] if (R == (0, 0, 0) and i == j) else np.zeros(3)
-                rows.append(f"{i + 1:5d}{j + 1:5d}" + "".join(f"{v:16.10f}{0.0:16.10f}" for v in x))
-    path = tmp_path / "folded_tb.dat"
-    path.write_text("\n".join(rows) + "\n")
+    path = write_tb(tmp_path / "folded_tb.dat", lattice, folded, deg, centres=tau, decimals=12)
     ref_nm = TightBindingModel("true", lattice / 10, frac, [(R, i, j, m[i, j]) for R, m in true.items()
                                                             for i in range(n) for j in range(n) if m[i, j] != 0])
     got = read_tb(path)
