@@ -213,6 +213,23 @@ def test_centres_xyz_beside_hr_enable_convention_ii(tmp_path):
     assert_same_model(expected_model(raw, "II"), got, random_k(got), atol=1e-9)
 
 
+def test_final_centres_of_wout_enable_convention_ii(tmp_path):
+    """No _centres.xyz: the last 'Final State' block of seedname.wout gives the centres (convention II)."""
+    raw = raw_hoppings()
+    path = write_hand_hr(tmp_path / "hand_hr.dat", raw)
+    cart = TAU_FRAC @ LAT_ANG
+
+    def block(cs):
+        return [" Final State"] + [f"  WF centre and spread{i + 1:5d}  ({c[0]:11.6f},{c[1]:11.6f},{c[2]:11.6f} )"
+                                   f"{1.5:15.8f}" for i, c in enumerate(cs)] + ["  Sum of centres and spreads ( ... )"]
+
+    lines = ["  Wannier90 output"] + block(cart + 0.3) + [" Iter  Delta Spread"] + block(cart) + [" All done"]
+    (tmp_path / "hand.wout").write_text("\n".join(lines) + "\n")
+    got = read_hr(path, lattice=LAT_ANG, length_unit="angstrom")
+    assert "convention II" in got.convention
+    assert_same_model(expected_model(raw, "II"), got, random_k(got), atol=1e-5)  # 6 printed decimals
+
+
 WS_SHIFTS = {((1, 0, 0), 0, 1): [(0, 0, 0), (-1, 0, 0)], ((-1, 0, 0), 1, 0): [(0, 0, 0), (1, 0, 0)],
              ((0, 1, 1), 1, 1): [(0, -1, 0), (0, 0, -1), (0, -1, -1)],
              ((0, -1, -1), 1, 1): [(0, 1, 0), (0, 0, 1), (0, 1, 1)]}

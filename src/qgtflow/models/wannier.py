@@ -15,7 +15,8 @@ Wannier90 files (lengths in Å, energies in eV):
   the lattice vectors R + T. Without that file the same correction is computed from the lattice, the
   Wannier centres and the Monkhorst–Pack grid (``mp_grid`` of the ``.win``, else inferred from the R list).
 - ``seedname.win`` (``begin unit_cell_cart`` block, optional ``bohr``/``ang`` line, default Å) and
-  ``seedname_centres.xyz`` (Cartesian Wannier centres, lines starting with ``X``) are read beside
+  ``seedname_centres.xyz`` (Cartesian Wannier centres, lines starting with ``X``; else the final centres of
+  ``seedname.wout``) are read beside
   ``_hr.dat`` for the lattice and the orbital positions.
 
 Blank lines are skipped everywhere (they only separate blocks); Fortran ``D`` exponents are
@@ -43,7 +44,7 @@ from qgtflow.models.tight_binding import TightBindingModel
 log = logging.getLogger(__name__)
 
 __all__ = ["from_pythtb", "from_tbmodels", "infer_mp_grid", "read_centres", "read_hr", "read_tb", "read_win_lattice",
-           "read_win_mp_grid", "read_wsvec", "ws_distance_table", "write_hr"]
+           "read_win_mp_grid", "read_wout_centres", "read_wsvec", "ws_distance_table", "write_hr"]
 
 _ANGSTROM = 1e-10
 _LENGTHS = {"nm": 1e-9, "angstrom": 1e-10, "ang": 1e-10, "Å": 1e-10, "m": 1.0, "um": 1e-6,
@@ -413,6 +414,27 @@ def read_centres(path, num_wann: int) -> np.ndarray:
     return np.array(out)
 
 
+def read_wout_centres(path, num_wann: int) -> np.ndarray | None:
+    """Cartesian Wannier centres (Å) of the last ``Final State`` block of ``seedname.wout`` (Wannier90 always
+    writes it): lines ``WF centre and spread  i  ( x, y, z )  spread``. None if the file has no such block."""
+    lines = _Lines(path, "Wannier90 .wout")
+    final = None
+    for n, line in lines:
+        if "Final State" in line:
+            final = []
+        elif final is not None and "WF centre and spread" in line and len(final) < num_wann:
+            inside = line[line.index("(") + 1:line.index(")")] if "(" in line and ")" in line else ""
+            vals = inside.replace(",", " ").split()
+            if len(vals) != 3:
+                raise lines.error(n, f"expected 'WF centre and spread i ( x, y, z ) spread', got {line.strip()!r}")
+            final.append([lines.to_float(n, v, "a centre coordinate") for v in vals])
+    if final is None:
+        return None
+    if len(final) != num_wann:
+        raise lines.error(None, f"{len(final)} centres in the last 'Final State' block; expected num_wann = {num_wann}")
+    return np.array(final)
+
+
 def read_wsvec(path, entries=None) -> dict[tuple, list[tuple]]:
     """``seedname_wsvec.dat`` → {(R, i, j): [T, ...]} (orbitals 0-based, R and T integer 3-tuples).
 
@@ -638,7 +660,8 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
         ``seedname.win`` beside the file (``unit_cell_cart``), else a :class:`ModelError`.
         A (2, 2)/(1, 1) lattice implies ``dim`` 2/1.
     positions: (num_wann, dim) orbital positions in fractional coordinates; if None,
-        ``seedname_centres.xyz`` beside the file is used when present.
+        ``seedname_centres.xyz`` beside the file is used when present, else the final centres of
+        ``seedname.wout`` (so convention II is the default whenever Wannier90's own output is beside it).
     wsvec: path of a ``_wsvec.dat``; None uses ``seedname_wsvec.dat`` beside the file if present, else
         computes Wannier90's Wigner–Seitz correction (:func:`ws_distance_table`; needs the centres, mp_grid from
         ``seedname.win`` or inferred from the R vectors and degeneracies); False: no correction.
@@ -691,8 +714,11 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     centres = None
     if positions is None:
         xyz = Path(str(seed) + "_centres.xyz")
+        wout = seed.with_suffix(".wout")
         if xyz.exists():
             centres = read_centres(xyz, num_wann)
+        elif wout.exists():
+            centres = read_wout_centres(wout, num_wann)
     ws = _wsvec_for(path, seed, wsvec, num_wann, table, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions, centres_ang=centres,
                   convention=convention, length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
