@@ -213,6 +213,23 @@ def test_centres_xyz_beside_hr_enable_convention_ii(tmp_path):
     assert_same_model(expected_model(raw, "II"), got, random_k(got), atol=1e-9)
 
 
+def test_final_centres_of_wout_enable_convention_ii(tmp_path):
+    """No _centres.xyz: the last 'Final State' block of seedname.wout gives the centres (convention II)."""
+    raw = raw_hoppings()
+    path = write_hand_hr(tmp_path / "hand_hr.dat", raw)
+    cart = TAU_FRAC @ LAT_ANG
+
+    def block(cs):
+        return [" Final State"] + [f"  WF centre and spread{i + 1:5d}  ({c[0]:11.6f},{c[1]:11.6f},{c[2]:11.6f} )"
+                                   f"{1.5:15.8f}" for i, c in enumerate(cs)] + ["  Sum of centres and spreads ( ... )"]
+
+    lines = ["  Wannier90 output"] + block(cart + 0.3) + [" Iter  Delta Spread"] + block(cart) + [" All done"]
+    (tmp_path / "hand.wout").write_text("\n".join(lines) + "\n")
+    got = read_hr(path, lattice=LAT_ANG, length_unit="angstrom")
+    assert "convention II" in got.convention
+    assert_same_model(expected_model(raw, "II"), got, random_k(got), atol=1e-5)  # 6 printed decimals
+
+
 WS_SHIFTS = {((1, 0, 0), 0, 1): [(0, 0, 0), (-1, 0, 0)], ((-1, 0, 0), 1, 0): [(0, 0, 0), (1, 0, 0)],
              ((0, 1, 1), 1, 1): [(0, -1, 0), (0, 0, -1), (0, -1, -1)],
              ((0, -1, -1), 1, 1): [(0, 1, 0), (0, 0, 1), (0, 1, 1)]}
@@ -517,7 +534,7 @@ def test_fast_and_line_by_line_parsers_agree(tmp_path, monkeypatch):
 
     monkeypatch.setattr(w, "_fast_blocks", spy)
     fast = [read_hr(hr, lattice=LAT_ANG, positions=TAU_FRAC), read_tb(tb)]
-    assert len(results) == 3 and all(r is not None for r in results)  # hr, tb Hamiltonian, tb positions
+    assert len(results) == 2 and all(r is not None for r in results)  # hr; tb Hamiltonian + positions in one pass
     monkeypatch.setattr(w, "_fast_blocks", lambda *args, **kwargs: None)
     slow = [read_hr(hr, lattice=LAT_ANG, positions=TAU_FRAC), read_tb(tb)]
     for f, s in zip(fast, slow):
@@ -529,3 +546,90 @@ def test_fast_and_line_by_line_parsers_agree(tmp_path, monkeypatch):
     monkeypatch.setattr(w, "_fast_blocks", spy)
     expect_error(write_lines(tmp_path, lines), 7, "non-numeric token '0.1x00'")
     assert results == [None]
+
+
+# -- files as users have them ----------------------------------------------------------------------
+
+def test_rounded_hoppings_are_symmetrised_not_refused(tmp_path, caplog):
+    """A 4.7e-9 anti-Hermitian part (rounded printing) is removed with a note; H(k) is then Hermitian, so the
+    model's own validation (1e-10 relative) accepts it: one Hermiticity check on the path."""
+    import logging
+
+    lines = small_hr_lines()
+    lines[13] = lines[13][:25] + f"{0.5 + 4.7e-9:14.10f}{0.0:12.6f}"  # H_21(+1) vs conj H_12(−1) = 0.5
+    with caplog.at_level(logging.INFO, logger="qgtflow.models.wannier"):
+        model = read_hr(write_lines(tmp_path, lines, "rounded_hr.dat"), lattice=LAT3)
+    assert "symmetrised" in caplog.text and "4.7e-09" in caplog.text
+    model.validate()
+    h = model.derivatives(random_k(model), 0)[0]
+    np.testing.assert_allclose(h, np.conj(np.swapaxes(h, -1, -2)), atol=1e-15)
+    np.testing.assert_allclose(model.hopping_table[(1, 0, 0)][1, 0], 0.5 + 2.35e-9, atol=1e-15)
+
+
+def test_non_regular_files_are_refused_in_one_line(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe_hr.dat"
+    os.mkfifo(fifo)
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(ModelError) as info:
+            read_hr(path, lattice=LAT3)
+        msg = str(info.value)
+        assert "not a regular file" in msg and str(path) in msg and "\n" not in msg
+
+
+def wigner_seitz_points(lattice, grid, search=2):
+    """Wannier90's R list and degeneracies for an mp_grid (R in the Wigner–Seitz supercell, boundary shared)."""
+    grid = np.asarray(grid)
+    rng = np.arange(-search, search + 1)
+    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * grid
+    cells, deg = [], []
+    span = [np.arange(-search * g, search * g + 1) for g in grid]
+    for R in np.stack(np.meshgrid(*span, indexing="ij"), -1).reshape(-1, 3):
+        d = np.linalg.norm((R - images) @ lattice, axis=1)
+        if abs(d[len(d) // 2] - d.min()) < 1e-8:  # image n = 0 is the middle one
+            cells.append(tuple(int(x) for x in R))
+            deg.append(int(np.sum(np.abs(d - d.min()) < 1e-8)))
+    return cells, deg
+
+
+def test_wigner_seitz_correction_computed_without_wsvec(tmp_path):
+    """A short-range model with Wannier centres away from the origin, folded onto a 3×3×2 grid as Wannier90
+    writes it (H(R) = Σ_T t(R + T) on the Wigner–Seitz R list, with degeneracies): read without _wsvec.dat,
+    the computed correction puts every hopping back at its shortest bond and recovers the model exactly."""
+    from qgtflow.models.wannier import infer_mp_grid
+    from tests.wannier_files import write_tb
+
+    lattice = np.array([[3.0, 0.0, 0.0], [0.4, 3.2, 0.0], [0.0, 0.3, 3.5]])
+    frac = np.array([[0.05, 0.1, 0.0], [0.48, 0.52, 0.45], [0.9, 0.2, 0.6]])
+    n, grid = 3, (3, 3, 2)
+    rng = np.random.default_rng(11)
+    tau = frac @ lattice
+    true = {}
+    for R in [(a, b, c) for a in range(-1, 2) for b in range(-1, 2) for c in range(-1, 2)]:
+        mat = np.zeros((n, n), complex)
+        for i in range(n):
+            for j in range(n):
+                bond = np.asarray(R) @ lattice + tau[j] - tau[i]
+                if np.linalg.norm(bond) < 3.3:  # shorter than half of every supercell vector: unique image
+                    mat[i, j] = np.exp(-np.linalg.norm(bond)) * (1 + 0.3j * np.sign(j - i))
+        true[R] = mat
+    for R in list(true):  # Hermitian
+        true[R] = 0.5 * (true[R] + true[tuple(-x for x in R)].conj().T)
+    cells, deg = wigner_seitz_points(lattice, grid)
+    assert infer_mp_grid(cells, deg, "test") == grid
+    folded = {}
+    for R in cells:
+        acc = np.zeros((n, n), complex)
+        for T, mat in true.items():
+            if all((t - r) % g == 0 for t, r, g in zip(T, R, grid)):
+                acc += mat
+        folded[R] = acc
+    path = write_tb(tmp_path / "folded_tb.dat", lattice, folded, deg, centres=tau, decimals=12)
+    ref_nm = TightBindingModel("true", lattice / 10, frac, [(R, i, j, m[i, j]) for R, m in true.items()
+                                                            for i in range(n) for j in range(n) if m[i, j] != 0])
+    got = read_tb(path)
+    k = random_k(got, 8)
+    assert_same_model(ref_nm, got, k, order=1, atol=1e-9)
+    raw = read_tb(path, wsvec=False)
+    assert np.abs(raw.derivatives(k, 0)[0] - ref_nm.derivatives(k, 0)[0]).max() > 1e-3

@@ -8,6 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 from qgtflow.study import load_study
 
 log = logging.getLogger(__name__)
@@ -20,7 +22,8 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     """Run kgrid → geometry → reduce for ``study`` at one grid density and return the responses.
 
     study: dict, YAML path or :class:`qgtflow.study.Study` (validated before any compute).
-    size: points per axis (default: the largest of ``kgrid.sizes``).
+    size: points per axis, or one number per axis for an anisotropic Monkhorst–Pack grid such as
+        (3, 3, 4) (default: the largest of ``kgrid.sizes``).
     out: optional path of the responses zarr store to write; reserved before any compute
         (:func:`qgtflow.io.output_lock`: refused if it cannot be written, is not a zarr store, or
         another run is writing it).
@@ -32,7 +35,8 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
 
     st = load_study(study)
-    size = int(size or max(st.sizes))
+    size = int(size or max(st.sizes)) if size is None or np.isscalar(size) else tuple(int(n) for n in size)
+    label = size if np.isscalar(size) else "x".join(map(str, size))
     reserved = io.output_lock(out) if out is not None else contextlib.nullcontext()
     # scratch named by pid: a later evaluate removes it if this process is killed (qgtflow.safety.sweep_scratch)
     scratch = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(
@@ -40,8 +44,8 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     with reserved, scratch as tmp:
         base = Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
-        kgrid_store = base / f"{st.name}_n{size}_kgrid.zarr"
-        geometry_store = base / f"{st.name}_n{size}_geometry.zarr"
+        kgrid_store = base / f"{st.name}_n{label}_kgrid.zarr"
+        geometry_store = base / f"{st.name}_n{label}_geometry.zarr"
         kgrid_stage.run(st, size, kgrid_store)
         if n_workers == 0:
             geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0)

@@ -65,6 +65,39 @@ CORE_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if not spec.optio
 OPTIONAL_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if spec.optional)
 
 
+NEAR_DEGENERACY_FACTOR = 10.0  # bands split by threshold ≤ Δε < this × threshold are "near-degenerate"
+NEAR_DEGENERACY_FRACTION = 0.05  # warn when more than this fraction of the k-points has such a pair (crossings
+# of real bands put ~1e-3–1e-2 of a grid within 1 meV; rounding-split symmetry degeneracies most or all of it)
+
+
+def near_degenerate_fraction(energy, threshold: float, sectors=None) -> float:
+    """Fraction of k-points where two adjacent bands are left ungrouped although split by less than
+    ``NEAR_DEGENERACY_FACTOR × threshold`` (energy (N, n) sorted per k; a NumPy or Dask array).
+
+    Symmetry degeneracies of Wannier models are exact only to the Wannierisation's accuracy (μeV); bands
+    split that little but not grouped carry huge, opposite per-band Ω ∝ 1/Δε², which Fermi factors at
+    finite T do not cancel (a spurious AHC of order 1/Δε). Many such points mean the threshold is too small.
+    ``sectors``: sector label per band (independent blocks, each sorted on its own; pairs across sectors are
+    not compared).
+    """
+    labels = np.zeros(energy.shape[1], int) if sectors is None else np.asarray(sectors)
+    same = labels[1:] == labels[:-1]
+    gap = energy[:, 1:] - energy[:, :-1]
+    near = ((gap >= threshold) & (gap < NEAR_DEGENERACY_FACTOR * threshold) & same).any(axis=1)
+    n = energy.shape[0]
+    return float(near.sum()) / n if n else 0.0
+
+
+def near_degeneracy_warning(fraction: float, threshold: float, label: str) -> str | None:
+    """The user-facing warning for :func:`near_degenerate_fraction` (None below the reporting fraction)."""
+    if fraction <= NEAR_DEGENERACY_FRACTION:
+        return None
+    return (f"{label}: at {100 * fraction:.3g}% of the k-points two bands split by less than "
+            f"{NEAR_DEGENERACY_FACTOR:g} x degeneracy_threshold = {NEAR_DEGENERACY_FACTOR * threshold:g} (model energy "
+            f"units) are treated as separate bands; if they are symmetry-degenerate bands split by rounding or "
+            f"Wannierisation errors, raise degeneracy_threshold (now {threshold:g}) above that splitting")
+
+
 def stored_fields(required: list[str] | tuple[str, ...] = ()) -> list[str]:
     """Fields a geometry store holds: every core field plus the optional ones ``required`` names."""
     return list(CORE_FIELDS) + [f for f in OPTIONAL_FIELDS if f in required]

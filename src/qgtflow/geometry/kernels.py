@@ -14,7 +14,11 @@ Method (CATALOG conventions; ħ absorbed so "velocity" = ∂ε/∂k):
   - exact k-derivatives from the covariant derivative of the matrix elements
       ∂_c V^a_nm = W^{ac}_nm + Σ_{l∉D(n)} V^c_nl V^a_lm / ε_nl + Σ_{l∉D(m)} V^a_nl V^c_lm / ε_ml
     (first-order perturbation theory for |∂_c u_m⟩; the intra-group connection terms cancel in
-    the group trace), and ∂_c ε_nm = v^c_n − v^c_m.
+    the group trace), and ∂_c ε_nm = v^c_n − v^c_m taken as group blocks: where a degenerate group
+    splits linearly (TRIM of crystals without inversion, Weyl-like touchings) its bands move with
+    the eigenvalues of V^c restricted to the group (degenerate perturbation theory), so
+      Σ_{n∈D} p_nm ∂_cε_n → Tr_D[V^c_DD (V^a_{:m} V^b_{m:})_DD]   (likewise for the group of m),
+    which is basis independent and exact for the group trace; group-averaged velocities are not.
 """
 
 from __future__ import annotations
@@ -45,6 +49,21 @@ def _groups(E, thresh, group):
             g += 1
         group[i] = g
     return g + 1
+
+
+@njit(cache=True, error_model="numpy")
+def _group_bounds(grp, lo, hi):
+    """Band i's degenerate group is the consecutive range lo[i]:hi[i] of the sorted spectrum."""
+    n = grp.shape[0]
+    start = 0
+    while start < n:
+        stop = start + 1
+        while stop < n and grp[stop] == grp[start]:
+            stop += 1
+        for i in range(start, stop):
+            lo[i] = start
+            hi[i] = stop
+        start = stop
 
 
 @njit(cache=True, error_model="numpy")
@@ -111,7 +130,7 @@ def _rotate_diag_into(U, M, out):
 
 @njit(cache=True, error_model="numpy")
 def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
-                    E, U, grp, R, inv, DV, tmpd, scratch, work,
+                    E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                     energy, velocity, inverse_mass, third, curvature, metric, bcp,
                     dcurv, dmetric, dbcp):
     n = Hu.shape[1]
@@ -120,6 +139,7 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
     ngroups = _groups(E, thresh, grp)
     if gauge_seed >= 0:
         _random_gauge(U, grp, ngroups)
+    _group_bounds(grp, glo, ghi)
     # rotate the distinct derivatives into the eigenbasis: full matrices up to second order,
     # diagonals only for third order
     for u in range(1, Hu.shape[0]):
@@ -201,17 +221,23 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
                         if grp[m] == grp[i]:
                             continue
                         x = inv[i, m]
-                        p = V[a, i, m] * V[b, m, i]
                         dp = DV[c, a, i, m] * V[b, m, i] + V[a, i, m] * DV[c, b, m, i]
-                        dE = velocity[i, c] - velocity[m, c]
+                        # p ∂_cε_nm as group blocks (degenerate perturbation theory): the bands of a
+                        # group split with the eigenvalues of V^c restricted to it, so Σ_{n∈D} p_nm ∂_cε_n
+                        # = Tr_D[V^c_DD (V^a_{:m} V^b_{m:})_DD]; likewise for m's group
+                        pdE = 0j
+                        for l in range(glo[i], ghi[i]):
+                            pdE += V[a, i, m] * V[b, m, l] * V[c, l, i]
+                        for l in range(glo[m], ghi[m]):
+                            pdE -= V[a, i, m] * V[c, m, l] * V[b, l, i]
                         # ∂_c [p / ε²]
-                        q = dp * x * x - 2.0 * p * dE * x * x * x
+                        q = dp * x * x - 2.0 * pdE * x * x * x
                         dT_re += q.real
                         dT_im += q.imag
                         # ∂_c [2 Re p / ε³]
-                        dG += 2.0 * (dp.real * x * x * x - 3.0 * p.real * dE * x * x * x * x)
+                        dG += 2.0 * (dp.real * x * x * x - 3.0 * pdE.real * x * x * x * x)
                         # ∂_c [2 Re p / ε]
-                        m3 += 2.0 * (dp.real * x - p.real * dE * x * x)
+                        m3 += 2.0 * (dp.real * x - pdE.real * x * x)
                     dmetric[i, a, b, c] = dT_re
                     dmetric[i, b, a, c] = dT_re
                     dcurv[i, a, b, c] = -2.0 * dT_im
@@ -288,6 +314,8 @@ def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, gammas,
         E = np.empty(n)
         U = np.empty((n, n), np.complex128)
         grp = np.empty(n, np.int64)
+        glo = np.empty(n, np.int64)
+        ghi = np.empty(n, np.int64)
         R = np.zeros((n_slots, n, n), np.complex128)
         inv = np.empty((n, n))
         DV = np.empty((d, d, n, n), np.complex128)
@@ -310,6 +338,6 @@ def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, gammas,
                                   dcurv[kk], dmetric[kk], dbcp[kk], thresh):
                     continue
             _geometry_one_k(Hu[kk], i1, i2, i3, active, n_full, thresh, gauge_seed,
-                            E, U, grp, R, inv, DV, tmpd, scratch, work,
+                            E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
                             metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])

@@ -10,8 +10,9 @@ Conventions (CATALOG; ħ absorbed, e = ħ = 1 as in 003). In the eigenbasis of H
   A^a_nm = i V^a_nm/(ε_m − ε_n) = −i V^a_nm x_nm (003's r^a_nm), for m ∉ D(n).
 Degenerate groups D(n) (|ε_n − ε_m| < threshold, consecutive in the sorted spectrum) as in ``kernels.py``:
 interband sums run over m ∉ D(n), and a band's value is its group's trace divided by the group size, so
-that band sums are U(N)-invariant group traces. Δ^d_mn = ∂_dε_mn uses the group-averaged band velocities
-(exact for symmetry-protected degeneracies, where V^d restricted to a group is ∝ 1). The diagonal spin
+that band sums are U(N)-invariant group traces. Products X_nm Δ^d_mn = X_nm ∂_dε_mn are taken as group blocks,
+Σ_{n∈D} X_nm ∂_dε_n → Tr_D[V^d_DD X_{D,m}] (degenerate perturbation theory: exact also where a group splits
+linearly, e.g. at the TRIM of crystals without inversion; see ``kernels.py``). The diagonal spin
 elements in Δ̄ (Eq. 13–14) are taken as the group blocks (see ``*_nonlinear_sea``).
 
 Axis layout: k first, then band (pair fields: band n, band m), then Cartesian indices in the order of the
@@ -182,7 +183,7 @@ def _avg_pairs(gs, ge, F):
 
 @njit(cache=True, error_model="numpy")
 def _spin_one_k(Hu, i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spin,
-                E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, vbar, DV, DG, DS, scratch, work,
+                E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, DV, DG, DS, scratch, work,
                 sexp, svel, sveld, sm, sc, zm, zc, sxg, sbcp, zbcp, zh, ssea, zsea,
                 d_sxg, d_sc, d_sbcp, d_zc, d_zbcp, d_zh, psm, psc, pzm, pzc):
     n = Hu.shape[1]
@@ -209,13 +210,6 @@ def _spin_one_k(Hu, i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spi
     for i in range(n):
         for j in range(n):
             inv[i, j] = 0.0 if grp[i] == grp[j] else 1.0 / (E[i] - E[j])
-    # group-averaged velocities (∂ε of a group)
-    for i in range(n):
-        for a in range(d):
-            acc = 0.0
-            for r in range(gs[i], ge[i]):
-                acc += V[a, r, r].real
-            vbar[i, a] = acc / (ge[i] - gs[i])
     # spin-current matrices S^{a;c} = ¼(V^a Σ^c + Σ^c V^a) (Hermitian)
     for a in range(d):
         for c in range(3):
@@ -327,15 +321,21 @@ def _spin_one_k(Hu, i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spi
                             psm[i, m, a, b, c] = pr * x2
                             psc[i, m, a, b, c] = -2.0 * pi * x2
                         for e in range(d):
-                            dE = vbar[i, e] - vbar[m, e]  # ∂_e ε_nm = −Δ^e_mn
+                            # p ∂_e ε_nm as group blocks (degenerate perturbation theory, see kernels.py):
+                            # Σ_{n∈D} p_nm ∂_eε_n → Tr_D[V^e_DD (S_{:m} V^b_{m:})_DD], likewise for m's group
+                            pdE = 0j
+                            for l in range(gs[i], ge[i]):
+                                pdE += s_im * V[b, m, l] * V[e, l, i]
+                            for l in range(gs[m], ge[m]):
+                                pdE -= s_im * V[e, m, l] * V[b, l, i]
                             # Q/ε²: 2Δ^e_mn g^{ab;c}_nm x² + Δ̄^{a;c}_mn g^{be}_nm x² (group blocks)
                             t = (V[b, i, m] * SbV[a, c, e, m, i]).real - (SbV[a, c, b, i, m] * V[e, m, i]).real
-                            ssea[i, a, b, e, c] += (t - 2.0 * dE * pr) * x4
+                            ssea[i, a, b, e, c] += (t - 2.0 * pdE.real) * x4
                             if do_dip:
                                 dp = DS[e, a, c, i, m] * V[b, m, i] + s_im * DV[e, b, m, i]
-                                d_sxg[i, a, b, e, c] += dp.real * x - pr * dE * x2
-                                d_sc[i, a, b, e, c] -= 2.0 * (dp.imag * x2 - 2.0 * pi * dE * x3)
-                                d_sbcp[i, a, b, e, c] += 2.0 * (dp.real * x3 - 3.0 * pr * dE * x4)
+                                d_sxg[i, a, b, e, c] += dp.real * x - pdE.real * x2
+                                d_sc[i, a, b, e, c] -= 2.0 * (dp.imag * x2 - 2.0 * pdE.imag * x3)
+                                d_sbcp[i, a, b, e, c] += 2.0 * (dp.real * x3 - 3.0 * pdE.real * x4)
             # ---- Zeeman QGT family: q = V^a_nm Σ^c_mn, A^a_nm σ^c_mn = −i q x
             for a in range(d):
                 for c in range(3):
@@ -350,15 +350,19 @@ def _spin_one_k(Hu, i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spi
                         pzm[i, m, a, c] = qi * x
                         pzc[i, m, a, c] = 2.0 * qr * x
                     for e in range(d):
-                        dE = vbar[i, e] - vbar[m, e]
+                        qdE = 0j  # q ∂_e ε_nm as group blocks (as pdE above)
+                        for l in range(gs[i], ge[i]):
+                            qdE += V[a, i, m] * Sg[c, m, l] * V[e, l, i]
+                        for l in range(gs[m], ge[m]):
+                            qdE -= V[a, i, m] * V[e, m, l] * Sg[c, l, i]
                         # Z/ε³ (b = a here, c = e, spin a = c): Δ^e_mn Ω̄/2 x³ + Δ̄ ε g^{ae} x³ (group blocks)
                         t = (V[a, i, m] * GbV[c, e, m, i]).real - (GbV[c, a, i, m] * V[e, m, i]).real
-                        zsea[i, a, e, c] += (0.5 * t - dE * qr) * x4
+                        zsea[i, a, e, c] += (0.5 * t - qdE.real) * x4
                         if do_dip:
                             dq = DV[e, a, i, m] * Sg[c, m, i] + V[a, i, m] * DG[e, c, m, i]
-                            d_zc[i, a, e, c] += 2.0 * (dq.real * x - qr * dE * x2)
-                            d_zbcp[i, a, e, c] += 2.0 * (dq.imag * x2 - 2.0 * qi * dE * x3)
-                            d_zh[i, a, e, c] += 4.0 * (dq.real * x3 - 3.0 * qr * dE * x4)
+                            d_zc[i, a, e, c] += 2.0 * (dq.real * x - qdE.real * x2)
+                            d_zbcp[i, a, e, c] += 2.0 * (dq.imag * x2 - 2.0 * qdE.imag * x3)
+                            d_zh[i, a, e, c] += 4.0 * (dq.real * x3 - 3.0 * qdE.real * x4)
     # diagonal (intraband) fields
     for i in range(n):
         for c in range(3):
@@ -430,7 +434,6 @@ def spin_chunk(Hu, i2, active, spin, thresh, gauge_seed, n_blocks, do_dip, do_pa
         SbV = np.empty((d, 3, d, n, n), np.complex128)
         GbV = np.empty((3, d, n, n), np.complex128)
         inv = np.empty((n, n))
-        vbar = np.empty((n, d))
         nd = d if do_dip else 0
         DV = np.empty((nd, d, n, n), np.complex128)
         DG = np.empty((nd, 3, n, n), np.complex128)
@@ -441,7 +444,7 @@ def spin_chunk(Hu, i2, active, spin, thresh, gauge_seed, n_blocks, do_dip, do_pa
             kd = kk if do_dip else 0
             kp = kk if do_pair else 0
             _spin_one_k(Hu[kk], i2, active, n_full, thresh, gauge_seed, do_dip, do_pair, spin,
-                        E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, vbar, DV, DG, DS, scratch, work,
+                        E, U, grp, gs, ge, R, Sg, S, SbV, GbV, inv, DV, DG, DS, scratch, work,
                         sexp[kk], svel[kk], sveld[kk], sm[kk], sc[kk], zm[kk], zc[kk], sxg[kk], sbcp[kk],
                         zbcp[kk], zh[kk], ssea[kk], zsea[kk],
                         d_sxg[kd], d_sc[kd], d_sbcp[kd], d_zc[kd], d_zbcp[kd], d_zh[kd],

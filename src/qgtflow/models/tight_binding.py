@@ -58,13 +58,36 @@ class TightBindingModel(Model):
             if R not in self.hopping_table:
                 self.hopping_table[R] = np.zeros((nb, nb), complex)
             self.hopping_table[R][i, j] += t
-        keys = sorted(self.hopping_table)
-        self.cells = np.array(keys, np.int64).reshape(-1, dim)
-        self.displacements = self.cells @ lattice  # Cartesian R (n_R, dim)
-        self.matrices = np.stack([self.hopping_table[R] for R in keys]).reshape(len(keys), nb * nb)
+        self._set_table(self.hopping_table)
         # convention II: H_ij(k) = e^{ik·(τ_j − τ_i)} Σ_R t_ij(R) e^{ik·R}; the orbital phase is a
         # k-dependent elementwise factor, so storage and cost stay per R (not per bond vector)
         self.orbital_offsets = (cart_pos[None, :, :] - cart_pos[:, None, :]) if convention == "II" else None
+
+    def _set_table(self, table: dict) -> None:
+        """Storage (cells, Cartesian displacements, flattened matrices) from {R: (n, n)}."""
+        self.hopping_table = table
+        keys = sorted(table)
+        nb = self.nbands
+        self.cells = np.array(keys, np.int64).reshape(-1, self.dim)
+        self.displacements = self.cells @ self.lattice  # Cartesian R (n_R, dim)
+        self.matrices = np.stack([table[R] for R in keys]).reshape(len(keys), nb * nb)
+
+    @classmethod
+    def from_table(cls, name, lattice, positions, table: dict, params=None, convention="II") -> "TightBindingModel":
+        """The model of a hopping table {R (dim ints): (n, n) matrix <i, 0|H|j, R>} — no per-entry Python
+        loop (large Wannier90 models). Hermitian partners are not added."""
+        model = cls(name, lattice, positions, [], params=params, convention=convention)
+        nb, dim = model.nbands, model.dim
+        full = dict(model.hopping_table)  # the R = 0 block (zeros)
+        for R, mat in table.items():
+            key = tuple(int(r) for r in R)
+            mat = np.asarray(mat, complex)
+            if len(key) != dim or mat.shape != (nb, nb):
+                raise ModelError(f"model '{name}': hopping block R = {list(key)} of shape {mat.shape}; expected "
+                                 f"{dim} components and ({nb}, {nb})")
+            full[key] = full[key] + mat if key in full else mat.copy()
+        model._set_table(full)
+        return model
 
     def identity(self) -> dict:
         ident = super().identity()

@@ -12,9 +12,11 @@ Wannier90 files (lengths in Å, energies in eV):
   ``i j Re x Im x Re y Im y Re z Im z`` in Å). The Wannier centres are the diagonal of r(R = 0).
 - ``seedname_wsvec.dat`` (``use_ws_distance``): a header line, then per hopping (R, i, j) a line
   ``R1 R2 R3 i j``, a line ``ndeg`` and ndeg lines ``T1 T2 T3``; the hopping is split equally over
-  the lattice vectors R + T.
+  the lattice vectors R + T. Without that file the same correction is computed from the lattice, the
+  Wannier centres and the Monkhorst–Pack grid (``mp_grid`` of the ``.win``, else inferred from the R list).
 - ``seedname.win`` (``begin unit_cell_cart`` block, optional ``bohr``/``ang`` line, default Å) and
-  ``seedname_centres.xyz`` (Cartesian Wannier centres, lines starting with ``X``) are read beside
+  ``seedname_centres.xyz`` (Cartesian Wannier centres, lines starting with ``X``; else the final centres of
+  ``seedname.wout``) are read beside
   ``_hr.dat`` for the lattice and the orbital positions.
 
 Blank lines are skipped everywhere (they only separate blocks); Fortran ``D`` exponents are
@@ -29,6 +31,8 @@ unit, nm by default) and energies to ``energy_unit`` (eV by default).
 
 from __future__ import annotations
 
+import logging
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -37,8 +41,10 @@ from scipy import constants as sc
 from qgtflow.errors import ModelError
 from qgtflow.models.tight_binding import TightBindingModel
 
-__all__ = ["from_pythtb", "from_tbmodels", "read_centres", "read_hr", "read_tb", "read_win_lattice", "read_wsvec",
-           "write_hr"]
+log = logging.getLogger(__name__)
+
+__all__ = ["from_pythtb", "from_tbmodels", "infer_mp_grid", "read_centres", "read_hr", "read_tb", "read_win_lattice",
+           "read_win_mp_grid", "read_wout_centres", "read_wsvec", "ws_distance_table", "write_hr"]
 
 _ANGSTROM = 1e-10
 _LENGTHS = {"nm": 1e-9, "angstrom": 1e-10, "ang": 1e-10, "Å": 1e-10, "m": 1.0, "um": 1e-6,
@@ -69,41 +75,109 @@ def _seed(path: Path, suffix: str) -> Path:
     return path.with_name(name[: -len(suffix)] if name.endswith(suffix) and len(name) > len(suffix) else path.stem)
 
 
+MAX_FILE_BYTES = 16 * 1024**3  # a Wannier90 file larger than this is not a tight-binding model
+
+
+def _regular_file(path: Path, kind: str) -> int:
+    """Size of ``path``, refusing anything but a regular file of sane size (FIFOs, devices, /dev/zero)."""
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ModelError(f"cannot read {kind} file {path}: {exc.strerror or exc}") from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise ModelError(f"cannot read {kind} file {path}: Is a directory; expected a regular text file")
+    if not stat.S_ISREG(info.st_mode):
+        raise ModelError(f"{kind} file {path} is not a regular file (a FIFO, socket or device); "
+                         "expected a regular text file")
+    if info.st_size > MAX_FILE_BYTES:
+        raise ModelError(f"{kind} file {path} has {info.st_size} bytes; expected at most {MAX_FILE_BYTES} "
+                         "(a Wannier90 text file)")
+    return info.st_size
+
+
 class _Lines:
-    """Non-blank lines of a text file with their 1-based line numbers, for precise error messages."""
+    """Non-blank lines of a text file with their 1-based line numbers, for precise error messages.
+
+    A cursor over the text: lines are split only as they are read, so a large file's data section can
+    be handed whole to the vectorised parser (:meth:`rest`) without a Python object per line.
+    """
 
     def __init__(self, path, kind: str):
         self.path = Path(path)
         self.kind = kind
+        _regular_file(self.path, kind)
         try:
-            text = self.path.read_text()
+            self.text = self.path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise ModelError(f"cannot read {kind} file {self.path}: {reason}") from exc
-        self.raw = text.splitlines()
-        self.items = [(n + 1, line) for n, line in enumerate(self.raw) if line.strip()]
-        self.pos = 0
+        self.offset = 0  # start of the next unread line
+        self.lineno = 0  # lines consumed so far
+
+    def _raw_line(self, offset: int):
+        """(line, offset of the following line) or None at the end of the text."""
+        if offset >= len(self.text):
+            return None
+        stop = self.text.find("\n", offset)
+        stop = len(self.text) if stop < 0 else stop
+        return self.text[offset:stop].rstrip("\r"), stop + 1
+
+    def _lookahead(self):
+        """(lineno, line, offset after, lineno after) of the next non-blank line, or None."""
+        offset, lineno = self.offset, self.lineno
+        while True:
+            raw = self._raw_line(offset)
+            if raw is None:
+                return None
+            line, offset = raw
+            lineno += 1
+            if line.strip():
+                return lineno, line, offset, lineno
+
+    def n_lines(self) -> int:
+        text = self.text
+        return text.count("\n") + (0 if not text or text.endswith("\n") else 1)
+
+    def rest(self) -> str:
+        """The unread text."""
+        return self.text[self.offset:]
+
+    def skip_rest(self) -> None:
+        self.offset, self.lineno = len(self.text), self.n_lines()
+
+    def skip_line(self) -> None:
+        """Consume one raw line, blank or not."""
+        raw = self._raw_line(self.offset)
+        if raw is not None:
+            self.offset = raw[1]
+            self.lineno += 1
+
+    def __iter__(self):
+        while self.peek() is not None:
+            yield self.next("")
 
     def error(self, lineno: int | None, msg: str) -> ModelError:
-        where = f"line {lineno}" if lineno is not None else f"line {len(self.raw) + 1} (end of file)"
+        where = f"line {lineno}" if lineno is not None else f"line {self.n_lines() + 1} (end of file)"
         return ModelError(f"{self.kind} file {self.path}: {where}: {msg}")
 
     def next(self, expected: str) -> tuple[int, str]:
-        if self.pos >= len(self.items):
+        ahead = self._lookahead()
+        if ahead is None:
             raise self.error(None, f"unexpected end of file; expected {expected}")
-        item = self.items[self.pos]
-        self.pos += 1
-        return item
+        n, line, self.offset, self.lineno = ahead
+        return n, line
 
     def peek(self) -> tuple[int, str] | None:
-        return self.items[self.pos] if self.pos < len(self.items) else None
+        ahead = self._lookahead()
+        return None if ahead is None else ahead[:2]
 
     def header(self) -> str:
         """The first line (free text, may be blank)."""
-        if not self.raw:
+        if not self.text:
             raise self.error(None, "file is empty; expected a header line")
-        self.items = [(n, line) for n, line in self.items if n > 1]
-        return self.raw[0]
+        line, self.offset = self._raw_line(0)
+        self.lineno = 1
+        return line
 
     def tokens(self, count: int | None, expected: str) -> tuple[int, list[str]]:
         n, line = self.next(expected)
@@ -164,82 +238,124 @@ class _Lines:
         return np.array(out, float)
 
 
-def _check_hermitian(lines: _Lines, table: dict, where: dict, tol: float) -> None:
-    """H(−R) = H(R)^† for the weighted hoppings; name the offending line."""
+ROUNDING_EV = 1e-6  # Wannier90 prints hoppings with 6 decimals: ±5e-7 eV per entry, twice for a pair
+
+
+def _hermitian_part(table: dict, tol_rel: float, describe) -> dict:
+    """H(−R) = H(R)^† within tol_rel × max|H| + ROUNDING_EV; returns the symmetrised table.
+
+    The one Hermiticity check of a Wannier90 hopping set (after it H(k) is Hermitian to rounding, so
+    :meth:`Model.validate` never sees the file's printing errors). Small anti-Hermitian parts (rounded
+    hoppings, a missing tiny partner block) are removed, [H(R) + H(−R)^†]/2, with a logged note; a larger
+    violation calls ``describe(kind, R, a, b, tol)`` for the error (with line numbers) and raises it.
+    """
+    scale = max((float(np.abs(m).max()) for m in table.values()), default=0.0)
+    tol = tol_rel * scale + ROUNDING_EV
+    worst = 0.0
     for R, mat in table.items():
         mR = tuple(-r for r in R)
-        if mR not in table:
+        partner = table.get(mR)
+        if partner is None:
             if np.abs(mat).max() > tol:
-                raise lines.error(where[R][0, 0], f"R = {R} has no partner block -R = {mR}; expected the "
-                                                  "hopping set to be Hermitian (H(-R) = H(R)^dagger)")
+                raise describe("partner", R, 0, 0, tol)
+            worst = max(worst, float(np.abs(mat).max()))
             continue
-        diff = np.abs(table[mR] - mat.conj().T)  # (a, b): H_ab(-R) vs conj(H_ba(R))
+        diff = np.abs(partner - mat.conj().T)  # (a, b): H_ab(-R) vs conj(H_ba(R))
         if diff.max() > tol:
             a, b = np.unravel_index(np.argmax(diff), diff.shape)
-            raise lines.error(
-                where[R][b, a],
-                f"non-Hermitian hopping set: H_{b + 1},{a + 1}(R={R}) = {mat[b, a]:.8g} but "
-                f"conj(H_{a + 1},{b + 1}(R={mR})) = {np.conj(table[mR][a, b]):.8g} (line {where[mR][a, b]}); "
-                f"expected H(-R) = H(R)^dagger within {tol:g}")
+            raise describe("value", R, a, b, tol)
+        worst = max(worst, float(diff.max()))
+    if worst == 0.0:
+        return table
+    out = {}
+    for R in set(table) | {tuple(-r for r in R) for R in table}:
+        mR = tuple(-r for r in R)
+        mat = table.get(R)
+        partner = table.get(mR)
+        mat = np.zeros_like(partner.T) if mat is None else mat
+        partner = np.zeros_like(mat.T) if partner is None else partner
+        out[R] = 0.5 * (mat + partner.conj().T)
+    log.info("Wannier90 hoppings symmetrised, H(R) -> [H(R) + H(-R)^dagger]/2: max |H(-R) - H(R)^dagger| = %.3g eV "
+             "(tolerance %.3g eV = %g x max|H| + printing rounding %g eV)", worst, tol, tol_rel, ROUNDING_EV)
+    return out
 
 
-def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, ncols: int, r_line: bool):
-    """Vectorised parse of nrpts blocks of num_wann² rows (the common, well-formed case).
+def _hermiticity_error(lines: _Lines, table: dict, where: dict):
+    """``describe`` for :func:`_hermitian_part`: the offending entry and its partner, with line numbers."""
 
-    ``r_line``: each block starts with an 'R1 R2 R3' line and rows are 'i j values...' (_tb.dat);
-    otherwise rows are 'R1 R2 R3 i j values...' (_hr.dat). Returns ({R: (n, n, nv) complex},
-    {R: (n, n) line numbers}, [(line, R)]) and advances the reader, or None (nothing consumed) when
-    anything is off, so that the line-by-line parser can report exactly what and where.
+    def describe(kind, R, a, b, tol):
+        mR = tuple(-r for r in R)
+        mat = table[R]
+        if kind == "partner":
+            return lines.error(where[R][0, 0], f"R = {R} has no partner block -R = {mR}; expected the hopping "
+                                               "set to be Hermitian (H(-R) = H(R)^dagger)")
+        return lines.error(
+            where[R][b, a],
+            f"non-Hermitian hopping set: H_{b + 1},{a + 1}(R={R}) = {mat[b, a]:.8g} but "
+            f"conj(H_{a + 1},{b + 1}(R={mR})) = {np.conj(table[mR][a, b]):.8g} (line {where[mR][a, b]}); "
+            f"expected H(-R) = H(R)^dagger within {tol:g}")
+
+    return describe
+
+
+def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[int, bool]]):
+    """Vectorised parse of the rest of the file: per segment, nrpts blocks of num_wann² rows.
+
+    ``segments``: (ncols, r_line) per consecutive segment; ``r_line``: each block starts with an
+    'R1 R2 R3' line and rows are 'i j values...' (_tb.dat), else rows are 'R1 R2 R3 i j values...'
+    (_hr.dat). The whole rest is parsed as one array of numbers (no Python object per line; memory ≈
+    the arrays). Returns per segment ({R: (n, n, nv) complex}, [R in file order]) and consumes the rest,
+    or None (nothing consumed) when anything is off, so that the line-by-line parser can report
+    exactly what and where.
     """
     nw2 = num_wann * num_wann
-    per = nw2 + (1 if r_line else 0)
-    items = lines.items[lines.pos: lines.pos + nrpts * per]
-    if len(items) < nrpts * per:
-        return None
-    rows = [line.split() for _, line in items]
+    sizes = [nrpts * ((3 if r_line else 0) + nw2 * ncols) for ncols, r_line in segments]
+    text = lines.rest()
+    if "D" in text or "d" in text:  # Fortran double-precision exponents
+        text = text.translate(str.maketrans("Dd", "Ee"))
     try:
+        nums = np.fromstring(text, sep=" ") if text.strip() else np.zeros(0)  # noqa: NPY201 - text mode
+    except ValueError:  # a non-numeric token
+        return None
+    del text
+    if nums.size != sum(sizes) or not np.all(np.isfinite(nums)):
+        return None
+    out = []
+    lo = 0
+    for (ncols, r_line), size in zip(segments, sizes):
+        seg = nums[lo:lo + size]
+        lo += size
         if r_line:
-            heads = rows[::per]
-            data = [r for b in range(nrpts) for r in rows[b * per + 1:(b + 1) * per]]
-            if any(len(r) != 3 for r in heads) or any(len(r) != ncols for r in data):
-                return None
-            R = np.array(heads, dtype=str).astype(np.int64)
-            toks = np.array(data, dtype=str)
-            ij = toks[:, :2].astype(np.int64)
-            nums = toks[:, 2:]
-            numbers = [n for b in range(nrpts) for n, _ in items[b * per + 1:(b + 1) * per]]
+            blocks = seg.reshape(nrpts, 3 + nw2 * ncols)
+            Rf = blocks[:, :3]
+            rows = blocks[:, 3:].reshape(nrpts, nw2, ncols)
+            ijf = rows[..., :2]
+            vals = rows[..., 2:]
         else:
-            if any(len(r) != ncols for r in rows):
-                return None
-            toks = np.array(rows, dtype=str)
-            ints = toks[:, :5].astype(np.int64)
-            Rall = ints[:, :3].reshape(nrpts, nw2, 3)
+            rows = seg.reshape(nrpts, nw2, ncols)
+            Rall = rows[..., :3]
             if (Rall != Rall[:, :1]).any():
                 return None
-            R, ij, nums = Rall[:, 0], ints[:, 3:5], toks[:, 5:]
-            numbers = [n for n, _ in items]
-        vals = nums.astype(float)
-    except (ValueError, OverflowError):
-        return None
-    if not np.all(np.isfinite(vals)) or ij.min() < 1 or ij.max() > num_wann:
-        return None
-    flat = ((ij[:, 0] - 1) * num_wann + ij[:, 1] - 1).reshape(nrpts, nw2)
-    if not (np.sort(flat, axis=1) == np.arange(nw2)).all() or len(np.unique(R, axis=0)) != nrpts:
-        return None
-    cplx = (vals[:, 0::2] + 1j * vals[:, 1::2]).reshape(nrpts, nw2, -1)
-    numbers = np.array(numbers).reshape(nrpts, nw2)
-    table, where, blocks = {}, {}, []
-    for b in range(nrpts):
-        key = tuple(int(r) for r in R[b])
-        mat = np.zeros((nw2, cplx.shape[-1]), complex)
-        mat[flat[b]] = cplx[b]
-        at = np.zeros(nw2, int)
-        at[flat[b]] = numbers[b]
-        table[key] = mat.reshape(num_wann, num_wann, -1)
-        where[key] = at.reshape(num_wann, num_wann)
-        blocks.append((items[b * per][0], key))
-    lines.pos += nrpts * per
-    return table, where, blocks
+            Rf, ijf, vals = Rall[:, 0], rows[..., 3:5], rows[..., 5:]
+        if (Rf != np.round(Rf)).any() or (ijf != np.round(ijf)).any() or ijf.min() < 1 or ijf.max() > num_wann:
+            return None
+        R = Rf.astype(np.int64)
+        ij = ijf.astype(np.int64)
+        flat = (ij[..., 0] - 1) * num_wann + ij[..., 1] - 1
+        if not (np.sort(flat, axis=1) == np.arange(nw2)).all() or len(np.unique(R, axis=0)) != nrpts:
+            return None
+        cplx = vals[..., 0::2] + 1j * vals[..., 1::2]  # (nrpts, nw2, nv)
+        table = {}
+        order = []
+        for b in range(nrpts):
+            key = tuple(int(r) for r in R[b])
+            mat = np.empty((nw2, cplx.shape[-1]), complex)
+            mat[flat[b]] = cplx[b]
+            table[key] = mat.reshape(num_wann, num_wann, -1)
+            order.append(key)
+        out.append((table, order))
+    lines.skip_rest()
+    return out
 
 
 # -- companion files -------------------------------------------------------------------------------
@@ -250,7 +366,7 @@ def read_win_lattice(path) -> np.ndarray:
     start = None
     rows: list[list[float]] = []
     unit = "ang"
-    for n, line in lines.items:
+    for n, line in lines:
         body = line.split("!")[0].split("#")[0].strip().lower()
         if not body:
             continue
@@ -285,7 +401,7 @@ def read_centres(path, num_wann: int) -> np.ndarray:
     lines = _Lines(path, "Wannier90 centres")
     n, toks = lines.tokens(1, "the number of entries (Wannier centres + atoms)")
     total = lines.to_int(n, toks[0], "the number of entries")
-    lines.items, lines.pos = [(m, line) for m, line in lines.items if m > n + 1], 0  # skip the comment line
+    lines.skip_line()  # the comment line (may be blank)
     out = []
     for _ in range(num_wann):
         m, toks = lines.tokens(4, "a Wannier centre line 'X x y z'")
@@ -296,6 +412,27 @@ def read_centres(path, num_wann: int) -> np.ndarray:
     if total < num_wann:
         raise lines.error(n, f"{total} entries; expected at least num_wann = {num_wann}")
     return np.array(out)
+
+
+def read_wout_centres(path, num_wann: int) -> np.ndarray | None:
+    """Cartesian Wannier centres (Å) of the last ``Final State`` block of ``seedname.wout`` (Wannier90 always
+    writes it): lines ``WF centre and spread  i  ( x, y, z )  spread``. None if the file has no such block."""
+    lines = _Lines(path, "Wannier90 .wout")
+    final = None
+    for n, line in lines:
+        if "Final State" in line:
+            final = []
+        elif final is not None and "WF centre and spread" in line and len(final) < num_wann:
+            inside = line[line.index("(") + 1:line.index(")")] if "(" in line and ")" in line else ""
+            vals = inside.replace(",", " ").split()
+            if len(vals) != 3:
+                raise lines.error(n, f"expected 'WF centre and spread i ( x, y, z ) spread', got {line.strip()!r}")
+            final.append([lines.to_float(n, v, "a centre coordinate") for v in vals])
+    if final is None:
+        return None
+    if len(final) != num_wann:
+        raise lines.error(None, f"{len(final)} centres in the last 'Final State' block; expected num_wann = {num_wann}")
+    return np.array(final)
 
 
 def read_wsvec(path, entries=None) -> dict[tuple, list[tuple]]:
@@ -341,6 +478,76 @@ def read_wsvec(path, entries=None) -> dict[tuple, list[tuple]]:
     return out
 
 
+def read_win_mp_grid(path) -> tuple[int, int, int] | None:
+    """``mp_grid = n1 n2 n3`` of a ``.win`` file (None if absent)."""
+    lines = _Lines(path, "Wannier90 .win")
+    for n, line in lines:
+        words = line.split("!")[0].split("#")[0].replace("=", " ").replace(":", " ").split()
+        if words and words[0].lower() == "mp_grid":
+            if len(words) != 4:
+                raise lines.error(n, f"mp_grid {' '.join(words[1:])!r}; expected three positive integers")
+            vals = [lines.to_int(n, w, "mp_grid (three positive integers)") for w in words[1:]]
+            if min(vals) < 1:
+                raise lines.error(n, f"mp_grid {vals}; expected three positive integers")
+            return tuple(vals)
+    return None
+
+
+def infer_mp_grid(cells, deg, source) -> tuple[int, int, int] | None:
+    """The Monkhorst–Pack grid (N1, N2, N3) whose Wigner–Seitz supercell the R vectors ``cells`` with
+    degeneracies ``deg`` tile: Σ 1/deg = N1 N2 N3, and the R equivalent modulo the supercell form classes
+    whose size is each member's degeneracy. None (logged) if no grid fits."""
+    R = np.asarray(cells, np.int64).reshape(-1, 3)
+    deg = np.asarray(deg, float)
+    total = int(round(float(np.sum(1.0 / deg))))
+    spans = R.max(0) - R.min(0) + 1
+    for n1 in range(1, spans[0] + 1):
+        for n2 in range(1, spans[1] + 1):
+            if total % (n1 * n2):
+                continue
+            n3 = total // (n1 * n2)
+            if n3 > spans[2]:
+                continue
+            N = np.array([n1, n2, n3])
+            _, inverse, counts = np.unique(np.mod(R, N), axis=0, return_inverse=True, return_counts=True)
+            if len(counts) == total and np.array_equal(counts[inverse.reshape(-1)], deg.astype(np.int64)):
+                return n1, n2, n3
+    log.info("%s: the R vectors do not tile the Wigner–Seitz supercell of any Monkhorst–Pack grid (no mp_grid in "
+             "seedname.win, no seedname_wsvec.dat): hoppings used as given, without the Wigner–Seitz correction", source)
+    return None
+
+
+WRITE_HR_HEADER = "written by qgtflow.models.wannier.write_hr"
+WS_DISTANCE_TOL = 1e-5  # Å: images this close to the minimal distance are equivalent (Wannier90's ws_distance_tol)
+WS_SEARCH = 2  # supercell images searched per direction (Wannier90's ws_search_size)
+
+
+def ws_distance_table(table: dict, lattice_ang, frac, mp_grid) -> dict:
+    """Wannier90's ``use_ws_distance`` correction, computed (no _wsvec.dat needed).
+
+    For every R and orbital pair (i, j) the hopping t_ij(R) (already divided by the R degeneracy) is
+    split equally over the lattice vectors R + T, T = (N1 n1, N2 n2, N3 n3) a supercell translation of the
+    Monkhorst–Pack grid, of minimal |(R + T)·A + τ_j − τ_i| (within WS_DISTANCE_TOL), i.e. every hopping
+    is placed at the shortest of its equivalent bond vectors between the Wannier centres.
+    """
+    A = np.asarray(lattice_ang, float)
+    tau = np.asarray(frac, float) @ A
+    dtau = tau[None, :, :] - tau[:, None, :]  # [i, j] = τ_j − τ_i
+    rng = np.arange(-WS_SEARCH, WS_SEARCH + 1)
+    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * np.asarray(mp_grid)
+    out: dict[tuple, np.ndarray] = {}
+    for R, mat in table.items():
+        shifted = np.asarray(R) + images  # (M, 3)
+        dist = np.linalg.norm((shifted @ A)[:, None, None, :] + dtau[None], axis=-1)  # (M, n, n)
+        eq = dist < dist.min(axis=0) + WS_DISTANCE_TOL
+        share = mat / eq.sum(axis=0)
+        for m in np.flatnonzero(eq.any(axis=(1, 2))):
+            key = tuple(int(x) for x in shifted[m])
+            part = np.where(eq[m], share, 0)
+            out[key] = out[key] + part if key in out else part
+    return out
+
+
 # -- readers ---------------------------------------------------------------------------------------
 
 def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, convention, length_unit,
@@ -367,13 +574,22 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     if convention == "II" and frac is None:
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
-    hops = []
-    for R, mat in table.items():
-        for i, j in zip(*np.nonzero(mat)):
-            t = mat[i, j] * to_en
-            shifts = wsvec.get((R, i, j), [(0, 0, 0)]) if wsvec is not None else [(0, 0, 0)]
-            for T in shifts:
-                hops.append((tuple(r + s for r, s in zip(R, T)), int(i), int(j), t / len(shifts)))
+    if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
+        if frac is not None:  # the bond lengths need the centres; the phase convention does not matter
+            table = ws_distance_table(table, lattice_ang, frac, wsvec[1])
+        wsvec = None
+    if wsvec is not None:  # _wsvec.dat: split each hopping over its listed lattice vectors R + T
+        shifted: dict[tuple, np.ndarray] = {}
+        for R, mat in table.items():
+            for i, j in zip(*np.nonzero(mat)):
+                shifts = wsvec.get((R, i, j), [(0, 0, 0)])
+                for T in shifts:
+                    key = tuple(r + s for r, s in zip(R, T))
+                    if key not in shifted:
+                        shifted[key] = np.zeros((num_wann, num_wann), complex)
+                    shifted[key][i, j] += mat[i, j] / len(shifts)
+        table = shifted
+    table = {R: mat * to_en for R, mat in table.items() if np.any(mat)}
     if dim not in (None, 1, 2, 3):
         raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
     dim = 3 if dim is None else dim
@@ -382,55 +598,25 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
         if np.abs(lat[:dim, dim:]).max(initial=0) > 1e-8 or np.abs(lat[dim:, :dim]).max(initial=0) > 1e-8:
             raise ModelError(f"{source}: dim = {dim} needs the first {dim} lattice vectors in the first {dim} "
                              f"Cartesian directions and the others perpendicular; got {lat.tolist()}")
-        bad = [R for R, _, _, t in hops if any(R[dim:]) and abs(t) > 0]
+        bad = sorted(R for R in table if any(R[dim:]))
         if bad:
             raise ModelError(f"{source}: dim = {dim} but there are hoppings along the dropped direction(s), "
                              f"e.g. R = {bad[0]}; expected R components beyond {dim} to be 0")
-        hops = [(R[:dim], i, j, t) for R, i, j, t in hops]
+        table = {R[:dim]: mat for R, mat in table.items()}
         lattice_ang = lat[:dim, :dim]
         frac = frac[:, :dim] if frac is not None else None
     if frac is None:
         frac = np.zeros((num_wann, dim))
-    return TightBindingModel(name, lattice_ang * to_len, frac, hops, params={}, convention=convention)
+    return TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params={}, convention=convention)
 
 
-def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, length_unit="nm",
-            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5
-            ) -> TightBindingModel:
-    """Read a Wannier90 ``seedname_hr.dat`` into a :class:`TightBindingModel`.
-
-    Parameters
-    ----------
-    path: the ``_hr.dat`` file.
-    lattice: (3, 3) lattice vectors as rows in ``lattice_unit`` (default Å); if None, read from
-        ``seedname.win`` beside the file (``unit_cell_cart``), else a :class:`ModelError`.
-        A (2, 2)/(1, 1) lattice implies ``dim`` 2/1.
-    positions: (num_wann, dim) orbital positions in fractional coordinates; if None,
-        ``seedname_centres.xyz`` beside the file is used when present.
-    wsvec: path of a ``_wsvec.dat``; None uses ``seedname_wsvec.dat`` beside the file if present;
-        False ignores it.
-    convention: "I" (phase e^{ik·R}), "II" (phase e^{ik·(R+τ_j−τ_i)}, needs positions), or None:
-        II when positions are known, else I.
-    length_unit, energy_unit: model units to convert Å and eV into (the study's units).
-    dim: 1, 2 or 3 (default 3, or the size of ``lattice``): drop the trailing Cartesian directions
-        (they must be perpendicular and carry no hoppings), e.g. 2 for a layer.
-    hermiticity_tol: absolute tolerance (eV) of the H(−R) = H(R)^† check (files carry 6 decimals).
-    """
-    path = Path(path)
-    lines = _Lines(path, "Wannier90 _hr.dat")
-    lines.header()
-    num_wann = lines.positive_int("num_wann (number of Wannier functions)")
-    nrpts = lines.positive_int("nrpts (number of lattice vectors R)")
-    deg = lines.degeneracies(nrpts)
+def _parse_hr_blocks(lines: _Lines, nrpts: int, num_wann: int, deg: np.ndarray):
+    """Line-by-line parse of the _hr.dat hopping lines: ({R: (n, n)}, {R: (n, n) line numbers})."""
     nw2 = num_wann * num_wann
     table: dict[tuple, np.ndarray] = {}
     where: dict[tuple, np.ndarray] = {}
     blocks: list[tuple[int, tuple]] = []
-    fast = _fast_blocks(lines, nrpts, num_wann, 7, r_line=False)
-    if fast is not None:
-        table = {R: m[..., 0] / deg[b] for b, (R, m) in enumerate(fast[0].items())}
-        where = fast[1]
-    for b in range(nrpts if fast is None else 0):
+    for b in range(nrpts):
         for e in range(nw2):
             expected = (f"a hopping line 'R1 R2 R3 i j Re Im' (block {b + 1} of nrpts = {nrpts}, "
                         f"entry {e + 1} of num_wann^2 = {nw2})")
@@ -459,7 +645,52 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     if extra is not None:
         raise lines.error(extra[0], f"extra data after {nrpts} blocks of {nw2} hopping lines; expected end of "
                                     f"file (nrpts = {nrpts} inconsistent with the data?)")
-    _check_hermitian(lines, table, where, hermiticity_tol)
+    return table, where
+
+
+def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, length_unit="nm",
+            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5
+            ) -> TightBindingModel:
+    """Read a Wannier90 ``seedname_hr.dat`` into a :class:`TightBindingModel`.
+
+    Parameters
+    ----------
+    path: the ``_hr.dat`` file.
+    lattice: (3, 3) lattice vectors as rows in ``lattice_unit`` (default Å); if None, read from
+        ``seedname.win`` beside the file (``unit_cell_cart``), else a :class:`ModelError`.
+        A (2, 2)/(1, 1) lattice implies ``dim`` 2/1.
+    positions: (num_wann, dim) orbital positions in fractional coordinates; if None,
+        ``seedname_centres.xyz`` beside the file is used when present, else the final centres of
+        ``seedname.wout`` (so convention II is the default whenever Wannier90's own output is beside it).
+    wsvec: path of a ``_wsvec.dat``; None uses ``seedname_wsvec.dat`` beside the file if present, else
+        computes Wannier90's Wigner–Seitz correction (:func:`ws_distance_table`; needs the centres, mp_grid from
+        ``seedname.win`` or inferred from the R vectors and degeneracies); False: no correction.
+    convention: "I" (phase e^{ik·R}), "II" (phase e^{ik·(R+τ_j−τ_i)}, needs positions), or None:
+        II when positions are known, else I.
+    length_unit, energy_unit: model units to convert Å and eV into (the study's units).
+    dim: 1, 2 or 3 (default 3, or the size of ``lattice``): drop the trailing Cartesian directions
+        (they must be perpendicular and carry no hoppings), e.g. 2 for a layer.
+    hermiticity_tol: tolerance of H(−R) = H(R)^†, relative to the largest hopping (plus the 1e-6 eV of
+        the files' 6 printed decimals); within it the hoppings are symmetrised (logged), beyond it refused.
+    """
+    path = Path(path)
+    lines = _Lines(path, "Wannier90 _hr.dat")
+    lines.header()
+    num_wann = lines.positive_int("num_wann (number of Wannier functions)")
+    nrpts = lines.positive_int("nrpts (number of lattice vectors R)")
+    deg = lines.degeneracies(nrpts)
+    mark = (lines.offset, lines.lineno)
+    fast = _fast_blocks(lines, nrpts, num_wann, [(7, False)])
+    if fast is not None:
+        table = {R: m[..., 0] / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
+    else:
+        table, _ = _parse_hr_blocks(lines, nrpts, num_wann, deg)
+
+    def describe(*args):  # errors name lines: re-read the data line by line (rare path)
+        lines.offset, lines.lineno = mark
+        return _hermiticity_error(lines, *_parse_hr_blocks(lines, nrpts, num_wann, deg))(*args)
+
+    table = _hermitian_part(table, hermiticity_tol, describe)
 
     seed = _seed(path, "_hr.dat")
     if lattice is None:
@@ -483,21 +714,34 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     centres = None
     if positions is None:
         xyz = Path(str(seed) + "_centres.xyz")
+        wout = seed.with_suffix(".wout")
         if xyz.exists():
             centres = read_centres(xyz, num_wann)
-    ws = _wsvec_for(path, seed, wsvec, num_wann, table)
+        elif wout.exists():
+            centres = read_wout_centres(wout, num_wann)
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions, centres_ang=centres,
                   convention=convention, length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
                   source=f"Wannier90 _hr.dat file {path}")
 
 
-def _wsvec_for(path, seed, wsvec, num_wann, table):
+def _wsvec_for(path, seed, wsvec, num_wann, table, deg):
+    """The _wsvec.dat shifts {(R, i, j): [T]}, or ("compute", mp_grid) when there is no such file (the
+    Wigner–Seitz correction is then computed from the lattice and the centres, see :func:`ws_distance_table`),
+    or None (``wsvec=False``)."""
     if wsvec is False:
         return None
     if wsvec is None:
         cand = Path(str(seed) + "_wsvec.dat")
         if not cand.exists():
-            return None
+            win = seed.with_suffix(".win")
+            grid = read_win_mp_grid(win) if win.exists() else None
+            with open(path) as f:
+                first = f.readline()
+            if first.startswith(WRITE_HR_HEADER):
+                return None  # qgtflow's own export: the hoppings are the model's, already at their bonds
+            grid = grid if grid is not None else infer_mp_grid(list(table), deg, path)
+            return None if grid is None else ("compute", grid)
         wsvec = cand
     keys = {(R, i, j) for R in table for i in range(num_wann) for j in range(num_wann)}
     return read_wsvec(wsvec, (num_wann, keys))
@@ -529,11 +773,6 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
     nw2 = num_wann * num_wann
 
     def read_blocks(kind: str, ncols: int):
-        fast = _fast_blocks(lines, nrpts, num_wann, ncols, r_line=True)
-        if fast is not None:
-            tab = {R: m / deg[b] for b, (R, m) in enumerate(fast[0].items())}
-            wh = {R: (w, n) for (R, w), (n, _) in zip(fast[1].items(), fast[2])}
-            return tab, wh, [R for _, R in fast[2]]
         tab, wh, order = {}, {}, []
         for b in range(nrpts):
             n, R = lines.ints(3, f"the lattice vector 'R1 R2 R3' of {kind} block {b + 1} of nrpts = {nrpts}")
@@ -560,18 +799,34 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
             order.append(R)
         return tab, wh, order
 
-    htab, hwhere, horder = read_blocks("Hamiltonian", 4)
+    def read_all():
+        htab, hwhere, horder = read_blocks("Hamiltonian", 4)
+        rtab, rwhere, rorder = read_blocks("position-operator", 8)
+        if set(rorder) != set(horder):
+            R = min(set(rorder) - set(horder))
+            raise lines.error(rwhere[R][1], f"position block R = {R} has no Hamiltonian block; expected the same "
+                                            "R vectors as the Hamiltonian blocks")
+        extra = lines.peek()
+        if extra is not None:
+            raise lines.error(extra[0], "extra data after the position-operator blocks; expected end of file")
+        return htab, {R: w[0] for R, w in hwhere.items()}, rtab
+
+    mark = (lines.offset, lines.lineno)
+    fast = _fast_blocks(lines, nrpts, num_wann, [(4, True), (8, True)])
+    if fast is not None and set(fast[0][1]) == set(fast[1][1]):
+        htab = {R: m / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
+        rtab = {R: m / deg[b] for b, (R, m) in enumerate(fast[1][0].items())}
+    else:
+        lines.offset, lines.lineno = mark
+        htab, _, rtab = read_all()
     table = {R: m[..., 0] for R, m in htab.items()}
-    where = {R: w[0] for R, w in hwhere.items()}
-    _check_hermitian(lines, table, where, hermiticity_tol)
-    rtab, rwhere, rorder = read_blocks("position-operator", 8)
-    if set(rorder) != set(horder):
-        R = min(set(rorder) - set(horder))
-        raise lines.error(rwhere[R][1], f"position block R = {R} has no Hamiltonian block; expected the same "
-                                        "R vectors as the Hamiltonian blocks")
-    extra = lines.peek()
-    if extra is not None:
-        raise lines.error(extra[0], "extra data after the position-operator blocks; expected end of file")
+
+    def describe(*args):  # errors name lines: re-read the data line by line (rare path)
+        lines.offset, lines.lineno = mark
+        htab_slow, where, _ = read_all()
+        return _hermiticity_error(lines, {R: m[..., 0] for R, m in htab_slow.items()}, where)(*args)
+
+    table = _hermitian_part(table, hermiticity_tol, describe)
     zero = (0, 0, 0)
     if zero not in rtab:
         raise ModelError(f"Wannier90 _tb.dat file {path}: no R = (0, 0, 0) block; expected one (Wannier centres)")
@@ -582,7 +837,7 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
         lattice_ang = np.asarray(lattice, float) * (_length_factor(lattice_unit, "lattice_unit") / _ANGSTROM)
         if lattice_ang.shape != (3, 3):
             raise ModelError(f"{path}: lattice has shape {lattice_ang.shape}; expected (3, 3)")
-    ws = _wsvec_for(path, seed, wsvec, num_wann, table)
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions,
                   centres_ang=centres if positions is None else None, convention=convention,
                   length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
@@ -611,7 +866,7 @@ def write_hr(model, path, *, energy_unit="eV", header=None) -> Path:
     for R in list(table):
         table.setdefault(tuple(-r for r in R), np.zeros((n, n), complex))
     Rs = sorted(R for R in table if np.any(table[R]) or np.any(table[tuple(-r for r in R)]) or not any(R))
-    out = [header or f"written by qgtflow.models.wannier.write_hr from model '{model.name}'",
+    out = [header or f"{WRITE_HR_HEADER} from model '{model.name}'",
            f"{n:12d}", f"{len(Rs):12d}"]
     for s in range(0, len(Rs), 15):
         out.append("".join(f"{1:5d}" for _ in Rs[s:s + 15]))

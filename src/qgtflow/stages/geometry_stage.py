@@ -19,7 +19,8 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster
-from qgtflow.geometry.fields import FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units
+from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units, near_degeneracy_warning,
+                                     near_degenerate_fraction)
 from qgtflow.guards import require_finite_fields
 from qgtflow.kgrid import AXES
 from qgtflow.stages.tasks import run_tasks
@@ -120,4 +121,14 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
         for _ in run_tasks(_geometry_chunk, args, client, label=f"geometry {study.name}"):
             pass
     io.mark_complete(out)
+    _warn_near_degeneracies(study, out)
     return len(todo)
+
+
+def _warn_near_degeneracies(study, out) -> None:
+    """Log a warning when many k-points have ungrouped bands split by little more than the threshold."""
+    fraction = near_degenerate_fraction(io.open_store(out)["energy"].data, study.degeneracy_threshold,
+                                        study.model.band_sector)
+    message = near_degeneracy_warning(fraction, study.degeneracy_threshold, f"geometry {study.name}")
+    if message:
+        log.warning(message)
