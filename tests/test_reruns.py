@@ -134,6 +134,8 @@ NEW_VALUES = {
     "broadening": 0.01,
     "responses": ["sigma_drude", "sigma_bcd"],
     "convergence.atol": 1.0e-9,
+    "limits.memory_fraction": 0.5,  # preflight ceilings: read before any compute, by no stage
+    "limits.disk_fraction": 0.5,
 }
 # keys no case changes: the study's name is its key under `studies` (a new name is a new study)
 NOT_CHANGED = {"name": "the study's key under `studies`"}

@@ -32,6 +32,7 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     """
     from qgtflow import io
     from qgtflow.cluster import local_cluster
+    from qgtflow.plan import grid_chain
     from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
 
     st = load_study(study)
@@ -46,12 +47,13 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         base.mkdir(parents=True, exist_ok=True)
         kgrid_store = base / f"{st.name}_n{label}_kgrid.zarr"
         geometry_store = base / f"{st.name}_n{label}_geometry.zarr"
-        kgrid_stage.run(st, size, kgrid_store)
+        chain = grid_chain(st, size)  # each store's fingerprint, as the workflow plans them
+        kgrid_stage.run(st, size, kgrid_store, job=chain["kgrid"])
         if n_workers == 0:
-            geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0)
-            ds = reduce_stage.run(st, geometry_store, out, n_workers=0)
+            geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0, job=chain["geometry"])
+            ds = reduce_stage.run(st, geometry_store, out, n_workers=0, job=chain["reduce"])
         else:
             with local_cluster(n_workers) as client:
-                geometry_stage.run(st, kgrid_store, geometry_store, client=client)
-                ds = reduce_stage.run(st, geometry_store, out, client=client)
+                geometry_stage.run(st, kgrid_store, geometry_store, client=client, job=chain["geometry"])
+                ds = reduce_stage.run(st, geometry_store, out, client=client, job=chain["reduce"])
         return ds.load()

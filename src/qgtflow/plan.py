@@ -231,14 +231,15 @@ def job_inputs(stage: str, study, size: int | None = None, upstream: dict | None
     """A job's params: :func:`stage_inputs` plus its grid size, the fingerprints of the stores it
     reads ({label: fingerprint}) and its own store's fingerprint."""
     out = stage_inputs(stage, study)
-    if size is not None:
-        out["size"] = int(size)
+    if size is not None:  # points per axis, or one number per axis (anisotropic grid)
+        out["size"] = int(size) if isinstance(size, (int, float, str)) or not hasattr(size, "__len__") \
+            else [int(n) for n in size]
     out["upstream"] = dict(sorted((upstream or {}).items()))
     out["fingerprint"] = fingerprint(stage, out, code)
     return out
 
 
-def grid_chain(study, size: int, code: dict | None = None) -> dict:
+def grid_chain(study, size, code: dict | None = None) -> dict:
     """{kgrid, geometry, reduce: job inputs} of one grid size, each fingerprint covering the earlier ones."""
     code = code or {}
     out = {}

@@ -87,10 +87,10 @@ def free_disk_bytes(path: Path) -> int:
 def check(study, sizes, *, workers: int, disk_dir: Path, what: str, machine_memory: bool = True) -> list[Estimate]:
     """Refuse (PreflightError, one line with the estimate) when any grid of ``sizes`` exceeds the study's
     ``limits`` or the machine; ``disk_dir``: where the stores go (their total must fit its free space)."""
-    limits = study.config.get("limits") or {}
-    max_k = int(limits.get("max_kpoints", 10**9))
-    mem_fraction = float(limits.get("memory_fraction", 0.9))
-    disk_fraction = float(limits.get("disk_fraction", 0.95))
+    limits = study.config["limits"]  # validated: the schema's defaults filled in
+    max_k = int(limits["max_kpoints"])
+    mem_fraction = float(limits["memory_fraction"])
+    disk_fraction = float(limits["disk_fraction"])
     where = study.where or ""
     try:
         estimates = [estimate(study, s, workers) for s in sizes]
