@@ -177,3 +177,14 @@ def test_born_transport_time_as_tau(tmp_path):
     assert 0.5e-12 < tau < 2e-12
     plain = evaluate({**cfg, "impurities": BLG["impurities"]}, n_workers=0, workdir=tmp_path / "plain")
     np.testing.assert_allclose(ds["sigma_drude"].values, plain["sigma_drude"].values * tau / TAU, rtol=1e-10)
+
+
+def test_skew_pockels_alone_with_triangles_is_labelled_and_unchanged(blg, tmp_path):
+    """pockels_skew requested alone with integration: tetrahedron (no binned response: nothing to integrate on the
+    triangles) runs, labels its Cartesian dims, and equals the value computed next to the other responses."""
+    cfg = {**BLG, "responses": ["pockels_skew"], "integration": "tetrahedron"}
+    cfg.pop("electro_optics")
+    alone = evaluate(cfg, n_workers=0, workdir=tmp_path)["pockels_skew"]
+    for d in ("i", "j", "k"):
+        assert list(alone[d].values) == ["x", "y"]
+    np.testing.assert_allclose(alone.sel(k="y").values, blg["pockels_skew"].sel(k="y").values, rtol=1e-12, atol=0)

@@ -71,6 +71,8 @@ def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
     from qgtflow.reduce.tetrahedron import accumulate_simplex_moments, chunk_vertices
 
     moments = underflow = None
+    if not terms:  # only responses made outside the histograms (e.g. pockels_skew)
+        return moments, underflow, None
     for start, stop in chunk_ranges:
         all_index = chunk_vertices(grid, start, stop)
         if all_index.size == 0:
