@@ -171,6 +171,21 @@ def test_atol_floor_for_vanishing_entries():
     assert list(b.verdict) == [cv.NOT_CONVERGED, cv.NOT_CONVERGED]
 
 
+def test_floor_never_certifies_a_nonzero_entry():
+    """Issue 16: with a floor of 1e-3 of the largest entry, an entry of 0.02 whose error bar (~2e-4) exceeds
+    rtol·|value| = 2e-6 is not converged (the old max(rtol·|value|, floor) passed it); a noisy symmetry zero
+    (|value| and error below the floor) is."""
+    h = np.array([0.3, 0.2, 0.1])
+    big = 1.0 + 0.1 * h**2
+    small = 0.02 + 0.02 * h**2
+    noise = np.array([4e-4, -3e-4, 2e-4])
+    v = np.stack([big, small, noise], axis=1)
+    a = cv.assess(h, v, rtol=1e-4, atol_fraction=1e-3)
+    assert a.atol_effective == pytest.approx(1e-3 * big[-1])
+    assert a.result.error[1] < a.atol_effective  # the old rule max(rtol|v|, floor) would have passed it
+    assert list(a.verdict) == [cv.NOT_CONVERGED, cv.NOT_CONVERGED, cv.CONVERGED]
+
+
 def test_check_objects():
     r = cv.extrapolate(np.array([0.2, 0.1]), np.array([[1.0, 5.0], [1.0, 4.0]]))
     check = cv.ToleranceCheck(rtol=0.1).update(r)

@@ -232,12 +232,15 @@ class DataCheck:
 
 
 class ToleranceCheck:
-    """Error bar within ``max(rtol·|value|, atol_effective)``.
+    """Error bar within ``rtol·|value|``, or, for an entry that is zero within the floor, within the floor.
 
     ``atol_effective = max(atol, atol_fraction · scale)``, with ``scale`` the largest |value|
     over all entries of the same response variable (default: over the entries passed), so that
     components vanishing by symmetry (round-off values) do not fail. ``|value|`` is the smaller
-    of |extrapolated| and |finest| (conservative).
+    of |extrapolated| and |finest| (conservative). The floor only ever certifies entries that are
+    zero within it — |extrapolated|, |finest| and the error bar all ≤ ``atol_effective`` — never a
+    nonzero entry whose error bar exceeds ``rtol·|value|`` (a floor of 1e-3 of the largest entry must
+    not pass a 1e-4 study whose value is still 2e-4 off).
     """
 
     def __init__(self, *, rtol: float, atol: float = 0.0, atol_fraction: float = ATOL_FRACTION):
@@ -260,7 +263,9 @@ class ToleranceCheck:
             scale = float(finite.max()) if finite.size else 0.0
         self.atol_effective = max(self.atol, self.atol_fraction * float(scale))
         magnitude = np.fmin(np.abs(result.value), np.abs(result.finest))
-        self.tolerance = np.maximum(self.rtol * magnitude, self.atol_effective)
+        zero_within_floor = np.fmax(np.abs(result.value), np.abs(result.finest)) <= self.atol_effective
+        self.tolerance = np.where(zero_within_floor, np.maximum(self.rtol * magnitude, self.atol_effective),
+                                  self.rtol * magnitude)
         with np.errstate(invalid="ignore"):
             self._converged = np.asarray(result.error <= self.tolerance, bool)  # NaN -> False
         return self
