@@ -202,13 +202,32 @@ def component_labels(extra_dims, coords) -> list[str]:
     return out
 
 
+def window_cut(study, stores: list[GridStore]) -> xr.DataArray | None:
+    """(μ, T) True where the study's k·p window cuts a Fermi surface at μ (within 10 k_BT, convergence.window_cuts);
+    None for periodic zones or study stand-ins without a model."""
+    from qgtflow.convergence import window_cuts, window_edge_energies
+
+    model = getattr(study, "model", None)
+    if model is None or model.periodic or not hasattr(study, "make_grid"):
+        return None
+    ds = stores[-1].ds
+    kT = [study.units.kT(t) for t in ds["T"].values]
+    cut = window_cuts(window_edge_energies(model, study.make_grid(min(study.sizes))), ds["mu"].values, kT)
+    if cut.any():
+        log.warning("study %s: the k.p window cuts a Fermi surface at mu = %s: those entries are not converged",
+                    getattr(study, "name", "?"), sorted({float(m) for m in ds["mu"].values[cut.any(axis=1)]}))
+    return xr.DataArray(cut, dims=("mu", "T"), coords={"mu": ds["mu"].values, "T": ds["T"].values})
+
+
 def analyse_response(stores: list[GridStore], name: str, rtol: float, atol: float,
-                     atol_fraction: float = ATOL_FRACTION) -> ResponseConvergence:
+                     atol_fraction: float = ATOL_FRACTION, cut: xr.DataArray | None = None) -> ResponseConvergence:
     finest = stores[-1].ds[name]
     dims = tuple(finest.dims)
     stack = np.stack([np.asarray(s.ds[name].transpose(*dims).values, float) for s in stores])
     h = np.array([s.spacing for s in stores])
-    a = assess(h, stack, rtol=rtol, atol=atol, atol_fraction=atol_fraction)
+    if cut is not None:
+        cut = cut.broadcast_like(finest).transpose(*dims).values
+    a = assess(h, stack, rtol=rtol, atol=atol, atol_fraction=atol_fraction, window_cut=cut)
     coords = {d: finest[d].values for d in dims if d in finest.coords}
     for d in dims:  # dims without coordinate values get integer labels
         coords.setdefault(d, np.arange(finest.sizes[d]))
@@ -535,7 +554,8 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True) 
         log.warning("study %s: one grid density only, every verdict is 'insufficient data'", name)
 
     fraction = atol_fraction(study)
-    results = [analyse_response(stores, r, rtol, atol, fraction) for r in response_names(stores)]
+    cut = window_cut(study, stores)
+    results = [analyse_response(stores, r, rtol, atol, fraction, cut) for r in response_names(stores)]
     if not results:
         raise StoreError(f"no response variables with dims (mu, T) in {stores[-1].path}")
     ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol, fraction))

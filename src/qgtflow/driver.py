@@ -248,11 +248,13 @@ def _check_args(rtol, atol, growth, max_points, max_rounds, start) -> None:
         raise ConfigError("start", start, "an integer >= 2 (points per axis of the first grid)")
 
 
-def _analyse(stores, rtol: float, atol: float, fraction: float):
-    """Assess every response of the opened stores; verdicts 'insufficient data' below 3 densities."""
-    from qgtflow.convergence_stage import analyse_response, response_names
+def _analyse(stores, rtol: float, atol: float, fraction: float, study=None):
+    """Assess every response of the opened stores; verdicts 'insufficient data' below 3 densities; entries whose
+    (μ, T) has a Fermi surface cut by the study's k·p window are not converged."""
+    from qgtflow.convergence_stage import analyse_response, response_names, window_cut
 
-    results = [analyse_response(stores, name, rtol, atol, fraction) for name in response_names(stores)]
+    cut = window_cut(study, stores) if study is not None else None
+    results = [analyse_response(stores, name, rtol, atol, fraction, cut) for name in response_names(stores)]
     if len(stores) < MIN_DENSITIES:
         for rc in results:
             a = rc.assessment
@@ -386,7 +388,7 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
             seconds = time.perf_counter() - t_round
             paths.append(str(path))
             stores = load_stores(paths)
-            results = _analyse(stores, rtol, atol, atol_fraction(st))
+            results = _analyse(stores, rtol, atol, atol_fraction(st), st)
             n_entries = int(sum(rc.assessment.verdict.size for rc in results))
             n_conv = int(sum((rc.assessment.verdict == CONVERGED).sum() for rc in results))
             if n == 0 and zero_components:  # component labels are known now: refuse bad ones early
