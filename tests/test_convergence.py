@@ -171,6 +171,21 @@ def test_atol_floor_for_vanishing_entries():
     assert list(b.verdict) == [cv.NOT_CONVERGED, cv.NOT_CONVERGED]
 
 
+def test_floor_never_certifies_a_nonzero_entry():
+    """Issue 16: with a floor of 1e-3 of the largest entry, an entry of 0.02 whose error bar (~2e-4) exceeds
+    rtol·|value| = 2e-6 is not converged (the old max(rtol·|value|, floor) passed it); a noisy symmetry zero
+    (|value| and error below the floor) is."""
+    h = np.array([0.3, 0.2, 0.1])
+    big = 1.0 + 0.1 * h**2
+    small = 0.02 + 0.02 * h**2
+    noise = np.array([4e-4, -3e-4, 2e-4])
+    v = np.stack([big, small, noise], axis=1)
+    a = cv.assess(h, v, rtol=1e-4, atol_fraction=1e-3)
+    assert a.atol_effective == pytest.approx(1e-3 * big[-1])
+    assert a.result.error[1] < a.atol_effective  # the old rule max(rtol|v|, floor) would have passed it
+    assert list(a.verdict) == [cv.NOT_CONVERGED, cv.NOT_CONVERGED, cv.CONVERGED]
+
+
 def test_check_objects():
     r = cv.extrapolate(np.array([0.2, 0.1]), np.array([[1.0, 5.0], [1.0, 4.0]]))
     check = cv.ToleranceCheck(rtol=0.1).update(r)
@@ -298,3 +313,28 @@ def test_atol_fraction_makes_noisy_symmetry_zeros_count_as_zero(tmp_path):
         assert xr.open_zarr(out / "convergence.zarr").attrs["atol_fraction"] == (fraction or 1e-6)
     assert verdicts[None][0] < 0.5 and verdicts[1e-3][0] == 1.0
     assert verdicts[None][1] and verdicts[1e-3][1]
+
+
+def test_window_that_cuts_a_fermi_surface_fails_the_verdict(tmp_path):
+    """Issue 16: tilted Dirac t = 0.6 at μ = −3 has its valence Fermi line out to kx = 7.5; a window kmax = 5
+    cuts it (3.6 % low, no grid refinement helps): those entries are not converged, μ = 1 is unaffected."""
+    from qgtflow.api import evaluate
+    from qgtflow.study import load_study
+
+    study = load_study({"name": "cut", "units": "natural", "kgrid": {"sizes": [32, 48, 64], "kmax": 5.0},
+                        "model": {"name": "tilted_dirac", "params": {"v": 1.0, "tilt": 0.6, "mass": 0.1}},
+                        "mu": [-3.0, 1.0], "temperature": [0.05], "tau": 1.0, "responses": ["sigma_drude"],
+                        "integration": "tetrahedron", "convergence": {"rtol": 0.05}})
+    faces = cv.window_edge_energies(study.model, study.make_grid(32))
+    assert cv.window_cuts(faces, [-3.0, 1.0], [0.05]).tolist() == [[True], [False]]
+    assert cv.window_cuts(faces, [1.0], [0.2]).tolist() == [[True]]  # edge within 10 k_BT of μ
+    paths = []
+    for n in study.sizes:
+        path = tmp_path / f"n{n}.zarr"
+        evaluate(study, size=n, out=str(path), n_workers=0, workdir=str(tmp_path / f"w{n}"))
+        paths.append(str(path))
+    convergence_stage.run(study, paths, str(tmp_path / "conv"), plots=False)
+    t = pd.read_csv(tmp_path / "conv" / "convergence.csv", keep_default_na=False)
+    xx = t[(t.response == "sigma_drude") & (t.component == "xx")]
+    assert (xx[xx.mu == -3.0].verdict == "not converged").all()
+    assert (xx[xx.mu == 1.0].verdict == "converged").all()

@@ -102,9 +102,9 @@ def test_converges_to_the_closed_form_within_the_error_bar(first):
     assert 3 <= r.n_densities <= 7 and r.n_computed == r.n_densities
     assert r.sizes == size_sequence(32, 1.5, r.n_densities) == [32, 48, 72, 108, 162, 244, 366][:r.n_densities]
     assert r.n_kpoints == r.sizes[-1] ** 2
-    # every round after the second judged all 8 entries, the last one all converged
+    # every round after the second judged all 4 entries (the 4 symmetry zeros are residuals), the last all converged
     assert [x.n_converged is None for x in r.rounds] == [True, True] + [False] * (r.n_densities - 2)
-    assert r.rounds[-1].n_converged == r.rounds[-1].n_entries == 8
+    assert r.rounds[-1].n_converged == r.rounds[-1].n_entries == 4
     for response, comps, exact in (("sigma_drude", ("xx", "yy"), drude_xx(V, M, MU, T, KMAX, TAU)),
                                    ("sigma_ahe", ("xy",), ahe_xy(V, M, MU, T, KMAX)),
                                    ("sigma_ahe", ("yx",), -ahe_xy(V, M, MU, T, KMAX))):
@@ -123,8 +123,8 @@ def test_writes_the_convergence_stage_outputs(first):
     base, r = first
     out = base / "out"
     table = pd.read_csv(out / "convergence.csv", keep_default_na=False, na_values=[""])
-    assert len(table) == r.n_entries == 8
-    assert set(table["verdict"]) == {"converged"}
+    assert len(table) == 8 and r.n_entries == 4
+    assert set(table["verdict"]) == {"converged", "symmetry zero (excluded)"}
     assert list(table.columns)[:6] == ["study", "response", "variant", "component", "mu", "T"]
     ds = xr.open_zarr(out / "convergence.zarr")
     assert ds.attrs["qgtflow_complete"] and ds.attrs["driver_sizes"] == r.sizes
@@ -133,7 +133,7 @@ def test_writes_the_convergence_stage_outputs(first):
     for name in ("conv_sigma_drude.png", "mu_sigma_ahe.png", "summary.txt", "symmetry_residuals.csv"):
         assert (out / name).is_file(), name
     text = str(r)
-    assert len(text.splitlines()) <= 45 and "sigma_drude xx" in text and "converged 8" in text
+    assert len(text.splitlines()) <= 45 and "sigma_drude xx" in text and "converged 4" in text
 
 
 def test_symmetry_residuals_of_vanishing_components(first, tmp_path):
@@ -147,6 +147,10 @@ def test_symmetry_residuals_of_vanishing_components(first, tmp_path):
     # reported beside the verdicts, and only for the named components
     assert r.table["symmetry_residual"].notna().sum() == 4
     assert r.entry("sigma_drude", "xy")["symmetry_residual"] < 1e-12
+    # residuals, not results: excluded from the verdict and the counts
+    zero = r.table["symmetry_residual"].notna()
+    assert (r.table.loc[zero, "verdict"] == "symmetry zero (excluded)").all()
+    assert (r.table.loc[~zero, "verdict"] == "converged").all() and r.n_entries == (~zero).sum()
     assert "symmetry residuals" in str(r)
     # an unknown label is refused after the first density, naming it
     count = CountingEvaluate()
@@ -256,3 +260,15 @@ def test_cli_bad_options(tmp_path, capsys):
         assert main(["converge", study, "--out", str(tmp_path / "o"), *args]) == 2
         err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("qgtflow: error:")]
         assert len(err) == 1 and text in err[0], err
+
+
+def test_symmetry_zeros_do_not_hold_up_the_stopping_criterion(tmp_path):
+    """Without any floor the round-off zeros xy, yx of σ_drude never meet rtol·|value|: named with --zero they
+    are residuals and the run still stops when the real entries converge."""
+    study = {**STUDY, "responses": ["sigma_drude"], "convergence": {"rtol": 1e-4, "atol_fraction": 1e-300}}
+    plain = converge(study, n_workers=0, max_rounds=4, workdir=str(tmp_path / "w"))
+    assert not plain.converged and {plain.entry("sigma_drude", c)["verdict"] for c in ("xy", "yx")} == {"not converged"}
+    zero = converge(study, n_workers=0, max_rounds=4, workdir=str(tmp_path / "w"),
+                    zero_components={"sigma_drude": ["xy", "yx"]})
+    assert zero.converged and zero.n_entries == 2 and zero.stop_reason == "all entries converged"
+    assert zero.n_densities <= plain.n_densities

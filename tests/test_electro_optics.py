@@ -177,3 +177,31 @@ def test_born_transport_time_as_tau(tmp_path):
     assert 0.5e-12 < tau < 2e-12
     plain = evaluate({**cfg, "impurities": BLG["impurities"]}, n_workers=0, workdir=tmp_path / "plain")
     np.testing.assert_allclose(ds["sigma_drude"].values, plain["sigma_drude"].values * tau / TAU, rtol=1e-10)
+
+
+def test_skew_pockels_alone_with_triangles_is_labelled_and_unchanged(blg, tmp_path):
+    """pockels_skew requested alone with integration: tetrahedron (no binned response: nothing to integrate on the
+    triangles) runs, labels its Cartesian dims, and equals the value computed next to the other responses."""
+    cfg = {**BLG, "responses": ["pockels_skew"], "integration": "tetrahedron"}
+    cfg.pop("electro_optics")
+    alone = evaluate(cfg, n_workers=0, workdir=tmp_path)["pockels_skew"]
+    for d in ("i", "j", "k"):
+        assert list(alone[d].values) == ["x", "y"]
+    np.testing.assert_allclose(alone.sel(k="y").values, blg["pockels_skew"].sel(k="y").values, rtol=1e-12, atol=0)
+
+
+def test_omega_zero_is_the_dc_limit(tmp_path):
+    """ω = 0 (004's ωτ = 0 rows): σ^(0)(0) = the Drude σ, K(0) = 3τ³ J (τ_ω = τ), every part real."""
+    cfg = {**BLG, "kgrid": {"sizes": [80]}, "omega": [0.0, float(WT[0] * HBAR_EV_S / TAU)],
+           "responses": ["sigma_drude", "sigma_optical", "snap_tensor", "kerr_snap", "pockels_skew"]}
+    cfg.pop("electro_optics")
+    ds = evaluate(cfg, n_workers=0, workdir=tmp_path)
+    dc = {name: cplx(ds[name].sel(omega=0.0)) for name in ("sigma_optical", "kerr_snap", "pockels_skew")}
+    for name, value in dc.items():
+        assert np.abs(value.real).max() > 0 and np.abs(value.imag).max() == 0, name
+    drude = ds["sigma_drude"].values
+    np.testing.assert_allclose(dc["sigma_optical"].real, drude, rtol=1e-12, atol=1e-12 * np.abs(drude).max())
+    snap = ds["snap_tensor"].values
+    np.testing.assert_allclose(dc["kerr_snap"].real, 3 * TAU**3 * snap, rtol=1e-12, atol=1e-12 * 3 * TAU**3 * np.abs(snap).max())
+    # the ω > 0 entry is the Drude σ times τ_ω/τ = 1/(1 + iωτ)
+    np.testing.assert_allclose(cplx(ds["sigma_optical"].isel(omega=1)), drude / (1 + 1j * WT[0]), rtol=1e-10)

@@ -232,12 +232,15 @@ class DataCheck:
 
 
 class ToleranceCheck:
-    """Error bar within ``max(rtol·|value|, atol_effective)``.
+    """Error bar within ``rtol·|value|``, or, for an entry that is zero within the floor, within the floor.
 
     ``atol_effective = max(atol, atol_fraction · scale)``, with ``scale`` the largest |value|
     over all entries of the same response variable (default: over the entries passed), so that
     components vanishing by symmetry (round-off values) do not fail. ``|value|`` is the smaller
-    of |extrapolated| and |finest| (conservative).
+    of |extrapolated| and |finest| (conservative). The floor only ever certifies entries that are
+    zero within it — |extrapolated|, |finest| and the error bar all ≤ ``atol_effective`` — never a
+    nonzero entry whose error bar exceeds ``rtol·|value|`` (a floor of 1e-3 of the largest entry must
+    not pass a 1e-4 study whose value is still 2e-4 off).
     """
 
     def __init__(self, *, rtol: float, atol: float = 0.0, atol_fraction: float = ATOL_FRACTION):
@@ -260,7 +263,9 @@ class ToleranceCheck:
             scale = float(finite.max()) if finite.size else 0.0
         self.atol_effective = max(self.atol, self.atol_fraction * float(scale))
         magnitude = np.fmin(np.abs(result.value), np.abs(result.finest))
-        self.tolerance = np.maximum(self.rtol * magnitude, self.atol_effective)
+        zero_within_floor = np.fmax(np.abs(result.value), np.abs(result.finest)) <= self.atol_effective
+        self.tolerance = np.where(zero_within_floor, np.maximum(self.rtol * magnitude, self.atol_effective),
+                                  self.rtol * magnitude)
         with np.errstate(invalid="ignore"):
             self._converged = np.asarray(result.error <= self.tolerance, bool)  # NaN -> False
         return self
@@ -300,9 +305,66 @@ class Assessment:
             return np.where(mag > self.atol_effective, self.result.error / mag, np.nan)
 
 
-def assess(h, values, *, rtol: float, atol: float = 0.0, atol_fraction: float = ATOL_FRACTION) -> Assessment:
-    """Extrapolate one response variable's stack and judge every entry."""
+class WindowCheck:
+    """Fails entries whose (μ, T) has a Fermi surface cut by the k·p window (:func:`window_cuts`): the window
+    then misses part of the Fermi-surface integral, which no grid refinement recovers."""
+
+    def __init__(self, cut):
+        self.cut = cut  # bool, broadcastable to the entries (False: nothing cut)
+        self._converged = None
+
+    @property
+    def converged(self):
+        return self._converged
+
+    def update(self, result: Extrapolation) -> "WindowCheck":
+        self._converged = ~np.broadcast_to(np.asarray(self.cut, bool), result.value.shape)
+        return self
+
+
+WINDOW_MARGIN_KT = 10.0  # f0'(10 k_BT) / f0'(0) ≈ 2e-4
+
+
+def window_edge_energies(model, grid, n: int = 2001) -> list[np.ndarray]:
+    """Band energies on the faces of a k·p window ``grid`` (the box origin + [0, 1]^d · basis): one array per face,
+    shape (per,)*(d − 1) + (bands,), uniform meshes with per = n (2D) or ~√n (3D)."""
+    d = grid.dim
+    per = n if d <= 2 else max(int(np.sqrt(n)), 16)
+    axis = np.linspace(0.0, 1.0, per)
+    faces = []
+    for a in range(d):
+        others = [b for b in range(d) if b != a]
+        mesh = np.meshgrid(*[axis] * (d - 1), indexing="ij")
+        for side in (0.0, 1.0):
+            frac = np.full((axis.size ** (d - 1), d), side)
+            for col, m in zip(others, mesh):
+                frac[:, col] = m.ravel()
+            k = grid.origin[None, :] + frac @ grid.basis
+            e = np.linalg.eigvalsh(model.unique_derivatives(k)[:, 0])
+            faces.append(e.reshape((axis.size,) * (d - 1) + (e.shape[-1],)))
+    return faces
+
+
+def window_cuts(faces, mu, kT, margin: float = WINDOW_MARGIN_KT) -> np.ndarray:
+    """(μ, T) bool: on some face of the window a band comes within margin·k_BT of μ, or crosses μ between two
+    neighbouring samples (a Fermi line or surface leaves the window)."""
+    mu, kT = np.asarray(mu, float), np.asarray(kT, float)
+    cut = np.zeros((mu.size, kT.size), bool)
+    for e in faces:
+        e = np.asarray(e, float)
+        for i, m in enumerate(mu):
+            x = e - m
+            crosses = any(np.any(np.diff(np.sign(x), axis=ax) != 0) for ax in range(e.ndim - 1) if e.shape[ax] > 1)
+            cut[i] |= crosses | (np.abs(x).min() <= margin * kT)
+    return cut
+
+
+def assess(h, values, *, rtol: float, atol: float = 0.0, atol_fraction: float = ATOL_FRACTION,
+           window_cut=None) -> Assessment:
+    """Extrapolate one response variable's stack and judge every entry; ``window_cut``: bool broadcastable to
+    the entries, True where the k·p window cuts a Fermi surface (those entries are not converged)."""
     result = extrapolate(h, values)
     data = DataCheck().update(result)
     tol = ToleranceCheck(rtol=rtol, atol=atol, atol_fraction=atol_fraction).update(result)
-    return Assessment(result, verdict(result, [data, tol]), tol.tolerance, tol.atol_effective)
+    checks = [data, tol] + ([WindowCheck(window_cut).update(result)] if window_cut is not None else [])
+    return Assessment(result, verdict(result, checks), tol.tolerance, tol.atol_effective)

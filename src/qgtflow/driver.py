@@ -30,7 +30,9 @@ deleted once its responses store is written (``keep_geometry=True`` keeps them).
 **Symmetry residuals.** ``zero_components={"sigma_drude": ["xy", "yx"]}`` names components the
 study's symmetry forces to vanish (labels as in ``convergence.csv``'s ``component`` column); their
 finest-grid values relative to the largest |component| of the same response (same variant, μ and
-T) are reported beside the verdicts (``symmetry_residual``) and in ``symmetry_residuals.csv``.
+T) are reported beside the verdicts (``symmetry_residual``) and in ``symmetry_residuals.csv``. They are
+residuals, not results: their verdict reads ``symmetry zero (excluded)`` and they count neither in the
+entries nor in the stopping criterion.
 
 Outputs in ``out_dir`` (when given): the convergence stage's ``convergence.zarr``,
 ``convergence.csv`` and plots (:mod:`qgtflow.stages.convergence_stage`), plus ``summary.txt`` and, with
@@ -154,7 +156,8 @@ class ConvergenceResult:
 
     @property
     def n_entries(self) -> int:
-        return len(self.table)
+        """Judged entries (symmetry zeros named by ``zero_components`` are residuals, not entries)."""
+        return int((self.table["verdict"] != EXCLUDED).sum())
 
     @property
     def n_converged(self) -> int:
@@ -242,16 +245,29 @@ def _check_args(rtol, atol, growth, max_points, max_rounds, start) -> None:
 
 
 def _analyse(stores, rtol: float, atol: float, fraction: float):
-    """Assess every response of the opened stores; verdicts 'insufficient data' below 3 densities."""
-    from qgtflow.stages.convergence_stage import analyse_response, response_names
+    """Assess every response of the opened stores; verdicts 'insufficient data' below 3 densities; entries whose
+    (μ, T) has a Fermi surface cut by the k·p window (flagged by the reduce stage) are not converged."""
+    from qgtflow.stages.convergence_stage import analyse_response, response_names, window_cut
 
-    results = [analyse_response(stores, name, rtol, atol, fraction) for name in response_names(stores)]
+    cut = window_cut(stores)
+    results = [analyse_response(stores, name, rtol, atol, fraction, cut) for name in response_names(stores)]
     if len(stores) < MIN_DENSITIES:
         for rc in results:
             a = rc.assessment
             verdict = np.where(a.verdict == CONVERGED, INSUFFICIENT, a.verdict).astype(np.int8)
             rc.assessment = dataclasses.replace(a, verdict=verdict)
     return results
+
+
+EXCLUDED = "symmetry zero (excluded)"  # verdict of a zero_components entry: a residual, not judged
+
+
+def _zero_rows(table: pd.DataFrame, zero_components: dict) -> pd.Series:
+    """Rows of the named symmetry-zero components."""
+    hit = pd.Series(False, index=table.index)
+    for response, labels in zero_components.items():
+        hit |= (table["response"] == response) & table["component"].isin(list(labels))
+    return hit
 
 
 def _residuals(table: pd.DataFrame, zero_components: dict) -> pd.DataFrame:
@@ -381,8 +397,12 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
             results = _analyse(stores, rtol, atol, atol_fraction(st))
             n_entries = int(sum(rc.assessment.verdict.size for rc in results))
             n_conv = int(sum((rc.assessment.verdict == CONVERGED).sum() for rc in results))
-            if n == 0 and zero_components:  # component labels are known now: refuse bad ones early
-                _residuals(to_table(results, stores, st.name), zero_components)
+            if zero_components:  # symmetry zeros are residuals: not entries, not in the stopping criterion
+                t = to_table(results, stores, st.name)
+                if n == 0:  # component labels are known now: refuse bad ones early
+                    _residuals(t, zero_components)
+                keep = ~_zero_rows(t, zero_components)
+                n_entries, n_conv = int(keep.sum()), int(((t["verdict"] == "converged") & keep).sum())
             judged = len(stores) >= MIN_DENSITIES
             rounds.append(Round(size, n_points, seconds, reused, n_conv if judged else None, n_entries))
             log.info("converge %s: density %d/%d, %d per axis (%d k-points), %s in %.1f s; %s", st.name, n + 1,
@@ -400,6 +420,7 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
             hit = ((table["response"] == r["response"]) & (table["variant"] == r["variant"]) &
                    (table["component"] == r["component"]) & (table["mu"] == r["mu"]) & (table["T"] == r["T"]))
             table.loc[hit, "symmetry_residual"] = r["relative"]
+        table.loc[_zero_rows(table, zero_components), "verdict"] = EXCLUDED
         units = {rc.name: rc.attrs.get("units", "") for rc in results}
         result = ConvergenceResult(st.name, table, rounds, rtol, atol, stop_reason, time.perf_counter() - t0,
                                    residuals, units, workdir=None if tmp else str(work),

@@ -274,6 +274,24 @@ def geometry_fields(study) -> list[str]:
     return stored_fields(required)
 
 
+def _check_omega(cfg: dict, key: str, direct: list) -> None:
+    """omega only for responses with a frequency form; ω = 0 (the DC limit) only where one exists (004's)."""
+    from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
+
+    with_form = sorted([*DIRECT_RESPONSES, *MODEL_RESPONSES, *THIN_FILM,
+                        *(r for r, v in RESPONSES.items() if v.omega_factor is not None or v.ac_forms is not None)])
+    if not set(cfg["responses"]) & set(with_form):
+        raise ConfigError(f"{key}omega", cfg["omega"], f"no omega: none of the requested responses has a frequency "
+                          f"form (those that have one: {with_form})")
+    omega = _as_array(cfg["omega"], f"{key}omega")
+    no_dc = direct + [r for r in cfg["responses"] if r in RESPONSES and RESPONSES[r].ac_forms is not None]
+    if no_dc and np.any(omega <= 0):
+        raise ConfigError(f"{key}omega", cfg["omega"], f"photon energies > 0 for {no_dc} (ω = 0 only for 004's "
+                          "responses, whose DC limit ωτ = 0 exists)")
+    if np.any(omega < 0):
+        raise ConfigError(f"{key}omega", cfg["omega"], "photon energies >= 0 (0: the DC limit)")
+
+
 def _check_electro_optics(cfg: dict, model, units, key: str) -> None:
     """004: what pockels_skew and the thin-film observables need, refused before any compute."""
     from qgtflow.reduce.responses import THIN_FILM
@@ -374,8 +392,8 @@ def load_study(source, name: str | None = None) -> Study:
     if optical and cfg.get("omega") is None:
         raise ConfigError(f"{key}omega", None, f"photon energies hbar*omega (model energy units) for the "
                           f"frequency-dependent responses {optical}")
-    if cfg.get("omega") is not None and np.any(_as_array(cfg["omega"], f"{key}omega") <= 0):
-        raise ConfigError(f"{key}omega", cfg["omega"], "photon energies > 0")
+    if cfg.get("omega") is not None:
+        _check_omega(cfg, key, direct)
     if direct:
         from qgtflow.reduce.transitions import two_band_pairs
 

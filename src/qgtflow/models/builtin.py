@@ -41,6 +41,24 @@ def tilted_dirac(v=1.0, tilt=0.3, mass=0.1, kmax=None):
                            kmax=kmax or _default_kmax(v, mass))
 
 
+def warped_dirac(v=1.0, alpha=1.0, beta=0.5, mass=0.1, kmax=None):
+    """000 appendix (Eqs. 29–32): H = v [kx(1 + α kx) σx + ky(1 + β ky) σy] + mass σz (v means ħv, α, β in
+    model length).
+
+    The appendix names no model; this h is the one whose quantum-metric quadrupole densities are Eqs. 29, 31
+    and 32 (with k̃ = k/k_F, α̃ = α k_F, M̃ = M/(ħ v k_F)); Eq. 30 as printed is not (docs/AMBIGUITIES-notes.md,
+    000.A). h_x vanishes at kx = 0 and −1/α, h_y at ky = 0 and −1/β: four gapped Dirac points, mirror images
+    under kx → −1/α − kx and ky → −1/β − ky, so a Fermi-surface window must reach −1/α and −1/β (the default
+    kmax does, with 10 mass/v to spare). α ≠ β breaks the kx ↔ ky symmetry that would make a_z(xy) vanish.
+    """
+    terms = {(1, 0): v * PAULI["x"], (2, 0): v * alpha * PAULI["x"], (0, 1): v * PAULI["y"],
+             (0, 2): v * beta * PAULI["y"], (0, 0): mass * PAULI["z"]}
+    if kmax is None:
+        reach = max([1.0 / abs(c) for c in (alpha, beta) if c] or [0.0])
+        kmax = reach + _default_kmax(v, mass)
+    return PolynomialModel("warped_dirac", 2, terms, params=dict(v=v, alpha=alpha, beta=beta, mass=mass), kmax=kmax)
+
+
 def pt_toy_4band(v=1.0, m=0.1, b=1.0, t=0.5, kmax=None):
     """001 Eq. 20: v τx (kx σx + ky σy) + (m − b k²) τz + t kx τz, basis τ ⊗ σ; PT-symmetric."""
     tx = np.kron(PAULI["x"], PAULI["x"])
@@ -143,6 +161,7 @@ def _default_kmax(v, mass):
 BUILTIN_MODELS = {
     "massive_dirac": massive_dirac,
     "tilted_dirac": tilted_dirac,
+    "warped_dirac": warped_dirac,
     "pt_toy_4band": pt_toy_4band,
     "ndd_two_valley": ndd_two_valley,
     "snte_surface_dirac": snte_surface_dirac,

@@ -38,6 +38,12 @@ def _tilted_dirac():
                                       ["mass", "sigma_z"]]}, "kmax": builtin.tilted_dirac().kmax}
 
 
+def _warped_dirac():
+    return {"name": "warped_dirac_symbolic", "params": _defaults(builtin.warped_dirac),
+            "hamiltonian": {"terms": [["v*kx*(1 + alpha*kx)", "sigma_x"], ["v*ky*(1 + beta*ky)", "sigma_y"],
+                                      ["mass", "sigma_z"]]}, "kmax": builtin.warped_dirac().kmax}
+
+
 def _pt_toy_4band():
     return {"name": "pt_toy_4band_symbolic", "params": _defaults(builtin.pt_toy_4band),
             "hamiltonian": {"terms": [["v*kx", "tau_x sigma_x"], ["v*ky", "tau_x sigma_y"],
@@ -101,6 +107,7 @@ def _haldane():
 PRESETS = {
     "massive_dirac": _massive_dirac,
     "tilted_dirac": _tilted_dirac,
+    "warped_dirac": _warped_dirac,
     "pt_toy_4band": _pt_toy_4band,
     "ndd_two_valley": _ndd_two_valley,
     "snte_surface_dirac": _snte_surface_dirac,

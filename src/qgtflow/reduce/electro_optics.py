@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from qgtflow.reduce import thin_film
-from qgtflow.reduce.responses import COMPLEX_PARTS, MODEL_RESPONSES, THIN_FILM, TIME_CONVENTION_004
+from qgtflow.reduce.responses import AXES, COMPLEX_PARTS, MODEL_RESPONSES, THIN_FILM, TIME_CONVENTION_004
 from qgtflow.units import E_CHARGE, HBAR
 
 __all__ = ["MODEL_RESPONSES", "THIN_FILM", "pockels_skew", "thin_film_variables", "extra_coords"]
@@ -135,6 +135,9 @@ def extra_coords(ds_vars: dict, study) -> dict:
     dims = {d for v in ds_vars.values() for d in v.dims}
     if "complex_part" in dims:
         coords["complex_part"] = ("complex_part", COMPLEX_PARTS)
+    for d in ("i", "j", "k"):  # Cartesian labels, also when no binned response of that rank supplies them
+        if d in dims:
+            coords[d] = (d, list(AXES[:study.model.dim]))
     if "incident_angle" in dims:
         angles = np.atleast_1d(np.asarray(study.config["electro_optics"].get("incident_angle", np.pi / 4), float))
         coords["incident_angle"] = ("incident_angle", angles.tolist(),

@@ -204,13 +204,26 @@ def component_labels(extra_dims, coords) -> list[str]:
     return out
 
 
+def window_cut(stores: list[GridStore]) -> xr.DataArray | None:
+    """(μ, T) True where the k·p window cuts a Fermi surface, as the reduce stage flagged it in the finest
+    store (``window_cut`` attr); None when nothing is flagged (periodic zones)."""
+    ds = stores[-1].ds
+    flags = ds.attrs.get("window_cut")
+    if flags is None:
+        return None
+    cut = np.asarray(flags, bool).reshape(ds.sizes["mu"], ds.sizes["T"])
+    return xr.DataArray(cut, dims=("mu", "T"), coords={"mu": ds["mu"].values, "T": ds["T"].values})
+
+
 def analyse_response(stores: list[GridStore], name: str, rtol: float, atol: float,
-                     atol_fraction: float = ATOL_FRACTION) -> ResponseConvergence:
+                     atol_fraction: float = ATOL_FRACTION, cut: xr.DataArray | None = None) -> ResponseConvergence:
     finest = stores[-1].ds[name]
     dims = tuple(finest.dims)
     stack = np.stack([np.asarray(s.ds[name].transpose(*dims).values, float) for s in stores])
     h = np.array([s.spacing for s in stores])
-    a = assess(h, stack, rtol=rtol, atol=atol, atol_fraction=atol_fraction)
+    if cut is not None:
+        cut = cut.broadcast_like(finest).transpose(*dims).values
+    a = assess(h, stack, rtol=rtol, atol=atol, atol_fraction=atol_fraction, window_cut=cut)
     coords = {d: finest[d].values for d in dims if d in finest.coords}
     for d in dims:  # dims without coordinate values get integer labels
         coords.setdefault(d, np.arange(finest.sizes[d]))
@@ -558,7 +571,8 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True, 
         log.warning("study %s: one grid density only, every verdict is 'insufficient data'", name)
 
     fraction = atol_fraction(study)
-    results = [analyse_response(stores, r, rtol, atol, fraction) for r in response_names(stores)]
+    cut = window_cut(stores)
+    results = [analyse_response(stores, r, rtol, atol, fraction, cut) for r in response_names(stores)]
     if not results:
         raise StoreError(f"no response variables with dims (mu, T) in {stores[-1].path}")
     ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol, fraction))

@@ -73,6 +73,8 @@ def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
     from qgtflow.reduce.tetrahedron import accumulate_simplex_moments, chunk_vertices
 
     moments = underflow = None
+    if not terms:  # only responses made outside the histograms (e.g. pockels_skew)
+        return moments, underflow, None
     for start, stop in chunk_ranges:
         all_index = chunk_vertices(grid, start, stop)
         if all_index.size == 0:
@@ -321,6 +323,22 @@ def _tau(study) -> float:
     return study.units.tau_model(study.tau) if study.units.natural else study.tau
 
 
+def _window_cut(study, grid_attrs, mu):
+    """(μ, T) flags where the study's k·p window cuts a Fermi surface within 10 k_BT
+    (:func:`qgtflow.convergence.window_cuts`): the window misses part of that Fermi-surface integral at every
+    grid density. None for periodic zones."""
+    from qgtflow.convergence import window_cuts, window_edge_energies
+
+    if study.model.periodic:
+        return None
+    window = study.make_grid(int(grid_attrs["grid_sizes"][0]))  # the window does not depend on the density
+    cut = window_cuts(window_edge_energies(study.model, window), mu, study.kT)
+    if cut.any():
+        log.warning("study %s: the k.p window cuts a Fermi surface at mu = %s: those entries cannot converge",
+                    study.name, sorted({float(m) for m in np.asarray(mu)[cut.any(axis=1)]}))
+    return cut
+
+
 def run(study, geometry_store: str, out: str | None = None, n_workers: int | None = None, client=None,
         job: dict | None = None) -> xr.Dataset:
     """Reduce ``geometry_store`` into the study's responses; writes ``out`` when given.
@@ -398,6 +416,9 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
                           direct_result)
     ds = _electro_optics(study, ds, int(geo.attrs["grid_sizes"][0]), client)
     ds.attrs[io.FINGERPRINT] = job["fingerprint"]
+    cut = _window_cut(study, geo.attrs, ds["mu"].values)
+    if cut is not None:  # read by the convergence stage: those (mu, T) entries are not converged
+        ds.attrs["window_cut"] = cut.astype(int).tolist()
     if sampling:
         ds.attrs["sampling_warning"] = sampling
     if out is not None:
