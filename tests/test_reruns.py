@@ -137,6 +137,8 @@ NEW_VALUES = {
     "limits.memory_fraction": 0.5,  # preflight ceilings: read before any compute, by no stage
     "limits.disk_fraction": 0.5,
 }
+# keys valid only together with another: the case sets those too (omega needs a response with a frequency form)
+COMPANIONS = {"omega": {"responses": ["sigma_drude", "sigma_optical"]}}
 # keys no case changes: the study's name is its key under `studies` (a new name is a new study)
 NOT_CHANGED = {"name": "the study's key under `studies`"}
 # the keys of the issue's stale-report bug: each must rerun reduce (not only the report)
@@ -188,6 +190,13 @@ def _set(cfg: dict, key: str, value) -> None:
     cfg[last] = value
 
 
+def _set_case(study_cfg: dict, key: str, value) -> None:
+    """Apply one case: the key, and the keys it needs to be valid (COMPANIONS)."""
+    for other, companion in COMPANIONS.get(key, {}).items():
+        _set(study_cfg, other, copy.deepcopy(companion))
+    _set(study_cfg, key, copy.deepcopy(value))
+
+
 def schema_cases() -> list[tuple[str, object]]:
     """(key, new value) per schema key, against the validated base study A."""
     from qgtflow.study import load_study
@@ -220,7 +229,7 @@ def expected_jobs(config: dict, study: str, key: str, value) -> set[str]:
     (qgtflow.plan): those whose declared inputs change, new ones, and everything downstream of them."""
     from qgtflow import plan
 
-    new = edited(config, lambda c: _set(c["studies"][study], key, copy.deepcopy(value)))
+    new = edited(config, lambda c: _set_case(c["studies"][study], key, value))
     old_plan, new_plan = plan.WorkflowPlan(config), plan.WorkflowPlan(new)
     old_jobs = set(old_plan.jobs())
     changed = {job for job in new_plan.jobs()
@@ -249,7 +258,7 @@ def test_every_schema_key_reruns_exactly_its_readers(ws, monkeypatch):
         config, expected = copy.deepcopy(ws.config), set()
         for study, (key, value) in zip("AB", pair):
             expected |= expected_jobs(ws.config, study, key, value)
-            _set(config["studies"][study], key, copy.deepcopy(value))
+            _set_case(config["studies"][study], key, value)
         jobs = set(ws.dry_run(config)) - {"all"}
         if jobs != expected:
             wrong.append(f"{[k for k, _ in pair]}: scheduled {sorted(jobs)}, declared {sorted(expected)}")

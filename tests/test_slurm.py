@@ -319,6 +319,7 @@ def test_workflow_geometry_on_dask_slurm_workers(slurm_cluster_up, warm_numba, t
 
     from qgtflow import io
     from qgtflow.cluster import job_memory_mb, slurm_worker_memory_mb
+    from qgtflow.plan import grid_chain
     from qgtflow.stages import geometry_stage
     from qgtflow.study import load_study
 
@@ -374,7 +375,9 @@ def test_workflow_geometry_on_dask_slurm_workers(slurm_cluster_up, warm_numba, t
     assert f"SLURM job {reduce_job['JobID']} (cpus-per-task 2" in reduce_log, reduce_log[:2000]
     assert list((results / "logs" / "dask-slurm").glob(f"*{workers[0]['JobID']}*")), "no worker job log"
     assert json.loads((base / "geometry.done.json").read_text())["dask_backend"] == "slurm"
-    geometry_stage.run(study, base / "kgrid.zarr", tmp_path / "local.zarr", n_workers=1)
+    job = grid_chain(study, 16)["geometry"]  # the workflow's kgrid store (its fingerprint hashes the workflow's code)
+    job["upstream"] = {"kgrid": io.store_attrs(base / "kgrid.zarr")[io.FINGERPRINT]}
+    geometry_stage.run(study, base / "kgrid.zarr", tmp_path / "local.zarr", n_workers=1, job=job)
     with io.open_store(base / "geometry.zarr") as a, io.open_store(tmp_path / "local.zarr") as b:
         for name in b.data_vars:
             np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name, strict=True)
