@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def write_tb(path, lattice, blocks: dict, deg=None, centres=None, header="written for a qgtflow test", decimals=6):
+def write_tb(path, lattice, blocks: dict, deg=None, centres=None, header="written for a qgtflow test", decimals=6,
+             positions=None):
     """A ``seedname_tb.dat``: lattice (Å, rows), H(R) blocks {R: (n, n)} as given (raw, not divided by the
     degeneracies ``deg``, default all 1), and position blocks with the Cartesian ``centres`` (n, 3) on the
-    diagonal of r(0) (zero elsewhere). Values with ``decimals`` decimals, as Wannier90 prints 6."""
+    diagonal of r(0) (zero elsewhere), plus ``positions`` {R: (n, n, 3) complex} (Å) when given.
+    Values with ``decimals`` decimals, as Wannier90 prints 6."""
     Rs = list(blocks)
     n = next(iter(blocks.values())).shape[0]
     deg = [1] * len(Rs) if deg is None else list(deg)
@@ -24,7 +26,10 @@ def write_tb(path, lattice, blocks: dict, deg=None, centres=None, header="writte
         rows += ["", f"{R[0]:5d}{R[1]:5d}{R[2]:5d}"]
         for j in range(n):
             for i in range(n):
-                xyz = centres[i] if (not any(R) and i == j) else np.zeros(3)
-                rows.append(f"{i + 1:5d}{j + 1:5d}" + "".join(f"{v:{w}.{decimals}f}{0.0:{w}.{decimals}f}" for v in xyz))
+                xyz = (centres[i] if (not any(R) and i == j) else np.zeros(3)).astype(complex)
+                if positions is not None and R in positions:
+                    xyz = xyz + positions[R][i, j]
+                rows.append(f"{i + 1:5d}{j + 1:5d}"
+                            + "".join(f"{v.real:{w}.{decimals}f}{v.imag:{w}.{decimals}f}" for v in xyz))
     path.write_text("\n".join(rows) + "\n")
     return path

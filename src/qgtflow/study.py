@@ -265,10 +265,13 @@ def geometry_fields(study) -> list[str]:
     Spin fields (003) need the model's spin operator: refused here (ModelError) before any compute.
     """
     from qgtflow.geometry.fields import FIELD_SPECS, check_spin_operator, stored_fields
+    from qgtflow.geometry.position import check_position_operator
     from qgtflow.reduce.responses import required_fields
 
     required = required_fields(study.responses, study.fermi_form, study.omega)
     check_spin_operator(study.model, required)
+    check_position_operator(study.model, study.responses,
+                            lambda r: required_fields([r], study.fermi_form, study.omega))
     if study.config.get("store_fields") == "required":
         return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
     return stored_fields(required)

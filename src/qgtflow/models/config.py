@@ -135,7 +135,7 @@ def _wannier(w, name, units, where, base_dir):
     if files["hr"] is not None:
         model = wannier.read_hr(files["hr"], **opts)
     else:
-        model = wannier.read_tb(files["tb"], **opts)
+        model = wannier.read_tb(files["tb"], position_operator=w.get("position_operator", True), **opts)
     model.name = name
     model.params = {**model.params, "files": {k: _checksum(p) for k, p in files.items() if p is not None}}
     return model
