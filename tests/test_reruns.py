@@ -121,7 +121,7 @@ NEW_VALUES = {
     "description": "changed",
     "model.params": {"v": 1.0, "mass": 0.13},
     "units": {"energy": "eV", "length": "angstrom"},
-    "kgrid.sizes": [8, 10],
+    "kgrid.sizes": [8, [10, 12]],  # an anisotropic grid: jobs and directories n10x12
     "kgrid.kmax": 1.2,
     "kgrid.shift": 0.5,
     "kgrid.refine": {"factor": 2},

@@ -352,7 +352,10 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
     study_rtol, study_atol = _tolerances(st)
     rtol = float(study_rtol if rtol is None else rtol)
     atol = float(study_atol if atol is None else atol)
-    start = int(start if start is not None else min(st.sizes))
+    if start is None and not isinstance(st.sizes[0], int):
+        raise ConfigError(f"{st.where}kgrid.sizes", st.sizes[0], "an isotropic first size for converge (it grows "
+                          "one points-per-axis number), or give start")
+    start = int(start if start is not None else st.sizes[0])
     sizes = size_sequence(start, growth, int(max_rounds))
     first_points = st.make_grid(sizes[0]).n_points
     if max_points is not None and first_points > max_points:
