@@ -33,3 +33,58 @@ def write_tb(path, lattice, blocks: dict, deg=None, centres=None, header="writte
                             + "".join(f"{v.real:{w}.{decimals}f}{v.imag:{w}.{decimals}f}" for v in xyz))
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def write_spn(path, S, formatted=True, header="written for a qgtflow test"):
+    """A ``seedname.spn``: S (num_kpts, 3, num_bands, num_bands) = ⟨ψ_n|σ^c|ψ_m⟩, upper triangle m ≥ n per k-point,
+    the component fastest (pw2wannier90's layout); formatted text or Fortran unformatted."""
+    nk, _, nb, _ = S.shape
+    m_idx, n_idx = np.tril_indices(nb)
+    per_k = np.moveaxis(S[:, :, n_idx, m_idx], 1, 2)  # (nk, pair, 3)
+    if formatted:
+        rows = [header, f"{nb:10d}{nk:10d}"]
+        rows += [f"{v.real:26.16e}{v.imag:26.16e}" for v in per_k.reshape(-1)]
+        path.write_text("\n".join(rows) + "\n")
+        return path
+    from scipy.io import FortranFile
+
+    with FortranFile(path, "w") as f:
+        f.write_record(np.frombuffer(header.ljust(60)[:60].encode(), "S1"))
+        f.write_record(np.array([nb, nk], "<i4"))
+        for k in range(nk):
+            f.write_record(np.ascontiguousarray(per_k[k]).astype("<c16"))
+    return path
+
+
+def write_chk(path, lattice, kpoints, mp_grid, u, centres, u_opt=None, lwindow=None):
+    """A Wannier90 ``seedname.chk`` (Fortran unformatted) with the records qgtflow reads: u (num_kpts, num_wann,
+    num_wann) and, when disentangled, u_opt (num_kpts, num_bands, num_wann) with lwindow (num_kpts, num_bands)."""
+    from scipy.io import FortranFile
+
+    nk, nw = u.shape[0], u.shape[1]
+    nb = nw if u_opt is None else u_opt.shape[1]
+    lattice = np.asarray(lattice, float)
+    with FortranFile(path, "w") as f:
+        f.write_record(np.frombuffer(b"written for a qgtflow test".ljust(33), "S1"))
+        f.write_record(np.array([nb], "<i4"))
+        f.write_record(np.array([0], "<i4"))
+        f.write_record(np.zeros(0, "<i4"))
+        f.write_record(lattice.reshape(-1, order="F"))
+        f.write_record((2 * np.pi * np.linalg.inv(lattice).T).reshape(-1, order="F"))
+        f.write_record(np.array([nk], "<i4"))
+        f.write_record(np.array(mp_grid, "<i4"))
+        f.write_record(np.asarray(kpoints, float).reshape(-1))
+        f.write_record(np.array([12], "<i4"))
+        f.write_record(np.array([nw], "<i4"))
+        f.write_record(np.frombuffer(b"postwann".ljust(20), "S1"))
+        f.write_record(np.array([0 if u_opt is None else 1], "<i4"))
+        if u_opt is not None:
+            f.write_record(np.array([1.0]))
+            f.write_record(np.asarray(lwindow, "<i4").reshape(-1))
+            f.write_record(np.asarray(lwindow, bool).sum(axis=1).astype("<i4"))
+            f.write_record(np.ascontiguousarray(np.swapaxes(u_opt, 1, 2)).astype("<c16").reshape(-1))
+        f.write_record(np.ascontiguousarray(np.swapaxes(u, 1, 2)).astype("<c16").reshape(-1))
+        f.write_record(np.zeros(nk * 12 * nw * nw, "<c16"))
+        f.write_record(np.asarray(centres, float).reshape(-1))
+        f.write_record(np.ones(nw))
+    return path
