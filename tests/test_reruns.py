@@ -136,6 +136,7 @@ NEW_VALUES = {
     "convergence.atol": 1.0e-9,
     "limits.memory_fraction": 0.5,  # preflight ceilings: read before any compute, by no stage
     "limits.disk_fraction": 0.5,
+    "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0]]},  # read by `qgtflow converge` only, by no stage
 }
 # keys no case changes: the study's name is its key under `studies` (a new name is a new study)
 NOT_CHANGED = {"name": "the study's key under `studies`"}
