@@ -45,3 +45,33 @@ def test_evaluate_on_an_anisotropic_grid(tmp_path):
     direct = direct_ahc(study, (3, 3, 4), [0.5])
     np.testing.assert_allclose(ds["sigma_ahe"].values[:, 0, 0, 1], direct, rtol=1e-6, atol=1e-8 * np.abs(direct).max())
     assert abs(direct[0]) > 1e3
+
+
+def test_anisotropic_sizes_in_a_study_file():
+    """kgrid.sizes entries of one number per axis: validated (order, one per axis) and labelled n3x3x4 in the plan."""
+    from qgtflow import gridsize
+    from qgtflow.plan import WorkflowPlan, grid_chain
+    from tests.test_real_material import STUDY as FE
+
+    st = load_study({**FE, "kgrid": {"sizes": [[3, 3, 4], 5, [6, 6, 8]]}})
+    assert st.sizes == [(3, 3, 4), 5, (6, 6, 8)]
+    assert st.make_grid(st.sizes[0]).n_points == 36
+    assert [gridsize.label(s) for s in st.sizes] == ["3x3x4", "5", "6x6x8"]
+    assert gridsize.parse("3x3x4") == (3, 3, 4) and gridsize.parse("8") == 8
+    assert grid_chain(st, (3, 3, 4))["kgrid"]["size"] == [3, 3, 4]
+    plan = WorkflowPlan({"studies": {"fe": {**FE, "kgrid": {"sizes": [[3, 3, 4], [6, 6, 8]]}}}})
+    assert plan.sizes("fe") == ["3x3x4", "6x6x8"]
+    assert "geometry fe n3x3x4" in plan.jobs()
+    assert plan.job_params("geometry fe n6x6x8") == grid_chain(plan.study("fe"), (6, 6, 8))["geometry"]
+    for bad, fragment in (([[3, 3, 4], [3, 3, 4]], "increasing"), ([[4, 4, 4], [6, 6, 3]], "increasing"),
+                          ([[3, 3], [4, 4]], "3 sizes"), ([[3, 3, 1]], ">= 2")):
+        with pytest.raises(ConfigError, match=fragment):
+            load_study({**FE, "kgrid": {"sizes": bad}})
+
+
+def test_evaluate_defaults_to_the_finest_anisotropic_size(tmp_path):
+    from qgtflow.api import evaluate
+    from tests.test_real_material import STUDY as FE
+
+    ds = evaluate({**FE, "mu": [0.5], "kgrid": {"sizes": [2, [3, 3, 4]]}}, n_workers=0, workdir=tmp_path)
+    assert list(ds.attrs["grid_sizes"]) == [3, 3, 4]

@@ -121,7 +121,7 @@ NEW_VALUES = {
     "description": "changed",
     "model.params": {"v": 1.0, "mass": 0.13},
     "units": {"energy": "eV", "length": "angstrom"},
-    "kgrid.sizes": [8, 10],
+    "kgrid.sizes": [8, [10, 12]],  # an anisotropic grid: jobs and directories n10x12
     "kgrid.kmax": 1.2,
     "kgrid.shift": 0.5,
     "kgrid.refine": {"factor": 2},
@@ -136,6 +136,7 @@ NEW_VALUES = {
     "convergence.atol": 1.0e-9,
     "limits.memory_fraction": 0.5,  # preflight ceilings: read before any compute, by no stage
     "limits.disk_fraction": 0.5,
+    "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0]]},  # read by `qgtflow converge` only, by no stage
 }
 # keys valid only together with another: the case sets those too (omega needs a response with a frequency form)
 COMPANIONS = {"omega": {"responses": ["sigma_drude", "sigma_optical"]}}

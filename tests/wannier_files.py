@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def write_tb(path, lattice, blocks: dict, deg=None, centres=None, header="written for a qgtflow test", decimals=6):
+def write_tb(path, lattice, blocks: dict, deg=None, centres=None, header="written for a qgtflow test", decimals=6,
+             positions=None):
     """A ``seedname_tb.dat``: lattice (Å, rows), H(R) blocks {R: (n, n)} as given (raw, not divided by the
     degeneracies ``deg``, default all 1), and position blocks with the Cartesian ``centres`` (n, 3) on the
-    diagonal of r(0) (zero elsewhere). Values with ``decimals`` decimals, as Wannier90 prints 6."""
+    diagonal of r(0) (zero elsewhere), plus ``positions`` {R: (n, n, 3) complex} (Å) when given.
+    Values with ``decimals`` decimals, as Wannier90 prints 6."""
     Rs = list(blocks)
     n = next(iter(blocks.values())).shape[0]
     deg = [1] * len(Rs) if deg is None else list(deg)
@@ -24,7 +26,65 @@ def write_tb(path, lattice, blocks: dict, deg=None, centres=None, header="writte
         rows += ["", f"{R[0]:5d}{R[1]:5d}{R[2]:5d}"]
         for j in range(n):
             for i in range(n):
-                xyz = centres[i] if (not any(R) and i == j) else np.zeros(3)
-                rows.append(f"{i + 1:5d}{j + 1:5d}" + "".join(f"{v:{w}.{decimals}f}{0.0:{w}.{decimals}f}" for v in xyz))
+                xyz = (centres[i] if (not any(R) and i == j) else np.zeros(3)).astype(complex)
+                if positions is not None and R in positions:
+                    xyz = xyz + positions[R][i, j]
+                rows.append(f"{i + 1:5d}{j + 1:5d}"
+                            + "".join(f"{v.real:{w}.{decimals}f}{v.imag:{w}.{decimals}f}" for v in xyz))
     path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def write_spn(path, S, formatted=True, header="written for a qgtflow test"):
+    """A ``seedname.spn``: S (num_kpts, 3, num_bands, num_bands) = ⟨ψ_n|σ^c|ψ_m⟩, upper triangle m ≥ n per k-point,
+    the component fastest (pw2wannier90's layout); formatted text or Fortran unformatted."""
+    nk, _, nb, _ = S.shape
+    m_idx, n_idx = np.tril_indices(nb)
+    per_k = np.moveaxis(S[:, :, n_idx, m_idx], 1, 2)  # (nk, pair, 3)
+    if formatted:
+        rows = [header, f"{nb:10d}{nk:10d}"]
+        rows += [f"{v.real:26.16e}{v.imag:26.16e}" for v in per_k.reshape(-1)]
+        path.write_text("\n".join(rows) + "\n")
+        return path
+    from scipy.io import FortranFile
+
+    with FortranFile(path, "w") as f:
+        f.write_record(np.frombuffer(header.ljust(60)[:60].encode(), "S1"))
+        f.write_record(np.array([nb, nk], "<i4"))
+        for k in range(nk):
+            f.write_record(np.ascontiguousarray(per_k[k]).astype("<c16"))
+    return path
+
+
+def write_chk(path, lattice, kpoints, mp_grid, u, centres, u_opt=None, lwindow=None):
+    """A Wannier90 ``seedname.chk`` (Fortran unformatted) with the records qgtflow reads: u (num_kpts, num_wann,
+    num_wann) and, when disentangled, u_opt (num_kpts, num_bands, num_wann) with lwindow (num_kpts, num_bands)."""
+    from scipy.io import FortranFile
+
+    nk, nw = u.shape[0], u.shape[1]
+    nb = nw if u_opt is None else u_opt.shape[1]
+    lattice = np.asarray(lattice, float)
+    with FortranFile(path, "w") as f:
+        f.write_record(np.frombuffer(b"written for a qgtflow test".ljust(33), "S1"))
+        f.write_record(np.array([nb], "<i4"))
+        f.write_record(np.array([0], "<i4"))
+        f.write_record(np.zeros(0, "<i4"))
+        f.write_record(lattice.reshape(-1, order="F"))
+        f.write_record((2 * np.pi * np.linalg.inv(lattice).T).reshape(-1, order="F"))
+        f.write_record(np.array([nk], "<i4"))
+        f.write_record(np.array(mp_grid, "<i4"))
+        f.write_record(np.asarray(kpoints, float).reshape(-1))
+        f.write_record(np.array([12], "<i4"))
+        f.write_record(np.array([nw], "<i4"))
+        f.write_record(np.frombuffer(b"postwann".ljust(20), "S1"))
+        f.write_record(np.array([0 if u_opt is None else 1], "<i4"))
+        if u_opt is not None:
+            f.write_record(np.array([1.0]))
+            f.write_record(np.asarray(lwindow, "<i4").reshape(-1))
+            f.write_record(np.asarray(lwindow, bool).sum(axis=1).astype("<i4"))
+            f.write_record(np.ascontiguousarray(np.swapaxes(u_opt, 1, 2)).astype("<c16").reshape(-1))
+        f.write_record(np.ascontiguousarray(np.swapaxes(u, 1, 2)).astype("<c16").reshape(-1))
+        f.write_record(np.zeros(nk * 12 * nw * nw, "<c16"))
+        f.write_record(np.asarray(centres, float).reshape(-1))
+        f.write_record(np.ones(nw))
     return path

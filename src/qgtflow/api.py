@@ -8,8 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 
+from qgtflow import gridsize
 from qgtflow.study import load_study
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,8 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
 
     st = load_study(study)
-    size = int(size or max(st.sizes)) if size is None or np.isscalar(size) else tuple(int(n) for n in size)
-    label = size if np.isscalar(size) else "x".join(map(str, size))
+    size = gridsize.normalise(st.sizes[-1] if size is None else size)  # the finest grid by default
+    label = gridsize.label(size)
     reserved = io.output_lock(out) if out is not None else contextlib.nullcontext()
     # scratch named by pid: a later evaluate removes it if this process is killed (qgtflow.safety.sweep_scratch)
     scratch = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(

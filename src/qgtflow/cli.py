@@ -179,7 +179,7 @@ def cmd_evaluate(args, extra) -> int:
     from qgtflow.cluster import worker_count
 
     workers = 1 if args.workers == 0 else worker_count(args.workers)
-    preflight.check(validated, [args.size or max(validated.sizes)], workers=workers,
+    preflight.check(validated, [args.size or validated.sizes[-1]], workers=workers,
                     disk_dir=Path(tempfile.gettempdir()), what="evaluate")  # scratch kgrid + geometry stores
     from qgtflow.api import SCRATCH_PREFIX
     from qgtflow.safety import exit_on_signals, sweep_scratch
@@ -256,7 +256,10 @@ def _converge_preflight(study, args, workdir: str) -> int | None:
     from qgtflow.driver import size_sequence
 
     workers = 1 if args.workers == 0 else worker_count(args.workers)
-    start = int(args.start if args.start is not None else min(study.sizes))
+    if args.start is None and not isinstance(study.sizes[0], int):
+        raise UsageError(f"kgrid.sizes[0] = {list(study.sizes[0])}: converge grows one points-per-axis number; "
+                         "expected an isotropic first size or --start")
+    start = int(args.start if args.start is not None else study.sizes[0])
     sizes = size_sequence(start, args.growth, int(args.max_rounds))
     scratch = Path(workdir) / "scratch"
     preflight.check(study, sizes[:1], workers=workers, disk_dir=scratch, what="converge")

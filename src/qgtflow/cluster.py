@@ -224,7 +224,8 @@ def job_memory_mb(study, size: int, rule: str, threads: int, dask_config: dict |
     """Memory (MB) to request for one geometry or reduce job of ``study`` at grid ``size``."""
     dask_config = dask_config or {}
     nb, dim = study.model.nbands, study.model.dim
-    chunk = min(study.make_grid(int(size)).chunk_size, int(size) ** dim)
+    grid = study.make_grid(size)  # size: points per axis, or one number per axis
+    chunk = min(grid.chunk_size, grid.n_points)
     n = rule_workers(threads, dask_config)
     optional = study_optional_fields(study)
     if rule == "geometry":
@@ -243,7 +244,8 @@ def slurm_worker_memory_mb(study, size: int, cores: int = 1, processes: int | No
     ``fields``, ``chunk_size``: the store's fields and chunk size when known (a geometry job knows
     them from its plan and its kgrid store; its study does not declare the grid settings)."""
     dim = study.model.dim
-    chunk = min(chunk_size or study.make_grid(int(size)).chunk_size, int(size) ** dim)
+    grid = study.make_grid(size)  # size: points per axis, or one number per axis
+    chunk = min(chunk_size or grid.chunk_size, grid.n_points)
     return estimate_memory_mb(study.model.nbands, dim, chunk, processes or cores, client=False,
                               optional_fields=study_optional_fields(study, fields))
 

@@ -259,6 +259,22 @@ def _analyse(stores, rtol: float, atol: float, fraction: float):
     return results
 
 
+def symmetry_zeros(st) -> dict[str, list[str]]:
+    """{response: components forbidden by the point group of the study's ``symmetry`` crystal} (empty without)."""
+    sym = st.config.get("symmetry")
+    if not sym:
+        return {}
+    if not st.model.periodic:
+        raise ConfigError(f"{st.where}symmetry", "atoms", "a periodic model (the crystal lives in its lattice)")
+    from qgtflow.models.symmetry import crystal_operations, symmetry_zero_components
+
+    ops = crystal_operations(st.model.lattice, sym["atoms"], sym.get("magnetic_moments"))
+    zeros = symmetry_zero_components(st.responses, ops, st.model.dim)
+    log.info("converge %s: point group of order %d (%s); symmetry-forbidden components %s", st.name, len(ops),
+             "magnetic" if sym.get("magnetic_moments") is not None else "with time reversal", zeros)
+    return zeros
+
+
 EXCLUDED = "symmetry zero (excluded)"  # verdict of a zero_components entry: a residual, not judged
 
 
@@ -349,10 +365,15 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
     for name in zero_components:
         if name not in st.responses:
             raise ConfigError("zero_components", name, f"one of the study's responses {st.responses}")
+    for name, labels in symmetry_zeros(st).items():  # the study's crystal: its forbidden components too
+        zero_components[name] = list(dict.fromkeys(zero_components.get(name, []) + labels))
     study_rtol, study_atol = _tolerances(st)
     rtol = float(study_rtol if rtol is None else rtol)
     atol = float(study_atol if atol is None else atol)
-    start = int(start if start is not None else min(st.sizes))
+    if start is None and not isinstance(st.sizes[0], int):
+        raise ConfigError(f"{st.where}kgrid.sizes", st.sizes[0], "an isotropic first size for converge (it grows "
+                          "one points-per-axis number), or give start")
+    start = int(start if start is not None else st.sizes[0])
     sizes = size_sequence(start, growth, int(max_rounds))
     first_points = st.make_grid(sizes[0]).n_points
     if max_points is not None and first_points > max_points:

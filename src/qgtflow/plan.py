@@ -22,6 +22,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
+from qgtflow import gridsize
+
 STAGES = ("kgrid", "geometry", "reduce", "convergence", "report")
 # keys of a per-grid stage's `kgrid` slice that are not its inputs: the grid size is a wildcard
 # (adding a size must not rerun the existing grids)
@@ -139,7 +141,7 @@ def report_inputs(config: dict, studies: dict, code: dict | None = None) -> dict
     upstream = {}
     for name, study in studies.items():
         for size in study.sizes:
-            upstream[f"{name}/n{size}"] = grid_chain(study, size, code)["reduce"]["fingerprint"]
+            upstream[f"{name}/n{gridsize.label(size)}"] = grid_chain(study, size, code)["reduce"]["fingerprint"]
         upstream[f"{name}/convergence"] = convergence_job(study, code)["fingerprint"]
     return {"report": canonical(config.get("report") or {}),
             "studies": {name: study_slice("report", studies[name].config) for name in studies},
@@ -232,8 +234,8 @@ def job_inputs(stage: str, study, size: int | None = None, upstream: dict | None
     reads ({label: fingerprint}) and its own store's fingerprint."""
     out = stage_inputs(stage, study)
     if size is not None:  # points per axis, or one number per axis (anisotropic grid)
-        out["size"] = int(size) if isinstance(size, (int, float, str)) or not hasattr(size, "__len__") \
-            else [int(n) for n in size]
+        size = gridsize.parse(size)
+        out["size"] = list(size) if isinstance(size, tuple) else size
     out["upstream"] = dict(sorted((upstream or {}).items()))
     out["fingerprint"] = fingerprint(stage, out, code)
     return out
@@ -251,7 +253,8 @@ def grid_chain(study, size, code: dict | None = None) -> dict:
 
 def convergence_job(study, code: dict | None = None) -> dict:
     """The convergence job's inputs: over the responses stores of every grid size of the study."""
-    ups = {f"reduce n{size}": grid_chain(study, size, code)["reduce"]["fingerprint"] for size in study.sizes}
+    ups = {f"reduce n{gridsize.label(size)}": grid_chain(study, size, code)["reduce"]["fingerprint"]
+           for size in study.sizes}
     return job_inputs("convergence", study, None, ups, (code or {}).get("convergence"))
 
 
@@ -300,35 +303,37 @@ class WorkflowPlan:
             self._studies[name] = load_study(self.config["studies"][name], name=name)
         return self._studies[name]
 
-    def sizes(self, name: str) -> list[int]:
-        """The study's grid sizes, without building its model (a job's process needs every study's)."""
+    def sizes(self, name: str) -> list[str]:
+        """The labels of the study's grid sizes ("8", "3x3x4": directories n8, n3x3x4), without building its
+        model (a job's process needs every study's)."""
         if name in self._studies:
-            return self._studies[name].sizes
+            return [gridsize.label(s) for s in self._studies[name].sizes]
         from qgtflow.study import study_schema
 
         kgrid = self.config["studies"][name].get("kgrid") or {}
-        return list(kgrid.get("sizes") or study_schema()["properties"]["kgrid"]["properties"]["sizes"]["default"])
+        sizes = kgrid.get("sizes") or study_schema()["properties"]["kgrid"]["properties"]["sizes"]["default"]
+        return [gridsize.label(s) for s in sizes]
 
-    def inputs(self, stage: str, name: str | None = None, size: int | None = None) -> dict:
+    def inputs(self, stage: str, name: str | None = None, size=None) -> dict:
         """The params of one job (:func:`job_inputs`; the report's: :func:`report_inputs`)."""
         if stage == "report":
             return report_inputs(self.config, {n: self.study(n) for n in self.names}, self.code)
         if stage == "convergence":
             return convergence_job(self.study(name), self.code)
-        return grid_chain(self.study(name), int(size), self.code)[stage]
+        return grid_chain(self.study(name), gridsize.parse(size), self.code)[stage]
 
     def jobs(self) -> list[str]:
         """Job labels as Snakemake's dry run names them: 'reduce A n8', 'convergence A', 'report'."""
         out = []
         for name in self.names:
             for size in self.study(name).sizes:
-                out += [f"{stage} {name} n{size}" for stage in STAGES if CONTRACTS[stage].per_grid]
+                out += [f"{stage} {name} n{gridsize.label(size)}" for stage in STAGES if CONTRACTS[stage].per_grid]
             out.append(f"convergence {name}")
         return out + ["report"]
 
     def job_params(self, job: str) -> dict:
         stage, *rest = job.split()
-        return self.inputs(stage, rest[0] if rest else None, int(rest[1][1:]) if len(rest) > 1 else None)
+        return self.inputs(stage, rest[0] if rest else None, rest[1][1:] if len(rest) > 1 else None)
 
 
 def downstream_jobs(workflow_plan: WorkflowPlan, jobs) -> set[str]:

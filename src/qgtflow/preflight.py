@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qgtflow import gridsize
 from qgtflow.errors import PreflightError, QgtflowError  # noqa: F401 - PreflightError: raised here
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,13 @@ GB = 1e9
 @dataclass
 class Estimate:
     study: str
-    size: int
+    size: object  # points per axis, or a tuple (one number per axis)
     n_kpoints: int
     memory_mb: int  # peak of one job (geometry or reduce), all its workers
     disk_bytes: int  # kgrid + geometry stores (the responses store is small)
 
     def text(self) -> str:
-        return (f"study '{self.study}' at {self.size} points per axis: {self.n_kpoints:.3g} k-points, "
+        return (f"study '{self.study}' at {gridsize.label(self.size)} points per axis: {self.n_kpoints:.3g} k-points, "
                 f"~{self.memory_mb / 1024:.3g} GiB memory, ~{self.disk_bytes / GB:.3g} GB disk")
 
 
@@ -43,7 +44,8 @@ def estimate(study, size: int, workers: int) -> Estimate:
     from qgtflow.cluster import field_bytes_per_kpoint, job_memory_mb, optional_field_bytes_per_kpoint
     from qgtflow.geometry.fields import OPTIONAL_FIELDS
 
-    grid = study.make_grid(int(size))
+    size = gridsize.normalise(size)
+    grid = study.make_grid(size)
     n = int(grid.n_points)
     nb, dim = study.model.nbands, study.model.dim
     try:
@@ -55,7 +57,7 @@ def estimate(study, size: int, workers: int) -> Estimate:
     per_k = field_bytes_per_kpoint(nb, dim) + optional_field_bytes_per_kpoint(nb, dim, optional) + 2 * 8 * (dim + 1)
     dask = {"n_workers": workers}
     memory = max(job_memory_mb(study, size, rule, workers, dask) for rule in ("geometry", "reduce"))
-    return Estimate(study.name, int(size), n, int(memory), int(n * per_k))
+    return Estimate(study.name, size, n, int(memory), int(n * per_k))
 
 
 def machine_memory_mb() -> int:

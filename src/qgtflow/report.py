@@ -82,19 +82,22 @@ def _default_sizes() -> list[int]:
         return []
 
 
-def _study_sizes(study_cfg) -> list[int]:
+def _study_sizes(study_cfg) -> list[str]:
+    """Labels of the study's grid sizes, coarse to fine ("8", "3x3x4"; directories n8, n3x3x4)."""
+    from qgtflow import gridsize
+
     if isinstance(study_cfg, dict):
         sizes = (study_cfg.get("kgrid") or {}).get("sizes")
         if sizes:
-            return [int(s) for s in sizes]
-    return _default_sizes()
+            return [gridsize.label(s) for s in sizes]
+    return [gridsize.label(s) for s in _default_sizes()]
 
 
 def finest_store(results_dir: Path, study: str, study_cfg) -> tuple[Path | None, str | None]:
     """Path of the finest-grid responses store (and a note when it is not the configured one)."""
     sizes = _study_sizes(study_cfg)
     if sizes:
-        p = results_dir / study / f"n{max(sizes)}" / "responses.zarr"
+        p = results_dir / study / f"n{sizes[-1]}" / "responses.zarr"  # sizes ascend (validated)
         if p.exists():
             return p, None
     found = []
@@ -102,7 +105,7 @@ def finest_store(results_dir: Path, study: str, study_cfg) -> tuple[Path | None,
         m = re.fullmatch(r"n(\d+)", q.parent.name)
         if m:
             found.append((int(m.group(1)), q))
-    expected = f"{study}/n{max(sizes)}/responses.zarr" if sizes else f"{study}/n<N>/responses.zarr"
+    expected = f"{study}/n{sizes[-1]}/responses.zarr" if sizes else f"{study}/n<N>/responses.zarr"
     if not found:
         return None, f"study '{study}': responses store {expected} not found"
     n, q = max(found)

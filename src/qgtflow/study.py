@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from qgtflow import yamlio
+from qgtflow import gridsize, yamlio
 from qgtflow.errors import ConfigError
 from qgtflow.safety import check_name
 from qgtflow.units import UnitSystem, parse_unit_system
@@ -190,8 +190,9 @@ class Study:
         return list(self.config["responses"])
 
     @property
-    def sizes(self) -> list[int]:
-        return list(self.config["kgrid"]["sizes"])
+    def sizes(self) -> list:
+        """Grid sizes, coarse to fine: ints, or tuples (one number per axis; see ``qgtflow.gridsize``)."""
+        return [gridsize.normalise(s) for s in self.config["kgrid"]["sizes"]]
 
     def with_tau(self, tau: float, source: str) -> "Study":
         """The same study with another relaxation time (e.g. the impurities' Born transport time)."""
@@ -249,7 +250,7 @@ class Study:
     def degeneracy_threshold(self) -> float:
         return float(self.config["degeneracy_threshold"])
 
-    def make_grid(self, size: int):
+    def make_grid(self, size):
         from qgtflow.kgrid import make_grid
 
         kg = self.kgrid
@@ -265,10 +266,13 @@ def geometry_fields(study) -> list[str]:
     Spin fields (003) need the model's spin operator: refused here (ModelError) before any compute.
     """
     from qgtflow.geometry.fields import FIELD_SPECS, check_spin_operator, stored_fields
+    from qgtflow.geometry.position import check_position_operator
     from qgtflow.reduce.responses import required_fields
 
     required = required_fields(study.responses, study.fermi_form, study.omega)
     check_spin_operator(study.model, required)
+    check_position_operator(study.model, study.responses,
+                            lambda r: required_fields([r], study.fermi_form, study.omega))
     if study.config.get("store_fields") == "required":
         return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
     return stored_fields(required)
@@ -410,8 +414,10 @@ def load_study(source, name: str | None = None) -> Study:
         if not units.natural:
             cfg["tau"] = 1.0e-12
     sizes = list(cfg["kgrid"]["sizes"])
-    if sizes != sorted(sizes) or len(set(sizes)) != len(sizes):
-        raise ConfigError(f"{key}kgrid.sizes", sizes, "strictly increasing grid sizes")
+    problem = gridsize.ordering_problem(sizes)
+    if problem:
+        raise ConfigError(f"{key}kgrid.sizes", sizes, problem)
     study = Study(name=name, config=cfg, model=model, units=units, where=key)
-    study.make_grid(sizes[0])  # grid consistency (window vs periodic, shapes) before any compute
+    for size in study.sizes:  # grid consistency (window vs periodic, sizes per axis) before any compute
+        study.make_grid(size)
     return study

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import qgtflow as _qgtflow
 from qgtflow.cluster import RULE_THREADS, job_memory_mb
+from qgtflow import gridsize
 from qgtflow.plan import WorkflowPlan
 from qgtflow.runtime import publish_dask_settings
 from snakemake.exceptions import WorkflowError
@@ -79,7 +80,7 @@ RESULTS = os.path.normpath(config["results_dir"])
 
 wildcard_constraints:
     study="|".join(re.escape(s) for s in STUDIES),
-    size=r"\d+",
+    size=r"\d+(?:x\d+){0,2}",  # qgtflow.gridsize.LABEL_PATTERN: n8, n3x3x4 (anisotropic)
 
 
 # ---------------------------------------------------------------- paths
@@ -154,7 +155,7 @@ def stage_mem_mb(rule_name):
 
     def mem_mb(wildcards, threads, attempt):
         study = PLAN.study(wildcards.study)
-        return job_memory_mb(study, int(wildcards.size), rule_name, threads, config["dask"]) * attempt
+        return job_memory_mb(study, gridsize.parse(wildcards.size), rule_name, threads, config["dask"]) * attempt
 
     return mem_mb
 

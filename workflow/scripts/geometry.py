@@ -40,11 +40,12 @@ def main(smk):
     log, n_workers = setup_job(smk)  # before numpy/numba are imported
 
     from qgtflow import __version__
+    from qgtflow.gridsize import parse
     from qgtflow.plan import stage_study
     from qgtflow.runtime import dask_settings
     from qgtflow.stages import geometry_stage
 
-    name, size = smk.wildcards.study, int(smk.wildcards.size)
+    name, size = smk.wildcards.study, parse(smk.wildcards.size)  # n8 or n3x3x4
     study = stage_study("geometry", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     job = dict(smk.params.inputs)  # this job's inputs and fingerprints (qgtflow.plan.job_inputs)
     fields = job["fields"]

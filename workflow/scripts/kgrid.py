@@ -6,10 +6,11 @@ def main(smk):
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
+    from qgtflow.gridsize import parse
     from qgtflow.plan import stage_study
     from qgtflow.stages import kgrid_stage
 
-    size = int(smk.wildcards.size)
+    size = parse(smk.wildcards.size)  # n8 or n3x3x4
     study = stage_study("kgrid", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     kgrid_stage.run(study, size, smk.output.store, job=dict(smk.params.inputs))
     log.info("wrote %s", smk.output.store)

@@ -151,6 +151,10 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         Hu = model.unique_derivatives(k)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
                                     active=model.active_slots())
+    if getattr(model, "position", None) is not None:  # Wannier position operator: external terms of Ω, ∂Ω
+        from qgtflow.geometry.position import add_external_terms
+
+        add_external_terms(fields, model, k, Hu, degeneracy_threshold)
     quad = [name for name in optional if name not in SPIN_OPTIONAL_FIELDS]
     spin = [name for name in optional if name in SPIN_OPTIONAL_FIELDS]
     if quad:

@@ -45,6 +45,9 @@ class Model:
     kmax: float | None = None
     convention: str = "k·p (continuum; no Bloch phase)"
     spin: np.ndarray | None = None  # (3, n, n) spin operator σ^x, σ^y, σ^z (003), when the model has one
+    # the basis Berry connection A^W(k) of a Wannier model (models/position.py), None: tight-binding approximation.
+    # Not a dataclass field: set by the Wannier90 reader only.
+    position = None
 
     def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """H and its distinct derivatives up to third order, shape (N, U, n, n) (see ``derivatives.py``).

@@ -53,6 +53,8 @@ def _build(cfg, units, where, base_dir):
         model = _tight_binding(cfg[source], name, cfg.get("params", {}), f"{where}.tight_binding")
     else:
         model = _wannier(cfg[source], name, units, f"{where}.wannier90", base_dir)
+    if "spin" in cfg and source == "wannier90" and "spn" in cfg[source]:
+        raise ModelError(f"{where}.spin: given together with {where}.wannier90.spn; expected one spin operator")
     if "spin" in cfg and source != "hamiltonian":
         model.spin = spin_operator(cfg["spin"], model.nbands, f"{where}.spin")
     if cfg.get("degeneracy", 1) != 1:
@@ -125,7 +127,9 @@ def _wannier(w, name, units, where, base_dir):
     from qgtflow.models import wannier
 
     base = Path(base_dir) if base_dir else Path.cwd()
-    files = {k: (base / w[k]) if k in w else None for k in ("hr", "tb", "wsvec")}
+    files = {k: (base / w[k]) if k in w else None for k in ("hr", "tb", "wsvec", "spn", "chk")}
+    if files["spn"] is not None and files["chk"] is None:
+        files["chk"] = files["spn"].with_suffix(".chk")
     if (files["hr"] is None) == (files["tb"] is None):
         raise ModelError(f"{where}: give exactly one of 'hr' (seedname_hr.dat) or 'tb' (seedname_tb.dat)")
     natural = units is None or units.natural
@@ -135,8 +139,15 @@ def _wannier(w, name, units, where, base_dir):
     if files["hr"] is not None:
         model = wannier.read_hr(files["hr"], **opts)
     else:
-        model = wannier.read_tb(files["tb"], **opts)
+        model = wannier.read_tb(files["tb"], position_operator=w.get("position_operator", True), **opts)
     model.name = name
+    if files["spn"] is not None:
+        from qgtflow.models.w90spin import wannier_spin
+
+        model.spin, left = wannier_spin(files["spn"], files["chk"], model.nbands,
+                                        w.get("spn_tolerance", float("inf")))
+        model.convention = (f"{model.convention}; spin operator: S(R = 0) of {files['spn'].name} in the Wannier gauge "
+                            f"of {files['chk'].name} on each centre (largest element left out {left:.3g})")
     model.params = {**model.params, "files": {k: _checksum(p) for k, p in files.items() if p is not None}}
     return model
 

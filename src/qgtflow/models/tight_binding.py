@@ -62,6 +62,8 @@ class TightBindingModel(Model):
         # convention II: H_ij(k) = e^{ik·(τ_j − τ_i)} Σ_R t_ij(R) e^{ik·R}; the orbital phase is a
         # k-dependent elementwise factor, so storage and cost stay per R (not per bond vector)
         self.orbital_offsets = (cart_pos[None, :, :] - cart_pos[:, None, :]) if convention == "II" else None
+        # Wannier position matrix elements beyond the centres (models/position.py), None: tight-binding approximation
+        self.position = None
 
     def _set_table(self, table: dict) -> None:
         """Storage (cells, Cartesian displacements, flattened matrices) from {R: (n, n)}."""
@@ -96,6 +98,8 @@ class TightBindingModel(Model):
             ident["orbital_offsets"] = np.round(self.orbital_offsets[0], 12).tolist()
         ident["hoppings"] = [[R.tolist(), np.round(m.real, 14).tolist(), np.round(m.imag, 14).tolist()]
                              for R, m in zip(self.cells, self.matrices)]
+        if self.position is not None:
+            ident["position_operator"] = self.position.identity()
         return ident
 
     def coefficient_matrices(self) -> np.ndarray:

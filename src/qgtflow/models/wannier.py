@@ -39,6 +39,8 @@ import numpy as np
 from scipy import constants as sc
 
 from qgtflow.errors import ModelError
+from qgtflow.models import position
+from qgtflow.models.position import relative_tables
 from qgtflow.models.tight_binding import TightBindingModel
 
 log = logging.getLogger(__name__)
@@ -550,9 +552,31 @@ def ws_distance_table(table: dict, lattice_ang, frac, mp_grid) -> dict:
 
 # -- readers ---------------------------------------------------------------------------------------
 
+def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int) -> dict:
+    """The Wigner–Seitz correction of one operator table {R: (n, n)} (hoppings or a position component):
+    computed (``wsvec`` = ("compute", mp_grid), needs the centres) or from a _wsvec.dat ({(R, i, j): [T]})."""
+    if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
+        # the bond lengths need the centres; the phase convention does not matter
+        return ws_distance_table(table, lattice_ang, frac, wsvec[1]) if frac is not None else table
+    if wsvec is None:
+        return table
+    shifted: dict[tuple, np.ndarray] = {}  # _wsvec.dat: split each entry over its listed lattice vectors R + T
+    for R, mat in table.items():
+        for i, j in zip(*np.nonzero(mat)):
+            shifts = wsvec.get((R, i, j), [(0, 0, 0)])
+            for T in shifts:
+                key = tuple(r + s for r, s in zip(R, T))
+                if key not in shifted:
+                    shifted[key] = np.zeros((num_wann, num_wann), complex)
+                shifted[key][i, j] += mat[i, j] / len(shifts)
+    return shifted
+
+
 def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, convention, length_unit,
-           energy_unit, wsvec, dim, source):
-    """Common tail of the readers: units, ws shifts, dimension reduction, convention."""
+           energy_unit, wsvec, dim, source, rtab=None, position_operator=True):
+    """Common tail of the readers: units, ws shifts, dimension reduction, convention; ``rtab``: the position
+    blocks {R: (n, n, 3)} (Å) of a _tb.dat, attached as the model's position operator when
+    ``position_operator`` (see ``models/position.py``)."""
     to_len = _ANGSTROM / _length_factor(length_unit)
     to_en = 1.0 / _energy_factor(energy_unit)
     lattice_ang = np.asarray(lattice_ang, float)
@@ -574,22 +598,15 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     if convention == "II" and frac is None:
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
-    if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
-        if frac is not None:  # the bond lengths need the centres; the phase convention does not matter
-            table = ws_distance_table(table, lattice_ang, frac, wsvec[1])
-        wsvec = None
-    if wsvec is not None:  # _wsvec.dat: split each hopping over its listed lattice vectors R + T
-        shifted: dict[tuple, np.ndarray] = {}
-        for R, mat in table.items():
-            for i, j in zip(*np.nonzero(mat)):
-                shifts = wsvec.get((R, i, j), [(0, 0, 0)])
-                for T in shifts:
-                    key = tuple(r + s for r, s in zip(R, T))
-                    if key not in shifted:
-                        shifted[key] = np.zeros((num_wann, num_wann), complex)
-                    shifted[key][i, j] += mat[i, j] / len(shifts)
-        table = shifted
+    table = _ws_shift(table, wsvec, frac, lattice_ang, num_wann)
     table = {R: mat * to_en for R, mat in table.items() if np.any(mat)}
+    rtables = None
+    if rtab is not None:  # position blocks: relative to the phase positions, WS-shifted like H, model lengths
+        tau = np.zeros((num_wann, 3)) if convention == "I" else frac @ lattice_ang
+        rtables = []
+        for comp in relative_tables(rtab, tau, 3):
+            comp = _ws_shift(comp, wsvec, frac, lattice_ang, num_wann)
+            rtables.append({R: m * to_len for R, m in comp.items() if np.any(m)})
     if dim not in (None, 1, 2, 3):
         raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
     dim = 3 if dim is None else dim
@@ -603,11 +620,21 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
             raise ModelError(f"{source}: dim = {dim} but there are hoppings along the dropped direction(s), "
                              f"e.g. R = {bad[0]}; expected R components beyond {dim} to be 0")
         table = {R[:dim]: mat for R, mat in table.items()}
+        if rtables is not None:
+            bad = sorted(R for comp in rtables[:dim] for R in comp if any(R[dim:]))
+            if bad:
+                raise ModelError(f"{source}: dim = {dim} but there are position matrix elements along the dropped "
+                                 f"direction(s), e.g. R = {bad[0]}; expected R components beyond {dim} to be 0 "
+                                 "(or position_operator: false)")
+            rtables = [{R[:dim]: m for R, m in comp.items()} for comp in rtables[:dim]]
         lattice_ang = lat[:dim, :dim]
         frac = frac[:, :dim] if frac is not None else None
     if frac is None:
         frac = np.zeros((num_wann, dim))
-    return TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params={}, convention=convention)
+    model = TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params={}, convention=convention)
+    if rtables is not None:
+        position.attach(model, rtables, frac, position_operator)
+    return model
 
 
 def _parse_hr_blocks(lines: _Lines, nrpts: int, num_wann: int, deg: np.ndarray):
@@ -748,13 +775,16 @@ def _wsvec_for(path, seed, wsvec, num_wann, table, deg):
 
 
 def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, length_unit="nm",
-            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5
-            ) -> TightBindingModel:
+            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5,
+            position_operator=True) -> TightBindingModel:
     """Read a Wannier90 ``seedname_tb.dat`` (``write_tb``) into a :class:`TightBindingModel`.
 
     The lattice comes from the file (Å) unless ``lattice`` overrides it; the Wannier centres
     (diagonal of r(R = 0)) give the orbital positions unless ``positions`` (fractional) overrides
-    them, so ``convention`` defaults to II. Other arguments as in :func:`read_hr`.
+    them, so ``convention`` defaults to II. ``position_operator``: attach the file's position matrix elements
+    beyond the centres (``models/position.py``; Berry curvature and its dipole then include them, WYSV Eq. 27);
+    False keeps the tight-binding approximation (recorded in the model's convention label either way).
+    Other arguments as in :func:`read_hr`.
     """
     path = Path(path)
     lines = _Lines(path, "Wannier90 _tb.dat")
@@ -841,7 +871,23 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions,
                   centres_ang=centres if positions is None else None, convention=convention,
                   length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
-                  source=f"Wannier90 _tb.dat file {path}")
+                  source=f"Wannier90 _tb.dat file {path}", rtab=_hermitian_positions(rtab, path),
+                  position_operator=position_operator)
+
+
+def _hermitian_positions(rtab: dict, path) -> dict:
+    """r(−R) = r(R)^† (Å, printed to 6 decimals): symmetrised, [r(R) + r(−R)^†]/2, the deviation logged."""
+    out, worst = {}, 0.0
+    for R, m in rtab.items():
+        partner = rtab.get(tuple(-r for r in R))
+        partner = np.zeros_like(m) if partner is None else partner
+        adj = np.conj(np.swapaxes(partner, 0, 1))
+        worst = max(worst, float(np.abs(m - adj).max()))
+        out[R] = 0.5 * (m + adj)
+    if worst > 0:
+        log.info("Wannier90 _tb.dat %s: position blocks symmetrised, r(R) -> [r(R) + r(-R)^dagger]/2 "
+                 "(max |r(-R) - r(R)^dagger| = %.3g Angstrom)", path, worst)
+    return out
 
 
 # -- writer ----------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from qgtflow import io
+from qgtflow import gridsize, io
 from qgtflow.cluster import local_cluster
 from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units, near_degeneracy_warning,
                                      near_degenerate_fraction)
@@ -90,7 +90,7 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
     from qgtflow.plan import check_store, grid_chain
 
     if job is None:
-        job = grid_chain(study, int(io.store_attrs(kgrid_store)["grid_sizes"][0]))["geometry"]
+        job = grid_chain(study, gridsize.from_axes(io.store_attrs(kgrid_store)["grid_sizes"]))["geometry"]
     names, fp = list(job["fields"]), job["fingerprint"]
     kg = check_store(kgrid_store, job["upstream"]["kgrid"])
     n_chunks = kg.sizes["chunk"]

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from qgtflow import io
+from qgtflow import gridsize, io
 from qgtflow.cluster import local_cluster, worker_count
 from qgtflow.guards import require_finite
 from qgtflow.preflight import sampling_warning
@@ -331,7 +331,7 @@ def _window_cut(study, grid_attrs, mu):
 
     if study.model.periodic:
         return None
-    window = study.make_grid(int(grid_attrs["grid_sizes"][0]))  # the window does not depend on the density
+    window = study.make_grid(gridsize.from_axes(grid_attrs["grid_sizes"]))  # the window: independent of the density
     cut = window_cuts(window_edge_energies(study.model, window), mu, study.kT)
     if cut.any():
         log.warning("study %s: the k.p window cuts a Fermi surface at mu = %s: those entries cannot converge",
@@ -349,13 +349,13 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     from qgtflow.plan import check_store, grid_chain
 
     if job is None:
-        job = grid_chain(study, int(io.store_attrs(geometry_store)["grid_sizes"][0]))["reduce"]
+        job = grid_chain(study, gridsize.from_axes(io.store_attrs(geometry_store)["grid_sizes"]))["reduce"]
     geo = check_store(geometry_store, job["upstream"]["geometry"])
     sampling = sampling_warning(study, geo)  # k_BT below the grid's energy step: warned and kept in the attrs
     form = study.fermi_form
     kT = study.kT
     bins = study.energy_bins()
-    study = _born_tau(study, int(geo.attrs["grid_sizes"][0]))
+    study = _born_tau(study, gridsize.from_axes(geo.attrs["grid_sizes"]))
     n_k, chunk = geo.sizes["kpoint"], int(geo.attrs["chunk_size"])
     ranges = [(s, min(n_k, s + chunk)) for s in range(0, n_k, chunk)]
     # one task per worker: each returns a full moment histogram, the costly thing to ship
@@ -414,7 +414,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
                                                  "dim": geo.sizes["axis"]}
     ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
                           direct_result)
-    ds = _electro_optics(study, ds, int(geo.attrs["grid_sizes"][0]), client)
+    ds = _electro_optics(study, ds, gridsize.from_axes(geo.attrs["grid_sizes"]), client)
     ds.attrs[io.FINGERPRINT] = job["fingerprint"]
     cut = _window_cut(study, geo.attrs, ds["mu"].values)
     if cut is not None:  # read by the convergence stage: those (mu, T) entries are not converged

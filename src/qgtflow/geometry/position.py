@@ -1,0 +1,164 @@
+"""External (position-operator) terms of the Berry curvature and its dipole for Wannier models.
+
+Pure functions of a chunk's compact derivatives of H (``Hu`` (N, U, n, n)) and of the basis connection A^W
+(``Au`` (N, d, U, n, n), ``models/position.py``); no I/O, no Dask. The geometry kernels compute the
+tight-binding ("internal") fields; :func:`add_external_terms` adds the rest in place (the one seam with
+``kernels.py``/``fields.py``).
+
+Method (projector form of WYSV, PRB 74, 195118 (2006) Eq. 27). The band states are U-rotations of the Bloch
+sums, whose own connection is A^W; for a degenerate group D with projector P (orbital basis) the group
+trace of the Berry curvature is that of the tight-binding connection plus
+
+    Ω^ab_D,ext = Tr[P Ω^W_ab] + Tr[∂_aP A^W_b] − Tr[∂_bP A^W_a],   Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a
+
+(= Ω̄ − [D_a, Ā_b] + [D_b, Ā_a] of WYSV Eq. 27, traced over D; −i[D_a, D_b] is the internal part), and
+exactly, for the dipole,
+
+    ∂_cΩ^ab_D,ext = Tr[∂_cP Ω^W_ab] + Tr[P ∂_cΩ^W_ab] + Tr[∂_caP A^W_b] + Tr[∂_aP ∂_cA^W_b] − (a ↔ b).
+
+In the eigenbasis (Ā = U†A^W U, V^a = U†∂_aH U, W^{ca} = U†∂_c∂_aH U, X_ij = 1/(ε̄_i − ε̄_j) between groups and
+0 inside one, ε̄ the group-mean energies, S the same-group mask, V̂^a = V^a ∘ X) the projector derivatives are
+(∂_aP)_{DD̄} = V̂^a_{DD̄}, and (degenerate-safe divided differences, as in ``projector.py``)
+    (∂_caP)_{DD} = (V̂^cV̂^a + V̂^aV̂^c)_{DD},
+    Tr[(∂_caP)_{D̄D̄} Ā] = −Σ_{r∈D} (V̂^aĀV̂^c + V̂^cĀV̂^a)_rr,
+    (∂_caP)_{DD̄} = X ∘ [W^{ca} + V̂^cV^a + V̂^aV^c − X ∘ ((V^c∘S)V^a + (V^a∘S)V^c)].
+Every trace is a sum of per-row terms over r ∈ D; a band's value is its group's sum divided by the group size
+(band sums are group traces, as in ``kernels.py``). Cost O(d³ n³) per k in batched NumPy products.
+
+Which fields include the external terms: ``berry_curvature`` and ``berry_curvature_dipole_density``
+(:data:`FULL_POSITION_FIELDS`). The quantum metric, the BCP, their dipoles and quadrupole, the Christoffel
+symbols and the 003 Zeeman QGT (which contain A^a_nm) do not yet: :func:`check_position_operator` refuses
+responses that read them while the position operator is on (switch it off with
+``wannier90.position_operator: false`` to get the tight-binding approximation throughout).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qgtflow.models.derivatives import index_maps
+
+FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density")
+# fields whose definition contains the interband Berry connection A^a_nm but which the position operator does
+# not enter yet (their values would be the tight-binding approximation)
+TB_ONLY_FIELDS = ("quantum_metric", "bcp", "quantum_metric_dipole_density", "bcp_dipole_density",
+                  "quantum_metric_quadrupole_density", "christoffel", "zeeman_qgt_metric", "zeeman_qgt_curvature",
+                  "zeeman_bcp", "zeeman_hspace_bcp", "zeeman_nonlinear_sea", "spin_nonlinear_sea",
+                  "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole", "zeeman_hspace_bcp_dipole",
+                  "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
+BATCH = 256  # k-points per batched product (memory ~ d² × BATCH × n² complex)
+
+
+def check_position_operator(model, responses, fields_of) -> None:
+    """Refuse (one line) responses reading fields that do not include the position operator while it is on.
+
+    ``fields_of(response)``: the geometry fields one response reads."""
+    models = getattr(model, "sectors", None) or [model]
+    if all(getattr(m, "position", None) is None for m in models):
+        return
+    for r in responses:
+        bad = sorted(set(fields_of(r)) & set(TB_ONLY_FIELDS))
+        if bad:
+            from qgtflow.errors import ModelError
+
+            raise ModelError(f"response {r!r} reads {bad}, which do not yet include the Wannier position operator "
+                             f"(only {list(FULL_POSITION_FIELDS)} do); expected responses of those fields, or set "
+                             "model.wannier90.position_operator: false (tight-binding approximation throughout)")
+
+
+def _rot(Ud, M, U):
+    return Ud @ M @ U
+
+
+def _diag_rot(U, M):
+    """diag(U† M U): (B, n)."""
+    return np.einsum("bli,blm,bmi->bi", np.conj(U), M, U)
+
+
+def _row_trace(A, B):
+    """Per row r: Σ_j A_rj B_jr, (B, n)."""
+    return np.einsum("brj,bjr->br", A, B)
+
+
+def external_terms(Hu: np.ndarray, Au: np.ndarray, dim: int, threshold: float, dipole: bool = True):
+    """(Ω_ext (N, n, d, d) [a, b], ∂Ω_ext (N, n, d, d, d) [a, b, c] = ∂_c Ω^ab, or None) per band."""
+    N, n = Hu.shape[0], Hu.shape[2]
+    d = dim
+    curv = np.zeros((N, n, d, d))
+    dcurv = np.zeros((N, n, d, d, d)) if dipole else None
+    for lo in range(0, N, BATCH):
+        hi = min(N, lo + BATCH)
+        c, dc = _batch(Hu[lo:hi], Au[lo:hi], d, threshold, dipole)
+        curv[lo:hi] = c
+        if dipole:
+            dcurv[lo:hi] = dc
+    return curv, dcurv
+
+
+def _batch(Hu, Au, d, threshold, dipole):
+    i1, i2, _ = index_maps(d)
+    B, n = Hu.shape[0], Hu.shape[2]
+    E, U = np.linalg.eigh(Hu[:, 0])
+    Ud = np.conj(np.swapaxes(U, -1, -2))
+    grp = np.concatenate([np.zeros((B, 1), np.int64), np.cumsum(np.diff(E, axis=1) >= threshold, axis=1)], axis=1)
+    same = grp[:, :, None] == grp[:, None, :]
+    size = same.sum(axis=2)
+    Ebar = np.einsum("bij,bj->bi", same, E) / size
+    gap = Ebar[:, :, None] - Ebar[:, None, :]
+    X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
+    S = same.astype(float)
+    V = [_rot(Ud, Hu[:, i1[a]], U) for a in range(d)]
+    Vh = [v * X for v in V]  # V̂^a = V^a ∘ X: (∂_aP)_{DD̄} rows
+    Abar = [_rot(Ud, Au[:, a, 0], U) for a in range(d)]
+    dA = [[_rot(Ud, Au[:, b, i1[a]], U) for a in range(d)] for b in range(d)]  # dA[b][a] = U† ∂_a A_b U
+    # Tr[∂_aP A_b] per row: 2 Re Σ_j V̂^a_rj Ā_b,jr
+    t2 = np.array([[2.0 * _row_trace(Vh[a], Abar[b]).real for b in range(d)] for a in range(d)])  # (a, b, B, n)
+    curv = np.empty((B, n, d, d))
+    for a in range(d):
+        for b in range(d):
+            omega_w = (dA[b][a] - dA[a][b])  # Ū†Ω^W_ab U
+            curv[:, :, a, b] = np.einsum("bii->bi", omega_w).real + t2[a, b] - t2[b, a]
+    dcurv = None
+    if dipole:
+        dcurv = np.empty((B, n, d, d, d))
+        W = {(c, a): _rot(Ud, Hu[:, i2[c, a]], U) for c in range(d) for a in range(c, d)}
+        # Tr[∂_caP A_b] per row, for every (c, a) pair (symmetric) and b
+        t3 = np.empty((d, d, d, B, n))
+        for c in range(d):
+            for a in range(c, d):
+                M = Vh[c] @ Vh[a] + Vh[a] @ Vh[c]
+                Q = X * (W[(c, a)] + Vh[c] @ V[a] + Vh[a] @ V[c] - X * ((V[c] * S) @ V[a] + (V[a] * S) @ V[c]))
+                for b in range(d):
+                    dd = _row_trace(M * S, Abar[b])
+                    bb = -np.einsum("bii->bi", Vh[a] @ Abar[b] @ Vh[c] + Vh[c] @ Abar[b] @ Vh[a])
+                    od = 2.0 * _row_trace(Q, Abar[b]).real
+                    t3[c, a, b] = t3[a, c, b] = (dd + bb).real + od
+        for a in range(d):
+            for b in range(d):
+                if a == b:
+                    dcurv[:, :, a, b, :] = 0.0
+                    continue
+                omega_w = dA[b][a] - dA[a][b]
+                for c in range(d):
+                    # ∂_c Ω^W_ab = ∂_c∂_a A_b − ∂_c∂_b A_a (diagonal in the eigenbasis only)
+                    d2 = _diag_rot(U, Au[:, b, i2[c, a]] - Au[:, a, i2[c, b]]).real
+                    val = 2.0 * _row_trace(Vh[c], omega_w).real + d2
+                    val += t3[c, a, b] + 2.0 * _row_trace(Vh[a], dA[b][c]).real
+                    val -= t3[c, b, a] + 2.0 * _row_trace(Vh[b], dA[a][c]).real
+                    dcurv[:, :, a, b, c] = val
+    # band value = group trace / group size
+    avg = S / size[:, :, None]
+    curv = np.einsum("kij,kjab->kiab", avg, curv)
+    if dipole:
+        dcurv = np.einsum("kij,kjabc->kiabc", avg, dcurv)
+    return curv, dcurv
+
+
+def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, threshold: float) -> None:
+    """Add the external terms of ``model.position`` to the computed fields (in place) that include them."""
+    Au = model.position.unique_derivatives(k)
+    dipole = "berry_curvature_dipole_density" in fields
+    curv, dcurv = external_terms(Hu, Au, model.dim, threshold, dipole=dipole)
+    fields["berry_curvature"] += curv
+    if dipole:
+        fields["berry_curvature_dipole_density"] += dcurv

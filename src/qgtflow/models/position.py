@@ -1,0 +1,89 @@
+"""The Wannier position operator of a tight-binding model: the basis Berry connection A^W(k).
+
+Wang, Yates, Souza, Vanderbilt, PRB 74, 195118 (2006) (WYSV) Eq. 23, 31: the Bloch sums |χ_m(k)⟩ of the
+Wannier functions carry a connection of their own, A^W_nm(k) = i⟨u^W_n|∂_k u^W_m⟩, from the position matrix
+elements r_nm(R) = ⟨0n|r|Rm⟩ (Wannier90's ``_tb.dat``). In the model's phase convention (II: the Bloch sum
+has the phase e^{ik·(R+τ_m)}; I: τ = 0)
+
+    A^W_nm(k) = Σ_R e^{ik·(R + τ_m − τ_n)} [r_nm(R) − τ_m δ_nm δ_R0]
+
+(a derivation in one line: ∂_k of e^{−ik·r} e^{ik·(R+τ_m)} brings down i(R + τ_m − r)). With τ the Wannier
+centres (r_mm(0)) the R = 0 diagonal vanishes: A^W is the part of the position operator that the
+tight-binding approximation drops. It has exactly the structure of a hopping table (r(−R) = r(R)^†), so each
+Cartesian component is a :class:`TightBindingModel` of the same lattice, positions and convention, and its
+k-derivatives are exact like those of H.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from qgtflow.errors import ModelError
+from qgtflow.models.tight_binding import TightBindingModel
+
+FORMULA = "Wang, Yates, Souza, Vanderbilt, PRB 74, 195118 (2006) Eq. 27 (projector form: geometry/position.py)"
+LABEL_ON = ("position operator: full, Wannier matrix elements A(R) = <0m|r|Rn> beyond the centres included in "
+            "berry_curvature and its dipole (" + FORMULA + ")")
+LABEL_OFF = "position operator: tight-binding approximation (Wannier centres only; A(R) of the file not used)"
+
+
+class PositionOperator:
+    """A^W_a(k) for a = 0..dim−1 and its exact k-derivatives, as :meth:`unique_derivatives` (N, d, U, n, n)."""
+
+    def __init__(self, name, lattice, positions, tables: list[dict], convention: str):
+        self.components = [TightBindingModel.from_table(f"{name}[r_{'xyz'[a]}]", lattice, positions, tab,
+                                                        convention=convention)
+                           for a, tab in enumerate(tables)]
+        if len(self.components) != self.components[0].dim:
+            raise ModelError(f"model '{name}': {len(tables)} position components for a "
+                             f"{self.components[0].dim}D lattice; expected one per direction")
+
+    @property
+    def dim(self) -> int:
+        return len(self.components)
+
+    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
+        """A^W_a and its distinct derivatives up to third order (slots of ``models/derivatives.py``):
+        (N, d, U, n, n); a is the Cartesian component of A."""
+        return np.stack([c.unique_derivatives(k) for c in self.components], axis=1)
+
+    def identity(self) -> str:
+        """A digest of the tables (in the model's identity: switching the operator on or off changes the hash)."""
+        h = hashlib.sha256()
+        for c in self.components:
+            h.update(np.ascontiguousarray(c.cells).tobytes())
+            h.update(np.round(c.matrices, 14).tobytes())
+        return h.hexdigest()[:16]
+
+
+def attach(model: TightBindingModel, tables: list[dict] | None, frac: np.ndarray, enabled: bool) -> TightBindingModel:
+    """Give ``model`` its position operator (``tables``: per Cartesian component {R: (n, n)} in model length
+    units, already relative to the phase positions, see :func:`relative_tables`; ``frac``: the fractional
+    orbital positions of the phase), or record that it was left out; the model's convention label (stored in
+    every store's attrs) says which."""
+    has_terms = tables is not None and any(np.any(m) for tab in tables for m in tab.values())
+    model.position = None
+    if not has_terms:
+        return model
+    if enabled:
+        conv = "II" if model.orbital_offsets is not None else "I"
+        model.position = PositionOperator(model.name, model.lattice, frac, tables, conv)
+        model.convention = f"{model.convention}; {LABEL_ON}"
+    else:
+        model.convention = f"{model.convention}; {LABEL_OFF}"
+    return model
+
+
+def relative_tables(rtab: dict, tau_cart: np.ndarray, dim: int) -> list[dict]:
+    """{R: (n, n, 3)} position blocks (model length units) → per component a < dim {R: (n, n)} of
+    r_nm(R) − τ_m δ_nm δ_R0 (τ: Cartesian positions of the phase, zero for convention I)."""
+    out = []
+    for a in range(dim):
+        tab = {R: np.array(m[..., a]) for R, m in rtab.items()}
+        zero = (0,) * len(next(iter(rtab)))
+        if zero in tab:
+            tab[zero] = tab[zero] - np.diag(tau_cart[:, a])
+        out.append(tab)
+    return out

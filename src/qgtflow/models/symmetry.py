@@ -1,0 +1,112 @@
+"""Crystal and magnetic point groups (spglib) and the tensor components they forbid.
+
+The group comes from the crystal the user declares (atoms with species and fractional positions in the model's
+lattice, optional magnetic moments per atom, Cartesian): spglib's space group, or its magnetic space group when
+moments are given; only the point-group part (rotation R, time reversal θ ∈ {0, 1}) matters for k-integrated
+responses. Rotations are turned Cartesian, R_cart = Aᵀ R_frac A⁻ᵀ (lattice vectors A as rows).
+
+A response tensor T of rank r transforms under (R, θ) as T' = s · R⊗…⊗R · T, with s = det R for axial tensors and
+an extra (−1)^θ for time-odd ones. The components every invariant tensor has zero are those outside the range of
+the group average P = (1/|G|) Σ_g D(g) (a projector onto the invariant tensors): component c is forbidden iff
+row c of P vanishes. Time parity of the conductivities J = σ E^n ∝ τ^p (Boltzmann, CATALOG): (−1)^{p+1}
+(Drude, BCD: even; AHE, nonlinear Drude, intrinsic σ^qm: odd), which is exact for the parts they hold (the
+AHE is the antisymmetric, T-odd part of σ; Onsager's transposition leaves it its sign).
+"""
+
+from __future__ import annotations
+
+from itertools import product
+
+import numpy as np
+
+from qgtflow.errors import ModelError
+
+# response: (rank, axial, time_odd); components of the catalog's responses as stored (dims i, j, k, ...)
+TENSOR_KINDS = {
+    "sigma_drude": (2, False, False),  # σ_ij ∝ τ
+    "sigma_ahe": (2, False, True),  # ∝ τ⁰, antisymmetric
+    "berry_curvature_dipole": (2, True, False),  # D_ab = ∫ f ∂_a Ω_b: polar (k) ⊗ axial T-odd (Ω) ⊗ T-odd (k)
+    "sigma_bcd": (3, False, False),  # ∝ τ
+    "sigma_nonlinear_drude": (3, False, True),  # ∝ τ²
+    "sigma_qm": (3, False, True),  # ∝ τ⁰
+}
+AXES = "xyz"
+
+
+def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-5):
+    """[(R_cart (d, d), θ)] of the point group of the crystal in the model's lattice (rows, model length units).
+
+    ``atoms``: [[species, f1, f2, f3], ...] (fractional); ``magnetic_moments``: one Cartesian vector per atom,
+    or None (then the group includes time reversal, a non-magnetic crystal). A 2D lattice is embedded with a
+    perpendicular third vector; only operations that keep the plane are kept and restricted to it."""
+    try:
+        import spglib
+    except ImportError:
+        raise ModelError("symmetry: the point group needs the 'spglib' package; install it with "
+                         "pip install 'qgtflow[symmetry]' (or pip install spglib)") from None
+    A = np.asarray(lattice, float)
+    d = A.shape[0]
+    full = np.eye(3) * max(1.0, 10 * np.abs(A).max())
+    full[:d, :d] = A
+    species = [str(a[0]) for a in atoms]
+    pos = np.array([[float(x) for x in a[1:]] for a in atoms])
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ModelError(f"symmetry.atoms: {atoms!r}; expected [[species, f1, f2, f3], ...] (fractional)")
+    numbers = [sorted(set(species)).index(s) + 1 for s in species]
+    if magnetic_moments is None:
+        data = spglib.get_symmetry((full, pos, numbers), symprec=symprec)
+        rots, trs = list(data["rotations"]), [0] * len(data["rotations"])
+        rots, trs = rots + rots, trs + [1] * len(trs)  # a non-magnetic crystal: every operation also with θ
+    else:
+        mags = np.asarray(magnetic_moments, float)
+        if mags.shape != (len(atoms), 3):
+            raise ModelError(f"symmetry.magnetic_moments: shape {mags.shape}; expected one Cartesian vector per "
+                             f"atom ({len(atoms)}, 3)")
+        data = spglib.get_magnetic_symmetry((full, pos, numbers, mags), symprec=symprec)
+        if data is None:
+            raise ModelError("symmetry: spglib found no magnetic symmetry for the declared crystal; check "
+                             "symmetry.atoms and symmetry.magnetic_moments")
+        rots, trs = list(data["rotations"]), [int(t) for t in data["time_reversals"]]
+    ops = set()
+    out = []
+    inv_t = np.linalg.inv(full.T)
+    for R, t in zip(rots, trs):
+        Rc = full.T @ R @ inv_t
+        if d < 3:
+            if np.abs(Rc[:d, d:]).max() > 1e-8 or np.abs(Rc[d:, :d]).max() > 1e-8:
+                continue
+            Rc = Rc[:d, :d]
+        key = (tuple(np.round(Rc, 8).ravel()), t)
+        if key not in ops:
+            ops.add(key)
+            out.append((Rc, t))
+    return out
+
+
+def forbidden_components(response: str, operations, dim: int) -> list[str] | None:
+    """Labels ('xy', 'xyz') of the components of ``response`` that vanish in every tensor invariant under the
+    operations; None for a response whose transformation is not classified (:data:`TENSOR_KINDS`)."""
+    if response not in TENSOR_KINDS:
+        return None
+    rank, axial, odd = TENSOR_KINDS[response]
+    size = dim ** rank
+    P = np.zeros((size, size))
+    for R, t in operations:
+        D = np.ones((1, 1))
+        for _ in range(rank):
+            D = np.kron(D, R)
+        sign = (np.linalg.det(R) if axial else 1.0) * (-1.0 if (odd and t) else 1.0)
+        P += sign * D
+    P /= len(operations)
+    labels = ["".join(AXES[i] for i in idx) for idx in product(range(dim), repeat=rank)]
+    return [lbl for lbl, row in zip(labels, P) if np.abs(row).max() < 1e-8]
+
+
+def symmetry_zero_components(responses, operations, dim: int) -> dict[str, list[str]]:
+    """{response: forbidden component labels} for the classified responses (those with any)."""
+    out = {}
+    for r in responses:
+        zero = forbidden_components(r, operations, dim)
+        if zero:
+            out[r] = zero
+    return out

@@ -1,0 +1,189 @@
+"""The full Wannier position operator (issue 18 item 3): Berry curvature and its dipole with the position matrix
+elements A(R) of a _tb.dat, against an independent finite-difference Berry phase (Fukui–Hatsugai link variables
+of the full Bloch states, the basis transported with the position-operator connection), the Chern number, the
+convention independence of the full result, and the AHC of the whole pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qgtflow.errors import ModelError
+from qgtflow.geometry.fields import compute_fields
+from qgtflow.models.wannier import read_tb
+from tests.wannier_files import write_tb
+
+LATTICE = np.array([[2.0, 0.0, 0.0], [0.5, 2.2, 0.0], [0.0, 0.0, 10.0]])  # Å; a layer (dim 2)
+CENTRES = np.array([[0.0, 0.0, 0.0], [0.7, 0.4, 0.0], [1.2, 1.5, 0.0]])  # Cartesian, Å
+N_ORB = 3
+# 11 lattice vectors tile no Monkhorst–Pack supercell: the reader applies no Wigner–Seitz correction, so H(k) is
+# the plain Fourier sum of the blocks (as `bloch` below computes it)
+HOPS_R = [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (1, -1, 0), (2, 0, 0)]
+
+
+def _hermitian_set(rng, scale, shape):
+    """{R: block} with block(−R) = block(R)^† over HOPS_R and their negatives."""
+    out = {}
+    for R in HOPS_R:
+        m = scale * (rng.normal(size=shape) + 1j * rng.normal(size=shape))
+        if not any(R):
+            m = 0.5 * (m + np.conj(np.swapaxes(m, 0, 1)))
+            out[R] = m
+        else:
+            out[R] = m
+            out[tuple(-r for r in R)] = np.conj(np.swapaxes(m, 0, 1))
+    return out
+
+
+def model_blocks(seed=10):
+    """Random time-reversal-breaking 3-orbital layer: H(R) (eV) and off-diagonal position elements r(R) (Å,
+    in-plane; zero R = 0 diagonal: the file's centres carry it)."""
+    rng = np.random.default_rng(seed)
+    H = _hermitian_set(rng, 0.4, (N_ORB, N_ORB))
+    H[(0, 0, 0)] = H[(0, 0, 0)] + np.diag([-1.0, 0.0, 1.2])
+    r = _hermitian_set(rng, 0.06, (N_ORB, N_ORB, 3))
+    for R in r:
+        r[R][..., 2] = 0.0
+    r[(0, 0, 0)][np.arange(N_ORB), np.arange(N_ORB)] = 0.0
+    return H, r
+
+
+@pytest.fixture(scope="module")
+def tb_file(tmp_path_factory):
+    H, r = model_blocks()
+    path = tmp_path_factory.mktemp("position") / "layer_tb.dat"
+    return write_tb(path, LATTICE, H, centres=CENTRES, positions=r, decimals=10)
+
+
+def bloch(k, H, r):
+    """Independent of qgtflow: H(k) (K, n, n) and the basis connection A(k) (K, 2, n, n) at k (K, 2) (convention I:
+    phases e^{ik·R}; Å, eV), A_nm(k) = Σ_R e^{ik·R} ⟨0n|r|Rm⟩ with the centres on the R = 0 diagonal."""
+    k = np.atleast_2d(k)
+    full = {R: m.copy() for R, m in r.items()}
+    full[(0, 0, 0)][np.arange(N_ORB), np.arange(N_ORB)] += CENTRES
+    Hk = sum(m[None] * np.exp(1j * k @ (np.array(R) @ LATTICE)[:2])[:, None, None] for R, m in H.items())
+    Ak = sum(np.moveaxis(m[..., :2], -1, 0)[None] * np.exp(1j * k @ (np.array(R) @ LATTICE)[:2])[:, None, None, None]
+             for R, m in full.items())
+    return Hk, Ak
+
+
+def plaquette_flux(k0, dk1, dk2, H, r):
+    """Berry flux per band (K, n) through the parallelograms k0, k0+dk1, k0+dk1+dk2, k0+dk2 (k0: (K, 2))
+    (Fukui–Hatsugai): minus the phase of the product of links ψ(k)† M(k, k') ψ(k'), the basis overlap
+    M = exp(−i (k'−k)·A((k+k')/2)) (parallel transport with the position-operator connection)."""
+    k0 = np.atleast_2d(k0)
+    corners = [k0, k0 + dk1, k0 + dk1 + dk2, k0 + dk2]
+    states = [np.linalg.eigh(bloch(k, H, r)[0])[1] for k in corners]
+    prod = np.ones((k0.shape[0], N_ORB), complex)
+    for p in range(4):
+        ka, kb = corners[p], corners[(p + 1) % 4]
+        X = np.einsum("ka,kaij->kij", kb - ka, bloch(0.5 * (ka + kb), H, r)[1])  # Hermitian
+        lam, Q = np.linalg.eigh(X)
+        M = np.einsum("kij,kj,klj->kil", Q, np.exp(-1j * lam), np.conj(Q))
+        prod *= np.einsum("kin,kij,kjn->kn", np.conj(states[p]), M, states[(p + 1) % 4])
+    return -np.angle(prod)
+
+
+def test_reader_attaches_the_position_operator_and_records_it(tb_file):
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    assert model.position is not None and "position operator: full" in model.convention
+    off = read_tb(tb_file, length_unit="angstrom", dim=2, position_operator=False)
+    assert off.position is None and "tight-binding approximation" in off.convention
+    assert off.model_hash != model.model_hash
+
+
+def test_berry_curvature_equals_the_fukui_hatsugai_berry_phase(tb_file):
+    """Local flux / area of a small plaquette (δ = 2e-4 Å⁻¹, error O(δ²)) = Ω^xy of every band, with the
+    position operator; the tight-binding approximation differs by much more than the tolerance."""
+    H, r = model_blocks()
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    off = read_tb(tb_file, length_unit="angstrom", dim=2, position_operator=False)
+    rng = np.random.default_rng(3)
+    k = rng.uniform(-1.5, 1.5, (6, 2))
+    delta = 2e-4
+    flux = plaquette_flux(k - 0.5 * delta, np.array([delta, 0]), np.array([0, delta]), H, r) / delta**2
+    omega = compute_fields(model, k, 1e-8)["berry_curvature"][:, :, 0, 1]
+    omega_tb = compute_fields(off, k, 1e-8)["berry_curvature"][:, :, 0, 1]
+    scale = np.abs(flux).max()
+    np.testing.assert_allclose(omega, flux, atol=1e-5 * scale)
+    assert np.abs(omega_tb - flux).max() > 1e-2 * scale
+
+
+def test_dipole_equals_finite_differences_and_conventions_agree(tb_file):
+    """∂_c Ω with the position operator vs central differences; the full Ω and ∂Ω do not depend on the phase
+    convention (I or II), the tight-binding approximation does."""
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    conv1 = read_tb(tb_file, length_unit="angstrom", dim=2, convention="I")
+    k = np.random.default_rng(5).uniform(-1.5, 1.5, (5, 2))
+    f = compute_fields(model, k, 1e-8)
+    f1 = compute_fields(conv1, k, 1e-8)
+    for name in ("berry_curvature", "berry_curvature_dipole_density"):
+        np.testing.assert_allclose(f1[name], f[name], atol=1e-10 * np.abs(f[name]).max())
+    h = 1e-5
+    for c in range(2):
+        e = np.eye(2)[c] * h
+        fd = (compute_fields(model, k + e, 1e-8)["berry_curvature"]
+              - compute_fields(model, k - e, 1e-8)["berry_curvature"]) / (2 * h)
+        an = f["berry_curvature_dipole_density"][..., c]
+        np.testing.assert_allclose(an, fd, atol=1e-6 * np.abs(an).max())
+
+
+def test_degenerate_copies_give_the_same_band_values(tmp_path):
+    """Every band doubled (H ⊗ 1₂, r ⊗ 1₂): degenerate groups of two carry the single copy's per-band values."""
+    H, r = model_blocks()
+    H2 = {R: np.kron(m, np.eye(2)) for R, m in H.items()}
+    r2 = {R: np.stack([np.kron(m[..., a], np.eye(2)) for a in range(3)], -1) for R, m in r.items()}
+    single = read_tb(write_tb(tmp_path / "one_tb.dat", LATTICE, H, centres=CENTRES, positions=r, decimals=10),
+                     length_unit="angstrom", dim=2)
+    double = read_tb(write_tb(tmp_path / "two_tb.dat", LATTICE, H2, centres=np.repeat(CENTRES, 2, axis=0),
+                              positions=r2, decimals=10), length_unit="angstrom", dim=2)
+    k = np.random.default_rng(11).uniform(-1.5, 1.5, (4, 2))
+    a = compute_fields(single, k, 1e-6)
+    b = compute_fields(double, k, 1e-6)
+    for name in ("berry_curvature", "berry_curvature_dipole_density"):
+        np.testing.assert_allclose(b[name][:, ::2], a[name], atol=1e-9 * np.abs(a[name]).max())
+        np.testing.assert_allclose(b[name][:, 1::2], a[name], atol=1e-9 * np.abs(a[name]).max())
+
+
+def _grid(n):
+    """Cell-centred grid (shift ½) of the 2D zone: points (N², 2) and the two steps (Cartesian, Å⁻¹)."""
+    b = 2 * np.pi * np.linalg.inv(LATTICE[:2, :2]).T
+    frac = (np.stack(np.meshgrid(np.arange(n), np.arange(n), indexing="ij"), -1).reshape(-1, 2) + 0.5) / n
+    return frac @ b, b / n
+
+
+def test_chern_number_and_ahc_of_the_pipeline(tb_file, tmp_path):
+    """The lowest band (isolated) has an integer Chern number from Ω with the position operator; the AHC of
+    `evaluate` (μ inside the middle band, smooth T) equals the Fukui–Hatsugai Fermi sum on the same grid."""
+    from qgtflow.api import evaluate
+
+    H, r = model_blocks()
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    n = 96
+    k, steps = _grid(n)
+    f = compute_fields(model, k, 1e-8)
+    area = abs(np.linalg.det(steps))
+    chern = f["berry_curvature"][:, 0, 0, 1].sum() * area / (2 * np.pi)
+    assert round(chern) == -1 and abs(chern - round(chern)) < 1e-3, chern  # 1.2e-4 at n = 96
+    flux = plaquette_flux(k - 0.5 * (steps[0] + steps[1]), steps[0], steps[1], H, r)
+    assert abs(flux[:, 0].sum() / (2 * np.pi) - round(chern)) < 1e-9
+    mu, kT = float(np.median(f["energy"][:, 1])), 0.05
+    study = {"model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2}}, "units": "natural",
+             "kgrid": {"sizes": [n], "shift": 0.5}, "mu": [mu], "temperature": [kT], "responses": ["sigma_ahe"]}
+    ahc = float(evaluate(study, n_workers=0, workdir=tmp_path)["sigma_ahe"].values.reshape(-1)[1])  # (x, y)
+    occ = 1.0 / (np.exp((f["energy"] - mu) / kT) + 1.0)
+    fukui = -np.sum(occ * flux) / (2 * np.pi) ** 2
+    assert abs(ahc - fukui) < 5e-4 * np.abs(fukui)  # 1e-4 at n = 96, (ahc, fukui)
+
+
+def test_responses_of_fields_without_the_position_operator_are_refused(tb_file):
+    from qgtflow.study import geometry_fields, load_study
+
+    base = {"model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2}}, "units": "natural",
+            "kgrid": {"sizes": [8]}, "mu": [0.0], "temperature": [0.05], "tau": 1.0}
+    with pytest.raises(ModelError, match="sigma_qm.*position_operator: false"):
+        geometry_fields(load_study({**base, "responses": ["sigma_ahe", "sigma_qm"]}))
+    off = {**base, "model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2,
+                                                                "position_operator": False}}}
+    assert "bcp" in geometry_fields(load_study({**off, "responses": ["sigma_qm"]}))
+    assert "berry_curvature" in geometry_fields(load_study({**base, "responses": ["sigma_ahe", "sigma_bcd"]}))
