@@ -176,10 +176,11 @@ def cmd_evaluate(args, extra) -> int:
     import tempfile
 
     from qgtflow import preflight
-    from qgtflow.cluster import worker_count
+    from qgtflow.cluster import in_process, worker_count
 
-    workers = 1 if args.workers == 0 else worker_count(args.workers)
-    preflight.check(validated, [args.size or max(validated.sizes)], workers=workers,
+    size = args.size or max(validated.sizes)
+    workers = 1 if in_process(validated.make_grid(size).n_points, args.workers) else worker_count(args.workers)
+    preflight.check(validated, [size], workers=workers,
                     disk_dir=Path(tempfile.gettempdir()), what="evaluate")  # scratch kgrid + geometry stores
     from qgtflow.api import SCRATCH_PREFIX
     from qgtflow.safety import exit_on_signals, sweep_scratch
@@ -619,6 +620,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not args.passthrough:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    if args.command in ("evaluate", "converge"):  # before numba is imported: kernels compiled once per user
+        from qgtflow.runtime import use_shared_numba_cache
+
+        use_shared_numba_cache(args.command)
     try:
         return args.func(args, extra)
     except QgtflowError as exc:

@@ -94,6 +94,17 @@ def job_cpus(threads: int, requested_workers: int | None = None) -> dict:
             "slurm_job": os.environ.get("SLURM_JOB_ID"), "slurm_cpus": os.environ.get("SLURM_CPUS_PER_TASK")}
 
 
+# Below this many k-points a study runs in the calling process: starting a LocalCluster (~3 s of
+# worker start-up and teardown) costs more than the whole computation (~3-7e5 k-points/s per core).
+IN_PROCESS_MAX_POINTS = 2**18
+
+
+def in_process(n_points: int, requested: int | None) -> bool:
+    """Whether a study of ``n_points`` k-points runs without a Dask cluster: ``requested`` = 0, or
+    no worker count requested and the grid below :data:`IN_PROCESS_MAX_POINTS`."""
+    return requested == 0 or (requested is None and int(n_points) <= IN_PROCESS_MAX_POINTS)
+
+
 def worker_count(requested: int | None) -> int:
     cores = available_cores()
     n = cores if not requested else min(int(requested), cores)
@@ -265,14 +276,29 @@ def local_cluster(n_workers: int | None = None):
     from distributed import Client, LocalCluster
 
     n = worker_count(n_workers)
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.WARNING, env=_worker_env(None))
-    client = Client(cluster)
+    with quiet_dask_logs():
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.WARNING, env=_worker_env(None))
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+
+
+@contextlib.contextmanager
+def quiet_dask_logs():
+    """``distributed``'s INFO lines (scheduler/nanny start and stop, ~35 a run) hidden while the block
+    runs, unless qgtflow logs at DEBUG (``qgtflow -v``); its warnings and errors still show."""
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
     try:
-        yield client
+        yield
     finally:
-        client.close()
-        cluster.close()
+        logger.setLevel(before)
 
 
 def _memory_string(memory) -> str:
