@@ -4,7 +4,7 @@
 #         -> convergence          (per study, over its grid sizes)
 #         -> report               ({results_dir}/report/index.html)
 #
-# Run: `qgtflow run` (local) or `qgtflow run --slurm` (see slurm/README.md);
+# Run: `qgtflow run` (local) or `qgtflow run --slurm` (see profiles/slurm/README.md);
 # plain Snakemake: `snakemake --cores all [--configfile config/test.yaml]`.
 # A `--configfile` given on the command line replaces config/config.yaml (it is not merged into it).
 

@@ -44,7 +44,7 @@ ACCOUNT = "root"  # the kit associates root with account root
 
 
 def profile_yaml(max_threads: int = 2, init_seconds: int = 2) -> str:
-    """Snakemake settings for this cluster (a --workflow-profile over the repository's slurm/ one).
+    """Snakemake settings for this cluster (a --workflow-profile over the repository's profiles/slurm/ one).
 
     Polls fast, as the kit advises (the plugin's defaults wait 40 s before the first status check).
     Note that snakemake-executor-plugin-slurm 2.8 adds 10 s to the interval after every check

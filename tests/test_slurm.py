@@ -132,14 +132,14 @@ def test_slurm_worker_job_script(tmp_path):
 
 
 def test_dask_slurm_option_merges_settings_and_sizes_jobs(tmp_path):
-    """`qgtflow run --dask-slurm` merges slurm/dask.yaml over the config: the geometry job takes
+    """`qgtflow run --dask-slurm` merges profiles/slurm/dask.yaml over the config: the geometry job takes
     1 thread and the scheduler's memory only; the worker jobs' memory is printed before submission."""
     cmd = [sys.executable, "-m", "qgtflow.cli", "run", "--dask-slurm", "--dry-run", "--configfile",
            str(TEST_CONFIG), "--config", f"results_dir={tmp_path}"]
     proc = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "slurm/dask.yaml" in out and "pt_toy geometry (1 thread): n16 400 MB" in out, out[:3000]
+    assert "profiles/slurm/dask.yaml" in out and "pt_toy geometry (1 thread): n16 400 MB" in out, out[:3000]
     assert "pt_toy dask-slurm worker job (4 CPUs)" in out, out[:3000]
     geometry_jobs = [block for block in out.split("rule ")[1:] if block.startswith("geometry:")]
     assert geometry_jobs and all("mem_mb=400," in block for block in geometry_jobs), out[-3000:]
@@ -238,7 +238,7 @@ def write_profile(tmp_path: Path, **settings) -> Path:
 @pytest.mark.slurm
 @pytest.mark.timeout(2400)
 def test_workflow_through_slurm_executor(slurm_cluster_up, warm_numba, tmp_path):
-    """`qgtflow run --slurm` (the repository's slurm/ profile, plus a --workflow-profile for the
+    """`qgtflow run --slurm` (the repository's profiles/slurm/ profile, plus a --workflow-profile for the
     local cluster) on one tiny study: outputs, per-rule SLURM jobs COMPLETED in sacct, and the jobs'
     own logs (threads, CPU affinity, SLURM job id) and benchmarks.
 

@@ -4,7 +4,7 @@
   job's allocation (threads and CPU affinity, see :func:`job_cpus`).
 - :func:`slurm_cluster`: Dask workers in their own SLURM jobs (``dask_jobqueue.SLURMCluster``);
   the workflow selects it for the geometry stage with the config key ``dask.backend: slurm``
-  (settings under ``dask.slurm``, see ``slurm/dask.yaml``).
+  (settings under ``dask.slurm``, see ``profiles/slurm/dask.yaml``).
 - :func:`estimate_memory_mb` / :func:`job_memory_mb`: peak memory of a geometry or reduce job from
   the per-k-point field arrays of one chunk; the rules request it from SLURM (``mem_mb``) and
   ``qgtflow run`` prints it before submitting.
@@ -33,7 +33,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "N
 RULE_THREADS = {"kgrid": 1, "geometry": 8, "reduce": 4, "convergence": 1, "report": 1}
 
 # Defaults of the Dask-on-SLURM settings (config key dask.slurm; documented in
-# workflow/schemas/config.schema.yaml, example in slurm/dask.yaml).
+# workflow/schemas/config.schema.yaml, example in profiles/slurm/dask.yaml).
 SLURM_DEFAULTS = {
     "jobs": 2,                      # SLURM jobs of Dask workers
     "cores": 1,                     # CPUs per worker job (one single-threaded worker process each)
