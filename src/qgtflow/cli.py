@@ -344,9 +344,12 @@ def _job_threads(root: Path, args, backend: str, extra: list[str]) -> dict[str, 
     """Threads of the geometry and reduce jobs as Snakemake will give them: the rules' own
     (qgtflow.cluster.RULE_THREADS), then set-threads / max-threads from the profiles (profiles/slurm/ with
     --slurm, then a --workflow-profile) and the command line, then --cores when local."""
-    from qgtflow.cluster import RULE_THREADS
+    from qgtflow.cluster import RULE_THREADS, fit_to_partition, partition_limits
 
     threads = {rule: RULE_THREADS[rule] for rule in ("geometry", "reduce")}
+    if args.slurm:  # as the rules size their SLURM jobs: capped at the default partition's nodes
+        limits = partition_limits()
+        threads = {rule: fit_to_partition(rule, "cpus", n, limits) for rule, n in threads.items()}
     if backend == "slurm":
         threads["geometry"] = 1
     settings: dict = {}

@@ -112,6 +112,65 @@ def worker_count(requested: int | None) -> int:
     return max(1, n)
 
 
+# ---------------------------------------------------------------- what a SLURM partition offers
+
+
+def parse_sinfo(text: str, partition: str | None = None) -> dict | None:
+    """{partition, cpus, mem_mb} of the largest node of ``partition`` (default: the one sinfo marks
+    ``*``) from ``sinfo -h -N -o "%P %c %m"`` lines (one per node and partition); None if absent."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        name, default = parts[0].rstrip("*"), parts[0].endswith("*")
+        try:
+            rows.append((name, default, int(parts[1].rstrip("+")), int(parts[2].rstrip("+"))))
+        except ValueError:
+            continue
+    chosen = [r for r in rows if (r[0] == partition if partition else r[1])]
+    if not chosen:
+        return None
+    return {"partition": chosen[0][0], "cpus": max(r[2] for r in chosen), "mem_mb": max(r[3] for r in chosen)}
+
+
+_PARTITIONS: dict = {}
+
+
+def partition_limits(partition: str | None = None, timeout: float = 20.0) -> dict | None:
+    """CPUs and memory (MB) of the largest node of a SLURM partition (default: the cluster's default
+    partition), from ``sinfo``; None where sinfo is missing or does not answer (no capping then)."""
+    import subprocess
+
+    if partition not in _PARTITIONS:
+        try:
+            proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%P %c %m"], capture_output=True, text=True,
+                                  timeout=timeout)
+            _PARTITIONS[partition] = parse_sinfo(proc.stdout, partition) if proc.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            _PARTITIONS[partition] = None
+    return _PARTITIONS[partition]
+
+
+_CAPPED: set = set()
+
+
+def fit_to_partition(rule: str, what: str, wanted: int, limits: dict | None) -> int:
+    """``wanted`` threads (``what`` = "cpus") or MB (``what`` = "mem_mb") of a rule's SLURM job, capped
+    at what the partition's largest node offers: a job asking for more pends forever. Warns once per
+    rule and resource when it caps."""
+    if not limits or wanted <= limits[what]:
+        return wanted
+    if (rule, what) not in _CAPPED:
+        _CAPPED.add((rule, what))
+        unit = "CPUs" if what == "cpus" else "MB of memory"
+        hint = ("set-threads in the profile sets it yourself" if what == "cpus" else
+                "a smaller kgrid.chunk_size or dask.n_workers lowers the need")
+        log.warning("SLURM partition %s offers at most %d %s per node: %s jobs ask for %d, capped to %d (%s)",
+                    limits["partition"], limits[what], unit, rule, wanted, limits[what], hint)
+    return int(limits[what])
+
+
 # ---------------------------------------------------------------- memory
 
 MB = 2**20
