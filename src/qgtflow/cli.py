@@ -6,6 +6,7 @@
     qgtflow report [--configfile F] [snakemake args ...]
     qgtflow verify PATH [PATH ...]
     qgtflow init DIR
+    qgtflow models | responses
     qgtflow --version
 
 ``run`` and ``report`` drive Snakemake on the workflow's ``Snakefile`` (a source checkout, or the
@@ -42,6 +43,15 @@ class UsageError(QgtflowError):
 
 
 # ---------------------------------------------------------------- command line
+
+
+def _need_workflow_stack(*modules: str) -> None:
+    """The workflow commands need the ``workflow`` extra (Snakemake, its SLURM plugin, dask-jobqueue)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"this command needs {', '.join(missing)}, not installed: pip install 'qgtflow[workflow]'")
 
 
 def workflow_root() -> Path:
@@ -471,6 +481,8 @@ def _unwritable(path: Path) -> str | None:
 
 
 def cmd_run(args, extra) -> int:
+    _need_workflow_stack("snakemake", *(["snakemake_executor_plugin_slurm"] if args.slurm else []),
+                         *(["dask_jobqueue"] if args.dask_slurm else []))
     root = workflow_root()
     opts = []
     if args.slurm:
@@ -567,11 +579,48 @@ def verify_results(results: Path, remove: bool = True) -> list[Path]:
 
 
 def cmd_report(args, extra) -> int:
+    _need_workflow_stack("snakemake")
     root = workflow_root()
     # only the report rule may run: the results must exist already (`qgtflow run` makes them)
     opts = ["--cores", "1", "--forcerun", "report", "--allowed-rules", "report"]
     return _run_snakemake(_snakemake_command(root, args.configfile, opts + extra, targets=("report",)), "report",
                           Path.cwd())
+
+
+def cmd_models(args, extra) -> int:
+    """The built-in models: name, parameters with their defaults, first line of the docstring."""
+    import inspect
+
+    from qgtflow.models.builtin import BUILTIN_MODELS
+
+    for name, builder in BUILTIN_MODELS.items():
+        params = ", ".join(f"{p.name}={p.default:.6g}" if isinstance(p.default, float) else f"{p.name}={p.default}"
+                           for p in inspect.signature(builder).parameters.values())
+        doc = (inspect.getdoc(builder) or "").split("\n")[0]
+        print(f"{name}\n  params: {params}\n  {doc}")
+    print("\nown Hamiltonians: model.hamiltonian / matrix / tight_binding / wannier90 in a study file "
+          "(src/qgtflow/schemas/study.schema.yaml)")
+    return 0
+
+
+def cmd_responses(args, extra) -> int:
+    """The responses a study may request: name, dims (besides mu, T), SI units in 2D and 3D, formula."""
+    from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
+    from qgtflow.units import format_si_units
+
+    for name, resp in RESPONSES.items():
+        dims = ", ".join([*(d for d, _ in resp.extra_dims), *resp.cart_dims]) or "-"
+        units = " | ".join(f"{d}D: {format_si_units(resp.si_units(d))}" for d in (2, 3))
+        print(f"{name}\n  dims: mu, T, {dims}\n  units (physical): {units}; natural: e = hbar = k_B = 1\n"
+              f"  formula: {resp.formula}")
+    for name, resp in DIRECT_RESPONSES.items():
+        print(f"{name}\n  dims: mu, T, {', '.join(resp.dims)}\n  units: in the store's attrs\n  formula: {resp.formula}")
+    for name in (*MODEL_RESPONSES, *THIN_FILM):
+        if name not in RESPONSES:
+            where = "004 Eq. 6 (Born skew rate; study key impurities)" if name in MODEL_RESPONSES else \
+                "004 SI S49, S52 (thin film; study key electro_optics)"
+            print(f"{name}\n  units: in the store's attrs\n  formula: {where}")
+    return 0
 
 
 INIT_FILES = ("config/config.yaml", "profiles/slurm/config.yaml", "profiles/slurm/dask.yaml",
@@ -607,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
     parser.add_argument("--version", action="version", version=f"qgtflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{evaluate,converge,run,report,verify,init}")
+                                metavar="{evaluate,converge,run,report,verify,init,models,responses}")
 
     p = sub.add_parser("evaluate", allow_abbrev=False, help="one study at one grid density, without Snakemake")
     p.add_argument("study", metavar="STUDY.yaml", help="study file (src/qgtflow/schemas/study.schema.yaml)")
@@ -658,6 +707,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
     p.set_defaults(func=cmd_report, passthrough=True)
 
+    p = sub.add_parser("models", allow_abbrev=False, help="list the built-in models and their parameters")
+    p.set_defaults(func=cmd_models, passthrough=False)
+
+    p = sub.add_parser("responses", allow_abbrev=False, help="list the responses: name, dims, units, formula")
+    p.set_defaults(func=cmd_responses, passthrough=False)
+
     p = sub.add_parser("init", allow_abbrev=False, help="write a runnable project (config/config.yaml, "
                        "profiles/slurm/) into a new directory; run the workflow from there")
     p.add_argument("directory", metavar="DIR", help="a new or empty directory")
@@ -694,6 +749,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qgtflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `qgtflow responses | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ValueError as exc:  # a chunk read outside qgtflow.io.read_rows (xarray, dask) failed its checksum
         if "checksum" not in str(exc):
             raise

@@ -55,12 +55,18 @@ def validate_config(config):
         names.add(fig["name"])
         for study in fig["studies"]:
             if study not in config["studies"]:
-                _fail(f"config key '{key}.studies': got {study!r}; expected one of the studies "
-                      f"{sorted(config['studies'])}")
-            if fig.get("kind", "curves") == "curves" and fig.get("response") not in \
-                    config["studies"][study]["responses"]:
-                _fail(f"config key '{key}.response': got {fig.get('response')!r}; expected a response computed by "
-                      f"study {study!r} (its responses: {config['studies'][study]['responses']})")
+                _fail(
+                    f"config key '{key}.studies': got {study!r}; expected one of the studies "
+                    f"{sorted(config['studies'])}"
+                )
+            if (
+                fig.get("kind", "curves") == "curves"
+                and fig.get("response") not in config["studies"][study]["responses"]
+            ):
+                _fail(
+                    f"config key '{key}.response': got {fig.get('response')!r}; expected a response computed by "
+                    f"study {study!r} (its responses: {config['studies'][study]['responses']})"
+                )
 
 
 # One plan (qgtflow.plan): what each stage reads. The main Snakemake process validates every study
@@ -252,8 +258,9 @@ _NOT_UPSTREAM = ("qgtflow.reduce",)
 # whether an unfinished geometry store may be resumed)
 SOURCE_HASH = {
     "kgrid": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", exclude=_NOT_UPSTREAM),
-    "geometry": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage",
-                            exclude=_NOT_UPSTREAM),
+    "geometry": source_hash(
+        _STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage", exclude=_NOT_UPSTREAM
+    ),
     "reduce": source_hash(_STUDY, "qgtflow.stages.reduce_stage"),
     "convergence": source_hash(_STUDY, "qgtflow.stages.convergence_stage"),
     "report": source_hash("qgtflow.report"),
