@@ -515,7 +515,8 @@ def cmd_run(args, extra) -> int:
     with lock:
         if not isinstance(lock, contextlib.nullcontext) and not args.no_verify:
             verify_results(results)  # damaged stores are recomputed, not reported as "Nothing to be done"
-        return _run_snakemake(cmd, "run", Path.cwd(), lock=lock if not isinstance(lock, contextlib.nullcontext) else None)
+        held = None if isinstance(lock, contextlib.nullcontext) else lock
+        return _run_snakemake(cmd, "run", Path.cwd(), lock=held)
 
 
 def cmd_verify(args, extra) -> int:
@@ -614,7 +615,8 @@ def cmd_responses(args, extra) -> int:
         print(f"{name}\n  dims: mu, T, {dims}\n  units (physical): {units}; natural: e = hbar = k_B = 1\n"
               f"  formula: {resp.formula}")
     for name, resp in DIRECT_RESPONSES.items():
-        print(f"{name}\n  dims: mu, T, {', '.join(resp.dims)}\n  units: in the store's attrs\n  formula: {resp.formula}")
+        print(f"{name}\n  dims: mu, T, {', '.join(resp.dims)}\n  units: in the store's attrs\n"
+              f"  formula: {resp.formula}")
     for name in (*MODEL_RESPONSES, *THIN_FILM):
         if name not in RESPONSES:
             where = "004 Eq. 6 (Born skew rate; study key impurities)" if name in MODEL_RESPONSES else \
@@ -662,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study", metavar="STUDY.yaml", help="study file (src/qgtflow/schemas/study.schema.yaml)")
     p.add_argument("--out", required=True, metavar="OUT.zarr", help="responses store to write")
     p.add_argument("--size", type=int, help="points per axis (default: the largest of kgrid.sizes)")
-    p.add_argument("--workers", type=int, help="Dask workers (default: the cores visible; 0 = in process)")
+    p.add_argument("--workers", type=int, help="Dask workers (default: in this process up to 2^18 k-points, else one per "
+                   "visible core; 0 = in process)")
     p.set_defaults(func=cmd_evaluate, passthrough=False)
 
     p = sub.add_parser("converge", allow_abbrev=False,
@@ -677,7 +680,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, metavar="N", help="points per axis of the first grid "
                    "(default: the smallest of kgrid.sizes)")
     p.add_argument("--growth", type=float, default=1.5, help="factor per axis between densities (default 1.5)")
-    p.add_argument("--workers", type=int, help="Dask workers (default: the cores visible; 0 = in process)")
+    p.add_argument("--workers", type=int, help="Dask workers (default: in this process up to 2^18 k-points, else one per "
+                   "visible core; 0 = in process)")
     p.add_argument("--workdir", metavar="DIR", help="responses stores of every density, reused by a later call "
                    "(default: DIR/responses under --out)")
     p.add_argument("--zero", action="append", metavar="RESPONSE:COMP[,COMP]",
