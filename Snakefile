@@ -4,9 +4,15 @@
 #         -> convergence          (per study, over its grid sizes)
 #         -> report               ({results_dir}/report/index.html)
 #
-# Run: `qgtflow run` (local) or `qgtflow run --slurm` (see slurm/README.md);
+# `snakemake --report report.html` collects the results marked report(...) with their captions.
+# Run: `qgtflow run` (local) or `qgtflow run --slurm` (see profiles/slurm/README.md);
 # plain Snakemake: `snakemake --cores all [--configfile config/test.yaml]`.
 # A `--configfile` given on the command line replaces config/config.yaml (it is not merged into it).
+
+
+from snakemake.utils import min_version
+
+min_version("9.0")
 
 
 if not workflow.overwrite_configfiles:
@@ -23,8 +29,8 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         report_html(),
         convergence_tables(),
-    default_target: True
     localrule: True

@@ -44,7 +44,7 @@ ACCOUNT = "root"  # the kit associates root with account root
 
 
 def profile_yaml(max_threads: int = 2, init_seconds: int = 2) -> str:
-    """Snakemake settings for this cluster (a --workflow-profile over the repository's slurm/ one).
+    """Snakemake settings for this cluster (a --workflow-profile over the repository's profiles/slurm/ one).
 
     Polls fast, as the kit advises (the plugin's defaults wait 40 s before the first status check).
     Note that snakemake-executor-plugin-slurm 2.8 adds 10 s to the interval after every check
@@ -150,17 +150,20 @@ def submitted_jobs(snakemake_output: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in SUBMITTED.finditer(snakemake_output)}
 
 
-def seed_numba_cache(source: str | os.PathLike | None, root: Path = ROOT) -> int:
-    """Copy compiled kernels from this test session's NUMBA_CACHE_DIR into the workflow's shared
-    numba cache (``.snakemake/numba_cache/shared``, which every job copies at start; see
+def seed_numba_cache(source: str | os.PathLike | None, root: Path | None = None) -> int:
+    """Copy compiled kernels from this test session's NUMBA_CACHE_DIR into the jobs' shared numba
+    cache (``shared/`` under qgtflow.runtime.numba_cache_root(), which every job copies at start; see
     qgtflow.runtime.setup_job), so SLURM jobs load kernels instead of compiling them (~60 s cold).
     Same lock and same per-function order (data files, then index) as the jobs' own publishing.
     Returns the number of index files copied."""
+    from qgtflow.runtime import numba_cache_root
+
     if not source or not Path(source).is_dir():
         return 0
     source = Path(source)
-    shared = root / ".snakemake" / "numba_cache" / "shared"
-    lock = root / ".snakemake" / "numba_cache" / "shared.lock"
+    root = numba_cache_root() if root is None else root
+    shared = root / "shared"
+    lock = root / "shared.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     copied = 0
     with open(lock, "a") as fh:

@@ -359,6 +359,7 @@ CONFIG_FILE_CASES = {
 def test_bad_config_file_is_refused_before_snakemake_starts(kind, tmp_path, capsys, monkeypatch):
     root = workflow_copy(tmp_path)
     monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+    monkeypatch.chdir(root)  # run from there: .snakemake/ and relative results land in the current directory
     content, fragments = CONFIG_FILE_CASES[kind]
     path = tmp_path / "config.yaml"
     if content is None:

@@ -142,11 +142,11 @@ def test_second_workflow_run_on_the_same_results_is_refused(tmp_path, snakemake_
     env = {**snakemake_env, "QGTFLOW_WORKFLOW_DIR": str(root)}
     run = [sys.executable, "-m", "qgtflow.cli", "run", "--cores", "1", "--configfile", str(config)]
     target = "results/A/n8/kgrid.zarr"  # relative to the workflow directory, as Snakemake names outputs
-    first = subprocess.Popen(run + [target], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    first = subprocess.Popen(run + [target], env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True, start_new_session=True)
     try:
         with stopped_when(first, lambda: any((root / ".snakemake" / "locks").glob("*.lock"))):
-            second = subprocess.run(run, env=env, capture_output=True, text=True, timeout=300)
+            second = subprocess.run(run, env=env, cwd=root, capture_output=True, text=True, timeout=300)
         first_out, _ = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -203,6 +203,7 @@ def test_read_only_results_directory_is_refused_before_anything_runs(tmp_path, c
     with mounted(tmp_path / "ro", readonly_from=source) as ro:
         root = workflow_copy(tmp_path)
         monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+        monkeypatch.chdir(root)  # run from there: .snakemake/ lands in the current directory
         config = tmp_path / "config.yaml"
         config.write_text(yaml.safe_dump({"results_dir": str(ro / "results"), "studies": {"A": SMALL}}))
         assert main(["run", "--configfile", str(config)]) == 2

@@ -205,6 +205,7 @@ def test_duplicate_key_in_workflow_config_is_refused_before_snakemake(tmp_path, 
 
     root = workflow_copy(tmp_path)
     monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+    monkeypatch.chdir(root)  # run from there: .snakemake/ and relative results land in the current directory
     path = tmp_path / "config.yaml"
     path.write_text("results_dir: r1\nstudies: {A: {model: {name: haldane}, mu: [0.1], temperature: [10.0], "
                     "responses: [sigma_ahe]}}\nresults_dir: r2\n")
@@ -340,6 +341,7 @@ def test_second_run_on_a_locked_results_directory_is_refused(tmp_path, capsys, m
     (tmp_path / "checkout2").mkdir()
     root = workflow_copy(tmp_path / "checkout2")
     monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+    monkeypatch.chdir(root)  # run from there: .snakemake/ and relative results land in the current directory
     results = tmp_path / "shared-results"
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"results_dir": str(results), "studies": {"A": GOOD}}))
@@ -499,6 +501,7 @@ def test_workflow_preflight_refuses_before_snakemake(tmp_path, capsys, monkeypat
 
     root = workflow_copy(tmp_path)
     monkeypatch.setenv("QGTFLOW_WORKFLOW_DIR", str(root))
+    monkeypatch.chdir(root)  # run from there: .snakemake/ and relative results land in the current directory
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump({"results_dir": str(tmp_path / "results"),
                                       "studies": {"A": {**GOOD, "kgrid": {"sizes": [8, 100000], "kmax": 1.0}}}}))
@@ -608,7 +611,7 @@ def test_terminated_run_stops_snakemake_and_releases_the_lock(tmp_path, snakemak
     config.write_text(yaml.safe_dump({"results_dir": "results", "dask": {"n_workers": 1}, "studies": {"A": big}}))
     env = {**snakemake_env, "QGTFLOW_WORKFLOW_DIR": str(root)}
     proc = subprocess.Popen([sys.executable, "-m", "qgtflow.cli", "run", "--cores", "1", "--configfile", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lock = root / "results" / safety.LOCK_NAME
     _wait_for(lambda: lock.is_file() and "child" in lock.read_text() and (root / "results" / "A").is_dir(), proc,
               timeout=300)

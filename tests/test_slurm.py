@@ -132,14 +132,14 @@ def test_slurm_worker_job_script(tmp_path):
 
 
 def test_dask_slurm_option_merges_settings_and_sizes_jobs(tmp_path):
-    """`qgtflow run --dask-slurm` merges slurm/dask.yaml over the config: the geometry job takes
+    """`qgtflow run --dask-slurm` merges profiles/slurm/dask.yaml over the config: the geometry job takes
     1 thread and the scheduler's memory only; the worker jobs' memory is printed before submission."""
     cmd = [sys.executable, "-m", "qgtflow.cli", "run", "--dask-slurm", "--dry-run", "--configfile",
            str(TEST_CONFIG), "--config", f"results_dir={tmp_path}"]
     proc = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
-    assert "slurm/dask.yaml" in out and "pt_toy geometry (1 thread): n16 400 MB" in out, out[:3000]
+    assert "profiles/slurm/dask.yaml" in out and "pt_toy geometry (1 thread): n16 400 MB" in out, out[:3000]
     assert "pt_toy dask-slurm worker job (4 CPUs)" in out, out[:3000]
     geometry_jobs = [block for block in out.split("rule ")[1:] if block.startswith("geometry:")]
     assert geometry_jobs and all("mem_mb=400," in block for block in geometry_jobs), out[-3000:]
@@ -238,7 +238,7 @@ def write_profile(tmp_path: Path, **settings) -> Path:
 @pytest.mark.slurm
 @pytest.mark.timeout(2400)
 def test_workflow_through_slurm_executor(slurm_cluster_up, warm_numba, tmp_path):
-    """`qgtflow run --slurm` (the repository's slurm/ profile, plus a --workflow-profile for the
+    """`qgtflow run --slurm` (the repository's profiles/slurm/ profile, plus a --workflow-profile for the
     local cluster) on one tiny study: outputs, per-rule SLURM jobs COMPLETED in sacct, and the jobs'
     own logs (threads, CPU affinity, SLURM job id) and benchmarks.
 
@@ -383,3 +383,51 @@ def test_workflow_geometry_on_dask_slurm_workers(slurm_cluster_up, warm_numba, t
             np.testing.assert_array_equal(a[name].values, b[name].values, err_msg=name, strict=True)
     with xr.open_zarr(base / "responses.zarr") as ds:
         assert set(STUDY["responses"]) <= set(ds.data_vars)
+
+
+def test_parse_sinfo_picks_the_partition_and_its_largest_node():
+    from qgtflow.cluster import parse_sinfo
+
+    text = "debug* 2 21694\ndebug* 4+ 8000\nbig 64 512000\nbroken x y\n"
+    assert parse_sinfo(text) == {"partition": "debug", "cpus": 4, "mem_mb": 21694}
+    assert parse_sinfo(text, "big") == {"partition": "big", "cpus": 64, "mem_mb": 512000}
+    assert parse_sinfo(text, "none") is None and parse_sinfo("") is None
+
+
+def test_fit_to_partition_caps_and_warns_once(caplog):
+    from qgtflow.cluster import fit_to_partition
+
+    limits = {"partition": "p", "cpus": 2, "mem_mb": 1000}
+    assert fit_to_partition("r-test", "cpus", 1, limits) == 1 and fit_to_partition("r-test", "cpus", 8, None) == 8
+    assert not caplog.records
+    assert fit_to_partition("r-test", "cpus", 8, limits) == 2 and fit_to_partition("r-test", "cpus", 8, limits) == 2
+    assert fit_to_partition("r-test", "mem_mb", 5000, limits) == 1000
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings
+    assert "partition p offers at most 2 CPUs" in warnings[0] and "ask for 8, capped to 2" in warnings[0]
+
+
+@pytest.mark.slurm
+@pytest.mark.timeout(1200)
+def test_rule_threads_are_capped_by_the_partition(slurm_cluster_up, warm_numba, tmp_path):
+    """Without max-threads, geometry asks for 8 CPUs: on the 2-CPU node such a job would pend forever.
+    The rules ask sinfo and cap it (with a warning); the job runs with the node's CPUs."""
+    from qgtflow.cluster import partition_limits
+
+    limits = partition_limits()
+    assert limits and limits["cpus"] == slurm_kit.node_cpus(), limits
+    results = tmp_path / "results"
+    config = write_config(tmp_path, results)
+    target = str(results / "pt_toy" / f"n{STUDY['kgrid']['sizes'][0]}" / "geometry.done.json")
+    cmd = [sys.executable, "-m", "qgtflow.cli", "run", "--slurm", "--configfile", str(config), target,
+           "--workflow-profile", str(write_profile(tmp_path, max_threads=64, init_seconds=INIT_SECONDS))]
+    proc = subprocess.run(cmd, cwd=tmp_path, check=False, capture_output=True, text=True, timeout=1100)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-6000:]
+    assert f"offers at most {limits['cpus']} CPUs per node: geometry jobs ask for 8, capped to {limits['cpus']}" \
+        in out, out[:3000]
+    jobs = slurm_kit.submitted_jobs(out)
+    rows = slurm_kit.sacct_settled("--name", slurm_kit.RUN_ID.search(out).group(1), expect=len(jobs))
+    geometry = [r for r in rows if jobs.get(r["JobID"]) == "geometry"]
+    assert geometry and all(r["AllocCPUS"] == str(limits["cpus"]) and r["State"] == "COMPLETED"
+                            for r in geometry), rows

@@ -27,12 +27,14 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     out: optional path of the responses zarr store to write; reserved before any compute
         (:func:`qgtflow.io.output_lock`: refused if it cannot be written, is not a zarr store, or
         another run is writing it).
-    n_workers: Dask workers (default: the cores visible); 0 runs in this process.
+    n_workers: Dask workers; 0 runs in this process; default: in this process for grids up to
+        :data:`qgtflow.cluster.IN_PROCESS_MAX_POINTS` k-points, else one worker per visible core.
     workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory).
     """
     from qgtflow import io
-    from qgtflow.cluster import local_cluster
+    from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster
     from qgtflow.plan import grid_chain
+    from qgtflow.runtime import announce_compile
     from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
 
     st = load_study(study)
@@ -49,6 +51,12 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         geometry_store = base / f"{st.name}_n{label}_geometry.zarr"
         chain = grid_chain(st, size)  # each store's fingerprint, as the workflow plans them
         kgrid_stage.run(st, size, kgrid_store, job=chain["kgrid"])
+        n_points = int(io.store_attrs(kgrid_store)["n_kpoints"])
+        if in_process(n_points, n_workers):
+            log.info("evaluate %s: %d k-points, in this process (no Dask cluster up to %d; n_workers for one)",
+                     st.name, n_points, IN_PROCESS_MAX_POINTS)
+            n_workers = 0
+        announce_compile(log, tuple(chain["geometry"]["fields"]))
         if n_workers == 0:
             geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0, job=chain["geometry"])
             ds = reduce_stage.run(st, geometry_store, out, n_workers=0, job=chain["reduce"])

@@ -5,9 +5,14 @@
     qgtflow run [--configfile F] [--cores N|all] [--slurm] [--dask-slurm [F]] [--dry-run] [snakemake args ...]
     qgtflow report [--configfile F] [snakemake args ...]
     qgtflow verify PATH [PATH ...]
+    qgtflow init DIR
+    qgtflow models | responses
+    qgtflow --version
 
-``run`` and ``report`` drive Snakemake on the repository's top-level ``Snakefile`` (working
-directory: the repository, so a relative ``results_dir`` lands there). User errors
+``run`` and ``report`` drive Snakemake on the workflow's ``Snakefile`` (a source checkout, or the
+copy installed with the package) in the current directory: ``.snakemake/`` and a relative
+``results_dir`` land where the user is; the config defaults to ``./config/config.yaml`` when there
+is one (``qgtflow init DIR`` writes it), else the workflow's own ``config/config.yaml``. User errors
 (:class:`~qgtflow.errors.QgtflowError`, missing files) print one line ``qgtflow: error: ...`` and
 exit with status 2; a failed workflow exits with status 1.
 """
@@ -40,17 +45,40 @@ class UsageError(QgtflowError):
 # ---------------------------------------------------------------- command line
 
 
+def _need_workflow_stack(*modules: str) -> None:
+    """The workflow commands need the ``workflow`` extra (Snakemake, its SLURM plugin, dask-jobqueue)."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise UsageError(f"this command needs {', '.join(missing)}, not installed: pip install 'qgtflow[workflow]'")
+
+
 def workflow_root() -> Path:
     """The directory holding the workflow's top-level Snakefile (the repository)."""
     candidates = []
     if os.environ.get("QGTFLOW_WORKFLOW_DIR"):
         candidates.append(Path(os.environ["QGTFLOW_WORKFLOW_DIR"]))
-    candidates += [Path(__file__).resolve().parents[2], Path.cwd()]
+    candidates += [Path(__file__).resolve().parents[2], Path.cwd(), Path(sys.prefix) / "share" / "qgtflow"]
     for root in candidates:
         if (root / "Snakefile").is_file() and (root / "workflow" / "rules").is_dir():
             return root.resolve()
-    raise UsageError("cannot find the qgtflow workflow (Snakefile + workflow/rules); run from a source checkout "
-                     "or set QGTFLOW_WORKFLOW_DIR")
+    raise UsageError("cannot find the qgtflow workflow (Snakefile + workflow/rules): not in a source checkout, "
+                     f"not installed under {Path(sys.prefix) / 'share' / 'qgtflow'}; set QGTFLOW_WORKFLOW_DIR")
+
+
+def default_configfiles(root: Path) -> list[str]:
+    """The config of a run given no ``--configfile``: ``./config/config.yaml`` of the current directory
+    (a project written by ``qgtflow init``), else the workflow's own default config."""
+    here = Path.cwd() / "config" / "config.yaml"
+    return [str(here if here.is_file() else root / "config" / "config.yaml")]
+
+
+def slurm_profile(root: Path) -> Path:
+    """The SLURM profile of a run: ``./profiles/slurm`` (a project written by ``qgtflow init``, site
+    settings filled in), else the workflow's own ``profiles/slurm``."""
+    here = Path.cwd() / "profiles" / "slurm"
+    return here if (here / "config.yaml").is_file() else root / "profiles" / "slurm"
 
 
 def _existing_file(path: str, what: str) -> str:
@@ -88,8 +116,9 @@ def _config_file(path: str) -> str:
 def _snakemake_command(root: Path, configfile, extra: list[str], targets: tuple = ()) -> list[str]:
     """``configfile``: None, one path or several (merged by Snakemake in order, later ones win)."""
     # targets first: options such as --config/--configfile take several values
-    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(root / "Snakefile"), "--directory", str(root)]
-    files = [configfile] if isinstance(configfile, (str, Path)) else list(configfile or [])
+    cmd = [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(root / "Snakefile"), "--directory",
+           str(Path.cwd())]
+    files = [configfile] if isinstance(configfile, (str, Path)) else list(configfile or default_configfiles(root))
     if files:
         cmd += ["--configfile", *(_config_file(str(f)) for f in files)]
     return cmd + extra
@@ -176,10 +205,11 @@ def cmd_evaluate(args, extra) -> int:
     import tempfile
 
     from qgtflow import preflight
-    from qgtflow.cluster import worker_count
+    from qgtflow.cluster import in_process, worker_count
 
-    workers = 1 if args.workers == 0 else worker_count(args.workers)
-    preflight.check(validated, [args.size or validated.sizes[-1]], workers=workers,
+    size = args.size or validated.sizes[-1]
+    workers = 1 if in_process(validated.make_grid(size).n_points, args.workers) else worker_count(args.workers)
+    preflight.check(validated, [size], workers=workers,
                     disk_dir=Path(tempfile.gettempdir()), what="evaluate")  # scratch kgrid + geometry stores
     from qgtflow.api import SCRATCH_PREFIX
     from qgtflow.safety import exit_on_signals, sweep_scratch
@@ -325,15 +355,18 @@ def memory_estimates(configfiles: list, threads: dict[str, int]) -> list[tuple]:
 
 def _job_threads(root: Path, args, backend: str, extra: list[str]) -> dict[str, int]:
     """Threads of the geometry and reduce jobs as Snakemake will give them: the rules' own
-    (qgtflow.cluster.RULE_THREADS), then set-threads / max-threads from the profiles (slurm/ with
+    (qgtflow.cluster.RULE_THREADS), then set-threads / max-threads from the profiles (profiles/slurm/ with
     --slurm, then a --workflow-profile) and the command line, then --cores when local."""
-    from qgtflow.cluster import RULE_THREADS
+    from qgtflow.cluster import RULE_THREADS, fit_to_partition, partition_limits
 
     threads = {rule: RULE_THREADS[rule] for rule in ("geometry", "reduce")}
+    if args.slurm:  # as the rules size their SLURM jobs: capped at the default partition's nodes
+        limits = partition_limits()
+        threads = {rule: fit_to_partition(rule, "cpus", n, limits) for rule, n in threads.items()}
     if backend == "slurm":
         threads["geometry"] = 1
     settings: dict = {}
-    profiles = [root / "slurm"] if args.slurm else []
+    profiles = [slurm_profile(root)] if args.slurm else []
     if _option_value(extra, "--workflow-profile"):
         profiles.append(Path(_option_value(extra, "--workflow-profile")))
     for profile in profiles:
@@ -366,7 +399,7 @@ def _print_memory_estimates(root: Path, args, configfiles: list, extra: list[str
     """Log the memory every geometry/reduce job will request, before Snakemake submits anything.
     Never fails the run: a bad config is reported by the workflow itself."""
     try:
-        files = configfiles or [root / "config" / "config.yaml"]
+        files = configfiles or default_configfiles(root)
         backend = "local"
         for f in files:
             backend = (_load_yaml(f).get("dask") or {}).get("backend", backend)
@@ -393,7 +426,7 @@ def _preflight_run(root: Path, args, configfiles: list, extra: list[str], result
     from qgtflow.study import load_study
 
     try:
-        files = configfiles or [root / "config" / "config.yaml"]
+        files = configfiles or default_configfiles(root)
         config: dict = {}
         for path in files:
             config = _merged(config, _load_yaml(path))
@@ -418,9 +451,9 @@ _NO_WRITE = ("--unlock", "--summary", "-S", "--detailed-summary", "-D", "--list-
 
 def _results_dir(root: Path, configfiles: list, extra: list[str]) -> Path:
     """The results directory the run will write: ``results_dir`` of the (merged) config files, or of
-    ``--config results_dir=DIR`` among the Snakemake arguments; relative to the workflow directory."""
+    ``--config results_dir=DIR`` among the Snakemake arguments; relative to the current directory."""
     value = None
-    for path in configfiles or [root / "config" / "config.yaml"]:
+    for path in configfiles or default_configfiles(root):
         with contextlib.suppress(Exception):  # unreadable configs are reported by the workflow itself
             value = _load_yaml(path).get("results_dir", value)
     for i, arg in enumerate(extra):
@@ -434,7 +467,7 @@ def _results_dir(root: Path, configfiles: list, extra: list[str]) -> Path:
             if item.startswith("results_dir="):
                 value = item.split("=", 1)[1]
     path = Path(str(value or "results")).expanduser()
-    return path if path.is_absolute() else root / path
+    return path if path.is_absolute() else Path.cwd() / path
 
 
 def _unwritable(path: Path) -> str | None:
@@ -451,10 +484,12 @@ def _unwritable(path: Path) -> str | None:
 
 
 def cmd_run(args, extra) -> int:
+    _need_workflow_stack("snakemake", *(["snakemake_executor_plugin_slurm"] if args.slurm else []),
+                         *(["dask_jobqueue"] if args.dask_slurm else []))
     root = workflow_root()
     opts = []
     if args.slurm:
-        opts += ["--executor", "slurm", "--profile", str(root / "slurm")]
+        opts += ["--executor", "slurm", "--profile", str(slurm_profile(root))]
         if args.cores:
             opts += ["--cores", args.cores]
     else:
@@ -464,8 +499,8 @@ def cmd_run(args, extra) -> int:
     configfiles = [args.configfile] if args.configfile else []
     if args.dask_slurm:
         # a second config file is merged into the first: name the default one explicitly
-        dask_file = root / "slurm" / "dask.yaml" if args.dask_slurm is True else args.dask_slurm
-        configfiles = (configfiles or [str(root / "config" / "config.yaml")]) + [str(dask_file)]
+        dask_file = slurm_profile(root) / "dask.yaml" if args.dask_slurm is True else args.dask_slurm
+        configfiles = (configfiles or default_configfiles(root)) + [str(dask_file)]
     cmd = _snakemake_command(root, configfiles, opts + extra)  # checks that the config files exist
     lock = contextlib.nullcontext()
     if not args.dry_run and not any(a.split("=", 1)[0] in _NO_WRITE for a in extra):
@@ -483,7 +518,8 @@ def cmd_run(args, extra) -> int:
     with lock:
         if not isinstance(lock, contextlib.nullcontext) and not args.no_verify:
             verify_results(results)  # damaged stores are recomputed, not reported as "Nothing to be done"
-        return _run_snakemake(cmd, "run", root, lock=lock if not isinstance(lock, contextlib.nullcontext) else None)
+        held = None if isinstance(lock, contextlib.nullcontext) else lock
+        return _run_snakemake(cmd, "run", Path.cwd(), lock=held)
 
 
 def cmd_verify(args, extra) -> int:
@@ -547,23 +583,92 @@ def verify_results(results: Path, remove: bool = True) -> list[Path]:
 
 
 def cmd_report(args, extra) -> int:
+    _need_workflow_stack("snakemake")
     root = workflow_root()
     # only the report rule may run: the results must exist already (`qgtflow run` makes them)
     opts = ["--cores", "1", "--forcerun", "report", "--allowed-rules", "report"]
     return _run_snakemake(_snakemake_command(root, args.configfile, opts + extra, targets=("report",)), "report",
-                          root)
+                          Path.cwd())
+
+
+def cmd_models(args, extra) -> int:
+    """The built-in models: name, parameters with their defaults, first line of the docstring."""
+    import inspect
+
+    from qgtflow.models.builtin import BUILTIN_MODELS
+
+    for name, builder in BUILTIN_MODELS.items():
+        params = ", ".join(f"{p.name}={p.default:.6g}" if isinstance(p.default, float) else f"{p.name}={p.default}"
+                           for p in inspect.signature(builder).parameters.values())
+        doc = (inspect.getdoc(builder) or "").split("\n")[0]
+        print(f"{name}\n  params: {params}\n  {doc}")
+    print("\nown Hamiltonians: model.hamiltonian / matrix / tight_binding / wannier90 in a study file "
+          "(src/qgtflow/schemas/study.schema.yaml)")
+    return 0
+
+
+def cmd_responses(args, extra) -> int:
+    """The responses a study may request: name, dims (besides mu, T), SI units in 2D and 3D, formula."""
+    from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
+    from qgtflow.units import format_si_units
+
+    for name, resp in RESPONSES.items():
+        dims = ", ".join([*(d for d, _ in resp.extra_dims), *resp.cart_dims]) or "-"
+        units = " | ".join(f"{d}D: {format_si_units(resp.si_units(d))}" for d in (2, 3))
+        print(f"{name}\n  dims: mu, T, {dims}\n  units (physical): {units}; natural: e = hbar = k_B = 1\n"
+              f"  formula: {resp.formula}")
+    for name, resp in DIRECT_RESPONSES.items():
+        print(f"{name}\n  dims: mu, T, {', '.join(resp.dims)}\n  units: in the store's attrs\n"
+              f"  formula: {resp.formula}")
+    for name in (*MODEL_RESPONSES, *THIN_FILM):
+        if name not in RESPONSES:
+            where = "004 Eq. 6 (Born skew rate; study key impurities)" if name in MODEL_RESPONSES else \
+                "004 SI S49, S52 (thin film; study key electro_optics)"
+            print(f"{name}\n  units: in the store's attrs\n  formula: {where}")
+    return 0
+
+
+INIT_FILES = ("config/config.yaml", "profiles/slurm/config.yaml", "profiles/slurm/dask.yaml",
+              "profiles/slurm/README.md")
+
+
+def cmd_init(args, extra) -> int:
+    """Write a runnable project into DIR (new, or an empty directory): the default workflow config and
+    the SLURM profile, copied from the workflow this qgtflow runs. Nothing else is touched."""
+    root = workflow_root()
+    target = Path(args.directory).expanduser()
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        what = "a directory that is not empty" if target.is_dir() else "an existing file"
+        raise UsageError(f"init {args.directory}: is {what}; expected a new or empty directory "
+                         "(qgtflow writes only into directories it creates)")
+    missing = [name for name in INIT_FILES if not (root / name).is_file()]
+    if missing:
+        raise UsageError(f"init: the workflow in {root} lacks {', '.join(missing)}; reinstall qgtflow[workflow]")
+    for name in INIT_FILES:
+        dest = target / name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(root / name, dest)
+    print(f"wrote a qgtflow project in {target}: {', '.join(INIT_FILES[:2])} ...\n"
+          f"next: cd {target} && qgtflow run -n   (then `qgtflow run`, or `qgtflow run --slurm` with "
+          "profiles/slurm/config.yaml filled in)")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="qgtflow", description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    from qgtflow import __version__
+
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,converge,run,report,verify}")
+    parser.add_argument("--version", action="version", version=f"qgtflow {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                metavar="{evaluate,converge,run,report,verify,init,models,responses}")
 
     p = sub.add_parser("evaluate", allow_abbrev=False, help="one study at one grid density, without Snakemake")
     p.add_argument("study", metavar="STUDY.yaml", help="study file (src/qgtflow/schemas/study.schema.yaml)")
     p.add_argument("--out", required=True, metavar="OUT.zarr", help="responses store to write")
     p.add_argument("--size", type=int, help="points per axis (default: the largest of kgrid.sizes)")
-    p.add_argument("--workers", type=int, help="Dask workers (default: the cores visible; 0 = in process)")
+    p.add_argument("--workers", type=int, help="Dask workers (default: in this process up to 2^18 k-points, else one per "
+                   "visible core; 0 = in process)")
     p.set_defaults(func=cmd_evaluate, passthrough=False)
 
     p = sub.add_parser("converge", allow_abbrev=False,
@@ -578,7 +683,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, metavar="N", help="points per axis of the first grid "
                    "(default: the smallest of kgrid.sizes)")
     p.add_argument("--growth", type=float, default=1.5, help="factor per axis between densities (default 1.5)")
-    p.add_argument("--workers", type=int, help="Dask workers (default: the cores visible; 0 = in process)")
+    p.add_argument("--workers", type=int, help="Dask workers (default: in this process up to 2^18 k-points, else one per "
+                   "visible core; 0 = in process)")
     p.add_argument("--workdir", metavar="DIR", help="responses stores of every density, reused by a later call "
                    "(default: DIR/responses under --out)")
     p.add_argument("--zero", action="append", metavar="RESPONSE:COMP[,COMP]",
@@ -590,10 +696,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", allow_abbrev=False, help="run the Snakemake workflow (other arguments go to snakemake)")
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
     p.add_argument("--cores", metavar="N|all", help="local cores (default: all; with --slurm: not set)")
-    p.add_argument("--slurm", action="store_true", help="submit jobs to SLURM with the profile in slurm/")
+    p.add_argument("--slurm", action="store_true", help="submit jobs to SLURM with the profile in profiles/slurm/")
     p.add_argument("--dask-slurm", nargs="?", const=True, metavar="F",
                    help="run the geometry stage's Dask workers as SLURM jobs (dask-jobqueue), with the settings "
-                        "in F (default: slurm/dask.yaml) merged into the workflow config")
+                        "in F (default: profiles/slurm/dask.yaml) merged into the workflow config")
     p.add_argument("-n", "--dry-run", action="store_true", help="show the jobs without running them")
     p.add_argument("--no-verify", action="store_true", help="skip verifying (checksums, completeness) the stores "
                    "already in the results directory; damaged ones are otherwise removed and recomputed")
@@ -607,6 +713,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", allow_abbrev=False, help="(re)build results/report/index.html from existing results")
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
     p.set_defaults(func=cmd_report, passthrough=True)
+
+    p = sub.add_parser("models", allow_abbrev=False, help="list the built-in models and their parameters")
+    p.set_defaults(func=cmd_models, passthrough=False)
+
+    p = sub.add_parser("responses", allow_abbrev=False, help="list the responses: name, dims, units, formula")
+    p.set_defaults(func=cmd_responses, passthrough=False)
+
+    p = sub.add_parser("init", allow_abbrev=False, help="write a runnable project (config/config.yaml, "
+                       "profiles/slurm/) into a new directory; run the workflow from there")
+    p.add_argument("directory", metavar="DIR", help="a new or empty directory")
+    p.set_defaults(func=cmd_init, passthrough=False)
     return parser
 
 
@@ -622,6 +739,10 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not args.passthrough:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    if args.command in ("evaluate", "converge"):  # before numba is imported: kernels compiled once per user
+        from qgtflow.runtime import use_shared_numba_cache
+
+        use_shared_numba_cache(args.command)
     try:
         return args.func(args, extra)
     except QgtflowError as exc:
@@ -635,6 +756,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qgtflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `qgtflow responses | head`: the reader left; not an error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ValueError as exc:  # a chunk read outside qgtflow.io.read_rows (xarray, dask) failed its checksum
         if "checksum" not in str(exc):
             raise

@@ -4,7 +4,7 @@
   job's allocation (threads and CPU affinity, see :func:`job_cpus`).
 - :func:`slurm_cluster`: Dask workers in their own SLURM jobs (``dask_jobqueue.SLURMCluster``);
   the workflow selects it for the geometry stage with the config key ``dask.backend: slurm``
-  (settings under ``dask.slurm``, see ``slurm/dask.yaml``).
+  (settings under ``dask.slurm``, see ``profiles/slurm/dask.yaml``).
 - :func:`estimate_memory_mb` / :func:`job_memory_mb`: peak memory of a geometry or reduce job from
   the per-k-point field arrays of one chunk; the rules request it from SLURM (``mem_mb``) and
   ``qgtflow run`` prints it before submitting.
@@ -33,7 +33,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "N
 RULE_THREADS = {"kgrid": 1, "geometry": 8, "reduce": 4, "convergence": 1, "report": 1}
 
 # Defaults of the Dask-on-SLURM settings (config key dask.slurm; documented in
-# workflow/schemas/config.schema.yaml, example in slurm/dask.yaml).
+# workflow/schemas/config.schema.yaml, example in profiles/slurm/dask.yaml).
 SLURM_DEFAULTS = {
     "jobs": 2,                      # SLURM jobs of Dask workers
     "cores": 1,                     # CPUs per worker job (one single-threaded worker process each)
@@ -94,11 +94,81 @@ def job_cpus(threads: int, requested_workers: int | None = None) -> dict:
             "slurm_job": os.environ.get("SLURM_JOB_ID"), "slurm_cpus": os.environ.get("SLURM_CPUS_PER_TASK")}
 
 
+# Below this many k-points a study runs in the calling process: starting a LocalCluster (~3 s of
+# worker start-up and teardown) costs more than the whole computation (~3-7e5 k-points/s per core).
+IN_PROCESS_MAX_POINTS = 2**18
+
+
+def in_process(n_points: int, requested: int | None) -> bool:
+    """Whether a study of ``n_points`` k-points runs without a Dask cluster: ``requested`` = 0, or
+    no worker count requested and the grid below :data:`IN_PROCESS_MAX_POINTS`."""
+    return requested == 0 or (requested is None and int(n_points) <= IN_PROCESS_MAX_POINTS)
+
+
 def worker_count(requested: int | None) -> int:
     cores = available_cores()
     n = cores if not requested else min(int(requested), cores)
     log.info("cores visible (affinity): %d; requested workers: %s; using %d", cores, requested, n)
     return max(1, n)
+
+
+# ---------------------------------------------------------------- what a SLURM partition offers
+
+
+def parse_sinfo(text: str, partition: str | None = None) -> dict | None:
+    """{partition, cpus, mem_mb} of the largest node of ``partition`` (default: the one sinfo marks
+    ``*``) from ``sinfo -h -N -o "%P %c %m"`` lines (one per node and partition); None if absent."""
+    rows = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        name, default = parts[0].rstrip("*"), parts[0].endswith("*")
+        try:
+            rows.append((name, default, int(parts[1].rstrip("+")), int(parts[2].rstrip("+"))))
+        except ValueError:
+            continue
+    chosen = [r for r in rows if (r[0] == partition if partition else r[1])]
+    if not chosen:
+        return None
+    return {"partition": chosen[0][0], "cpus": max(r[2] for r in chosen), "mem_mb": max(r[3] for r in chosen)}
+
+
+_PARTITIONS: dict = {}
+
+
+def partition_limits(partition: str | None = None, timeout: float = 20.0) -> dict | None:
+    """CPUs and memory (MB) of the largest node of a SLURM partition (default: the cluster's default
+    partition), from ``sinfo``; None where sinfo is missing or does not answer (no capping then)."""
+    import subprocess
+
+    if partition not in _PARTITIONS:
+        try:
+            proc = subprocess.run(["sinfo", "-h", "-N", "-o", "%P %c %m"], capture_output=True, text=True,
+                                  timeout=timeout)
+            _PARTITIONS[partition] = parse_sinfo(proc.stdout, partition) if proc.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            _PARTITIONS[partition] = None
+    return _PARTITIONS[partition]
+
+
+_CAPPED: set = set()
+
+
+def fit_to_partition(rule: str, what: str, wanted: int, limits: dict | None) -> int:
+    """``wanted`` threads (``what`` = "cpus") or MB (``what`` = "mem_mb") of a rule's SLURM job, capped
+    at what the partition's largest node offers: a job asking for more pends forever. Warns once per
+    rule and resource when it caps."""
+    if not limits or wanted <= limits[what]:
+        return wanted
+    if (rule, what) not in _CAPPED:
+        _CAPPED.add((rule, what))
+        unit = "CPUs" if what == "cpus" else "MB of memory"
+        hint = ("set-threads in the profile sets it yourself" if what == "cpus" else
+                "a smaller kgrid.chunk_size or dask.n_workers lowers the need")
+        log.warning("SLURM partition %s offers at most %d %s per node: %s jobs ask for %d, capped to %d (%s)",
+                    limits["partition"], limits[what], unit, rule, wanted, limits[what], hint)
+    return int(limits[what])
 
 
 # ---------------------------------------------------------------- memory
@@ -267,14 +337,29 @@ def local_cluster(n_workers: int | None = None):
     from distributed import Client, LocalCluster
 
     n = worker_count(n_workers)
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.WARNING, env=_worker_env(None))
-    client = Client(cluster)
+    with quiet_dask_logs():
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.WARNING, env=_worker_env(None))
+        client = Client(cluster)
+        try:
+            yield client
+        finally:
+            client.close()
+            cluster.close()
+
+
+@contextlib.contextmanager
+def quiet_dask_logs():
+    """``distributed``'s INFO lines (scheduler/nanny start and stop, ~35 a run) hidden while the block
+    runs, unless qgtflow logs at DEBUG (``qgtflow -v``); its warnings and errors still show."""
+    logger = logging.getLogger("distributed")
+    before = logger.level
+    if not log.isEnabledFor(logging.DEBUG):
+        logger.setLevel(logging.WARNING)
     try:
-        yield client
+        yield
     finally:
-        client.close()
-        cluster.close()
+        logger.setLevel(before)
 
 
 def _memory_string(memory) -> str:

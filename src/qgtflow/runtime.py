@@ -46,9 +46,10 @@ def setup_job(smk) -> tuple[logging.Logger, int]:
       and the CPUs its affinity allows: ``dask: n_workers`` (default: that many) single-threaded
       workers, ``NUMBA_NUM_THREADS`` so that workers x numba threads <= it; OMP/MKL/OPENBLAS
       pinned to 1; all of it logged (threads, affinity, SLURM job);
-    - gives the job its own ``NUMBA_CACHE_DIR`` under ``.snakemake/numba_cache/jobs`` (numba's
-      cache is not safe for concurrent writers, numba#4807), seeded from a shared cache and
-      published back to it at exit, under a file lock, so kernels compile once per work directory;
+    - gives the job its own ``NUMBA_CACHE_DIR`` under :func:`numba_cache_root` ``/jobs`` (numba's
+      cache is not safe for concurrent writers, numba#4807), seeded from the user's shared cache
+      and published back to it at exit, under a file lock, so kernels compile once per user and
+      qgtflow source (not once per work directory), also for ``qgtflow evaluate``;
     - logs to the rule's ``log:`` file (and stderr: the SLURM job log), uncaught exceptions included.
     """
     from qgtflow.cluster import job_cpus
@@ -60,7 +61,7 @@ def setup_job(smk) -> tuple[logging.Logger, int]:
         os.environ[var] = "1"
     os.environ["NUMBA_NUM_THREADS"] = str(cpus["numba_threads"])
     job_key = "-".join([smk.rule, *(str(v) for v in smk.wildcards)])
-    cache = _job_numba_cache(Path(".snakemake", "numba_cache").resolve(), job_key)
+    cache = _job_numba_cache(numba_cache_root(), job_key)
     os.environ["NUMBA_CACHE_DIR"] = str(cache)
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # scheduler chatter (read on import)
 
@@ -92,6 +93,65 @@ def setup_job(smk) -> tuple[logging.Logger, int]:
     if mem_mb:
         logger.info("rule %s: memory requested %s MB (estimate x attempt)", smk.rule, mem_mb)
     return logger, n_workers
+
+
+def cache_root() -> Path:
+    """qgtflow's per-user cache: ``$QGTFLOW_CACHE_DIR``, default ``~/.cache/qgtflow`` (compiled models
+    under ``models/``, the numba kernel cache under ``numba/``). On a cluster it must be on a
+    filesystem the compute nodes see (home usually is)."""
+    root = os.environ.get("QGTFLOW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qgtflow")
+    return Path(root).resolve()
+
+
+def numba_cache_root() -> Path:
+    """The shared numba cache of every qgtflow process of this user: ``shared/`` plus job copies."""
+    return cache_root() / "numba"
+
+
+def use_shared_numba_cache(key: str) -> Path | None:
+    """Command-line processes (``qgtflow evaluate``/``converge``): a private copy of the shared numba
+    cache as ``NUMBA_CACHE_DIR`` (published back at exit), so kernels compiled by one command or
+    workflow job are loaded by every later one. Call before numba is imported. An explicit
+    ``NUMBA_CACHE_DIR`` is the user's choice and is kept (returns None)."""
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return None
+    try:
+        cache = _job_numba_cache(numba_cache_root(), key)
+    except Exception as exc:  # noqa: BLE001 - a cache is an optimisation: numba's default then
+        log.warning("numba cache: not sharing compiled kernels (%s)", exc)
+        return None
+    os.environ["NUMBA_CACHE_DIR"] = str(cache)
+    return cache
+
+
+def announce_compile(logger: logging.Logger, optional=()) -> float:
+    """Before the first kernel call: one line when numba will compile the geometry kernels in this
+    process (a cold cache), with the expected time and where they are cached for later runs.
+    Returns the estimated seconds (0: all cached)."""
+    from qgtflow.geometry.kernel_cache import cache_location, cold_kernels
+
+    cold = cold_kernels(optional)
+    seconds = sum(cold.values())
+    if cold:
+        where = os.environ.get("NUMBA_CACHE_DIR", "")
+        shared = numba_cache_root()
+        where = str(shared / "shared") if where.startswith(str(shared)) else cache_location()
+        logger.warning("compiling kernels, once: ~%.0f s (%s; later runs and jobs load them from %s)", seconds,
+                       ", ".join(cold), where)
+    return seconds
+
+
+def stage_workers(logger: logging.Logger, n_points: int, n_workers: int) -> int:
+    """Dask workers of a geometry/reduce job over ``n_points`` k-points: 0 (in the job's process, no
+    LocalCluster to start and stop) up to :data:`qgtflow.cluster.IN_PROCESS_MAX_POINTS`, else
+    ``n_workers`` (from :func:`setup_job`)."""
+    from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process
+
+    if in_process(n_points, None):
+        logger.info("%d k-points: computed in this process (no Dask cluster up to %d k-points)", n_points,
+                    IN_PROCESS_MAX_POINTS)
+        return 0
+    return n_workers
 
 
 @contextlib.contextmanager

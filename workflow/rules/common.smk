@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import qgtflow as _qgtflow
-from qgtflow.cluster import RULE_THREADS, job_memory_mb
+from qgtflow.cluster import RULE_THREADS, fit_to_partition, job_memory_mb, partition_limits
 from qgtflow import gridsize
 from qgtflow.plan import WorkflowPlan
 from qgtflow.runtime import publish_dask_settings
@@ -56,12 +56,18 @@ def validate_config(config):
         names.add(fig["name"])
         for study in fig["studies"]:
             if study not in config["studies"]:
-                _fail(f"config key '{key}.studies': got {study!r}; expected one of the studies "
-                      f"{sorted(config['studies'])}")
-            if fig.get("kind", "curves") == "curves" and fig.get("response") not in \
-                    config["studies"][study]["responses"]:
-                _fail(f"config key '{key}.response': got {fig.get('response')!r}; expected a response computed by "
-                      f"study {study!r} (its responses: {config['studies'][study]['responses']})")
+                _fail(
+                    f"config key '{key}.studies': got {study!r}; expected one of the studies "
+                    f"{sorted(config['studies'])}"
+                )
+            if (
+                fig.get("kind", "curves") == "curves"
+                and fig.get("response") not in config["studies"][study]["responses"]
+            ):
+                _fail(
+                    f"config key '{key}.response': got {fig.get('response')!r}; expected a response computed by "
+                    f"study {study!r} (its responses: {config['studies'][study]['responses']})"
+                )
 
 
 # One plan (qgtflow.plan): what each stage reads. The main Snakemake process validates every study
@@ -141,21 +147,38 @@ def report_inputs():
 DASK_BACKEND = config["dask"]["backend"]
 
 
+def on_slurm():
+    """Whether jobs go to SLURM (the executor is chosen after parsing: ask when a job is sized)."""
+    return getattr(workflow.executor_plugin, "name", None) == "slurm"
+
+
+def slurm_limits():
+    """CPUs and memory of the default partition's largest node (sinfo), when jobs go to SLURM."""
+    return partition_limits() if on_slurm() else None
+
+
 def rule_threads(rule_name):
-    """Threads of each stage (qgtflow.cluster.RULE_THREADS). With the config `dask.backend = slurm`
-    the geometry job only schedules (its workers are SLURM jobs of their own), so it takes 1 thread."""
+    """Threads of each stage (qgtflow.cluster.RULE_THREADS), on SLURM capped at the CPUs of the
+    partition's largest node, with a warning (a job asking for more would pend forever). With the
+    config `dask.backend = slurm` the geometry job only schedules (its workers are SLURM jobs of
+    their own), so it takes 1 thread."""
     if rule_name == "geometry" and DASK_BACKEND == "slurm":
         return 1
-    return RULE_THREADS[rule_name]
+    wanted = RULE_THREADS[rule_name]
+    if wanted == 1:
+        return 1
+    return lambda wildcards: fit_to_partition(rule_name, "cpus", wanted, slurm_limits())
 
 
 def stage_mem_mb(rule_name):
     """Resource function: mem_mb of a geometry/reduce job from the field arrays of one chunk held by
-    each of its Dask workers (qgtflow.cluster.job_memory_mb), times the retry attempt."""
+    each of its Dask workers (qgtflow.cluster.job_memory_mb), times the retry attempt; on SLURM
+    capped at the memory of the partition's largest node, with a warning."""
 
     def mem_mb(wildcards, threads, attempt):
         study = PLAN.study(wildcards.study)
-        return job_memory_mb(study, gridsize.parse(wildcards.size), rule_name, threads, config["dask"]) * attempt
+        wanted = job_memory_mb(study, gridsize.parse(wildcards.size), rule_name, threads, config["dask"]) * attempt
+        return fit_to_partition(rule_name, "mem_mb", wanted, slurm_limits())
 
     return mem_mb
 
@@ -236,8 +259,9 @@ _NOT_UPSTREAM = ("qgtflow.reduce",)
 # whether an unfinished geometry store may be resumed)
 SOURCE_HASH = {
     "kgrid": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", exclude=_NOT_UPSTREAM),
-    "geometry": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage",
-                            exclude=_NOT_UPSTREAM),
+    "geometry": source_hash(
+        _STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage", exclude=_NOT_UPSTREAM
+    ),
     "reduce": source_hash(_STUDY, "qgtflow.stages.reduce_stage"),
     "convergence": source_hash(_STUDY, "qgtflow.stages.convergence_stage"),
     "report": source_hash("qgtflow.report"),

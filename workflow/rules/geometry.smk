@@ -10,18 +10,18 @@ rule geometry:
         kgrid=rules.kgrid.output.store,
     output:
         manifest=res("{study}", "n{size}", "geometry.done.json"),
-    params:
-        inputs=stage_inputs("geometry"),
-        source=SOURCE_HASH["geometry"],
-    conda:
-        "../envs/qgtflow.yaml"
     log:
         rule_log("geometry"),
     benchmark:
         rule_benchmark("geometry")
+    conda:
+        "../envs/qgtflow.yaml"
     threads: rule_threads("geometry")
     resources:
         mem_mb=stage_mem_mb("geometry"),
         runtime=lambda wildcards, attempt: 60 * attempt,
+    params:
+        inputs=stage_inputs("geometry"),
+        source=SOURCE_HASH["geometry"],
     script:
         "../scripts/geometry.py"

@@ -8,18 +8,18 @@ rule reduce:
         geometry=rules.geometry.output.manifest,
     output:
         store=directory(res("{study}", "n{size}", "responses.zarr")),
-    params:
-        inputs=stage_inputs("reduce"),
-        source=SOURCE_HASH["reduce"],
-    conda:
-        "../envs/qgtflow.yaml"
     log:
         rule_log("reduce"),
     benchmark:
         rule_benchmark("reduce")
+    conda:
+        "../envs/qgtflow.yaml"
     threads: rule_threads("reduce")
     resources:
         mem_mb=stage_mem_mb("reduce"),
         runtime=lambda wildcards, attempt: 30 * attempt,
+    params:
+        inputs=stage_inputs("reduce"),
+        source=SOURCE_HASH["reduce"],
     script:
         "../scripts/reduce.py"

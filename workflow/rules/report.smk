@@ -7,21 +7,21 @@ rule report:
         tables=convergence_tables(),
         stores=all_response_stores(),
     output:
-        html=report_html(),
-    params:
-        inputs=lambda wildcards: report_inputs(),
-        results_dir=lambda wildcards, output: str(Path(output.html).parent.parent),
-        source=SOURCE_HASH["report"],
-    conda:
-        "../envs/qgtflow.yaml"
+        html=report(report_html(), caption="../report/report.rst", category="Report", labels={"page": "qgtflow report"}),
     log:
         res("logs", "report", "report.log"),
     benchmark:
         res("benchmarks", "report", "report.tsv")
+    localrule: True
+    conda:
+        "../envs/qgtflow.yaml"
     threads: rule_threads("report")
     resources:
         mem_mb=lambda wildcards, attempt: 2000 * attempt,
         runtime=lambda wildcards, attempt: 15 * attempt,
-    localrule: True
+    params:
+        inputs=lambda wildcards: report_inputs(),
+        results_dir=lambda wildcards, output: str(Path(output.html).parent.parent),
+        source=SOURCE_HASH["report"],
     script:
         "../scripts/report.py"

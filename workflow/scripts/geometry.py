@@ -54,10 +54,18 @@ def main(smk):
     backend = dask_settings().get("backend", "local")
     if backend == "slurm":
         from qgtflow.cluster import slurm_cluster
+        from qgtflow.runtime import announce_compile
+
+        announce_compile(log, tuple(fields))
 
         with slurm_cluster(**dask_on_slurm(smk, study, size, fields, log)) as client:
             computed = geometry_stage.run(study, smk.input.kgrid, str(store), client=client, job=job)
     else:
+        from qgtflow.io import store_attrs
+        from qgtflow.runtime import announce_compile, stage_workers
+
+        n_workers = stage_workers(log, int(store_attrs(smk.input.kgrid)["n_kpoints"]), n_workers)
+        announce_compile(log, tuple(fields))
         computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers, job=job)
 
     info = {"store": store.name, "study": name, "size": size, "fingerprint": job["fingerprint"],

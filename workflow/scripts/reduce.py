@@ -15,6 +15,10 @@ def main(smk):
     study = stage_study("reduce", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     manifest = Path(smk.input.geometry)
     store = manifest.parent / json.loads(manifest.read_text())["store"]
+    from qgtflow.io import store_attrs
+    from qgtflow.runtime import stage_workers
+
+    n_workers = stage_workers(log, int(store_attrs(store)["n_kpoints"]), n_workers)
     reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers, job=dict(smk.params.inputs))
     log.info("wrote %s", smk.output.store)
 

@@ -1,0 +1,136 @@
+"""Time to first result (issue 15): cold and warm ``qgtflow evaluate``, per-job start-up of the tiny
+workflow, import time of each stage.
+
+- evaluate: a 64² two-band (Haldane) and a 64² four-band (PT toy, 001 Eq. 20) study, each as a fresh
+  ``qgtflow evaluate`` process; *cold* = an empty qgtflow cache (``QGTFLOW_CACHE_DIR``: numba compiles
+  the kernels), *warm* = the same cache again; beside it the warm run on a 2-worker Dask
+  LocalCluster (``--workers 2``, what a small study used before it ran in-process). Cold, warm and
+  Dask runs are interleaved, repeated ``--repeats`` times; the table prints min/median and the
+  ratios of the medians of the same run.
+- workflow: ``config/test.yaml`` (2 studies x 2 grids, 15 jobs) on a warm cache into a temporary
+  results directory; per-job wall time from the rules' ``benchmark:`` files (the jobs' grids are
+  tiny, so this is their start-up: interpreter, Snakefile parse, imports, stores).
+- imports: ``python -X importtime -c 'import qgtflow.stages.X'`` (cumulative µs of the module).
+
+Run: ``.venv/bin/python benchmarks/bench_first_result.py [--repeats N] [--skip-workflow]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+QGTFLOW = str(Path(sys.executable).with_name("qgtflow"))
+
+STUDIES = {
+    "2-band (Haldane) 64²": """model: {name: haldane, params: {t1: 1.0, t2: 0.1, phi: 1.5707963267948966, mass: 0.2}}
+units: natural
+kgrid: {sizes: [64]}
+mu: [-0.5, 0.0, 0.5]
+temperature: [0.05]
+responses: [sigma_ahe]
+""",
+    "4-band (PT toy) 64²": """model: {name: pt_toy_4band, params: {v: 1.0, m: 0.1, b: 1.0, t: 0.5}}
+kgrid: {sizes: [64], kmax: 1.2}
+mu: {start: 0.0, stop: 0.4, num: 5}
+temperature: [50.0]
+responses: [sigma_qm, sigma_drude]
+""",
+}
+
+
+def _env(cache: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env["QGTFLOW_CACHE_DIR"] = str(cache)
+    return env
+
+
+def evaluate_seconds(study: Path, cache: Path, out: Path, workers: str | None = None) -> float:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [QGTFLOW, "evaluate", str(study), "--out", str(out)] + (["--workers", workers] if workers else [])
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=_env(cache), capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"evaluate failed:\n{proc.stderr[-3000:]}")
+    return seconds
+
+
+def bench_evaluate(repeats: int, tmp: Path) -> None:
+    print("\n== qgtflow evaluate, wall time of the whole command (s) ==")
+    print(f"{'study':24s} {'cold (min/med)':>16s} {'warm (min/med)':>16s} {'warm Dask x2':>14s} "
+          f"{'cold/warm':>9s} {'Dask/warm':>9s}")
+    for label, text in STUDIES.items():
+        study = tmp / "study.yaml"
+        study.write_text(text)
+        cold, warm, dask = [], [], []
+        for r in range(repeats):
+            cache = tmp / f"cache-{r}"
+            shutil.rmtree(cache, ignore_errors=True)
+            cold.append(evaluate_seconds(study, cache, tmp / "out.zarr"))
+            warm.append(evaluate_seconds(study, cache, tmp / "out.zarr"))
+            dask.append(evaluate_seconds(study, cache, tmp / "out.zarr", workers="2"))
+            shutil.rmtree(cache, ignore_errors=True)
+        med = statistics.median
+        print(f"{label:24s} {min(cold):7.1f}/{med(cold):<7.1f}  {min(warm):7.2f}/{med(warm):<7.2f}  "
+              f"{med(dask):12.2f}  {med(cold) / med(warm):9.1f} {med(dask) / med(warm):9.1f}")
+
+
+def bench_workflow(tmp: Path) -> None:
+    print("\n== tiny workflow (config/test.yaml, warm cache): wall time per job (s) ==")
+    results = tmp / "results-test"
+    cmd = [QGTFLOW, "run", "--configfile", str(ROOT / "config" / "test.yaml"), "--config",
+           f"results_dir={results}"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    total = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"workflow failed:\n{proc.stderr[-3000:]}")
+    per_rule: dict[str, list[float]] = {}
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        with open(tsv) as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        per_rule.setdefault(tsv.parent.name, []).append(float(row["s"]))
+    everything = [s for v in per_rule.values() for s in v]
+    for rule, seconds in per_rule.items():
+        print(f"  {rule:12s} jobs {len(seconds):2d}  median {statistics.median(seconds):5.2f}  max {max(seconds):5.2f}")
+    print(f"  all jobs: {len(everything)}, median {statistics.median(everything):.2f} s, "
+          f"max {max(everything):.2f} s; whole `qgtflow run` {total:.1f} s")
+
+
+def bench_imports() -> None:
+    print("\n== import time of each stage module (python -X importtime, cumulative) ==")
+    for module in ("qgtflow.runtime", "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage",
+                   "qgtflow.stages.reduce_stage", "qgtflow.stages.convergence_stage"):
+        proc = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"], capture_output=True,
+                              text=True, check=True)
+        line = [ln for ln in proc.stderr.splitlines() if ln.rstrip().endswith(f"| {module}")][-1]
+        cumulative_us = int(line.split("|")[1])
+        print(f"  {module:36s} {cumulative_us / 1e6:6.2f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--skip-workflow", action="store_true")
+    args = parser.parse_args()
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory(prefix="qgtflow-bench-first-") as tmp:
+        tmp = Path(tmp)
+        bench_imports()
+        bench_evaluate(args.repeats, tmp)
+        if not args.skip_workflow:
+            bench_workflow(tmp)
+
+
+if __name__ == "__main__":
+    main()

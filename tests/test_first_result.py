@@ -1,0 +1,74 @@
+"""Time to first result: small studies in-process, quiet Dask, one shared numba cache, a visible
+compile line (issue 15). Speed figures: benchmarks/bench_first_result.py, not here."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+import qgtflow
+from qgtflow import runtime
+from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster
+
+STUDY = {"model": {"name": "massive_dirac", "params": {"v": 1.0, "mass": 0.1}},
+         "kgrid": {"sizes": [8], "kmax": 1.0}, "mu": [0.15], "temperature": [50.0], "responses": ["sigma_drude"]}
+
+
+def test_in_process_below_the_threshold_unless_workers_are_asked_for():
+    assert in_process(IN_PROCESS_MAX_POINTS, None) and not in_process(IN_PROCESS_MAX_POINTS + 1, None)
+    assert in_process(10**9, 0)  # 0 = in process, whatever the size
+    assert not in_process(64, 2)  # an explicit worker count gets its cluster
+
+
+def test_small_evaluate_starts_no_dask_cluster(caplog):
+    caplog.set_level(logging.INFO)
+    ds = qgtflow.evaluate(dict(STUDY))
+    assert "sigma_drude" in ds
+    assert "in this process" in caplog.text
+    assert not any(r.name.startswith("distributed") for r in caplog.records), caplog.text
+
+
+def test_local_cluster_hides_distributed_info_lines(caplog):
+    caplog.set_level(logging.INFO)
+    before = logging.getLogger("distributed").level
+    with local_cluster(1) as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+    chatter = [r for r in caplog.records if r.name.startswith("distributed") and r.levelno < logging.WARNING]
+    assert not chatter, [r.getMessage() for r in chatter][:5]
+    assert logging.getLogger("distributed").level == before  # restored after the cluster closed
+
+
+def test_cli_processes_share_one_numba_cache(tmp_path, monkeypatch):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv("QGTFLOW_CACHE_DIR", str(tmp_path / "cache"))
+    job = runtime.use_shared_numba_cache("evaluate")
+    assert job is not None and os.environ["NUMBA_CACHE_DIR"] == str(job)
+    assert job.parent == tmp_path.resolve() / "cache" / "numba" / "jobs"
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
+    assert runtime.use_shared_numba_cache("evaluate") is None  # the user's own choice is kept
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
+
+
+_PROBE = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+          "from qgtflow.runtime import announce_compile; "
+          "print('estimate', announce_compile(logging.getLogger('probe')))")
+
+
+def _probe(cache_dir) -> str:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    return subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120,
+                          check=True).stdout
+
+
+def test_a_cold_cache_is_announced_once_and_a_warm_one_is_silent(tmp_path):
+    cold = _probe(tmp_path / "empty")  # reads numba's index only: nothing is compiled here
+    assert "compiling kernels, once: ~" in cold and "geometry_chunk" in cold, cold
+    qgtflow.evaluate(dict(STUDY), n_workers=0)  # this session's cache now holds the kernels
+    warm = _probe(os.environ.get("NUMBA_CACHE_DIR") or tmp_path / "unset")
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        pytest.skip("no NUMBA_CACHE_DIR in this session (tests/conftest.py sets one)")
+    assert "compiling" not in warm and "estimate 0" in warm, warm
