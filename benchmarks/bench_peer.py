@@ -14,7 +14,8 @@ a first warm-up run excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..
 against ``wannierberri.run(..., parallel=False)``. The two codes are run alternately, ``--repeat``
 times each; printed: k-points per second of each (best run), the ratio qgtflow / peer, and the
 agreement max|q − p| / max|p| over the μ grid (WannierBerri's Fermi-sea AHC at T via its Fermi–Dirac
-smoother, S/m × the cell height → S for the 2D sheet). Then the geometry kernel alone beside a bare
+smoother, S/m × the cell height → S for the 2D sheet), and the bytes on disk per k-point of qgtflow's
+geometry store. Then the geometry kernel alone beside a bare
 batched ``numpy.linalg.eigh`` of the same H(k) (ratio of times, same run).
 """
 
@@ -39,7 +40,7 @@ import numpy as np  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 C_ANGSTROM = 10.0  # cell height of the 2D models (only converts the peer's S/m to a sheet conductance)
-MU = np.linspace(-1.5, 1.5, 31)  # eV
+MU = np.linspace(-1.5, 1.5, 301)  # eV; fine, as the peer smooths its T = 0 result on this grid
 T_KELVIN = 300.0
 
 # quantity → (qgtflow response, its tensor component, WannierBerri calculator, its component, peer → qgtflow factor)
@@ -194,8 +195,11 @@ def run_peer(python: Path, tb: Path, size: int, names: list[str], reps: int):
 
 # ---------------------------------------------------------------------------------------------- qgtflow
 
+STORE_FIELDS = {}  # e.g. {"store_fields": "required"} (--store-fields)
+
+
 def qgtflow_study(tb: Path, responses: list[str]) -> dict:
-    return {"name": "bench_peer", "model": {"name": tb.stem, "wannier90": {"tb": str(tb), "dim": 2}},
+    return {**STORE_FIELDS, "name": "bench_peer", "model": {"name": tb.stem, "wannier90": {"tb": str(tb), "dim": 2}},
             "units": {"length": "angstrom"}, "kgrid": {"sizes": [8]},
             "mu": {"start": float(MU[0]), "stop": float(MU[-1]), "num": len(MU)}, "temperature": [T_KELVIN],
             "responses": responses}
@@ -206,31 +210,43 @@ def run_qgtflow(tb: Path, size: int, responses: list[str], reps: int):
 
     times, ds = [], None
     for _ in range(reps):
-        t0 = time.perf_counter()
-        ds = qgtflow.evaluate(qgtflow_study(tb, responses), size=size, n_workers=0)
-        ds = ds.load()
-        times.append(time.perf_counter() - t0)
-    return times, ds
+        with tempfile.TemporaryDirectory(prefix="bench-peer-q-") as work:
+            t0 = time.perf_counter()
+            ds = qgtflow.evaluate(qgtflow_study(tb, responses), size=size, n_workers=0, workdir=work)
+            ds = ds.load()
+            times.append(time.perf_counter() - t0)
+            geometry = next(Path(work).glob("*_geometry.zarr"))
+            disk = sum(f.stat().st_size for f in geometry.rglob("*") if f.is_file())
+    return times, ds, disk / (size * size)
 
 
-def kernel_vs_eigh(tb: Path, n_points: int, reps: int, fields=None):
-    """Geometry kernel alone / bare batched numpy.linalg.eigh of the same H(k) (times, same run)."""
+AHC_CORE = ("energy", "velocity", "berry_curvature")  # what sigma_ahe reads
+
+
+def kernel_vs_eigh(tb: Path, n_points: int, reps: int):
+    """Geometry kernel alone (all core fields; only AHC's) / bare batched numpy.linalg.eigh of the same H(k)
+    (best times of interleaved repeats, same run)."""
     from qgtflow.geometry.fields import compute_fields
     from qgtflow.study import load_study
 
     model = load_study(qgtflow_study(tb, ["sigma_ahe"])).model
     k = np.random.default_rng(1).uniform(-np.pi, np.pi, (n_points, model.dim)) / 3.0
     H = model.unique_derivatives(k)[:, 0].copy()
-    compute_fields(model, k[:2])  # compiled / loaded
-    t_geo, t_eigh = [], []
+    try:
+        compute_fields(model, k[:2], core=AHC_CORE)  # compiled / loaded
+        variants = {"all": None, "ahc": AHC_CORE}
+    except TypeError:  # a qgtflow without field selection
+        variants = {"all": None}
+    times = {name: [] for name in [*variants, "eigh"]}
     for _ in range(reps):  # interleaved
-        t0 = time.perf_counter()
-        compute_fields(model, k, reuse_buffers=True)
-        t_geo.append(time.perf_counter() - t0)
+        for name, core in variants.items():
+            t0 = time.perf_counter()
+            compute_fields(model, k, reuse_buffers=True, **({} if core is None else {"core": core}))
+            times[name].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         np.linalg.eigh(H)
-        t_eigh.append(time.perf_counter() - t0)
-    return min(t_geo), min(t_eigh)
+        times["eigh"].append(time.perf_counter() - t0)
+    return {name: min(t) for name, t in times.items()}
 
 
 def main(argv=None):
@@ -241,12 +257,16 @@ def main(argv=None):
     ap.add_argument("--quantities", nargs="+", default=list(QUANTITIES), choices=list(QUANTITIES))
     ap.add_argument("--peer-venv", type=Path, default=HERE / ".peer-venv")
     ap.add_argument("--kernel-points", type=int, default=20000)
+    ap.add_argument("--store-fields", choices=["all", "required"], help="qgtflow's store_fields (default: the schema's)")
     args = ap.parse_args(argv)
+    if args.store_fields:
+        STORE_FIELDS["store_fields"] = args.store_fields
     logging.getLogger("qgtflow").setLevel(logging.ERROR)  # the sampling warnings of coarse grids
     import platform
 
     print(f"# bench_peer {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
-          f"({os.cpu_count()} cores visible, one thread per code), best of {args.repeat}, interleaved")
+          f"({os.cpu_count()} cores visible, one thread per code), best of {args.repeat}, interleaved, "
+          f"store_fields={args.store_fields or 'default'}")
     python = peer_python(args.peer_venv)
     workdir = Path(tempfile.mkdtemp(prefix="bench-peer-"))
     rows = []
@@ -260,7 +280,7 @@ def main(argv=None):
             for size in args.sizes:
                 tq, tp, dsq, resp = [], [], None, None
                 for _ in range(args.repeat):  # interleaved: one run of each, repeated
-                    t, dsq = run_qgtflow(tb, size, [response], 1)
+                    t, dsq, per_k = run_qgtflow(tb, size, [response], 1)
                     tq += t
                     if python is not None:
                         t, resp = run_peer(python, tb, size, [peer_name], 1)
@@ -268,7 +288,7 @@ def main(argv=None):
                 nk = size * size
                 q_val = dsq[response].sel(**sel).isel(T=0).values
                 row = {"model": name, "bands": nb, "quantity": q, "grid": f"{size}²",
-                       "qgtflow_kps": nk / min(tq)}
+                       "qgtflow_kps": nk / min(tq), "geometry_bytes_per_k": per_k}
                 if python is not None:
                     p_val = resp[peer_name][(slice(None),) + peer_comp] * C_ANGSTROM * 1e-10
                     row.update(peer_kps=nk / min(tp), ratio=min(tp) / min(tq),
@@ -276,9 +296,10 @@ def main(argv=None):
                 rows.append(row)
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
-        tg, te = kernel_vs_eigh(tb, args.kernel_points, args.repeat)
-        print(f"kernel model={name} bands={nb} points={args.kernel_points} geometry/eigh={tg / te:.3g} "
-              f"(geometry {args.kernel_points / tg:.4g} k/s, eigh {args.kernel_points / te:.4g} k/s)", flush=True)
+        t = kernel_vs_eigh(tb, args.kernel_points, args.repeat)
+        print(f"kernel model={name} bands={nb} points={args.kernel_points} "
+              + " ".join(f"{v}/eigh={t[v] / t['eigh']:.3g}" for v in t if v != "eigh")
+              + f" (eigh {args.kernel_points / t['eigh']:.4g} k/s; H(k) and all derivatives included)", flush=True)
     return rows
 
 
