@@ -19,8 +19,8 @@ import zarr
 
 from qgtflow import io
 from qgtflow.cluster import local_cluster
-from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units, near_degeneracy_warning,
-                                     near_degenerate_fraction)
+from qgtflow.geometry.fields import (CORE_FIELDS, FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units,
+                                     near_degeneracy_warning, near_degenerate_fraction)
 from qgtflow.guards import require_finite_fields
 from qgtflow.kgrid import AXES
 from qgtflow.stages.kgrid_stage import GRID_COORDS
@@ -77,8 +77,9 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optio
     weight = io.read_rows(group, "weight", start, stop, kgrid_path)
     coords = {name: io.read_rows(group, name, start, stop, kgrid_path) for name in group.array_keys()
               if name.startswith(GRID_COORDS)}
+    core = None if names is None else tuple(name for name in names if name in CORE_FIELDS)
     fields = compute_fields(model, k, threshold, reuse_buffers=True,  # written out before the next chunk
-                            optional=tuple(optional))
+                            optional=tuple(optional), core=core)  # only the fields stored: the kernel's level
     if names is not None:
         fields = {name: fields[name] for name in names}
     require_finite_fields(model, k, fields, start)  # the actual grid: a pole on any k-point, before it is stored
@@ -113,7 +114,8 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
     todo = [i for i in range(n_chunks) if not done[i]]
     # compile (or load from cache) the kernels once here so workers only load the cache
     optional = tuple(f for f in names if f in OPTIONAL_FIELDS)
-    compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional)
+    compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional,
+                   core=tuple(name for name in names if name in CORE_FIELDS))
     args = [(study.model, os.fspath(kgrid_store), os.fspath(out), i, i * chunk, min(n_k, (i + 1) * chunk),
              study.degeneracy_threshold, optional, names) for i in todo]
     log.info("geometry %s: %d chunks of %d k-points to compute (%d bands, dim %d)", study.name, len(todo), chunk,
