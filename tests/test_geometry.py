@@ -177,3 +177,18 @@ def test_active_slots_are_exact_for_polynomial_models():
         assert not active.all()  # third derivatives of these quadratic models vanish
         assert np.abs(Hu[:, ~active]).max() == 0.0
         assert all(np.abs(Hu[:, u]).max() > 0 for u in np.flatnonzero(active))
+
+
+@pytest.mark.parametrize("name,params", MODELS + [("random_lattice", {})])
+@pytest.mark.parametrize("closed_form", [True, False])
+def test_fewer_fields_give_identical_values(name, params, closed_form):
+    """Compute only what is read: the kernel at level 1 (Ω, g, 𝒢 from H and ∂H) and level 2 (+ ∂²ε) returns
+    bit-identical values to the full kernel, and only the fields asked for (CORE_FIELDS order kept)."""
+    model = _model(name, params)
+    k = RNG.uniform(-2, 2, (200, model.dim))
+    full = compute_fields(model, k, closed_form=closed_form)
+    for core in [("energy", "velocity", "berry_curvature"), ("energy", "velocity", "inverse_mass", "bcp")]:
+        part = compute_fields(model, k, closed_form=closed_form, core=core)
+        assert list(part) == list(core)
+        for key in core:
+            np.testing.assert_array_equal(part[key], full[key], err_msg=key)

@@ -59,6 +59,29 @@ def test_stores_reopen_with_documented_schema(stores):
     assert abs(d.sel(i="x")).max() > 1e3 * abs(d.sel(i="y")).max()
 
 
+def test_geometry_store_unstacks_into_k_maps_and_is_compressed(stores):
+    """Grid indices and fractional coords ride along as coords (the README one-liner gives a k-map);
+    the k-chunked fields are zstd-compressed, exact, and `verify` still checks every chunk."""
+    import zarr
+
+    st, kg, geo, resp = stores
+    g = io.open_store(geo)
+    kmap = g.berry_curvature.set_index(kpoint=["k_index_x", "k_index_y"]).unstack("kpoint")
+    assert kmap.sizes["k_index_x"] == kmap.sizes["k_index_y"] == 40 and not kmap.isnull().any()
+    grid = st.make_grid(40)
+    flat = 7 * 40 + 31
+    assert (int(g.k_index_x[flat]), int(g.k_index_y[flat])) == (7, 31)
+    np.testing.assert_allclose(g.k_frac_y.values[flat], (31 + 0.5) / 40)  # k·p window: cell centred
+    np.testing.assert_array_equal(g.kvec.values, grid.points())
+    from qgtflow.geometry.fields import compute_fields
+
+    fresh = compute_fields(st.model, grid.points(), st.degeneracy_threshold)["berry_curvature"]
+    np.testing.assert_array_equal(kmap.transpose("k_index_x", "k_index_y", ...).values.reshape(fresh.shape), fresh)
+    codecs = [type(c).__name__ for c in zarr.open_group(str(geo), mode="r")["berry_curvature"].metadata.codecs]
+    assert "ZstdCodec" in codecs and codecs[-1] == "Crc32cCodec"
+    assert io.verify_store(geo)["checksummed"]
+
+
 def test_incomplete_store_is_refused(stores, tmp_path):
     st, kg, geo, _ = stores
     partial = tmp_path / "partial.zarr"

@@ -66,6 +66,16 @@ class KGrid:
         frac = (idx + np.asarray(self.shift)) / np.asarray(self.sizes, float)
         return self.origin + frac @ self.basis
 
+    def indices(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Integer grid indices n_i (0..N_i−1) of the flat points start..stop−1, shape (stop−start, dim)."""
+        stop = self.n_points if stop is None else stop
+        return np.stack(np.unravel_index(np.arange(start, stop, dtype=np.int64), self.sizes), axis=1)
+
+    def fractions(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Fractional coordinates (n_i + shift_i)/N_i of the points in the ``basis`` (reciprocal vectors, or
+        the k·p box from its lower corner), shape (stop−start, dim)."""
+        return (self.indices(start, stop) + np.asarray(self.shift)) / np.asarray(self.sizes, float)
+
     def chunk(self, index: int) -> np.ndarray:
         return self.points(*self.chunk_bounds(index))
 

@@ -90,9 +90,12 @@ def sparse_structure(structure: np.ndarray, tol: float = 1e-14):
 
 
 @njit(cache=True, error_model="numpy")
-def clifford_one_k(Hu, i1, i2, i3, gammas, c_idx, c_val, D, P, E, X, r1, r2, g, om,
+def clifford_one_k(Hu, i1, i2, i3, level, gammas, c_idx, c_val, D, P, E, X, r1, r2, g, om,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp, thresh):
     """Fill one k-point; returns False (fields untouched) if the two levels touch within ``thresh``.
+
+    ``level`` 1: energy, velocity, curvature, metric, bcp (slots of order ≤ 1 read); 2: also inverse_mass;
+    3: every field (see ``kernels.geometry_chunk``).
 
     D (U, K+1): d0 and d of every derivative slot; P (U, U): Gram matrix of the d parts;
     E (K, K) = Σ_λ c_λμν d_λ and X (K,) scratch for the curvature contractions.
@@ -100,7 +103,7 @@ def clifford_one_k(Hu, i1, i2, i3, gammas, c_idx, c_val, D, P, E, X, r1, r2, g, 
     d = i1.shape[0]
     nb = Hu.shape[1]
     half = nb // 2
-    n_slots = Hu.shape[0]
+    n_slots = 1 + d if level <= 1 else (1 + d + d * (d + 1) // 2 if level == 2 else Hu.shape[0])
     K = gammas.shape[0]
     has_curvature = c_val.shape[0] > 0
     for u in range(n_slots):
@@ -126,7 +129,7 @@ def clifford_one_k(Hu, i1, i2, i3, gammas, c_idx, c_val, D, P, E, X, r1, r2, g, 
         for b in range(d):
             gab = (P[i1[a], i1[b]] - r1[a] * r1[b]) * 0.25 * inv_r * inv_r
             g[a, b] = gab
-            r2[a, b] = 4.0 * r * gab + P[0, i2[a, b]] * inv_r
+            r2[a, b] = 4.0 * r * gab + P[0, i2[a, b]] * inv_r if level >= 2 else 0.0
             om[a, b] = _bilinear(E, D, i1[a], i1[b]) * inv_r ** 3 if has_curvature else 0.0
     for band in range(nb):
         s = -1.0 if band < half else 1.0  # lower level d0 − r, upper d0 + r
@@ -134,11 +137,12 @@ def clifford_one_k(Hu, i1, i2, i3, gammas, c_idx, c_val, D, P, E, X, r1, r2, g, 
         for a in range(d):
             velocity[band, a] = D[i1[a], 0] + s * r1[a]
             for b in range(d):
-                inverse_mass[band, a, b] = D[i2[a, b], 0] + s * r2[a, b]
+                if level >= 2:
+                    inverse_mass[band, a, b] = D[i2[a, b], 0] + s * r2[a, b]
                 metric[band, a, b] = g[a, b]
                 curvature[band, a, b] = -s * om[a, b]
                 bcp[band, a, b] = s * g[a, b] * inv_r
-    for a in range(d):
+    for a in range(d if level >= 3 else 0):
         for b in range(d):
             ua, ub, uab = i1[a], i1[b], i2[a, b]
             num = P[ua, ub] - r1[a] * r1[b]

@@ -60,6 +60,11 @@ FIELD_SPECS = {f.name: f for f in [
 FIELD_SPECS.update({name: FieldSpec(name, dims, ep, lp, long_name, formula, optional=True)
                     for name, (dims, ep, lp, long_name, formula)
                     in {**SPIN_FIELD_INFO, **SPIN_DIPOLE_INFO, **SPIN_PAIR_INFO}.items()})
+# kernel level a core field needs (kernels.geometry_chunk): 1 = H and ∂H only, 2 = also ∂²H, 3 = the exact
+# k-derivatives (covariant DV, ∂³H); "compute only what is read": the kernel runs at the highest level asked
+FIELD_LEVEL = {"energy": 1, "velocity": 1, "berry_curvature": 1, "quantum_metric": 1, "bcp": 1, "inverse_mass": 2,
+               "energy_third_derivative": 3, "berry_curvature_dipole_density": 3, "quantum_metric_dipole_density": 3,
+               "bcp_dipole_density": 3}
 SPIN_OPTIONAL_FIELDS = tuple(SPIN_FIELD_INFO) + tuple(SPIN_DIPOLE_INFO) + tuple(SPIN_PAIR_INFO)
 CORE_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if not spec.optional)
 OPTIONAL_FIELDS = tuple(name for name, spec in FIELD_SPECS.items() if spec.optional)
@@ -117,9 +122,11 @@ def field_units(spec: FieldSpec, units) -> str:
 
 def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gauge_seed: int = -1,
                    n_threads: int | None = None, closed_form: bool = True, reuse_buffers: bool = False,
-                   optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+                   optional: tuple[str, ...] = (), core: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
     """All geometry fields of ``model`` at k-points ``k`` (N, dim), as {name: array (N, ...)}.
 
+    ``core``: the core fields wanted (default all); the kernel runs at the lowest :data:`FIELD_LEVEL` that
+    gives them and only they are returned (identical values to a full run).
     ``closed_form``: use the Clifford-model formulas when the model has an anticommuting basis
     (all two-band models, Dirac-matrix models such as 001 Eq. 20); else the sum over states.
     ``reuse_buffers``: write into per-process arrays kept between calls of the same shape (the
@@ -134,8 +141,11 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     if unknown:
         raise ValueError(f"unknown optional fields {unknown}; available: {list(OPTIONAL_FIELDS)}")
     check_spin_operator(model, optional)
+    core = CORE_FIELDS if core is None else tuple(core)
+    level = max((FIELD_LEVEL[name] for name in core), default=1)
     if getattr(model, "sectors", None):  # ⊕ of independent blocks: each on its own, stacked along band
-        parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form, optional=optional)
+        parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form, optional=optional,
+                                core=core)
                  for m in model.sectors]
         return {name: _block_diagonal([p[name] for p in parts]) if name in SPIN_PAIR_INFO
                 else np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
@@ -145,16 +155,16 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"))
         out["_hamiltonian"] = Hu
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out,
-                                    model.active_slots())
-        fields = {name: arr for name, arr in fields.items() if not name.startswith("_")}
+                                    model.active_slots(), level)
     else:
         Hu = model.unique_derivatives(k)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
-                                    active=model.active_slots())
+                                    active=model.active_slots(), level=level)
     if getattr(model, "position", None) is not None:  # Wannier position operator: external terms of Ω, ∂Ω
         from qgtflow.geometry.position import add_external_terms
 
         add_external_terms(fields, model, k, Hu, degeneracy_threshold)
+    fields = {name: fields[name] for name in core}
     quad = [name for name in optional if name not in SPIN_OPTIONAL_FIELDS]
     spin = [name for name in optional if name in SPIN_OPTIONAL_FIELDS]
     if quad:
@@ -232,13 +242,14 @@ def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_se
 
 
 def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None, out=None,
-                       active=None):
+                       active=None, level=3):
     """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`).
 
     ``gammas``: anticommuting basis of the model (``Model.clifford_gammas``) for the closed form;
     None runs the generic sum over states. ``out``: preallocated arrays (see ``_allocate``).
     ``active``: bool per derivative slot, False where the slot vanishes identically (its rotation is
-    skipped); default all True.
+    skipped); default all True. ``level``: kernel level (:data:`FIELD_LEVEL`); the fields above it are
+    left unfilled (the caller drops them).
     """
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
@@ -247,12 +258,14 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
         return out
     n_blocks = block_count(N, n_threads)
     i1, i2, i3 = index_maps(d)
-    active = np.ones(Hu.shape[1], bool) if active is None else np.asarray(active, bool)
+    active = np.ones(Hu.shape[1], bool) if active is None else np.array(active, bool)
+    active[(1 + d if level <= 1 else 1 + d + d * (d + 1) // 2 if level == 2 else Hu.shape[1]):] = False
     if gammas is None or gammas.shape[-1] != n:
         gammas, c_idx, c_val = np.zeros((0, n, n), complex), np.zeros((0, 3), np.int64), np.zeros(0)
     else:
         c_idx, c_val = sparse_structure(structure_constants(gammas))
-    geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, active, float(degeneracy_threshold), int(gauge_seed), n_blocks,
+    geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, active, int(level), float(degeneracy_threshold),
+                   int(gauge_seed), n_blocks,
                    np.ascontiguousarray(gammas), c_idx, c_val,
                    out["energy"], out["velocity"], out["inverse_mass"], out["energy_third_derivative"],
                    out["berry_curvature"], out["quantum_metric"], out["bcp"],

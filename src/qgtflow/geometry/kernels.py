@@ -129,7 +129,7 @@ def _rotate_diag_into(U, M, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
+def _geometry_one_k(Hu, i1, i2, i3, active, n_full, level, thresh, gauge_seed,
                     E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                     energy, velocity, inverse_mass, third, curvature, metric, bcp,
                     dcurv, dmetric, dbcp):
@@ -154,8 +154,8 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
     for i in range(n):
         for j in range(n):
             inv[i, j] = 0.0 if grp[i] == grp[j] else 1.0 / (E[i] - E[j])
-    # covariant derivatives DV[c, a] of the velocity matrix elements (between groups)
-    for c in range(d):
+    # covariant derivatives DV[c, a] of the velocity matrix elements (between groups): level 3 only
+    for c in range(d if level >= 3 else 0):
         for a in range(d):
             for i in range(n):
                 for j in range(n):
@@ -208,7 +208,7 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, thresh, gauge_seed,
                 bcp[i, b, a] = g_bcp
                 inverse_mass[i, a, b] = m2
                 inverse_mass[i, b, a] = m2
-                for c in range(d):
+                for c in range(d if level >= 3 else 0):
                     # ∂_c of W^{ab}_nn (group trace)
                     m3 = R[i3[a, b, c], i, i].real
                     for l in range(n):
@@ -290,9 +290,16 @@ def _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmet
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, gammas, c_idx, c_val,
+def geometry_chunk(Hu, i1, i2, i3, active, level, thresh, gauge_seed, n_blocks, gammas, c_idx, c_val,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
     """Fill the per-k, per-band field arrays for a whole chunk (parallel over blocks of k).
+
+    ``level`` (see :data:`qgtflow.geometry.fields.FIELD_LEVEL`): 1 fills energy, velocity, curvature,
+    metric, bcp only (slots of order ≤ 1 read); 2 also inverse_mass (order 2); 3 every field (the
+    covariant derivatives DV and order-3 slots). Arrays of fields above the level are left as they were.
+    One compiled kernel for every level: the branches cost nothing measurable and keep the cold compile
+    at one kernel. (An extra per-k matrix input — e.g. a position-operator term of the Berry connection
+    — is one more (N, …) argument here and in ``_geometry_one_k``, rotated like the ∂H slots.)
 
     Hu (N, U, n, n): H and its distinct derivatives (slot maps i1, i2, i3; see
     ``models/derivatives.py``). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
@@ -332,12 +339,12 @@ def geometry_chunk(Hu, i1, i2, i3, active, thresh, gauge_seed, n_blocks, gammas,
         om2 = np.empty((d, d))
         for kk in range(blk * per, min(N, (blk + 1) * per)):
             if gammas.shape[0] > 0 and gauge_seed < 0:
-                if clifford_one_k(Hu[kk], i1, i2, i3, gammas, c_idx, c_val, D, P, Ec, Xc, r1, r2, g2, om2,
+                if clifford_one_k(Hu[kk], i1, i2, i3, level, gammas, c_idx, c_val, D, P, Ec, Xc, r1, r2, g2, om2,
                                   energy[kk], velocity[kk],
                                   inverse_mass[kk], third[kk], curvature[kk], metric[kk], bcp[kk],
                                   dcurv[kk], dmetric[kk], dbcp[kk], thresh):
                     continue
-            _geometry_one_k(Hu[kk], i1, i2, i3, active, n_full, thresh, gauge_seed,
+            _geometry_one_k(Hu[kk], i1, i2, i3, active, n_full, level, thresh, gauge_seed,
                             E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
                             metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])

@@ -19,10 +19,11 @@ import zarr
 
 from qgtflow import gridsize, io
 from qgtflow.cluster import local_cluster
-from qgtflow.geometry.fields import (FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units, near_degeneracy_warning,
-                                     near_degenerate_fraction)
+from qgtflow.geometry.fields import (CORE_FIELDS, FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units,
+                                     near_degeneracy_warning, near_degenerate_fraction)
 from qgtflow.guards import require_finite_fields
 from qgtflow.kgrid import AXES
+from qgtflow.stages.kgrid_stage import GRID_COORDS
 from qgtflow.stages.tasks import run_tasks
 from qgtflow.study import geometry_fields
 
@@ -57,8 +58,10 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str]) -> xr.Dataset:
                          "units": "1"})}
     spin_coord = {"spin": ("spin", list(AXES), {"long_name": "spin component c of σ^c (003)"})} \
         if any("spin" in v.dims for v in data.values()) else {}
+    grid_coords = {name: xr.Variable("kpoint", da.zeros(n_k, kg[name].dtype, chunks=chunk), kg[name].attrs)
+                   for name in kg.coords if name.startswith(GRID_COORDS)}  # uniform grids: k-maps unstack
     ds = xr.Dataset(data, coords={**band_coords, "axis": list(AXES[:dim]), **{c: list(AXES[:dim]) for c in CART},
-                                  **spin_coord})
+                                  **spin_coord, **grid_coords})
     attrs = {k: v for k, v in kg.attrs.items() if k.startswith("grid_") or k in ("n_kpoints", "chunk_size")}
     attrs.update({io.FINGERPRINT: fp, "degeneracy_threshold": study.degeneracy_threshold,
                   "field_convention": "velocity = dε/dk (ħ absorbed); *_dipole_density[..., a, b, c] = ∂_c F^ab; "
@@ -72,12 +75,15 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optio
     group = zarr.open_group(str(kgrid_path), mode="r")
     k = io.read_rows(group, "kvec", start, stop, kgrid_path)  # checksums verified
     weight = io.read_rows(group, "weight", start, stop, kgrid_path)
+    coords = {name: io.read_rows(group, name, start, stop, kgrid_path) for name in group.array_keys()
+              if name.startswith(GRID_COORDS)}
+    core = None if names is None else tuple(name for name in names if name in CORE_FIELDS)
     fields = compute_fields(model, k, threshold, reuse_buffers=True,  # written out before the next chunk
-                            optional=tuple(optional))
+                            optional=tuple(optional), core=core)  # only the fields stored: the kernel's level
     if names is not None:
         fields = {name: fields[name] for name in names}
     require_finite_fields(model, k, fields, start)  # the actual grid: a pole on any k-point, before it is stored
-    io.write_region(out, start, stop, {"kvec": k, "weight": weight, **fields}, index)
+    io.write_region(out, start, stop, {"kvec": k, "weight": weight, **coords, **fields}, index)
     return index
 
 
@@ -103,12 +109,13 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
             return 0
         log.info("geometry %s: resuming, %d of %d chunks already done", study.name, int(done.sum()), n_chunks)
     else:
-        io.write_template(_template(study, kg, fp, names), out, chunk, n_chunks, compress=False)
+        io.write_template(_template(study, kg, fp, names), out, chunk, n_chunks)
         done = np.zeros(n_chunks, bool)
     todo = [i for i in range(n_chunks) if not done[i]]
     # compile (or load from cache) the kernels once here so workers only load the cache
     optional = tuple(f for f in names if f in OPTIONAL_FIELDS)
-    compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional)
+    compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional,
+                   core=tuple(name for name in names if name in CORE_FIELDS))
     args = [(study.model, os.fspath(kgrid_store), os.fspath(out), i, i * chunk, min(n_k, (i + 1) * chunk),
              study.degeneracy_threshold, optional, names) for i in todo]
     log.info("geometry %s: %d chunks of %d k-points to compute (%d bands, dim %d)", study.name, len(todo), chunk,

@@ -2,6 +2,9 @@
 
 Store schema (``kgrid.zarr``): ``kvec`` (kpoint, axis) [model length⁻¹], ``weight`` (kpoint)
 [model length⁻ᵈ, Σ w = ∫d^dk/(2π)^d], ``chunk_done`` (chunk); attrs: grid description + provenance.
+Uniform grids also carry, per axis a of the grid, the coords ``k_index_a`` (kpoint; integer n_a) and
+``k_frac_a`` (kpoint; (n_a + shift_a)/N_a in the grid basis), which the geometry stage copies, so a field
+unstacks into a k-map: ``ds.berry_curvature.set_index(kpoint=["k_index_x", "k_index_y"]).unstack("kpoint")``.
 
 With ``kgrid.refine`` (:mod:`qgtflow.refine`) the same schema holds the adaptively refined grid:
 two streaming passes over the base grid's chunks (count, then write; never all N^d energies at once),
@@ -48,6 +51,30 @@ def refine_kT(study) -> float:
     return float(min(study.units.kT(t) for t in np.atleast_1d(study.temperature)))
 
 
+GRID_COORDS = ("k_index_", "k_frac_")  # name prefixes of the per-axis grid coords (uniform grids)
+
+
+def grid_coords(grid, chunk: int) -> dict:
+    """Lazy per-axis grid-index and fractional coords of ``grid`` for a store template (see module doc)."""
+    coords = {}
+    for a, ax in enumerate(AXES[:grid.dim]):
+        coords[f"k_index_{ax}"] = ("kpoint", da.zeros(grid.n_points, np.int64, chunks=chunk),
+                                   {"long_name": f"grid index n_{ax} of the k-point along grid axis {a}", "units": "1"})
+        coords[f"k_frac_{ax}"] = ("kpoint", da.zeros(grid.n_points, chunks=chunk),
+                                  {"long_name": f"fractional coordinate (n_{ax} + shift)/N along grid axis {a}",
+                                   "units": "1"})
+    return coords
+
+
+def grid_coord_values(grid, start: int, stop: int) -> dict[str, np.ndarray]:
+    """The values of :func:`grid_coords` for the flat points start..stop−1."""
+    idx, frac = grid.indices(start, stop), grid.fractions(start, stop)
+    out = {}
+    for a, ax in enumerate(AXES[:grid.dim]):
+        out[f"k_index_{ax}"], out[f"k_frac_{ax}"] = idx[:, a], frac[:, a]
+    return out
+
+
 def run(study, size: int, out: str, job: dict | None = None) -> int:
     """Write the kgrid store of ``size`` points per axis to ``out``; returns the chunks written.
     ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`; default: from ``study``)."""
@@ -64,14 +91,15 @@ def run(study, size: int, out: str, job: dict | None = None) -> int:
          "weight": ("kpoint", da.zeros(grid.n_points, chunks=grid.chunk_size),
                     {"long_name": "integration weight, sum = integral d^dk/(2 pi)^d",
                      "units": f"{length}-{grid.dim}"})},
-        coords={"axis": ("axis", list(AXES[:grid.dim]))},
+        coords={"axis": ("axis", list(AXES[:grid.dim])), **grid_coords(grid, grid.chunk_size)},
         attrs=io.provenance_attrs(study, "kgrid", {**grid.attrs(), "grid_spacing_units": f"{length}-1",
                                                    io.FINGERPRINT: fp}))
     io.write_template(ds, out, grid.chunk_size, grid.n_chunks)
     for index in range(grid.n_chunks):
         start, stop = grid.chunk_bounds(index)
         io.write_region(out, start, stop, {"kvec": grid.points(start, stop),
-                                           "weight": np.full(stop - start, grid.weight)}, index)
+                                           "weight": np.full(stop - start, grid.weight),
+                                           **grid_coord_values(grid, start, stop)}, index)
     io.mark_complete(out)
     return grid.n_chunks
 

@@ -1,0 +1,313 @@
+"""qgtflow beside WannierBerri (the peer): same _tb.dat model, grid and quantity, one thread each.
+
+    .venv/bin/python benchmarks/bench_peer.py [--sizes 100 200] [--repeat 3] [--models haldane tilted w16 w64]
+                                              [--quantities ahc bcd drude] [--peer-venv DIR]
+
+Both codes read the same Wannier90 ``_tb.dat`` files written here (orbitals at the origin, so tight-binding
+conventions I and II coincide): the Haldane model, a tilted-Dirac square-lattice model, and random 16- and
+64-band hopping sets, all 2D (R_z = 0; WannierBerri on N × N × 1). WannierBerri is an optional extra,
+installed on first use into its own venv (``--peer-venv``, default ``benchmarks/.peer-venv``; never a
+qgtflow dependency); without it (no network) the peer columns are skipped with a message.
+
+Timed end to end inside each process (model file read → result array; imports, interpreter start and
+a first warm-up run excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..., n_workers=0)``
+against ``wannierberri.run(..., parallel=False)``. The two codes are run alternately, ``--repeat``
+times each; printed: k-points per second of each (best run), the ratio qgtflow / peer, and the
+agreement max|q − p| / max|p| over the μ grid less 8 k_BT at each end (WannierBerri's Fermi-sea AHC at T:
+its T = 0 result convolved with −∂f/∂E on the μ grid, ``dataSmooth``; S/m × the cell height → S for the 2D
+sheet; in the gap of the Haldane model both give e²/h to 1e-6), and the bytes on disk per k-point of qgtflow's
+geometry store. Then the geometry kernel alone beside a bare
+batched ``numpy.linalg.eigh`` of the same H(k) (ratio of times, same run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("NUMBA_NUM_THREADS", "1")
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import logging  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+C_ANGSTROM = 10.0  # cell height of the 2D models (only converts the peer's S/m to a sheet conductance)
+MU = np.linspace(-1.5, 1.5, 301)  # eV; fine, as the peer smooths its T = 0 result on this grid
+T_KELVIN = 300.0
+KB_EV = 8.617333262e-5  # k_B in eV/K: only converts T for the peer's smoothing margin (not a qgtflow constant)
+PEER_SMOOTH_KT = 8  # the peer's Fermi–Dirac smoother truncates at ±8 k_BT: μ closer to the window's ends are
+# not compared (its convolution there lacks the states beyond the μ grid)
+
+# quantity → (qgtflow response, its tensor component, WannierBerri calculator, its component, peer → qgtflow factor)
+# AHC: the peer gives O_δ with σ_ab = ε_abδ O_δ, so σ_xy = O_z; both -e²/ħ ∫[dk] Ω f in its sign convention
+QUANTITIES = {
+    "ahc": ("sigma_ahe", {"i": "x", "j": "y"}, "AHC", (2,)),
+}
+
+
+def write_tb(path: Path, lattice2d, blocks: dict[tuple[int, int], np.ndarray]) -> Path:
+    """A 2D model as a Wannier90 ``_tb.dat`` (Å, eV; R_z = 0, degeneracies 1, all orbitals at the origin)."""
+    n = next(iter(blocks.values())).shape[0]
+    Rs = sorted(blocks)
+    lat = np.zeros((3, 3))
+    lat[:2, :2] = lattice2d
+    lat[2, 2] = C_ANGSTROM
+    ij = np.array([(i + 1, j + 1) for j in range(n) for i in range(n)])
+    with open(path, "w") as f:
+        f.write("written by qgtflow benchmarks/bench_peer.py\n")
+        for row in lat:
+            f.write("".join(f"{x:22.16f}" for x in row) + "\n")
+        f.write(f"{n:12d}\n{len(Rs):12d}\n")
+        for s in range(0, len(Rs), 15):
+            f.write("".join(f"{1:5d}" for _ in Rs[s:s + 15]) + "\n")
+        for R in Rs:
+            m = blocks[R].T.reshape(-1)
+            f.write(f"\n{R[0]:5d}{R[1]:5d}{0:5d}\n")
+            np.savetxt(f, np.column_stack([ij, m.real, m.imag]), fmt="%5d%5d%22.14e%22.14e")
+        for R in Rs:
+            f.write(f"\n{R[0]:5d}{R[1]:5d}{0:5d}\n")
+            np.savetxt(f, np.column_stack([ij, np.zeros((n * n, 6))]), fmt="%5d%5d" + "%16.6e" * 6)
+    return path
+
+
+def _hermitian_partners(blocks):
+    for R in list(blocks):
+        mR = (-R[0], -R[1])
+        if mR not in blocks:
+            blocks[mR] = blocks[R].conj().T
+    blocks[(0, 0)] = 0.5 * (blocks[(0, 0)] + blocks[(0, 0)].conj().T)
+    return blocks
+
+
+def haldane_blocks(t1=-1.0, t2=0.15, phi=np.pi / 2, delta=0.2):
+    """Haldane model (A, B on one site; nearest neighbours by R = 0, -a1, -a2; next-nearest with phases)."""
+    blocks = {R: np.zeros((2, 2), complex) for R in [(0, 0), (1, 0), (0, 1), (1, 1), (-1, 0), (0, -1), (-1, -1)]}
+    blocks[(0, 0)][0, 0], blocks[(0, 0)][1, 1] = delta, -delta
+    for R in [(0, 0), (-1, 0), (0, -1)]:
+        blocks[R][0, 1] += t1
+    for R in [(0, 0), (1, 0), (0, 1)]:
+        blocks[R][1, 0] += t1
+    for R, s in [((1, 0), 1), ((0, -1), 1), ((-1, 1), 1)]:
+        blocks.setdefault(R, np.zeros((2, 2), complex))
+        blocks[R][0, 0] += t2 * np.exp(1j * s * phi)
+        blocks[R][1, 1] += t2 * np.exp(-1j * s * phi)
+        mR = (-R[0], -R[1])
+        blocks.setdefault(mR, np.zeros((2, 2), complex))
+        blocks[mR][0, 0] += t2 * np.exp(-1j * s * phi)
+        blocks[mR][1, 1] += t2 * np.exp(1j * s * phi)
+    return blocks, np.array([[1.0, 0.0], [0.5, np.sqrt(3) / 2]]) * 2.46
+
+
+def tilted_dirac_blocks(v=1.0, tilt=0.3, m=0.1, b=0.5):
+    """Tilted massive Dirac on a square lattice: v sin kx σx + v sin ky σy + (m + 2b(2 − cos kx − cos ky)) σz
+    + tilt·v sin kx σ0 (one Dirac point at Γ)."""
+    s0, sx, sy, sz = np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1.0, -1.0])
+    blocks = {(0, 0): (m + 4 * b) * sz + 0j}
+    blocks[(1, 0)] = v / 2j * sx - b * sz + tilt * v / 2j * s0
+    blocks[(0, 1)] = v / 2j * sy - b * sz
+    blocks[(-1, 0)] = blocks[(1, 0)].conj().T
+    blocks[(0, -1)] = blocks[(0, 1)].conj().T
+    return blocks, np.eye(2) * 3.0
+
+
+def random_blocks(n, seed=0, reach=2, scale=0.3):
+    """Random Hermitian hopping set of ``n`` bands with |R_i| ≤ reach, decaying with |R|."""
+    rng = np.random.default_rng(seed)
+    blocks = {}
+    for a in range(-reach, reach + 1):
+        for b_ in range(-reach, reach + 1):
+            if (a, b_) > (0, 0) or (a, b_) == (0, 0):
+                blocks[(a, b_)] = scale * np.exp(-np.hypot(a, b_)) * (rng.normal(size=(n, n))
+                                                                       + 1j * rng.normal(size=(n, n)))
+    blocks[(0, 0)] += np.diag(np.linspace(-2, 2, n))
+    return _hermitian_partners(blocks), np.eye(2) * 3.0
+
+
+MODELS = {"haldane": haldane_blocks, "tilted": tilted_dirac_blocks,
+          "w16": lambda: random_blocks(16), "w64": lambda: random_blocks(64)}
+
+
+# ---------------------------------------------------------------------------------------------- the peer
+
+PEER_SCRIPT = r"""
+import json, os, sys, tempfile, time
+import numpy as np
+import wannierberri as wb
+from wannierberri import calculators
+from wannierberri.smoother import FermiDiracSmoother
+
+tb, size, mu, T, names, reps = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), \
+    sys.argv[5].split(","), int(sys.argv[6])
+mu = np.array(mu)
+os.chdir(tempfile.mkdtemp(prefix="bench-peer-"))
+
+def once():
+    t0 = time.perf_counter()
+    system = wb.system.System_R.from_tb_file(tb_file=tb, berry=True)
+    grid = wb.Grid(system, NK=(size, size, 1), NKFFT=(min(size, 32), min(size, 32), 1), use_symmetry=False)
+    calcs = {name: getattr(calculators.static, name)(Efermi=mu, smoother=FermiDiracSmoother(mu, T),
+                                                      print_comment=False) for name in names}
+    result = wb.run(system, grid=grid, calculators=calcs, parallel=False, use_irred_kpt=False, symmetrize=False,
+                    print_progress_step_time=1e9, fout_name="peer")
+    t = time.perf_counter() - t0
+    return t, {name: result.results[name].dataSmooth.tolist() for name in names}
+
+times = []
+for r in range(reps):
+    t, out = once()
+    times.append(t)
+print("PEER_JSON " + json.dumps({"times": times, "results": out}))
+"""
+
+
+def peer_python(venv: Path) -> Path | None:
+    """The peer venv's python (created, WannierBerri installed, on first use); None with a message if impossible."""
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([python, "-c", "import wannierberri, numba"], capture_output=True).returncode == 0:
+        return python
+    print(f"installing WannierBerri into {venv} (optional extra, not a qgtflow dependency) ...", flush=True)
+    try:
+        subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", "wannierberri", "numba"], check=True, capture_output=True,
+                       timeout=900)
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"SKIP peer: cannot install WannierBerri ({type(exc).__name__}); qgtflow columns only")
+        return None
+    return python
+
+
+def run_peer(python: Path, tb: Path, size: int, names: list[str], reps: int):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "NUMBA_NUM_THREADS": "1"}
+    out = subprocess.run([python, "-c", PEER_SCRIPT, str(tb), str(size), json.dumps(MU.tolist()), str(T_KELVIN),
+                          ",".join(names), str(reps)], capture_output=True, text=True, env=env)
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("PEER_JSON ")]
+    if not line:
+        raise RuntimeError(f"peer failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+    data = json.loads(line[0][len("PEER_JSON "):])
+    return data["times"], {k: np.asarray(v) for k, v in data["results"].items()}
+
+
+# ---------------------------------------------------------------------------------------------- qgtflow
+
+STORE_FIELDS = {}  # e.g. {"store_fields": "required"} (--store-fields)
+
+
+def qgtflow_study(tb: Path, responses: list[str]) -> dict:
+    return {**STORE_FIELDS, "name": "bench_peer", "model": {"name": tb.stem, "wannier90": {"tb": str(tb), "dim": 2}},
+            "units": {"length": "angstrom"}, "kgrid": {"sizes": [8]},
+            "mu": {"start": float(MU[0]), "stop": float(MU[-1]), "num": len(MU)}, "temperature": [T_KELVIN],
+            "responses": responses}
+
+
+def run_qgtflow(tb: Path, size: int, responses: list[str], reps: int):
+    import qgtflow
+
+    times, ds = [], None
+    for _ in range(reps):
+        with tempfile.TemporaryDirectory(prefix="bench-peer-q-") as work:
+            t0 = time.perf_counter()
+            ds = qgtflow.evaluate(qgtflow_study(tb, responses), size=size, n_workers=0, workdir=work)
+            ds = ds.load()
+            times.append(time.perf_counter() - t0)
+            geometry = next(Path(work).glob("*_geometry.zarr"))
+            disk = sum(f.stat().st_size for f in geometry.rglob("*") if f.is_file())
+    return times, ds, disk / (size * size)
+
+
+AHC_CORE = ("energy", "velocity", "berry_curvature")  # what sigma_ahe reads
+
+
+def kernel_vs_eigh(tb: Path, n_points: int, reps: int):
+    """Geometry kernel alone (all core fields; only AHC's) / bare batched numpy.linalg.eigh of the same H(k)
+    (best times of interleaved repeats, same run)."""
+    from qgtflow.geometry.fields import compute_fields
+    from qgtflow.study import load_study
+
+    model = load_study(qgtflow_study(tb, ["sigma_ahe"])).model
+    k = np.random.default_rng(1).uniform(-np.pi, np.pi, (n_points, model.dim)) / 3.0
+    H = model.unique_derivatives(k)[:, 0].copy()
+    try:
+        compute_fields(model, k[:2], core=AHC_CORE)  # compiled / loaded
+        variants = {"all": None, "ahc": AHC_CORE}
+    except TypeError:  # a qgtflow without field selection
+        variants = {"all": None}
+    times = {name: [] for name in [*variants, "eigh"]}
+    for _ in range(reps):  # interleaved
+        for name, core in variants.items():
+            t0 = time.perf_counter()
+            compute_fields(model, k, reuse_buffers=True, **({} if core is None else {"core": core}))
+            times[name].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        np.linalg.eigh(H)
+        times["eigh"].append(time.perf_counter() - t0)
+    return {name: min(t) for name, t in times.items()}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 200])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--quantities", nargs="+", default=list(QUANTITIES), choices=list(QUANTITIES))
+    ap.add_argument("--peer-venv", type=Path, default=HERE / ".peer-venv")
+    ap.add_argument("--kernel-points", type=int, default=20000)
+    ap.add_argument("--store-fields", choices=["all", "required"], help="qgtflow's store_fields (default: the schema's)")
+    args = ap.parse_args(argv)
+    if args.store_fields:
+        STORE_FIELDS["store_fields"] = args.store_fields
+    logging.getLogger("qgtflow").setLevel(logging.ERROR)  # the sampling warnings of coarse grids
+    import platform
+
+    print(f"# bench_peer {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()} "
+          f"({os.cpu_count()} cores visible, one thread per code), best of {args.repeat}, interleaved, "
+          f"store_fields={args.store_fields or 'default'}")
+    python = peer_python(args.peer_venv)
+    workdir = Path(tempfile.mkdtemp(prefix="bench-peer-"))
+    rows = []
+    for name in args.models:
+        blocks, lat = MODELS[name]()
+        tb = write_tb(workdir / f"{name}_tb.dat", lat, blocks)
+        nb = next(iter(blocks.values())).shape[0]
+        for q in args.quantities:
+            response, sel, peer_name, peer_comp = QUANTITIES[q]
+            run_qgtflow(tb, 8, [response], 1)  # warm-up: kernels compiled / cache loaded
+            for size in args.sizes:
+                tq, tp, dsq, resp = [], [], None, None
+                for _ in range(args.repeat):  # interleaved: one run of each, repeated
+                    t, dsq, per_k = run_qgtflow(tb, size, [response], 1)
+                    tq += t
+                    if python is not None:
+                        t, resp = run_peer(python, tb, size, [peer_name], 1)
+                        tp += t
+                nk = size * size
+                q_val = dsq[response].sel(**sel).isel(T=0).values
+                row = {"model": name, "bands": nb, "quantity": q, "grid": f"{size}²",
+                       "qgtflow_kps": nk / min(tq), "geometry_bytes_per_k": per_k}
+                if python is not None:
+                    p_val = resp[peer_name][(slice(None),) + peer_comp] * C_ANGSTROM * 1e-10
+                    inner = np.abs(MU - MU.mean()) <= 0.5 * np.ptp(MU) - PEER_SMOOTH_KT * KB_EV * T_KELVIN
+                    row.update(peer_kps=nk / min(tp), ratio=min(tp) / min(tq),
+                               agreement=float(np.max(np.abs(q_val - p_val)[inner])
+                                               / max(np.max(np.abs(p_val)), 1e-300)))
+                rows.append(row)
+                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                      flush=True)
+        t = kernel_vs_eigh(tb, args.kernel_points, args.repeat)
+        print(f"kernel model={name} bands={nb} points={args.kernel_points} "
+              + " ".join(f"{v}/eigh={t[v] / t['eigh']:.3g}" for v in t if v != "eigh")
+              + f" (eigh {args.kernel_points / t['eigh']:.4g} k/s; H(k) and all derivatives included)", flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
