@@ -71,7 +71,7 @@ def _read_points(group, names, index: np.ndarray, gap: int = 4096):
 def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
     """Tetrahedron integration of a run of chunks: exact moment histograms of the linear interpolant over the
     cells whose base vertex lies in each chunk (the chunk's points plus a halo, read once per chunk)."""
-    from qgtflow.reduce.tetrahedron import accumulate_simplex_moments, chunk_vertices
+    from qgtflow.reduce.simplex_moments import accumulate_simplex_moments, chunk_vertices
 
     moments = underflow = None
     if not terms:  # only responses made outside the histograms (model-evaluated, derived)
@@ -141,7 +141,7 @@ def contract_all(bins, moments, underflow, mu, kT, order: int) -> np.ndarray:
     if warm.size:
         out[:, warm] = contract(bins, moments, underflow, mu, kT[warm], order)
     for t in np.flatnonzero(kT == 0):
-        from qgtflow.reduce.tetrahedron import zero_temperature
+        from qgtflow.reduce.simplex_moments import zero_temperature
 
         out[:, t] = zero_temperature(bins.lo, bins.width, moments, underflow, mu, order)
     return out
