@@ -8,7 +8,7 @@ import xarray as xr
 import qgtflow
 from qgtflow.errors import ConfigError
 from qgtflow.reduce import kinds
-from qgtflow.reduce.responses import Response, Term
+from qgtflow.reduce.responses import DirectResponse, Response, Term
 
 STUDY = {"name": "toy", "model": {"name": "haldane"}, "units": "natural", "kgrid": {"sizes": [6]},
          "mu": [-0.5, 0.5], "temperature": [0.4]}
@@ -61,8 +61,9 @@ def toys():
     kinds.register(kinds.Binned(Response(
         "toy_density", "toy: electron density", "test: n = Σ_n ∫[dk] f0", (),
         {"sea": Term(lambda f: np.ones_like(f["energy"]), 0, 0, 0, ("energy",))}, si_units=lambda d: {"m": -d})))
-    kinds.register(kinds.PairSum("toy_weight_sum", "toy: stored k-point weights", "test only", ("energy",),
-                                 _WeightSum(), _emit_weight_sum, omega="none", needs=()))
+    kinds.register(kinds.PairSum(DirectResponse("toy_weight_sum", "toy: stored k-point weights", "test only",
+                                                ("energy",), ("mu", "T")), _WeightSum(), _emit_weight_sum,
+                                 omega="none", needs=()))
     kinds.register(kinds.ModelEvaluated("toy_grid_weight", _grid_weight))
     kinds.register(kinds.Derived("toy_twice_density", _twice, _needs_density))
     try:

@@ -17,14 +17,15 @@ none of them branches on a response's name. A new response is one :func:`registe
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import numpy as np
 import xarray as xr
 
 from qgtflow.errors import ConfigError
-from qgtflow.reduce.responses import COMPLEX_PARTS, DIRECT_RESPONSES, RESPONSES, THIN_FILM, Response
+from qgtflow.reduce.responses import (COMPLEX_PARTS, DIRECT_RESPONSES, RESPONSES, THIN_FILM, DirectResponse,
+                                      Response)
 
 KINDS = ("binned", "pair_sum", "model", "derived")
 # omega support: "none" (no frequency form), "dc_ok" (ω >= 0, ω = 0 the DC limit), "ac" (ω > 0 only)
@@ -119,29 +120,29 @@ class PairAccumulator(Protocol):
 
 @dataclass(frozen=True)
 class PairSum:
-    name: str
-    long_name: str
-    formula: str
-    fields_read: tuple[str, ...]
+    spec: DirectResponse  # name, texts, fields read, minimum dimension
     accumulator: PairAccumulator
     # (study, state, params, sectors) -> (dims, values (sector first when resolved), units)
     emit: Callable
-    min_dim: int = 1
-    time_convention: str = ""
     kind: str = "pair_sum"
     omega: str = "ac"
     needs: tuple[str, ...] = ("omega", "broadening")
     tau_dependent: bool = False
 
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
     def fields(self, form, omega):
-        return set(self.fields_read)
+        return set(self.spec.fields)
 
     def validate(self, cfg, model, units, key, as_array):
         if cfg.get("integration") == "tetrahedron":
             raise ConfigError(f"{key}integration", "tetrahedron", f"points for {self.name} (its Lorentzian pair sum "
                               "samples k-points; compute it in a study of its own)")
-        if model.dim < self.min_dim:
-            raise ConfigError(f"{key}responses", self.name, f"a {self.min_dim}D model (this model is {model.dim}D)")
+        if model.dim < self.spec.min_dim:
+            raise ConfigError(f"{key}responses", self.name, f"a {self.spec.min_dim}D model (this model is "
+                              f"{model.dim}D)")
         self.accumulator.check_model(model, key, [self.name])
 
     def histogram_components(self, study, dim):
@@ -153,11 +154,12 @@ class PairSum:
             dims = ("sector",) + tuple(dims)
         else:
             values = values[0]
-        return xr.Variable(dims, values, {"units": units, "long_name": self.long_name, "formula": self.formula,
+        spec = self.spec
+        return xr.Variable(dims, values, {"units": units, "long_name": spec.long_name, "formula": spec.formula,
                                           "form": "interband pair sum",
                                           **({"broadening": params["eta"]} if "eta" in params else {}),
-                                          **({"time_convention": self.time_convention}
-                                             if self.time_convention else {})})
+                                          **({"time_convention": spec.time_convention}
+                                             if spec.time_convention else {})})
 
 
 class TwoBandTransitions:
@@ -223,18 +225,20 @@ def _emit_qmd_average(study, state, params, sectors):
 
 # ---- model-evaluated and derived --------------------------------------------------------------------------------------
 
+def _no_check(cfg, model, units, key, as_array) -> None:
+    return None
+
+
 @dataclass(frozen=True)
-class ModelEvaluated:
-    """Made from the study's model on its grid after the pass over the geometry store: compute(study, grid,
-    client) -> xr.Variable."""
+class _AfterPass:
+    """A response made after the pass over the geometry store (no geometry fields, no histogram components)."""
 
     name: str
     compute: Callable
-    check: Callable = field(default=lambda cfg, model, units, key, as_array: None)
+    check: Callable = _no_check  # (cfg, model, units, key, as_array) -> None, raises ConfigError
     omega: str = "none"
     needs: tuple[str, ...] = ()
     tau_dependent: bool = False
-    kind: str = "model"
 
     def fields(self, form, omega):
         return set()
@@ -247,26 +251,18 @@ class ModelEvaluated:
 
 
 @dataclass(frozen=True)
-class Derived:
+class ModelEvaluated(_AfterPass):
+    """Made from the study's model on its grid: compute(study, grid, client) -> xr.Variable."""
+
+    kind: str = "model"
+
+
+@dataclass(frozen=True)
+class Derived(_AfterPass):
     """Assembled from the other responses of the store: compute(study, ds, names) -> {name: xr.Variable} for the
     requested ``names`` sharing this compute (one call for all of them)."""
 
-    name: str
-    compute: Callable
-    check: Callable = field(default=lambda cfg, model, units, key, as_array: None)
-    omega: str = "none"
-    needs: tuple[str, ...] = ()
-    tau_dependent: bool = False
     kind: str = "derived"
-
-    def fields(self, form, omega):
-        return set()
-
-    def validate(self, cfg, model, units, key, as_array):
-        self.check(cfg, model, units, key, as_array)
-
-    def histogram_components(self, study, dim):
-        return 0
 
 
 # ---- registry ---------------------------------------------------------------------------------------------------
@@ -379,8 +375,7 @@ def _register_builtin() -> None:
     transitions = TwoBandTransitions()
     emit = {"ndd_delta_n": _emit_delta_n, "ndd_qmd_average": _emit_qmd_average}
     for name, spec in DIRECT_RESPONSES.items():
-        register(PairSum(name, spec.long_name, spec.formula, spec.fields, transitions, emit[name], spec.min_dim,
-                         spec.time_convention))
+        register(PairSum(spec, transitions, emit[name]))
     register(ModelEvaluated("pockels_skew", eo.pockels_skew, eo.check_pockels_skew, omega="dc_ok"))
     for name in THIN_FILM:
         register(Derived(name, eo.thin_film_variables, eo.check_thin_film, omega="dc_ok"))
