@@ -56,10 +56,10 @@ def test_models_and_responses_are_listed(capsys):
     assert "haldane\n  params: t1=1, t2=0.1" in out and "pt_toy_4band" in out
     assert main(["responses"]) == 0
     out = capsys.readouterr().out
-    assert "sigma_ahe\n  dims: mu, T, i, j\n  units (physical): 2D: S | 3D: S m-1" in out, out[:600]
+    assert "sigma_ahe (binned)\n  dims: mu, T, i, j\n  units (physical): 2D: S | 3D: S m-1" in out, out[:600]
     assert "formula: CATALOG: σ_ij = −(e²/ħ)" in out
     for name in ("sigma_qm", "ndd_delta_n", "pockels_skew", "reflection"):
-        assert f"\n{name}\n" in f"\n{out}", name
+        assert f"\n{name} (" in f"\n{out}", name
 
 
 def test_the_workflow_stack_is_an_extra():

@@ -290,7 +290,7 @@ def test_histogram_kernel_raises_on_non_finite_energy(bad):
 def test_tetrahedron_kernel_raises_on_non_finite_energy():
     from qgtflow.kgrid import make_grid
     from qgtflow.models import build_model
-    from qgtflow.reduce.tetrahedron import accumulate_simplex_moments, chunk_vertices
+    from qgtflow.reduce.simplex_moments import accumulate_simplex_moments, chunk_vertices
 
     grid = make_grid(build_model("haldane"), 4, chunk_size=16)
     idx = chunk_vertices(grid, 0, grid.n_points)

@@ -76,7 +76,7 @@ SOURCE_EDITS = {
         {"reduce A n8", "reduce B n8", "convergence A", "convergence B", "report", "all"}, "reduce A n8",
         "Params have changed"),
     "src/qgtflow/stages/kgrid_stage.py": (FULL_RUN, "kgrid A n8", "Params have changed"),
-    "src/qgtflow/report.py": ({"report", "all"}, "report", "Params have changed"),
+    "src/qgtflow/report/figures.py": ({"report", "all"}, "report", "Params have changed"),
     # the command line: no stage runs it (the rule scripts use only setup_job, which is not hashed)
     "src/qgtflow/cli.py": (set(), None, None),
     "workflow/scripts/reduce.py": (

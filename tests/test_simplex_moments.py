@@ -1,5 +1,5 @@
 """Exact energy-moment histograms of the linear triangle/tetrahedron interpolant (chunked), and their
-T = 0 read-out (qgtflow.reduce.tetrahedron.accumulate_simplex_moments / zero_temperature)."""
+T = 0 read-out (qgtflow.reduce.simplex_moments.accumulate_simplex_moments / zero_temperature)."""
 
 import math
 
@@ -7,15 +7,8 @@ import numpy as np
 import pytest
 
 from qgtflow.reduce import spectral
-from qgtflow.reduce.tetrahedron import (
-    _delta_piece,
-    _delta_simplex,
-    accumulate_simplex_moments,
-    chunk_vertices,
-    delta_weights,
-    theta_weights,
-    zero_temperature,
-)
+from qgtflow.reduce.simplex_moments import _delta_piece, accumulate_simplex_moments, chunk_vertices, zero_temperature
+from qgtflow.reduce.tetrahedron import _delta_simplex, delta_weights, theta_weights
 from tests.test_tetrahedron import box_grid, observed_order, periodic_grid, window_grid
 
 

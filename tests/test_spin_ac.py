@@ -9,7 +9,8 @@ import pytest
 
 from qgtflow.api import evaluate
 from qgtflow.geometry.fields import compute_fields
-from qgtflow.reduce.responses import response, required_fields
+from qgtflow.reduce.kinds import required_fields
+from qgtflow.reduce.responses import response
 from tests.test_spin_responses import reduce_in_process, soc_model
 
 AC = ["spin_sigma_lin_tau0", "spin_beta_lin_tau0"]

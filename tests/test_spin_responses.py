@@ -8,7 +8,8 @@ from qgtflow.errors import ModelError
 from qgtflow.geometry.fields import compute_fields
 from qgtflow.kgrid import make_grid
 from qgtflow.models.tight_binding import TightBindingModel
-from qgtflow.reduce.responses import RESPONSES, required_fields
+from qgtflow.reduce.kinds import required_fields
+from qgtflow.reduce.responses import RESPONSES
 from qgtflow.reduce.spectral import EnergyBins, accumulate
 from qgtflow.stages import reduce_stage
 from qgtflow.study import load_study

@@ -608,23 +608,28 @@ def cmd_models(args, extra) -> int:
 
 
 def cmd_responses(args, extra) -> int:
-    """The responses a study may request: name, dims (besides mu, T), SI units in 2D and 3D, formula."""
-    from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
+    """The responses a study may request (every registered calculator): name, kind, dims (besides mu, T),
+    SI units in 2D and 3D where the catalogue fixes them, formula."""
+    from qgtflow.reduce import kinds
+    from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES
     from qgtflow.units import format_si_units
 
-    for name, resp in RESPONSES.items():
-        dims = ", ".join([*(d for d, _ in resp.extra_dims), *resp.cart_dims]) or "-"
-        units = " | ".join(f"{d}D: {format_si_units(resp.si_units(d))}" for d in (2, 3))
-        print(f"{name}\n  dims: mu, T, {dims}\n  units (physical): {units}; natural: e = hbar = k_B = 1\n"
-              f"  formula: {resp.formula}")
-    for name, resp in DIRECT_RESPONSES.items():
-        print(f"{name}\n  dims: mu, T, {', '.join(resp.dims)}\n  units: in the store's attrs\n"
-              f"  formula: {resp.formula}")
-    for name in (*MODEL_RESPONSES, *THIN_FILM):
-        if name not in RESPONSES:
-            where = "004 Eq. 6 (Born skew rate; study key impurities)" if name in MODEL_RESPONSES else \
-                "004 SI S49, S52 (thin film; study key electro_optics)"
-            print(f"{name}\n  units: in the store's attrs\n  formula: {where}")
+    for name, calc in kinds.CALCULATORS.items():
+        resp, pair = RESPONSES.get(name), DIRECT_RESPONSES.get(name)
+        if resp is not None:
+            dims = ", ".join([*(d for d, _ in resp.extra_dims), *resp.cart_dims]) or "-"
+            units = " | ".join(f"{d}D: {format_si_units(resp.si_units(d))}" for d in (2, 3))
+            units = f" (physical): {units}; natural: e = hbar = k_B = 1"
+            formula = resp.formula
+        elif pair is not None:
+            dims, units, formula = ", ".join(pair.dims), ": in the store's attrs", pair.formula
+        else:
+            dims, units = "see the store", ": in the store's attrs"
+            formula = ("made from the model on the study's grid" if calc.kind == "model" else
+                       "assembled from the study's other responses") + " (paper + equation: the variable's formula attr)"
+        if calc.needs:
+            formula += f"; needs study keys {', '.join(calc.needs)}"
+        print(f"{name} ({calc.kind})\n  dims: mu, T, {dims}\n  units{units}\n  formula: {formula}")
     return 0
 
 

@@ -239,19 +239,11 @@ def estimate_memory_mb(n_bands: int, dim: int, chunk_size: int, n_workers: int, 
 def histogram_mb(study) -> float:
     """Size of one moment histogram of the reduce stage (energy bins x moments x response components)."""
 
-    from qgtflow.reduce.responses import RESPONSES
+    from qgtflow.reduce.kinds import CALCULATORS
 
     try:
         dim = study.model.dim
-        n_comp = 0
-        for name in study.responses:
-            resp = study.response(name) if name in RESPONSES else None
-            if resp is None:  # reduced another way (not through the energy histograms)
-                _note_once(f"{study.name}:{name}", "memory estimate of study %s: response %s not counted",
-                           study.name, name)
-                continue
-            comp = resp.component_coords(dim)
-            n_comp += math.prod(len(v) for _, v in resp.extra_dims) * math.prod(len(comp[d]) for d in resp.cart_dims)
+        n_comp = sum(CALCULATORS[name].histogram_components(study, dim) for name in study.responses)
         bins = study.energy_bins()
         return bins.n_bins * bins.n_moments * n_comp * 8 / MB
     except (AttributeError, KeyError, TypeError, ValueError) as exc:  # estimate only: never stop the workflow

@@ -242,9 +242,9 @@ class Study:
 
     def response(self, name: str):
         """The response ``name`` as this study evaluates it (at its photon energies when it has an AC form)."""
-        from qgtflow.reduce.responses import response
+        from qgtflow.reduce.kinds import get
 
-        return response(name, self.omega, self.broadening)
+        return get(name).resolved(self.omega, self.broadening)
 
     @property
     def degeneracy_threshold(self) -> float:
@@ -267,7 +267,7 @@ def geometry_fields(study) -> list[str]:
     """
     from qgtflow.geometry.fields import FIELD_SPECS, check_spin_operator, stored_fields
     from qgtflow.geometry.position import check_position_operator
-    from qgtflow.reduce.responses import required_fields
+    from qgtflow.reduce.kinds import required_fields
 
     required = required_fields(study.responses, study.fermi_form, study.omega)
     check_spin_operator(study.model, required)
@@ -276,51 +276,6 @@ def geometry_fields(study) -> list[str]:
     if study.config.get("store_fields") == "required":
         return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
     return stored_fields(required)
-
-
-def _check_omega(cfg: dict, key: str, direct: list) -> None:
-    """omega only for responses with a frequency form; ω = 0 (the DC limit) only where one exists (004's)."""
-    from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
-
-    with_form = sorted([*DIRECT_RESPONSES, *MODEL_RESPONSES, *THIN_FILM,
-                        *(r for r, v in RESPONSES.items() if v.omega_factor is not None or v.ac_forms is not None)])
-    if not set(cfg["responses"]) & set(with_form):
-        raise ConfigError(f"{key}omega", cfg["omega"], f"no omega: none of the requested responses has a frequency "
-                          f"form (those that have one: {with_form})")
-    omega = _as_array(cfg["omega"], f"{key}omega")
-    no_dc = direct + [r for r in cfg["responses"] if r in RESPONSES and RESPONSES[r].ac_forms is not None]
-    if no_dc and np.any(omega <= 0):
-        raise ConfigError(f"{key}omega", cfg["omega"], f"photon energies > 0 for {no_dc} (ω = 0 only for 004's "
-                          "responses, whose DC limit ωτ = 0 exists)")
-    if np.any(omega < 0):
-        raise ConfigError(f"{key}omega", cfg["omega"], "photon energies >= 0 (0: the DC limit)")
-
-
-def _check_electro_optics(cfg: dict, model, units, key: str) -> None:
-    """004: what pockels_skew and the thin-film observables need, refused before any compute."""
-    from qgtflow.reduce.responses import THIN_FILM
-
-    responses = cfg["responses"]
-    if "pockels_skew" in responses:
-        if model.dim not in (2, 3):
-            raise ConfigError(f"{key}responses", "pockels_skew", f"a 2D or 3D model (this model is {model.dim}D)")
-        if cfg.get("impurities") is None:
-            raise ConfigError(f"{key}impurities", None, "{density: n_i [length^-d], potential: V0 [energy length^d]} "
-                              "in model units for pockels_skew (004: n_i = 1e9 cm^-2 = 1e-5 nm^-2, V0 = 1e-13 eV cm^2 "
-                              "= 10 eV nm^2)")
-        if cfg.get("omega") is None:
-            raise ConfigError(f"{key}omega", None, "photon energies hbar*omega (model energy units) for pockels_skew")
-    film = [r for r in responses if r in THIN_FILM]
-    if film:
-        if units.natural or model.dim != 2:
-            raise ConfigError(f"{key}responses", film[0], "a 2D model in physical units (sheet conductances in S)")
-        if cfg.get("electro_optics") is None:
-            raise ConfigError(f"{key}electro_optics", None, f"{{e_dc: [V/m, ...]}} for {film}")
-        cfg["electro_optics"]["e_dc"] = _as_array(cfg["electro_optics"]["e_dc"], f"{key}electro_optics.e_dc").tolist()
-        needed = [r for r in ("sigma_optical", "kerr_snap") if r not in responses]
-        if needed or not {"pockels_bcd", "pockels_skew"} & set(responses):
-            raise ConfigError(f"{key}responses", film[0], "sigma_optical, kerr_snap and pockels_skew and/or "
-                              f"pockels_bcd in the same study (missing: {needed or ['a Pockels tensor']})")
 
 
 def load_study(source, name: str | None = None) -> Study:
@@ -373,40 +328,10 @@ def load_study(source, name: str | None = None) -> Study:
         raise ConfigError(f"{key}temperature", cfg["temperature"],
                           "temperatures > 0, or `integration: tetrahedron` for T = 0 (point sampling of the Fermi "
                           "surface has no T = 0 limit)")
-    from qgtflow.reduce.responses import DIRECT_RESPONSES, MODEL_RESPONSES, RESPONSES, THIN_FILM
+    from qgtflow.reduce import kinds
 
-    known = sorted(RESPONSES) + sorted(DIRECT_RESPONSES) + list(MODEL_RESPONSES) + list(THIN_FILM)
-    for r in cfg["responses"]:
-        if r not in known:
-            raise ConfigError(f"{key}responses", r, f"one of {known}")
-    _check_electro_optics(cfg, model, units, key)
-    direct = [r for r in cfg["responses"] if r in DIRECT_RESPONSES]
-    if direct and cfg.get("integration") == "tetrahedron":
-        raise ConfigError(f"{key}integration", "tetrahedron", f"points for {direct} (their Lorentzian pair sums "
-                          "sample k-points; compute them in a study of their own)")
-    for r in direct:
-        if model.dim < DIRECT_RESPONSES[r].min_dim:
-            raise ConfigError(f"{key}responses", r, f"a {DIRECT_RESPONSES[r].min_dim}D model (this model is "
-                              f"{model.dim}D)")
-    if direct:
-        for needed in ("omega", "broadening"):
-            if cfg.get(needed) is None:
-                raise ConfigError(f"{key}{needed}", None, f"a value for the frequency-dependent responses {direct}")
-    optical = [r for r in cfg["responses"] if r in RESPONSES and RESPONSES[r].omega_factor is not None]
-    if optical and cfg.get("omega") is None:
-        raise ConfigError(f"{key}omega", None, f"photon energies hbar*omega (model energy units) for the "
-                          f"frequency-dependent responses {optical}")
-    if cfg.get("omega") is not None:
-        _check_omega(cfg, key, direct)
-    if direct:
-        from qgtflow.reduce.transitions import two_band_pairs
-
-        try:
-            two_band_pairs(model.band_sector)
-        except ValueError as exc:
-            raise ConfigError(f"{key}model", cfg["model"].get("name"), f"two-band sectors for {direct} ({exc})") \
-                from None
-    tau_dependent = [r for r in cfg["responses"] if r in RESPONSES and RESPONSES[r].tau_power]
+    kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)
+    tau_dependent = kinds.tau_dependent(cfg["responses"])
     if cfg.get("tau") is None:
         if units.natural and tau_dependent:
             raise ConfigError(f"{key}tau", None, f"a relaxation time in hbar/(model energy) for the τ-dependent "

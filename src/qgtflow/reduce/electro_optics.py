@@ -16,11 +16,12 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from qgtflow.errors import ConfigError
 from qgtflow.reduce import thin_film
-from qgtflow.reduce.responses import AXES, COMPLEX_PARTS, MODEL_RESPONSES, THIN_FILM, TIME_CONVENTION_004
+from qgtflow.reduce.responses import AXES, COMPLEX_PARTS, THIN_FILM, TIME_CONVENTION_004
 from qgtflow.units import E_CHARGE, HBAR
 
-__all__ = ["MODEL_RESPONSES", "THIN_FILM", "pockels_skew", "thin_film_variables", "extra_coords"]
+__all__ = ["pockels_skew", "check_pockels_skew", "thin_film_variables", "check_thin_film", "extra_coords"]
 
 SHARES = ["total", "pockels", "kerr"]
 
@@ -36,6 +37,34 @@ def _omega_tau(study) -> tuple[np.ndarray, float]:
     if study.units.natural:
         return omega, float(study.tau)
     return omega * study.units.energy_si / HBAR, float(study.tau)
+
+
+def check_pockels_skew(cfg: dict, model, units, key: str, as_array) -> None:
+    """What pockels_skew needs, refused before any compute."""
+    if model.dim not in (2, 3):
+        raise ConfigError(f"{key}responses", "pockels_skew", f"a 2D or 3D model (this model is {model.dim}D)")
+    if cfg.get("impurities") is None:
+        raise ConfigError(f"{key}impurities", None, "{density: n_i [length^-d], potential: V0 [energy length^d]} "
+                          "in model units for pockels_skew (004: n_i = 1e9 cm^-2 = 1e-5 nm^-2, V0 = 1e-13 eV cm^2 "
+                          "= 10 eV nm^2)")
+    if cfg.get("omega") is None:
+        raise ConfigError(f"{key}omega", None, "photon energies hbar*omega (model energy units) for pockels_skew")
+
+
+def check_thin_film(cfg: dict, model, units, key: str, as_array) -> None:
+    """What the thin-film observables need (a 2D sheet, e_dc, σ0, K and a Pockels tensor), refused before any
+    compute; normalises ``electro_optics.e_dc`` to a list."""
+    responses = cfg["responses"]
+    film = [r for r in responses if r in THIN_FILM]
+    if units.natural or model.dim != 2:
+        raise ConfigError(f"{key}responses", film[0], "a 2D model in physical units (sheet conductances in S)")
+    if cfg.get("electro_optics") is None:
+        raise ConfigError(f"{key}electro_optics", None, f"{{e_dc: [V/m, ...]}} for {film}")
+    cfg["electro_optics"]["e_dc"] = as_array(cfg["electro_optics"]["e_dc"], f"{key}electro_optics.e_dc").tolist()
+    needed = [r for r in ("sigma_optical", "kerr_snap") if r not in responses]
+    if needed or not {"pockels_bcd", "pockels_skew"} & set(responses):
+        raise ConfigError(f"{key}responses", film[0], "sigma_optical, kerr_snap and pockels_skew and/or "
+                          f"pockels_bcd in the same study (missing: {needed or ['a Pockels tensor']})")
 
 
 def pockels_skew(study, grid, client=None) -> xr.Variable:
@@ -75,9 +104,10 @@ def _complex(ds: xr.Dataset, name: str) -> np.ndarray:
     return v[:, 0] + 1j * v[:, 1]
 
 
-def thin_film_variables(study, ds: xr.Dataset) -> dict[str, xr.Variable]:
-    """The requested thin-film observables of a 2D sheet from the responses in ``ds`` (SI units)."""
-    requested = [r for r in THIN_FILM if r in study.responses]
+def thin_film_variables(study, ds: xr.Dataset, names=None) -> dict[str, xr.Variable]:
+    """The thin-film observables ``names`` (default: those the study requests) of a 2D sheet from the responses in
+    ``ds`` (SI units)."""
+    requested = [r for r in THIN_FILM if r in (study.responses if names is None else names)]
     if not requested:
         return {}
     cfg = study.config["electro_optics"]

@@ -319,9 +319,8 @@ _register(Response(
 # ---- 004: optical conductivity, BCD Pockels, Snap Kerr (time convention e^{+iωt}, τ_ω = τ/(1 + iωτ)) --------
 TIME_CONVENTION_004 = "004 (e^{+iωt}, τ_ω = τ/(1 + iωτ); AMBIGUITIES 004.4): imaginary parts opposite to e^{-iωt}"
 COMPLEX_PARTS = ["real", "imag"]
-# 004 outputs made outside the energy histograms (reduce/electro_optics.py): from the model on the study's grid,
-# and thin-film observables assembled from other responses
-MODEL_RESPONSES = ("pockels_skew",)
+# 004's thin-film observables, assembled from other responses (reduce/electro_optics.py; kind "derived" in
+# reduce/kinds.py, like pockels_skew's kind "model")
 THIN_FILM = ("reflection", "transmission", "polarization_rotation", "delta_t_over_t", "delta_r_over_r")
 
 
@@ -639,7 +638,8 @@ _spin_magnetization(
 
 @dataclass(frozen=True)
 class DirectResponse:
-    """A response summed straight over k and band pairs (``reduce/transitions.py``), not via energy bins."""
+    """A response summed straight over k and band pairs (``reduce/transitions.py``), not via energy bins: its
+    texts and fields; its work is a pair-sum calculator of ``reduce/kinds.py``."""
 
     name: str
     long_name: str
@@ -669,18 +669,3 @@ DIRECT_RESPONSES: dict[str, DirectResponse] = {
 def response(name: str, omega=None, eta: float = 0.0) -> Response:
     """The response ``name``, at photon energies ``omega`` when it has a frequency-dependent form."""
     return RESPONSES[name].at_frequencies(omega, eta)
-
-
-def required_fields(responses: list[str], form: str, omega=None) -> list[str]:
-    """Geometry fields the requested responses read in the given form (plus energy); ``omega``: the
-    study's photon energies (frequency-dependent forms read other fields)."""
-    names = {"energy"}
-    for r in responses:
-        if r in MODEL_RESPONSES or r in THIN_FILM:
-            continue
-        if r in DIRECT_RESPONSES:
-            names.update(DIRECT_RESPONSES[r].fields)
-        else:
-            for part in response(r, omega).term_parts(form)[1]:
-                names.update(part.fields)
-    return sorted(names)

@@ -20,8 +20,9 @@ from qgtflow import gridsize, io
 from qgtflow.cluster import local_cluster, worker_count
 from qgtflow.guards import require_finite
 from qgtflow.preflight import sampling_warning
-from qgtflow.reduce.responses import DIRECT_RESPONSES, RESPONSES, required_fields, response
-from qgtflow.reduce.transitions import ndd_accumulate, two_band_pairs
+from qgtflow.reduce import kinds
+from qgtflow.reduce.kinds import required_fields
+from qgtflow.reduce.responses import RESPONSES  # noqa: F401  (the binned formulas, for callers)
 from qgtflow.reduce.spectral import accumulate, contract
 from qgtflow.stages.tasks import run_tasks
 
@@ -70,10 +71,10 @@ def _read_points(group, names, index: np.ndarray, gap: int = 4096):
 def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
     """Tetrahedron integration of a run of chunks: exact moment histograms of the linear interpolant over the
     cells whose base vertex lies in each chunk (the chunk's points plus a halo, read once per chunk)."""
-    from qgtflow.reduce.tetrahedron import accumulate_simplex_moments, chunk_vertices
+    from qgtflow.reduce.simplex_moments import accumulate_simplex_moments, chunk_vertices
 
     moments = underflow = None
-    if not terms:  # only responses made outside the histograms (e.g. pockels_skew)
+    if not terms:  # only responses made outside the histograms (model-evaluated, derived)
         return moments, underflow, None
     for start, stop in chunk_ranges:
         all_index = chunk_vertices(grid, start, stop)
@@ -96,36 +97,33 @@ def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
     return moments, underflow, None
 
 
-def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct=None, ac=(None, 0.0), grid=None):
-    """Worker task: accumulate the moment histograms (and direct pair sums) of a run of chunks.
+def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, pair_params=None, ac=(None, 0.0),
+                   grid=None):
+    """Worker task: accumulate the moment histograms (and the pair sums) of a run of chunks.
 
     ``masks`` (S, nb): band weights per output sector; the integrand blocks of the S sectors are
-    stacked along the component axis. ``direct``: parameters of the direct responses
-    (``reduce/transitions.py``) or None. ``ac``: (photon energies, broadening) of frequency-dependent forms.
-    ``grid``: the uniform KGrid for tetrahedron integration (None: point sampling with the stored weights).
+    stacked along the component axis. ``pair_params``: {accumulator key: parameters} of the requested pair sums
+    (:func:`qgtflow.reduce.kinds.accumulators`) or None. ``ac``: (photon energies, broadening) of
+    frequency-dependent forms. ``grid``: the uniform KGrid for tetrahedron integration (None: point sampling
+    with the stored weights).
     """
-    binned = [n for n in names if n in RESPONSES]
-    terms = [(f, part) for n in binned for f, parts in [response(n, *ac).term_parts(form)] for part in parts]
+    terms = [t for calc in kinds.of_kind(names, "binned") for t in calc.terms(form, *ac)]
     needed = set(required_fields(names, form, ac[0]))
     group = zarr.open_group(str(geometry_path), mode="r")
     if grid is not None:
         return _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid)
     moments = underflow = None
-    direct_out = None
-    if direct is not None:
-        shape = (len(direct["pairs"]), len(direct["omega"]), len(direct["mu"]), len(direct["kT"]))
-        direct_out = (np.zeros(shape, complex), np.zeros(shape))
+    pairs = {key: (acc, pair_params[key]) for key, (acc, _) in kinds.accumulators(names).items()} \
+        if pair_params else {}
+    states = {key: acc.start(params) for key, (acc, params) in pairs.items()} or None
     for start, stop in chunk_ranges:
         chunk = {f: io.read_rows(group, f, start, stop, geometry_path) for f in needed}  # checksums verified
         weight = io.read_rows(group, "weight", start, stop, geometry_path)
         require_finite(geometry_path, start, {**chunk, "weight": weight})  # before any kernel sees them
         for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
             fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
-            if direct is not None:
-                ndd_accumulate(np.ascontiguousarray(fields["energy"]), np.ascontiguousarray(fields["velocity"]),
-                               np.ascontiguousarray(fields["quantum_metric"]), weight[lo:lo + BLOCK],
-                               direct["band_weight"], direct["pairs"], direct["mu"], direct["kT"],
-                               direct["omega"], direct["eta"], *direct_out)
+            for key, (acc, params) in pairs.items():
+                acc.add(states[key], fields, weight[lo:lo + BLOCK], params)
             if not terms:
                 continue
             Q = _masked(_integrands(fields, terms), masks)
@@ -133,7 +131,7 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, direct
                 moments, underflow = bins.empty(Q.shape[2])
             accumulate(np.ascontiguousarray(fields["energy"]), weight[lo:lo + BLOCK], Q, bins.lo, bins.width,
                        moments, underflow)
-    return moments, underflow, direct_out
+    return moments, underflow, states
 
 
 def contract_all(bins, moments, underflow, mu, kT, order: int) -> np.ndarray:
@@ -143,17 +141,18 @@ def contract_all(bins, moments, underflow, mu, kT, order: int) -> np.ndarray:
     if warm.size:
         out[:, warm] = contract(bins, moments, underflow, mu, kT[warm], order)
     for t in np.flatnonzero(kT == 0):
-        from qgtflow.reduce.tetrahedron import zero_temperature
+        from qgtflow.reduce.simplex_moments import zero_temperature
 
         out[:, t] = zero_temperature(bins.lo, bins.width, moments, underflow, mu, order)
     return out
 
 
 def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim: int, form_requested: str,
-                     sectors: list[str] | None = None, direct: dict | None = None) -> xr.Dataset:
+                     sectors: list[str] | None = None, pair_sums: tuple | None = None) -> xr.Dataset:
     """Contract the accumulated moments into labelled, unit-carrying response tensors.
 
     ``sectors``: labels when the integrands were resolved per sector (a leading ``sector`` dim).
+    ``pair_sums``: ({accumulator key: state}, {accumulator key: parameters}) of the requested pair sums.
     """
     kT = np.array([study.units.kT(t) for t in study.temperature])
     energy_unit = "model energy" if study.units.natural else study.units.energy
@@ -167,9 +166,8 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
     n_sectors = len(sectors) if sectors else 1
     per_sector = moments.shape[-1] // n_sectors
     contracted = {}  # one contraction per occupation order, shared by every response using it
-    for name in study.responses:
-        if name not in RESPONSES:  # direct pair sums and 004 electro-optics: added below
-            continue
+    for calc in kinds.of_kind(study.responses, "binned"):
+        name = calc.name
         resp = study.response(name)
         form, parts = resp.term_parts(form_requested)
         comp_coords = resp.component_coords(dim)
@@ -207,8 +205,11 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         for d, labels in extra.items():
             coords.setdefault(d, (d, labels, {**_EXTRA_COORD_ATTRS, "omega": {
                 "long_name": "photon energy ħω", "units": energy_unit}}.get(d, {})))
-    if direct is not None:
-        data.update(_direct_variables(study, direct, sectors, coords))
+    if pair_sums is not None:
+        added = kinds.pair_sum_variables(study, *pair_sums, sectors)
+        data.update(added)
+        for d, c in kinds.coords_for(added, study).items():
+            coords.setdefault(d, c)
     if sectors:
         coords["sector"] = ("sector", list(sectors), {"long_name": "model sector (valley / block), weighted"})
     grid_attrs = {k: v for k, v in geometry_attrs.items()
@@ -233,51 +234,6 @@ def _frequency_combined(study, resp, values):
 _EXTRA_COORD_ATTRS = {"phase": {"long_name": "time dependence of the response to E(t) = E cos ωt (003 Eq. 7–8)"}}
 
 
-def _direct_variables(study, direct: dict, sectors, coords) -> dict:
-    """Labelled variables of the direct (pair-sum) responses.
-
-    ``direct["out"]``: (Δn bracket (P, ω, μ, T) complex, ⟨G⟩ average (P, ω, μ, T) real), P = sector pairs.
-    """
-    from qgtflow.units import C_LIGHT, E_CHARGE, HBAR, MU_0
-
-    energy_unit = "model energy" if study.units.natural else study.units.energy
-    coords.setdefault("omega", ("omega", direct["omega_values"], {"long_name": "photon energy ħω",
-                                                                  "units": energy_unit}))
-    if "ndd_delta_n" in study.responses:
-        coords.setdefault("complex_part", ("complex_part", ["real", "imag"]))
-    variables = {}
-    for name in study.responses:
-        if name not in DIRECT_RESPONSES:
-            continue
-        spec = DIRECT_RESPONSES[name]
-        if name == "ndd_delta_n":
-            # 002 Eq. 12: −(e²cμ0/2ħ) × bracket; e²cμ0/ħ = 4πα (dimensionless). Natural units: −½ × bracket.
-            raw = direct["out"][0]
-            if study.units.natural:
-                scale, units = -0.5, "natural (e²cμ0/ħ set to 1; model length^(3-d))"
-            else:
-                scale = -E_CHARGE ** 2 * C_LIGHT * MU_0 / (2 * HBAR) * study.units.length_si ** -(direct["dim"] - 3)
-                units = "1" if direct["dim"] == 3 else f"m^{3 - direct['dim']}"
-            values = raw if sectors else raw.sum(axis=0, keepdims=True)
-            values = scale * np.stack([values.real, values.imag], axis=1)  # (P, part, ω, μ, T)
-            dims = ("complex_part", "omega", "mu", "T")
-        else:  # ndd_qmd_average: energy² (model units; eV² in physical units)
-            raw = direct["out"][1]
-            values = raw if sectors else raw.sum(axis=0, keepdims=True)
-            units = "model energy^2" if study.units.natural else f"{study.units.energy}2"
-            dims = ("omega", "mu", "T")
-        if sectors:
-            dims = ("sector",) + dims
-        else:
-            values = values[0]
-        variables[name] = xr.Variable(dims, values, {"units": units, "long_name": spec.long_name,
-                                                     "formula": spec.formula, "form": "interband pair sum",
-                                                     "broadening": direct["eta"],
-                                                     **({"time_convention": spec.time_convention}
-                                                        if spec.time_convention else {})})
-    return variables
-
-
 def _born_tau(study, size: int):
     """``impurities.born_tau``: τ of every τ-dependent response := the symmetric Born transport time (s, or
     ħ/energy in natural units) of the study's impurities at its first μ and T, on the study's grid.
@@ -296,26 +252,26 @@ def _born_tau(study, size: int):
     return study.with_tau(tau, "Born transport time of the impurities (first mu, T)")
 
 
-def _electro_optics(study, ds: xr.Dataset, size: int, client) -> xr.Dataset:
-    """Add 004's skew Pockels tensor (from the model on the study's grid) and the thin-film observables."""
-    from qgtflow.reduce import electro_optics as eo
-
-    new = {}
-    if "pockels_skew" in study.responses:
-        log.info("reduce %s: skew-scattering Pockels tensor on the %s grid", study.name, size)
-        new["pockels_skew"] = eo.pockels_skew(study, study.make_grid(size), client=client)
-    if new:
-        ds = ds.assign(new)
-    film = eo.thin_film_variables(study, ds)
-    if film:
-        ds = ds.assign(film)
-    added = {**new, **film}
+def _after_pass(study, ds: xr.Dataset, size: int, client) -> xr.Dataset:
+    """Add the model-evaluated responses (from the model on the study's grid of ``size``) and then the derived ones
+    (from the responses in ``ds``), with the coordinates of their dims."""
+    added = {}
+    model_kind = kinds.of_kind(study.responses, "model")
+    if model_kind:
+        grid = study.make_grid(size)
+        for calc in model_kind:
+            log.info("reduce %s: %s from the model on the %s grid", study.name, calc.name, size)
+            added[calc.name] = calc.compute(study, grid, client=client)
+        ds = ds.assign(added)
+    groups: dict = {}  # derived responses sharing one compute are made in one call
+    for calc in kinds.of_kind(study.responses, "derived"):
+        groups.setdefault(calc.compute, []).append(calc.name)
+    for compute, names in groups.items():
+        made = compute(study, ds, names)
+        ds = ds.assign(made)
+        added.update(made)
     if added:
-        ds = ds.assign_coords({k: v for k, v in eo.extra_coords(added, study).items() if k not in ds.coords})
-    if "omega" not in ds.coords and added:
-        energy_unit = "model energy" if study.units.natural else study.units.energy
-        ds = ds.assign_coords(omega=("omega", list(study.omega), {"long_name": "photon energy ħω",
-                                                                  "units": energy_unit}))
+        ds = ds.assign_coords({k: v for k, v in kinds.coords_for(added, study).items() if k not in ds.coords})
     return ds
 
 
@@ -378,11 +334,12 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     resolve = bool(study.config.get("resolve_sectors"))
     masks = band_masks(band_weight, band_sector, resolve)
     sectors = list(dict.fromkeys(band_sector.tolist())) if resolve else None
-    direct = None
-    if any(r in DIRECT_RESPONSES for r in study.responses):  # 002 pair sums
-        direct = {"mu": np.asarray(study.mu, float), "kT": kT, "omega": np.asarray(study.omega, float),
-                  "eta": float(study.config["broadening"]), "pairs": two_band_pairs(band_sector),
-                  "band_weight": np.asarray(band_weight, float)}
+    pair_params = None
+    accumulators = kinds.accumulators(study.responses)
+    if accumulators:  # pair sums: their parameters, shipped to the workers
+        ctx = {"mu": study.mu, "kT": kT, "omega": study.omega, "eta": study.broadening, "band_weight": band_weight,
+               "band_sector": band_sector, "dim": geo.sizes["axis"]}
+        pair_params = {key: acc.prepare(ctx) for key, (acc, _) in accumulators.items()}
     ac = (study.omega, study.broadening)
     grid = None
     if study.integration == "tetrahedron":
@@ -390,7 +347,8 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
 
         grid = grid_from_attrs(geo.attrs)
         log.info("reduce %s: linear-tetrahedron integration on the %s grid", study.name, list(grid.sizes))
-    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, direct, ac, grid) for g in groups if g]
+    args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, pair_params, ac, grid)
+            for g in groups if g]
     total_m = total_u = total_d = None
 
     def consume(results):
@@ -403,18 +361,18 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
                     total_m += m
                     total_u += u
             if d is not None:
-                total_d = d if total_d is None else (total_d[0] + d[0], total_d[1] + d[1])
+                total_d = d if total_d is None else {k: kinds.accumulators(study.responses)[k][0].merge(total_d[k], v)
+                                                      for k, v in d.items()}
 
     if client is None and n_workers != 0:
         with local_cluster(n_workers) as own:
             consume(run_tasks(_reduce_chunks, args, own, label=f"reduce {study.name}"))
     else:
         consume(run_tasks(_reduce_chunks, args, client, label=f"reduce {study.name}"))
-    direct_result = None if direct is None else {**direct, "out": total_d, "omega_values": direct["omega"],
-                                                 "dim": geo.sizes["axis"]}
+    pair_sums = None if pair_params is None else (total_d, pair_params)
     ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
-                          direct_result)
-    ds = _electro_optics(study, ds, gridsize.from_axes(geo.attrs["grid_sizes"]), client)
+                          pair_sums)
+    ds = _after_pass(study, ds, gridsize.from_axes(geo.attrs["grid_sizes"]), client)
     ds.attrs[io.FINGERPRINT] = job["fingerprint"]
     cut = _window_cut(study, geo.attrs, ds["mu"].values)
     if cut is not None:  # read by the convergence stage: those (mu, T) entries are not converged

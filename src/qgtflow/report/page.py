@@ -1,0 +1,103 @@
+"""The report page: checks the stores' fingerprints, builds every study section and figure, writes the HTML and its
+image folder.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import re
+import shutil
+from pathlib import Path
+from urllib.parse import quote
+
+from qgtflow import __version__
+from qgtflow.report.electro_optics import electro_optics_figure
+from qgtflow.report.figures import cross_figure, grid_needed_figure
+from qgtflow.report.kspace import ife_density_figure
+from qgtflow.report.sections import CSS, esc, html_note, overview_table, study_section
+from qgtflow.report.stores import check_fingerprints
+
+log = logging.getLogger(__name__)
+
+
+def build_report(config: dict, results_dir: str, out_html: str) -> None:
+    """Write the HTML report of all configured studies (layout: :mod:`qgtflow.report`)."""
+    results = Path(results_dir)
+    check_fingerprints(config.get("upstream") or {}, results)
+    page = Path(out_html)
+    page.parent.mkdir(parents=True, exist_ok=True)
+    assets = page.parent / f"{page.stem}_files"
+    if assets.exists():
+        shutil.rmtree(assets)
+    assets.mkdir(parents=True)
+    report_cfg = config.get("report") or {}
+    title = report_cfg.get("title") or "qgtflow report"
+    from qgtflow.plan import CONTRACTS, StageConfig
+
+    # each study restricted to the keys the report declares (qgtflow.plan): reading another raises
+    studies = {name: StageConfig(cfg, CONTRACTS["report"].keys, "report")
+               for name, cfg in (config.get("studies") or {}).items()}
+
+    sections, overview = [], []
+    for name, study_cfg in studies.items():
+        try:
+            section, row = study_section(name, study_cfg, results, assets, page.parent)
+        except Exception as exc:  # one broken study must not hide the others
+            log.exception("report section of study %s failed", name)
+            section = f'<h2 id="study-{esc(name)}">Study <code>{esc(name)}</code></h2>' + html_note(
+                f"The section of study '{name}' could not be built: {exc}")
+            row = {"study": name, "model": "?", "params": "", "units": "", "sizes": "", "counts": None,
+                   "worst": None, "status": "report error"}
+        sections.append(section)
+        overview.append(row)
+
+    figure_parts = []
+    for n, fig_cfg in enumerate(report_cfg.get("figures") or []):
+        fig_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(fig_cfg.get("name") or f"figure{n + 1}"))
+        fig_title = fig_cfg.get("title") or fig_name
+        figure_parts.append(f"<h3>{esc(fig_title)}</h3>")
+        png = assets / "figures" / f"{fig_name}.png"
+        try:
+            if fig_cfg.get("kind") == "ife_density":
+                written, notes, detail = ife_density_figure(fig_cfg, studies, png)
+            elif fig_cfg.get("kind") == "grid_needed":
+                written, notes, detail = grid_needed_figure(fig_cfg, studies, results, png)
+            elif fig_cfg.get("kind") == "electro_optics":
+                written, notes, detail = electro_optics_figure(fig_cfg, studies, results, png)
+            else:
+                written, notes, detail = cross_figure(fig_cfg, studies, results, png)
+        except Exception as exc:
+            log.exception("figure %s failed", fig_name)
+            written, notes, detail = False, [f"figure could not be drawn: {exc}"], ""
+        for note in notes:
+            figure_parts.append(html_note(note))
+        if written:
+            src = quote(png.relative_to(page.parent).as_posix())
+            caption = f"{fig_title}: {detail}; finest grid of each study, error bars from its convergence stage."
+            figure_parts.append(f'<figure><img src="{src}" alt="{esc(fig_title)}">'
+                                f"<figcaption>{esc(caption)}</figcaption></figure>")
+        else:
+            figure_parts.append(html_note(f"Figure '{fig_title}' has no data to show."))
+
+    missing = [r["study"] for r in overview if r["counts"] is None]
+    now = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    body = [f"<h1>{esc(title)}</h1>",
+            f"<p>{len(studies)} stud{'y' if len(studies) == 1 else 'ies'}; "
+            f"results from <code>{esc(results)}</code>.</p>"]
+    if not studies:
+        body.append(html_note("No studies configured."))
+    if missing:
+        body.append(html_note("Missing or failed results: " + ", ".join(missing)))
+    body += ["<h2>Overview</h2>", overview_table(overview),
+             "<p>Verdict per entry (response × component × μ × T): converged when the error bar of the h → 0 "
+             "extrapolation is within max(rtol·|value|, atol, 10⁻⁶ × largest |value| of the response). "
+             "Relative errors are shown only for entries above that absolute floor.</p>"]
+    if figure_parts:
+        body += ["<h2>Figures</h2>", *figure_parts]
+    body += sections
+    body.append(f"<footer>qgtflow {__version__} · generated {esc(now)}</footer>")
+    text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{esc(title)}</title><style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    page.write_text(text, encoding="utf-8")
+    log.info("report written to %s (%d studies, %d missing)", page, len(studies), len(missing))
