@@ -306,8 +306,10 @@ def slurm_worker_memory_mb(study, size: int, cores: int = 1, processes: int | No
     ``fields``, ``chunk_size``: the store's fields and chunk size when known (a geometry job knows
     them from its plan and its kgrid store; its study does not declare the grid settings)."""
     dim = study.model.dim
-    grid = study.make_grid(size)  # size: points per axis, or one number per axis
-    chunk = min(chunk_size or grid.chunk_size, grid.n_points)
+    if chunk_size is None:  # no store yet: the study's grid (size: points per axis, or one number per axis)
+        grid = study.make_grid(size)
+        chunk_size = min(grid.chunk_size, grid.n_points)
+    chunk = int(chunk_size)  # a kgrid store's chunk size is already clamped to its grid
     return estimate_memory_mb(study.model.nbands, dim, chunk, processes or cores, client=False,
                               optional_fields=study_optional_fields(study, fields))
 
