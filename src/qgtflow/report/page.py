@@ -90,9 +90,13 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
     if missing:
         body.append(html_note("Missing or failed results: " + ", ".join(missing)))
     body += ["<h2>Overview</h2>", overview_table(overview),
-             "<p>Verdict per entry (response × component × μ × T): converged when the error bar of the h → 0 "
-             "extrapolation is within max(rtol·|value|, atol, 10⁻⁶ × largest |value| of the response). "
-             "Relative errors are shown only for entries above that absolute floor.</p>"]
+             "<p>Verdict per entry (response × component × μ × T), with |value| the smaller of the extrapolated "
+             "and finest-grid values and the floor max(atol, atol_fraction × largest |value| of the response; "
+             "atol_fraction 10⁻⁶ unless the study sets it): converged when the error bar of the h → 0 "
+             "extrapolation is within rtol·|value|, or, for an entry zero within the floor (value, finest value "
+             "and error bar all below it), within the floor — the floor never passes a nonzero entry. "
+             "Entries whose Fermi surface the k·p window cuts are never converged; symmetry zeros are residuals, "
+             "not verdicts. Relative errors are shown only for entries above the floor.</p>"]
     if figure_parts:
         body += ["<h2>Figures</h2>", *figure_parts]
     body += sections
