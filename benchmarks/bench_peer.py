@@ -39,6 +39,9 @@ import logging  # noqa: E402
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository: its tests' file writers
+from tests.wannier_files import write_tb  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 C_ANGSTROM = 10.0  # cell height of the 2D models (only converts the peer's S/m to a sheet conductance)
 MU = np.linspace(-1.5, 1.5, 301)  # eV; fine, as the peer smooths its T = 0 result on this grid
@@ -54,29 +57,13 @@ QUANTITIES = {
 }
 
 
-def write_tb(path: Path, lattice2d, blocks: dict[tuple[int, int], np.ndarray]) -> Path:
+def write_2d_tb(path: Path, lattice2d, blocks: dict[tuple[int, int], np.ndarray]) -> Path:
     """A 2D model as a Wannier90 ``_tb.dat`` (Å, eV; R_z = 0, degeneracies 1, all orbitals at the origin)."""
-    n = next(iter(blocks.values())).shape[0]
-    Rs = sorted(blocks)
     lat = np.zeros((3, 3))
     lat[:2, :2] = lattice2d
     lat[2, 2] = C_ANGSTROM
-    ij = np.array([(i + 1, j + 1) for j in range(n) for i in range(n)])
-    with open(path, "w") as f:
-        f.write("written by qgtflow benchmarks/bench_peer.py\n")
-        for row in lat:
-            f.write("".join(f"{x:22.16f}" for x in row) + "\n")
-        f.write(f"{n:12d}\n{len(Rs):12d}\n")
-        for s in range(0, len(Rs), 15):
-            f.write("".join(f"{1:5d}" for _ in Rs[s:s + 15]) + "\n")
-        for R in Rs:
-            m = blocks[R].T.reshape(-1)
-            f.write(f"\n{R[0]:5d}{R[1]:5d}{0:5d}\n")
-            np.savetxt(f, np.column_stack([ij, m.real, m.imag]), fmt="%5d%5d%22.14e%22.14e")
-        for R in Rs:
-            f.write(f"\n{R[0]:5d}{R[1]:5d}{0:5d}\n")
-            np.savetxt(f, np.column_stack([ij, np.zeros((n * n, 6))]), fmt="%5d%5d" + "%16.6e" * 6)
-    return path
+    return write_tb(path, lat, {(R[0], R[1], 0): blocks[R] for R in sorted(blocks)},
+                    header="written by qgtflow benchmarks/bench_peer.py", decimals=14)
 
 
 def _hermitian_partners(blocks):
@@ -276,7 +263,7 @@ def main(argv=None):
     rows = []
     for name in args.models:
         blocks, lat = MODELS[name]()
-        tb = write_tb(workdir / f"{name}_tb.dat", lat, blocks)
+        tb = write_2d_tb(workdir / f"{name}_tb.dat", lat, blocks)
         nb = next(iter(blocks.values())).shape[0]
         for q in args.quantities:
             response, sel, peer_name, peer_comp = QUANTITIES[q]
