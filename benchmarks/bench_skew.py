@@ -42,7 +42,7 @@ def bench_pair_rate():
 def bench_grids():
     model = bilayer_graphene_gapped()
     sub = model.sectors[0]
-    print("\nbilayer graphene, one valley, T = 0 (21 shell energies for the f0'' slope):")
+    print("\nbilayer graphene, one valley, T = 0 (one shell at mu; exact d/dE of the traces):")
     print(f"{'N':>6} {'N_F(mu)':>8} {'factorised s':>13} {'pairs s':>9} {'pairs/fact':>10}  S1_yyy (eV^2 nm)")
     rows = []
     for N in (200, 400, 800, 1200):
@@ -59,11 +59,12 @@ def bench_grids():
         print(f"{N:6d} {sh.size:8d} {tf:13.3f} {tp:9.3f} {tp / tf:10.2f}  {a['S1'][1, 1, 1]:.6e}")
     # pair-sum part alone: isolate the O(N_F^2) cost
     print("pair-sum cost alone (21 shells) vs N_F:")
+    x = np.linspace(-1.0, 1.0, 21)
     for N in (400, 800, 1200):
         grid = make_grid(sub, N)
         eb = skew.band_energies(sub, grid)
-        h = skew._default_fd_step(sub, grid, eb, MU)
-        shells = skew._sector_shells(sub, grid, skew._energy_grid(MU, 0.0, 15, 0.25, h), eband=eb,
+        h = 8 * 0.2 * grid.spacing  # 21 energies within 8 cells (|v| ~ 0.2 eV nm)
+        shells = skew._sector_shells(sub, grid, MU + h * x, eband=eb,
                                      delta_weights=delta_weights, deg_tol=1e-9)
         t0 = time.perf_counter()
         for s in shells:
@@ -75,6 +76,19 @@ def bench_grids():
         tf = time.perf_counter() - t0
         nf = shells[len(shells) // 2].size
         print(f"  N = {N:5d}: N_F = {nf:5d}  pairs {tp:.3f} s   shell-matrix traces {tf:.4f} s   ratio {tp / tf:.0f}")
+
+
+def bench_s2_convergence():
+    """S^(2) (exact d/dE of the shell traces) vs S^(1) with the grid: BLG one valley, kmax 0.35, T = 0."""
+    sub = bilayer_graphene_gapped().sectors[0]
+    print("\nS^(2) vs S^(1) with the grid (BLG one valley, kmax 0.35 nm^-1, mu = 65 meV, T = 0), yyy, eV^2 nm:")
+    rows = {}
+    for N in (128, 192, 256, 384, 512, 768, 1024):
+        out = skew.skew_tensors(sub, make_grid(sub, N, kmax=0.35), MU, 0.0, NI, V0)
+        rows[N] = (out["S1"][1, 1, 1], out["S2"][1, 1, 1])
+    ref = rows[1024]
+    for N, (s1, s2) in rows.items():
+        print(f"  N = {N:5d}: S1 {s1:.8e} ({s1 / ref[0] - 1:+.2e})   S2 {s2:.8e} ({s2 / ref[1] - 1:+.2e})")
 
 
 def bench_dask():
@@ -102,5 +116,6 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     bench_pair_rate()
     bench_grids()
+    bench_s2_convergence()
     bench_dask()
     print(f"\ntotal {time.perf_counter() - t0:.1f} s")

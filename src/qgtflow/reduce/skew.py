@@ -33,9 +33,23 @@ shell, and the sums over k and k′ become shell matrices:
 ∂_α∂_βε) first, the inner one (k′) second.) At T = 0, f0′ = −δ(E − μ) and ∫ f0″ g = +g′(μ):
 
     S^(1) = −C Im Tr[M_αβ V_γ B](μ),
-    S^(2) = −C { d/dE Im Tr[V_α W_βγ B]|_μ − Im Tr[V_α M_βγ B](μ) }   (derivative: centred difference).
+    S^(2) = −C { d/dE Im Tr[V_α W_βγ B]|_μ − Im Tr[V_α M_βγ B](μ) },
 
-Finite T: trapezoid rule on a uniform energy grid μ ± ``window``·k_BT (f0′, f0″ from occupation.py).
+and at any T, by parts, S^(2) = −C ∫dE f0′(E) { Im Tr[V_α M_βγ B] − d/dE Im Tr[V_α W_βγ B] },
+
+with the exact energy derivative of the traces: product rule over the three shell matrices, and for each the
+derivative of a shell integral as a shell integral (coarea formula: the level set ε = E moves with velocity
+∇ε/|∇ε|², so d/dE ∫δ(ε − E) F = ∫δ(ε − E) ∇·(F v/|v|²)):
+
+    X′(E) = Σ_k Σ_n δ(ε_kn − E) [∇·(x_n s_n) P_kn + x_n (s_n·∇)P_kn],  s = v/|v|²,
+    ∇·s = Tr ∂²ε/|v|² − 2 v·∂²ε·v/|v|⁴,  ∂_a x from ∂_a v_b = ∂_a∂_b ε,
+    (s·∇)P_n = |c_n⟩⟨u_n| + |u_n⟩⟨c_n|,  c_n = Σ_a s_a Σ_{m∉g(n)} |u_m⟩⟨u_m|∂_aH|u_n⟩/(ε_n − ε_m).
+
+One shell at μ, no energy step: the integrands are smooth, so S^(2) converges with the grid like S^(1)
+(a slope fitted to shell traces at nearby energies, or the E-derivative of the linear-triangle δ weights,
+inherits the interpolant's oscillating energy dependence; tests/test_skew.py). Needs v ≠ 0 on the shell.
+
+Finite T: trapezoid rule on a uniform energy grid μ ± ``window``·k_BT (f0′ from occupation.py).
 
 Two independent implementations:
 
@@ -72,8 +86,6 @@ from numba import njit
 from qgtflow.reduce.occupation import fermi_derivative
 from qgtflow.units import E_CHARGE, HBAR_EV_S
 
-FD_STEP_CELLS = 8.0  # T = 0: half-width h of the f0″ slope fit, in units of |v|·(grid step)
-FD_POINTS = 10  # T = 0: the slope is fitted to 2·FD_POINTS + 1 equally spaced energies in μ ± h
 FORMULA = "004 Eq. 6 with w^A of AMBIGUITIES 004.5 (third-order Born, δ-correlated impurities)"
 
 __all__ = [
@@ -135,7 +147,8 @@ def _default_delta_weights():
 
 
 def _band_data(sub, k: np.ndarray, deg_tol: float, rng=None):
-    """Eigenvectors U (Nk, n, n) (columns), group-averaged v (Nk, n, d) and ∂²ε (Nk, n, d, d).
+    """Eigenvectors U (Nk, n, n) (columns), group-averaged v (Nk, n, d) and ∂²ε (Nk, n, d, d), and the
+    interband part of ∂_a u_n, D (Nk, d, n, n): D[k, a, :, n] = Σ_{m∉g(n)} u_m ⟨u_m|∂_aH|u_n⟩/(ε_n − ε_m).
 
     ``rng``: apply a random gauge (U(1) phase per band, random unitary inside degenerate groups) — tests only.
     """
@@ -168,20 +181,25 @@ def _band_data(sub, k: np.ndarray, deg_tol: float, rng=None):
     inv = np.where(same, 0.0, 1.0 / np.where(same, 1.0, de))  # (nk, i, m)
     M = d2 + 2.0 * np.einsum("kaim,kbmi,kim->kiab", dHe, dHe, inv, optimize=True).real
     M = np.einsum("kij,kjab->kiab", samef, M) / counts[:, :, None, None]
-    return eps, U, v, M
+    D = np.einsum("kpm,kamn,knm->kapn", U, dHe, inv, optimize=True)
+    return eps, U, v, M, D
 
 
 class _Shell:
     """Vertices (k, n) of one sector with nonzero δ weight at one energy."""
 
-    __slots__ = ("M", "W", "u", "v")
+    __slots__ = ("D", "M", "W", "u", "v")
 
-    def __init__(self, u, W, v, M):
+    def __init__(self, u, W, v, M, D=None):
         self.u, self.W, self.v, self.M = u, W, v, M  # (Nv, n) complex, (Nv,), (Nv, d), (Nv, d, d)
+        self.D = D  # (Nv, d, n) interband part of ∂_a u (see _band_data), or None
 
     @property
     def size(self):
         return len(self.W)
+
+    def permuted(self, p):
+        return _Shell(self.u[p], self.W[p], self.v[p], self.M[p], None if self.D is None else self.D[p])
 
     def matrices(self):
         """B, V_a, M_ab, W_ab (shell matrices, n×n)."""
@@ -194,6 +212,26 @@ class _Shell:
         Mm = X[1 + d:1 + d + d * d].reshape(d, d, *B.shape)
         Wm = X[1 + d + d * d:].reshape(d, d, *B.shape)
         return B, V, Mm, Wm
+
+    def energy_derivatives(self):
+        """dB/dE, dV_a/dE, dW_ab/dE of the shell matrices (coarea formula, module docstring; needs ``D``)."""
+        d = self.v.shape[1]
+        v, M = self.v, self.M
+        v2 = np.einsum("ia,ia->i", v, v)
+        s = v / v2[:, None]  # v/|v|²
+        Ms = np.einsum("iab,ib->ia", M, s)  # ∂_a v_b s_b: the change of v along s
+        q = np.einsum("iaa->i", M) / v2 - 2.0 * np.einsum("ia,ia->i", v, Ms) / v2  # ∇·s
+        vv = v[:, :, None] * v[:, None, :]
+        # ∇·(x s) for x = 1, v_c, v_b v_c
+        div = np.concatenate([q[:, None], Ms + v * q[:, None],
+                              (Ms[:, :, None] * v[:, None, :] + v[:, :, None] * Ms[:, None, :]
+                               + vv * q[:, None, None]).reshape(self.size, d * d)], axis=1)
+        x = np.concatenate([np.ones((self.size, 1)), v, vv.reshape(self.size, d * d)], axis=1)
+        c = np.einsum("ia,iap->ip", s, self.D)  # (s·∇)P = |c⟩⟨u| + |u⟩⟨c|
+        uc = np.einsum("im,in->imn", c, np.conj(self.u))
+        dX = (np.einsum("iq,im,in->qmn", div * self.W[:, None], self.u, np.conj(self.u), optimize=True)
+              + np.einsum("iq,imn->qmn", x * self.W[:, None], uc + np.conj(np.swapaxes(uc, 1, 2)), optimize=True))
+        return dX[0], dX[1:1 + d], dX[1 + d:].reshape(d, d, *dX.shape[1:])
 
 
 def _sector_shells(sub, grid, energies, *, eband, delta_weights, deg_tol, rng=None, batch_elems=2_000_000):
@@ -210,19 +248,19 @@ def _sector_shells(sub, grid, energies, *, eband, delta_weights, deg_tol, rng=No
             per.append((kk, nn, Wb[e][kk, nn]))
     allk = np.unique(np.concatenate([p[0] for p in per])) if per else np.zeros(0, np.int64)
     if len(allk):
-        _, U, v, M = _band_data(sub, _grid_points(grid, allk), deg_tol, rng)
+        _, U, v, M, D = _band_data(sub, _grid_points(grid, allk), deg_tol, rng)
     d = grid.dim
     shells = []
     for kk, nn, w in per:
         if len(kk) == 0:
-            shells.append(_Shell(np.zeros((0, nb), complex), np.zeros(0), np.zeros((0, d)), np.zeros((0, d, d))))
+            shells.append(_Shell(np.zeros((0, nb), complex), np.zeros(0), np.zeros((0, d)), np.zeros((0, d, d)),
+                                 np.zeros((0, d, nb), complex)))
             continue
         pos = np.searchsorted(allk, kk)
         u = U[pos, :, nn]  # eigenvector of band nn at k: column nn
-        sh = _Shell(np.ascontiguousarray(u), w, v[pos, nn], M[pos, nn])
+        sh = _Shell(np.ascontiguousarray(u), w, v[pos, nn], M[pos, nn], D[pos, :, :, nn])
         if rng is not None:  # random vertex order
-            p = rng.permutation(sh.size)
-            sh = _Shell(sh.u[p], sh.W[p], sh.v[p], sh.M[p])
+            sh = sh.permuted(rng.permutation(sh.size))
         shells.append(sh)
     return shells
 
@@ -230,6 +268,12 @@ def _sector_shells(sub, grid, energies, *, eband, delta_weights, deg_tol, rng=No
 # ---------------------------------------------------------------------------------------------
 # traces per energy: factorised and pair routes
 # ---------------------------------------------------------------------------------------------
+def _vwb(V, W, B):
+    """Im Tr[V_α W_βγ B] (αβγ)."""
+    BV = np.einsum("mn,anl->aml", B, V)  # B V_α
+    return np.einsum("bcmn,anm->abc", W, BV).imag
+
+
 def _traces_factorised(shell):
     """t1[αβγ] = Im Tr[M_αβ V_γ B], t2[αβγ] = Im Tr[V_α M_βγ B], t3[αβγ] = Im Tr[V_α W_βγ B]."""
     d = shell.v.shape[1]
@@ -243,6 +287,16 @@ def _traces_factorised(shell):
     t2 = np.einsum("bcmn,anm->abc", M, BV).imag  # Tr[M_βγ B V_α] = Tr[V_α M_βγ B]
     t3 = np.einsum("bcmn,anm->abc", W, BV).imag
     return t1, t2, t3
+
+
+def _trace_derivative(shell):
+    """d/dE Im Tr[V_α W_βγ B] (exact: product rule with the coarea E-derivatives of the shell matrices)."""
+    d = shell.v.shape[1]
+    if shell.size == 0:
+        return np.zeros((d, d, d))
+    B, V, _, W = shell.matrices()
+    dB, dV, dW = shell.energy_derivatives()
+    return _vwb(dV, W, B) + _vwb(V, dW, B) + _vwb(V, W, dB)
 
 
 @njit(cache=True, fastmath=False)
@@ -326,7 +380,7 @@ def _pair_sums(shell, *, client=None, tile=4096):
                 Ga[i0:i1] += ga
                 Gr[i0:i1] += gr
         return G, Ga, Gr
-    fu, fb, fW, fy = client.scatter([u, b, W, y], broadcast=True)
+    fu, fb, fW, fy = client.scatter([u, b, W, y], broadcast=True, hash=False)  # fresh keys per call
     futs = [client.submit(_tile_task, fu, fb, fW, fy, i0, i1, j0, j1, pure=False)
             for i0, i1 in blocks for j0, j1 in blocks]
     for i0, g, ga, gr in client.gather(futs):
@@ -353,27 +407,16 @@ def _traces_pairs(shell, *, client=None, tile=4096):
 # ---------------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------------
-def _energy_grid(mu, kT, window, step, fd_step):
+def _energy_grid(mu, kT, window, step):
+    """Shell energies: μ + k_BT·[−window, window] (step·k_BT apart) at T > 0; μ alone at T = 0."""
     if kT > 0:
-        x = np.arange(-window, window + 0.5 * step, step)
-        return mu + kT * x
-    return mu + fd_step * np.linspace(-1.0, 1.0, 2 * FD_POINTS + 1)
-
-
-def _default_fd_step(sub, grid, eband, mu):
-    """T = 0 centred-difference step: FD_STEP_CELLS × (typical |∂ε/∂k| near μ) × grid spacing."""
-    h = grid.spacing
-    # crude |v| estimate from band energies along the first axis of the grid
-    e = eband.reshape(*grid.sizes, -1)
-    dv = np.abs(np.diff(e, axis=0)) / (np.linalg.norm(grid.basis[0]) / grid.sizes[0])
-    near = np.abs(e[:-1] - mu) < 3 * np.max(dv) * h
-    vtyp = float(np.median(dv[near])) if np.any(near) else float(np.median(dv))
-    return FD_STEP_CELLS * max(vtyp, 1e-300) * h
+        return mu + kT * np.arange(-window, window + 0.5 * step, step)
+    return np.array([float(mu)])
 
 
 def skew_tensors(model, grid, mu, kT, n_i, V0, *, method: str = "factorised", client=None, tile: int = 4096,
-                 window: float = 15.0, step: float = 0.25, fd_step: float | None = None,
-                 deg_tol: float = 1e-9, per_sector: bool = False, delta_weights=None, gauge_seed=None):
+                 window: float = 15.0, step: float = 0.25, deg_tol: float = 1e-9, per_sector: bool = False,
+                 delta_weights=None, gauge_seed=None):
     """S^(1), S^(2) of 004 Eq. 6 with w^A of AMBIGUITIES 004.5 (see module docstring for derivation/units).
 
     Parameters
@@ -386,9 +429,6 @@ def skew_tensors(model, grid, mu, kT, n_i, V0, *, method: str = "factorised", cl
     client: dask.distributed Client for the pair tiles (method="pairs"); None runs tiles in-process.
     tile: pair tile edge (vertices per block).
     window, step: finite-T energy grid μ + k_BT·[−window, window] with spacing step·k_BT (trapezoid rule).
-    fd_step: T = 0: half-width h of the energy window of the f0″ term, whose d/dE Im Tr[V W B] is the
-        least-squares slope through 2·FD_POINTS + 1 energies in μ ± h (a centred difference, exact for
-        quadratics; default h = FD_STEP_CELLS·|v|·grid spacing). Keep μ ± h away from band edges.
     per_sector: also return per-sector tensors (keys S1_sector, S2_sector with a leading sector axis).
     delta_weights: override the δ-weight function (default tetrahedron.delta_weights).
     gauge_seed: apply a random gauge and vertex ordering (testing of gauge invariance).
@@ -398,7 +438,7 @@ def skew_tensors(model, grid, mu, kT, n_i, V0, *, method: str = "factorised", cl
     dict with S1, S2 of shape (n_mu, n_T, d, d, d) (or (d, d, d) when mu and kT are both scalars), in
     [energy]²·[length]^(3−d) (eV²·nm for d = 2; model units with ħ = 1 — divide by ħ² for the physical
     tensor, see skew_tensors_si), summed over sectors with ``model.weights``; plus "labels", "weights",
-    "units", "formula", "convention", "C", "fd_step" (T = 0 slope half-width per (sector, mu, T)) entries.
+    "units", "formula", "convention", "C" entries.
     """
     if method not in ("factorised", "pairs"):
         raise ValueError(f"method must be 'factorised' or 'pairs', not {method!r}")
@@ -414,16 +454,11 @@ def skew_tensors(model, grid, mu, kT, n_i, V0, *, method: str = "factorised", cl
     S1 = np.zeros((len(secs), len(mus), len(kTs), d, d, d))
     S2 = np.zeros_like(S1)
     rng = np.random.default_rng(gauge_seed) if gauge_seed is not None else None
-    fd_steps = {}
     for s, (_lbl, sub, _w) in enumerate(secs):
         eband = band_energies(sub, grid)
         for a, m in enumerate(mus):
             for t, T in enumerate(kTs):
-                h = fd_step
-                if T == 0 and h is None:
-                    h = _default_fd_step(sub, grid, eband, m)
-                fd_steps[(s, a, t)] = h
-                E = _energy_grid(m, T, window, step, h)
+                E = _energy_grid(m, T, window, step)
                 shells = _sector_shells(sub, grid, E, eband=eband, delta_weights=dw, deg_tol=deg_tol, rng=rng)
                 if method == "factorised":
                     tr = [_traces_factorised(sh) for sh in shells]
@@ -431,22 +466,18 @@ def skew_tensors(model, grid, mu, kT, n_i, V0, *, method: str = "factorised", cl
                     tr = [_traces_pairs(sh, client=client, tile=tile) for sh in shells]
                 t1 = np.array([x[0] for x in tr])
                 t2 = np.array([x[1] for x in tr])
-                t3 = np.array([x[2] for x in tr])
+                dt3 = np.array([_trace_derivative(sh) for sh in shells])  # d/dE Im Tr[V W B], exact
                 if T > 0:
                     f1 = fermi_derivative(E, m, T, 1)
-                    f2 = fermi_derivative(E, m, T, 2)
                     dE = E[1] - E[0]
                     wq = np.full(len(E), dE)
                     wq[0] = wq[-1] = 0.5 * dE
                     S1[s, a, t] = C * np.einsum("e,eabc->abc", wq * f1, t1)
-                    S2[s, a, t] = -C * (np.einsum("e,eabc->abc", wq * f2, t3) + np.einsum("e,eabc->abc", wq * f1, t2))
-                else:
-                    # d/dE Im Tr[V W B] at μ: least-squares slope over μ ± h (centred; a single-energy
-                    # tetrahedron shell trace has kinks at every vertex energy, so a 2-point difference is noisy)
-                    x = np.linspace(-1.0, 1.0, 2 * FD_POINTS + 1)
-                    dt3 = np.einsum("e,eabc->abc", x / np.dot(x, x), t3) / h
-                    S1[s, a, t] = -C * t1[FD_POINTS]
-                    S2[s, a, t] = -C * (dt3 - t2[FD_POINTS])
+                    # ∫ f0″ t3 = −∫ f0′ t3′ (by parts; f0′ ~ e^-window at the ends)
+                    S2[s, a, t] = -C * np.einsum("e,eabc->abc", wq * f1, t2 - dt3)
+                else:  # one shell at μ: f0′ = −δ(E − μ)
+                    S1[s, a, t] = -C * t1[0]
+                    S2[s, a, t] = -C * (dt3[0] - t2[0])
     weights = np.array([w for _, _, w in secs])
     out_S1 = np.einsum("s,s...->...", weights, S1)
     out_S2 = np.einsum("s,s...->...", weights, S2)
@@ -457,7 +488,7 @@ def skew_tensors(model, grid, mu, kT, n_i, V0, *, method: str = "factorised", cl
            "units": "model units, hbar=1: [energy]^2 [length]^(3-d) (eV^2 nm for d=2); physical S = S/hbar^2",
            "convention": "S1_abc = -(1/hbar) Σ_k d_a eps d_b Σ_k' w^A_kk' d_c f0(k'); "
                          "S2_abc = -(1/hbar) Σ_k d_a eps Σ_k' w^A_kk' d_b d_c f0(k') (004 Eq. 6)",
-           "fd_step": fd_steps}
+           }
     if per_sector:
         res["S1_sector"] = S1[:, 0, 0] if scalar else S1
         res["S2_sector"] = S2[:, 0, 0] if scalar else S2
