@@ -1,6 +1,7 @@
 # qgtflow workflow: band quantum geometry -> converged nonlinear response tensors.
 #
-#   kgrid -> geometry -> reduce   (per study and grid size)
+#   kgrid -> geometry -> reduce   (per study and grid size; kgrid -> shells -> reduce for the studies
+#                                  with a model-evaluated response)
 #         -> convergence          (per study, over its grid sizes)
 #         -> report               ({results_dir}/report/index.html)
 #
@@ -26,6 +27,7 @@ include: "workflow/rules/geometry.smk"
 include: "workflow/rules/reduce.smk"
 include: "workflow/rules/convergence.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/shells.smk"
 
 
 rule all:

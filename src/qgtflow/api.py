@@ -19,7 +19,11 @@ SCRATCH_PREFIX = "qgtflow-scratch-"
 
 def evaluate(study, size: int | None = None, out: str | None = None, n_workers: int | None = None,
              workdir: str | None = None):
-    """Run kgrid → geometry → reduce for ``study`` at one grid density and return the responses.
+    """Run kgrid → geometry (→ shells) → reduce for ``study`` at one grid density and return the responses.
+
+    The stages talk through their stores as in the workflow: the shells stage (only for a study with a
+    model-evaluated response) diagonalises the model at the Fermi shells, and reduce runs on the study its
+    contract gives it (:func:`qgtflow.plan.stage_study`: its declared keys, no model).
 
     study: dict, YAML path or :class:`qgtflow.study.Study` (validated before any compute).
     size: points per axis, or one number per axis for an anisotropic Monkhorst–Pack grid such as
@@ -33,9 +37,9 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     """
     from qgtflow import io
     from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster
-    from qgtflow.plan import grid_chain
+    from qgtflow.plan import grid_chain, stage_study
     from qgtflow.runtime import announce_compile
-    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage
+    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage, shells_stage
 
     st = load_study(study)
     size = gridsize.normalise(st.sizes[-1] if size is None else size)  # the finest grid by default
@@ -50,7 +54,11 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         kgrid_store = base / f"{st.name}_n{label}_kgrid.zarr"
         geometry_store = base / f"{st.name}_n{label}_geometry.zarr"
         chain = grid_chain(st, size)  # each store's fingerprint, as the workflow plans them
+        shells_store = base / f"{st.name}_n{label}_shells.zarr" if "shells" in chain else None
+        reduce_study = stage_study("reduce", chain["reduce"], where=st.where)  # reads no model
         kgrid_stage.run(st, size, kgrid_store, job=chain["kgrid"])
+        if shells_store is not None:
+            shells_stage.run(st, kgrid_store, shells_store, job=chain["shells"])
         n_points = int(io.store_attrs(kgrid_store)["n_kpoints"])
         if in_process(n_points, n_workers):
             log.info("evaluate %s: %d k-points, in this process (no Dask cluster up to %d; n_workers for one)",
@@ -59,9 +67,11 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         announce_compile(log, tuple(chain["geometry"]["fields"]))
         if n_workers == 0:
             geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0, job=chain["geometry"])
-            ds = reduce_stage.run(st, geometry_store, out, n_workers=0, job=chain["reduce"])
+            ds = reduce_stage.run(reduce_study, geometry_store, out, n_workers=0, job=chain["reduce"],
+                                  shells_store=shells_store)
         else:
             with local_cluster(n_workers) as client:
                 geometry_stage.run(st, kgrid_store, geometry_store, client=client, job=chain["geometry"])
-                ds = reduce_stage.run(st, geometry_store, out, client=client, job=chain["reduce"])
+                ds = reduce_stage.run(reduce_study, geometry_store, out, client=client, job=chain["reduce"],
+                                      shells_store=shells_store)
         return ds.load()

@@ -345,6 +345,16 @@ def window_edge_energies(model, grid, n: int = 2001) -> list[np.ndarray]:
     return faces
 
 
+def window_cut(study) -> np.ndarray | None:
+    """(μ, T) flags of ``study`` (model built) where its k·p window cuts a Fermi surface within
+    WINDOW_MARGIN_KT·k_BT (:func:`window_cuts`): the window misses part of that Fermi-surface integral at every
+    grid density. None for periodic zones. The window does not depend on the grid density."""
+    if study.model.periodic:
+        return None
+    window = study.make_grid(study.sizes[0])
+    return window_cuts(window_edge_energies(study.model, window), study.mu, study.kT)
+
+
 def window_cuts(faces, mu, kT, margin: float = WINDOW_MARGIN_KT) -> np.ndarray:
     """(μ, T) bool: on some face of the window a band comes within margin·k_BT of μ, or crosses μ between two
     neighbouring samples (a Fermi line or surface leaves the window)."""

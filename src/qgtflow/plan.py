@@ -1,6 +1,6 @@
 """The plan: what each stage of the workflow reads, declared once.
 
-Each stage (kgrid, geometry, reduce, convergence, report) declares the study keys it reads, whether
+Each stage (kgrid, geometry, shells, reduce, convergence, report) declares the study keys it reads, whether
 it builds the study's model, what it derives from the study at plan time (the geometry fields)
 and its upstream stages. Everything else follows from these declarations:
 
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from qgtflow import gridsize
 
-STAGES = ("kgrid", "geometry", "reduce", "convergence", "report")
+STAGES = ("kgrid", "geometry", "shells", "reduce", "convergence", "report")
 # keys of a per-grid stage's `kgrid` slice that are not its inputs: the grid size is a wildcard
 # (adding a size must not rerun the existing grids)
 PER_GRID_EXCLUDED = {"kgrid": ("sizes",)}
@@ -49,6 +49,11 @@ class Contract:
     when: dict = field(default_factory=dict)
     # values derived from the whole validated study at plan time: {name: function(Study) -> JSON value}
     derived: dict = field(default_factory=dict)
+    # whether a study has this stage's job at all (None: always); a stage that does not run is no one's upstream
+    runs: object = None
+
+    def runs_for(self, study) -> bool:
+        return self.runs is None or bool(self.runs(study))
 
     def declared(self, cfg: dict) -> tuple[str, ...]:
         keys = list(self.keys)
@@ -70,11 +75,37 @@ def _geometry_fields(study) -> list[str]:
     return geometry_fields(study)
 
 
-# reduce reads the model and the grid settings for the model-evaluated responses (pockels_skew,
-# Born tau: they diagonalise the model on the study's grid)
-_REDUCE_KEYS = ("model", "units", "kgrid", "degeneracy_threshold", "mu", "temperature", "tau", "responses",
-                "fermi_form", "energy_bins_per_kT", "integration", "energy_resolution", "omega", "broadening",
-                "resolve_sectors", "impurities", "electro_optics")
+def shell_products(study) -> list[str]:
+    """What the shells stage computes for ``study`` (empty: no shells job): the products its model-evaluated
+    responses read (``skew``: S^(1), S^(2) of pockels_skew) and ``born_tau`` (``impurities.born_tau``)."""
+    from qgtflow.reduce.kinds import of_kind
+
+    out = [p for calc in of_kind(study.responses, "model") for p in calc.shells]
+    if (study.config.get("impurities") or {}).get("born_tau"):
+        out.append("born_tau")
+    return sorted(set(out))
+
+
+def _model_facts(study) -> dict:
+    """What reduce knows of the model without building it (provenance, dims, the Fermi-surface form)."""
+    m = study.model
+    return {"name": m.name, "model_hash": m.model_hash, "convention": m.convention, "periodic": bool(m.periodic),
+            "dim": int(m.dim), "nbands": int(m.nbands)}
+
+
+def _window_cut(study):
+    """(μ, T) flags where the k·p window cuts a Fermi surface (None for periodic zones): from the model at plan
+    time, so reduce need not build it (:func:`qgtflow.convergence.window_cut`)."""
+    from qgtflow.convergence import window_cut
+
+    cut = window_cut(study)
+    return None if cut is None else cut.astype(int).tolist()
+
+
+# reduce reads no model: the model-evaluated responses come from the shells store, the model's facts and the
+# window's cuts are derived at plan time
+_REDUCE_KEYS = ("units", "mu", "temperature", "tau", "responses", "fermi_form", "energy_bins_per_kT", "integration",
+                "energy_resolution", "omega", "broadening", "resolve_sectors", "impurities", "electro_optics")
 
 CONTRACTS = {
     # a refined grid follows the Fermi surfaces of the study's mu at its lowest T
@@ -84,7 +115,13 @@ CONTRACTS = {
     # new field does not rerun the geometry
     "geometry": Contract("geometry", ("model", "units", "degeneracy_threshold"), model=True, upstream=("kgrid",),
                          derived={"fields": _geometry_fields}),
-    "reduce": Contract("reduce", _REDUCE_KEYS, model=True, upstream=("geometry",)),
+    # the model's Fermi shells on the grid for the model-evaluated responses (pockels_skew, the Born tau): only
+    # for studies that request one
+    "shells": Contract("shells", ("model", "units", "kgrid", "degeneracy_threshold", "mu", "temperature",
+                                  "impurities"), model=True, upstream=("kgrid",),
+                       derived={"products": shell_products}, runs=shell_products),
+    "reduce": Contract("reduce", _REDUCE_KEYS, model=False, upstream=("geometry", "shells"),
+                       derived={"model_facts": _model_facts, "window_cut": _window_cut}),
     "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False),
     # the report lists each study (description, model, units, grids, tolerances, integration) and reads
     # the convergence tables and the finest responses store
@@ -179,6 +216,23 @@ class StageConfig(dict):
         return StageConfig({**self, **values}, self.declared, self.stage)
 
 
+class ModelFacts:
+    """Stands for the model in a stage that does not build it: the facts its plan derived (``model_facts``);
+    anything else raises like :class:`Undeclared`."""
+
+    def __init__(self, facts: dict, stage: str):
+        self._facts, self._stage = dict(facts), stage
+
+    def __getattr__(self, attr):
+        if attr.startswith("_"):
+            raise AttributeError(attr)
+        if attr in self._facts:
+            return self._facts[attr]
+        raise UndeclaredKeyError(f"stage {self._stage!r} used the study's model ({attr}), which its contract "
+                                 "(qgtflow.plan.CONTRACTS) does not declare (it has the facts "
+                                 f"{sorted(self._facts)})")
+
+
 class Undeclared:
     """Stands for the model (or units) of a stage that does not declare it: any use raises."""
 
@@ -204,7 +258,7 @@ def stage_study(stage: str, inputs: dict, where: str | None = None):
     where = f"studies.{name}." if where is None else where
     cfg = inputs["study"]
     units = parse_unit_system(cfg["units"]) if "units" in cfg else Undeclared("units", stage)
-    model = Undeclared("model", stage)
+    model = ModelFacts(inputs["model_facts"], stage) if "model_facts" in inputs else Undeclared("model", stage)
     if contract.model:
         from qgtflow.models.config import model_from_config
 
@@ -242,11 +296,14 @@ def job_inputs(stage: str, study, size: int | None = None, upstream: dict | None
 
 
 def grid_chain(study, size, code: dict | None = None) -> dict:
-    """{kgrid, geometry, reduce: job inputs} of one grid size, each fingerprint covering the earlier ones."""
+    """{kgrid, geometry, [shells,] reduce: job inputs} of one grid size, each fingerprint covering the earlier ones
+    (shells only for a study that has that job)."""
     code = code or {}
     out = {}
-    for stage in ("kgrid", "geometry", "reduce"):
-        up = {u: out[u]["fingerprint"] for u in CONTRACTS[stage].upstream}
+    for stage in ("kgrid", "geometry", "shells", "reduce"):
+        if not CONTRACTS[stage].runs_for(study):
+            continue
+        up = {u: out[u]["fingerprint"] for u in CONTRACTS[stage].upstream if u in out}
         out[stage] = job_inputs(stage, study, size, up, code.get(stage))
     return out
 
@@ -327,7 +384,8 @@ class WorkflowPlan:
         out = []
         for name in self.names:
             for size in self.study(name).sizes:
-                out += [f"{stage} {name} n{gridsize.label(size)}" for stage in STAGES if CONTRACTS[stage].per_grid]
+                out += [f"{stage} {name} n{gridsize.label(size)}" for stage in STAGES
+                        if CONTRACTS[stage].per_grid and CONTRACTS[stage].runs_for(self.study(name))]
             out.append(f"convergence {name}")
         return out + ["report"]
 

@@ -110,6 +110,13 @@ def response_stores(wildcards):
     return [res(wildcards.study, f"n{size}", "responses.zarr") for size in PLAN.sizes(wildcards.study)]
 
 
+def shells_store(wildcards):
+    """The shells store of the wildcard study and grid, for a study that has a shells job (else none)."""
+    if "shells" in PLAN.inputs("reduce", wildcards.study, wildcards.size)["upstream"]:
+        return [res(wildcards.study, f"n{wildcards.size}", "shells.zarr")]
+    return []
+
+
 def all_response_stores():
     return [res(s, f"n{size}", "responses.zarr") for s in STUDIES for size in PLAN.sizes(s)]
 
@@ -264,6 +271,7 @@ SOURCE_HASH = {
     ),
     "reduce": source_hash(_STUDY, "qgtflow.stages.reduce_stage"),
     "convergence": source_hash(_STUDY, "qgtflow.stages.convergence_stage"),
+    "shells": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.shells_stage"),
     "report": source_hash("qgtflow.report"),
 }
 PLAN.code = SOURCE_HASH  # each store's fingerprint covers the source hash of the stage that wrote it

@@ -1,11 +1,13 @@
 # Stage reduce: Fermi-sea / Fermi-surface integrals over every (mu, T) in one pass over k.
 # It reads the keys qgtflow.plan declares for it (mu, T, tau, responses, omega, ...): changing one
-# reruns this stage and the later ones only.
+# reruns this stage and the later ones only. A study with a model-evaluated response also reads its
+# shells store (rule shells): reduce builds no model.
 
 
 rule reduce:
     input:
         geometry=rules.geometry.output.manifest,
+        shells=shells_store,
     output:
         store=directory(res("{study}", "n{size}", "responses.zarr")),
     log:

@@ -19,7 +19,10 @@ def main(smk):
     from qgtflow.runtime import stage_workers
 
     n_workers = stage_workers(log, int(store_attrs(store)["n_kpoints"]), n_workers)
-    reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers, job=dict(smk.params.inputs))
+    shells = smk.input.shells  # a study with a shells job has its store here (else an empty list)
+    shells = shells if isinstance(shells, str) else (shells[0] if len(shells) else None)
+    reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers, job=dict(smk.params.inputs),
+                     shells_store=shells)
     log.info("wrote %s", smk.output.store)
 
 

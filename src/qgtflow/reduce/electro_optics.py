@@ -1,8 +1,9 @@
 """004 electro-optics assembled in the reduce stage: the skew-scattering Pockels tensor and thin-film observables.
 
 * ``pockels_skew`` (004 Eq. 6): S^(1), S^(2) from :mod:`qgtflow.reduce.skew` (third-order Born rate of
-  AMBIGUITIES 004.5; the model is diagonalised only at Fermi-shell k-points of the study's grid), combined at
-  the study's ω and τ; e^{+iωt} convention (AMBIGUITIES 004.4).
+  AMBIGUITIES 004.5; the model is diagonalised only at Fermi-shell k-points of the study's grid), which the
+  shells stage stores (``shells.zarr``), combined here at the study's ω and τ; e^{+iωt} convention
+  (AMBIGUITIES 004.4).
 * Thin-film observables of a 2D sheet (004 Fig. 2, 3; SI S49, S52) from the study's ``sigma_optical``,
   Pockels tensor (``pockels_bcd`` + ``pockels_skew``, those requested) and ``kerr_snap``, for DC fields
   ``electro_optics.e_dc`` (V/m) along ``electro_optics.direction`` and light polarised at
@@ -67,17 +68,15 @@ def check_thin_film(cfg: dict, model, units, key: str, as_array) -> None:
                           f"pockels_bcd in the same study (missing: {needed or ['a Pockels tensor']})")
 
 
-def pockels_skew(study, grid, client=None) -> xr.Variable:
-    """004 Eq. 6 on ``grid``: dims (omega, complex_part, mu, T, i, j, k)."""
+def pockels_skew(study, shells: xr.Dataset) -> xr.Variable:
+    """004 Eq. 6 from the shells store's S^(1), S^(2): dims (omega, complex_part, mu, T, i, j, k)."""
     from qgtflow.reduce import skew
 
     imp = study.config["impurities"]
-    kT = np.array([study.units.kT(t) for t in study.temperature])
-    out = skew.skew_tensors(study.model, grid, np.asarray(study.mu, float), kT, imp["density"], imp["potential"],
-                            client=client)
-    S1, S2 = np.asarray(out["S1"]), np.asarray(out["S2"])  # (μ, T, d, d, d): energy² length^(3−d), ħ = 1
+    S1 = shells["skew_s1"].transpose("mu", "T", "i", "j", "k").values  # (μ, T, d, d, d): energy² length^(3−d), ħ = 1
+    S2 = shells["skew_s2"].transpose("mu", "T", "i", "j", "k").values
     omega, tau = _omega_tau(study)
-    d = grid.dim
+    d = S1.shape[-1]
     if study.units.natural:
         scale, prefactor, units = 1.0, 1.0, "natural (e = hbar = 1; model energy and length units)"
     else:  # S/ħ² in SI, then e³/ħ² (A·m/V² for a 2D sheet)
@@ -87,8 +86,7 @@ def pockels_skew(study, grid, client=None) -> xr.Variable:
     P = skew.pockels_skew(scale * S1[None], scale * S2[None], tau, omega[:, None, None, None, None, None],
                           prefactor=prefactor)  # (ω, μ, T, d, d, d)
     values = np.stack([P.real, P.imag], axis=1)
-    born = skew.transport_time(study.model, grid, float(study.mu[0]), float(kT[0]), imp["density"], imp["potential"])
-    born_tau = born["tau"] * (HBAR / study.units.energy_si if not study.units.natural else 1.0)
+    born_tau = shells["born_transport_time"].values
     return xr.Variable(("omega", "complex_part", "mu", "T", "i", "j", "k"), values, {
         "units": units, "long_name": "skew-scattering Pockels tensor P^(skew)_αβγ(ω)", "formula": SKEW_FORMULA,
         "form": "Fermi surface (energy shells, linear tetrahedron)", "time_convention": TIME_CONVENTION_004,

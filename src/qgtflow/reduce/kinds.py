@@ -7,7 +7,8 @@ of one of four kinds (the split of WannierBerri's static / dynamic calculators, 
   energy-moment histograms of every chunk and contracted at each (μ, T);
 * ``pair_sum``: summed straight over k and band pairs per chunk by a shared :class:`PairAccumulator`
   (``reduce/transitions.py``), then labelled;
-* ``model``: evaluated from the study's model on its grid after the pass over the geometry store;
+* ``model``: evaluated from the model's Fermi shells on the study's grid, which the ``shells`` stage stores
+  (``shells.zarr``; reduce builds no model), after the pass over the geometry store;
 * ``derived``: assembled from the other responses of the same store (004's thin-film observables).
 
 Stages and validators ask a calculator (``fields``, ``validate``, ``histogram_components``, the kind's work);
@@ -252,9 +253,11 @@ class _AfterPass:
 
 @dataclass(frozen=True)
 class ModelEvaluated(_AfterPass):
-    """Made from the study's model on its grid: compute(study, grid, client) -> xr.Variable."""
+    """Made from the shells store (the model's Fermi shells on the study's grid, stage ``shells``):
+    compute(study, shells: xr.Dataset) -> xr.Variable; ``shells``: the products of that store it reads."""
 
     kind: str = "model"
+    shells: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -376,7 +379,7 @@ def _register_builtin() -> None:
     emit = {"ndd_delta_n": _emit_delta_n, "ndd_qmd_average": _emit_qmd_average}
     for name, spec in DIRECT_RESPONSES.items():
         register(PairSum(spec, transitions, emit[name]))
-    register(ModelEvaluated("pockels_skew", eo.pockels_skew, eo.check_pockels_skew, omega="dc_ok"))
+    register(ModelEvaluated("pockels_skew", eo.pockels_skew, eo.check_pockels_skew, omega="dc_ok", shells=("skew",)))
     for name in THIN_FILM:
         register(Derived(name, eo.thin_film_variables, eo.check_thin_film, omega="dc_ok"))
 

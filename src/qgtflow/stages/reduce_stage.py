@@ -234,34 +234,28 @@ def _frequency_combined(study, resp, values):
 _EXTRA_COORD_ATTRS = {"phase": {"long_name": "time dependence of the response to E(t) = E cos ωt (003 Eq. 7–8)"}}
 
 
-def _born_tau(study, size: int):
+def _born_tau(study, shells):
     """``impurities.born_tau``: τ of every τ-dependent response := the symmetric Born transport time (s, or
-    ħ/energy in natural units) of the study's impurities at its first μ and T, on the study's grid.
-    Returns the study with that τ (the study itself without ``born_tau``)."""
+    ħ/energy in natural units) of the study's impurities at its first μ and T, on the study's grid (from the
+    shells store). Returns the study with that τ (the study itself without ``born_tau``)."""
     imp = study.config.get("impurities") or {}
     if not imp.get("born_tau"):
         return study
-    from qgtflow.reduce import skew
-    from qgtflow.units import HBAR
-
-    born = skew.transport_time(study.model, study.make_grid(size), float(study.mu[0]), float(study.kT[0]),
-                               imp["density"], imp["potential"])
-    tau = float(born["tau"]) * (1.0 if study.units.natural else HBAR / study.units.energy_si)
+    tau = float(shells["born_transport_time"].values)
     log.info("reduce %s: tau = Born transport time %.4g (%s)", study.name, tau,
              "hbar/energy" if study.units.natural else "s")
     return study.with_tau(tau, "Born transport time of the impurities (first mu, T)")
 
 
-def _after_pass(study, ds: xr.Dataset, size: int, client) -> xr.Dataset:
-    """Add the model-evaluated responses (from the model on the study's grid of ``size``) and then the derived ones
-    (from the responses in ``ds``), with the coordinates of their dims."""
+def _after_pass(study, ds: xr.Dataset, shells) -> xr.Dataset:
+    """Add the model-evaluated responses (from the shells store) and then the derived ones (from the responses in
+    ``ds``), with the coordinates of their dims."""
     added = {}
     model_kind = kinds.of_kind(study.responses, "model")
     if model_kind:
-        grid = study.make_grid(size)
         for calc in model_kind:
-            log.info("reduce %s: %s from the model on the %s grid", study.name, calc.name, size)
-            added[calc.name] = calc.compute(study, grid, client=client)
+            log.info("reduce %s: %s from the shells store", study.name, calc.name)
+            added[calc.name] = calc.compute(study, shells)
         ds = ds.assign(added)
     groups: dict = {}  # derived responses sharing one compute are made in one call
     for calc in kinds.of_kind(study.responses, "derived"):
@@ -279,16 +273,13 @@ def _tau(study) -> float:
     return study.units.tau_model(study.tau) if study.units.natural else study.tau
 
 
-def _window_cut(study, grid_attrs, mu):
-    """(μ, T) flags where the study's k·p window cuts a Fermi surface within 10 k_BT
-    (:func:`qgtflow.convergence.window_cuts`): the window misses part of that Fermi-surface integral at every
-    grid density. None for periodic zones."""
-    from qgtflow.convergence import window_cuts, window_edge_energies
-
-    if study.model.periodic:
+def _window_cut(study, job: dict):
+    """(μ, T) flags where the study's k·p window cuts a Fermi surface (the plan's ``window_cut``, from the model:
+    :func:`qgtflow.convergence.window_cut`); None for periodic zones."""
+    if job.get("window_cut") is None:
         return None
-    window = study.make_grid(gridsize.from_axes(grid_attrs["grid_sizes"]))  # the window: independent of the density
-    cut = window_cuts(window_edge_energies(study.model, window), mu, study.kT)
+    cut = np.asarray(job["window_cut"], bool)
+    mu = study.mu
     if cut.any():
         log.warning("study %s: the k.p window cuts a Fermi surface at mu = %s: those entries cannot converge",
                     study.name, sorted({float(m) for m in np.asarray(mu)[cut.any(axis=1)]}))
@@ -296,22 +287,29 @@ def _window_cut(study, grid_attrs, mu):
 
 
 def run(study, geometry_store: str, out: str | None = None, n_workers: int | None = None, client=None,
-        job: dict | None = None) -> xr.Dataset:
-    """Reduce ``geometry_store`` into the study's responses; writes ``out`` when given.
+        job: dict | None = None, shells_store: str | None = None) -> xr.Dataset:
+    """Reduce ``geometry_store`` (and ``shells_store`` for a study with a shells job) into the study's
+    responses; writes ``out`` when given.
 
-    ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`: the geometry store's
-    expected fingerprint, this store's); default: derived from ``study``. A geometry store of other
-    inputs is refused."""
+    ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`: the upstream stores'
+    expected fingerprints, this store's); default: derived from ``study``. A store of other inputs is refused."""
     from qgtflow.plan import check_store, grid_chain
 
     if job is None:
         job = grid_chain(study, gridsize.from_axes(io.store_attrs(geometry_store)["grid_sizes"]))["reduce"]
     geo = check_store(geometry_store, job["upstream"]["geometry"])
+    shells = None
+    if "shells" in job["upstream"]:
+        if shells_store is None:
+            from qgtflow.errors import StoreError
+
+            raise StoreError(f"reduce {study.name}: the plan has a shells store for this study; none was given")
+        shells = check_store(shells_store, job["upstream"]["shells"])
     sampling = sampling_warning(study, geo)  # k_BT below the grid's energy step: warned and kept in the attrs
     form = study.fermi_form
     kT = study.kT
     bins = study.energy_bins()
-    study = _born_tau(study, gridsize.from_axes(geo.attrs["grid_sizes"]))
+    study = _born_tau(study, shells)
     n_k, chunk = geo.sizes["kpoint"], int(geo.attrs["chunk_size"])
     ranges = [(s, min(n_k, s + chunk)) for s in range(0, n_k, chunk)]
     # one task per worker: each returns a full moment histogram, the costly thing to ship
@@ -372,9 +370,9 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     pair_sums = None if pair_params is None else (total_d, pair_params)
     ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
                           pair_sums)
-    ds = _after_pass(study, ds, gridsize.from_axes(geo.attrs["grid_sizes"]), client)
+    ds = _after_pass(study, ds, shells)
     ds.attrs[io.FINGERPRINT] = job["fingerprint"]
-    cut = _window_cut(study, geo.attrs, ds["mu"].values)
+    cut = _window_cut(study, job)
     if cut is not None:  # read by the convergence stage: those (mu, T) entries are not converged
         ds.attrs["window_cut"] = cut.astype(int).tolist()
     if sampling:
