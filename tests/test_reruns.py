@@ -129,7 +129,7 @@ NEW_VALUES = {
     "temperature": [50.0, 70.0],
     "energy_resolution": 1.0e-3,
     "omega": [0.2],
-    "impurities": {"density": 1.0e-5, "potential": 10.0},
+    "impurities": {"density": 1.0e-5, "potential": 10.0, "born_tau": True},  # a new shells job (plan.shell_products)
     "electro_optics": {"e_dc": [1.0e4]},
     "broadening": 0.01,
     "responses": ["sigma_drude", "sigma_bcd"],

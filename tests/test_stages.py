@@ -195,3 +195,28 @@ def test_dask_cluster_matches_in_process(tmp_path):
     dask = qgtflow.evaluate(STUDY, n_workers=2, out=str(tmp_path / "r.zarr"))
     xr.testing.assert_identical(inline.drop_attrs(), dask.drop_attrs())
     assert xr.open_zarr(tmp_path / "r.zarr").attrs["qgtflow_complete"]
+
+
+def test_reduce_builds_no_model_and_shells_only_when_asked():
+    """issue 13: data flow forward. reduce's contract has no model (its study refuses model access beyond the
+    plan's facts); the shells stage runs only for a study with a model-evaluated response or born_tau."""
+    import pytest as _pytest
+
+    from qgtflow import plan
+    from qgtflow.study import load_study
+
+    assert plan.CONTRACTS["reduce"].model is False
+    base = {"model": {"name": "massive_dirac", "params": {"v": 1.0, "mass": 0.1}}, "units": "natural",
+            "kgrid": {"sizes": [8], "kmax": 1.0}, "mu": [0.3], "temperature": [0.01], "responses": ["sigma_drude"],
+            "tau": 10.0}
+    plain = load_study(base, name="plain")
+    assert "shells" not in plan.grid_chain(plain, 8)
+    born = load_study({**base, "impurities": {"density": 1.0, "potential": 1.0, "born_tau": True}}, name="born")
+    chain = plan.grid_chain(born, 8)
+    assert chain["shells"]["products"] == ["born_tau"] and "shells" in chain["reduce"]["upstream"]
+    st = plan.stage_study("reduce", chain["reduce"])
+    assert st.model.periodic is False and st.model.dim == 2
+    with _pytest.raises(plan.UndeclaredKeyError):
+        st.model.derivatives
+    with _pytest.raises(plan.UndeclaredKeyError):
+        st.config["model"]
