@@ -2,6 +2,7 @@
 #
 #   kgrid -> geometry -> reduce   (per study and grid size)
 #         -> convergence          (per study, over its grid sizes)
+#   bands                         (per study: bands and k-maps from the model)
 #         -> report               ({results_dir}/report/index.html)
 #
 # `snakemake --report report.html` collects the results marked report(...) with their captions.
@@ -25,6 +26,7 @@ include: "workflow/rules/kgrid.smk"
 include: "workflow/rules/geometry.smk"
 include: "workflow/rules/reduce.smk"
 include: "workflow/rules/convergence.smk"
+include: "workflow/rules/bands.smk"
 include: "workflow/rules/report.smk"
 
 
