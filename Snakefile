@@ -3,6 +3,7 @@
 #   kgrid -> geometry -> reduce   (per study and grid size; kgrid -> shells -> reduce for the studies
 #                                  with a model-evaluated response)
 #         -> convergence          (per study, over its grid sizes)
+#   bands                         (per study: bands and k-maps from the model)
 #         -> report               ({results_dir}/report/index.html)
 #
 # `snakemake --report report.html` collects the results marked report(...) with their captions.
@@ -26,6 +27,7 @@ include: "workflow/rules/kgrid.smk"
 include: "workflow/rules/geometry.smk"
 include: "workflow/rules/reduce.smk"
 include: "workflow/rules/convergence.smk"
+include: "workflow/rules/bands.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/shells.smk"
 

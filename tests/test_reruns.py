@@ -63,7 +63,7 @@ def test_noop_rerun_runs_nothing(ws):
 def test_model_parameter_change_reruns_that_study_only(ws):
     """(d) A model parameter of study A: every stage of A, nothing of B."""
     jobs, _ = ws.snakemake(edited(ws.config, lambda c: c["studies"]["A"]["model"]["params"].update(mass=0.12)))
-    assert set(jobs) == {"kgrid A n8", "geometry A n8", "reduce A n8", "convergence A", "report", "all"}
+    assert set(jobs) == {"kgrid A n8", "geometry A n8", "reduce A n8", "convergence A", "bands A", "report", "all"}
     assert "Params have changed" in jobs["kgrid A n8"], jobs
 
 
@@ -75,7 +75,9 @@ SOURCE_EDITS = {
     "src/qgtflow/stages/reduce_stage.py": (
         {"reduce A n8", "reduce B n8", "convergence A", "convergence B", "report", "all"}, "reduce A n8",
         "Params have changed"),
-    "src/qgtflow/stages/kgrid_stage.py": (FULL_RUN, "kgrid A n8", "Params have changed"),
+    "src/qgtflow/stages/kgrid_stage.py": (FULL_RUN - {"bands A", "bands B"}, "kgrid A n8", "Params have changed"),
+    # the bands stage reads the model only: its edit reruns it and the report
+    "src/qgtflow/stages/bands_stage.py": ({"bands A", "bands B", "report", "all"}, "bands A", "Params have changed"),
     "src/qgtflow/report/figures.py": ({"report", "all"}, "report", "Params have changed"),
     # the command line: no stage runs it (the rule scripts use only setup_job, which is not hashed)
     "src/qgtflow/cli.py": (set(), None, None),
@@ -137,6 +139,9 @@ NEW_VALUES = {
     "limits.memory_fraction": 0.5,  # preflight ceilings: read before any compute, by no stage
     "limits.disk_fraction": 0.5,
     "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0]]},  # read by `qgtflow converge` only, by no stage
+    "bands.path": [["G", [0.0, 0.0]], ["X", [1.0, 0.0]]],  # the bands stage and the report only
+    "bands.fields": ["berry_curvature", "bcp"],
+    "bands.kmap": {"points": 11, "fields": ["quantum_metric"]},
 }
 # keys valid only together with another: the case sets those too (omega needs a response with a frequency form)
 COMPANIONS = {"omega": {"responses": ["sigma_drude", "sigma_optical"]}}

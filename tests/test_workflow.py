@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(ROOT)]
 QGTFLOW = [sys.executable, "-m", "qgtflow.cli"]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
-STAGE_RULES = ["kgrid", "geometry", "reduce", "convergence", "report", "all"]
+STAGE_RULES = ["kgrid", "geometry", "reduce", "convergence", "bands", "report", "all"]
 
 
 def run(cmd, timeout=120):
@@ -55,7 +55,7 @@ def test_dry_run_lists_rules(tmp_path):
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     n_grids = sum(len(s["kgrid"]["sizes"]) for s in cfg["studies"].values())
     assert counts == {"kgrid": n_grids, "geometry": n_grids, "reduce": n_grids,
-                      "convergence": len(cfg["studies"]), "report": 1, "all": 1}
+                      "convergence": len(cfg["studies"]), "bands": len(cfg["studies"]), "report": 1, "all": 1}
     # --configfile replaces config/config.yaml: none of the default studies are scheduled
     assert "pt_toy_t05" not in proc.stdout
     assert str(tmp_path / "report" / "index.html") in proc.stdout
@@ -140,7 +140,11 @@ def test_real_run(tiny_run_workspace):
                 assert set(study["responses"]) <= set(ds.data_vars)
         assert (results / name / "convergence" / "convergence.csv").stat().st_size > 0
         assert io.store_attrs(results / name / "convergence" / "convergence.zarr")[io.FINGERPRINT]
-    for rule in ("kgrid", "geometry", "reduce", "convergence"):
+        with io.open_store(results / name / "bands" / "bands.zarr") as bands:  # complete, checksummed
+            assert bands.attrs[io.FINGERPRINT] and {"energy", "berry_curvature", "kmap_energy"} <= set(bands.data_vars)
+            assert all({"units", "long_name", "formula"} <= set(bands[v].attrs) for v in bands.data_vars)
+        io.verify_store(results / name / "bands" / "bands.zarr")
+    for rule in ("kgrid", "geometry", "reduce", "convergence", "bands"):
         assert list((results / "logs" / rule).glob("*.log")) and list((results / "benchmarks" / rule).glob("*.tsv"))
 
     page = results / "report" / "index.html"
@@ -152,3 +156,4 @@ def test_real_run(tiny_run_workspace):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert page.stat().st_mtime_ns > before
     assert "drude_xx" in page.read_text()
+    assert "A/bands.png" in page.read_text() and "B/kmap.png" in page.read_text()  # read from the bands stores

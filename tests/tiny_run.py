@@ -36,8 +36,8 @@ BASE = {"results_dir": "results", "dask": {"n_workers": 1},
         "report": {"title": "tiny run", "figures": [{"name": "drude_xx", "response": "sigma_drude",
                                                      "component": {"i": "x", "j": "x"}, "studies": ["A", "B"],
                                                      "x": "mu"}]}}
-FULL_RUN = {"kgrid A n8", "geometry A n8", "reduce A n8", "convergence A",
-            "kgrid B n8", "geometry B n8", "reduce B n8", "convergence B", "report", "all"}
+FULL_RUN = {"kgrid A n8", "geometry A n8", "reduce A n8", "convergence A", "bands A",
+            "kgrid B n8", "geometry B n8", "reduce B n8", "convergence B", "bands B", "report", "all"}
 
 _RULE = re.compile(r"^(?:local)?rule (\w+):\s*$")
 

@@ -230,6 +230,23 @@ def cmd_evaluate(args, extra) -> int:
     return 0
 
 
+def cmd_bands(args, extra) -> int:
+    """Bands and k-maps of one study file (the workflow's bands stage, without Snakemake)."""
+    from qgtflow.stages import bands_stage
+    from qgtflow.study import load_study
+
+    study = _existing_file(args.study, "study file")
+    try:  # validate first: every refusal before any compute names the file
+        validated = load_study(study)
+    except QgtflowError as exc:
+        message = str(exc)
+        raise UsageError(message if study in message else f"study file {args.study}: {message}") from None
+    t0 = time.perf_counter()
+    ds = bands_stage.run(validated, args.out)
+    log.info("bands: wrote %s (%s) in %.1f s", args.out, ", ".join(map(str, ds.data_vars)), time.perf_counter() - t0)
+    return 0
+
+
 def _zero_components(items: list[str] | None) -> dict[str, list[str]]:
     """``--zero RESPONSE:COMP[,COMP...]`` (repeatable) -> {response: [component labels]}."""
     out: dict[str, list[str]] = {}
@@ -666,7 +683,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
     parser.add_argument("--version", action="version", version=f"qgtflow {__version__}")
     sub = parser.add_subparsers(dest="command", required=True,
-                                metavar="{evaluate,converge,run,report,verify,init,models,responses}")
+                                metavar="{evaluate,converge,bands,run,report,verify,init,models,responses}")
 
     p = sub.add_parser("evaluate", allow_abbrev=False, help="one study at one grid density, without Snakemake")
     p.add_argument("study", metavar="STUDY.yaml", help="study file (src/qgtflow/schemas/study.schema.yaml)")
@@ -697,6 +714,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="exit with status 1 when an entry did not converge")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.set_defaults(func=cmd_converge, passthrough=False)
+
+    p = sub.add_parser("bands", allow_abbrev=False, help="bands with Ω, g along a k-path and k-maps of one study")
+    p.add_argument("study", metavar="STUDY.yaml", help="study file (its `bands` key: path, points, fields, kmap)")
+    p.add_argument("--out", default="bands.zarr", metavar="OUT.zarr", help="bands store to write (default bands.zarr)")
+    p.set_defaults(func=cmd_bands, passthrough=False)
 
     p = sub.add_parser("run", allow_abbrev=False, help="run the Snakemake workflow (other arguments go to snakemake)")
     p.add_argument("--configfile", metavar="F", help="workflow config (default: config/config.yaml)")
@@ -744,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra and not args.passthrough:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
-    if args.command in ("evaluate", "converge"):  # before numba is imported: kernels compiled once per user
+    if args.command in ("evaluate", "converge", "bands"):  # before numba is imported: kernels compiled once per user
         from qgtflow.runtime import use_shared_numba_cache
 
         use_shared_numba_cache(args.command)

@@ -30,7 +30,7 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "N
 
 # Threads each rule declares (-> sbatch --cpus-per-task); geometry and reduce run one
 # single-threaded Dask worker per thread. Used by the rules and by `qgtflow run`'s memory estimate.
-RULE_THREADS = {"kgrid": 1, "geometry": 8, "reduce": 4, "convergence": 1, "report": 1, "shells": 1}
+RULE_THREADS = {"kgrid": 1, "geometry": 8, "reduce": 4, "convergence": 1, "report": 1, "shells": 1, "bands": 1}
 
 # Defaults of the Dask-on-SLURM settings (config key dask.slurm; documented in
 # workflow/schemas/config.schema.yaml, example in profiles/slurm/dask.yaml).

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from qgtflow import gridsize
 
-STAGES = ("kgrid", "geometry", "shells", "reduce", "convergence", "report")
+STAGES = ("kgrid", "geometry", "shells", "reduce", "convergence", "bands", "report")
 # keys of a per-grid stage's `kgrid` slice that are not its inputs: the grid size is a wildcard
 # (adding a size must not rerun the existing grids)
 PER_GRID_EXCLUDED = {"kgrid": ("sizes",)}
@@ -102,6 +102,18 @@ def _window_cut(study):
     return None if cut is None else cut.astype(int).tolist()
 
 
+def _bands_fields(study) -> dict:
+    from qgtflow.study import bands_fields
+
+    return bands_fields(study)
+
+
+def _bands_window(study):
+    from qgtflow.study import bands_window
+
+    return bands_window(study)
+
+
 # reduce reads no model: the model-evaluated responses come from the shells store, the model's facts and the
 # window's cuts are derived at plan time
 _REDUCE_KEYS = ("units", "mu", "temperature", "tau", "responses", "fermi_form", "energy_bins_per_kT", "integration",
@@ -123,10 +135,14 @@ CONTRACTS = {
     "reduce": Contract("reduce", _REDUCE_KEYS, model=False, upstream=("geometry", "shells"),
                        derived={"model_facts": _model_facts, "window_cut": _window_cut}),
     "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False),
+    # band energies and fields along a path and on a k-plane, from the model alone (no grid); the fields follow
+    # bands and the responses (derived), the k·p window the grid's kmax (derived: a new grid size reruns nothing)
+    "bands": Contract("bands", ("model", "units", "degeneracy_threshold", "bands"), model=True, upstream=(),
+                      per_grid=False, derived={"fields": _bands_fields, "window": _bands_window}),
     # the report lists each study (description, model, units, grids, tolerances, integration) and reads
     # the convergence tables and the finest responses store
     "report": Contract("report", ("description", "model", "units", "kgrid", "integration", "convergence"),
-                       model=False, upstream=("convergence", "reduce"), per_grid=False),
+                       model=False, upstream=("convergence", "reduce", "bands"), per_grid=False),
 }
 
 
@@ -174,12 +190,13 @@ def stage_inputs(stage: str, study) -> dict:
 def report_inputs(config: dict, studies: dict, code: dict | None = None) -> dict:
     """The report's params: its own section, each study's declared keys, in config order (the page
     follows it), and the fingerprints of the stores it reads: {"<study>/convergence": fp,
-    "<study>/n<size>": fp of that responses store}."""
+    "<study>/n<size>": fp of that responses store, "<study>/bands": fp of its bands store}."""
     upstream = {}
     for name, study in studies.items():
         for size in study.sizes:
             upstream[f"{name}/n{gridsize.label(size)}"] = grid_chain(study, size, code)["reduce"]["fingerprint"]
         upstream[f"{name}/convergence"] = convergence_job(study, code)["fingerprint"]
+        upstream[f"{name}/bands"] = bands_job(study, code)["fingerprint"]
     return {"report": canonical(config.get("report") or {}),
             "studies": {name: study_slice("report", studies[name].config) for name in studies},
             "upstream": upstream}
@@ -315,6 +332,11 @@ def convergence_job(study, code: dict | None = None) -> dict:
     return job_inputs("convergence", study, None, ups, (code or {}).get("convergence"))
 
 
+def bands_job(study, code: dict | None = None) -> dict:
+    """The bands job's inputs: the study's model and bands settings, no store read."""
+    return job_inputs("bands", study, None, {}, (code or {}).get("bands"))
+
+
 def check_store(path, expected: str):
     """Open a store another stage wrote (complete), refusing it unless its fingerprint is ``expected``:
     one line naming the store and both fingerprints."""
@@ -377,6 +399,8 @@ class WorkflowPlan:
             return report_inputs(self.config, {n: self.study(n) for n in self.names}, self.code)
         if stage == "convergence":
             return convergence_job(self.study(name), self.code)
+        if stage == "bands":
+            return bands_job(self.study(name), self.code)
         return grid_chain(self.study(name), gridsize.parse(size), self.code)[stage]
 
     def jobs(self) -> list[str]:
@@ -387,6 +411,7 @@ class WorkflowPlan:
                 out += [f"{stage} {name} n{gridsize.label(size)}" for stage in STAGES
                         if CONTRACTS[stage].per_grid and CONTRACTS[stage].runs_for(self.study(name))]
             out.append(f"convergence {name}")
+            out.append(f"bands {name}")
         return out + ["report"]
 
     def job_params(self, job: str) -> dict:

@@ -278,6 +278,34 @@ def geometry_fields(study) -> list[str]:
     return stored_fields(required)
 
 
+def bands_window(study) -> list[float] | None:
+    """Half-widths per axis of the k·p window the bands stage samples (the grid's), None for periodic models."""
+    if study.model.periodic:
+        return None
+    kmax = (study.config.get("kgrid") or {}).get("kmax")
+    kmax = study.model.kmax if kmax is None else kmax
+    return [float(v) for v in np.broadcast_to(np.atleast_1d(np.asarray(kmax, float)), (study.model.dim,))]
+
+
+def bands_fields(study) -> dict[str, list[str]]:
+    """Fields the bands store of ``study`` holds along its path and on its k-map (besides the energy): the
+    ``bands`` settings' plus what its responses read — Λ (001 Eq. 14) when they read 𝒢, on the map the
+    quadrupole density (000 Fig. 1) when they read it or the Christoffel symbols (000 Eq. 15/18)."""
+    from qgtflow.geometry import qmd
+    from qgtflow.reduce.kinds import required_fields
+
+    required = set(required_fields(study.responses, study.fermi_form, study.omega))
+    extra = [qmd.NAME] if required & {"bcp", "bcp_dipole_density"} else []
+    cfg = study.config["bands"]
+    path = list(dict.fromkeys(list(cfg["fields"]) + extra))
+    if required & {"quantum_metric_quadrupole_density", "christoffel"}:  # the IFE densities (000 Fig. 1)
+        extra_map = ["quantum_metric_quadrupole_density"]
+    else:
+        extra_map = []
+    kmap = list(dict.fromkeys(list(cfg["kmap"]["fields"]) + extra + extra_map))
+    return {"path": path, "kmap": kmap}
+
+
 def load_study(source, name: str | None = None) -> Study:
     """Validate a study given as a dict, a YAML path or a :class:`Study`; refuse bad input early."""
     if isinstance(source, Study):
@@ -345,4 +373,7 @@ def load_study(source, name: str | None = None) -> Study:
     study = Study(name=name, config=cfg, model=model, units=units, where=key)
     for size in study.sizes:  # grid consistency (window vs periodic, sizes per axis) before any compute
         study.make_grid(size)
+    from qgtflow import kpath
+
+    kpath.resolve_path(cfg["bands"]["path"], model, bands_window(study), f"{key}bands.path")
     return study

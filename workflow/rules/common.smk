@@ -121,6 +121,10 @@ def all_response_stores():
     return [res(s, f"n{size}", "responses.zarr") for s in STUDIES for size in PLAN.sizes(s)]
 
 
+def all_bands_stores():
+    return [res(s, "bands", "bands.zarr") for s in STUDIES]
+
+
 def convergence_tables():
     return [res(s, "convergence", "convergence.csv") for s in STUDIES]
 
@@ -272,6 +276,7 @@ SOURCE_HASH = {
     "reduce": source_hash(_STUDY, "qgtflow.stages.reduce_stage"),
     "convergence": source_hash(_STUDY, "qgtflow.stages.convergence_stage"),
     "shells": source_hash(_STUDY, "qgtflow.stages.kgrid_stage", "qgtflow.stages.shells_stage"),
+    "bands": source_hash(_STUDY, "qgtflow.stages.bands_stage", exclude=_NOT_UPSTREAM),
     "report": source_hash("qgtflow.report"),
 }
 PLAN.code = SOURCE_HASH  # each store's fingerprint covers the source hash of the stage that wrote it

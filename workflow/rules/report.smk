@@ -6,6 +6,7 @@ rule report:
     input:
         tables=convergence_tables(),
         stores=all_response_stores(),
+        bands=all_bands_stores(),
     output:
         html=report(report_html(), caption="../report/report.rst", category="Report", labels={"page": "qgtflow report"}),
     log:

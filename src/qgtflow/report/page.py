@@ -12,13 +12,18 @@ from pathlib import Path
 from urllib.parse import quote
 
 from qgtflow import __version__
+from qgtflow.report.bands import bands_figure, bands_section, fermi_surface_figure, kmap_figure
 from qgtflow.report.electro_optics import electro_optics_figure
 from qgtflow.report.figures import cross_figure, grid_needed_figure
 from qgtflow.report.kspace import ife_density_figure
+from qgtflow.report.qm_variants import qm_variants_figure
 from qgtflow.report.sections import CSS, esc, html_note, overview_table, study_section
 from qgtflow.report.stores import check_fingerprints
 
 log = logging.getLogger(__name__)
+# configured figure kinds drawn from stores by one function (fig_cfg, studies, results_dir, png)
+STORE_FIGURES = {"bands": bands_figure, "kmap": kmap_figure, "fermi_surface": fermi_surface_figure,
+                 "qm_variants": qm_variants_figure}
 
 
 def build_report(config: dict, results_dir: str, out_html: str) -> None:
@@ -49,7 +54,7 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
                 f"The section of study '{name}' could not be built: {exc}")
             row = {"study": name, "model": "?", "params": "", "units": "", "sizes": "", "counts": None,
                    "worst": None, "status": "report error"}
-        sections.append(section)
+        sections.append(section + bands_section(name, results, assets, page.parent))
         overview.append(row)
 
     figure_parts = []
@@ -60,7 +65,9 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
         png = assets / "figures" / f"{fig_name}.png"
         try:
             if fig_cfg.get("kind") == "ife_density":
-                written, notes, detail = ife_density_figure(fig_cfg, studies, png)
+                written, notes, detail = ife_density_figure(fig_cfg, studies, results, png)
+            elif fig_cfg.get("kind") in STORE_FIGURES:
+                written, notes, detail = STORE_FIGURES[fig_cfg["kind"]](fig_cfg, studies, results, png)
             elif fig_cfg.get("kind") == "grid_needed":
                 written, notes, detail = grid_needed_figure(fig_cfg, studies, results, png)
             elif fig_cfg.get("kind") == "electro_optics":
@@ -74,7 +81,9 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
             figure_parts.append(html_note(note))
         if written:
             src = quote(png.relative_to(page.parent).as_posix())
-            caption = f"{fig_title}: {detail}; finest grid of each study, error bars from its convergence stage."
+            from_grids = fig_cfg.get("kind", "curves") in ("curves", "grid_needed", "electro_optics")
+            caption = f"{fig_title}: {detail}" + (
+                "; finest grid of each study, error bars from its convergence stage." if from_grids else ".")
             figure_parts.append(f'<figure><img src="{src}" alt="{esc(fig_title)}">'
                                 f"<figcaption>{esc(caption)}</figcaption></figure>")
         else:

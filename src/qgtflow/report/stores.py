@@ -86,12 +86,20 @@ def conv_error(results_dir: Path, study: str, response: str, selection: dict):
         return None
 
 
+STORE_OF_PART = {"convergence": "convergence.zarr", "bands": "bands.zarr"}  # else a grid's n<size>/responses.zarr
+
+
+def bands_store(results_dir: Path, study: str) -> Path:
+    """Path of the study's bands store (the bands stage's output)."""
+    return results_dir / study / "bands" / "bands.zarr"
+
+
 def check_fingerprints(upstream: dict, results: Path) -> None:
     """The stores the report reads must be the ones its plan expects (their fingerprints, qgtflow.plan):
     ``upstream`` maps '<study>/<part>' to the expected fingerprint; a missing store is a note of its section."""
     for where, expected in upstream.items():
         name, part = where.split("/", 1)
-        store = results / name / part / ("convergence.zarr" if part == "convergence" else "responses.zarr")
+        store = results / name / part / STORE_OF_PART.get(part, "responses.zarr")
         if store.exists():
             found = io.store_attrs(store).get(io.FINGERPRINT)
             if found != expected:
