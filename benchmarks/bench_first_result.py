@@ -12,7 +12,10 @@ workflow, import time of each stage.
   tiny, so this is their start-up: interpreter, Snakefile parse, imports, stores).
 - imports: ``python -X importtime -c 'import qgtflow.stages.X'`` (cumulative µs of the module).
 
-Run: ``.venv/bin/python benchmarks/bench_first_result.py [--repeats N] [--skip-workflow]``.
+- default run (``--default-run``): ``qgtflow run`` of config/config.yaml into a temporary results dir: wall
+  time (with the load average) and MB per study and stage.
+
+Run: ``.venv/bin/python benchmarks/bench_first_result.py [--repeats N] [--skip-workflow] [--default-run]``.
 """
 
 from __future__ import annotations
@@ -107,6 +110,32 @@ def bench_workflow(tmp: Path) -> None:
           f"max {max(everything):.2f} s; whole `qgtflow run` {total:.1f} s")
 
 
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def bench_default_run(tmp: Path) -> None:
+    """The default workflow (config/config.yaml) into a temporary results dir: wall time, disk per study and
+    stage (issue 15 targets: <= 8 min on 2 cores, <= 1.5 GB). Slow (minutes): run it on a quiet machine."""
+    print("\n== default run (config/config.yaml, 2 cores) ==")
+    results = tmp / "results-default"
+    load = os.getloadavg()
+    t0 = time.perf_counter()
+    proc = subprocess.run([QGTFLOW, "run", "--cores", "2", "--config", f"results_dir={results}"], capture_output=True,
+                          text=True, cwd=ROOT)
+    total = time.perf_counter() - t0
+    if proc.returncode:
+        sys.exit(f"default run failed:\n{proc.stderr[-3000:]}")
+    print(f"  wall time {total / 60:.1f} min (load average before {load[0]:.2f}, after {os.getloadavg()[0]:.2f})")
+    print(f"  {'study':28s} {'kgrid':>10s} {'geometry':>10s} {'responses':>10s} {'convergence':>12s}  (MB)")
+    for study in sorted(p for p in results.iterdir() if p.is_dir() and p.name not in ("report", "benchmarks", "logs")):
+        mb = {name: sum(_du(d) for d in study.rglob(name)) / 1e6
+              for name in ("kgrid.zarr", "geometry.zarr", "responses.zarr", "convergence")}
+        print(f"  {study.name:28s} {mb['kgrid.zarr']:10.1f} {mb['geometry.zarr']:10.1f} {mb['responses.zarr']:10.1f} "
+              f"{mb['convergence']:12.1f}")
+    print(f"  total on disk {_du(results) / 1e9:.2f} GB")
+
+
 def bench_imports() -> None:
     print("\n== import time of each stage module (python -X importtime, cumulative) ==")
     for module in ("qgtflow.runtime", "qgtflow.stages.kgrid_stage", "qgtflow.stages.geometry_stage",
@@ -122,6 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--skip-workflow", action="store_true")
+    parser.add_argument("--default-run", action="store_true",
+                        help="also run the default workflow and print its wall time and disk per study and stage")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="qgtflow-bench-first-") as tmp:
@@ -130,6 +161,8 @@ def main() -> None:
         bench_evaluate(args.repeats, tmp)
         if not args.skip_workflow:
             bench_workflow(tmp)
+        if args.default_run:
+            bench_default_run(tmp)
 
 
 if __name__ == "__main__":

@@ -312,11 +312,14 @@ def _residuals(table: pd.DataFrame, zero_components: dict) -> pd.DataFrame:
 def _write_outputs(out: Path, study, results, stores, table, residuals, rtol, atol, meta_extra, summary,
                    plots: bool):
     from qgtflow import io
-    from qgtflow.stages.convergence_stage import atol_fraction, convergence_meta, make_plots, to_dataset
+    from qgtflow.stages.convergence_stage import (atol_fraction, check_upstream, convergence_meta, make_plots,
+                                                  to_dataset, unplanned_fingerprint)
 
     out.mkdir(parents=True, exist_ok=True)
-    meta = {**convergence_meta(study.name, stores, rtol, atol, atol_fraction(study)),
-            "made_by": "qgtflow.driver.converge", **meta_extra}
+    fraction = atol_fraction(study)
+    meta = {**convergence_meta(study.name, stores, rtol, atol, fraction),
+            "made_by": "qgtflow.driver.converge", **meta_extra,
+            io.FINGERPRINT: unplanned_fingerprint(rtol, atol, fraction, check_upstream([s.path for s in stores], None))}
     ds = to_dataset(results, stores, meta)
     with io.output_lock(out / "convergence.zarr"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

@@ -39,17 +39,25 @@ COMPLETE = safety.MARKER
 FINGERPRINT = "qgtflow_fingerprint"
 
 
-def provenance_attrs(study, stage: str, extra: dict | None = None) -> dict:
-    """Global attrs shared by every store: CF-ish metadata plus provenance."""
+def cf_attrs(stage: str, study_name: str) -> dict:
+    """The CF and provenance attrs every store carries (Conventions, title, source, history, version)."""
     import datetime
     import platform
 
-    attrs = {
+    return {
         "Conventions": "CF-1.10",
-        "title": f"qgtflow {stage} store for study '{study.name}'",
+        "title": f"qgtflow {stage} store for study '{study_name}'",
         "source": f"qgtflow {__version__}",
         "history": f"{datetime.datetime.now(datetime.timezone.utc).isoformat()} created by qgtflow {stage} "
                    f"on {platform.node()}",
+        "qgtflow_version": __version__,
+    }
+
+
+def provenance_attrs(study, stage: str, extra: dict | None = None) -> dict:
+    """Global attrs shared by every store: CF-ish metadata plus provenance."""
+    attrs = {
+        **cf_attrs(stage, study.name),
         "study": study.name,
         "stage": stage,
         "model": study.model.name,
@@ -57,7 +65,6 @@ def provenance_attrs(study, stage: str, extra: dict | None = None) -> dict:
         "model_convention": study.model.convention,
         "unit_system": study.units.label,
         "config_json": json.dumps(study.config, sort_keys=True),
-        "qgtflow_version": __version__,
         COMPLETE: False,
     }
     attrs.update(extra or {})

@@ -126,9 +126,9 @@ def use_shared_numba_cache(key: str) -> Path | None:
 
 def announce_compile(logger: logging.Logger, optional=()) -> float:
     """Before the first kernel call: one line when numba will compile the geometry kernels in this
-    process (a cold cache), with the expected time and where they are cached for later runs.
+    process (a cold cache), with the expected time (the last measured compile) and where they are cached for later runs.
     Returns the estimated seconds (0: all cached)."""
-    from qgtflow.geometry.kernel_cache import cache_location, cold_kernels
+    from qgtflow.geometry.kernel_cache import cache_location, cold_kernels, record_compiles
 
     cold = cold_kernels(optional)
     seconds = sum(cold.values())
@@ -138,6 +138,7 @@ def announce_compile(logger: logging.Logger, optional=()) -> float:
         where = str(shared / "shared") if where.startswith(str(shared)) else cache_location()
         logger.warning("compiling kernels, once: ~%.0f s (%s; later runs and jobs load them from %s)", seconds,
                        ", ".join(cold), where)
+        record_compiles(cold)  # the next cold start quotes this one's measured time
     return seconds
 
 

@@ -11,6 +11,7 @@ to SI or left in natural units (e = ħ = k_B = 1, energies and lengths in model 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from scipy import constants as sc
@@ -65,9 +66,29 @@ class UnitSystem:
         return float(tau) * self.energy_si / HBAR
 
     @property
+    def energy_unit(self) -> str:
+        """Unit string of a model energy (mu, omega, eigenvalues): ``eV``/``meV``, or ``model_energy``."""
+        return NATURAL_ENERGY if self.natural else self.energy
+
+    @property
+    def length_unit(self) -> str:
+        """Unit string of a model length (k is in its inverse): ``nm``/..., or ``model_length``."""
+        return NATURAL_LENGTH if self.natural else self.length
+
+    @property
+    def temperature_unit(self) -> str:
+        """T in K, or as an energy (k_B = 1) in natural units."""
+        return NATURAL_ENERGY if self.natural else "K"
+
+    def model_units(self, energy_power: int, length_power: int) -> str:
+        """'eV nm2'-style unit string of energy^a length^b in the model's units."""
+        return format_si_units({self.energy_unit: energy_power, self.length_unit: length_power})
+
+    @property
     def label(self) -> str:
         if self.natural:
-            return "natural (e = hbar = k_B = 1; energies and lengths in model units)"
+            return (f"natural (e = hbar = k_B = 1; energies in {NATURAL_ENERGY}, lengths in {NATURAL_LENGTH}, "
+                    "the model's own units)")
         return f"SI (model energies in {self.energy}, lengths in {self.length}, T in K, tau in s)"
 
 
@@ -80,6 +101,64 @@ def parse_unit_system(spec) -> UnitSystem:
     if isinstance(spec, dict):
         return UnitSystem(natural=False, energy=spec.get("energy", "eV"), length=spec.get("length", "nm"))
     raise ValueError(spec)
+
+
+# ---- unit strings readable by pint (UDUNITS style through cf_xarray.units; see unit_registry) -----------------
+
+# Natural units (e = ħ = k_B = 1): energies and lengths stay in the model's own, unnamed units. They are two
+# units qgtflow registers with pint (each its own dimension, no SI value), so a natural-unit output reads e.g.
+# 'e2 hbar-1 model_length-1': e and ħ are the real constants, and its SI value follows from the model's units.
+NATURAL_ENERGY = "model_energy"
+NATURAL_LENGTH = "model_length"
+UNIT_DEFINITIONS = (
+    f"{NATURAL_ENERGY} = [model_energy]",  # the energy unit of a natural-unit model
+    f"{NATURAL_LENGTH} = [model_length]",  # its length unit
+    # cf_xarray aliases C to degree Celsius, which turns pint's e (defined in C) and so eV and meV in compound
+    # units into temperatures ('eV nm' -> K kg m3 A-1 s-3); the elementary charge restated in coulomb repairs that
+    "elementary_charge = 1.602176634e-19 coulomb = e",
+)
+E2_OVER_H = E_CHARGE ** 2 / sc.h  # S: the conductance quantum e²/h of Hall conductivities
+
+
+def natural_units(e_power: int, hbar_power: int, energy_power: int, length_power: int) -> str:
+    """Unit string of a natural-unit output, e^a ħ^b E^c L^d with E, L the model's energy and length units."""
+    return format_si_units({"e": e_power, "hbar": hbar_power, NATURAL_ENERGY: energy_power,
+                            NATURAL_LENGTH: length_power})
+
+
+def natural_si_attrs(e_power: int, hbar_power: int, units_si: str) -> dict:
+    """attrs of a natural-unit output e^a ħ^b E^c L^d: the SI unit it becomes and the factor e^a ħ^b (SI), so that
+    value × si_factor × (model energy / J)^c × (model length / m)^d is its value in ``units_si``."""
+    return {"units_si": units_si, "si_factor": float(E_CHARGE ** e_power * HBAR ** hbar_power)}
+
+
+def e2_over_h_attrs(units: "UnitSystem", dim: int) -> dict:
+    """attrs giving a Hall conductivity (S m^(2−d) in SI, e²/ħ L^(2−d) in natural units) in units of e²/h:
+    value × e2_over_h_factor is in e2_over_h_units."""
+    length = units.length_unit if units.natural else "m"
+    factor = 2 * math.pi if units.natural else 1.0 / E2_OVER_H  # e²/ħ = 2π e²/h
+    return {"e2_over_h_factor": factor,
+            "e2_over_h_units": format_si_units({"e": 2, "planck_constant": -1, length: 2 - dim})}
+
+
+def unit_registry():
+    """The pint registry of cf_xarray (UDUNITS-style strings such as 'A m V-2'), with qgtflow's unit
+    definitions (:data:`UNIT_DEFINITIONS`) added once: every store's ``units`` attrs parse with it, e.g.
+    ``open_store(p).pint.quantify(unit_registry=unit_registry())`` (pint-xarray)."""
+    import logging
+
+    import cf_xarray.units
+
+    ureg = cf_xarray.units.units
+    if NATURAL_ENERGY not in ureg:
+        quiet = logging.getLogger("pint.util")
+        level, quiet.level = quiet.level, logging.ERROR  # the e redefinition is on purpose
+        try:
+            for line in UNIT_DEFINITIONS:
+                ureg.define(line)
+        finally:
+            quiet.setLevel(level)
+    return ureg
 
 
 def format_si_units(powers: dict[str, int]) -> str:

@@ -110,14 +110,7 @@ def stored_fields(required: list[str] | tuple[str, ...] = ()) -> list[str]:
 
 def field_units(spec: FieldSpec, units) -> str:
     """Unit string of a field in the study's model units."""
-    if units.natural:
-        return f"model energy^{spec.energy_power} model length^{spec.length_power}".replace(
-            "model energy^0 ", "").replace(" model length^0", "") if (spec.energy_power or spec.length_power) else "1"
-    parts = []
-    for sym, p in ((units.energy, spec.energy_power), (units.length, spec.length_power)):
-        if p:
-            parts.append(sym if p == 1 else f"{sym}{p}")
-    return " ".join(parts) if parts else "1"
+    return units.model_units(spec.energy_power, spec.length_power)
 
 
 def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gauge_seed: int = -1,

@@ -36,11 +36,72 @@ def _cached(dispatcher) -> bool | None:
         return None
 
 
+MEASURED_FILE = "qgtflow_compile_seconds.json"  # in the numba cache directory: the last measured compile times
+
+
+def _measured_path():
+    import os
+    from pathlib import Path
+
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    return Path(root) / MEASURED_FILE if root else None
+
+
+def measured_seconds() -> dict[str, float]:
+    """{entry point: seconds} of the last compile measured with this cache ({} when none)."""
+    import json
+
+    path = _measured_path()
+    try:
+        return {k: float(v) for k, v in json.loads(path.read_text()).items()} if path else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def record_compiles(names) -> None:
+    """Measure the next compile of each entry point in ``names`` (numba's compile events) and store its
+    seconds in the cache directory, so the next cold start quotes it."""
+    import json
+    import time
+
+    from numba.core import event
+
+    path, pending = _measured_path(), set(names)
+    if path is None or not pending:
+        return
+
+    def done(name: str, seconds: float) -> None:
+        times = {**measured_seconds(), name: round(seconds, 1)}
+        try:
+            path.write_text(json.dumps(times))
+        except OSError:
+            pass
+
+    class _EntryTimer(event.Listener):
+        def __init__(self):
+            self.started = {}
+
+        def on_start(self, ev):
+            self.started.setdefault(id((ev.data or {}).get("dispatcher")), time.perf_counter())
+
+        def on_end(self, ev):
+            disp = (ev.data or {}).get("dispatcher")
+            t0 = self.started.pop(id(disp), None)
+            name = getattr(getattr(disp, "py_func", None), "__name__", None)
+            if name in pending and t0 is not None:
+                pending.discard(name)
+                done(name, time.perf_counter() - t0)
+
+    event.register("numba:compile", _EntryTimer())
+
+
 def cold_kernels(optional=()) -> dict[str, float]:
-    """{entry point: estimated compile seconds} of the kernels a geometry stage (with the given
-    optional fields) would compile in this process; {} when all are cached (or unknown)."""
-    return {name: COMPILE_SECONDS.get(name, 10.0) for name, disp in _entry_points(optional).items()
-            if _cached(disp) is False}
+    """{entry point: expected compile seconds} of the kernels a geometry stage (with the given optional fields)
+    would compile in this process ({} when all are cached or unknown): the last compile measured with this
+    cache (:func:`record_compiles`), else the reference VM's :data:`COMPILE_SECONDS`."""
+    measured = measured_seconds()
+    return {name: measured.get(name, COMPILE_SECONDS.get(name, 10.0))
+            for name, disp in _entry_points(optional).items() if _cached(disp) is False}
 
 
 def cache_location() -> str:

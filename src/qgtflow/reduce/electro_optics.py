@@ -20,7 +20,7 @@ import xarray as xr
 from qgtflow.errors import ConfigError
 from qgtflow.reduce import thin_film
 from qgtflow.reduce.responses import AXES, COMPLEX_PARTS, THIN_FILM, TIME_CONVENTION_004
-from qgtflow.units import E_CHARGE, HBAR
+from qgtflow.units import E_CHARGE, HBAR, format_si_units, natural_si_attrs, natural_units
 
 __all__ = ["pockels_skew", "check_pockels_skew", "thin_film_variables", "check_thin_film", "extra_coords"]
 
@@ -78,17 +78,20 @@ def pockels_skew(study, shells: xr.Dataset) -> xr.Variable:
     omega, tau = _omega_tau(study)
     d = S1.shape[-1]
     if study.units.natural:
-        scale, prefactor, units = 1.0, 1.0, "natural (e = hbar = 1; model energy and length units)"
+        # P = S τ³ with τ in ħ/E and S in E² L^(3−d): e³ ħ⁻¹ E⁻¹ L^(3−d) (the SI e³/ħ² × S/ħ² × τ³)
+        scale, prefactor = 1.0, 1.0
+        unit_attrs = {"units": natural_units(3, -1, -1, 3 - d),
+                      **natural_si_attrs(3, -1, format_si_units({"S": 1, "m": 3 - d, "V": -1}))}
     else:  # S/ħ² in SI, then e³/ħ² (A·m/V² for a 2D sheet)
         scale = study.units.energy_si ** 2 / HBAR ** 2 * study.units.length_si ** (3 - d)
         prefactor = E_CHARGE ** 3 / HBAR ** 2
-        units = "S m V-1" if d == 2 else f"S m{3 - d} V-1".replace("m0 ", "")
+        unit_attrs = {"units": format_si_units({"S": 1, "m": 3 - d, "V": -1})}
     P = skew.pockels_skew(scale * S1[None], scale * S2[None], tau, omega[:, None, None, None, None, None],
                           prefactor=prefactor)  # (ω, μ, T, d, d, d)
     values = np.stack([P.real, P.imag], axis=1)
     born_tau = shells["born_transport_time"].values
     return xr.Variable(("omega", "complex_part", "mu", "T", "i", "j", "k"), values, {
-        "units": units, "long_name": "skew-scattering Pockels tensor P^(skew)_αβγ(ω)", "formula": SKEW_FORMULA,
+        **unit_attrs, "long_name": "skew-scattering Pockels tensor P^(skew)_αβγ(ω)", "formula": SKEW_FORMULA,
         "form": "Fermi surface (energy shells, linear tetrahedron)", "time_convention": TIME_CONVENTION_004,
         "impurity_density": imp["density"], "impurity_potential": imp["potential"],
         "born_transport_time": float(born_tau),
@@ -140,7 +143,7 @@ def thin_film_variables(study, ds: xr.Dataset, names=None) -> dict[str, xr.Varia
             return np.stack([np.stack([rot.dtheta_t, rot.ellipticity_t]), np.stack([rot.dtheta_r, rot.ellipticity_r])])
         values = np.moveaxis(per_angle(rotation), 0, 2)  # (beam, beam_quantity, angle, E, ω, μ, T)
         out["polarization_rotation"] = xr.Variable(("beam", "beam_quantity") + dims, values, {
-            "units": "rad (rotation), 1 (ellipticity tan χ)",
+            "units": "1", "units_note": "beam_quantity rotation: Δθ in rad (= 1); ellipticity: tan χ",
             "long_name": "field-induced rotation of the polarization major axis and ellipticity",
             "formula": "004 Fig. 2: Δθ = θ(t̄(σ)E_i) − θ(t̄(σ0)E_i) (and r̄), S49, S52", **common})
     for name, observable, label in (("delta_t_over_t", thin_film.transmittance_change, "ΔT/T0"),

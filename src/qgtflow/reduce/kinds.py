@@ -206,21 +206,21 @@ def _summed(raw, sectors):
 
 def _emit_delta_n(study, state, params, sectors):
     """002 Eq. 12: −(e²cμ0/2ħ) × bracket; e²cμ0/ħ = 4πα (dimensionless). Natural units: −½ × bracket."""
-    from qgtflow.units import C_LIGHT, E_CHARGE, HBAR, MU_0
+    from qgtflow.units import C_LIGHT, E_CHARGE, HBAR, MU_0, NATURAL_LENGTH, format_si_units
 
     d = params["dim"]
-    if study.units.natural:
-        scale, units = -0.5, "natural (e²cμ0/ħ set to 1; model length^(3-d))"
+    if study.units.natural:  # e²cμ0/ħ = 4πα kept as a unit: natural_units's SI factor of it is 4πα
+        scale, units = -0.5, format_si_units({"e": 2, "c": 1, "mu_0": 1, "hbar": -1, NATURAL_LENGTH: 3 - d})
     else:
         scale = -E_CHARGE ** 2 * C_LIGHT * MU_0 / (2 * HBAR) * study.units.length_si ** -(d - 3)
-        units = "1" if d == 3 else f"m^{3 - d}"
+        units = format_si_units({"m": 3 - d})
     values = _summed(state[0], sectors)
     return ("complex_part", "omega", "mu", "T"), scale * np.stack([values.real, values.imag], axis=1), units
 
 
 def _emit_qmd_average(study, state, params, sectors):
     """⟨G⟩ average: energy² (model units; eV² in physical units)."""
-    units = "model energy^2" if study.units.natural else f"{study.units.energy}2"
+    units = study.units.model_units(2, 0)
     return ("omega", "mu", "T"), _summed(state[1], sectors), units
 
 
@@ -326,7 +326,7 @@ def coords_for(variables: dict, study) -> dict:
     if "complex_part" in dims:
         coords["complex_part"] = ("complex_part", COMPLEX_PARTS)
     if "omega" in dims:
-        energy_unit = "model energy" if study.units.natural else study.units.energy
+        energy_unit = study.units.energy_unit
         coords["omega"] = ("omega", list(np.asarray(study.omega, float)),
                            {"long_name": "photon energy ħω", "units": energy_unit})
     return coords

@@ -13,7 +13,8 @@ from typing import Callable
 
 import numpy as np
 
-from qgtflow.units import E_CHARGE, HBAR, format_si_units
+from qgtflow.units import (E_CHARGE, HBAR, e2_over_h_attrs, format_si_units, natural_si_attrs,
+                           natural_units)
 
 AXES = ("x", "y", "z")
 PHASES = ["cos", "sin"]  # amplitudes of cos ωt and sin ωt in the response to E(t) = E cos ωt
@@ -56,6 +57,7 @@ class Response:
     # ``omega_part`` (the first extra dim); omega_factor(ωτ (W,)) -> complex (W, parts) combines the parts into a
     # complex response with dims (omega, complex_part) in their place (reduce_stage.response_dataset)
     omega_factor: Callable | None = None
+    hall: bool = False  # a Hall conductivity: its attrs also give it in units of e²/h (e2_over_h_*)
 
     def at_frequencies(self, omega, eta: float = 0.0) -> "Response":
         """This response at photon energies ``omega`` (model energy units), or itself when it has no AC form
@@ -100,10 +102,27 @@ class Response:
         scale = energy_si ** (form_term.energy_power - order) * length_si ** (form_term.length_power - dim)
         return c * scale * E_CHARGE ** self.e_power * HBAR ** self.hbar_power * tau ** self.tau_power
 
+    def natural_powers(self, dim: int) -> tuple[int, int, int, int]:
+        """(e, ħ, model energy, model length) powers of the natural unit: the SI prefactor of :meth:`prefactor`
+        with τ = τ_natural·ħ/E (τ in ħ per model energy), i.e. e^e ħ^(h+t) E^(a−p−t) L^(b−d)."""
+        term = self.term_parts(next(iter(self.forms)))[1][0]
+        return (self.e_power, self.hbar_power + self.tau_power,
+                term.energy_power - term.order - self.tau_power, term.length_power - dim)
+
     def units(self, units, dim: int) -> str:
         if units.natural:
-            return "natural (e = hbar = k_B = 1; model energy and length units)"
+            return natural_units(*self.natural_powers(dim))
         return format_si_units(self.si_units(dim))
+
+    def unit_attrs(self, units, dim: int) -> dict:
+        """``units`` plus, in natural units, the SI unit and factor (:func:`qgtflow.units.natural_si_attrs`)."""
+        out = {"units": self.units(units, dim)}
+        if units.natural:
+            e, hbar, _, _ = self.natural_powers(dim)
+            out.update(natural_si_attrs(e, hbar, format_si_units(self.si_units(dim))))
+        if self.hall:
+            out.update(e2_over_h_attrs(units, dim))
+        return out
 
 
 # ---- integrand helpers (arrays have leading (N, nb)) ------------------------------------------
@@ -200,7 +219,7 @@ _register(Response(
     "sigma_ahe", "anomalous Hall conductivity σ_ij", "CATALOG: σ_ij = −(e²/ħ) Σ_n ∫[dk] Ω^ij_n f0",
     ("i", "j"),
     {"sea": Term(lambda f: f["berry_curvature"], 0, 0, 2, ("berry_curvature",), -1.0)},
-    e_power=2, hbar_power=-1, si_units=_linear_units))
+    e_power=2, hbar_power=-1, si_units=_linear_units, hall=True))
 
 _register(Response(
     "berry_curvature_dipole", "Berry-curvature dipole D_ab", "004 Eq. 5: D_ab = Σ_n ∫[dk] f0 ∂_a Ω_b",

@@ -62,12 +62,12 @@ def open_store(path: Path) -> xr.Dataset:
 
 def omega_tau(ds: xr.Dataset) -> np.ndarray:
     """ωτ of a responses store (ω as photon energy in the store's energy unit; τ from its attrs)."""
-    from qgtflow.units import HBAR, UnitSystem
+    from qgtflow.units import HBAR, NATURAL_ENERGY, UnitSystem
 
     omega = np.asarray(ds["omega"].values, float)
     tau = float(ds.attrs.get("tau", np.nan))
-    unit = str(ds["omega"].attrs.get("units", "model energy"))
-    if unit == "model energy":
+    unit = str(ds["omega"].attrs.get("units", NATURAL_ENERGY))
+    if unit in (NATURAL_ENERGY, "model energy"):  # "model energy": stores written before the pint-readable names
         return omega * tau
     return omega * UnitSystem(energy=unit).energy_si / HBAR * tau
 

@@ -28,7 +28,7 @@ import pandas as pd
 import xarray as xr
 import zarr
 
-from qgtflow import __version__, io
+from qgtflow import io
 from qgtflow.convergence import (
     ASSUMED,
     ATOL_FRACTION,
@@ -68,7 +68,7 @@ class GridStore:
     @property
     def spacing_units(self) -> str:
         """Units of the grid spacing (inverse model length), from the kgrid stage's attrs."""
-        return str(self.ds.attrs.get("grid_spacing_units", "model length-1"))
+        return str(self.ds.attrs.get("grid_spacing_units", "model_length-1"))
 
     @property
     def size(self) -> int:
@@ -235,7 +235,8 @@ def to_dataset(results: list[ResponseConvergence], stores: list[GridStore], meta
     data = {}
     for rc in results:
         a, r = rc.assessment, rc.assessment.result
-        attrs = {k: v for k, v in rc.attrs.items() if k in ("units", "long_name", "formula", "form", "reference")}
+        attrs = {k: v for k, v in rc.attrs.items() if k in ("units", "long_name", "formula", "form", "reference")
+                 or k.startswith(("units_", "si_", "e2_over_h_"))}
         long_name = attrs.get("long_name", rc.name)
         units = attrs.get("units", "")
         data[f"{rc.name}_values"] = (("size", *rc.dims), rc.stack,
@@ -353,7 +354,7 @@ def _figure(n_panels: int, width: float = 4.6, height: float = 3.6):
 
 
 def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path,
-                     spacing_units: str = "model length-1") -> None:
+                     spacing_units: str = "model_length-1") -> None:
     """Value vs grid spacing for the largest component at up to three μ, one line per T."""
     labels, f = rc.flat()
     comp = _ranked_components(f["finest"])[0]
@@ -503,6 +504,7 @@ def convergence_meta(name: str, stores: list[GridStore], rtol: float, atol: floa
     """Global attrs of a convergence store: study, model, tolerances, extrapolation method, grids."""
     ref = stores[-1].ds
     return {
+        **io.cf_attrs("convergence", name),
         "study": name,
         "model": ref.attrs.get("model", ""),
         "model_hash": ref.attrs.get("model_hash", ""),
@@ -516,7 +518,6 @@ def convergence_meta(name: str, stores: list[GridStore], rtol: float, atol: floa
                          "extrapolations (3 |c - v_finest| with an assumed order); see qgtflow.convergence",
         "grid_sizes": [list(s.grid_sizes) for s in stores],
         "source_stores": [s.path for s in stores],
-        "qgtflow_version": __version__,
     }
 
 
@@ -530,6 +531,15 @@ def atol_fraction(study) -> float:
 def _tolerances(study) -> tuple[float, float]:
     conv = (getattr(study, "config", None) or {}).get("convergence", {}) or {}
     return float(conv.get("rtol", 0.01)), float(conv.get("atol", 0.0))
+
+
+def unplanned_fingerprint(rtol: float, atol: float, fraction: float, upstream: dict) -> str:
+    """Fingerprint of a convergence store made without a plan: its tolerances and the fingerprints of the
+    responses stores it read ({path: fingerprint}, :func:`check_upstream`)."""
+    from qgtflow.plan import fingerprint
+
+    return fingerprint("convergence", {"convergence": {"rtol": rtol, "atol": atol, "atol_fraction": fraction},
+                                       "upstream": upstream})
 
 
 def check_upstream(response_stores: list[str], job: dict | None) -> dict:
@@ -555,7 +565,6 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True, 
     expected fingerprints, this store's); without it the stores are taken as they are and the
     fingerprint covers their fingerprints and the tolerances.
     ``plots=False`` skips the PNGs (the zarr store and CSV are always written)."""
-    from qgtflow.plan import fingerprint
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -576,8 +585,8 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True, 
     if not results:
         raise StoreError(f"no response variables with dims (mu, T) in {stores[-1].path}")
     ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol, fraction))
-    ds.attrs[FINGERPRINT] = job["fingerprint"] if job is not None else fingerprint(
-        "convergence", {"convergence": {"rtol": rtol, "atol": atol, "atol_fraction": fraction}, "upstream": upstream})
+    ds.attrs[FINGERPRINT] = job["fingerprint"] if job is not None else unplanned_fingerprint(rtol, atol, fraction,
+                                                                                             upstream)
     store = out / "convergence.zarr"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")

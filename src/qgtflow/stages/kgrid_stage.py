@@ -81,7 +81,7 @@ def run(study, size: int, out: str, job: dict | None = None) -> int:
     if refine_spec(study) is not None:
         return run_refined(study, size, out, job)
     grid = study.make_grid(size)
-    length = "model length" if study.units.natural else study.units.length
+    length = study.units.length_unit
     fp = fingerprint(study, size, job)
     log.info("kgrid %s: %s grid %s, %d points in %d chunks", study.name, grid.kind, grid.sizes, grid.n_points,
              grid.n_chunks)
@@ -170,7 +170,7 @@ def run_refined(study, size: int, out: str, job: dict | None = None) -> int:
     spec = refine_spec(study)
     kT = refine_kT(study)
     refiner = Refiner.for_grid(study.model, grid, spec, study.mu, kT)
-    length = "model length" if study.units.natural else study.units.length
+    length = study.units.length_unit
     fp = fingerprint(study, size, job)
     if io.can_resume(out, fp) and "refine_chunk_counts" in io.store_attrs(out):
         attrs = io.store_attrs(out)

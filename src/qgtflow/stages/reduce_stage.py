@@ -155,10 +155,9 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
     ``pair_sums``: ({accumulator key: state}, {accumulator key: parameters}) of the requested pair sums.
     """
     kT = np.array([study.units.kT(t) for t in study.temperature])
-    energy_unit = "model energy" if study.units.natural else study.units.energy
+    energy_unit = study.units.energy_unit
     coords = {"mu": ("mu", study.mu, {"long_name": "chemical potential", "units": energy_unit}),
-              "T": ("T", study.temperature, {"long_name": "temperature",
-                                              "units": "model energy" if study.units.natural else "K"})}
+              "T": ("T", study.temperature, {"long_name": "temperature", "units": study.units.temperature_unit})}
     data = {}
     offset = 0
     if moments is None:
@@ -196,7 +195,7 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         else:
             values = values[0]
         data[name] = xr.Variable(dims, values, {
-            "units": resp.units(study.units, dim), "long_name": resp.long_name, "formula": resp.formula,
+            **resp.unit_attrs(study.units, dim), "long_name": resp.long_name, "formula": resp.formula,
             "form": {(0,): "Fermi sea (f0)", (1,): "Fermi surface (f0')"}.get(
                 tuple(orders), "Fermi sea + Fermi surface (f0 and f0' terms)"),
             **({"time_convention": resp.time_convention} if resp.time_convention else {}), **resp.attrs})
