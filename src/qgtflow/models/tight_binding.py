@@ -18,6 +18,9 @@ from qgtflow.models.base import Model
 from qgtflow.models.derivatives import slot_count, unique_multi_indices
 
 
+CELL_SUM_BLOCK_BYTES = 8 << 20  # k-points per block of the phase-free path: its G_β temporaries stay near cache size
+
+
 class TightBindingModel(Model):
     """Lattice model from hoppings.
 
@@ -133,10 +136,12 @@ class TightBindingModel(Model):
         slots = slot_count(self.dim, order)
         shape = (N, slots, n, n)
         out = np.empty(shape, complex) if out is None or out.shape != shape else out
-        G = self._cell_sums(k, order)
-        if self.phase_free:  # no orbital phase (or all offsets zero): ∂^α H = G_α
-            out[...] = np.moveaxis(G, 0, 1)
+        if self.phase_free:  # no orbital phase (or all offsets zero): ∂^α H = G_α, in cache-sized blocks of k
+            step = max(8, CELL_SUM_BLOCK_BYTES // (16 * slots * n * n))
+            for lo in range(0, N, step):
+                out[lo:lo + step] = np.moveaxis(self._cell_sums(k[lo:lo + step], order), 0, 1)
             return out
+        G = self._cell_sums(k, order)
         # Leibniz: ∂^α (E ⊙ G) = Σ_{β ⊆ α} (Π_{a ∈ α∖β} iΔτ_a) ⊙ E ⊙ ∂^β G, E_ij = e^{ik·(τ_j − τ_i)}
         E = np.exp(1j * np.einsum("qa,ija->qij", k, self.orbital_offsets))
         beta_slot, complement = _leibniz_table(self.dim)
