@@ -315,3 +315,49 @@ def test_wannier90_study_equals_builtin(tmp_path):
     study_file.write_text(yaml.safe_dump(study))
     with pytest.raises(ModelError, match=r"bad_hr.dat.*line 6"):
         evaluate(str(study_file), n_workers=0, workdir=tmp_path / "c")
+
+
+# -- derivative orders built on demand -------------------------------------------------------------
+def _random_tight_binding(positions, convention="II", n=3, seed=3):
+    from qgtflow.models.tight_binding import TightBindingModel
+
+    rng = np.random.default_rng(seed)
+    hops = []
+    for R in [(0, 0), (1, 0), (0, 1), (1, -1), (2, 1)]:
+        t = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+        if R == (0, 0):
+            t = t + t.conj().T
+        for i in range(n):
+            for j in range(n):
+                hops.append((R, i, j, t[i, j]))
+                if R != (0, 0):
+                    hops.append(((-R[0], -R[1]), j, i, np.conj(t[i, j])))
+    return TightBindingModel("random_tb", [[1.0, 0.2], [-0.3, 1.1]], positions, hops, convention=convention)
+
+
+@pytest.mark.parametrize("positions", [np.zeros((3, 2)), [[0.0, 0.0], [0.3, 0.1], [0.6, 0.75]]])
+def test_tight_binding_lower_orders_are_the_leading_slots(positions, monkeypatch):
+    """order < 3 builds the first slot_count(dim, order) slots of the full array (≤ 1e-14); with all orbitals at
+    one point the orbital-phase (Leibniz) terms are skipped and the result equals the path that forms them,
+    and ∂H, ∂²H match central differences of H(k) (independent of the phase bookkeeping)."""
+    from qgtflow.models.derivatives import slot_count
+    from qgtflow.models.tight_binding import TightBindingModel
+
+    model = _random_tight_binding(np.asarray(positions, float))
+    k = RNG.uniform(-3, 3, (40, 2))
+    full = model.unique_derivatives(k)
+    scale = np.abs(full).max()
+    for order in range(3):
+        part = model.unique_derivatives(k, order=order)
+        assert part.shape == (40, slot_count(2, order), 3, 3)
+        np.testing.assert_allclose(part, full[:, :slot_count(2, order)], rtol=0, atol=1e-14 * scale)
+    assert model.phase_free == (not np.any(positions))
+    monkeypatch.setattr(TightBindingModel, "phase_free", property(lambda self: False))  # always the Leibniz path
+    np.testing.assert_allclose(model.unique_derivatives(k), full, rtol=0, atol=1e-14 * scale)
+    h = 1e-5
+    for a in range(2):
+        step = np.zeros(2)
+        step[a] = h
+        fd = (model.unique_derivatives(k + step, order=1) - model.unique_derivatives(k - step, order=1)) / (2 * h)
+        np.testing.assert_allclose(fd[:, 0], full[:, 1 + a], atol=1e-7 * scale)  # ∂_a H
+        np.testing.assert_allclose(fd[:, 1], full[:, 3 + a], atol=1e-7 * scale)  # ∂_a∂_x H (slots xx, xy)

@@ -13,7 +13,7 @@ import numpy as np
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
 from qgtflow.geometry.kernels import block_count, geometry_chunk
 from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO, SPIN_PAIR_INFO
-from qgtflow.models.derivatives import compact, index_maps
+from qgtflow.models.derivatives import compact, index_maps, slot_count
 
 
 @dataclass(frozen=True)
@@ -143,14 +143,16 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         return {name: _block_diagonal([p[name] for p in parts]) if name in SPIN_PAIR_INFO
                 else np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
     gammas = model.clifford_gammas if closed_form else None
+    # derivative orders the model builds: the kernel level, all three for the fields that read the full array
+    order = 3 if optional or getattr(model, "position", None) is not None else level
     if reuse_buffers:
         out = _buffers(k.shape[0], model.nbands, model.dim)
-        Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"))
+        Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"), order=order)
         out["_hamiltonian"] = Hu
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out,
                                     model.active_slots(), level)
     else:
-        Hu = model.unique_derivatives(k)
+        Hu = model.unique_derivatives(k, order=order)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
                                     active=model.active_slots(), level=level)
     if getattr(model, "position", None) is not None:  # Wannier position operator: external terms of Ω, ∂Ω
@@ -251,7 +253,10 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
         return out
     n_blocks = block_count(N, n_threads)
     i1, i2, i3 = index_maps(d)
-    active = np.ones(Hu.shape[1], bool) if active is None else np.array(active, bool)
+    needed = slot_count(d, level)
+    if Hu.shape[1] < needed:
+        raise ValueError(f"derivative array has {Hu.shape[1]} slots; kernel level {level} reads {needed}")
+    active = np.ones(Hu.shape[1], bool) if active is None else np.array(active, bool)[:Hu.shape[1]]
     active[(1 + d if level <= 1 else 1 + d + d * (d + 1) // 2 if level == 2 else Hu.shape[1]):] = False
     if gammas is None or gammas.shape[-1] != n:
         gammas, c_idx, c_val = np.zeros((0, n, n), complex), np.zeros((0, 3), np.int64), np.zeros(0)

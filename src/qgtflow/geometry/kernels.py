@@ -190,7 +190,7 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, level, thresh, gauge_seed,
                 t_re = 0.0
                 t_im = 0.0
                 g_bcp = 0.0
-                m2 = R[i2[a, b], i, i].real
+                m2 = R[i2[a, b], i, i].real if level >= 2 else 0.0  # order-2 slots exist from level 2
                 for m in range(n):
                     if grp[m] == grp[i]:
                         continue
@@ -302,7 +302,7 @@ def geometry_chunk(Hu, i1, i2, i3, active, level, thresh, gauge_seed, n_blocks, 
     — is one more (N, …) argument here and in ``_geometry_one_k``, rotated like the ∂H slots.)
 
     Hu (N, U, n, n): H and its distinct derivatives (slot maps i1, i2, i3; see
-    ``models/derivatives.py``). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
+    ``models/derivatives.py``), at least the slots of the orders ``level`` reads (U = 1 + d at level 1). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
     metric/bcp (N,n,d,d), third/dcurv/dmetric/dbcp (N,n,d,d,d) with the derivative index last.
     ``active[u]`` is False for slots that vanish on the whole chunk (their rotation is skipped).
     ``gammas`` (K, n, n): an anticommuting basis of the model (K = 0: none) selects the closed

@@ -49,8 +49,9 @@ class Model:
     # Not a dataclass field: set by the Wannier90 reader only.
     position = None
 
-    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """H and its distinct derivatives up to third order, shape (N, U, n, n) (see ``derivatives.py``).
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None, order: int = 3) -> np.ndarray:
+        """H and its distinct derivatives up to ``order`` (≤ 3), shape (N, slot_count(dim, order), n, n)
+        (see ``derivatives.py``); the kernel asks only for the orders its fields read.
 
         ``out``: an array of that shape to fill instead of allocating one.
         """

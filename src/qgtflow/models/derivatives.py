@@ -2,7 +2,8 @@
 
 Derivatives commute, so ∂_a∂_bH = ∂_b∂_aH: of the 1 + d + d² + d³ matrices up to third order
 only U = 1 + d + d(d+1)/2 + d(d+1)(d+2)/6 differ (10 in 2D, 20 in 3D). Models fill an array
-Hu (N, U, n, n); the index maps send an ordered multi-index to its slot.
+Hu (N, U, n, n); the index maps send an ordered multi-index to its slot. Slots are ordered by
+derivative order, so a model asked for ``order`` < 3 fills only the first ``slot_count(dim, order)``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,12 @@ def unique_multi_indices(dim: int, order: int = 3) -> tuple[tuple[int, ...], ...
     for o in range(order + 1):
         out.extend(combinations_with_replacement(range(dim), o))
     return tuple(out)
+
+
+@lru_cache(maxsize=None)
+def slot_count(dim: int, order: int = 3) -> int:
+    """Number of distinct derivatives of orders 0..order: the first slots of the compact array."""
+    return len(unique_multi_indices(dim, order))
 
 
 @lru_cache(maxsize=None)

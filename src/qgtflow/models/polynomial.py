@@ -13,7 +13,7 @@ from numba import njit, prange
 
 from qgtflow.errors import ModelError
 from qgtflow.models.base import Model
-from qgtflow.models.derivatives import unique_multi_indices
+from qgtflow.models.derivatives import slot_count, unique_multi_indices
 
 
 @njit(parallel=True, cache=True)
@@ -86,9 +86,10 @@ class PolynomialModel(Model):
     def coefficient_matrices(self) -> np.ndarray:
         return self.coefficients
 
-    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None, order: int = 3) -> np.ndarray:
         k = np.ascontiguousarray(np.asarray(k, dtype=float).reshape(-1, self.dim))
-        shape = (k.shape[0], self._factor.shape[0], self.nbands, self.nbands)
+        slots = slot_count(self.dim, order)
+        shape = (k.shape[0], slots, self.nbands, self.nbands)
         out = np.empty(shape, complex) if out is None or out.shape != shape else out
-        _evaluate(k, self._factor, self._power, self.coefficients, out)
+        _evaluate(k, self._factor[:slots], self._power[:slots], self.coefficients, out)
         return out

@@ -74,10 +74,10 @@ class SectorModel(Model):
     def clifford_gammas(self):
         return None
 
-    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None, order: int = 3) -> np.ndarray:
         """Block-diagonal H and derivatives (validation and generic use; the geometry stage splits sectors)."""
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
-        parts = [m.unique_derivatives(k) for m in self.sectors]
+        parts = [m.unique_derivatives(k, order=order) for m in self.sectors]
         shape = parts[0].shape[:2] + (self.nbands, self.nbands)
         out = np.zeros(shape, complex) if out is None or out.shape != shape else out
         out[...] = 0.0

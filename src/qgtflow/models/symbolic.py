@@ -33,7 +33,7 @@ import numpy as np
 
 from qgtflow.errors import ModelError
 from qgtflow.models.base import Model
-from qgtflow.models.derivatives import unique_multi_indices
+from qgtflow.models.derivatives import slot_count, unique_multi_indices
 from qgtflow.safety import private_dir
 
 K_SYMBOLS = ("kx", "ky", "kz")
@@ -429,9 +429,11 @@ class SymbolicModel(Model):
         state["_kernel"] = None  # workers load the generated module themselves
         return state
 
-    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None, order: int = 3) -> np.ndarray:
         k = np.ascontiguousarray(np.asarray(k, dtype=float).reshape(-1, self.dim))
         shape = (k.shape[0], len(unique_multi_indices(self.dim)), self.nbands, self.nbands)
+        if order < 3:  # the generated kernel fills every slot; cheap for k·p expressions, the lower ones are kept
+            return self.unique_derivatives(k)[:, :slot_count(self.dim, order)]
         out = np.empty(shape, complex) if out is None or out.shape != shape else out
         if k.shape[0]:
             from numba.core.errors import NumbaError

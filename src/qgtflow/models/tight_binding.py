@@ -15,7 +15,10 @@ from numba import njit, prange
 
 from qgtflow.errors import ModelError
 from qgtflow.models.base import Model
-from qgtflow.models.derivatives import unique_multi_indices
+from qgtflow.models.derivatives import slot_count, unique_multi_indices
+
+
+CELL_SUM_BLOCK_BYTES = 8 << 20  # k-points per block of the phase-free path: its G_β temporaries stay near cache size
 
 
 class TightBindingModel(Model):
@@ -107,34 +110,43 @@ class TightBindingModel(Model):
             return self.matrices.reshape(-1, self.nbands, self.nbands)
         return super().coefficient_matrices()  # the orbital phases mix the per-R matrices: sample H(k)
 
-    def _cell_sums(self, k: np.ndarray) -> np.ndarray:
-        """G_β(k) = Σ_R Π_{a∈β} (iR_a) t(R) e^{ik·R} for every distinct multi-index β: (U, N, n, n)."""
+    @property
+    def phase_free(self) -> bool:
+        """True when no orbital phase enters H(k): convention I, or every orbital offset τ_j − τ_i zero."""
+        return self.orbital_offsets is None or not np.any(self.orbital_offsets)
+
+    def _cell_sums(self, k: np.ndarray, order: int = 3) -> np.ndarray:
+        """G_β(k) = Σ_R Π_{a∈β} (iR_a) t(R) e^{ik·R} for every distinct multi-index β of order ≤ ``order``:
+        (U, N, n, n), one (N, n_R) @ (n_R, n²) product per β (the monomial on the phase side)."""
         n, N = self.nbands, k.shape[0]
         phases = np.exp(1j * (k @ self.displacements.T))  # (N, n_R)
         iR = 1j * self.displacements
-        alphas = unique_multi_indices(self.dim)
-        G = np.empty((len(alphas), N, n, n), complex)
+        alphas = unique_multi_indices(self.dim, order)
+        G = np.empty((len(alphas), N, n * n), complex)
         for u, alpha in enumerate(alphas):
-            factor = np.ones(len(self.displacements), complex)
+            weighted = phases
             for a in alpha:
-                factor = factor * iR[:, a]
-            G[u] = (phases @ (factor[:, None] * self.matrices)).reshape(N, n, n)
-        return G
+                weighted = weighted * iR[:, a]
+            np.matmul(weighted, self.matrices, out=G[u])
+        return G.reshape(len(alphas), N, n, n)
 
-    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None, order: int = 3) -> np.ndarray:
         k = np.asarray(k, dtype=float).reshape(-1, self.dim)
         n, N = self.nbands, k.shape[0]
-        alphas = unique_multi_indices(self.dim)
-        shape = (N, len(alphas), n, n)
+        slots = slot_count(self.dim, order)
+        shape = (N, slots, n, n)
         out = np.empty(shape, complex) if out is None or out.shape != shape else out
-        G = self._cell_sums(k)
-        if self.orbital_offsets is None:
-            out[...] = np.moveaxis(G, 0, 1)
+        if self.phase_free:  # no orbital phase (or all offsets zero): ∂^α H = G_α, in cache-sized blocks of k
+            step = max(8, CELL_SUM_BLOCK_BYTES // (16 * slots * n * n))
+            for lo in range(0, N, step):
+                out[lo:lo + step] = np.moveaxis(self._cell_sums(k[lo:lo + step], order), 0, 1)
             return out
+        G = self._cell_sums(k, order)
         # Leibniz: ∂^α (E ⊙ G) = Σ_{β ⊆ α} (Π_{a ∈ α∖β} iΔτ_a) ⊙ E ⊙ ∂^β G, E_ij = e^{ik·(τ_j − τ_i)}
         E = np.exp(1j * np.einsum("qa,ija->qij", k, self.orbital_offsets))
         beta_slot, complement = _leibniz_table(self.dim)
-        _combine_orbital_phases(G, E, np.ascontiguousarray(self.orbital_offsets), beta_slot, complement, out)
+        _combine_orbital_phases(G, E, np.ascontiguousarray(self.orbital_offsets), beta_slot[:slots],
+                                complement[:slots], out)
         return out
 
 
