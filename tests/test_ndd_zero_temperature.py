@@ -67,3 +67,14 @@ def test_zero_temperature_needs_tetrahedra():
 
     with pytest.raises(ConfigError, match="temperature"):
         load_study({**NDD0, "integration": "points", "temperature": [0.0]})
+
+
+def test_gamma_vanishes_in_the_global_gap_at_zero_temperature(tmp_path):
+    """002 Fig. 4b text: γ_xxz = 0 while μ lies in the global gap (|μ| < 0.05 Δ for the Fig. 4 parameters) — exactly
+    at T = 0 (no Fermi surface), where T = 0.05 Δ gave −0.0055 in the default study; nonzero in the band."""
+    study = {k: v for k, v in NDD0.items() if k not in ("omega", "broadening")}
+    ds = evaluate({**study, "mu": [-0.03, 0.0, 0.03, 0.5], "temperature": [0.0], "energy_resolution": 1e-3,
+                   "responses": ["quadrupolar_current_gamma"]}, n_workers=0, workdir=tmp_path)
+    g = ds["quadrupolar_current_gamma"].sel(i="x", j="x", k="z", T=0.0).values
+    assert abs(g[3]) > 0
+    assert np.abs(g[:3]).max() <= 1e-14 * abs(g[3])
