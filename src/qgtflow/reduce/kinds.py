@@ -118,6 +118,9 @@ class PairAccumulator(Protocol):
 
     def merge(self, a, b): ...
 
+    # optional, with ``tetrahedron = True``: add_simplices(state, fields, params, grid, start, stop, vertex_index) for
+    # ``integration: tetrahedron`` (the cells whose base vertex is in [start, stop)); without it that study is refused
+
 
 @dataclass(frozen=True)
 class PairSum:
@@ -138,7 +141,7 @@ class PairSum:
         return set(self.spec.fields)
 
     def validate(self, cfg, model, units, key, as_array):
-        if cfg.get("integration") == "tetrahedron":
+        if cfg.get("integration") == "tetrahedron" and not getattr(self.accumulator, "tetrahedron", False):
             raise ConfigError(f"{key}integration", "tetrahedron", f"points for {self.name} (its Lorentzian pair sum "
                               "samples k-points; compute it in a study of its own)")
         if model.dim < self.spec.min_dim:
@@ -164,9 +167,14 @@ class PairSum:
 
 
 class TwoBandTransitions:
-    """002's interband sums over the two-band sectors: (Δn bracket complex, ⟨G⟩ average real), (P, ω, μ, T) each."""
+    """002's interband sums over the two-band sectors: (Δn bracket complex, ⟨G⟩ average real), (P, ω, μ, T) each.
+
+    Point sampling (T > 0): the pair-sum kernel ``ndd_accumulate``. ``integration: tetrahedron`` (T >= 0): the same
+    sums as Fermi-sea + Fermi-surface integrals of per-vertex integrands (``ndd_vertex_integrands``) in linear-
+    tetrahedron moment histograms, read out exactly at T = 0 (step occupations, δ-weights on the Fermi surface)."""
 
     key = "two_band_transitions"
+    tetrahedron = True  # has add_simplices
 
     def check_model(self, model, key, names):
         from qgtflow.reduce.transitions import two_band_pairs
@@ -183,10 +191,14 @@ class TwoBandTransitions:
         return {"mu": np.asarray(ctx["mu"], float), "kT": np.asarray(ctx["kT"], float),
                 "omega": np.asarray(ctx["omega"], float), "eta": float(ctx["eta"]),
                 "pairs": two_band_pairs(ctx["band_sector"]), "band_weight": np.asarray(ctx["band_weight"], float),
-                "dim": ctx["dim"]}
+                "dim": ctx["dim"], "bins": ctx.get("bins") if ctx.get("tetrahedron") else None}
 
     def start(self, params):
         shape = (len(params["pairs"]), len(params["omega"]), len(params["mu"]), len(params["kT"]))
+        if params["bins"] is not None:  # tetrahedron: moment histograms of the per-vertex integrands
+            from qgtflow.reduce.transitions import N_PARTS
+
+            return params["bins"].empty(shape[0] * shape[1] * N_PARTS)
         return np.zeros(shape, complex), np.zeros(shape)
 
     def add(self, state, fields, weight, params):
@@ -196,8 +208,29 @@ class TwoBandTransitions:
                        np.ascontiguousarray(fields["quantum_metric"]), weight, params["band_weight"],
                        params["pairs"], params["mu"], params["kT"], params["omega"], params["eta"], *state)
 
+    def add_simplices(self, state, fields, params, grid, start, stop, vertex_index):
+        """Tetrahedron integration: the cells whose base vertex is in [start, stop) (``fields`` at ``vertex_index``)."""
+        from qgtflow.reduce.simplex_moments import accumulate_simplex_moments
+        from qgtflow.reduce.transitions import ndd_vertex_integrands
+
+        Q = ndd_vertex_integrands(fields["energy"], fields["velocity"], fields["quantum_metric"],
+                                  params["band_weight"], params["pairs"], params["omega"], params["eta"])
+        bins = params["bins"]
+        accumulate_simplex_moments(grid, start, stop, vertex_index, np.ascontiguousarray(fields["energy"]), Q,
+                                   bins.lo, bins.width, *state)
+
     def merge(self, a, b):
         return a[0] + b[0], a[1] + b[1]
+
+    def values(self, state, params):
+        """(bracket complex, ⟨G⟩ real), (P, ω, μ, T) each, from either kind of state."""
+        if params["bins"] is None:
+            return state
+        from qgtflow.reduce.simplex_moments import read_out
+        from qgtflow.reduce.transitions import ndd_from_histograms
+
+        sea, surface = (read_out(params["bins"], *state, params["mu"], params["kT"], order) for order in (0, 1))
+        return ndd_from_histograms(sea, surface, len(params["pairs"]), len(params["omega"]))
 
 
 def _summed(raw, sectors):
@@ -214,14 +247,18 @@ def _emit_delta_n(study, state, params, sectors):
     else:
         scale = -E_CHARGE ** 2 * C_LIGHT * MU_0 / (2 * HBAR) * study.units.length_si ** -(d - 3)
         units = format_si_units({"m": 3 - d})
-    values = _summed(state[0], sectors)
+    values = _summed(_transitions_values(state, params)[0], sectors)
     return ("complex_part", "omega", "mu", "T"), scale * np.stack([values.real, values.imag], axis=1), units
 
 
 def _emit_qmd_average(study, state, params, sectors):
     """⟨G⟩ average: energy² (model units; eV² in physical units)."""
     units = study.units.model_units(2, 0)
-    return ("omega", "mu", "T"), _summed(state[1], sectors), units
+    return ("omega", "mu", "T"), _summed(_transitions_values(state, params)[1], sectors), units
+
+
+def _transitions_values(state, params):
+    return TwoBandTransitions().values(state, params)
 
 
 # ---- model-evaluated and derived --------------------------------------------------------------------------------------

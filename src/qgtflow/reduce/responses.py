@@ -674,7 +674,8 @@ DIRECT_RESPONSES: dict[str, DirectResponse] = {
         "ndd_delta_n", "nonreciprocal directional dichroism Δn (light along z, polarised along x)",
         "002 Eq. 12–13: Δn = −(e²cμ0/2ħ) Σ_{m≠n∈{c,v}} ∫[dk] [A(G_zxx,m f'_m + G_zxx,n f'_n) + B(G_zxx,m + G_zxx,n) "
         "+ C(G_xxz,m + G_xxz,n)], G_ijk,m = ∂_iε_m g^jk_m; principal parts at ω + iη, δ → Lorentzian of "
-        "half-width η (exact as η → 0); two-band transitions within each sector",
+        "half-width η (exact as η → 0); two-band transitions within each sector; with integration: tetrahedron the "
+        "same sum as per-band Fermi-sea + Fermi-surface integrals on linear tetrahedra (T = 0 exact)",
         ("energy", "velocity", "quantum_metric"), ("complex_part", "omega"), min_dim=3,
         time_convention="002 (e^{-iωt}, ω + iη)"),
     "ndd_qmd_average": DirectResponse(

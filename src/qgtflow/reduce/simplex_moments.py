@@ -537,3 +537,17 @@ def zero_temperature(bins_lo: float, width: float, moments: np.ndarray, underflo
         else:
             out[i] = leg.legval(t[i], leg.legder(coef)) * (2.0 / width)
     return out
+
+
+def read_out(bins, moments: np.ndarray, underflow: np.ndarray, mu, kT, order: int) -> np.ndarray:
+    """I[μ, T, c] of the histograms for every T: ``spectral.contract`` for T > 0, :func:`zero_temperature` for T = 0."""
+    from qgtflow.reduce.spectral import contract
+
+    kT = np.asarray(kT, float)
+    out = np.zeros((np.size(mu), kT.size, moments.shape[2]))
+    warm = np.flatnonzero(kT > 0)
+    if warm.size:
+        out[:, warm] = contract(bins, moments, underflow, np.asarray(mu, float), kT[warm], order)
+    for t in np.flatnonzero(kT == 0):
+        out[:, t] = zero_temperature(bins.lo, bins.width, moments, underflow, mu, order)
+    return out

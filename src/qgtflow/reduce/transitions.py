@@ -13,6 +13,14 @@ These do not factor into an energy histogram of one band (they depend on the pai
 Broadening η: the real (principal) parts are evaluated at ω + iη, δ and δ' become a Lorentzian of
 half-width η and its derivative — the printed formula exactly as η → 0. Pairs are the two bands of
 every two-band sector (each valley of ``ndd_two_valley``); ħ = 1 inside (ω in model energy units).
+
+T = 0 (``integration: tetrahedron``). Per band the bracket is a Fermi-sea plus a Fermi-surface integral,
+    Σ_{(m,n)} [A(ω_mn)(G_m f'_m + G_n f'_n) + (B̃(ω_mn) Gs_zxx + C̃(ω_mn) Gs_xxz) Δf_mn]
+      = Σ_m ∫ [f_m Σ_n (T_mn − T_nm) + f'_m G_zxx,m Σ_n (A(ω_mn) + A(ω_nm))],
+with B = B̃ Δf, C = C̃ Δf, Gs = G_m + G_n and T_mn = B̃(ω_mn) Gs_zxx + C̃(ω_mn) Gs_xxz (a relabelling of the sum,
+exact). Those per-vertex integrands go through the linear-tetrahedron moment histograms of
+``simplex_moments``: at T = 0, f → θ(μ − ε) (Fermi sea of the interpolant) and f' → −δ(ε − μ) (its Fermi
+surface), exactly; at T > 0 the same histograms are contracted with f0, f0'.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ import math
 import numpy as np
 from numba import njit
 
+# per (pair, ω) components of the tetrahedron integrands: Fermi sea (re, im), Fermi surface (re, im), ⟨G⟩ sea
+SEA_RE, SEA_IM, SURF_RE, SURF_IM, AVG_SEA = range(5)
+N_PARTS = 5
 
 
 def two_band_pairs(band_sector: np.ndarray) -> np.ndarray:
@@ -90,3 +101,53 @@ def ndd_accumulate(energy, velocity, metric, weight, band_weight, pairs, mu, kT,
                             c = (2.0 * df * wmn / den).real - 2j * math.pi * df * lor
                             out[p, iw, im, it] += bw * (a * occ + b * g_zxx + c * g_xxz)
                             average[p, iw, im, it] += bw * g_zxx * df * wmn * wmn * lor
+
+
+def _spectral_coefficients(x, omega, eta):
+    """A, B̃ = B/Δf, C̃ = C/Δf of 002 Eq. 12 and x² δ_η(ω + x) at pair energies ``x`` (…, 1) and photon energies
+    ``omega`` (W,): complex (…, W) each (the ⟨G⟩ weight real), δ → Lorentzian of half-width η as in ndd_accumulate."""
+    z = omega + 1j * eta
+    den = x * x - z * z
+    s = omega + x
+    lor = eta / math.pi / (s * s + eta * eta)
+    dlor = -2.0 * eta / math.pi * s / (s * s + eta * eta) ** 2
+    a = (x * x / den).real + 1j * math.pi * omega * lor
+    b = (-2.0 * x ** 3 / (den * den)).real + 1j * math.pi * x * x / omega * dlor
+    c = (2.0 * x / den).real - 2j * math.pi * lor
+    return a, b, c, x * x * lor
+
+
+def ndd_vertex_integrands(energy, velocity, metric, band_weight, pairs, omega, eta):
+    """Per-vertex integrands Q (N, nb, P·W·N_PARTS) of the T = 0 form (module doc): component
+    ((p·W + w)·N_PARTS + part); band m's Fermi-sea parts Σ_n bw_m T_mn − bw_n T_nm, its Fermi-surface parts
+    G_zxx,m (bw_m A(ω_mn) + bw_n A(ω_nm)) and its ⟨G⟩ part (bw_m S(ω_mn) − bw_n S(ω_nm)) Gs_zxx, S(x) = x² δ_η(ω+x).
+    Zero outside the pair's bands, so each pair (sector) keeps its own components."""
+    N, nb = energy.shape
+    W = omega.size
+    Q = np.zeros((N, nb, pairs.shape[0], W, N_PARTS))
+    g_zxx = velocity[:, :, 2] * metric[:, :, 0, 0]
+    g_xxz = velocity[:, :, 0] * metric[:, :, 0, 2]
+    for p, (u, v) in enumerate(pairs):
+        gs_zxx = (g_zxx[:, u] + g_zxx[:, v])[:, None]
+        gs_xxz = (g_xxz[:, u] + g_xxz[:, v])[:, None]
+        for m, n in ((u, v), (v, u)):
+            a_mn, b_mn, c_mn, s_mn = _spectral_coefficients((energy[:, m] - energy[:, n])[:, None], omega, eta)
+            a_nm, b_nm, c_nm, s_nm = _spectral_coefficients((energy[:, n] - energy[:, m])[:, None], omega, eta)
+            bm, bn = band_weight[m], band_weight[n]
+            sea = bm * (b_mn * gs_zxx + c_mn * gs_xxz) - bn * (b_nm * gs_zxx + c_nm * gs_xxz)
+            surf = g_zxx[:, m, None] * (bm * a_mn + bn * a_nm)
+            Q[:, m, p, :, SEA_RE] = sea.real
+            Q[:, m, p, :, SEA_IM] = sea.imag
+            Q[:, m, p, :, SURF_RE] = surf.real
+            Q[:, m, p, :, SURF_IM] = surf.imag
+            Q[:, m, p, :, AVG_SEA] = (bm * s_mn - bn * s_nm) * gs_zxx
+    return Q.reshape(N, nb, -1)
+
+
+def ndd_from_histograms(sea, surface, n_pairs, n_omega):
+    """(bracket complex, ⟨G⟩ real), each (P, W, μ, T), from the read-outs ``sea`` = Σ∫ Q f0 and ``surface`` =
+    Σ∫ Q f0' of :func:`ndd_vertex_integrands` (μ, T, P·W·N_PARTS)."""
+    shape = sea.shape[:2] + (n_pairs, n_omega, N_PARTS)
+    sea, surface = sea.reshape(shape), surface.reshape(shape)
+    bracket = (sea[..., SEA_RE] + surface[..., SURF_RE]) + 1j * (sea[..., SEA_IM] + surface[..., SURF_IM])
+    return np.moveaxis(bracket, (0, 1), (2, 3)), np.moveaxis(sea[..., AVG_SEA], (0, 1), (2, 3))

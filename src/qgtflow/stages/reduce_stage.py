@@ -23,7 +23,7 @@ from qgtflow.preflight import sampling_warning
 from qgtflow.reduce import kinds
 from qgtflow.reduce.kinds import required_fields
 from qgtflow.reduce.responses import RESPONSES  # noqa: F401  (the binned formulas, for callers)
-from qgtflow.reduce.spectral import accumulate, contract
+from qgtflow.reduce.spectral import accumulate
 from qgtflow.stages.tasks import run_tasks
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,15 @@ def _read_points(group, names, index: np.ndarray, gap: int = 4096):
     return data, pos
 
 
-def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
+def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid, pairs=None):
     """Tetrahedron integration of a run of chunks: exact moment histograms of the linear interpolant over the
-    cells whose base vertex lies in each chunk (the chunk's points plus a halo, read once per chunk)."""
+    cells whose base vertex lies in each chunk (the chunk's points plus a halo, read once per chunk).
+    ``pairs``: {accumulator key: (accumulator, parameters)} of the pair sums (their ``add_simplices``)."""
     from qgtflow.reduce.simplex_moments import accumulate_simplex_moments, chunk_vertices
 
     moments = underflow = None
-    if not terms:  # only responses made outside the histograms (model-evaluated, derived)
+    states = {key: acc.start(params) for key, (acc, params) in (pairs or {}).items()} or None
+    if not terms and not states:  # only responses made outside the histograms (model-evaluated, derived)
         return moments, underflow, None
     for start, stop in chunk_ranges:
         all_index = chunk_vertices(grid, start, stop)
@@ -89,12 +91,16 @@ def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid):
                 continue
             pos = all_pos[np.searchsorted(all_index, idx)]
             fields = {f: a[pos] for f, a in buffer.items()}
+            for key, (acc, params) in (pairs or {}).items():
+                acc.add_simplices(states[key], fields, params, grid, lo, hi, idx)
+            if not terms:
+                continue
             Q = _masked(_integrands(fields, terms), masks)
             if moments is None:
                 moments, underflow = bins.empty(Q.shape[2])
             accumulate_simplex_moments(grid, lo, hi, idx, np.ascontiguousarray(fields["energy"]), Q,
                                        bins.lo, bins.width, moments, underflow)
-    return moments, underflow, None
+    return moments, underflow, states
 
 
 def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, pair_params=None, ac=(None, 0.0),
@@ -110,11 +116,11 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, pair_p
     terms = [t for calc in kinds.of_kind(names, "binned") for t in calc.terms(form, *ac)]
     needed = set(required_fields(names, form, ac[0]))
     group = zarr.open_group(str(geometry_path), mode="r")
-    if grid is not None:
-        return _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid)
-    moments = underflow = None
     pairs = {key: (acc, pair_params[key]) for key, (acc, _) in kinds.accumulators(names).items()} \
         if pair_params else {}
+    if grid is not None:
+        return _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid, pairs)
+    moments = underflow = None
     states = {key: acc.start(params) for key, (acc, params) in pairs.items()} or None
     for start, stop in chunk_ranges:
         chunk = {f: io.read_rows(group, f, start, stop, geometry_path) for f in needed}  # checksums verified
@@ -136,15 +142,9 @@ def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, pair_p
 
 def contract_all(bins, moments, underflow, mu, kT, order: int) -> np.ndarray:
     """spectral.contract for T > 0 and the exact T = 0 read-out (tetrahedron histograms) for T = 0: (μ, T, comp)."""
-    out = np.zeros((np.size(mu), np.size(kT), moments.shape[2]))
-    warm = np.flatnonzero(kT > 0)
-    if warm.size:
-        out[:, warm] = contract(bins, moments, underflow, mu, kT[warm], order)
-    for t in np.flatnonzero(kT == 0):
-        from qgtflow.reduce.simplex_moments import zero_temperature
+    from qgtflow.reduce.simplex_moments import read_out
 
-        out[:, t] = zero_temperature(bins.lo, bins.width, moments, underflow, mu, order)
-    return out
+    return read_out(bins, moments, underflow, mu, kT, order)
 
 
 def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim: int, form_requested: str,
@@ -335,7 +335,8 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     accumulators = kinds.accumulators(study.responses)
     if accumulators:  # pair sums: their parameters, shipped to the workers
         ctx = {"mu": study.mu, "kT": kT, "omega": study.omega, "eta": study.broadening, "band_weight": band_weight,
-               "band_sector": band_sector, "dim": geo.sizes["axis"]}
+               "band_sector": band_sector, "dim": geo.sizes["axis"], "bins": bins,
+               "tetrahedron": study.integration == "tetrahedron"}
         pair_params = {key: acc.prepare(ctx) for key, (acc, _) in accumulators.items()}
     ac = (study.omega, study.broadening)
     grid = None
