@@ -18,6 +18,14 @@ on the same μ grid at T, once with internal terms only (qgtflow ``position_oper
 agreement max|q − p| / max|p| of each quantity (all tensor components, μ less 8 k_BT at each end, see
 ``bench_peer.py``), k-points per second of each code (best of ``--repeat``, one thread, file read → result), and
 qgtflow's geometry kernel alone with / without the position operator (the external-term cost).
+
+Known (2026-12-05, WIP): the finite-T agreement is limited by the peer's smoothing of its T = 0 sums on the μ grid
+(AHC 2 % at 5 meV steps, 0.4–0.8 % at 1 meV on 8³); at T → 0 (qgtflow T = 1 K against the peer's raw ``data``) the
+Fe-like file with A(R) agrees to 5e-16 (AHC) and 1e-13 (BCD, nonzero only through A(R)) in the median over μ, with
+and without the position operator. The generated ``random`` file disagrees in every quantity, the position-free
+nonlinear Drude too (its R cube tiles a 3×3×3 supercell: qgtflow applies a Wigner–Seitz correction the peer does
+not), so its rows are not a position-operator check yet. Symmetry-zero tensors (Fe-like BCD and nonlinear Drude)
+show noise / noise ratios.
 """
 
 from __future__ import annotations
