@@ -55,12 +55,12 @@ def tb_file(tmp_path_factory):
     return write_tb(path, LATTICE, H, centres=CENTRES, positions=r, decimals=10)
 
 
-def bloch(k, H, r):
+def bloch(k, H, r, centres=CENTRES):
     """Independent of qgtflow: H(k) (K, n, n) and the basis connection A(k) (K, 2, n, n) at k (K, 2) (convention I:
     phases e^{ik·R}; Å, eV), A_nm(k) = Σ_R e^{ik·R} ⟨0n|r|Rm⟩ with the centres on the R = 0 diagonal."""
     k = np.atleast_2d(k)
     full = {R: m.copy() for R, m in r.items()}
-    full[(0, 0, 0)][np.arange(N_ORB), np.arange(N_ORB)] += CENTRES
+    full[(0, 0, 0)][np.arange(len(centres)), np.arange(len(centres))] += centres
     Hk = sum(m[None] * np.exp(1j * k @ (np.array(R) @ LATTICE)[:2])[:, None, None] for R, m in H.items())
     Ak = sum(np.moveaxis(m[..., :2], -1, 0)[None] * np.exp(1j * k @ (np.array(R) @ LATTICE)[:2])[:, None, None, None]
              for R, m in full.items())
@@ -140,7 +140,7 @@ def test_degenerate_copies_give_the_same_band_values(tmp_path):
     k = np.random.default_rng(11).uniform(-1.5, 1.5, (4, 2))
     a = compute_fields(single, k, 1e-6)
     b = compute_fields(double, k, 1e-6)
-    for name in ("berry_curvature", "berry_curvature_dipole_density"):
+    for name in ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp"):
         np.testing.assert_allclose(b[name][:, ::2], a[name], atol=1e-9 * np.abs(a[name]).max())
         np.testing.assert_allclose(b[name][:, 1::2], a[name], atol=1e-9 * np.abs(a[name]).max())
 
@@ -187,3 +187,122 @@ def test_responses_of_fields_without_the_position_operator_are_refused(tb_file):
                                                                 "position_operator": False}}}
     assert "bcp" in geometry_fields(load_study({**off, "responses": ["sigma_qm"]}))
     assert "berry_curvature" in geometry_fields(load_study({**base, "responses": ["sigma_ahe", "sigma_bcd"]}))
+    from qgtflow.geometry.position import check_position_operator
+
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    check_position_operator(model, ["reads_g"], lambda r: ["energy", "quantum_metric", "bcp"])  # g, 𝒢: full
+    with pytest.raises(ModelError, match="quantum_metric_dipole_density"):
+        check_position_operator(model, ["reads_dg"], lambda r: ["quantum_metric_dipole_density"])
+
+
+def test_no_position_elements_beyond_the_centres_add_nothing(tmp_path):
+    """A file whose position blocks hold the centres only: the reader attaches no operator (the tight-binding
+    fields, unchanged); and the external terms of a vanishing basis connection are exactly zero for every field."""
+    from qgtflow.geometry.position import external_terms
+
+    H, r = model_blocks()
+    assert read_tb(write_tb(tmp_path / "centres_tb.dat", LATTICE, H, centres=CENTRES, decimals=10),
+                   length_unit="angstrom", dim=2).position is None
+    model = read_tb(write_tb(tmp_path / "full_tb.dat", LATTICE, H, centres=CENTRES, positions=r, decimals=10),
+                    length_unit="angstrom", dim=2)
+    k = np.random.default_rng(13).uniform(-1.5, 1.5, (5, 2))
+    Hu = model.unique_derivatives(k)
+    Au = model.position.unique_derivatives(k)
+    ext = external_terms(Hu, np.zeros_like(Au), 2, 1e-8, dipole=True, metric=True)
+    assert set(ext) == {"berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp"}
+    assert all(not np.any(v) for v in ext.values())
+    assert all(np.abs(v).max() > 0 for v in external_terms(Hu, Au, 2, 1e-8, metric=True).values())
+
+
+def _overlap(k_from, k_to, blocks, states_from, states_to):
+    """⟨ψ_m(k_from)| M |ψ_n(k_to)⟩ (K, n, n), M = exp(−i (k_to − k_from)·A^W(mid)): the Wannier-space overlap of the
+    full Bloch states with the basis transported by the position-operator connection (as in plaquette_flux)."""
+    X = np.einsum("ka,kaij->kij", k_to - k_from, blocks(0.5 * (k_from + k_to))[1])
+    lam, Q = np.linalg.eigh(X)
+    M = np.einsum("kij,kj,klj->kil", Q, np.exp(-1j * lam), np.conj(Q))
+    return np.einsum("kim,kij,kjn->kmn", np.conj(states_from), M, states_to)
+
+
+def _states(k, blocks):
+    return np.linalg.eigh(blocks(k)[0])[1]
+
+
+DIRECTIONS = [np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.array([1.0, 1.0])]
+
+
+def _metric_from(per_direction):
+    """g (…, 2, 2) from the quadratic forms u·g·u along u = x, y and x + y."""
+    gxx, gyy, gsum = per_direction
+    gxy = 0.5 * (gsum - gxx - gyy)
+    return np.stack([np.stack([gxx, gxy], -1), np.stack([gxy, gyy], -1)], -2)
+
+
+def _fidelity_metric(k, blocks, groups, delta=1e-4):
+    """Group quantum metric from the fidelity 1 − |det⟨ψ_D(k−δu/2)|M|ψ_D(k+δu/2)⟩|² ≈ δ² u·g_D·u (error O(δ²)),
+    divided by the group size (a band's value); ``blocks(k)``: H(k), A(k); ``groups``: lists of band indices."""
+    out = []
+    for u in DIRECTIONS:
+        lo, hi = k - 0.5 * delta * u, k + 0.5 * delta * u
+        O = _overlap(lo, hi, blocks, _states(lo, blocks), _states(hi, blocks))
+        per_band = np.empty((k.shape[0], sum(len(g) for g in groups)))
+        for g in groups:
+            fid = 1.0 - np.abs(np.linalg.det(O[:, g][:, :, g])) ** 2
+            per_band[:, g] = (fid / delta**2 / len(g))[:, None]
+        out.append(per_band)
+    return _metric_from(out)
+
+
+def test_quantum_metric_equals_the_fidelity_of_the_full_bloch_states(tb_file):
+    """g with the position operator = the fidelity metric of the Bloch states built in the position-operator
+    convention (Wannier-space overlaps); the tight-binding approximation is off by much more."""
+    H, r = model_blocks()
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    off = read_tb(tb_file, length_unit="angstrom", dim=2, position_operator=False)
+    k = np.random.default_rng(7).uniform(-1.5, 1.5, (6, 2))
+    fid = _fidelity_metric(k, lambda q: bloch(q, H, r), [[0], [1], [2]])
+    g = compute_fields(model, k, 1e-8)["quantum_metric"]
+    g_tb = compute_fields(off, k, 1e-8)["quantum_metric"]
+    scale = np.abs(fid).max()
+    np.testing.assert_allclose(g, fid, atol=1e-6 * scale)
+    assert np.abs(g_tb - fid).max() > 1e-2 * scale
+
+
+def test_bcp_equals_pairwise_transition_probabilities(tb_file):
+    """𝒢^ab_n = 2 Σ_m Re(𝒜^a_nm 𝒜^b_mn) / (ε_n − ε_m), the pair metric Re(𝒜^a_nm 𝒜^b_mn) from the gauge-invariant
+    transition probabilities |⟨ψ_m(k−δu/2)|M|ψ_n(k+δu/2)⟩|² ≈ δ² |u·𝒜_mn|² (error O(δ)), energies from H(k)."""
+    H, r = model_blocks()
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    off = read_tb(tb_file, length_unit="angstrom", dim=2, position_operator=False)
+    k = np.random.default_rng(8).uniform(-1.5, 1.5, (6, 2))
+    delta = 1e-6
+    blocks = lambda q: bloch(q, H, r)  # noqa: E731
+    E = np.linalg.eigvalsh(blocks(k)[0])
+    gap = E[:, None, :] - E[:, :, None]  # [m, n] = ε_n − ε_m
+    off_diag = ~np.eye(N_ORB, dtype=bool)
+    weighted = []
+    for u in DIRECTIONS:
+        lo, hi = k - 0.5 * delta * u, k + 0.5 * delta * u
+        pair = np.abs(_overlap(lo, hi, blocks, _states(lo, blocks), _states(hi, blocks))) ** 2 / delta**2  # [m, n]
+        weighted.append(2.0 * np.where(off_diag, pair / np.where(off_diag, gap, 1.0), 0.0).sum(axis=1))
+    bcp_fd = _metric_from(weighted)
+    bcp = compute_fields(model, k, 1e-8)["bcp"]
+    scale = np.abs(bcp_fd).max()
+    np.testing.assert_allclose(bcp, bcp_fd, atol=1e-4 * scale)
+    assert np.abs(compute_fields(off, k, 1e-8)["bcp"] - bcp_fd).max() > 1e-2 * scale
+
+
+def test_degenerate_groups_metric_equals_the_group_fidelity(tmp_path):
+    """Every band doubled (H ⊗ 1₂, r ⊗ 1₂ plus an in-group mixing of r that leaves the bands degenerate): the
+    group metric from 1 − |det| over each degenerate pair, per band."""
+    H, r = model_blocks()
+    mix = 0.02 * np.kron(np.eye(N_ORB), np.array([[0.0, 1.0], [1.0, 0.0]]))
+    H2 = {R: np.kron(m, np.eye(2)) for R, m in H.items()}
+    r2 = {R: np.stack([np.kron(m[..., a], np.eye(2)) + (mix if not any(R) and a < 2 else 0.0) for a in range(3)], -1)
+          for R, m in r.items()}
+    centres = np.repeat(CENTRES, 2, axis=0)
+    model = read_tb(write_tb(tmp_path / "two_tb.dat", LATTICE, H2, centres=centres, positions=r2, decimals=10),
+                    length_unit="angstrom", dim=2)
+    k = np.random.default_rng(12).uniform(-1.5, 1.5, (4, 2))
+    fid = _fidelity_metric(k, lambda q: bloch(q, H2, r2, centres), [[0, 1], [2, 3], [4, 5]])
+    g = compute_fields(model, k, 1e-6)["quantum_metric"]
+    np.testing.assert_allclose(g, fid, atol=1e-6 * np.abs(fid).max())

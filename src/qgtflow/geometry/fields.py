@@ -155,10 +155,10 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         Hu = model.unique_derivatives(k, order=order)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
                                     active=model.active_slots(), level=level)
-    if getattr(model, "position", None) is not None:  # Wannier position operator: external terms of Ω, ∂Ω
+    if getattr(model, "position", None) is not None:  # Wannier position operator: external terms of Ω, ∂Ω, g, 𝒢
         from qgtflow.geometry.position import add_external_terms
 
-        add_external_terms(fields, model, k, Hu, degeneracy_threshold)
+        add_external_terms(fields, model, k, Hu, degeneracy_threshold, core)
     fields = {name: fields[name] for name in core}
     quad = [name for name in optional if name not in SPIN_OPTIONAL_FIELDS]
     spin = [name for name in optional if name in SPIN_OPTIONAL_FIELDS]

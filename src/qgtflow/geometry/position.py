@@ -25,10 +25,20 @@ In the eigenbasis (Ā = U†A^W U, V^a = U†∂_aH U, W^{ca} = U†∂_c∂_aH 
 Every trace is a sum of per-row terms over r ∈ D; a band's value is its group's sum divided by the group size
 (band sums are group traces, as in ``kernels.py``). Cost O(d³ n³) per k in batched NumPy products.
 
-Which fields include the external terms: ``berry_curvature`` and ``berry_curvature_dipole_density``
-(:data:`FULL_POSITION_FIELDS`). The quantum metric, the BCP, their dipoles and quadrupole, the Christoffel
-symbols and the 003 Zeeman QGT (which contain A^a_nm) do not yet: :func:`check_position_operator` refuses
-responses that read them while the position operator is on (switch it off with
+Quantum metric and BCP (one gauge-covariant construction with the curvature). With D_aP = ∂_aP − i[A^W_a, P] the
+covariant projector derivative inside the Wannier space, D_aP = −i[𝒜^a, P] with 𝒜^a = Ā^a − iV̂^a the full
+interband Berry connection (A^H_nm = −iV̂^a_nm the tight-binding part), and the group QGT is
+
+    Q^ab_D = Tr[P D_aP D_bP] = Σ_{n∈D, m∉D} 𝒜^a_nm 𝒜^b_mn,   g^ab_D = Re Q^ab_D,   Ω^ab_D = −2 Im Q^ab_D + Tr[P F^W_ab]
+
+(F^W = Ω^W − i[A^W_a, A^W_b] the basis curvature; the Ω above is this one, the ĀĀ terms cancelling), and
+the BCP 𝒢^ab_D = 2 Re Σ_{n∈D, m∉D} 𝒜^a_nm 𝒜^b_mn X_nm (001; as in WYSV the sum over m runs over the Wannier
+bands: the metric of the Wannier-space projector). The external parts (Ā terms) are added per row, O(d² n²)
+per k after the rotations of A^W.
+
+Which fields include the external terms: :data:`FULL_POSITION_FIELDS`. The dipoles of g and 𝒢, the quadrupole,
+the Christoffel symbols and the 003 Zeeman QGT (which contain A^a_nm) do not yet: :func:`check_position_operator`
+refuses responses that read them while the position operator is on (switch it off with
 ``wannier90.position_operator: false`` to get the tight-binding approximation throughout).
 """
 
@@ -38,10 +48,10 @@ import numpy as np
 
 from qgtflow.models.derivatives import index_maps
 
-FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density")
+FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp")
 # fields whose definition contains the interband Berry connection A^a_nm but which the position operator does
 # not enter yet (their values would be the tight-binding approximation)
-TB_ONLY_FIELDS = ("quantum_metric", "bcp", "quantum_metric_dipole_density", "bcp_dipole_density",
+TB_ONLY_FIELDS = ("quantum_metric_dipole_density", "bcp_dipole_density",
                   "quantum_metric_quadrupole_density", "christoffel", "zeeman_qgt_metric", "zeeman_qgt_curvature",
                   "zeeman_bcp", "zeeman_hspace_bcp", "zeeman_nonlinear_sea", "spin_nonlinear_sea",
                   "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole", "zeeman_hspace_bcp_dipole",
@@ -80,22 +90,26 @@ def _row_trace(A, B):
     return np.einsum("brj,bjr->br", A, B)
 
 
-def external_terms(Hu: np.ndarray, Au: np.ndarray, dim: int, threshold: float, dipole: bool = True):
-    """(Ω_ext (N, n, d, d) [a, b], ∂Ω_ext (N, n, d, d, d) [a, b, c] = ∂_c Ω^ab, or None) per band."""
+def external_terms(Hu: np.ndarray, Au: np.ndarray, dim: int, threshold: float, dipole: bool = True,
+                   metric: bool = False):
+    """External terms per band: {"berry_curvature": (N, n, d, d) [a, b], "berry_curvature_dipole_density":
+    (N, n, d, d, d) [a, b, c] = ∂_c Ω^ab (``dipole``), "quantum_metric", "bcp": (N, n, d, d) (``metric``)}."""
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
-    curv = np.zeros((N, n, d, d))
-    dcurv = np.zeros((N, n, d, d, d)) if dipole else None
+    out = {"berry_curvature": np.zeros((N, n, d, d))}
+    if dipole:
+        out["berry_curvature_dipole_density"] = np.zeros((N, n, d, d, d))
+    if metric:
+        out["quantum_metric"] = np.zeros((N, n, d, d))
+        out["bcp"] = np.zeros((N, n, d, d))
     for lo in range(0, N, BATCH):
         hi = min(N, lo + BATCH)
-        c, dc = _batch(Hu[lo:hi], Au[lo:hi], d, threshold, dipole)
-        curv[lo:hi] = c
-        if dipole:
-            dcurv[lo:hi] = dc
-    return curv, dcurv
+        for name, value in _batch(Hu[lo:hi], Au[lo:hi], d, threshold, dipole, metric).items():
+            out[name][lo:hi] = value
+    return out
 
 
-def _batch(Hu, Au, d, threshold, dipole):
+def _batch(Hu, Au, d, threshold, dipole, metric=False):
     i1, i2, _ = index_maps(d)
     B, n = Hu.shape[0], Hu.shape[2]
     E, U = np.linalg.eigh(Hu[:, 0])
@@ -146,19 +160,41 @@ def _batch(Hu, Au, d, threshold, dipole):
                     val += t3[c, a, b] + 2.0 * _row_trace(Vh[a], dA[b][c]).real
                     val -= t3[c, b, a] + 2.0 * _row_trace(Vh[b], dA[a][c]).real
                     dcurv[:, :, a, b, c] = val
+    out = {"berry_curvature": curv}
+    if dipole:
+        out["berry_curvature_dipole_density"] = dcurv
+    if metric:
+        out.update(_metric_rows(Abar, Vh, X, S, d))
     # band value = group trace / group size
     avg = S / size[:, :, None]
-    curv = np.einsum("kij,kjab->kiab", avg, curv)
-    if dipole:
-        dcurv = np.einsum("kij,kjabc->kiabc", avg, dcurv)
-    return curv, dcurv
+    return {name: np.einsum("kij,kj...->ki...", avg, value) for name, value in out.items()}
 
 
-def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, threshold: float) -> None:
-    """Add the external terms of ``model.position`` to the computed fields (in place) that include them."""
+def _metric_rows(Abar, Vh, X, S, d):
+    """External rows of g and 𝒢: Re Σ_m (𝒜^a_rm 𝒜^b_mr − A^{H,a}_rm A^{H,b}_mr) (× 2 X_rm for 𝒢), 𝒜 = Āo − iV̂,
+    Āo = Ā off the group blocks (Q^ab_D above, minus the tight-binding part the kernel computed)."""
+    B, n = X.shape[0], X.shape[1]
+    Ao = [a * (1.0 - S) for a in Abar]
+    g = np.empty((B, n, d, d))
+    bcp = np.empty((B, n, d, d))
+    for a in range(d):
+        for b in range(a, d):
+            # 𝒜^a_rm 𝒜^b_mr − (−iV̂^a_rm)(−iV̂^b_mr): the ĀĀ and the two Ā·V̂ cross terms
+            p = (Ao[a] * np.swapaxes(Ao[b], 1, 2) - 1j * Ao[a] * np.swapaxes(Vh[b], 1, 2)
+                 - 1j * Vh[a] * np.swapaxes(Ao[b], 1, 2)).real
+            g[:, :, a, b] = g[:, :, b, a] = p.sum(axis=2)
+            bcp[:, :, a, b] = bcp[:, :, b, a] = 2.0 * (p * X).sum(axis=2)
+    return {"quantum_metric": g, "bcp": bcp}
+
+
+def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, threshold: float,
+                       core=FULL_POSITION_FIELDS) -> None:
+    """Add the external terms of ``model.position`` to the computed fields (in place) that include them;
+    ``core``: the fields the caller keeps (the others are left as the kernel gave them)."""
     Au = model.position.unique_derivatives(k)
-    dipole = "berry_curvature_dipole_density" in fields
-    curv, dcurv = external_terms(Hu, Au, model.dim, threshold, dipole=dipole)
-    fields["berry_curvature"] += curv
-    if dipole:
-        fields["berry_curvature_dipole_density"] += dcurv
+    wanted = set(core)
+    ext = external_terms(Hu, Au, model.dim, threshold, dipole="berry_curvature_dipole_density" in wanted,
+                         metric=bool(wanted & {"quantum_metric", "bcp"}))
+    for name, value in ext.items():
+        if name in wanted:
+            fields[name] += value
