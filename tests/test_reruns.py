@@ -79,6 +79,8 @@ SOURCE_EDITS = {
     # the bands stage reads the model only: its edit reruns it and the report
     "src/qgtflow/stages/bands_stage.py": ({"bands A", "bands B", "report", "all"}, "bands A", "Params have changed"),
     "src/qgtflow/report/figures.py": ({"report", "all"}, "report", "Params have changed"),
+    # the papers' claims the report checks: a declared report input (its digest, qgtflow.plan.report_inputs)
+    "src/qgtflow/data/claims.yaml": ({"report", "all"}, "report", "Params have changed"),
     # the command line: no stage runs it (the rule scripts use only setup_job, which is not hashed)
     "src/qgtflow/cli.py": (set(), None, None),
     "workflow/scripts/reduce.py": (

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from qgtflow import gridsize
 
@@ -187,10 +188,19 @@ def stage_inputs(stage: str, study) -> dict:
     return out
 
 
+# the papers' claims the report checks (qgtflow.report.claims): a report input, so editing the file reruns the report
+CLAIMS_FILE = Path(__file__).resolve().parent / "data" / "claims.yaml"
+
+
+def claims_digest() -> str:
+    return hashlib.sha256(CLAIMS_FILE.read_bytes()).hexdigest()[:16]
+
+
 def report_inputs(config: dict, studies: dict, code: dict | None = None) -> dict:
     """The report's params: its own section, each study's declared keys, in config order (the page
-    follows it), and the fingerprints of the stores it reads: {"<study>/convergence": fp,
-    "<study>/n<size>": fp of that responses store, "<study>/bands": fp of its bands store}."""
+    follows it), the fingerprints of the stores it reads: {"<study>/convergence": fp,
+    "<study>/n<size>": fp of that responses store, "<study>/bands": fp of its bands store}, and the digest of the
+    claims file."""
     upstream = {}
     for name, study in studies.items():
         for size in study.sizes:
@@ -199,7 +209,7 @@ def report_inputs(config: dict, studies: dict, code: dict | None = None) -> dict
         upstream[f"{name}/bands"] = bands_job(study, code)["fingerprint"]
     return {"report": canonical(config.get("report") or {}),
             "studies": {name: study_slice("report", studies[name].config) for name in studies},
-            "upstream": upstream}
+            "upstream": upstream, "claims": claims_digest()}
 
 
 class StageConfig(dict):

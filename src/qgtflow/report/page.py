@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from qgtflow import __version__
 from qgtflow.report.bands import bands_figure, bands_section, fermi_surface_figure, kmap_figure
+from qgtflow.report.claims import claims_section
 from qgtflow.report.electro_optics import electro_optics_figure
 from qgtflow.report.figures import cross_figure, grid_needed_figure
 from qgtflow.report.kspace import ife_density_figure
@@ -108,6 +109,7 @@ def build_report(config: dict, results_dir: str, out_html: str) -> None:
              "not verdicts. Relative errors are shown only for entries above the floor.</p>"]
     if figure_parts:
         body += ["<h2>Figures</h2>", *figure_parts]
+    body.append(claims_section(studies, results, config.get("claims")))
     body += sections
     body.append(f"<footer>qgtflow {__version__} · generated {esc(now)}</footer>")
     text = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
