@@ -70,6 +70,13 @@ def _geometry_fields(study) -> list[str]:
     return geometry_fields(study)
 
 
+def _symmetry_zeros(study) -> dict:
+    """{response: components forbidden by the point group of the study's crystal} ({} without ``symmetry``)."""
+    from qgtflow.models.symmetry import study_symmetry_zeros
+
+    return study_symmetry_zeros(study.model, study.config.get("symmetry"), study.responses, f"{study.where}symmetry")
+
+
 # reduce reads the model and the grid settings for the model-evaluated responses (pockels_skew,
 # Born tau: they diagonalise the model on the study's grid)
 _REDUCE_KEYS = ("model", "units", "kgrid", "degeneracy_threshold", "mu", "temperature", "tau", "responses",
@@ -85,7 +92,9 @@ CONTRACTS = {
     "geometry": Contract("geometry", ("model", "units", "degeneracy_threshold"), model=True, upstream=("kgrid",),
                          derived={"fields": _geometry_fields}),
     "reduce": Contract("reduce", _REDUCE_KEYS, model=True, upstream=("geometry",)),
-    "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False),
+    # the symmetry zeros (residuals, not verdicts) come from the crystal at plan time: the stage builds no model
+    "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False,
+                            derived={"symmetry_zeros": _symmetry_zeros}),
     # the report lists each study (description, model, units, grids, tolerances, integration) and reads
     # the convergence tables and the finest responses store
     "report": Contract("report", ("description", "model", "units", "kgrid", "integration", "convergence"),

@@ -110,3 +110,35 @@ def symmetry_zero_components(responses, operations, dim: int) -> dict[str, list[
         if zero:
             out[r] = zero
     return out
+
+
+def crystal_atoms(model, symmetry: dict, where: str = "symmetry") -> list:
+    """[[species, f1, f2, f3], ...] of the study's crystal: ``symmetry.atoms`` when given, else the atoms of the
+    model's Wannier90 ``.win`` (``model.atoms``, fractional in its lattice); a :class:`ModelError` naming the key
+    when neither exists."""
+    atoms = symmetry.get("atoms")
+    if atoms is None:
+        atoms = getattr(model, "atoms", None)
+    if not atoms:
+        raise ModelError(f"{where}.atoms: missing; expected [[species, f1, f2, f3], ...] (fractional), or a "
+                         "Wannier90 model whose seedname.win has an atoms_frac or atoms_cart block")
+    return [list(a) for a in atoms]
+
+
+def study_operations(model, symmetry: dict, where: str = "symmetry"):
+    """Point-group operations [(R_cart, θ)] of the crystal of a periodic model (:func:`crystal_operations`)."""
+    if not model.periodic:
+        raise ModelError(f"{where}: given for the k·p model {model.name!r}; expected a periodic model (the "
+                         "crystal lives in its lattice)")
+    atoms = crystal_atoms(model, symmetry, where)
+    moments = symmetry.get("magnetic_moments")
+    if moments is not None and len(moments) != len(atoms):
+        raise ModelError(f"{where}.magnetic_moments: {len(moments)} moments; expected one per atom ({len(atoms)})")
+    return crystal_operations(model.lattice, atoms, moments)
+
+
+def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "symmetry") -> dict[str, list[str]]:
+    """{response: forbidden components} of a study's crystal (``symmetry`` key; {} without one)."""
+    if symmetry is None:
+        return {}
+    return symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim)
