@@ -127,7 +127,7 @@ def _wannier(w, name, units, where, base_dir):
     from qgtflow.models import wannier
 
     base = Path(base_dir) if base_dir else Path.cwd()
-    files = {k: (base / w[k]) if k in w else None for k in ("hr", "tb", "wsvec", "spn", "chk")}
+    files = {k: _model_file(base, w[k]) if k in w else None for k in ("hr", "tb", "wsvec", "spn", "chk")}
     if files["spn"] is not None and files["chk"] is None:
         files["chk"] = files["spn"].with_suffix(".chk")
     if (files["hr"] is None) == (files["tb"] is None):
@@ -152,6 +152,18 @@ def _wannier(w, name, units, where, base_dir):
                             f"of {files['chk'].name} on each centre (largest element left out {left:.3g})")
     model.params = {**model.params, "files": {k: _checksum(p) for k, p in files.items() if p is not None}}
     return model
+
+
+SHIPPED = "qgtflow:"  # prefix of a model file shipped with qgtflow (the package's data directory)
+
+
+def _model_file(base: Path, name: str) -> Path:
+    """A model file's path: relative to ``base``, or ``qgtflow:<file>`` for one shipped in qgtflow/data."""
+    if name.startswith(SHIPPED):
+        from importlib.resources import files
+
+        return Path(str(files("qgtflow") / "data" / name[len(SHIPPED):]))
+    return base / name
 
 
 def _win_atoms(path: Path, suffix: str, model, length_unit: str):
