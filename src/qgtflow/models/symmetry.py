@@ -142,3 +142,43 @@ def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "
     if symmetry is None:
         return {}
     return symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim)
+
+
+# ---------------------------------------------------------------- irreducible wedge (building blocks; not yet wired
+# into the kgrid/geometry/reduce stages)
+
+
+def tensor_action(response: str, operations, dim: int) -> np.ndarray:
+    """The group average P = (1/|G|) Σ_g s(g) D(g) of ``response``'s tensor kind, (dim^rank, dim^rank): applied
+    to the flattened tensor summed over an irreducible wedge with multiplicities, it gives the full-zone sum."""
+    if response not in TENSOR_KINDS:
+        raise ModelError(f"symmetrise: response {response!r} has no classified transformation; expected one of "
+                         f"{sorted(TENSOR_KINDS)}")
+    rank, axial, odd = TENSOR_KINDS[response]
+    P = np.zeros((dim ** rank, dim ** rank))
+    for R, t in operations:
+        D = np.ones((1, 1))
+        for _ in range(rank):
+            D = np.kron(D, R)
+        P += (np.linalg.det(R) if axial else 1.0) * (-1.0 if (odd and t) else 1.0) * D
+    return P / len(operations)
+
+
+def irreducible_points(operations, reciprocal_vectors, sizes):
+    """(representative linear index per grid point, the irreducible indices, their multiplicities) of a Γ-centred
+    grid n_i = 0..N_i−1 (linear index C order) under k → (−1)^θ R k; a ModelError when an operation does not map
+    the grid onto itself."""
+    B = np.asarray(reciprocal_vectors, float)
+    N = np.asarray(sizes, int)
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in N], indexing="ij"), -1).reshape(-1, len(N))
+    rep = np.arange(len(idx))
+    for R, t in operations:
+        M = B @ np.asarray(R).T @ np.linalg.inv(B) * (-1.0 if t else 1.0)  # fractional k (rows): f' = f M
+        img = (idx / N) @ M * N
+        if np.abs(M - np.round(M)).max() > 1e-6 or np.abs(img - np.round(img)).max() > 1e-6:
+            raise ModelError(f"symmetry_reduce: the grid {list(N)} is not invariant under the point group; expected "
+                             "equal sizes along symmetry-related axes and no shift")
+        img = np.mod(np.round(img).astype(int), N)
+        rep = np.minimum(rep, np.ravel_multi_index(img.T, tuple(N)))
+    irreducible, mult = np.unique(rep, return_counts=True)
+    return rep, irreducible, mult
