@@ -140,13 +140,17 @@ NEW_VALUES = {
     "convergence.atol": 1.0e-9,
     "limits.memory_fraction": 0.5,  # preflight ceilings: read before any compute, by no stage
     "limits.disk_fraction": 0.5,
-    "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0]]},  # read by `qgtflow converge` only, by no stage
+    # the crystal's forbidden components: a derived value of the convergence contract (and `qgtflow converge`)
+    "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0], ["C", 1 / 3, 1 / 3, 0.0]]},
     "bands.path": [["G", [0.0, 0.0]], ["X", [1.0, 0.0]]],  # the bands stage and the report only
     "bands.fields": ["berry_curvature", "bcp"],
     "bands.kmap": {"points": 11, "fields": ["quantum_metric"]},
 }
 # keys valid only together with another: the case sets those too (omega needs a response with a frequency form)
-COMPANIONS = {"omega": {"responses": ["sigma_drude", "sigma_optical"]}}
+COMPANIONS = {"omega": {"responses": ["sigma_drude", "sigma_optical"]},
+              # a crystal needs a periodic model (the base study's massive Dirac cone is a k·p model)
+              "symmetry": {"model": {"name": "haldane", "params": {"t1": 1.0, "t2": 0.1}},
+                           "kgrid": {"sizes": [8], "chunk_size": 32}}}
 # keys no case changes: the study's name is its key under `studies` (a new name is a new study)
 NOT_CHANGED = {"name": "the study's key under `studies`"}
 # the keys of the stale-report bug: each must rerun reduce (not only the report)

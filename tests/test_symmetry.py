@@ -67,3 +67,110 @@ def test_converge_reports_symmetry_zeros_from_the_study(tmp_path):
     assert (res.residuals["relative"] < 1e-10).all()
     rows = res.table[res.table["component"].isin(["xy", "yx"])]
     assert (rows["verdict"] == EXCLUDED).all()
+
+
+HALDANE_SYM = {"name": "haldane_sym", "model": {"name": "haldane", "params": {"t2": 0.1, "mass": 0.0}},
+               "units": "natural", "kgrid": {"sizes": [6, 8, 10]}, "mu": [0.5], "temperature": [0.2], "tau": 1.0,
+               "responses": ["sigma_drude"], "symmetry": {"atoms": [["C", 0, 0, 0], ["C", 1 / 3, 1 / 3, 0]]}}
+
+
+def test_convergence_stage_reports_the_planned_symmetry_zeros_as_residuals(tmp_path):
+    """The Snakemake convergence stage takes the zeros from its job's params (the plan's derived value, computed
+    from the crystal at plan time; the stage builds no model) and reports them as the driver does: verdict
+    'symmetry zero (excluded)' in the CSV, <name>_symmetry_residual in the store, symmetry_residuals.csv."""
+    import pandas as pd
+    import xarray as xr
+
+    from qgtflow import api, io, plan
+    from qgtflow.stages import convergence_stage
+    from qgtflow.stages.convergence_stage import EXCLUDED
+    from qgtflow.study import load_study
+
+    study = load_study(HALDANE_SYM)
+    job = plan.convergence_job(study)
+    assert job["symmetry_zeros"] == {"sigma_drude": ["xy", "yx"]}
+    paths = []
+    for size in study.sizes:
+        path = tmp_path / f"n{size}.zarr"
+        api.evaluate(study, size=size, out=str(path), n_workers=0, workdir=str(tmp_path / f"w{size}"))
+        paths.append(str(path))
+    job["upstream"] = {p: io.store_attrs(p)[io.FINGERPRINT] for p in paths}
+    convergence_stage.run(plan.stage_study("convergence", job), paths, str(tmp_path / "conv"), plots=False, job=job)
+    table = pd.read_csv(tmp_path / "conv" / "convergence.csv", keep_default_na=False)
+    assert set(table.loc[table["component"].isin(["xy", "yx"]), "verdict"]) == {EXCLUDED}
+    assert EXCLUDED not in set(table.loc[table["component"].isin(["xx", "yy"]), "verdict"])
+    residuals = pd.read_csv(tmp_path / "conv" / "symmetry_residuals.csv")
+    assert sorted(residuals["component"]) == ["xy", "yx"] and (residuals["relative"] < 1e-10).all()
+    with xr.open_zarr(tmp_path / "conv" / "convergence.zarr") as ds:
+        res = ds["sigma_drude_symmetry_residual"]
+        assert {"units", "long_name", "formula"} <= set(res.attrs)
+        assert float(res.sel(i="x", j="y").max()) < 1e-10 and bool(res.sel(i="x", j="x").isnull().all())
+
+
+def test_symmetry_key_changes_the_convergence_params_only():
+    """The zeros are a derived value of the convergence contract; no other stage's params see the crystal."""
+    from qgtflow import plan
+    from qgtflow.study import load_study
+
+    plain = load_study({k: v for k, v in HALDANE_SYM.items() if k != "symmetry"})
+    sym = load_study(HALDANE_SYM)
+    assert plan.stage_inputs("convergence", plain)["symmetry_zeros"] == {}
+    for stage in ("kgrid", "geometry", "reduce"):
+        assert plan.stage_inputs(stage, plain) == plan.stage_inputs(stage, sym)
+
+
+def test_symmetry_of_a_kp_model_is_refused_before_compute():
+    from qgtflow.errors import QgtflowError
+    from qgtflow.study import load_study
+
+    with pytest.raises(QgtflowError, match=r"symmetry: given for the k·p model .*expected a periodic model"):
+        load_study({"model": {"name": "massive_dirac"}, "responses": ["sigma_drude"], "mu": [0.2], "temperature": [10.0],
+                    "symmetry": {"atoms": [["C", 0, 0, 0]]}})
+
+
+WIN = """num_wann = 6
+begin unit_cell_cart
+ang
+ -1.435  1.435  1.435
+  1.435 -1.435  1.435
+  1.435  1.435 -1.435
+end unit_cell_cart
+begin atoms_{kind}
+{unit}Fe  {pos}
+end atoms_{kind}
+mp_grid = 4 4 4
+"""
+
+
+@pytest.mark.parametrize("kind, unit, pos", [("frac", "", "0.0 0.0 0.0"), ("cart", "bohr\n", "0 0 0"),
+                                             ("cart", "", "0.0 0.0 2.87")])
+def test_crystal_from_the_win_gives_the_point_group(tmp_path, kind, unit, pos):
+    """A Wannier90 model whose seedname.win lists the atoms needs no symmetry.atoms: the moments alone (from the
+    user) give bcc Fe's 4/mm'm' and its AHE zeros; a Cartesian atom at a lattice vector (a3 + ... = (0, 0, a))
+    is the origin in fractional coordinates."""
+    import shutil
+
+    from qgtflow.models.symmetry import crystal_operations, study_symmetry_zeros
+    from qgtflow.models.wannier import read_win_atoms
+    from qgtflow.study import load_study
+    from tests.test_real_material import DATA, STUDY
+
+    shutil.copy(DATA / "fe_like_tb.dat", tmp_path / "fe_like_tb.dat")
+    (tmp_path / "fe_like.win").write_text(WIN.format(kind=kind, unit=unit, pos=pos))
+    atoms = read_win_atoms(tmp_path / "fe_like.win")
+    assert atoms[0][0] == "Fe" and np.allclose(np.mod(np.array(atoms[0][1:]) + 1e-9, 1.0), 0.0, atol=1e-6)
+    cfg = {**STUDY, "model": {"name": "fe", "wannier90": {"tb": str(tmp_path / "fe_like_tb.dat")}},
+           "symmetry": {"magnetic_moments": [[0.0, 0.0, 2.2]]}}
+    st = load_study(cfg)
+    zeros = study_symmetry_zeros(st.model, st.config["symmetry"], st.responses)
+    expected = forbidden_components("sigma_ahe", crystal_operations(FE_LATTICE, FE, [[0.0, 0.0, 2.2]]), 3)
+    assert zeros == {"sigma_ahe": expected} and "xy" not in expected
+
+
+def test_symmetry_without_atoms_or_win_is_refused(tmp_path):
+    from qgtflow.errors import QgtflowError
+    from qgtflow.study import load_study
+    from tests.test_real_material import STUDY
+
+    with pytest.raises(QgtflowError, match=r"symmetry\.atoms: missing; expected .*atoms_frac or atoms_cart"):
+        load_study({**STUDY, "symmetry": {}})

@@ -57,6 +57,8 @@ import pandas as pd
 from qgtflow import __version__
 from qgtflow.convergence import CONVERGED, INSUFFICIENT
 from qgtflow.errors import ConfigError
+from qgtflow.stages.convergence_stage import (EXCLUDED, mark_symmetry_zeros, symmetry_residual_variables,
+                                              symmetry_residuals, zero_rows)
 
 log = logging.getLogger(__name__)
 
@@ -260,53 +262,13 @@ def _analyse(stores, rtol: float, atol: float, fraction: float):
 
 
 def symmetry_zeros(st) -> dict[str, list[str]]:
-    """{response: components forbidden by the point group of the study's ``symmetry`` crystal} (empty without)."""
-    sym = st.config.get("symmetry")
-    if not sym:
-        return {}
-    if not st.model.periodic:
-        raise ConfigError(f"{st.where}symmetry", "atoms", "a periodic model (the crystal lives in its lattice)")
-    from qgtflow.models.symmetry import crystal_operations, symmetry_zero_components
+    """{response: components forbidden by the point group of the study's crystal} (empty without ``symmetry``)."""
+    from qgtflow.models.symmetry import study_symmetry_zeros
 
-    ops = crystal_operations(st.model.lattice, sym["atoms"], sym.get("magnetic_moments"))
-    zeros = symmetry_zero_components(st.responses, ops, st.model.dim)
-    log.info("converge %s: point group of order %d (%s); symmetry-forbidden components %s", st.name, len(ops),
-             "magnetic" if sym.get("magnetic_moments") is not None else "with time reversal", zeros)
+    zeros = study_symmetry_zeros(st.model, st.config.get("symmetry"), st.responses, f"{st.where}symmetry")
+    if zeros:
+        log.info("converge %s: symmetry-forbidden components %s", st.name, zeros)
     return zeros
-
-
-EXCLUDED = "symmetry zero (excluded)"  # verdict of a zero_components entry: a residual, not judged
-
-
-def _zero_rows(table: pd.DataFrame, zero_components: dict) -> pd.Series:
-    """Rows of the named symmetry-zero components."""
-    hit = pd.Series(False, index=table.index)
-    for response, labels in zero_components.items():
-        hit |= (table["response"] == response) & table["component"].isin(list(labels))
-    return hit
-
-
-def _residuals(table: pd.DataFrame, zero_components: dict) -> pd.DataFrame:
-    """Finest values of the named components relative to the largest |component| of their response."""
-    rows = []
-    for response, labels in zero_components.items():
-        sub = table[table["response"] == response]
-        if sub.empty:
-            raise ConfigError("zero_components", response,
-                              f"one of the study's responses {sorted(table['response'].unique())}")
-        known = list(dict.fromkeys(sub["component"]))
-        for label in labels:
-            if label not in known:
-                raise ConfigError(f"zero_components.{response}", label, f"one of the components {known}")
-        scale = sub.assign(mag=sub["value_finest"].abs()).groupby(["variant", "mu", "T"])["mag"].max()
-        for _, r in sub[sub["component"].isin(list(labels))].iterrows():
-            s = float(scale.loc[(r["variant"], r["mu"], r["T"])])
-            rel = abs(r["value_finest"]) / s if s > 0 else (0.0 if r["value_finest"] == 0 else np.inf)
-            rows.append({"response": response, "variant": r["variant"], "component": r["component"],
-                         "mu": r["mu"], "T": r["T"], "value_finest": r["value_finest"], "scale": s,
-                         "relative": rel, "units": r["units"]})
-    return pd.DataFrame(rows, columns=["response", "variant", "component", "mu", "T", "value_finest", "scale",
-                                       "relative", "units"])
 
 
 def _write_outputs(out: Path, study, results, stores, table, residuals, rtol, atol, meta_extra, summary,
@@ -321,6 +283,9 @@ def _write_outputs(out: Path, study, results, stores, table, residuals, rtol, at
             "made_by": "qgtflow.driver.converge", **meta_extra,
             io.FINGERPRINT: unplanned_fingerprint(rtol, atol, fraction, check_upstream([s.path for s in stores], None))}
     ds = to_dataset(results, stores, meta)
+    zeros = json.loads(meta_extra.get("driver_zero_components", "{}"))
+    ds = ds.assign(symmetry_residual_variables(results, zeros))
+    ds.attrs["symmetry_zero_components"] = json.dumps(zeros, sort_keys=True)
     with io.output_lock(out / "convergence.zarr"), warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         io.write_dataset(ds, out / "convergence.zarr")
@@ -424,8 +389,8 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
             if zero_components:  # symmetry zeros are residuals: not entries, not in the stopping criterion
                 t = to_table(results, stores, st.name)
                 if n == 0:  # component labels are known now: refuse bad ones early
-                    _residuals(t, zero_components)
-                keep = ~_zero_rows(t, zero_components)
+                    symmetry_residuals(t, zero_components)
+                keep = ~zero_rows(t, zero_components)
                 n_entries, n_conv = int(keep.sum()), int(((t["verdict"] == "converged") & keep).sum())
             judged = len(stores) >= MIN_DENSITIES
             rounds.append(Round(size, n_points, seconds, reused, n_conv if judged else None, n_entries))
@@ -437,14 +402,7 @@ def converge(study, *, rtol: float | None = None, atol: float | None = None, sta
                 stop_reason = "all entries converged"
                 break
 
-        table = to_table(results, stores, st.name)
-        residuals = _residuals(table, zero_components)
-        table["symmetry_residual"] = np.nan
-        for _, r in residuals.iterrows():
-            hit = ((table["response"] == r["response"]) & (table["variant"] == r["variant"]) &
-                   (table["component"] == r["component"]) & (table["mu"] == r["mu"]) & (table["T"] == r["T"]))
-            table.loc[hit, "symmetry_residual"] = r["relative"]
-        table.loc[_zero_rows(table, zero_components), "verdict"] = EXCLUDED
+        table, residuals = mark_symmetry_zeros(to_table(results, stores, st.name), zero_components)
         units = {rc.name: rc.attrs.get("units", "") for rc in results}
         result = ConvergenceResult(st.name, table, rounds, rtol, atol, stop_reason, time.perf_counter() - t0,
                                    residuals, units, workdir=None if tmp else str(work),

@@ -115,6 +115,13 @@ def _bands_window(study):
     return bands_window(study)
 
 
+def _symmetry_zeros(study) -> dict:
+    """{response: components forbidden by the point group of the study's crystal} ({} without ``symmetry``)."""
+    from qgtflow.models.symmetry import study_symmetry_zeros
+
+    return study_symmetry_zeros(study.model, study.config.get("symmetry"), study.responses, f"{study.where}symmetry")
+
+
 # reduce reads no model: the model-evaluated responses come from the shells store, the model's facts and the
 # window's cuts are derived at plan time
 _REDUCE_KEYS = ("units", "mu", "temperature", "tau", "responses", "fermi_form", "energy_bins_per_kT", "integration",
@@ -135,7 +142,9 @@ CONTRACTS = {
                        derived={"products": shell_products}, runs=shell_products),
     "reduce": Contract("reduce", _REDUCE_KEYS, model=False, upstream=("geometry", "shells"),
                        derived={"model_facts": _model_facts, "window_cut": _window_cut}),
-    "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False),
+    # the symmetry zeros (residuals, not verdicts) come from the crystal at plan time: the stage builds no model
+    "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False,
+                            derived={"symmetry_zeros": _symmetry_zeros}),
     # band energies and fields along a path and on a k-plane, from the model alone (no grid); the fields follow
     # bands and the responses (derived), the k·p window the grid's kmax (derived: a new grid size reruns nothing)
     "bands": Contract("bands", ("model", "units", "degeneracy_threshold", "bands"), model=True, upstream=(),

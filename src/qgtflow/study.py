@@ -356,6 +356,10 @@ def load_study(source, name: str | None = None) -> Study:
         raise ConfigError(f"{key}temperature", cfg["temperature"],
                           "temperatures > 0, or `integration: tetrahedron` for T = 0 (point sampling of the Fermi "
                           "surface has no T = 0 limit)")
+    if cfg.get("symmetry") is not None:  # the crystal and its point group, before any compute
+        from qgtflow.models.symmetry import study_operations
+
+        study_operations(model, cfg["symmetry"], f"{key}symmetry")
     from qgtflow.reduce import kinds
 
     kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)

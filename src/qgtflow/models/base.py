@@ -48,6 +48,9 @@ class Model:
     # the basis Berry connection A^W(k) of a Wannier model (models/position.py), None: tight-binding approximation.
     # Not a dataclass field: set by the Wannier90 reader only.
     position = None
+    # the crystal of a Wannier90 model's seedname.win, [[species, f1, f2, f3], ...] (models/symmetry.py), else None.
+    # Not a dataclass field: set by the Wannier90 reader only.
+    atoms = None
 
     def unique_derivatives(self, k: np.ndarray, out: np.ndarray | None = None, order: int = 3) -> np.ndarray:
         """H and its distinct derivatives up to ``order`` (≤ 3), shape (N, slot_count(dim, order), n, n)

@@ -127,7 +127,7 @@ def _wannier(w, name, units, where, base_dir):
     from qgtflow.models import wannier
 
     base = Path(base_dir) if base_dir else Path.cwd()
-    files = {k: (base / w[k]) if k in w else None for k in ("hr", "tb", "wsvec", "spn", "chk")}
+    files = {k: _model_file(base, w[k]) if k in w else None for k in ("hr", "tb", "wsvec", "spn", "chk")}
     if files["spn"] is not None and files["chk"] is None:
         files["chk"] = files["spn"].with_suffix(".chk")
     if (files["hr"] is None) == (files["tb"] is None):
@@ -141,6 +141,8 @@ def _wannier(w, name, units, where, base_dir):
     else:
         model = wannier.read_tb(files["tb"], position_operator=w.get("position_operator", True), **opts)
     model.name = name
+    model.atoms = _win_atoms(files["hr"] or files["tb"], "_hr.dat" if files["hr"] is not None else "_tb.dat", model,
+                             opts["length_unit"])
     if files["spn"] is not None:
         from qgtflow.models.w90spin import wannier_spin
 
@@ -150,6 +152,33 @@ def _wannier(w, name, units, where, base_dir):
                             f"of {files['chk'].name} on each centre (largest element left out {left:.3g})")
     model.params = {**model.params, "files": {k: _checksum(p) for k, p in files.items() if p is not None}}
     return model
+
+
+SHIPPED = "qgtflow:"  # prefix of a model file shipped with qgtflow (the package's data directory)
+
+
+def _model_file(base: Path, name: str) -> Path:
+    """A model file's path: relative to ``base``, or ``qgtflow:<file>`` for one shipped in qgtflow/data."""
+    if name.startswith(SHIPPED):
+        from importlib.resources import files
+
+        return Path(str(files("qgtflow") / "data" / name[len(SHIPPED):]))
+    return base / name
+
+
+def _win_atoms(path: Path, suffix: str, model, length_unit: str):
+    """The crystal of ``seedname.win`` beside a Wannier90 file ([[species, f1, f2, f3], ...]; None without it), for
+    the study's point group (models/symmetry.py)."""
+    from qgtflow.models import wannier
+
+    seed = wannier._seed(Path(path), suffix)
+    win = seed.with_name(seed.name + ".win")
+    if not win.is_file():
+        return None
+    lattice = None
+    if model.dim == 3:
+        lattice = np.asarray(model.lattice, float) * wannier._length_factor(length_unit) / wannier._ANGSTROM
+    return wannier.read_win_atoms(win, lattice)
 
 
 def _checksum(path: Path) -> str:

@@ -110,3 +110,75 @@ def symmetry_zero_components(responses, operations, dim: int) -> dict[str, list[
         if zero:
             out[r] = zero
     return out
+
+
+def crystal_atoms(model, symmetry: dict, where: str = "symmetry") -> list:
+    """[[species, f1, f2, f3], ...] of the study's crystal: ``symmetry.atoms`` when given, else the atoms of the
+    model's Wannier90 ``.win`` (``model.atoms``, fractional in its lattice); a :class:`ModelError` naming the key
+    when neither exists."""
+    atoms = symmetry.get("atoms")
+    if atoms is None:
+        atoms = getattr(model, "atoms", None)
+    if not atoms:
+        raise ModelError(f"{where}.atoms: missing; expected [[species, f1, f2, f3], ...] (fractional), or a "
+                         "Wannier90 model whose seedname.win has an atoms_frac or atoms_cart block")
+    return [list(a) for a in atoms]
+
+
+def study_operations(model, symmetry: dict, where: str = "symmetry"):
+    """Point-group operations [(R_cart, θ)] of the crystal of a periodic model (:func:`crystal_operations`)."""
+    if not model.periodic:
+        raise ModelError(f"{where}: given for the k·p model {model.name!r}; expected a periodic model (the "
+                         "crystal lives in its lattice)")
+    atoms = crystal_atoms(model, symmetry, where)
+    moments = symmetry.get("magnetic_moments")
+    if moments is not None and len(moments) != len(atoms):
+        raise ModelError(f"{where}.magnetic_moments: {len(moments)} moments; expected one per atom ({len(atoms)})")
+    return crystal_operations(model.lattice, atoms, moments)
+
+
+def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "symmetry") -> dict[str, list[str]]:
+    """{response: forbidden components} of a study's crystal (``symmetry`` key; {} without one)."""
+    if symmetry is None:
+        return {}
+    return symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim)
+
+
+# ---------------------------------------------------------------- irreducible wedge (building blocks; not yet wired
+# into the kgrid/geometry/reduce stages)
+
+
+def tensor_action(response: str, operations, dim: int) -> np.ndarray:
+    """The group average P = (1/|G|) Σ_g s(g) D(g) of ``response``'s tensor kind, (dim^rank, dim^rank): applied
+    to the flattened tensor summed over an irreducible wedge with multiplicities, it gives the full-zone sum."""
+    if response not in TENSOR_KINDS:
+        raise ModelError(f"symmetrise: response {response!r} has no classified transformation; expected one of "
+                         f"{sorted(TENSOR_KINDS)}")
+    rank, axial, odd = TENSOR_KINDS[response]
+    P = np.zeros((dim ** rank, dim ** rank))
+    for R, t in operations:
+        D = np.ones((1, 1))
+        for _ in range(rank):
+            D = np.kron(D, R)
+        P += (np.linalg.det(R) if axial else 1.0) * (-1.0 if (odd and t) else 1.0) * D
+    return P / len(operations)
+
+
+def irreducible_points(operations, reciprocal_vectors, sizes):
+    """(representative linear index per grid point, the irreducible indices, their multiplicities) of a Γ-centred
+    grid n_i = 0..N_i−1 (linear index C order) under k → (−1)^θ R k; a ModelError when an operation does not map
+    the grid onto itself."""
+    B = np.asarray(reciprocal_vectors, float)
+    N = np.asarray(sizes, int)
+    idx = np.stack(np.meshgrid(*[np.arange(n) for n in N], indexing="ij"), -1).reshape(-1, len(N))
+    rep = np.arange(len(idx))
+    for R, t in operations:
+        M = B @ np.asarray(R).T @ np.linalg.inv(B) * (-1.0 if t else 1.0)  # fractional k (rows): f' = f M
+        img = (idx / N) @ M * N
+        if np.abs(M - np.round(M)).max() > 1e-6 or np.abs(img - np.round(img)).max() > 1e-6:
+            raise ModelError(f"symmetry_reduce: the grid {list(N)} is not invariant under the point group; expected "
+                             "equal sizes along symmetry-related axes and no shift")
+        img = np.mod(np.round(img).astype(int), N)
+        rep = np.minimum(rep, np.ravel_multi_index(img.T, tuple(N)))
+    irreducible, mult = np.unique(rep, return_counts=True)
+    return rep, irreducible, mult

@@ -45,8 +45,8 @@ from qgtflow.models.tight_binding import TightBindingModel
 
 log = logging.getLogger(__name__)
 
-__all__ = ["from_pythtb", "from_tbmodels", "infer_mp_grid", "read_centres", "read_hr", "read_tb", "read_win_lattice",
-           "read_win_mp_grid", "read_wout_centres", "read_wsvec", "ws_distance_table", "write_hr"]
+__all__ = ["from_pythtb", "from_tbmodels", "infer_mp_grid", "read_centres", "read_hr", "read_tb", "read_win_atoms",
+           "read_win_lattice", "read_win_mp_grid", "read_wout_centres", "read_wsvec", "ws_distance_table", "write_hr"]
 
 _ANGSTROM = 1e-10
 _LENGTHS = {"nm": 1e-9, "angstrom": 1e-10, "ang": 1e-10, "Å": 1e-10, "m": 1.0, "um": 1e-6,
@@ -478,6 +478,44 @@ def read_wsvec(path, entries=None) -> dict[tuple, list[tuple]]:
             raise lines.error(first[extra[0]], f"block for R = {R}, i = {i + 1}, j = {j + 1} names a hopping "
                                                "absent from the Hamiltonian file; expected the same R vectors")
     return out
+
+
+def read_win_atoms(path, lattice_ang=None) -> list | None:
+    """[[species, f1, f2, f3], ...] from the ``atoms_frac`` or ``atoms_cart`` block of a ``.win`` file (None when it
+    has neither). Cartesian positions (Å, or a first ``bohr``/``ang`` line) are made fractional in the lattice
+    (``lattice_ang``, rows; default: the file's ``unit_cell_cart``)."""
+    lines = _Lines(path, "Wannier90 .win")
+    block, start, unit, rows = None, None, "ang", []
+    for n, line in lines:
+        body = line.split("!")[0].split("#")[0].strip()
+        words = body.replace("=", " ").replace(":", " ").split()
+        low = [w.lower() for w in words]
+        if block is None:
+            if low[:1] == ["begin"] and low[1:2] in (["atoms_frac"], ["atoms_cart"]):
+                block, start = low[1], n
+            continue
+        if low[:2] == ["end", block]:
+            break
+        if block == "atoms_cart" and len(low) == 1 and low[0] in ("bohr", "ang"):
+            if rows:
+                raise lines.error(n, f"unit line {words[0]!r} after the atoms; expected it first")
+            unit = low[0]
+            continue
+        if len(words) != 4:
+            raise lines.error(n, f"expected an atom 'species x y z' in {block}, got {line.strip()!r}")
+        rows.append([words[0]] + [lines.to_float(n, w, "an atom coordinate") for w in words[1:]])
+    else:
+        if block is None:
+            return None
+        raise lines.error(None, f"'begin {block}' (line {start}) is never closed; expected 'end {block}'")
+    if not rows:
+        raise lines.error(start, f"{block} block has no atoms; expected lines 'species x y z'")
+    if block == "atoms_frac":
+        return rows
+    lat = read_win_lattice(path) if lattice_ang is None else np.asarray(lattice_ang, float)
+    cart = np.array([r[1:] for r in rows]) * (_LENGTHS["bohr"] / _ANGSTROM if unit == "bohr" else 1.0)
+    frac = cart @ np.linalg.inv(lat)
+    return [[r[0], *map(float, f)] for r, f in zip(rows, frac)]
 
 
 def read_win_mp_grid(path) -> tuple[int, int, int] | None:

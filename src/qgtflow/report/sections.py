@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from qgtflow.report.stores import study_sizes
+from qgtflow.stages.convergence_stage import EXCLUDED
 
 
 VERDICT_COLUMNS = ("converged", "not converged", "insufficient data")
@@ -83,7 +84,7 @@ def _response_rows(table: pd.DataFrame) -> list[dict]:
         rows.append({
             "response": response,
             "units": str(t["units"].iloc[0]) if "units" in t else "",
-            "entries": len(t),
+            "entries": len(t) - int(counts.get(EXCLUDED, 0)),  # symmetry zeros are residuals, not entries
             **{v: int(counts.get(v, 0)) for v in VERDICT_COLUMNS},
             "worst": worst,
             "max_ratio": float(ratio.max()) if ratio.notna().any() else np.nan,
@@ -162,12 +163,31 @@ def study_section(name: str, study_cfg, results_dir: Path, assets: Path, page_di
                      f"<td{bad}>{r['not converged']}</td><td class=\"num\">{r['insufficient data']}</td>"
                      f"<td>{worst_text}</td><td class=\"num\">{fmt_number(r['max_ratio'])}</td></tr>")
     parts.append("</table>")
+    parts += symmetry_residual_note(conv_dir / "symmetry_residuals.csv")
     plots = _copy_plots(conv_dir, assets, name, [r["response"] for r in rows], page_dir)
     if not plots:
         parts.append(html_note(f"No convergence plots found in {conv_dir}."))
     for src, caption in plots:
         parts.append(f'<figure><img src="{src}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption></figure>')
     return "\n".join(parts), overview
+
+
+def symmetry_residual_note(csv: Path) -> list[str]:
+    """One paragraph: the components the study's point group forbids and their largest residual (|finest| /
+    largest |component|), written by the convergence stage; nothing without that file."""
+    if not csv.exists():
+        return []
+    try:
+        res = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"],
+                          dtype={"variant": str, "component": str, "response": str})
+    except Exception as exc:
+        return [html_note(f"Symmetry residuals {csv} could not be read: {exc}")]
+    res["variant"] = res["variant"].fillna("").astype(str)
+    worst = res.groupby(["response", "variant", "component"], sort=False)["relative"].max()
+    items = ", ".join(f"<code>{esc(r)}{'[' + esc(v) + ']' if v else ''}</code> {esc(c)} {fmt_number(x, 2)}"
+                      for (r, v, c), x in worst.items())
+    return [f"<p>Symmetry zeros (forbidden by the crystal's point group; residuals, excluded from the verdicts), "
+            f"largest |finest value| / largest |component|: {items}.</p>"]
 
 
 def overview_table(rows: list[dict]) -> str:

@@ -9,6 +9,9 @@ entry (response × component × μ × T) to h -> 0 with :mod:`qgtflow.convergenc
   ``<name>_method`` and ``<name>_verdict`` (int8: 1 converged, 0 not converged,
   −1 insufficient data; CF ``flag_values``/``flag_meanings``);
 - ``convergence.csv``: one row per response/variant/component/μ/T;
+- symmetry zeros (the components the point group of the study's crystal forbids, the plan's derived
+  ``symmetry_zeros``): residuals, not judged entries — verdict ``symmetry zero (excluded)`` in the CSV,
+  ``<name>_symmetry_residual`` in the store (|finest| / largest |component|), ``symmetry_residuals.csv``;
 - ``grid_needed.csv``: per response and T, the k-points of the first grid within tolerance of the
   extrapolated values from there on (NaN: not reached) — how the needed density grows as T falls;
 - PNG plots: ``conv_<name>.png`` (value vs grid spacing for representative entries) and
@@ -18,6 +21,7 @@ entry (response × component × μ × T) to h -> 0 with :mod:`qgtflow.convergenc
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from dataclasses import dataclass
@@ -44,7 +48,7 @@ from qgtflow.convergence import (
     method_names,
     verdict_names,
 )
-from qgtflow.errors import StoreError
+from qgtflow.errors import ConfigError, StoreError
 from qgtflow.io import FINGERPRINT
 
 log = logging.getLogger(__name__)
@@ -310,6 +314,88 @@ def to_table(results: list[ResponseConvergence], stores: list[GridStore], study_
                                      "value_finest", "extrapolated", "error", "tolerance", "rel_error", "order",
                                      "method", "verdict", "units"])
     return pd.concat(frames, ignore_index=True)
+
+
+# --------------------------------------------------------------------------- symmetry zeros
+
+EXCLUDED = "symmetry zero (excluded)"  # verdict of a symmetry-zero entry: a residual, not judged
+
+
+def zero_rows(table: pd.DataFrame, zero_components: dict) -> pd.Series:
+    """Rows of the named symmetry-zero components."""
+    hit = pd.Series(False, index=table.index)
+    for response, labels in zero_components.items():
+        hit |= (table["response"] == response) & table["component"].isin(list(labels))
+    return hit
+
+
+def symmetry_residuals(table: pd.DataFrame, zero_components: dict) -> pd.DataFrame:
+    """Finest values of the named components relative to the largest |component| of their response (same
+    variant, μ, T); a name or label the table lacks is refused in one line."""
+    rows = []
+    for response, labels in zero_components.items():
+        sub = table[table["response"] == response]
+        if sub.empty:
+            raise ConfigError("zero_components", response,
+                              f"one of the study's responses {sorted(table['response'].unique())}")
+        known = list(dict.fromkeys(sub["component"]))
+        for label in labels:
+            if label not in known:
+                raise ConfigError(f"zero_components.{response}", label, f"one of the components {known}")
+        scale = sub.assign(mag=sub["value_finest"].abs()).groupby(["variant", "mu", "T"])["mag"].max()
+        for _, r in sub[sub["component"].isin(list(labels))].iterrows():
+            s = float(scale.loc[(r["variant"], r["mu"], r["T"])])
+            rel = abs(r["value_finest"]) / s if s > 0 else (0.0 if r["value_finest"] == 0 else np.inf)
+            rows.append({"response": response, "variant": r["variant"], "component": r["component"],
+                         "mu": r["mu"], "T": r["T"], "value_finest": r["value_finest"], "scale": s,
+                         "relative": rel, "units": r["units"]})
+    return pd.DataFrame(rows, columns=["response", "variant", "component", "mu", "T", "value_finest", "scale",
+                                       "relative", "units"])
+
+
+def mark_symmetry_zeros(table: pd.DataFrame, zero_components: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the table with ``symmetry_residual`` (NaN except for the zeros) and their verdict :data:`EXCLUDED`,
+    the residuals): symmetry zeros are residuals, not judged entries (the verdicts of the other entries,
+    convergence.ToleranceCheck, are unchanged)."""
+    residuals = symmetry_residuals(table, zero_components)
+    table = table.copy()
+    table["symmetry_residual"] = np.nan
+    for _, r in residuals.iterrows():
+        hit = ((table["response"] == r["response"]) & (table["variant"] == r["variant"]) &
+               (table["component"] == r["component"]) & (table["mu"] == r["mu"]) & (table["T"] == r["T"]))
+        table.loc[hit, "symmetry_residual"] = r["relative"]
+    table.loc[zero_rows(table, zero_components), "verdict"] = EXCLUDED
+    return table, residuals
+
+
+def symmetry_residual_variables(results: list[ResponseConvergence], zero_components: dict) -> dict:
+    """{<name>_symmetry_residual: (dims, |finest| / max |finest| of the response at the same other coords, NaN
+    except for the forbidden components, attrs)} for the convergence store."""
+    out = {}
+    for rc in results:
+        labels = zero_components.get(rc.name)
+        if not labels:
+            continue
+        finest = np.asarray(rc.assessment.result.finest, float)
+        cart = [n for n, d in enumerate(rc.dims) if d in CART_DIMS]
+        scale = np.max(np.abs(finest), axis=tuple(cart), keepdims=True) if cart else np.abs(finest)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rel = np.where(scale > 0, np.abs(finest) / scale, np.where(finest == 0, 0.0, np.inf))
+        mask = np.zeros(finest.shape, bool)
+        grids = np.meshgrid(*[_labels(rc.coords[rc.dims[n]]) for n in cart], indexing="ij")
+        names = np.full(grids[0].shape if grids else (), "", dtype=object)
+        for g in grids:
+            names = names + g
+        hit = np.isin(names, list(labels))
+        shape = [finest.shape[n] if n in cart else 1 for n in range(finest.ndim)]
+        mask |= hit.reshape(shape)
+        out[f"{rc.name}_symmetry_residual"] = (rc.dims, np.where(mask, rel, np.nan), {
+            "units": "1", "long_name": f"symmetry residual of {rc.attrs.get('long_name', rc.name)}: finest |value| "
+            "of a symmetry-forbidden component / largest |component| (excluded from the verdicts)",
+            "formula": "|T_c(finest)| / max_c' |T_c'(finest)|; c forbidden by the point group "
+                       "(qgtflow.models.symmetry: outside the range of (1/|G|) Σ_g D(g))",
+            "forbidden_components": list(labels)})
+    return out
 
 
 # --------------------------------------------------------------------------- plots
@@ -584,15 +670,24 @@ def run(study, response_stores: list[str], out_dir: str, *, plots: bool = True, 
     results = [analyse_response(stores, r, rtol, atol, fraction, cut) for r in response_names(stores)]
     if not results:
         raise StoreError(f"no response variables with dims (mu, T) in {stores[-1].path}")
+    zeros = {str(k): [str(c) for c in v] for k, v in ((job or {}).get("symmetry_zeros") or {}).items()}
+    zeros = {k: v for k, v in zeros.items() if k in {rc.name for rc in results}}
+    table, residuals = mark_symmetry_zeros(to_table(results, stores, name), zeros)
     ds = to_dataset(results, stores, convergence_meta(name, stores, rtol, atol, fraction))
+    ds = ds.assign(symmetry_residual_variables(results, zeros))
+    ds.attrs["symmetry_zero_components"] = json.dumps(zeros, sort_keys=True)
     ds.attrs[FINGERPRINT] = job["fingerprint"] if job is not None else unplanned_fingerprint(rtol, atol, fraction,
                                                                                              upstream)
     store = out / "convergence.zarr"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Cc]onsolidated metadata.*")
         io.write_dataset(ds, store)  # only over a store of ours; checksummed, flagged complete when written
-    table = to_table(results, stores, name)
-    table.to_csv(out / "convergence.csv", index=False, float_format="%.10g")
+    table.drop(columns=["symmetry_residual"]).to_csv(out / "convergence.csv", index=False, float_format="%.10g")
+    (out / "symmetry_residuals.csv").unlink(missing_ok=True)
+    if not residuals.empty:
+        residuals.to_csv(out / "symmetry_residuals.csv", index=False, float_format="%.10g")
+        log.info("study %s: symmetry zeros %s, largest relative residual %.2g", name, zeros,
+                 float(residuals["relative"].max()))
     needed = pd.concat([grid_needed(rc, stores) for rc in results], ignore_index=True)
     needed.insert(0, "study", name)
     needed.to_csv(out / "grid_needed.csv", index=False, float_format="%.10g")
