@@ -368,8 +368,8 @@ def load_study(source, name: str | None = None) -> Study:
         if units.natural and tau_dependent:
             raise ConfigError(f"{key}tau", None, f"a relaxation time in hbar/(model energy) for the τ-dependent "
                               f"responses {tau_dependent} (natural units have no default)")
-        if not units.natural:
-            cfg["tau"] = 1.0e-12
+        if not units.natural:  # the schema's physical-units default (natural units have none)
+            cfg["tau"] = float(study_schema()["properties"]["tau"]["x-physical-default"])
     sizes = list(cfg["kgrid"]["sizes"])
     problem = gridsize.ordering_problem(sizes)
     if problem:
