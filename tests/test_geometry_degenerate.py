@@ -254,3 +254,18 @@ def test_spin_dipoles_match_finite_differences_at_trim(point):
                 np.testing.assert_allclose(got, fd, atol=2e-6 * (np.abs(fd).max() + 1e-3), err_msg=f"{dname} e={e}")
     for dname in ("spin_qgt_metric_x_gap_dipole", "spin_bcp_dipole", "zeeman_bcp_dipole"):  # T-even: O(1) here
         assert np.abs(f[dname][0]).max() > 1e-2
+
+
+def test_numpy_group_labels_equal_the_kernels_groups():
+    """The NumPy routes (skew shells, position operator) group bands exactly as the numba kernels do."""
+    from qgtflow.geometry.groups import group_labels
+    from qgtflow.geometry.kernels import _groups
+
+    rng = np.random.default_rng(3)
+    E = np.sort(np.round(rng.normal(size=(200, 6)), 1) + 1e-7 * rng.normal(size=(200, 6)), axis=1)
+    labels = group_labels(E, 1e-4)
+    for row, lab in zip(E, labels):
+        ref = np.empty(6, np.int64)
+        _groups(row, 1e-4, ref)
+        assert np.array_equal(ref, lab)
+    assert labels[:, -1].min() < 5  # degenerate groups occur

@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from qgtflow.geometry.groups import group_labels
+
 from qgtflow.models.derivatives import index_maps
 
 FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp")
@@ -114,7 +116,7 @@ def _batch(Hu, Au, d, threshold, dipole, metric=False):
     B, n = Hu.shape[0], Hu.shape[2]
     E, U = np.linalg.eigh(Hu[:, 0])
     Ud = np.conj(np.swapaxes(U, -1, -2))
-    grp = np.concatenate([np.zeros((B, 1), np.int64), np.cumsum(np.diff(E, axis=1) >= threshold, axis=1)], axis=1)
+    grp = group_labels(E, threshold)
     same = grp[:, :, None] == grp[:, None, :]
     size = same.sum(axis=2)
     Ebar = np.einsum("bij,bj->bi", same, E) / size

@@ -83,6 +83,7 @@ import time
 import numpy as np
 from numba import njit
 
+from qgtflow.geometry.groups import group_labels
 from qgtflow.reduce.occupation import fermi_derivative
 from qgtflow.units import E_CHARGE, HBAR_EV_S
 
@@ -156,13 +157,12 @@ def _band_data(sub, k: np.ndarray, deg_tol: float, rng=None):
     eps, U = np.linalg.eigh(H)
     nk, n = eps.shape
     scale = max(1.0, float(np.max(np.abs(eps)))) if eps.size else 1.0
-    gap = np.diff(eps, axis=1) >= deg_tol * scale
-    group = np.concatenate([np.zeros((nk, 1), np.int64), np.cumsum(gap, axis=1)], axis=1)  # (nk, n)
+    group = group_labels(eps, deg_tol * scale)  # (nk, n)
     same = group[:, :, None] == group[:, None, :]  # (nk, n, n)
     samef = same.astype(float)
     if rng is not None:
         U = U * np.exp(2j * np.pi * rng.random((nk, 1, n)))
-        for q in np.nonzero(~np.all(gap, axis=1))[0]:
+        for q in np.nonzero(group[:, -1] < n - 1)[0]:  # spectra with a degenerate group
             for g in np.unique(group[q]):
                 cols = np.nonzero(group[q] == g)[0]
                 if len(cols) > 1:
