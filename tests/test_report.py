@@ -116,3 +116,21 @@ def test_report_refuses_a_store_of_other_inputs(results, tmp_path):
                      str(tmp_path / "no.html"))
     assert "\n" not in str(exc.value) and found in str(exc.value) and "0123456789abcdef" in str(exc.value)
     assert not (tmp_path / "no.html").exists()
+
+
+def test_hall_conductivity_figures_get_an_e2_over_h_axis():
+    """A figure of Hall conductivities with one e²/h factor gets a right-hand axis in e²/h; mixed factors do not."""
+    import math
+
+    from matplotlib.figure import Figure
+
+    from qgtflow.report.figures import _e2_over_h_axis
+
+    ax = Figure().subplots()
+    _e2_over_h_axis(ax, {(2 * math.pi, "e2 planck_constant-1")})
+    (sec,) = [c for c in ax.child_axes]
+    assert sec.get_ylabel() == "e²/h"
+    assert math.isclose(sec._functions[0](1.0), 2 * math.pi)  # σ = 1 e²/ħ is 2π e²/h
+    ax2 = Figure().subplots()
+    _e2_over_h_axis(ax2, {(2 * math.pi, "e2 planck_constant-1"), (25812.8, "e2 planck_constant-1")})
+    assert not ax2.child_axes

@@ -49,6 +49,7 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     ax = fig.subplots()
     n_curves = 0
     units_seen: dict[str, str] = {}
+    hall: dict[str, tuple] = {}  # Hall conductivities: their factor to e²/h (responses.Response.hall)
     labels = {"x": None, "y": None}
     curves = [(name, component) for name in names for component in components]
     for n, (name, component) in enumerate(curves):
@@ -119,6 +120,7 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
                     label=f"{name}" + (f" {component_text(component)}" if len(components) > 1 else "")
                     + (f" ({sel_text})" if sel_text else ""))
         units_seen[name] = str(da.attrs.get("units", ""))
+        hall.setdefault(name, (da.attrs.get("e2_over_h_factor"), da.attrs.get("e2_over_h_units")))
         labels["x"] = labels["x"] or _axis_label(ds[x].attrs, x)
         labels["y"] = labels["y"] or _axis_label(da.attrs, response)
         n_curves += 1
@@ -132,6 +134,7 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     ax.set_ylabel(labels["y"] + (f" ({comp_text})" if comp_text else ""))
     ax.axhline(0, color="0.6", lw=0.5)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+    _e2_over_h_axis(ax, set(hall.values()))
     ax.legend(fontsize=8)
     ax.set_title(fig_cfg.get("title") or f"{response} {comp_text}", fontsize=10)
     out_png.parent.mkdir(parents=True, exist_ok=True)
@@ -189,3 +192,15 @@ def component_text(component: dict) -> str:
     cart = "".join(str(v) for d, v in component.items() if d in ("i", "j", "k", "l", "pseudovector"))
     other = ", ".join(f"{v}" for d, v in component.items() if d not in ("i", "j", "k", "l", "pseudovector"))
     return " ".join(t for t in (cart, other) if t)
+
+
+def _e2_over_h_axis(ax, factors: set) -> None:
+    """A right-hand axis in e²/h (per layer in 2D) when every curve is a Hall conductivity with one factor."""
+    if len(factors) != 1:
+        return
+    factor, units = next(iter(factors))
+    if factor is None or not np.isfinite(float(factor)) or float(factor) == 0:
+        return
+    f = float(factor)
+    sec = ax.secondary_yaxis("right", functions=(lambda v: v * f, lambda v: v / f))
+    sec.set_ylabel(str(units or "e2 planck_constant-1").replace("e2 planck_constant-1", "e²/h"))
