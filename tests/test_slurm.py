@@ -431,3 +431,22 @@ def test_rule_threads_are_capped_by_the_partition(slurm_cluster_up, warm_numba, 
     geometry = [r for r in rows if jobs.get(r["JobID"]) == "geometry"]
     assert geometry and all(r["AllocCPUS"] == str(limits["cpus"]) and r["State"] == "COMPLETED"
                             for r in geometry), rows
+
+
+def test_rule_partition_from_snakemake_resource_settings():
+    """The cap follows the partition a rule's jobs go to: set-resources, else default-resources, else None."""
+    from snakemake.resources import Resources
+    from snakemake.settings.types import ResourceSettings
+
+    from qgtflow.cluster import rule_partition
+
+    def parsed(*args):
+        return Resources.parse(list(args), allow_expressions=True)
+
+    settings = ResourceSettings(overwrite_resources={"geometry": parsed("slurm_partition='big'")},
+                                default_resources=parsed("slurm_partition=debug", "mem_mb=2000"))
+    assert rule_partition(settings, "geometry") == "big"
+    assert rule_partition(settings, "reduce") == "debug"
+    assert rule_partition(ResourceSettings(), "reduce") is None
+    expression = ResourceSettings(default_resources=parsed("slurm_partition='a' if attempt > 1 else 'b'"))
+    assert rule_partition(expression, "geometry") is None  # decided per job: no cap from here

@@ -155,6 +155,29 @@ def partition_limits(partition: str | None = None, timeout: float = 20.0) -> dic
 _CAPPED: set = set()
 
 
+def rule_partition(resource_settings, rule: str) -> str | None:
+    """The SLURM partition a rule's jobs ask for: its ``set-resources`` ``slurm_partition``, else the
+    ``default-resources`` one (Snakemake's resource settings); None: the cluster's default partition.
+    Only a literal name counts (an expression is decided per job, where no cap can be computed)."""
+    overwrite = getattr(resource_settings, "overwrite_resources", None) or {}
+    for source in (overwrite.get(rule), getattr(resource_settings, "default_resources", None)):
+        name = _literal_resource(source, "slurm_partition")
+        if name:
+            return name
+    return None
+
+
+def _literal_resource(resources, key: str) -> str | None:
+    if resources is None:
+        return None
+    value = resources.get(key)
+    value = getattr(value, "raw", value)  # snakemake Resource: its value as written in the profile
+    if not isinstance(value, str):
+        return None
+    value = value.strip().strip("'\"")
+    return value if value.replace("-", "").replace("_", "").replace(".", "").isalnum() else None
+
+
 def fit_to_partition(rule: str, what: str, wanted: int, limits: dict | None) -> int:
     """``wanted`` threads (``what`` = "cpus") or MB (``what`` = "mem_mb") of a rule's SLURM job, capped
     at what the partition's largest node offers: a job asking for more pends forever. Warns once per

@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 
 import qgtflow as _qgtflow
-from qgtflow.cluster import RULE_THREADS, fit_to_partition, job_memory_mb, partition_limits
+from qgtflow.cluster import (
+    RULE_THREADS,
+    fit_to_partition,
+    job_memory_mb,
+    partition_limits,
+    rule_partition,
+)
 from qgtflow import gridsize
 from qgtflow.plan import WorkflowPlan
 from qgtflow.runtime import publish_dask_settings
@@ -163,9 +169,12 @@ def on_slurm():
     return getattr(workflow.executor_plugin, "name", None) == "slurm"
 
 
-def slurm_limits():
-    """CPUs and memory of the default partition's largest node (sinfo), when jobs go to SLURM."""
-    return partition_limits() if on_slurm() else None
+def slurm_limits(rule_name):
+    """CPUs and memory of the largest node (sinfo) of the partition the rule's jobs go to (its
+    slurm_partition resource, else the cluster's default partition), when jobs go to SLURM."""
+    if not on_slurm():
+        return None
+    return partition_limits(rule_partition(workflow.resource_settings, rule_name))
 
 
 def rule_threads(rule_name):
@@ -178,7 +187,7 @@ def rule_threads(rule_name):
     wanted = RULE_THREADS[rule_name]
     if wanted == 1:
         return 1
-    return lambda wildcards: fit_to_partition(rule_name, "cpus", wanted, slurm_limits())
+    return lambda wildcards: fit_to_partition(rule_name, "cpus", wanted, slurm_limits(rule_name))
 
 
 def stage_mem_mb(rule_name):
@@ -189,7 +198,7 @@ def stage_mem_mb(rule_name):
     def mem_mb(wildcards, threads, attempt):
         study = PLAN.study(wildcards.study)
         wanted = job_memory_mb(study, gridsize.parse(wildcards.size), rule_name, threads, config["dask"]) * attempt
-        return fit_to_partition(rule_name, "mem_mb", wanted, slurm_limits())
+        return fit_to_partition(rule_name, "mem_mb", wanted, slurm_limits(rule_name))
 
     return mem_mb
 
