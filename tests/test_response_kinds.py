@@ -40,8 +40,14 @@ def _emit_weight_sum(study, state, params, sectors):
     return ("mu", "T"), np.broadcast_to(state[0], (1,) + params["shape"]).copy(), "1"
 
 
-def _grid_weight(study, grid, client=None):
-    total = grid.weight * grid.n_points * study.model.nbands
+def _grid_weight_product(study, grid):
+    """Shells product of the toy (the model on the grid, evaluated by the shells stage)."""
+    return {"toy_weight_total": xr.Variable((), grid.weight * grid.n_points * study.model.nbands,
+                                            {"units": "1", "long_name": "toy: Σ_k w_k n_bands", "formula": "test"})}
+
+
+def _grid_weight(study, shells):
+    total = float(shells["toy_weight_total"].values)
     return xr.Variable(("mu", "T"), np.full((study.mu.size, study.temperature.size), total),
                        {"units": "1", "long_name": "toy: k-point weights of the grid", "formula": "test only"})
 
@@ -64,13 +70,15 @@ def toys():
     kinds.register(kinds.PairSum(DirectResponse("toy_weight_sum", "toy: stored k-point weights", "test only",
                                                 ("energy",), ("mu", "T")), _WeightSum(), _emit_weight_sum,
                                  omega="none", needs=()))
-    kinds.register(kinds.ModelEvaluated("toy_grid_weight", _grid_weight))
+    kinds.register_shell_product("toy_grid_weight", _grid_weight_product)
+    kinds.register(kinds.ModelEvaluated("toy_grid_weight", _grid_weight, shells=("toy_grid_weight",)))
     kinds.register(kinds.Derived("toy_twice_density", _twice, _needs_density))
     try:
         yield
     finally:
         for name in TOYS:
             kinds.unregister(name)
+        kinds.SHELL_PRODUCTS.pop("toy_grid_weight", None)
 
 
 def test_a_toy_response_of_each_kind_runs_through_reduce(toys, tmp_path):

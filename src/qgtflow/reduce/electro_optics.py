@@ -68,6 +68,44 @@ def check_thin_film(cfg: dict, model, units, key: str, as_array) -> None:
                           f"pockels_bcd in the same study (missing: {needed or ['a Pockels tensor']})")
 
 
+S_FORMULA = ("004 Eq. 6 with w^A of AMBIGUITIES 004.5 (third-order Born, δ-correlated impurities), energy-shell "
+             "projector matrices with linear-triangle/tetrahedron δ weights (reduce/skew.py); ħ = 1")
+BORN_FORMULA = "004 text under Eq. 4: 1/τ = 1/<1/τ_k>, 1/τ_k = Σ_k' w^S (1 − cos θ), w^S = 2π n_i V0² |<u|u'>|² δ"
+
+
+def _shell_axes(study):
+    return np.asarray(study.mu, float), np.array([study.units.kT(t) for t in study.temperature])
+
+
+def skew_shell_product(study, grid) -> dict:
+    """Shells product ``skew``: S^(1), S^(2) of 004 Eq. 6 (mu, T, i, j, k) in model units, ħ = 1."""
+    from qgtflow.reduce import skew
+
+    imp = study.config["impurities"]
+    mu, kT = _shell_axes(study)
+    out = skew.skew_tensors(study.model, grid, mu, kT, imp["density"], imp["potential"],
+                            deg_tol=study.degeneracy_threshold)
+    units = study.units.model_units(2, 3 - grid.dim)  # [energy]² [length]^(3−d)
+    return {name: xr.Variable(("mu", "T", "i", "j", "k"), np.asarray(out[key]), {
+        "units": units, "long_name": f"skew-scattering tensor {what}_αβγ (model units, ħ = 1)", "formula": S_FORMULA})
+        for name, key, what in (("skew_s1", "S1", "S^(1)"), ("skew_s2", "S2", "S^(2)"))}
+
+
+def born_shell_product(study, grid) -> dict:
+    """Shells product ``born_tau``: 1/⟨1/τ_k⟩ of the symmetric Born rate at the first μ and T (s; ħ/energy natural)."""
+    from qgtflow.reduce import skew
+
+    imp = study.config["impurities"]
+    mu, kT = _shell_axes(study)
+    born = skew.transport_time(study.model, grid, float(mu[0]), float(kT[0]), imp["density"], imp["potential"],
+                               deg_tol=study.degeneracy_threshold)
+    natural = study.units.natural
+    tau = born["tau"] * (1.0 if natural else HBAR / study.units.energy_si)
+    return {"born_transport_time": xr.Variable((), float(tau), {
+        "units": format_si_units({"hbar": 1, study.units.energy_unit: -1}) if natural else "s",
+        "long_name": "Born transport time 1/<1/tau_k> at the first mu and T", "formula": BORN_FORMULA})}
+
+
 def pockels_skew(study, shells: xr.Dataset) -> xr.Variable:
     """004 Eq. 6 from the shells store's S^(1), S^(2): dims (omega, complex_part, mu, T, i, j, k)."""
     from qgtflow.reduce import skew

@@ -297,6 +297,15 @@ class ModelEvaluated(_AfterPass):
     shells: tuple[str, ...] = ()
 
 
+# products of the shells stage (stages/shells_stage.py) that model-evaluated responses read:
+# {product: make(study, grid) -> {variable: xr.Variable}} — the model on the study's grid, evaluated once, forward
+SHELL_PRODUCTS: dict[str, Callable] = {}
+
+
+def register_shell_product(name: str, make: Callable) -> None:
+    SHELL_PRODUCTS[name] = make
+
+
 @dataclass(frozen=True)
 class Derived(_AfterPass):
     """Assembled from the other responses of the store: compute(study, ds, names) -> {name: xr.Variable} for the
@@ -416,7 +425,10 @@ def _register_builtin() -> None:
     emit = {"ndd_delta_n": _emit_delta_n, "ndd_qmd_average": _emit_qmd_average}
     for name, spec in DIRECT_RESPONSES.items():
         register(PairSum(spec, transitions, emit[name]))
-    register(ModelEvaluated("pockels_skew", eo.pockels_skew, eo.check_pockels_skew, omega="dc_ok", shells=("skew",)))
+    register_shell_product("skew", eo.skew_shell_product)
+    register_shell_product("born_tau", eo.born_shell_product)
+    register(ModelEvaluated("pockels_skew", eo.pockels_skew, eo.check_pockels_skew, omega="dc_ok",
+                            shells=("skew", "born_tau")))
     for name in THIN_FILM:
         register(Derived(name, eo.thin_film_variables, eo.check_thin_film, omega="dc_ok"))
 
