@@ -41,6 +41,7 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
     perpendicular third vector; only operations that keep the plane are kept and restricted to it."""
     try:
         import spglib
+        import spglib.error
     except ImportError:
         raise ModelError("symmetry: the point group needs the 'spglib' package; install it with "
                          "pip install 'qgtflow[symmetry]' (or pip install spglib)") from None
@@ -53,8 +54,13 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
     if pos.ndim != 2 or pos.shape[1] != 3:
         raise ModelError(f"symmetry.atoms: {atoms!r}; expected [[species, f1, f2, f3], ...] (fractional)")
     numbers = [sorted(set(species)).index(s) + 1 for s in species]
+    spglib.error.OLD_ERROR_HANDLING = False  # spglib ≥ 2.5: raise SpglibError instead of returning None
     if magnetic_moments is None:
-        data = spglib.get_symmetry((full, pos, numbers), symprec=symprec)
+        try:
+            data = spglib.get_symmetry((full, pos, numbers), symprec=symprec)
+        except spglib.error.SpglibError as exc:
+            raise ModelError(f"symmetry: spglib found no symmetry for the declared crystal ({exc}); check "
+                             "symmetry.atoms and the model's lattice") from None
         rots, trs = list(data["rotations"]), [0] * len(data["rotations"])
         rots, trs = rots + rots, trs + [1] * len(trs)  # a non-magnetic crystal: every operation also with θ
     else:
@@ -62,7 +68,10 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
         if mags.shape != (len(atoms), 3):
             raise ModelError(f"symmetry.magnetic_moments: shape {mags.shape}; expected one Cartesian vector per "
                              f"atom ({len(atoms)}, 3)")
-        data = spglib.get_magnetic_symmetry((full, pos, numbers, mags), symprec=symprec)
+        try:
+            data = spglib.get_magnetic_symmetry((full, pos, numbers, mags), symprec=symprec)
+        except spglib.error.SpglibError:
+            data = None
         if data is None:
             raise ModelError("symmetry: spglib found no magnetic symmetry for the declared crystal; check "
                              "symmetry.atoms and symmetry.magnetic_moments")
