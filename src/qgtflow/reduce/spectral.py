@@ -7,8 +7,8 @@ c_b, the moments S_q[b] = Σ w Q (ε − c_b)^q / q! are accumulated for q = 0..
     I = Σ_b Σ_q S_q[b] f^{(p+q)}(c_b)   (Taylor expansion of f inside each bin, error O((δ/kT)^Q)),
 
 plus, for p = 0, the exactly occupied states below the window (f = 1 to e^{-40}).
-Cost: O(N_k n_bands n_comp Q) for the pass, O(n_μ n_T n_bins(T) n_comp Q) for the contraction
-(bins merged exactly to ~k_BT/6 per temperature) — linear in k-points and nearly independent
+Cost: O(N_k n_bands n_comp Q) for the pass, O(n_μ n_T · 80 bins_per_kT · n_comp Q) for the contraction
+(bins merged exactly to ~k_BT/6 per temperature, each μ over its own μ ± 40 k_BT) — linear in k-points and nearly independent
 of how many (μ, T) pairs are asked for.
 """
 
