@@ -8,8 +8,8 @@ c_b, the moments S_q[b] = Σ w Q (ε − c_b)^q / q! are accumulated for q = 0..
 
 plus, for p = 0, the exactly occupied states below the window (f = 1 to e^{-40}).
 Cost: O(N_k n_bands n_comp Q) for the pass, O(n_μ n_T · 80 bins_per_kT · n_comp Q) for the contraction
-(bins merged exactly to ~k_BT/6 per temperature, each μ over its own μ ± 40 k_BT) — linear in k-points and nearly independent
-of how many (μ, T) pairs are asked for.
+(bins merged exactly to ~k_BT/6 per temperature, each μ over its own μ ± 40 k_BT) — linear in k-points
+and nearly independent of how many (μ, T) pairs are asked for.
 """
 
 from __future__ import annotations
