@@ -519,24 +519,38 @@ def zero_temperature(bins_lo: float, width: float, moments: np.ndarray, underflo
     b = np.minimum(np.floor((mu - bins_lo) / width).astype(np.int64), n_bins - 1)
     t = np.clip(2 * (mu - (bins_lo + (b + 0.5) * width)) / width, -1.0, 1.0)  # position in the bin, [−1, 1]
     K = min(nq - 1, 3)
-    leg = np.polynomial.legendre
-    out = np.zeros((mu.size, nc))
-    below = np.concatenate([np.zeros((1, nc)), np.cumsum(moments[:, 0, :], axis=0)])  # Σ_{b' < b} S_0[b']
-    for i in range(mu.size):
-        S = moments[b[i]]  # (nq, nc)
-        coef = np.zeros((K + 1, nc))  # Legendre coefficients of ρ in t
-        for j in range(K + 1):
-            pj = leg.leg2poly(np.eye(K + 1)[j])  # monomial coefficients of P_j(t)
-            m_j = sum(pj[k] * (2.0 / width) ** k * math.factorial(k) * S[k] for k in range(pj.size))
-            coef[j] = (2 * j + 1) / width * m_j
-        if order == 0:
-            part = leg.legval(t[i], leg.legint(coef, lbnd=-1.0)) * (width / 2)
-            out[i] = underflow + below[b[i]] + part
-        elif order == 1:
-            out[i] = -leg.legval(t[i], coef)
-        else:
-            out[i] = leg.legval(t[i], leg.legder(coef)) * (2.0 / width)
+    rows = np.einsum("ij,jk->ik", _legendre_read_out(t, K, order, width), _legendre_projection(K, width))
+    out = np.einsum("ik,ikc->ic", rows, moments[b, :K + 1, :])  # one μ's bin each: O(n_μ K C), no loop over μ
+    if order == 0:
+        below = np.concatenate([np.zeros((1, nc)), np.cumsum(moments[:, 0, :], axis=0)])  # Σ_{b' < b} S_0[b']
+        out += underflow + below[b]
     return out
+
+
+def _legendre_projection(K: int, width: float) -> np.ndarray:
+    """(K+1, K+1) map from a bin's moments S_0..S_K to the Legendre coefficients of ρ in t = 2(E − c_b)/w:
+    c_j = (2j+1)/w · m_j, m_j = ∫_bin ρ P_j = Σ_k [t^k of P_j] (2/w)^k k! S_k."""
+    leg = np.polynomial.legendre
+    proj = np.zeros((K + 1, K + 1))
+    for j in range(K + 1):
+        pj = leg.leg2poly(np.eye(K + 1)[j])  # monomial coefficients of P_j(t)
+        for k in range(pj.size):
+            proj[j, k] = (2 * j + 1) / width * pj[k] * (2.0 / width) ** k * math.factorial(k)
+    return proj
+
+
+def _legendre_read_out(t: np.ndarray, K: int, order: int, width: float) -> np.ndarray:
+    """(n_μ, K+1) rows: the order-0 (∫_{−1}^{t} ρ · w/2), order-1 (−ρ(t)) or order-2 (ρ'(t) · 2/w) value of the
+    Legendre series Σ_j c_j P_j, as a linear map of its coefficients c_0..c_K at every position t."""
+    leg = np.polynomial.legendre
+    basis = np.eye(K + 1)
+    if order == 0:
+        series, scale = [leg.legint(e, lbnd=-1.0) for e in basis], width / 2
+    elif order == 1:
+        series, scale = list(basis), -1.0
+    else:
+        series, scale = [leg.legder(e) for e in basis], 2.0 / width
+    return scale * np.stack([leg.legval(t, c) for c in series], axis=1)
 
 
 def read_out(bins, moments: np.ndarray, underflow: np.ndarray, mu, kT, order: int) -> np.ndarray:

@@ -7,9 +7,9 @@ c_b, the moments S_q[b] = Σ w Q (ε − c_b)^q / q! are accumulated for q = 0..
     I = Σ_b Σ_q S_q[b] f^{(p+q)}(c_b)   (Taylor expansion of f inside each bin, error O((δ/kT)^Q)),
 
 plus, for p = 0, the exactly occupied states below the window (f = 1 to e^{-40}).
-Cost: O(N_k n_bands n_comp Q) for the pass, O(n_μ n_T n_bins(T) n_comp Q) for the contraction
-(bins merged exactly to ~k_BT/6 per temperature) — linear in k-points and nearly independent
-of how many (μ, T) pairs are asked for.
+Cost: O(N_k n_bands n_comp Q) for the pass, O(n_μ n_T · 80 bins_per_kT · n_comp Q) for the contraction
+(bins merged exactly to ~k_BT/6 per temperature, each μ over its own μ ± 40 k_BT) — linear in k-points
+and nearly independent of how many (μ, T) pairs are asked for.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ import math
 import numpy as np
 from numba import njit
 
-from numpy.polynomial import polynomial as P
-
-from qgtflow.reduce.occupation import FERMI_POLYNOMIALS, fermi
+from qgtflow.reduce.occupation import FERMI_POLYNOMIALS
 
 log = logging.getLogger(__name__)
 
@@ -132,16 +130,91 @@ def merge_bins(moments: np.ndarray, centres: np.ndarray, width: float, factor: i
     return merged, new_centres
 
 
+MU_BLOCK = 128  # chemical potentials per block of the contraction (bounds its temporaries)
+MU_BLOCK_SPAN_KT = 20.0  # a block spans at most this many k_BT of μ: its bin window stays ≲ 1.25 × one μ's
+
+
+RESYNC = 8  # bins between exact exponentials in fermi_derivative_table (drift ≤ 8 roundings)
+
+
+@njit(cache=True, error_model="numpy")
+def contract_block(centres, step, mu, kt, order, polys, tops, moments, out):
+    """out[c, i] += Σ_b Σ_q moments[b, q, c] f^{(order+q)}(centres[b]; mu[i], kt) for a block of μ.
+
+    f = 1/(e^x + 1), x = (ε − μ)/k_BT, with e^x carried from bin to bin by the factor e^{step/k_BT} of the
+    uniform bin spacing ``step`` (recomputed exactly every RESYNC bins); the derivatives are the polynomials
+    in f of FERMI_POLYNOMIALS (``polys`` zero-padded rows, ``tops`` their degrees) over k_BT^n, evaluated by
+    Horner's rule vectorised over μ. Equal to ``occupation.fermi_derivative`` up to rounding. Every out[c, i] is
+    summed over (b, q) in one fixed order: bit-identical wherever the arrays sit in memory (no BLAS blocking).
+    """
+    nb, nq, nc = moments.shape
+    m = mu.shape[0]
+    ex = np.empty(m)
+    f = np.empty(m)
+    v = np.empty(m)
+    ratio = math.exp(step / kt)
+    for b in range(nb):
+        if b % RESYNC == 0:
+            for i in range(m):
+                ex[i] = math.exp((centres[b] - mu[i]) / kt)
+        else:
+            for i in range(m):
+                ex[i] *= ratio
+        for i in range(m):
+            f[i] = 1.0 / (ex[i] + 1.0)
+        for q in range(nq):
+            n = order + q
+            top = tops[n]
+            scale = 1.0 / kt ** n
+            for i in range(m):
+                v[i] = polys[n, top]
+            for k in range(top - 1, -1, -1):
+                c = polys[n, k]
+                for i in range(m):
+                    v[i] = c + v[i] * f[i]
+            for i in range(m):
+                v[i] *= scale
+            for c in range(nc):
+                s = moments[b, q, c]
+                for i in range(m):
+                    out[c, i] += s * v[i]
+
+
+_POLY_TABLE = np.zeros((len(FERMI_POLYNOMIALS), max(p.size for p in FERMI_POLYNOMIALS)))
+for _n, _p in enumerate(FERMI_POLYNOMIALS):
+    _POLY_TABLE[_n, :_p.size] = _p
+_POLY_TOPS = np.array([max(int(np.flatnonzero(p)[-1]), 0) for p in FERMI_POLYNOMIALS], np.int64)
+
+
+def mu_blocks(mu_sorted: np.ndarray, kt: float):
+    """Slices of sorted μ, each at most MU_BLOCK long and MU_BLOCK_SPAN_KT·k_BT wide (at least one μ)."""
+    start = 0
+    n = mu_sorted.size
+    while start < n:
+        stop = min(n, start + MU_BLOCK, int(np.searchsorted(mu_sorted, mu_sorted[start] + MU_BLOCK_SPAN_KT * kt,
+                                                              side="right")))
+        yield slice(start, max(stop, start + 1))
+        start = max(stop, start + 1)
+
+
 def contract(bins: EnergyBins, moments: np.ndarray, underflow: np.ndarray, mu: np.ndarray, kT: np.ndarray,
              order: int) -> np.ndarray:
     """I[μ, T, comp] = Σ_b Σ_q S_q[b] f^{(order+q)}(c_b; μ, T) (+ underflow for order 0).
 
-    Per T: the fine bins are merged (exactly) to a width ≤ k_BT / bins_per_kT; only bins within
-    μ ± 40 k_BT enter the products (f = 1 below them, every derivative 0 outside); f is evaluated
-    once and its derivatives follow as polynomials in f; one matrix product per moment.
+    Per T: the fine bins are merged (exactly) to a width ≤ k_BT / bins_per_kT; for each block of nearby μ
+    (:func:`mu_blocks`) only the bins within [μ_min − 40 k_BT, μ_max + 40 k_BT] of the block enter (f = 1 below
+    them, every derivative 0 above), summed by :func:`contract_block`.
+    Cost O(n_μ n_T · 80·bins_per_kT · n_moments · n_comp) and memory O(MU_BLOCK · n_comp) besides
+    the output and the merged histograms: nearly independent of how many (μ, T) pairs are asked for.
     """
     nq = moments.shape[1]
-    out = np.zeros((mu.size, kT.size, moments.shape[2]))
+    nc = moments.shape[2]
+    if order + nq > len(FERMI_POLYNOMIALS):
+        raise ValueError(f"occupation order {order} with {nq} moments exceeds the Fermi polynomials")
+    mu = np.asarray(mu, float)
+    order_mu = np.argsort(mu, kind="stable")
+    mu_sorted = np.ascontiguousarray(mu[order_mu])
+    out = np.zeros((mu.size, kT.size, nc))
     levels = {1: (moments, bins.centres)}  # merge factor → (moments, centres), built by pairwise merges
     for t, kt in enumerate(kT):
         factor = 1
@@ -151,14 +224,20 @@ def contract(bins: EnergyBins, moments: np.ndarray, underflow: np.ndarray, mu: n
                 prev, prev_centres = levels[factor // 2]
                 levels[factor] = merge_bins(prev, prev_centres, bins.width * (factor // 2), 2)
         merged, centres = levels[factor]
-        b0 = int(np.searchsorted(centres, mu.min() - WINDOW_KT * kt))
-        b1 = int(np.searchsorted(centres, mu.max() + WINDOW_KT * kt))
-        f = fermi(centres[None, b0:b1], mu[:, None], kt)  # (n_mu, n_window)
-        acc = np.zeros((mu.size, moments.shape[2]))
-        for q in range(nq):
-            fq = P.polyval(f, FERMI_POLYNOMIALS[order + q]) / kt ** (order + q)
-            acc += fq @ merged[b0:b1, q, :]
-        if order == 0:  # fully occupied: the states below the window and below the histogram
-            acc += underflow + merged[:b0, 0, :].sum(axis=0)
-        out[:, t] = acc
+        below = None
+        if order == 0:  # fully occupied: the states below a block's window and below the histogram
+            below = np.concatenate([np.zeros((1, nc)), np.cumsum(merged[:, 0, :], axis=0)]) + underflow
+        acc = np.zeros((mu.size, nc))
+        for blk in mu_blocks(mu_sorted, kt):
+            m = mu_sorted[blk]
+            b0 = int(np.searchsorted(centres, m[0] - WINDOW_KT * kt))
+            b1 = int(np.searchsorted(centres, m[-1] + WINDOW_KT * kt))
+            if b1 > b0:
+                part = np.zeros((nc, m.size))
+                contract_block(np.ascontiguousarray(centres[b0:b1]), centres[1] - centres[0], m, float(kt), order,
+                               _POLY_TABLE, _POLY_TOPS, np.ascontiguousarray(merged[b0:b1]), part)
+                acc[blk] = part.T
+            if below is not None:
+                acc[blk] += below[b0]
+        out[order_mu, t] = acc
     return out
