@@ -12,12 +12,29 @@ Ratios are small/numpy and small/lapack1 (> 1 means eigh_small is faster).
 Row "4pt": 4x4 PT-symmetric matrices (all levels doubly degenerate).
 
 Usage: NUMBA_CACHE_DIR=/tmp/numba-cache-eigh python benchmarks/bench_eigh.py [N] [n|4pt ...]
+
+Kernel mode (band-count scaling of the whole geometry kernel, issue 17 item 4):
+
+    python benchmarks/bench_eigh.py --kernel [points] [n ...]      (default 4000 points, n = 2 4 8 12 16 32 64)
+
+prints, for random 2D Wannier models of n bands (bench_peer.py's ``random_blocks``), the geometry kernel's process
+CPU time (H(k) and its derivatives included) / a bare batched numpy.linalg.eigh of the same H(k), with the
+eigenbasis per k in numba ("per-k"), forced batched ("batched") and chosen by band count ("auto",
+``geometry/batched.py``), all core fields and AHC's only; best of 3 interleaved repeats, one thread.
+``BATCHED_MIN_BANDS`` is the smallest n at which batched/per-k < 1 in both columns.
+Measured 2026-12-06 (2-core shared VM, one thread), kernel/eigh:
+    see the table in geometry/batched.py's BATCHED_MIN_BANDS comment.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")  # one thread: the kernel and the bare eigh alike
 
 import numpy as np
 from numba import njit, set_num_threads
@@ -112,5 +129,33 @@ def main(argv):
               f"{r_sm / r_np:>12.2f} {r_sm / r_lp:>14.2f}   (max |dE| {err:.1e})")
 
 
+def kernel_scaling(argv):
+    """Kernel mode (see the module docstring)."""
+    import logging
+    import tempfile
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_peer import kernel_vs_eigh, random_blocks, write_2d_tb
+
+    from qgtflow.geometry.batched import BATCHED_MIN_BANDS
+
+    logging.getLogger("qgtflow").setLevel(logging.ERROR)
+    points = int(argv[0]) if argv else 4000
+    sizes = [int(a) for a in argv[1:]] or [2, 4, 8, 12, 16, 32, 64]
+    work = Path(tempfile.mkdtemp(prefix="bench-eigh-"))
+    print(f"kernel / batched eigh, {points} k-points, BATCHED_MIN_BANDS = {BATCHED_MIN_BANDS}, best of 3, one thread")
+    cols = [f"{f}/{p}" for f in ("all", "ahc") for p in ("per-k", "batched", "auto")]
+    print(f"{'n':>3} " + " ".join(f"{c:>13}" for c in cols) + f" {'eigh k/s':>10}")
+    for n in sizes:
+        blocks, lat = random_blocks(n)
+        tb = write_2d_tb(work / f"w{n}_tb.dat", lat, blocks)
+        t = kernel_vs_eigh(tb, points, 3, ("per-k", "batched", "auto"))
+        print(f"{n:>3} " + " ".join(f"{t[c] / t['eigh']:>13.3g}" for c in cols) + f" {points / t['eigh']:>10.4g}",
+              flush=True)
+
+
 if __name__ == "__main__":
-    main(sys.argv)
+    if sys.argv[1:2] == ["--kernel"]:
+        kernel_scaling(sys.argv[2:])
+    else:
+        main(sys.argv)

@@ -17,7 +17,8 @@ agreement max|q − p| / max|p| over the μ grid less 8 k_BT at each end (Wannie
 its T = 0 result convolved with −∂f/∂E on the μ grid, ``dataSmooth``; S/m × the cell height → S for the 2D
 sheet; in the gap of the Haldane model both give e²/h to 1e-6), and the bytes on disk per k-point of qgtflow's
 geometry store. Then the geometry kernel alone beside a bare
-batched ``numpy.linalg.eigh`` of the same H(k) (ratio of times, same run).
+batched ``numpy.linalg.eigh`` of the same H(k) (ratio of process CPU times, same run), with the eigenbasis per k
+in numba ("per-k", the path before issue 17 item 4) and chosen by band count ("auto", ``geometry/batched.py``).
 """
 
 from __future__ import annotations
@@ -214,29 +215,31 @@ def run_qgtflow(tb: Path, size: int, responses: list[str], reps: int):
 AHC_CORE = ("energy", "velocity", "berry_curvature")  # what sigma_ahe reads
 
 
-def kernel_vs_eigh(tb: Path, n_points: int, reps: int):
-    """Geometry kernel alone (all core fields; only AHC's) / bare batched numpy.linalg.eigh of the same H(k)
-    (best times of interleaved repeats, same run)."""
+EIGENBASIS = {"per-k": False, "batched": True, "auto": None}  # compute_fields(batched=...): forced or by band count
+
+
+def kernel_vs_eigh(tb: Path, n_points: int, reps: int, paths=("auto",)):
+    """Geometry kernel alone (all core fields; only AHC's), per eigenbasis path (``EIGENBASIS``) / bare batched
+    numpy.linalg.eigh of the same H(k): best process-CPU times of interleaved repeats, same run (one thread)."""
     from qgtflow.geometry.fields import compute_fields
     from qgtflow.study import load_study
 
     model = load_study(qgtflow_study(tb, ["sigma_ahe"])).model
     k = np.random.default_rng(1).uniform(-np.pi, np.pi, (n_points, model.dim)) / 3.0
     H = model.unique_derivatives(k)[:, 0].copy()
-    try:
-        compute_fields(model, k[:2], core=AHC_CORE)  # compiled / loaded
-        variants = {"all": None, "ahc": AHC_CORE}
-    except TypeError:  # a qgtflow without field selection
-        variants = {"all": None}
+    variants = {f"{fields}/{path}": (core, EIGENBASIS[path])
+                for fields, core in [("all", None), ("ahc", AHC_CORE)] for path in paths}
+    for core, batched in variants.values():
+        compute_fields(model, k[:2], core=core, batched=batched)  # compiled / loaded
     times = {name: [] for name in [*variants, "eigh"]}
     for _ in range(reps):  # interleaved
-        for name, core in variants.items():
-            t0 = time.perf_counter()
-            compute_fields(model, k, reuse_buffers=True, **({} if core is None else {"core": core}))
-            times[name].append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        for name, (core, batched) in variants.items():
+            t0 = time.process_time()
+            compute_fields(model, k, reuse_buffers=True, core=core, batched=batched)
+            times[name].append(time.process_time() - t0)
+        t0 = time.process_time()
         np.linalg.eigh(H)
-        times["eigh"].append(time.perf_counter() - t0)
+        times["eigh"].append(time.process_time() - t0)
     return {name: min(t) for name, t in times.items()}
 
 
@@ -289,9 +292,11 @@ def main(argv=None):
                 rows.append(row)
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
-        t = kernel_vs_eigh(tb, args.kernel_points, args.repeat)
+        t = kernel_vs_eigh(tb, args.kernel_points, args.repeat, ("per-k", "auto"))
         print(f"kernel model={name} bands={nb} points={args.kernel_points} "
               + " ".join(f"{v}/eigh={t[v] / t['eigh']:.3g}" for v in t if v != "eigh")
+              + f" qgtflow_kps(ahc/per-k)={args.kernel_points / t['ahc/per-k']:.4g}"
+              + f" qgtflow_kps(ahc/auto)={args.kernel_points / t['ahc/auto']:.4g}"
               + f" (eigh {args.kernel_points / t['eigh']:.4g} k/s; H(k) and all derivatives included)", flush=True)
     return rows
 

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
-from qgtflow.geometry.kernels import block_count, geometry_chunk
+from qgtflow.geometry.batched import geometry_batched, use_batched
+from qgtflow.geometry.kernels import block_count, block_threads, geometry_chunk
 from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO, SPIN_PAIR_INFO
 from qgtflow.models.derivatives import compact, index_maps, slot_count
 
@@ -115,7 +116,8 @@ def field_units(spec: FieldSpec, units) -> str:
 
 def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gauge_seed: int = -1,
                    n_threads: int | None = None, closed_form: bool = True, reuse_buffers: bool = False,
-                   optional: tuple[str, ...] = (), core: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+                   optional: tuple[str, ...] = (), core: tuple[str, ...] | None = None,
+                   batched: bool | None = None) -> dict[str, np.ndarray]:
     """All geometry fields of ``model`` at k-points ``k`` (N, dim), as {name: array (N, ...)}.
 
     ``core``: the core fields wanted (default all); the kernel runs at the lowest :data:`FIELD_LEVEL` that
@@ -128,6 +130,9 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     ``gauge_seed`` ≥ 0 rotates eigenvectors by random unitaries inside degenerate groups
     (random phases for simple bands) — a test hook for gauge invariance.
     ``optional``: names of optional fields (see :data:`OPTIONAL_FIELDS`) to compute as well.
+    ``batched``: eigenbasis by batched LAPACK/BLAS (``geometry/batched.py``) or per k in numba; None chooses
+    by band count (:func:`qgtflow.geometry.batched.use_batched`). Same values either way; True always runs the
+    sum over states (no Clifford closed form).
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
     unknown = sorted(set(optional) - set(OPTIONAL_FIELDS))
@@ -138,7 +143,7 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     level = max((FIELD_LEVEL[name] for name in core), default=1)
     if getattr(model, "sectors", None):  # ⊕ of independent blocks: each on its own, stacked along band
         parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form, optional=optional,
-                                core=core)
+                                core=core, batched=batched)
                  for m in model.sectors]
         return {name: _block_diagonal([p[name] for p in parts]) if name in SPIN_PAIR_INFO
                 else np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
@@ -150,11 +155,11 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"), order=order)
         out["_hamiltonian"] = Hu
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out,
-                                    model.active_slots(), level)
+                                    model.active_slots(), level, batched)
     else:
         Hu = model.unique_derivatives(k, order=order)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
-                                    active=model.active_slots(), level=level)
+                                    active=model.active_slots(), level=level, batched=batched)
     if getattr(model, "position", None) is not None:  # Wannier position operator: external terms of Ω, ∂Ω, g, 𝒢
         from qgtflow.geometry.position import add_external_terms
 
@@ -237,14 +242,14 @@ def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_se
 
 
 def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None, out=None,
-                       active=None, level=3):
+                       active=None, level=3, batched=None):
     """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`).
 
     ``gammas``: anticommuting basis of the model (``Model.clifford_gammas``) for the closed form;
     None runs the generic sum over states. ``out``: preallocated arrays (see ``_allocate``).
     ``active``: bool per derivative slot, False where the slot vanishes identically (its rotation is
     skipped); default all True. ``level``: kernel level (:data:`FIELD_LEVEL`); the fields above it are
-    left unfilled (the caller drops them).
+    left unfilled (the caller drops them). ``batched``: see :func:`compute_fields`.
     """
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
@@ -258,7 +263,14 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
         raise ValueError(f"derivative array has {Hu.shape[1]} slots; kernel level {level} reads {needed}")
     active = np.ones(Hu.shape[1], bool) if active is None else np.array(active, bool)[:Hu.shape[1]]
     active[(1 + d if level <= 1 else 1 + d + d * (d + 1) // 2 if level == 2 else Hu.shape[1]):] = False
-    if gammas is None or gammas.shape[-1] != n:
+    closed_form = gammas is not None and gammas.shape[0] > 0 and gammas.shape[-1] == n
+    if use_batched(n, gauge_seed, closed_form) if batched is None else batched:
+        if gauge_seed >= 0:
+            raise ValueError("the batched eigenbasis has no gauge test hook (gauge_seed): use batched=False")
+        geometry_batched(np.ascontiguousarray(Hu), i1, i2, i3, active, int(level), float(degeneracy_threshold),
+                         block_threads(n_threads), out)
+        return out
+    if not closed_form:
         gammas, c_idx, c_val = np.zeros((0, n, n), complex), np.zeros((0, 3), np.int64), np.zeros(0)
     else:
         c_idx, c_val = sparse_structure(structure_constants(gammas))

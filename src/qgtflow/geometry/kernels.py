@@ -30,12 +30,16 @@ from qgtflow.geometry.eigh import eigh_small_ws
 from qgtflow.geometry.clifford import clifford_one_k
 
 
-def block_count(n_k: int, n_threads: int | None = None) -> int:
-    """Blocks a chunk of ``n_k`` k-points is split into for the prange kernels (4 per numba thread)."""
+def block_threads(n_threads: int | None = None) -> int:
+    """Threads a chunk's kernel runs on: ``n_threads``, else numba's (the job's NUMBA_NUM_THREADS)."""
     import numba
 
-    threads = n_threads or numba.get_num_threads()
-    return max(1, min(n_k, 4 * threads))
+    return n_threads or numba.get_num_threads()
+
+
+def block_count(n_k: int, n_threads: int | None = None) -> int:
+    """Blocks a chunk of ``n_k`` k-points is split into for the prange kernels (4 per numba thread)."""
+    return max(1, min(n_k, 4 * block_threads(n_threads)))
 
 
 @njit(cache=True, error_model="numpy")
@@ -133,13 +137,10 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, level, thresh, gauge_seed,
                     E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                     energy, velocity, inverse_mass, third, curvature, metric, bcp,
                     dcurv, dmetric, dbcp):
-    n = Hu.shape[1]
-    d = i1.shape[0]
     eigh_small_ws(Hu[0], E, U, work)
     ngroups = _groups(E, thresh, grp)
     if gauge_seed >= 0:
         _random_gauge(U, grp, ngroups)
-    _group_bounds(grp, glo, ghi)
     # rotate the distinct derivatives into the eigenbasis: full matrices up to second order,
     # diagonals only for third order
     for u in range(1, Hu.shape[0]):
@@ -149,6 +150,19 @@ def _geometry_one_k(Hu, i1, i2, i3, active, n_full, level, thresh, gauge_seed,
             _rotate(U, Hu[u], R[u], scratch)
         else:
             _rotate_diag_into(U, Hu[u], R[u])
+    _fields_one_k(i1, i2, i3, level, E, grp, glo, ghi, R, inv, DV, tmpd,
+                  energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp)
+
+
+@njit(cache=True, error_model="numpy")
+def _fields_one_k(i1, i2, i3, level, E, grp, glo, ghi, R, inv, DV, tmpd,
+                  energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
+    """Every field of one k-point from its eigenvalues E (ascending), degenerate-group labels ``grp`` and the
+    eigenbasis matrix elements R (slots as Hu: full matrices up to second order, diagonals of the third;
+    R[0] unread); glo, ghi, inv, DV, tmpd are scratch."""
+    n = E.shape[0]
+    d = i1.shape[0]
+    _group_bounds(grp, glo, ghi)
     V = R[i1[0]:i1[0] + d]  # ∂_a H slots are contiguous (slots 1..d)
     # inverse energy differences, zero inside a degenerate group
     for i in range(n):
@@ -348,3 +362,26 @@ def geometry_chunk(Hu, i1, i2, i3, active, level, thresh, gauge_seed, n_blocks, 
                             E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
                             metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def geometry_eigenbasis_chunk(E, R, i1, i2, i3, level, thresh,
+                              energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
+    """The fields of k-points already taken to the eigenbasis (``geometry/batched.py``): E (N, n) ascending
+    eigenvalues, R (N, U, n, n) the matrix elements U†∂H U in the slots of Hu (full up to second order,
+    diagonals of the third). Same per-k code and outputs as :func:`geometry_chunk` (without the Clifford
+    closed form and the gauge test hook); serial and releasing the GIL, so that threads run blocks of k."""
+    N = E.shape[0]
+    n = E.shape[1]
+    d = i1.shape[0]
+    grp = np.empty(n, np.int64)
+    glo = np.empty(n, np.int64)
+    ghi = np.empty(n, np.int64)
+    inv = np.empty((n, n))
+    DV = np.empty((d, d, n, n), np.complex128)
+    tmpd = np.empty((n, d))
+    for kk in range(N):
+        _groups(E[kk], thresh, grp)
+        _fields_one_k(i1, i2, i3, level, E[kk], grp, glo, ghi, R[kk], inv, DV, tmpd,
+                      energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk], metric[kk], bcp[kk],
+                      dcurv[kk], dmetric[kk], dbcp[kk])
