@@ -174,3 +174,31 @@ def test_symmetry_without_atoms_or_win_is_refused(tmp_path):
 
     with pytest.raises(QgtflowError, match=r"symmetry\.atoms: missing; expected .*atoms_frac or atoms_cart"):
         load_study({**STUDY, "symmetry": {}})
+
+
+def test_win_atoms_are_in_the_convergence_fingerprint_only(tmp_path):
+    """The crystal read from seedname.win reaches the convergence stage (its symmetry zeros): moving an atom
+    changes the convergence job's fingerprint (it and the report rerun), not the model's stages (the Hamiltonian
+    is the same); an edit of the .win that changes nothing read (a comment) changes no fingerprint."""
+    import shutil
+
+    from qgtflow import plan
+    from qgtflow.study import load_study
+    from tests.test_real_material import DATA, STUDY
+
+    shutil.copy(DATA / "fe_like_tb.dat", tmp_path / "fe_like_tb.dat")
+    cfg = {**STUDY, "model": {"name": "fe", "wannier90": {"tb": str(tmp_path / "fe_like_tb.dat")}},
+           "symmetry": {"magnetic_moments": [[0.0, 0.0, 2.2], [0.0, 0.0, 0.0]]}}
+    win = tmp_path / "fe_like.win"
+
+    def fingerprints(text):
+        win.write_text(text)
+        st = load_study(cfg)
+        jobs = {stage: job["fingerprint"] for stage, job in plan.grid_chain(st, st.sizes[0]).items()}
+        return {**jobs, "bands": plan.bands_job(st)["fingerprint"], "convergence": plan.convergence_job(st)["fingerprint"]}
+
+    two_atoms = WIN.format(kind="frac", unit="", pos="0.0 0.0 0.0\nCo  0.5 0.5 0.5")
+    before = fingerprints(two_atoms)
+    assert fingerprints(two_atoms + "! a comment\n") == before
+    moved = fingerprints(two_atoms.replace("Co  0.5 0.5 0.5", "Co  0.5 0.5 0.45"))
+    assert {stage for stage in before if moved[stage] != before[stage]} == {"convergence"}
