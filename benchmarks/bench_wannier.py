@@ -25,7 +25,7 @@ Fe-like file with A(R) agrees to 5e-16 (AHC) and 1e-13 (BCD, nonzero only throug
 and without the position operator. The generated ``random`` file disagreed in every quantity (AHC 2.6, BCD 10,
 nonlinear Drude 1.8, Drude 0.43 on 8³): its R cube tiles a 3×3×3 supercell, so qgtflow's reader (no _wsvec.dat)
 applies Wannier90's use_ws_distance correction for that grid, which the peer's ``from_tb_file`` never applies. Both
-corrections are the same (H(k) of qgtflow's reader = the peer's after ``do_ws_dist(mp_grid=(3, 3, 3))`` to 1e-6 in
+corrections are the same (H(k) of qgtflow's reader = the peer's after ``do_ws_dist(mp_grid=(3, 3, 3))`` to 1e-15 in
 the eigenvalues): the peer is now given the grid qgtflow uses (:func:`ws_grid`), and ``random`` agrees like the
 Fe-like files (2026-12-06, 8³, T = 300 K: AHC 1.5e-2, Drude 1.5e-3, BCD 1.3e-2, nonlinear Drude 1.2e-2, internal and
 full). Symmetry-zero tensors (Fe-like BCD and nonlinear Drude) show noise / noise ratios.
