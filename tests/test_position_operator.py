@@ -202,6 +202,24 @@ def test_responses_of_fields_without_the_position_operator_are_refused(tb_file):
         check_position_operator(model, ["reads_zeeman"], lambda r: ["zeeman_bcp"])
 
 
+def test_bands_store_holds_no_tight_binding_only_field_under_the_full_operator(tb_file):
+    """The bands stage's map gets no quadrupole density (not yet full-operator) for a Christoffel response while
+    the position operator is on, and a map field that does not include it is refused in one line naming the key."""
+    from qgtflow.study import bands_fields, load_study
+
+    base = {"model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2}}, "units": "natural",
+            "kgrid": {"sizes": [8]}, "mu": [0.0], "temperature": [0.05], "tau": 1.0, "responses": ["ife_coefficient"],
+            "fermi_form": "surface"}
+    assert "quantum_metric_quadrupole_density" not in bands_fields(load_study(base))["kmap"]
+    off = {**base, "model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2,
+                                                                "position_operator": False}}}
+    assert "quantum_metric_quadrupole_density" in bands_fields(load_study(off))["kmap"]
+    quad = {"kmap": {"fields": ["quantum_metric_quadrupole_density"]}}
+    with pytest.raises(ModelError, match=r"bands\.kmap\.fields: \['quantum_metric_quadrupole_density'\] .*"
+                                         "position_operator: false"):
+        bands_fields(load_study({**base, "bands": quad}))
+
+
 def test_christoffel_symbols_of_the_full_metric(tb_file):
     """With the position operator Γ_abc = ½(∂_c g_ab + ∂_b g_ac − ∂_a g_bc) of the full ∂g; the same combination
     of the tight-binding ∂g is the projector kernel's Γ (position operator off)."""

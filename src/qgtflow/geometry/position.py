@@ -67,12 +67,28 @@ TB_ONLY_FIELDS = ("quantum_metric_quadrupole_density", "zeeman_qgt_metric", "zee
 BATCH = 256  # k-points per batched product (memory ~ d² × BATCH × n² complex)
 
 
+def position_operator_on(model) -> bool:
+    """Whether ``model`` (or one of its sectors) carries the Wannier position operator."""
+    return any(getattr(m, "position", None) is not None for m in (getattr(model, "sectors", None) or [model]))
+
+
+def check_position_fields(model, names, key: str) -> None:
+    """Refuse (one line) the fields ``names`` of the settings ``key`` that do not include the position operator
+    while it is on (the bands stage's path and map fields)."""
+    bad = sorted(set(names) & set(TB_ONLY_FIELDS)) if position_operator_on(model) else []
+    if bad:
+        from qgtflow.errors import ModelError
+
+        raise ModelError(f"{key}: {bad} do not yet include the Wannier position operator; expected fields of "
+                         f"{list(FULL_POSITION_FIELDS)} or the others of the catalogue, or set "
+                         "model.wannier90.position_operator: false (tight-binding approximation throughout)")
+
+
 def check_position_operator(model, responses, fields_of) -> None:
     """Refuse (one line) responses reading fields that do not include the position operator while it is on.
 
     ``fields_of(response)``: the geometry fields one response reads."""
-    models = getattr(model, "sectors", None) or [model]
-    if all(getattr(m, "position", None) is None for m in models):
+    if not position_operator_on(model):
         return
     for r in responses:
         bad = sorted(set(fields_of(r)) & set(TB_ONLY_FIELDS))
