@@ -195,7 +195,8 @@ def test_win_atoms_are_in_the_convergence_fingerprint_only(tmp_path):
         win.write_text(text)
         st = load_study(cfg)
         jobs = {stage: job["fingerprint"] for stage, job in plan.grid_chain(st, st.sizes[0]).items()}
-        return {**jobs, "bands": plan.bands_job(st)["fingerprint"], "convergence": plan.convergence_job(st)["fingerprint"]}
+        jobs["bands"] = plan.bands_job(st)["fingerprint"]
+        return {**jobs, "convergence": plan.convergence_job(st)["fingerprint"]}
 
     two_atoms = WIN.format(kind="frac", unit="", pos="0.0 0.0 0.0\nCo  0.5 0.5 0.5")
     before = fingerprints(two_atoms)
