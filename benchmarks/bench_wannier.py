@@ -205,9 +205,9 @@ def agreement(q: np.ndarray, p: np.ndarray) -> float:
     return float(np.max(np.abs(q - p)[inner]) / max(np.max(np.abs(p[inner])), 1e-300))
 
 
-def kernel_cost(tb: Path, n_points: int, reps: int) -> dict:
-    """Geometry kernel alone on ``n_points`` random k (the fields the four quantities read): seconds with and without
-    the position operator (best of interleaved repeats)."""
+def kernel_cost(tb: Path, n_points: int, reps: int, core=KERNEL_CORE) -> dict:
+    """Geometry kernel alone on ``n_points`` random k (``core``: default the fields the four quantities read): seconds
+    with and without the position operator (best of interleaved repeats)."""
     from qgtflow.geometry.fields import compute_fields
     from qgtflow.models.wannier import read_tb
 
@@ -215,12 +215,12 @@ def kernel_cost(tb: Path, n_points: int, reps: int) -> dict:
               "off": read_tb(tb, length_unit="angstrom", position_operator=False)}
     k = np.random.default_rng(1).uniform(-1.0, 1.0, (n_points, 3))
     for m in models.values():
-        compute_fields(m, k[:2], core=KERNEL_CORE)  # compiled / loaded
+        compute_fields(m, k[:2], core=core)  # compiled / loaded
     best = {name: np.inf for name in models}
     for _ in range(reps):
         for name, m in models.items():
             t0 = time.perf_counter()
-            compute_fields(m, k, core=KERNEL_CORE)
+            compute_fields(m, k, core=core)
             best[name] = min(best[name], time.perf_counter() - t0)
     return best
 
@@ -241,6 +241,8 @@ def comparison_files(workdir: Path) -> dict[str, Path]:
 
 def compare(python: Path, sizes: list[int], reps: int, kernel_points: int) -> list[dict]:
     import logging
+
+    from qgtflow.geometry.fields import CORE_FIELDS
 
     logging.getLogger("qgtflow").setLevel(logging.ERROR)  # sampling warnings of coarse grids
     print(f"# bench_wannier vs WannierBerri {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
@@ -267,10 +269,11 @@ def compare(python: Path, sizes: list[int], reps: int, kernel_points: int) -> li
                     rows.append(row)
                     print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                           flush=True)
-            t = kernel_cost(tb, kernel_points, reps)
-            print(f"kernel file={label} points={kernel_points} without position operator {kernel_points / t['off']:.4g} "
-                  f"k/s, with {kernel_points / t['on']:.4g} k/s: external terms cost x{t['on'] / t['off']:.3g}",
-                  flush=True)
+            for fields, core in (("four quantities", KERNEL_CORE), ("all core fields", CORE_FIELDS)):
+                t = kernel_cost(tb, kernel_points, reps, core)
+                print(f"kernel file={label} fields={fields} points={kernel_points} without position operator "
+                      f"{kernel_points / t['off']:.4g} k/s, with {kernel_points / t['on']:.4g} k/s: external terms "
+                      f"cost x{t['on'] / t['off']:.3g}", flush=True)
     return rows
 
 
