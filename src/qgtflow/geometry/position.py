@@ -1,4 +1,4 @@
-"""External (position-operator) terms of the Berry curvature and its dipole for Wannier models.
+"""External (position-operator) terms of Ω, g, 𝒢 and their k-derivatives for Wannier models.
 
 Pure functions of a chunk's compact derivatives of H (``Hu`` (N, U, n, n)) and of the basis connection A^W
 (``Au`` (N, d, U, n, n), ``models/position.py``); no I/O, no Dask. The geometry kernels compute the
