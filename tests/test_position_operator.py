@@ -140,7 +140,8 @@ def test_degenerate_copies_give_the_same_band_values(tmp_path):
     k = np.random.default_rng(11).uniform(-1.5, 1.5, (4, 2))
     a = compute_fields(single, k, 1e-6)
     b = compute_fields(double, k, 1e-6)
-    for name in ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp"):
+    for name in ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp",
+                 "quantum_metric_dipole_density", "bcp_dipole_density"):
         np.testing.assert_allclose(b[name][:, ::2], a[name], atol=1e-9 * np.abs(a[name]).max())
         np.testing.assert_allclose(b[name][:, 1::2], a[name], atol=1e-9 * np.abs(a[name]).max())
 
@@ -177,22 +178,63 @@ def test_chern_number_and_ahc_of_the_pipeline(tb_file, tmp_path):
 
 
 def test_responses_of_fields_without_the_position_operator_are_refused(tb_file):
+    """The quadrupole (ife_coefficient, sea) and the 003 Zeeman fields are refused in one line; the responses of
+    the g and 𝒢 dipoles and of the Christoffel symbols are not (they include the position operator)."""
     from qgtflow.study import geometry_fields, load_study
 
     base = {"model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2}}, "units": "natural",
             "kgrid": {"sizes": [8]}, "mu": [0.0], "temperature": [0.05], "tau": 1.0}
-    with pytest.raises(ModelError, match="sigma_qm.*position_operator: false"):
-        geometry_fields(load_study({**base, "responses": ["sigma_ahe", "sigma_qm"]}))
+    with pytest.raises(ModelError, match="ife_coefficient.*quadrupole.*position_operator: false"):
+        geometry_fields(load_study({**base, "responses": ["sigma_ahe", "ife_coefficient"]}))
     off = {**base, "model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2,
                                                                 "position_operator": False}}}
-    assert "bcp" in geometry_fields(load_study({**off, "responses": ["sigma_qm"]}))
-    assert "berry_curvature" in geometry_fields(load_study({**base, "responses": ["sigma_ahe", "sigma_bcd"]}))
+    assert "quantum_metric_quadrupole_density" in geometry_fields(load_study({**off, "responses": ["ife_coefficient"]}))
+    fields = geometry_fields(load_study({**base, "responses": ["sigma_ahe", "sigma_bcd", "sigma_qm",
+                                                               "quadrupolar_current_gamma"]}))
+    assert {"bcp_dipole_density", "quantum_metric_dipole_density"} <= set(fields)
+    assert "christoffel" in geometry_fields(load_study({**base, "responses": ["ife_coefficient"],
+                                                         "fermi_form": "surface"}))
     from qgtflow.geometry.position import check_position_operator
 
     model = read_tb(tb_file, length_unit="angstrom", dim=2)
-    check_position_operator(model, ["reads_g"], lambda r: ["energy", "quantum_metric", "bcp"])  # g, 𝒢: full
-    with pytest.raises(ModelError, match="quantum_metric_dipole_density"):
-        check_position_operator(model, ["reads_dg"], lambda r: ["quantum_metric_dipole_density"])
+    check_position_operator(model, ["reads_dg"], lambda r: ["quantum_metric_dipole_density", "christoffel"])
+    with pytest.raises(ModelError, match="zeeman_bcp"):
+        check_position_operator(model, ["reads_zeeman"], lambda r: ["zeeman_bcp"])
+
+
+def test_bands_store_holds_no_tight_binding_only_field_under_the_full_operator(tb_file):
+    """The bands stage's map gets no quadrupole density (not yet full-operator) for a Christoffel response while
+    the position operator is on, and a map field that does not include it is refused in one line naming the key."""
+    from qgtflow.study import bands_fields, load_study
+
+    base = {"model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2}}, "units": "natural",
+            "kgrid": {"sizes": [8]}, "mu": [0.0], "temperature": [0.05], "tau": 1.0, "responses": ["ife_coefficient"],
+            "fermi_form": "surface"}
+    assert "quantum_metric_quadrupole_density" not in bands_fields(load_study(base))["kmap"]
+    off = {**base, "model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2,
+                                                                "position_operator": False}}}
+    assert "quantum_metric_quadrupole_density" in bands_fields(load_study(off))["kmap"]
+    quad = {"kmap": {"fields": ["quantum_metric_quadrupole_density"]}}
+    with pytest.raises(ModelError, match=r"bands\.kmap\.fields: \['quantum_metric_quadrupole_density'\] .*"
+                                         "position_operator: false"):
+        bands_fields(load_study({**base, "bands": quad}))
+
+
+def test_christoffel_symbols_of_the_full_metric(tb_file):
+    """With the position operator Γ_abc = ½(∂_c g_ab + ∂_b g_ac − ∂_a g_bc) of the full ∂g; the same combination
+    of the tight-binding ∂g is the projector kernel's Γ (position operator off)."""
+    from qgtflow.geometry.position import christoffel_symbols
+
+    k = np.random.default_rng(9).uniform(-1.5, 1.5, (4, 2))
+    for position_operator in (True, False):
+        model = read_tb(tb_file, length_unit="angstrom", dim=2, position_operator=position_operator)
+        f = compute_fields(model, k, 1e-8, optional=("christoffel",), core=("energy",))
+        dg = compute_fields(model, k, 1e-8)["quantum_metric_dipole_density"]
+        gam = np.empty_like(dg)
+        for a, b, c in np.ndindex(2, 2, 2):
+            gam[..., a, b, c] = 0.5 * (dg[..., a, b, c] + dg[..., a, c, b] - dg[..., b, c, a])
+        np.testing.assert_allclose(f["christoffel"], gam, atol=1e-10 * np.abs(gam).max())
+        np.testing.assert_allclose(christoffel_symbols(dg), gam, atol=1e-12 * np.abs(gam).max())
 
 
 def test_no_position_elements_beyond_the_centres_add_nothing(tmp_path):
@@ -306,3 +348,89 @@ def test_degenerate_groups_metric_equals_the_group_fidelity(tmp_path):
     fid = _fidelity_metric(k, lambda q: bloch(q, H2, r2, centres), [[0, 1], [2, 3], [4, 5]])
     g = compute_fields(model, k, 1e-6)["quantum_metric"]
     np.testing.assert_allclose(g, fid, atol=1e-6 * np.abs(fid).max())
+
+
+# -- the dipoles of g and 𝒢 with the position operator ---------------------------------------------------------
+
+METRIC_DIPOLES = {"quantum_metric": "quantum_metric_dipole_density", "bcp": "bcp_dipole_density"}
+
+
+def _group_sums(values, groups):
+    """Per-band values (K, n, …) → their sums over each degenerate group (lists of band indices), per band."""
+    out = np.empty_like(values)
+    for g in groups:
+        out[:, g] = values[:, g].sum(axis=1, keepdims=True)
+    return out
+
+
+def _richardson(model, k, name, c, threshold, h=1e-4):
+    """∂_c of a field by Richardson-extrapolated central differences (steps h, h/2; error O(h⁴))."""
+    e = np.eye(model.dim)[c]
+    central = [(compute_fields(model, k + s * e, threshold, core=(name,))[name]
+                - compute_fields(model, k - s * e, threshold, core=(name,))[name]) / (2 * s) for s in (h, h / 2)]
+    return (4 * central[1] - central[0]) / 3
+
+
+def _assert_dipoles_equal_differences(model, k, groups, threshold, rtol=1e-6):
+    """∂_c g and ∂_c 𝒢 (group sums: smooth through degeneracies) against Richardson differences of g and 𝒢,
+    relative to each k-point's largest value."""
+    f = compute_fields(model, k, threshold)
+    for base, dipole in METRIC_DIPOLES.items():
+        scale = np.abs(f[dipole]).reshape(len(k), -1).max(axis=1)
+        assert scale.min() > 0
+        for c in range(model.dim):
+            fd = _group_sums(_richardson(model, k, base, c, threshold), groups)
+            err = np.abs(_group_sums(f[dipole][..., c], groups) - fd).reshape(len(k), -1).max(axis=1) / scale
+            assert err.max() < rtol, (dipole, "xyz"[c], err)
+
+
+def _fe_like_with_positions(path, seed=21, scale=0.05):
+    """The Fe-like bcc model (tests/data/make_fe_like.py) with random off-diagonal position elements A(R) on its
+    R vectors (r(−R) = r(R)^†, zero R = 0 diagonal)."""
+    from tests.data.make_fe_like import LATTICE as FE_LATTICE, blocks
+
+    H = blocks()
+    rng = np.random.default_rng(seed)
+    r = {}
+    for R in sorted(H):
+        mR = tuple(-x for x in R)
+        if mR in r:
+            r[R] = np.conj(np.swapaxes(r[mR], 0, 1))
+            continue
+        m = scale * (rng.normal(size=(6, 6, 3)) + 1j * rng.normal(size=(6, 6, 3)))
+        r[R] = 0.5 * (m + np.conj(np.swapaxes(m, 0, 1))) if R == mR else m
+    r[(0, 0, 0)][np.arange(6), np.arange(6)] = 0.0
+    return read_tb(write_tb(path, FE_LATTICE, H, positions=r, decimals=10), length_unit="angstrom"), FE_LATTICE
+
+
+def test_metric_dipoles_equal_differences_of_the_full_metric_and_bcp(tb_file, tmp_path):
+    """Layer model (off-diagonal A(R)) at generic points and its TRIMs; Fe-like bcc model with A(R) at a generic
+    point and Γ, H, N, P, Δ: ∂g, ∂𝒢 with the position operator = Richardson differences of g, 𝒢 to 1e-6."""
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    b = 2 * np.pi * np.linalg.inv(LATTICE[:2, :2]).T
+    frac = np.array([[0.13, 0.37], [0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [0.5, 0.5], [0.71, 0.22]])
+    _assert_dipoles_equal_differences(model, frac @ b, [[0], [1], [2]], 1e-8)
+    off = read_tb(tb_file, length_unit="angstrom", dim=2, position_operator=False)
+    full, tight_binding = (compute_fields(m, frac @ b, 1e-8) for m in (model, off))
+    for name in METRIC_DIPOLES.values():  # the external terms matter
+        assert np.abs(full[name] - tight_binding[name]).max() > 1e-2 * np.abs(full[name]).max()
+    fe, fe_lattice = _fe_like_with_positions(tmp_path / "fe_r_tb.dat")
+    assert fe.position is not None
+    b3 = 2 * np.pi * np.linalg.inv(fe_lattice).T
+    frac3 = np.array([[0.13, 0.27, 0.41], [0, 0, 0], [0.5, -0.5, 0.5], [0, 0, 0.5], [0.25, 0.25, 0.25],
+                      [0.1, 0.1, 0.0]])
+    _assert_dipoles_equal_differences(fe, frac3 @ b3, [[i] for i in range(6)], 1e-8)
+
+
+def test_metric_dipoles_at_degenerate_groups(tmp_path):
+    """Every band doubled, with an in-group mixing of r (degenerate pairs at every k): the group sums of ∂g, ∂𝒢
+    equal the differences of the group sums of g, 𝒢."""
+    H, r = model_blocks()
+    mix = 0.02 * np.kron(np.eye(N_ORB), np.array([[0.0, 1.0], [1.0, 0.0]]))
+    H2 = {R: np.kron(m, np.eye(2)) for R, m in H.items()}
+    r2 = {R: np.stack([np.kron(m[..., a], np.eye(2)) + (mix if not any(R) and a < 2 else 0.0) for a in range(3)], -1)
+          for R, m in r.items()}
+    model = read_tb(write_tb(tmp_path / "two_tb.dat", LATTICE, H2, centres=np.repeat(CENTRES, 2, axis=0),
+                             positions=r2, decimals=10), length_unit="angstrom", dim=2)
+    k = np.random.default_rng(17).uniform(-1.5, 1.5, (4, 2))
+    _assert_dipoles_equal_differences(model, k, [[0, 1], [2, 3], [4, 5]], 1e-6)

@@ -174,3 +174,57 @@ def test_symmetry_without_atoms_or_win_is_refused(tmp_path):
 
     with pytest.raises(QgtflowError, match=r"symmetry\.atoms: missing; expected .*atoms_frac or atoms_cart"):
         load_study({**STUDY, "symmetry": {}})
+
+
+def test_win_atoms_are_in_the_convergence_fingerprint_only(tmp_path):
+    """The crystal read from seedname.win reaches the convergence stage (its symmetry zeros): moving an atom
+    changes the convergence job's fingerprint (it and the report rerun), not the model's stages (the Hamiltonian
+    is the same); an edit of the .win that changes nothing read (a comment) changes no fingerprint."""
+    import shutil
+
+    from qgtflow import plan
+    from qgtflow.study import load_study
+    from tests.test_real_material import DATA, STUDY
+
+    shutil.copy(DATA / "fe_like_tb.dat", tmp_path / "fe_like_tb.dat")
+    cfg = {**STUDY, "model": {"name": "fe", "wannier90": {"tb": str(tmp_path / "fe_like_tb.dat")}},
+           "symmetry": {"magnetic_moments": [[0.0, 0.0, 2.2], [0.0, 0.0, 0.0]]}}
+    win = tmp_path / "fe_like.win"
+
+    def fingerprints(text):
+        win.write_text(text)
+        st = load_study(cfg)
+        jobs = {stage: job["fingerprint"] for stage, job in plan.grid_chain(st, st.sizes[0]).items()}
+        jobs["bands"] = plan.bands_job(st)["fingerprint"]
+        return {**jobs, "convergence": plan.convergence_job(st)["fingerprint"]}
+
+    two_atoms = WIN.format(kind="frac", unit="", pos="0.0 0.0 0.0\nCo  0.5 0.5 0.5")
+    before = fingerprints(two_atoms)
+    assert fingerprints(two_atoms + "! a comment\n") == before
+    moved = fingerprints(two_atoms.replace("Co  0.5 0.5 0.5", "Co  0.5 0.5 0.45"))
+    assert {stage for stage in before if moved[stage] != before[stage]} == {"convergence"}
+
+
+@pytest.mark.parametrize("block, unit_first, expected", [
+    ("unit_cell_cart", "bohr\n 2 0 0\n 0 2 0\n 0 0 2\n", np.eye(3) * 2 * 0.529177210903),
+    ("atoms_cart", "bohr\nFe 0 0 1\n", None)])
+def test_win_unit_lines_of_both_blocks(tmp_path, block, unit_first, expected):
+    """One unit-line rule for unit_cell_cart and atoms_cart: a first bohr line converts to Å; after a row it is
+    refused in one line naming it."""
+    from qgtflow.errors import QgtflowError
+    from qgtflow.models.wannier import read_win_atoms, read_win_lattice
+
+    lattice = "begin unit_cell_cart\n 2 0 0\n 0 2 0\n 0 0 2\nend unit_cell_cart\n"
+    path = tmp_path / "x.win"
+    if block == "unit_cell_cart":
+        path.write_text(f"begin unit_cell_cart\n{unit_first}end unit_cell_cart\n")
+        np.testing.assert_allclose(read_win_lattice(path), expected, rtol=1e-9)
+        path.write_text("begin unit_cell_cart\n 2 0 0\nbohr\n 0 2 0\n 0 0 2\nend unit_cell_cart\n")
+        reader = read_win_lattice
+    else:
+        path.write_text(lattice + f"begin atoms_cart\n{unit_first}end atoms_cart\n")
+        np.testing.assert_allclose(read_win_atoms(path)[0][1:], [0, 0, 0.529177210903 / 2], rtol=1e-9)
+        path.write_text(lattice + "begin atoms_cart\nFe 0 0 1\nBohr\nend atoms_cart\n")
+        reader = read_win_atoms
+    with pytest.raises(QgtflowError, match="unit line .* after the .*; expected it first"):
+        reader(path)

@@ -122,6 +122,18 @@ def _symmetry_zeros(study) -> dict:
     return study_symmetry_zeros(study.model, study.config.get("symmetry"), study.responses, f"{study.where}symmetry")
 
 
+def _symmetry_crystal(study):
+    """The crystal the symmetry zeros come from (None without ``symmetry``): ``symmetry.atoms``, else the atoms read
+    from the Wannier90 model's seedname.win, which the model hash does not cover (they are not the Hamiltonian)."""
+    from qgtflow.models.symmetry import crystal_atoms
+
+    symmetry = study.config.get("symmetry")
+    if symmetry is None:
+        return None
+    atoms = crystal_atoms(study.model, symmetry, f"{study.where}symmetry")
+    return [[str(a[0])] + [round(float(x), 12) for x in a[1:]] for a in atoms]
+
+
 # reduce reads no model: the model-evaluated responses come from the shells store, the model's facts and the
 # window's cuts are derived at plan time
 _REDUCE_KEYS = ("units", "mu", "temperature", "tau", "responses", "fermi_form", "energy_bins_per_kT", "integration",
@@ -142,9 +154,10 @@ CONTRACTS = {
                        derived={"products": shell_products}, runs=shell_products),
     "reduce": Contract("reduce", _REDUCE_KEYS, model=False, upstream=("geometry", "shells"),
                        derived={"model_facts": _model_facts, "window_cut": _window_cut}),
-    # the symmetry zeros (residuals, not verdicts) come from the crystal at plan time: the stage builds no model
+    # the symmetry zeros (residuals, not verdicts) come from the crystal at plan time (the crystal, e.g. a .win's
+    # atoms, is in its params: an edited atom reruns this stage and the report only): the stage builds no model
     "convergence": Contract("convergence", ("convergence",), model=False, upstream=("reduce",), per_grid=False,
-                            derived={"symmetry_zeros": _symmetry_zeros}),
+                            derived={"symmetry_zeros": _symmetry_zeros, "crystal": _symmetry_crystal}),
     # band energies and fields along a path and on a k-plane, from the model alone (no grid); the fields follow
     # bands and the responses (derived), the k·p window the grid's kmax (derived: a new grid size reruns nothing)
     "bands": Contract("bands", ("model", "units", "degeneracy_threshold", "bands"), model=True, upstream=(),

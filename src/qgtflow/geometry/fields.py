@@ -140,7 +140,11 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         raise ValueError(f"unknown optional fields {unknown}; available: {list(OPTIONAL_FIELDS)}")
     check_spin_operator(model, optional)
     core = CORE_FIELDS if core is None else tuple(core)
-    level = max((FIELD_LEVEL[name] for name in core), default=1)
+    position = getattr(model, "position", None) is not None
+    # the full-operator Christoffel symbols come from the full ∂g (geometry/position.py)
+    work = core + (("quantum_metric_dipole_density",) if position and "christoffel" in optional
+                   and "quantum_metric_dipole_density" not in core else ())
+    level = max((FIELD_LEVEL[name] for name in work), default=1)
     if getattr(model, "sectors", None):  # ⊕ of independent blocks: each on its own, stacked along band
         parts = [compute_fields(m, k, degeneracy_threshold, gauge_seed, n_threads, closed_form, optional=optional,
                                 core=core, batched=batched)
@@ -149,7 +153,7 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
                 else np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
     gammas = model.clifford_gammas if closed_form else None
     # derivative orders the model builds: the kernel level, all three for the fields that read the full array
-    order = 3 if optional or getattr(model, "position", None) is not None else level
+    order = 3 if optional or position else level
     if reuse_buffers:
         out = _buffers(k.shape[0], model.nbands, model.dim)
         Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"), order=order)
@@ -160,10 +164,11 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         Hu = model.unique_derivatives(k, order=order)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
                                     active=model.active_slots(), level=level, batched=batched)
-    if getattr(model, "position", None) is not None:  # Wannier position operator: external terms of Ω, ∂Ω, g, 𝒢
+    if position:  # Wannier position operator: external terms of Ω, g, 𝒢 and their dipoles
         from qgtflow.geometry.position import add_external_terms
 
-        add_external_terms(fields, model, k, Hu, degeneracy_threshold, core)
+        add_external_terms(fields, model, k, Hu, degeneracy_threshold, work)
+    metric_dipole = fields.get("quantum_metric_dipole_density")
     fields = {name: fields[name] for name in core}
     quad = [name for name in optional if name not in SPIN_OPTIONAL_FIELDS]
     spin = [name for name in optional if name in SPIN_OPTIONAL_FIELDS]
@@ -171,6 +176,10 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         from qgtflow.geometry.projector import quadrupole_fields
 
         extra = quadrupole_fields(Hu, model.dim, degeneracy_threshold, n_threads, model.active_slots(), gauge_seed)
+        if position:
+            from qgtflow.geometry.position import christoffel_symbols
+
+            extra["christoffel"] = christoffel_symbols(metric_dipole)
         fields.update({name: extra[name] for name in quad})
     if spin:
         from qgtflow.geometry.spin import spin_fields

@@ -1,4 +1,4 @@
-"""External (position-operator) terms of the Berry curvature and its dipole for Wannier models.
+"""External (position-operator) terms of Ω, g, 𝒢 and their k-derivatives for Wannier models.
 
 Pure functions of a chunk's compact derivatives of H (``Hu`` (N, U, n, n)) and of the basis connection A^W
 (``Au`` (N, d, U, n, n), ``models/position.py``); no I/O, no Dask. The geometry kernels compute the
@@ -36,10 +36,16 @@ the BCP 𝒢^ab_D = 2 Re Σ_{n∈D, m∉D} 𝒜^a_nm 𝒜^b_mn X_nm (001; as in 
 bands: the metric of the Wannier-space projector). The external parts (Ā terms) are added per row, O(d² n²)
 per k after the rotations of A^W.
 
-Which fields include the external terms: :data:`FULL_POSITION_FIELDS`. The dipoles of g and 𝒢, the quadrupole,
-the Christoffel symbols and the 003 Zeeman QGT (which contain A^a_nm) do not yet: :func:`check_position_operator`
-refuses responses that read them while the position operator is on (switch it off with
-``wannier90.position_operator: false`` to get the tight-binding approximation throughout).
+Their dipoles, exact at degenerate groups (:func:`_metric_dipole_rows`): ∂_c of Tr[P D_aP D_bP] and of
+2 Re Tr[P D_aP R D_bP] (R the reduced resolvent of the group) need only the DD̄ rows of D_aP and ∂_c D_aP,
+O(d³ n³) per k; the Christoffel symbols are their combination (000 Eq. 16).
+
+Which fields include the external terms: :data:`FULL_POSITION_FIELDS` and the Christoffel symbols. The
+quadrupole and the 003 Zeeman QGT (which contain A^a_nm) do not yet: :func:`check_position_operator` refuses
+responses that read them while the position operator is on (switch it off with
+``wannier90.position_operator: false`` to get the tight-binding approximation throughout); they are optional
+fields, computed (and stored) only for a response that reads them, so no store holds them under the full
+operator.
 """
 
 from __future__ import annotations
@@ -50,23 +56,39 @@ from qgtflow.geometry.groups import group_labels
 
 from qgtflow.models.derivatives import index_maps
 
-FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp")
+METRIC_DIPOLES = ("quantum_metric_dipole_density", "bcp_dipole_density")
+FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp") + METRIC_DIPOLES
 # fields whose definition contains the interband Berry connection A^a_nm but which the position operator does
 # not enter yet (their values would be the tight-binding approximation)
-TB_ONLY_FIELDS = ("quantum_metric_dipole_density", "bcp_dipole_density",
-                  "quantum_metric_quadrupole_density", "christoffel", "zeeman_qgt_metric", "zeeman_qgt_curvature",
+TB_ONLY_FIELDS = ("quantum_metric_quadrupole_density", "zeeman_qgt_metric", "zeeman_qgt_curvature",
                   "zeeman_bcp", "zeeman_hspace_bcp", "zeeman_nonlinear_sea", "spin_nonlinear_sea",
                   "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole", "zeeman_hspace_bcp_dipole",
                   "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
 BATCH = 256  # k-points per batched product (memory ~ d² × BATCH × n² complex)
 
 
+def position_operator_on(model) -> bool:
+    """Whether ``model`` (or one of its sectors) carries the Wannier position operator."""
+    return any(getattr(m, "position", None) is not None for m in (getattr(model, "sectors", None) or [model]))
+
+
+def check_position_fields(model, names, key: str) -> None:
+    """Refuse (one line) the fields ``names`` of the settings ``key`` that do not include the position operator
+    while it is on (the bands stage's path and map fields)."""
+    bad = sorted(set(names) & set(TB_ONLY_FIELDS)) if position_operator_on(model) else []
+    if bad:
+        from qgtflow.errors import ModelError
+
+        raise ModelError(f"{key}: {bad} do not yet include the Wannier position operator; expected fields of "
+                         f"{list(FULL_POSITION_FIELDS)} or the others of the catalogue, or set "
+                         "model.wannier90.position_operator: false (tight-binding approximation throughout)")
+
+
 def check_position_operator(model, responses, fields_of) -> None:
     """Refuse (one line) responses reading fields that do not include the position operator while it is on.
 
     ``fields_of(response)``: the geometry fields one response reads."""
-    models = getattr(model, "sectors", None) or [model]
-    if all(getattr(m, "position", None) is None for m in models):
+    if not position_operator_on(model):
         return
     for r in responses:
         bad = sorted(set(fields_of(r)) & set(TB_ONLY_FIELDS))
@@ -93,25 +115,34 @@ def _row_trace(A, B):
 
 
 def external_terms(Hu: np.ndarray, Au: np.ndarray, dim: int, threshold: float, dipole: bool = True,
-                   metric: bool = False):
+                   metric: bool = False, metric_dipole: bool = False):
     """External terms per band: {"berry_curvature": (N, n, d, d) [a, b], "berry_curvature_dipole_density":
-    (N, n, d, d, d) [a, b, c] = ∂_c Ω^ab (``dipole``), "quantum_metric", "bcp": (N, n, d, d) (``metric``)}."""
+    (N, n, d, d, d) [a, b, c] = ∂_c Ω^ab (``dipole``), "quantum_metric", "bcp": (N, n, d, d) (``metric``),
+    "quantum_metric_dipole_density", "bcp_dipole_density": (N, n, d, d, d) [a, b, c] = ∂_c g^ab, ∂_c 𝒢^ab
+    (``metric_dipole``)}."""
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
-    out = {"berry_curvature": np.zeros((N, n, d, d))}
+    shapes = {"berry_curvature": (N, n, d, d)}
     if dipole:
-        out["berry_curvature_dipole_density"] = np.zeros((N, n, d, d, d))
+        shapes["berry_curvature_dipole_density"] = (N, n, d, d, d)
     if metric:
-        out["quantum_metric"] = np.zeros((N, n, d, d))
-        out["bcp"] = np.zeros((N, n, d, d))
+        shapes.update({"quantum_metric": (N, n, d, d), "bcp": (N, n, d, d)})
+    if metric_dipole:
+        shapes.update({name: (N, n, d, d, d) for name in METRIC_DIPOLES})
+    out = {name: np.zeros(shape) for name, shape in shapes.items()}
     for lo in range(0, N, BATCH):
         hi = min(N, lo + BATCH)
-        for name, value in _batch(Hu[lo:hi], Au[lo:hi], d, threshold, dipole, metric).items():
+        for name, value in _batch(Hu[lo:hi], Au[lo:hi], d, threshold, dipole, metric, metric_dipole).items():
             out[name][lo:hi] = value
     return out
 
 
-def _batch(Hu, Au, d, threshold, dipole, metric=False):
+def _second_projector_rows(W, V, Vh, X, S, c, a):
+    """(∂_c∂_aP)_{DD̄} rows of every band's group (the last formula of the module docstring)."""
+    return X * (W + Vh[c] @ V[a] + Vh[a] @ V[c] - X * ((V[c] * S) @ V[a] + (V[a] * S) @ V[c]))
+
+
+def _batch(Hu, Au, d, threshold, dipole, metric=False, metric_dipole=False):
     i1, i2, _ = index_maps(d)
     B, n = Hu.shape[0], Hu.shape[2]
     E, U = np.linalg.eigh(Hu[:, 0])
@@ -134,20 +165,24 @@ def _batch(Hu, Au, d, threshold, dipole, metric=False):
         for b in range(d):
             omega_w = (dA[b][a] - dA[a][b])  # Ū†Ω^W_ab U
             curv[:, :, a, b] = np.einsum("bii->bi", omega_w).real + t2[a, b] - t2[b, a]
+    Q = {}
+    if dipole or metric_dipole:
+        W = {(c, a): _rot(Ud, Hu[:, i2[c, a]], U) for c in range(d) for a in range(c, d)}
+        for c in range(d):
+            for a in range(c, d):
+                Q[(c, a)] = Q[(a, c)] = _second_projector_rows(W[(c, a)], V, Vh, X, S, c, a)
     dcurv = None
     if dipole:
         dcurv = np.empty((B, n, d, d, d))
-        W = {(c, a): _rot(Ud, Hu[:, i2[c, a]], U) for c in range(d) for a in range(c, d)}
         # Tr[∂_caP A_b] per row, for every (c, a) pair (symmetric) and b
         t3 = np.empty((d, d, d, B, n))
         for c in range(d):
             for a in range(c, d):
                 M = Vh[c] @ Vh[a] + Vh[a] @ Vh[c]
-                Q = X * (W[(c, a)] + Vh[c] @ V[a] + Vh[a] @ V[c] - X * ((V[c] * S) @ V[a] + (V[a] * S) @ V[c]))
                 for b in range(d):
                     dd = _row_trace(M * S, Abar[b])
                     bb = -np.einsum("bii->bi", Vh[a] @ Abar[b] @ Vh[c] + Vh[c] @ Abar[b] @ Vh[a])
-                    od = 2.0 * _row_trace(Q, Abar[b]).real
+                    od = 2.0 * _row_trace(Q[(c, a)], Abar[b]).real
                     t3[c, a, b] = t3[a, c, b] = (dd + bb).real + od
         for a in range(d):
             for b in range(d):
@@ -167,6 +202,10 @@ def _batch(Hu, Au, d, threshold, dipole, metric=False):
         out["berry_curvature_dipole_density"] = dcurv
     if metric:
         out.update(_metric_rows(Abar, Vh, X, S, d))
+    if metric_dipole:
+        full = _metric_dipole_rows(Abar, dA, V, Vh, Q, X, S, d)
+        tight_binding = _metric_dipole_rows(None, None, V, Vh, Q, X, S, d)
+        out.update({name: full[name] - tight_binding[name] for name in METRIC_DIPOLES})
     # band value = group trace / group size
     avg = S / size[:, :, None]
     return {name: np.einsum("kij,kj...->ki...", avg, value) for name, value in out.items()}
@@ -189,6 +228,50 @@ def _metric_rows(Abar, Vh, X, S, d):
     return {"quantum_metric": g, "bcp": bcp}
 
 
+def _metric_dipole_rows(Abar, dA, V, Vh, Q, X, S, d):
+    """Per-row ∂_c g^ab and ∂_c 𝒢^ab of the group QGT Q^ab_D = Tr[P D_aP D_bP] (module docstring), [a, b, c];
+    ``Abar is None``: the same construction without the basis connection (the tight-binding part).
+
+    With the rows of every band's group r ∈ D, j ∉ D: 𝔇^a_rj = (D_aP)_rj = V̂^a_rj + iĀ^a_rj and
+    Y^ca_rj = (∂_c D_aP)_rj = (∂_caP)_rj + i(∂_cĀ^a)_rj − i((Ā^a∘S)V̂^c − V̂^cĀ^a)_rj (D_aP, ∂_c D_aP Hermitian;
+    Tr[∂_cP D_aP D_bP] = 0, a product of three block-off-diagonal matrices), so
+        ∂_c g^ab_D = Re Σ_{r∈D, j} (Y^ca_rj 𝔇^b*_rj + 𝔇^a_rj Y^cb*_rj),
+    and with 𝒢^ab_D = 2 Re Tr[P D_aP R D_bP], R = Σ_{m∉D} |m⟩⟨m| / (ε̄_D − ε̄_m) (R_jj = X_rj), whose D̄D̄ block
+    of ∂_cR = −∂_cP R − R ∂_cP + R (∂_cH − ∂_c ε̄_D) R is R (V^c − ∂_c ε̄_D) R,
+        ∂_c 𝒢^ab_D = 2 Re Σ_{r∈D} [Σ_j X_rj (Y^ca_rj 𝔇^b*_rj + 𝔇^a_rj Y^cb*_rj) + (Z^a V^c Z^b†)_rr
+                                    − ∂_c ε̄_D Σ_j X_rj Z^a_rj 𝔇^b*_rj],   Z^a = 𝔇^a ∘ X."""
+    B, n = X.shape[0], X.shape[1]
+    off = 1.0 - S
+    size = S.sum(axis=2)
+    if Abar is None:
+        Dr = list(Vh)
+        Y = {(c, a): Q[(c, a)] for c in range(d) for a in range(d)}
+    else:
+        Dr = [Vh[a] + 1j * Abar[a] * off for a in range(d)]
+        Y = {(c, a): Q[(c, a)] + 1j * off * (dA[a][c] - (Abar[a] * S) @ Vh[c] + Vh[c] @ Abar[a])
+             for c in range(d) for a in range(d)}
+    Z = [x * X for x in Dr]
+    dg = np.empty((B, n, d, d, d))
+    dbcp = np.empty((B, n, d, d, d))
+    for c in range(d):
+        dE = np.einsum("bij,bjj->bi", S, V[c]).real / size  # ∂_c ε̄_D per row
+        for a in range(d):
+            ZV = Z[a] @ V[c]
+            for b in range(a, d):
+                pair = Y[(c, a)] * np.conj(Dr[b]) + Dr[a] * np.conj(Y[(c, b)])
+                dg[:, :, a, b, c] = dg[:, :, b, a, c] = pair.real.sum(axis=2)
+                resolvent = (ZV * np.conj(Z[b])).sum(axis=2) - dE * (Z[a] * np.conj(Dr[b]) * X).sum(axis=2)
+                dbcp[:, :, a, b, c] = dbcp[:, :, b, a, c] = 2.0 * ((pair * X).sum(axis=2) + resolvent).real
+    return {"quantum_metric_dipole_density": dg, "bcp_dipole_density": dbcp}
+
+
+def christoffel_symbols(metric_dipole: np.ndarray) -> np.ndarray:
+    """Γ_abc = ½(∂_c g_ab + ∂_b g_ac − ∂_a g_bc) (000 Eq. 16) from ∂_c g^ab [..., a, b, c] (here the full-operator
+    one); (N, n, d, d, d) [a, b, c]."""
+    return 0.5 * (metric_dipole + np.swapaxes(metric_dipole, -1, -2)
+                  - np.moveaxis(metric_dipole, -1, -3))
+
+
 def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, threshold: float,
                        core=FULL_POSITION_FIELDS) -> None:
     """Add the external terms of ``model.position`` to the computed fields (in place) that include them;
@@ -196,7 +279,8 @@ def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, thres
     Au = model.position.unique_derivatives(k)
     wanted = set(core)
     ext = external_terms(Hu, Au, model.dim, threshold, dipole="berry_curvature_dipole_density" in wanted,
-                         metric=bool(wanted & {"quantum_metric", "bcp"}))
+                         metric=bool(wanted & {"quantum_metric", "bcp"}),
+                         metric_dipole=bool(wanted & set(METRIC_DIPOLES)))
     for name, value in ext.items():
         if name in wanted:
             fields[name] += value

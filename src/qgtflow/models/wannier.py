@@ -362,6 +362,20 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
 
 # -- companion files -------------------------------------------------------------------------------
 
+def _win_unit_line(lines, n, words, rows, what) -> bool:
+    """Whether ``words`` is a block's ``bohr``/``ang`` unit line (refused after the block's first row ``what``)."""
+    if len(words) != 1 or words[0].lower() not in ("bohr", "ang"):
+        return False
+    if rows:
+        raise lines.error(n, f"unit line {words[0]!r} after {what}; expected it first")
+    return True
+
+
+def _win_length_factor(unit: str) -> float:
+    """Å per length unit of a .win block (``bohr`` or ``ang``)."""
+    return _LENGTHS["bohr"] / _ANGSTROM if unit == "bohr" else 1.0
+
+
 def read_win_lattice(path) -> np.ndarray:
     """Lattice vectors (rows, Å) from the ``unit_cell_cart`` block of a ``.win`` file."""
     lines = _Lines(path, "Wannier90 .win")
@@ -380,12 +394,9 @@ def read_win_lattice(path) -> np.ndarray:
         if words[:2] == ["end", "unit_cell_cart"]:
             if len(rows) != 3:
                 raise lines.error(n, f"unit_cell_cart block (line {start}) has {len(rows)} lattice vectors; expected 3")
-            factor = _LENGTHS["bohr"] / _ANGSTROM if unit == "bohr" else 1.0
-            return np.array(rows) * factor
-        if len(words) == 1 and words[0] in ("bohr", "ang"):
-            if rows:
-                raise lines.error(n, f"unit line {words[0]!r} after the lattice vectors; expected it first")
-            unit = words[0]
+            return np.array(rows) * _win_length_factor(unit)
+        if _win_unit_line(lines, n, words, rows, "the lattice vectors"):
+            unit = words[0].lower()
             continue
         if len(words) != 3:
             raise lines.error(n, f"expected a lattice vector (3 numbers) in unit_cell_cart, got {line.strip()!r}")
@@ -496,9 +507,7 @@ def read_win_atoms(path, lattice_ang=None) -> list | None:
             continue
         if low[:2] == ["end", block]:
             break
-        if block == "atoms_cart" and len(low) == 1 and low[0] in ("bohr", "ang"):
-            if rows:
-                raise lines.error(n, f"unit line {words[0]!r} after the atoms; expected it first")
+        if block == "atoms_cart" and _win_unit_line(lines, n, words, rows, "the atoms"):
             unit = low[0]
             continue
         if len(words) != 4:
@@ -513,7 +522,7 @@ def read_win_atoms(path, lattice_ang=None) -> list | None:
     if block == "atoms_frac":
         return rows
     lat = read_win_lattice(path) if lattice_ang is None else np.asarray(lattice_ang, float)
-    cart = np.array([r[1:] for r in rows]) * (_LENGTHS["bohr"] / _ANGSTROM if unit == "bohr" else 1.0)
+    cart = np.array([r[1:] for r in rows]) * _win_length_factor(unit)
     frac = cart @ np.linalg.inv(lat)
     return [[r[0], *map(float, f)] for r, f in zip(rows, frac)]
 
