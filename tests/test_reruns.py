@@ -150,7 +150,12 @@ NEW_VALUES = {
 COMPANIONS = {"omega": {"responses": ["sigma_drude", "sigma_optical"]},
               # a crystal needs a periodic model (the base study's massive Dirac cone is a k·p model)
               "symmetry": {"model": {"name": "haldane", "params": {"t1": 1.0, "t2": 0.1}},
-                           "kgrid": {"sizes": [8], "chunk_size": 32}}}
+                           "kgrid": {"sizes": [8], "chunk_size": 32}},
+              # the irreducible wedge needs the crystal (a periodic model) and responses with a symmetry action
+              "kgrid.symmetry_reduce": {"model": {"name": "haldane", "params": {"t1": 1.0, "t2": 0.1}},
+                                        "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0], ["C", 1 / 3, 1 / 3, 0.0]],
+                                                     "magnetic_moments": [[0, 0, 1.0], [0, 0, 1.0]]},
+                                        "kgrid": {"sizes": [8], "chunk_size": 32}}}
 # keys no case changes: the study's name is its key under `studies` (a new name is a new study)
 NOT_CHANGED = {"name": "the study's key under `studies`"}
 # the keys of the stale-report bug: each must rerun reduce (not only the report)

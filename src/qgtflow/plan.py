@@ -46,7 +46,7 @@ class Contract:
     model: bool  # builds the study's model (its hash is an input: model files' checksums too)
     upstream: tuple[str, ...]
     per_grid: bool = True  # one job per (study, grid size)
-    # extra keys read only when the study sets a key: {condition key path: keys}
+    # extra keys read only when the study sets a key (not null, not false): {condition key path: keys}
     when: dict = field(default_factory=dict)
     # values derived from the whole validated study at plan time: {name: function(Study) -> JSON value}
     derived: dict = field(default_factory=dict)
@@ -59,7 +59,7 @@ class Contract:
     def declared(self, cfg: dict) -> tuple[str, ...]:
         keys = list(self.keys)
         for path, extra in self.when.items():
-            if _lookup(cfg, path) is not None:
+            if _lookup(cfg, path) not in (None, False):  # a flag's schema default false sets nothing
                 keys += [k for k in extra if k not in keys]
         return tuple(keys)
 
@@ -140,9 +140,10 @@ _REDUCE_KEYS = ("units", "mu", "temperature", "tau", "responses", "fermi_form", 
                 "energy_resolution", "omega", "broadening", "resolve_sectors", "impurities", "electro_optics")
 
 CONTRACTS = {
-    # a refined grid follows the Fermi surfaces of the study's mu at its lowest T
+    # a refined grid follows the Fermi surfaces of the study's mu at its lowest T; the irreducible wedge the point
+    # group of the study's crystal (carried forward in the store: reduce symmetrises with it)
     "kgrid": Contract("kgrid", ("model", "units", "kgrid"), model=True, upstream=(),
-                      when={"kgrid.refine": ("mu", "temperature")}),
+                      when={"kgrid.refine": ("mu", "temperature"), "kgrid.symmetry_reduce": ("symmetry",)}),
     # the fields follow responses, fermi_form, omega and store_fields: a new response that needs no
     # new field does not rerun the geometry
     "geometry": Contract("geometry", ("model", "units", "degeneracy_threshold"), model=True, upstream=("kgrid",),

@@ -367,6 +367,9 @@ def load_study(source, name: str | None = None) -> Study:
     from qgtflow.reduce import kinds
 
     kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)
+    from qgtflow import wedge
+
+    wedge.check_study(cfg, model, key)  # kgrid.symmetry_reduce: only what the symmetrised wedge sums honour
     tau_dependent = kinds.tau_dependent(cfg["responses"])
     if cfg.get("tau") is None:
         if units.natural and tau_dependent:

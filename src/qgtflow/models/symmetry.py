@@ -97,17 +97,8 @@ def forbidden_components(response: str, operations, dim: int) -> list[str] | Non
     operations; None for a response whose transformation is not classified (:data:`TENSOR_KINDS`)."""
     if response not in TENSOR_KINDS:
         return None
-    rank, axial, odd = TENSOR_KINDS[response]
-    size = dim ** rank
-    P = np.zeros((size, size))
-    for R, t in operations:
-        D = np.ones((1, 1))
-        for _ in range(rank):
-            D = np.kron(D, R)
-        sign = (np.linalg.det(R) if axial else 1.0) * (-1.0 if (odd and t) else 1.0)
-        P += sign * D
-    P /= len(operations)
-    labels = ["".join(AXES[i] for i in idx) for idx in product(range(dim), repeat=rank)]
+    P = tensor_action(response, operations, dim)
+    labels = ["".join(AXES[i] for i in idx) for idx in product(range(dim), repeat=TENSOR_KINDS[response][0])]
     return [lbl for lbl, row in zip(labels, P) if np.abs(row).max() < 1e-8]
 
 
@@ -153,41 +144,65 @@ def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "
     return symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim)
 
 
-# ---------------------------------------------------------------- irreducible wedge (building blocks; not yet wired
-# into the kgrid/geometry/reduce stages)
+# ---------------------------------------------------------------- irreducible wedge (kgrid.symmetry_reduce:
+# qgtflow.wedge wires these into the kgrid and reduce stages)
 
 
-def tensor_action(response: str, operations, dim: int) -> np.ndarray:
-    """The group average P = (1/|G|) Σ_g s(g) D(g) of ``response``'s tensor kind, (dim^rank, dim^rank): applied
-    to the flattened tensor summed over an irreducible wedge with multiplicities, it gives the full-zone sum."""
+def tensor_action(response: str, operations, dim: int, index_sizes=None) -> np.ndarray:
+    """The group average P = (1/|G|) Σ_g s(g) D(g) of ``response``'s tensor kind, (n, n) with n the number of
+    components: applied to the flattened tensor summed over an irreducible wedge with multiplicities, it gives the
+    full-zone sum. ``index_sizes``: the stored size of each index (default ``dim`` each); an index of size 1 in 2D
+    is the z component of a pseudovector, on which a plane-keeping operation acts as det R alone (carried by s)."""
     if response not in TENSOR_KINDS:
         raise ModelError(f"symmetrise: response {response!r} has no classified transformation; expected one of "
                          f"{sorted(TENSOR_KINDS)}")
     rank, axial, odd = TENSOR_KINDS[response]
-    P = np.zeros((dim ** rank, dim ** rank))
+    sizes = [dim] * rank if index_sizes is None else list(index_sizes)
+    if len(sizes) != rank or any(n not in (1, dim) for n in sizes):
+        raise ModelError(f"symmetrise: {response} stored with index sizes {sizes}; expected {rank} indices of "
+                         f"size {dim} (or 1 for a 2D pseudovector)")
+    n = int(np.prod(sizes))
+    P = np.zeros((n, n))
     for R, t in operations:
         D = np.ones((1, 1))
-        for _ in range(rank):
-            D = np.kron(D, R)
+        for size in sizes:
+            D = np.kron(D, R if size == dim else np.ones((1, 1)))
         P += (np.linalg.det(R) if axial else 1.0) * (-1.0 if (odd and t) else 1.0) * D
     return P / len(operations)
+
+
+def fractional_actions(operations, reciprocal_vectors) -> list[np.ndarray]:
+    """Each operation's action on fractional k (rows): f' = f M, M = B R^T B^-1 (-1)^θ (k -> (-1)^θ R k)."""
+    B = np.asarray(reciprocal_vectors, float)
+    return [B @ np.asarray(R).T @ np.linalg.inv(B) * (-1.0 if t else 1.0) for R, t in operations]
+
+
+def grid_invariance_problem(operations, reciprocal_vectors, sizes) -> str | None:
+    """Why the Γ-centred grid of ``sizes`` is not mapped onto itself by every operation (None when it is): the
+    image of every grid step must be a grid vector (linear, so the steps suffice)."""
+    N = np.asarray(sizes, int)
+    steps = np.diag(1.0 / N)
+    for M in fractional_actions(operations, reciprocal_vectors):
+        img = steps @ M * N
+        if np.abs(M - np.round(M)).max() > 1e-6 or np.abs(img - np.round(img)).max() > 1e-6:
+            return (f"the grid {list(N)} is not invariant under the point group; expected equal sizes along "
+                    "symmetry-related axes")
+    return None
 
 
 def irreducible_points(operations, reciprocal_vectors, sizes):
     """(representative linear index per grid point, the irreducible indices, their multiplicities) of a Γ-centred
     grid n_i = 0..N_i−1 (linear index C order) under k → (−1)^θ R k; a ModelError when an operation does not map
-    the grid onto itself."""
-    B = np.asarray(reciprocal_vectors, float)
+    the grid onto itself. The operations form a group, so the images of a point are its whole orbit and the
+    smallest image index labels the orbit."""
+    problem = grid_invariance_problem(operations, reciprocal_vectors, sizes)
+    if problem:
+        raise ModelError(f"symmetry_reduce: {problem}")
     N = np.asarray(sizes, int)
     idx = np.stack(np.meshgrid(*[np.arange(n) for n in N], indexing="ij"), -1).reshape(-1, len(N))
     rep = np.arange(len(idx))
-    for R, t in operations:
-        M = B @ np.asarray(R).T @ np.linalg.inv(B) * (-1.0 if t else 1.0)  # fractional k (rows): f' = f M
-        img = (idx / N) @ M * N
-        if np.abs(M - np.round(M)).max() > 1e-6 or np.abs(img - np.round(img)).max() > 1e-6:
-            raise ModelError(f"symmetry_reduce: the grid {list(N)} is not invariant under the point group; expected "
-                             "equal sizes along symmetry-related axes and no shift")
-        img = np.mod(np.round(img).astype(int), N)
+    for M in fractional_actions(operations, reciprocal_vectors):
+        img = np.mod(np.round((idx / N) @ M * N).astype(np.int64), N)  # f' = f M, back on grid indices
         rep = np.minimum(rep, np.ravel_multi_index(img.T, tuple(N)))
     irreducible, mult = np.unique(rep, return_counts=True)
     return rep, irreducible, mult

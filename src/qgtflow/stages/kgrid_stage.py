@@ -13,6 +13,10 @@ resumes from the finished chunks; the counting pass is kept in the attrs), and t
 ``refine_factor``, ``refine_levels``, ``refine_window_kT``, ``n_refined_cells``, ``n_base_points``,
 ``grid_spacing`` (base h) and ``grid_spacing_refined`` (h / r^levels). The fingerprint then also
 covers the refine settings, the study's μ and T (qgtflow.plan declares them for a refined grid), so a new μ re-refines.
+
+With ``kgrid.symmetry_reduce`` (:mod:`qgtflow.wedge`) the store holds the irreducible points only, weight m_k w
+(orbit size m_k), with the point group in the attrs ``grid_symmetry_rotations``, ``grid_symmetry_time_reversal``
+and ``grid_n_full_kpoints`` (``n_kpoints`` stays the full grid's); the fingerprint then also covers ``symmetry``.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from qgtflow import io
+from qgtflow import io, wedge
 from qgtflow.kgrid import AXES, effective_chunk_size
 from qgtflow.refine import Refiner, parse_refine
 
@@ -54,25 +58,42 @@ def refine_kT(study) -> float:
 GRID_COORDS = ("k_index_", "k_frac_")  # name prefixes of the per-axis grid coords (uniform grids)
 
 
-def grid_coords(grid, chunk: int) -> dict:
-    """Lazy per-axis grid-index and fractional coords of ``grid`` for a store template (see module doc)."""
-    coords = {}
-    for a, ax in enumerate(AXES[:grid.dim]):
-        coords[f"k_index_{ax}"] = ("kpoint", da.zeros(grid.n_points, np.int64, chunks=chunk),
-                                   {"long_name": f"grid index n_{ax} of the k-point along grid axis {a}", "units": "1"})
-        coords[f"k_frac_{ax}"] = ("kpoint", da.zeros(grid.n_points, chunks=chunk),
-                                  {"long_name": f"fractional coordinate (n_{ax} + shift)/N along grid axis {a}",
-                                   "units": "1"})
-    return coords
-
-
 def grid_coord_values(grid, start: int, stop: int) -> dict[str, np.ndarray]:
     """The values of :func:`grid_coords` for the flat points start..stop−1."""
-    idx, frac = grid.indices(start, stop), grid.fractions(start, stop)
+    return _coord_values(grid, grid.indices(start, stop), grid.fractions(start, stop))
+
+
+def _coord_values(grid, idx: np.ndarray, frac: np.ndarray) -> dict[str, np.ndarray]:
     out = {}
     for a, ax in enumerate(AXES[:grid.dim]):
         out[f"k_index_{ax}"], out[f"k_frac_{ax}"] = idx[:, a], frac[:, a]
     return out
+
+
+def _uniform_template(study, grid, n_points: int, chunk: int, attrs: dict) -> xr.Dataset:
+    """The store template of ``n_points`` points of the uniform ``grid`` (all of it, or its wedge)."""
+    length = study.units.length_unit
+    return xr.Dataset(
+        {"kvec": (("kpoint", "axis"), da.zeros((n_points, grid.dim), chunks=(chunk, grid.dim)),
+                  {"long_name": "crystal momentum", "units": f"{length}-1"}),
+         "weight": ("kpoint", da.zeros(n_points, chunks=chunk),
+                    {"long_name": "integration weight, sum = integral d^dk/(2 pi)^d",
+                     "units": f"{length}-{grid.dim}"})},
+        coords={"axis": ("axis", list(AXES[:grid.dim])), **grid_coords(grid, n_points, chunk)},
+        attrs=io.provenance_attrs(study, "kgrid", {**grid.attrs(), "grid_spacing_units": f"{length}-1", **attrs}))
+
+
+def grid_coords(grid, n_points: int, chunk: int) -> dict:
+    """Lazy per-axis grid-index and fractional coords of ``n_points`` points of ``grid`` for a store template
+    (see module doc)."""
+    coords = {}
+    for a, ax in enumerate(AXES[:grid.dim]):
+        coords[f"k_index_{ax}"] = ("kpoint", da.zeros(n_points, np.int64, chunks=chunk),
+                                   {"long_name": f"grid index n_{ax} of the k-point along grid axis {a}", "units": "1"})
+        coords[f"k_frac_{ax}"] = ("kpoint", da.zeros(n_points, chunks=chunk),
+                                  {"long_name": f"fractional coordinate (n_{ax} + shift)/N along grid axis {a}",
+                                   "units": "1"})
+    return coords
 
 
 def run(study, size: int, out: str, job: dict | None = None) -> int:
@@ -80,21 +101,14 @@ def run(study, size: int, out: str, job: dict | None = None) -> int:
     ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`; default: from ``study``)."""
     if refine_spec(study) is not None:
         return run_refined(study, size, out, job)
+    if wedge.requested(study.kgrid):
+        return run_wedge(study, size, out, job)
     grid = study.make_grid(size)
-    length = study.units.length_unit
     fp = fingerprint(study, size, job)
     log.info("kgrid %s: %s grid %s, %d points in %d chunks", study.name, grid.kind, grid.sizes, grid.n_points,
              grid.n_chunks)
-    ds = xr.Dataset(
-        {"kvec": (("kpoint", "axis"), da.zeros((grid.n_points, grid.dim), chunks=(grid.chunk_size, grid.dim)),
-               {"long_name": "crystal momentum", "units": f"{length}-1"}),
-         "weight": ("kpoint", da.zeros(grid.n_points, chunks=grid.chunk_size),
-                    {"long_name": "integration weight, sum = integral d^dk/(2 pi)^d",
-                     "units": f"{length}-{grid.dim}"})},
-        coords={"axis": ("axis", list(AXES[:grid.dim])), **grid_coords(grid, grid.chunk_size)},
-        attrs=io.provenance_attrs(study, "kgrid", {**grid.attrs(), "grid_spacing_units": f"{length}-1",
-                                                   io.FINGERPRINT: fp}))
-    io.write_template(ds, out, grid.chunk_size, grid.n_chunks)
+    io.write_template(_uniform_template(study, grid, grid.n_points, grid.chunk_size, {io.FINGERPRINT: fp}), out,
+                      grid.chunk_size, grid.n_chunks)
     for index in range(grid.n_chunks):
         start, stop = grid.chunk_bounds(index)
         io.write_region(out, start, stop, {"kvec": grid.points(start, stop),
@@ -102,6 +116,36 @@ def run(study, size: int, out: str, job: dict | None = None) -> int:
                                            **grid_coord_values(grid, start, stop)}, index)
     io.mark_complete(out)
     return grid.n_chunks
+
+
+def run_wedge(study, size: int, out: str, job: dict | None = None) -> int:
+    """``kgrid.symmetry_reduce``: the irreducible points of the uniform grid (one per orbit of the point group of
+    the study's ``symmetry`` crystal) with weight m_k w (m_k the orbit's size), the group in the attrs
+    (:mod:`qgtflow.wedge`); returns the chunks written."""
+    from qgtflow.models.symmetry import irreducible_points, study_operations
+
+    grid = study.make_grid(size)
+    ops = study_operations(study.model, study.config["symmetry"], f"{study.where}symmetry")
+    _, irreducible, mult = irreducible_points(ops, study.model.reciprocal_vectors, grid.sizes)
+    n = len(irreducible)
+    kg = study.kgrid
+    chunk = effective_chunk_size(n, int(kg["chunk_size"]), kg.get("max_chunks"))
+    n_chunks = -(-n // chunk)
+    log.info("kgrid %s: irreducible wedge of the %s grid %s under %d operations: %d of %d points in %d chunks",
+             study.name, grid.kind, grid.sizes, len(ops), n, grid.n_points, n_chunks)
+    attrs = {io.FINGERPRINT: fingerprint(study, size, job), "chunk_size": chunk, wedge.N_FULL: grid.n_points,
+             **wedge.operation_attrs(ops)}
+    io.write_template(_uniform_template(study, grid, n, chunk, attrs), out, chunk, n_chunks)
+    for index in range(n_chunks):
+        start, stop = index * chunk, min(n, (index + 1) * chunk)
+        flat = irreducible[start:stop]
+        idx = np.stack(np.unravel_index(flat, grid.sizes), axis=1)
+        frac = idx / np.asarray(grid.sizes, float)  # Γ-centred (wedge.check_study)
+        io.write_region(out, start, stop, {"kvec": grid.origin + frac @ grid.basis,
+                                           "weight": grid.weight * mult[start:stop],
+                                           **_coord_values(grid, idx, frac)}, index)
+    io.mark_complete(out)
+    return n_chunks
 
 
 REFINE_BLOCK_POINTS = 1 << 20  # bound on refined points generated at once (worst case: every cell flagged)

@@ -16,7 +16,7 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from qgtflow import gridsize, io
+from qgtflow import gridsize, io, wedge
 from qgtflow.cluster import local_cluster, worker_count
 from qgtflow.guards import require_finite
 from qgtflow.preflight import sampling_warning
@@ -370,6 +370,9 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     pair_sums = None if pair_params is None else (total_d, pair_params)
     ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
                           pair_sums)
+    operations = wedge.stored_operations(geo.attrs)
+    if operations is not None:  # an irreducible wedge (kgrid.symmetry_reduce): P Σ_IBZ m_k F = Σ_BZ F
+        ds = wedge.symmetrise(ds, operations, geo.sizes["axis"])
     ds = _after_pass(study, ds, shells)
     ds.attrs[io.FINGERPRINT] = job["fingerprint"]
     cut = _window_cut(study, job)

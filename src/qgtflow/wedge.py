@@ -1,0 +1,94 @@
+"""Irreducible-wedge sampling (``kgrid.symmetry_reduce``): which studies can use it, the point group the kgrid
+store carries forward to the reduce stage, and the symmetrisation reduce applies to the wedge sums.
+
+The kgrid stage keeps one k-point per orbit of the point group G (:func:`qgtflow.models.symmetry.irreducible_points`)
+with weight m_k w (m_k = orbit size) and writes G into its attrs (:data:`ROTATIONS`, :data:`TIME_REVERSAL`, with
+the ``grid_`` prefix the geometry stage copies, so reduce reads G from the store it reads, not from the model).
+
+Why Σ_BZ F = P Σ_IBZ m_k F(k), P = (1/|G|) Σ_g D(g): every integrand is covariant, F(gk) = D(g) F(k) (energies are
+invariant, the tensor transforms with its kind's signs), and Σ_g visits each of the m_k points of k's orbit
+|G|/m_k times, so Σ_orbit F = (m_k/|G|) Σ_g D(g) F(k); P is linear and acts on the Cartesian indices only, so it
+commutes with the energy histograms and the (μ, T) read-out and is applied once, to the reduced tensors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qgtflow.errors import ConfigError
+from qgtflow.models.symmetry import TENSOR_KINDS, grid_invariance_problem, study_operations, tensor_action
+
+ROTATIONS = "grid_symmetry_rotations"  # Cartesian R of every operation (model length basis)
+TIME_REVERSAL = "grid_symmetry_time_reversal"  # θ of every operation (1: the operation includes time reversal)
+N_FULL = "grid_n_full_kpoints"  # points of the full grid the wedge stands for
+CART_DIMS = ("i", "j", "k", "l", "pseudovector")  # the responses' Cartesian dims (qgtflow.reduce.responses)
+
+
+def requested(kgrid: dict) -> bool:
+    """Whether the study's ``kgrid`` section asks for the irreducible wedge."""
+    return bool((kgrid or {}).get("symmetry_reduce"))
+
+
+def check_study(cfg: dict, model, key: str) -> None:
+    """Refuse (ConfigError naming the key) a study whose wedge sums cannot be symmetrised into the full-zone ones;
+    ``cfg`` validated with defaults, ``key`` the study's prefix ('studies.A.' or '')."""
+    kgrid = cfg["kgrid"]
+    if not requested(kgrid):
+        return
+    here = f"{key}kgrid.symmetry_reduce"
+    if not model.periodic:
+        raise ConfigError(here, True, f"a periodic model with a `symmetry` crystal (the k·p model {model.name!r} "
+                          "samples a window; declare no symmetry_reduce for it)")
+    if cfg.get("symmetry") is None:
+        raise ConfigError(here, True, "a `symmetry` block (atoms, magnetic_moments): the point group comes from "
+                          "the crystal")
+    if cfg.get("integration") == "tetrahedron":
+        raise ConfigError(here, True, "`integration: points` (tetrahedra need the whole uniform grid)")
+    if kgrid.get("refine"):
+        raise ConfigError(here, True, "no kgrid.refine (the refined grid is not built on the wedge)")
+    if np.any(np.asarray(kgrid.get("shift") or 0.0, float) != 0):
+        raise ConfigError(f"{key}kgrid.shift", kgrid.get("shift"), "0 with kgrid.symmetry_reduce (a Γ-centred grid)")
+    if cfg.get("resolve_sectors"):
+        raise ConfigError(here, True, "resolve_sectors: false (operations may map one sector onto another)")
+    other = [r for r in cfg["responses"] if r not in TENSOR_KINDS]
+    if other:
+        raise ConfigError(f"{key}responses", other, "with kgrid.symmetry_reduce only responses with a classified "
+                          f"symmetry action {sorted(TENSOR_KINDS)} (pair sums, model-evaluated and derived "
+                          "responses need the full grid)")
+    ops = study_operations(model, cfg["symmetry"], f"{key}symmetry")
+    for size in kgrid["sizes"]:
+        sizes = (size,) * model.dim if np.isscalar(size) else tuple(size)
+        problem = grid_invariance_problem(ops, model.reciprocal_vectors, sizes)
+        if problem:
+            raise ConfigError(f"{key}kgrid.sizes", size, f"a grid the point group maps onto itself ({problem})")
+
+
+def operation_attrs(operations) -> dict:
+    """The store attrs carrying the point group forward (plain lists)."""
+    return {ROTATIONS: [np.asarray(R, float).tolist() for R, _ in operations],
+            TIME_REVERSAL: [int(t) for _, t in operations]}
+
+
+def stored_operations(attrs) -> list | None:
+    """[(R_cart, θ)] of a wedge store's attrs (:func:`operation_attrs`), None for a full grid."""
+    if ROTATIONS not in attrs:
+        return None
+    return [(np.asarray(R, float), int(t)) for R, t in zip(attrs[ROTATIONS], attrs[TIME_REVERSAL])]
+
+
+def symmetrise(ds, operations, dim: int):
+    """``ds`` with every classified response tensor replaced by P T (:func:`tensor_action`; its Cartesian dims
+    last, as the reduce stage stores them); attrs kept."""
+    out = {}
+    for name, var in ds.data_vars.items():
+        if name not in TENSOR_KINDS:
+            continue
+        cart = [d for d in var.dims if d in CART_DIMS]
+        if tuple(var.dims[len(var.dims) - len(cart):]) != tuple(cart):
+            raise ValueError(f"symmetrise: {name} dims {var.dims}; expected the Cartesian dims last")
+        sizes = [var.sizes[d] for d in cart]
+        P = tensor_action(name, operations, dim, sizes)
+        values = np.asarray(var.values)
+        flat = values.reshape(values.shape[:values.ndim - len(cart)] + (-1,))
+        out[name] = var.copy(data=(flat @ P.T).reshape(values.shape))
+    return ds.assign(out)

@@ -1,0 +1,154 @@
+"""``kgrid.symmetry_reduce`` end to end (qgtflow.wedge): the symmetrised irreducible-wedge results equal the full-grid
+ones (an independent computation: every point of the zone evaluated) on a magnetic Haldane layer (C3 with the
+antiunitary mirrors), the same layer stretched (one antiunitary mirror left: nonzero dipoles and rank-3
+responses), a square-lattice Chern insulator (Qi–Wu–Zhang, 4/mm'm' restricted to the plane) and the bcc-Fe-like
+Wannier model (4/mm'm', moment along z); and the studies the wedge cannot honour are refused before any compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("spglib")
+
+ALL = ["sigma_ahe", "sigma_drude", "berry_curvature_dipole", "sigma_bcd", "sigma_nonlinear_drude", "sigma_qm"]
+UP = [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+HALDANE_CRYSTAL = {"atoms": [["A", 0, 0, 0], ["B", 1 / 3, 1 / 3, 0]], "magnetic_moments": UP}
+FE_DATA = Path(__file__).resolve().parents[1] / "src" / "qgtflow" / "data"
+
+
+def _haldane_tb(stretch: float, t_vertical: float) -> dict:
+    """Haldane (φ = π/2, sublattice mass 0.2) as a tight-binding model on a lattice stretched along y, with
+    ``t_vertical`` on the bond along y (its mirror x → −x, with time reversal, is the symmetry left)."""
+    t2 = 0.1j
+    hops = [[[0, 0], 0, 1, 1.0], [[-1, 0], 0, 1, 1.0], [[0, -1], 0, 1, t_vertical]]
+    for R in ([1, 0], [-1, 1], [0, -1]):
+        hops += [[R, 0, 0, [t2.real, t2.imag]], [R, 1, 1, [t2.real, -t2.imag]]]
+    return {"name": "haldane_tb", "tight_binding": {
+        "lattice": [[1.0, 0.0], [0.5, stretch * np.sqrt(3) / 2]], "positions": [[0, 0], [1 / 3, 1 / 3]],
+        "hoppings": hops, "onsite": [0.2, -0.2]}}
+
+
+def _qwz(m: float = -1.0) -> dict:
+    """Qi–Wu–Zhang: sin kx σx + sin ky σy + (m + cos kx + cos ky) σz, both orbitals on the square lattice's site."""
+    hops = [[[1, 0], 0, 0, 0.5], [[0, 1], 0, 0, 0.5], [[1, 0], 1, 1, -0.5], [[0, 1], 1, 1, -0.5],
+            [[1, 0], 0, 1, [0, -0.5]], [[-1, 0], 0, 1, [0, 0.5]], [[0, 1], 0, 1, -0.5], [[0, -1], 0, 1, 0.5]]
+    return {"name": "qwz", "tight_binding": {"lattice": [[1.0, 0.0], [0.0, 1.0]], "positions": [[0, 0], [0, 0]],
+                                             "hoppings": hops, "onsite": [m, -m]}}
+
+
+CASES = {
+    "haldane": ({"name": "haldane", "params": {"t1": 1.0, "t2": 0.1, "phi": float(np.pi / 2), "mass": 0.2}},
+                HALDANE_CRYSTAL, 12, {}, 6, ["sigma_ahe", "sigma_drude", "sigma_nonlinear_drude"]),
+    "haldane_stretched": (_haldane_tb(1.1, 1.3), HALDANE_CRYSTAL, 12, {}, 2, ALL),
+    "qwz_square": (_qwz(), {"atoms": [["X", 0, 0, 0]], "magnetic_moments": [[0, 0, 1.0]]}, 12, {}, 8,
+                   ["sigma_ahe", "sigma_drude"]),
+    "fe_like": ({"name": "fe_like", "wannier90": {"tb": str(FE_DATA / "fe_like_tb.dat")}},
+                {"magnetic_moments": [[0.0, 0.0, 2.2]]}, 6, None, 16, ["sigma_ahe", "sigma_drude"]),
+}
+
+
+def _study(case: str, reduce: bool) -> dict:
+    model, crystal, size, units, _, _ = CASES[case]
+    return {"model": model, "symmetry": crystal, "units": "natural", "tau": 1.0,
+            "kgrid": {"sizes": [size], "symmetry_reduce": reduce, "chunk_size": 64},
+            "mu": [-0.6, -0.2, 0.3], "temperature": [0.13], "responses": ALL}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_wedge_equals_the_full_grid(case, tmp_path):
+    """Every response nonzero in the case (listed) equals the full grid's to 1e-10 of its largest entry; the others
+    vanish (forbidden by the group, or σ_bcd ∝ the vanishing dipole), and the wedge's value is no larger than the
+    full grid's rounding noise."""
+    from qgtflow.api import evaluate
+    from qgtflow.wedge import stored_operations
+
+    full = evaluate(_study(case, False), n_workers=0, workdir=tmp_path)
+    wedge = evaluate(_study(case, True), n_workers=0, workdir=tmp_path)
+    _, _, size, _, n_ops, nonzero = CASES[case]
+    assert len(stored_operations(wedge.attrs)) == n_ops and stored_operations(full.attrs) is None
+    assert wedge.attrs["n_kpoints"] == full.attrs["n_kpoints"] == wedge.attrs["grid_n_full_kpoints"]
+    for name in ALL:
+        f, w = full[name].values, wedge[name].values
+        assert w.shape == f.shape and wedge[name].attrs == full[name].attrs
+        if name in nonzero:
+            assert np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), (name, np.abs(w - f).max(), np.abs(f).max())
+            assert np.abs(f).max() > 1e-6, name  # natural units: the tensors are O(1e-3 .. 1) where nonzero
+        else:
+            assert np.abs(f).max() < 1e-9, name  # rounding noise of cancelling terms
+            assert np.abs(w).max() <= max(np.abs(f).max(), 1e-30), name
+
+
+def test_the_wedge_holds_fewer_points_with_multiplicity_weights(tmp_path):
+    """The kgrid store of the wedge: Σ weights = the full grid's, integer multiplicities, the group in the attrs."""
+    import xarray as xr
+
+    from qgtflow.stages import kgrid_stage
+    from qgtflow.study import load_study
+
+    study = load_study(_study("haldane", True))
+    full = load_study(_study("haldane", False))
+    kgrid_stage.run(study, 12, tmp_path / "w.zarr")
+    kgrid_stage.run(full, 12, tmp_path / "f.zarr")
+    with xr.open_zarr(tmp_path / "w.zarr") as w, xr.open_zarr(tmp_path / "f.zarr") as f:
+        assert w.sizes["kpoint"] < f.sizes["kpoint"] / 4
+        m = w["weight"].values / f["weight"].values[0]
+        np.testing.assert_allclose(m, np.round(m), atol=1e-12)
+        assert m.min() >= 1 and np.isclose(w["weight"].values.sum(), f["weight"].values.sum(), rtol=1e-13)
+        assert len(w.attrs["grid_symmetry_rotations"]) == 6 and "grid_symmetry_rotations" not in f.attrs
+
+
+REFUSED = {
+    "kp_model": ({"model": {"name": "massive_dirac"}, "symmetry": None}, "kgrid.symmetry_reduce"),
+    "no_crystal": ({"symmetry": None}, "kgrid.symmetry_reduce"),
+    "tetrahedron": ({"integration": "tetrahedron"}, "kgrid.symmetry_reduce"),
+    "refine": ({"kgrid": {"sizes": [12], "symmetry_reduce": True, "refine": {"factor": 2}}}, "kgrid.symmetry_reduce"),
+    "shifted": ({"kgrid": {"sizes": [12], "symmetry_reduce": True, "shift": 0.5}}, "kgrid.shift"),
+    "sectors": ({"resolve_sectors": True}, "kgrid.symmetry_reduce"),
+    "pair_sum": ({"responses": ["sigma_drude", "ndd_delta_n"]}, "responses"),
+    "anisotropic": ({"kgrid": {"sizes": [[12, 18]], "symmetry_reduce": True}}, "kgrid.sizes"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refusals_name_the_key(case):
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    change, key = REFUSED[case]
+    cfg = {**_study("haldane", True), **change}
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    if case == "kp_model":
+        cfg["kgrid"] = {"sizes": [12], "symmetry_reduce": True}
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    assert err.value.key == key and "\n" not in str(err.value), str(err.value)
+
+
+def test_the_cli_refuses_with_exit_2(tmp_path, capsys):
+    """A user error: one line naming the key, exit 2."""
+    import yaml
+
+    from qgtflow.cli import main
+
+    cfg = {**_study("haldane", True), "integration": "tetrahedron"}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["evaluate", str(path), "--out", str(tmp_path / "r.zarr")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("qgtflow: error:")]
+    assert len(lines) == 1 and "kgrid.symmetry_reduce" in lines[0], lines
+
+
+def test_the_flag_reruns_kgrid_and_reads_the_crystal_only_when_set():
+    """Plan: the crystal is a kgrid input only with symmetry_reduce (a flag's default false declares nothing)."""
+    from qgtflow import plan
+    from qgtflow.study import load_study
+
+    off, on = load_study(_study("haldane", False)), load_study(_study("haldane", True))
+    assert "symmetry" not in plan.stage_inputs("kgrid", off)["study"]
+    assert "symmetry" in plan.stage_inputs("kgrid", on)["study"]
+    a, b = plan.grid_chain(off, 12), plan.grid_chain(on, 12)
+    assert all(a[s]["fingerprint"] != b[s]["fingerprint"] for s in ("kgrid", "geometry", "reduce"))
+    assert plan.stage_inputs("geometry", off) == plan.stage_inputs("geometry", on)
