@@ -68,3 +68,16 @@ def test_in_gap_level_window_dependence_is_the_k_minus_3_tail(square_windows):
     assert tail[8.0] == pytest.approx(c_sq / 8.0 ** 3, rel=0.06)
     extrapolated = (8 * level[8.0] - level[4.0]) / 7  # K⁻³ Richardson step
     assert extrapolated == pytest.approx(BETA_INF, rel=5e-4)
+
+
+def test_report_level_in_store_units_is_the_closed_form():
+    """The report's β∞ (fig003_beta0_window) in the physical store's units V⁻²: −1/(240π Δ[eV]²) (μ_B per m² per
+    (V/m)², e E in eV/m), and the window ratio v·kmax/Δ of the default study dirac_ndsm."""
+    from qgtflow.report.beta0_window import infinite_window_level, window_ratio
+
+    cfg = {"model": {"name": "massive_dirac", "params": {"v": 0.06582119569, "mass": 0.04}}, "units": "physical",
+           "kgrid": {"kmax": 1.6}}
+    assert infinite_window_level(cfg, "V-2") == pytest.approx(BETA_INF / 0.04 ** 2, rel=1e-9)
+    mev = {**cfg, "model": {"name": "massive_dirac", "params": {"v": 65.82119569, "mass": 40.0}}, "units": {"energy": "meV"}}
+    assert infinite_window_level(mev, "V-2") == pytest.approx(BETA_INF / 0.04 ** 2, rel=1e-9)  # same Δ in meV
+    assert window_ratio(cfg) == pytest.approx(1.6 * 0.06582119569 / 0.04)

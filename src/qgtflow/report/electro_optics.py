@@ -9,7 +9,10 @@ import numpy as np
 from qgtflow.report.stores import conv_error, finest_store, omega_tau, open_store
 
 
-EO_PANELS = ("fig1a", "fig1b", "fig2", "fig3a", "fig3b")
+EO_PANELS = ("fig1a", "fig1b", "fig2", "fig3a", "fig3b", "table1")
+# 004 Table 1, skew-scattering Pockels and Snap Kerr at ωτ > 1: (variable, component, label, Re exponent, Im exponent)
+FREQUENCY_LAWS = (("pockels_skew", dict(i="x", j="x", k="y"), "P", -2.0, -1.0),
+                  ("kerr_snap", dict(i="x", j="x", k="x", l="x"), "K1", -4.0, -1.0))
 
 
 def electro_optics_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path):
@@ -18,7 +21,8 @@ def electro_optics_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_p
     fig1a: Re/Im P^skew (= P_xxy, 004 Eq. 9) and σ^(0)_xx vs ωτ; fig1b: Snap Kerr K1 = K_xxxx, K2 = K_xxyy vs ωτ;
     fig2: polarization rotation of transmitted / reflected light vs E_dc at ωτ ≈ 1, 2, 5 (first incident angle);
     fig3a: ΔT/T0, ΔR/R0 (%) vs ωτ at E_dc ≈ ``e_dc`` (V/m, default −1e4) with the Pockels / Kerr shares;
-    fig3b: the same vs E_dc at ωτ ≈ ``omega_tau`` (default 5). Fig. 3 uses the last incident angle.
+    fig3b: the same vs E_dc at ωτ ≈ ``omega_tau`` (default 5). Fig. 3 uses the last incident angle;
+    table1: 004 Table 1's frequency laws, |Re|, |Im| of P and K1 vs ωτ on log–log axes with the guide lines.
     """
     from matplotlib.figure import Figure
 
@@ -41,7 +45,9 @@ def electro_optics_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_p
         da = ds[var].sel(sel)
         return da.sel(complex_part="real").values + 1j * da.sel(complex_part="imag").values
 
-    if panel in ("fig1a", "fig1b"):
+    if panel == "table1":
+        detail = _frequency_laws(ax, ds, wt, name, notes)
+    elif panel in ("fig1a", "fig1b"):
         if panel == "fig1a":
             curves = [("pockels_skew", dict(i="x", j="x", k="y"), "P", ax)]
             twin = ax.twinx()
@@ -111,8 +117,38 @@ def electro_optics_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_p
         ax.legend(fontsize=7)
         detail = (f"{name}: incident polarization {float(ds.incident_angle[last]):.3g} rad to x (004 does not state "
                   f"it for Fig. 3), {', '.join(f'{k} ≈ {v:.3g}' for k, v in pick.items())}")
-    ax.axhline(0, color="0.6", lw=0.5)
+    if panel != "table1":  # log axes there
+        ax.axhline(0, color="0.6", lw=0.5)
     ax.set_title(fig_cfg.get("title") or f"004 {panel}", fontsize=10)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
     return True, notes, detail
+
+
+def _frequency_laws(ax, ds, wt: np.ndarray, name: str, notes: list) -> str:
+    """004 Table 1 at ωτ > 1: |Re|, |Im| of P (∝ ω⁻², ω⁻¹) and K1 (∝ ω⁻⁴, ω⁻¹) vs ωτ, log–log, each with its guide
+    line through the curve's value at the largest ωτ; returns the caption detail with the local exponents there."""
+    found = []
+    for n, (var, comp, label, *laws) in enumerate(FREQUENCY_LAWS):
+        if var not in ds:
+            notes.append(f"study '{name}': no '{var}'")
+            continue
+        da = ds[var].sel(comp)
+        for part, law, style in (("real", laws[0], "-"), ("imag", laws[1], "--")):
+            y = np.abs(da.sel(complex_part=part).values)
+            color = f"C{2 * n + (part == 'imag')}"
+            tag = f"{'Re' if part == 'real' else 'Im'} {label}"
+            ax.plot(wt, y, style, color=color, lw=1.6, label=f"|{tag}|")
+            high = wt >= 1.0
+            ax.plot(wt[high], y[-1] * (wt[high] / wt[-1]) ** law, ":", color=color, lw=1.0,
+                    label=f"ω^{law:g} (004 Table 1)")
+            local = np.log(y[-1] / y[-2]) / np.log(wt[-1] / wt[-2])  # d ln|y| / d ln ωτ at the largest ωτ
+            found.append(f"{tag} {local:.2f} (Table 1: {law:g})")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("ωτ")
+    ax.set_ylabel(f"|P| [{ds['pockels_skew'].attrs.get('units', '') if 'pockels_skew' in ds else ''}], "
+                  f"|K1| [{ds['kerr_snap'].attrs.get('units', '') if 'kerr_snap' in ds else ''}]")
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    return (f"{name} at μ = {float(ds.mu):g}, T = {float(ds.T):g}; local exponents d ln|·|/d ln ωτ at ωτ = "
+            f"{wt[-1]:.3g}: " + "; ".join(found))

@@ -13,6 +13,7 @@ from urllib.parse import quote
 
 from qgtflow import __version__
 from qgtflow.report.bands import bands_figure, bands_section, fermi_surface_figure, kmap_figure
+from qgtflow.report.beta0_window import beta0_window_figure
 from qgtflow.report.claims import claims_section
 from qgtflow.report.electro_optics import electro_optics_figure
 from qgtflow.report.figures import cross_figure, grid_needed_figure
@@ -24,7 +25,7 @@ from qgtflow.report.stores import check_fingerprints
 log = logging.getLogger(__name__)
 # configured figure kinds drawn from stores by one function (fig_cfg, studies, results_dir, png)
 STORE_FIGURES = {"bands": bands_figure, "kmap": kmap_figure, "fermi_surface": fermi_surface_figure,
-                 "qm_variants": qm_variants_figure}
+                 "qm_variants": qm_variants_figure, "beta0_window": beta0_window_figure}
 
 
 def build_report(config: dict, results_dir: str, out_html: str) -> None:
