@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -110,6 +111,31 @@ def bench_workflow(tmp: Path) -> None:
           f"max {max(everything):.2f} s; whole `qgtflow run` {total:.1f} s")
 
 
+def cpu_seconds(benchmarks: Path) -> tuple[dict, dict]:
+    """CPU seconds ({rule: s}, {study: s}) summed over the rules' ``benchmark:`` files (column cpu_time; a file
+    is <rule>/<study>_n<size>.tsv or <rule>/<study>.tsv). On a shared machine wall time is inflated, CPU is not:
+    the sum over 2 cores is a lower bound of the run's wall time."""
+    per_rule: dict[str, float] = {}
+    per_study: dict[str, float] = {}
+    for tsv in sorted(benchmarks.rglob("*.tsv")):
+        with open(tsv) as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        cpu = float(row["cpu_time"]) if row.get("cpu_time") not in (None, "", "NA") else 0.0
+        study = re.sub(r"_n\d+(?:x\d+)*$", "", tsv.stem)
+        per_rule[tsv.parent.name] = per_rule.get(tsv.parent.name, 0.0) + cpu
+        per_study[study] = per_study.get(study, 0.0) + cpu
+    return per_rule, per_study
+
+
+def print_cpu_seconds(benchmarks: Path) -> None:
+    per_rule, per_study = cpu_seconds(benchmarks)
+    total = sum(per_rule.values())
+    print(f"  CPU seconds: total {total:.0f} s (/2 cores = {total / 2 / 60:.1f} min, a lower bound of the wall time)")
+    for label, table in (("rule", per_rule), ("study", per_study)):
+        for name, cpu in sorted(table.items(), key=lambda kv: -kv[1]):
+            print(f"    {label} {name:28s} {cpu:8.1f} s")
+
+
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
@@ -134,6 +160,7 @@ def bench_default_run(tmp: Path) -> None:
         print(f"  {study.name:28s} {mb['kgrid.zarr']:10.1f} {mb['geometry.zarr']:10.1f} {mb['responses.zarr']:10.1f} "
               f"{mb['convergence']:12.1f}")
     print(f"  total on disk {_du(results) / 1e9:.2f} GB")
+    print_cpu_seconds(results / "benchmarks")
 
 
 def bench_imports() -> None:
@@ -153,7 +180,12 @@ def main() -> None:
     parser.add_argument("--skip-workflow", action="store_true")
     parser.add_argument("--default-run", action="store_true",
                         help="also run the default workflow and print its wall time and disk per study and stage")
+    parser.add_argument("--cpu-of", type=Path, metavar="RESULTS_DIR",
+                        help="only print the CPU seconds per rule and study of a finished run's benchmark files")
     args = parser.parse_args()
+    if args.cpu_of:
+        print_cpu_seconds(args.cpu_of / "benchmarks")
+        return
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="qgtflow-bench-first-") as tmp:
         tmp = Path(tmp)

@@ -18,6 +18,7 @@ Only the standard library at module level: the Snakefile imports this at parse t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -219,16 +220,17 @@ def claims_digest() -> str:
     return hashlib.sha256(CLAIMS_FILE.read_bytes()).hexdigest()[:16]
 
 
-def report_inputs(config: dict, studies: dict, code: dict | None = None) -> dict:
+def report_inputs(config: dict, studies: dict, code: dict | None = None, chain=None) -> dict:
     """The report's params: its own section, each study's declared keys, in config order (the page
     follows it), the fingerprints of the stores it reads: {"<study>/convergence": fp,
     "<study>/n<size>": fp of that responses store, "<study>/bands": fp of its bands store}, and the digest of the
-    claims file."""
+    claims file. ``chain(name, size)``: the :func:`grid_chain` of one study and size (e.g. a cached one)."""
+    chain = chain or (lambda name, size: grid_chain(studies[name], size, code))
     upstream = {}
     for name, study in studies.items():
         for size in study.sizes:
-            upstream[f"{name}/n{gridsize.label(size)}"] = grid_chain(study, size, code)["reduce"]["fingerprint"]
-        upstream[f"{name}/convergence"] = convergence_job(study, code)["fingerprint"]
+            upstream[f"{name}/n{gridsize.label(size)}"] = chain(name, size)["reduce"]["fingerprint"]
+        upstream[f"{name}/convergence"] = convergence_job(study, code, lambda s, n=name: chain(n, s))["fingerprint"]
         upstream[f"{name}/bands"] = bands_job(study, code)["fingerprint"]
     return {"report": canonical(config.get("report") or {}),
             "studies": {name: study_slice("report", studies[name].config) for name in studies},
@@ -358,10 +360,11 @@ def grid_chain(study, size, code: dict | None = None) -> dict:
     return out
 
 
-def convergence_job(study, code: dict | None = None) -> dict:
-    """The convergence job's inputs: over the responses stores of every grid size of the study."""
-    ups = {f"reduce n{gridsize.label(size)}": grid_chain(study, size, code)["reduce"]["fingerprint"]
-           for size in study.sizes}
+def convergence_job(study, code: dict | None = None, chain=None) -> dict:
+    """The convergence job's inputs: over the responses stores of every grid size of the study (``chain(size)``:
+    the :func:`grid_chain` of one size, e.g. a cached one)."""
+    chain = chain or (lambda size: grid_chain(study, size, code))
+    ups = {f"reduce n{gridsize.label(size)}": chain(size)["reduce"]["fingerprint"] for size in study.sizes}
     return job_inputs("convergence", study, None, ups, (code or {}).get("convergence"))
 
 
@@ -403,6 +406,10 @@ class WorkflowPlan:
         self.config = config
         self.code = code if code is not None else {}  # {stage: source hash}, filled by the Snakefile
         self._studies = {}
+        # {(name, size label, code): grid_chain}, {(stage, name, code): inputs}: Snakemake asks for a job's params
+        # more than once, and the derived values (k·p window faces, spglib) cost ~0.1 s per study each time
+        self._chains = {}
+        self._study_jobs = {}
 
     @property
     def names(self) -> list[str]:
@@ -429,12 +436,26 @@ class WorkflowPlan:
     def inputs(self, stage: str, name: str | None = None, size=None) -> dict:
         """The params of one job (:func:`job_inputs`; the report's: :func:`report_inputs`)."""
         if stage == "report":
-            return report_inputs(self.config, {n: self.study(n) for n in self.names}, self.code)
-        if stage == "convergence":
-            return convergence_job(self.study(name), self.code)
-        if stage == "bands":
-            return bands_job(self.study(name), self.code)
-        return grid_chain(self.study(name), gridsize.parse(size), self.code)[stage]
+            return report_inputs(self.config, {n: self.study(n) for n in self.names}, self.code, self._chain)
+        if stage in ("convergence", "bands"):
+            key = (stage, name, self._code_key())
+            if key not in self._study_jobs:
+                job = convergence_job if stage == "convergence" else bands_job
+                extra = {"chain": lambda s: self._chain(name, s)} if stage == "convergence" else {}
+                self._study_jobs[key] = job(self.study(name), self.code, **extra)
+            return copy.deepcopy(self._study_jobs[key])
+        return copy.deepcopy(self._chain(name, size)[stage])
+
+    def _code_key(self) -> tuple:
+        return tuple(sorted(self.code.items()))
+
+    def _chain(self, name: str, size) -> dict:
+        """The study's :func:`grid_chain` of one size, computed once per source hashes (``code``)."""
+        size = gridsize.parse(size)
+        key = (name, gridsize.label(size), self._code_key())
+        if key not in self._chains:
+            self._chains[key] = grid_chain(self.study(name), size, self.code)
+        return self._chains[key]
 
     def jobs(self) -> list[str]:
         """Job labels as Snakemake's dry run names them: 'reduce A n8', 'convergence A', 'report'."""
