@@ -693,3 +693,15 @@ def test_fuzzed_study_files_are_accepted_or_refused_in_one_line():
     counts = result["validation"]
     assert counts["cases"] >= 100 and counts["refused"] > 0 and counts["accepted"] > 0, result
     assert counts["traceback"] == counts["hang"] == counts["crash"] == counts["silently_wrong"] == 0, result
+
+
+def test_verify_store_accepts_scalar_variables(tmp_path):
+    """A 0-d variable (one chunk with an empty index) is verified, not an IndexError (seen on a report store)."""
+    import xarray as xr
+
+    from qgtflow import io
+
+    ds = xr.Dataset({"level": ((), 1.5), "curve": (("mu",), np.arange(3.0))}, attrs={"title": "t"})
+    path = tmp_path / "scalar.zarr"
+    io.write_dataset(ds, path)
+    assert io.verify_store(path)["arrays"] >= 2

@@ -339,7 +339,7 @@ def verify_store(path: str | Path) -> dict:
         nan_fill = arr.dtype.kind == "f" and np.isnan(arr.fill_value)
         for coords in np.ndindex(*arr.cdata_shape):
             n_chunks += 1
-            where = f"store {path}: variable '{name}' chunk {coords if len(coords) > 1 else coords[0]}"
+            where = f"store {path}: variable '{name}' chunk {coords if len(coords) != 1 else coords[0]}"
             if nan_fill and not (path / name / arr.metadata.encode_chunk_key(coords)).is_file():
                 raise StoreError(f"{where} is missing (it would read as NaN); rerun its stage")
             try:
