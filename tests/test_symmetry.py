@@ -228,3 +228,16 @@ def test_win_unit_lines_of_both_blocks(tmp_path, block, unit_first, expected):
         reader = read_win_atoms
     with pytest.raises(QgtflowError, match="unit line .* after the .*; expected it first"):
         reader(path)
+
+
+def test_2d_berry_curvature_dipole_zeros_carry_the_stored_labels():
+    """In 2D the dipole is stored as D_az (Ω has only z): its zeros are named 'xz'/'yz' as the tables label
+    them; a mirror y → −y flips Ω_z (axial) and ∂_x, not ∂_y: D_xz is forbidden, D_yz allowed; C₃ forbids both."""
+    import numpy as np
+
+    from qgtflow.models.symmetry import forbidden_components
+
+    c, s = np.cos(2 * np.pi / 3), np.sin(2 * np.pi / 3)
+    c3 = np.array([[c, -s], [s, c]])
+    assert forbidden_components("berry_curvature_dipole", [(np.eye(2), 0), (c3, 0), (c3 @ c3, 0)], 2) == ["xz", "yz"]
+    assert forbidden_components("berry_curvature_dipole", [(np.eye(2), 0), (np.diag([1.0, -1.0]), 0)], 2) == ["xz"]

@@ -97,9 +97,18 @@ def forbidden_components(response: str, operations, dim: int) -> list[str] | Non
     operations; None for a response whose transformation is not classified (:data:`TENSOR_KINDS`)."""
     if response not in TENSOR_KINDS:
         return None
-    P = tensor_action(response, operations, dim)
-    labels = ["".join(AXES[i] for i in idx) for idx in product(range(dim), repeat=TENSOR_KINDS[response][0])]
+    sizes = stored_index_sizes(response, dim)
+    P = tensor_action(response, operations, dim, sizes)
+    labels = ["".join(AXES[i] if n == dim else "z" for i, n in zip(idx, sizes))
+              for idx in product(*(range(n) for n in sizes))]
     return [lbl for lbl, row in zip(labels, P) if np.abs(row).max() < 1e-8]
+
+
+def stored_index_sizes(response: str, dim: int) -> list[int]:
+    """The stored size of each Cartesian index of a classified response: ``dim`` each, except that in 2D the
+    pseudovector index of an axial tensor (Ω_z of the Berry-curvature dipole D_az) has the one component z."""
+    rank, axial, _ = TENSOR_KINDS[response]
+    return [dim] * (rank - 1) + [1 if (axial and dim == 2) else dim]
 
 
 def symmetry_zero_components(responses, operations, dim: int) -> dict[str, list[str]]:
