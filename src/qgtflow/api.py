@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -46,8 +48,7 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     label = gridsize.label(size)
     reserved = io.output_lock(out) if out is not None else contextlib.nullcontext()
     # scratch named by pid: a later evaluate removes it if this process is killed (qgtflow.safety.sweep_scratch)
-    scratch = contextlib.nullcontext(workdir) if workdir else tempfile.TemporaryDirectory(
-        prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    scratch = contextlib.nullcontext(workdir) if workdir else _scratch_dir()
     with reserved, scratch as tmp:
         base = Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
@@ -75,3 +76,19 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
                 ds = reduce_stage.run(reduce_study, geometry_store, out, client=client, job=chain["reduce"],
                                       shells_store=shells_store)
         return ds.load()
+
+
+@contextlib.contextmanager
+def _scratch_dir(attempts: int = 40):
+    """A private temporary directory, removed on exit even while a store writer's I/O thread (zarr's event
+    loop) still finishes a chunk after a signal: removal is retried briefly; anything left is swept by the
+    next evaluate (:func:`qgtflow.safety.sweep_scratch`)."""
+    path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    try:
+        yield path
+    finally:
+        for _ in range(attempts):
+            shutil.rmtree(path, ignore_errors=True)
+            if not os.path.exists(path):
+                break
+            time.sleep(0.05)
