@@ -40,10 +40,12 @@ Their dipoles, exact at degenerate groups (:func:`_metric_dipole_rows`): ∂_c o
 2 Re Tr[P D_aP R D_bP] (R the reduced resolvent of the group) need only the DD̄ rows of D_aP and ∂_c D_aP,
 O(d³ n³) per k; the Christoffel symbols are their combination (000 Eq. 16).
 
-Which fields include the external terms: :data:`FULL_POSITION_FIELDS` and the Christoffel symbols. The
-quadrupole and the 003 Zeeman QGT (which contain A^a_nm) do not yet: :func:`check_position_operator` refuses
-responses that read them while the position operator is on (switch it off with
-``wannier90.position_operator: false`` to get the tight-binding approximation throughout); they are optional
+Which fields include the external terms: :data:`FULL_POSITION_FIELDS`, the Christoffel symbols and the
+quantum-metric quadrupole (``position_quadrupole.py``). The 003 Zeeman QGT (which contains A^a_nm σ_mn) does
+not: the spin operator it pairs A with is not defined in the Wannier basis of a ``_tb.dat``
+(docs/AMBIGUITIES-notes.md, "Zeeman QGT with the Wannier position operator"). :func:`check_position_operator`
+refuses responses that read it while the position operator is on (switch it off with
+``wannier90.position_operator: false`` to get the tight-binding approximation throughout); these are optional
 fields, computed (and stored) only for a response that reads them, so no store holds them under the full
 operator.
 """
@@ -58,12 +60,18 @@ from qgtflow.models.derivatives import index_maps
 
 METRIC_DIPOLES = ("quantum_metric_dipole_density", "bcp_dipole_density")
 FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp") + METRIC_DIPOLES
+# optional fields with the position operator: Γ from the full ∂g, ∂∂g from position_quadrupole.py
+FULL_POSITION_OPTIONAL = ("christoffel", "quantum_metric_quadrupole_density")
 # fields whose definition contains the interband Berry connection A^a_nm but which the position operator does
-# not enter yet (their values would be the tight-binding approximation)
-TB_ONLY_FIELDS = ("quantum_metric_quadrupole_density", "zeeman_qgt_metric", "zeeman_qgt_curvature",
+# not enter (their values would be the tight-binding approximation): the 003 Zeeman/spin–orbital fields
+TB_ONLY_FIELDS = ("zeeman_qgt_metric", "zeeman_qgt_curvature",
                   "zeeman_bcp", "zeeman_hspace_bcp", "zeeman_nonlinear_sea", "spin_nonlinear_sea",
                   "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole", "zeeman_hspace_bcp_dipole",
                   "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
+WHY_REFUSED = ("are not defined with the Wannier position operator (003 Eq. 3 with the full Berry connection and "
+               "its fn. 82 form ∂_a<σ^b>_n differ by i Tr[P [A^W_a, σ^b]] — docs/AMBIGUITIES-notes.md, "
+               "'Zeeman QGT with the Wannier position operator')")
+HOW_TO_GET = "set model.wannier90.position_operator: false (tight-binding approximation throughout)"
 BATCH = 256  # k-points per batched product (memory ~ d² × BATCH × n² complex)
 
 
@@ -79,9 +87,8 @@ def check_position_fields(model, names, key: str) -> None:
     if bad:
         from qgtflow.errors import ModelError
 
-        raise ModelError(f"{key}: {bad} do not yet include the Wannier position operator; expected fields of "
-                         f"{list(FULL_POSITION_FIELDS)} or the others of the catalogue, or set "
-                         "model.wannier90.position_operator: false (tight-binding approximation throughout)")
+        raise ModelError(f"{key}: {bad} {WHY_REFUSED}; expected fields of {list(FULL_POSITION_FIELDS)} or the others "
+                         f"of the catalogue, or {HOW_TO_GET}")
 
 
 def check_position_operator(model, responses, fields_of) -> None:
@@ -95,9 +102,8 @@ def check_position_operator(model, responses, fields_of) -> None:
         if bad:
             from qgtflow.errors import ModelError
 
-            raise ModelError(f"response {r!r} reads {bad}, which do not yet include the Wannier position operator "
-                             f"(only {list(FULL_POSITION_FIELDS)} do); expected responses of those fields, or set "
-                             "model.wannier90.position_operator: false (tight-binding approximation throughout)")
+            raise ModelError(f"response {r!r} reads {bad}, which {WHY_REFUSED}; expected responses of the "
+                             f"other fields, or {HOW_TO_GET}")
 
 
 def _rot(Ud, M, U):
