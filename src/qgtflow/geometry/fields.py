@@ -168,7 +168,8 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     if position:  # Wannier position operator: external terms of Ω, g, 𝒢 and their dipoles
         from qgtflow.geometry.position import add_external_terms
 
-        add_external_terms(fields, model, k, Hu, degeneracy_threshold, work)
+        Au = model.position.unique_derivatives(k)
+        add_external_terms(fields, model, k, Hu, degeneracy_threshold, work, Au)
     metric_dipole = fields.get("quantum_metric_dipole_density")
     fields = {name: fields[name] for name in core}
     quad = [name for name in optional if name not in SPIN_OPTIONAL_FIELDS]
@@ -180,8 +181,8 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         if "christoffel" in quad:
             fields["christoffel"] = christoffel_symbols(metric_dipole)
         if "quantum_metric_quadrupole_density" in quad:
-            fields["quantum_metric_quadrupole_density"] = quadrupole_with_position(
-                Hu, model.position.unique_derivatives(k), model.dim, degeneracy_threshold)
+            fields["quantum_metric_quadrupole_density"] = quadrupole_with_position(Hu, Au, model.dim,
+                                                                                   degeneracy_threshold)
     elif quad:
         from qgtflow.geometry.projector import quadrupole_fields
 

@@ -279,10 +279,11 @@ def christoffel_symbols(metric_dipole: np.ndarray) -> np.ndarray:
 
 
 def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, threshold: float,
-                       core=FULL_POSITION_FIELDS) -> None:
+                       core=FULL_POSITION_FIELDS, Au: np.ndarray | None = None) -> None:
     """Add the external terms of ``model.position`` to the computed fields (in place) that include them;
-    ``core``: the fields the caller keeps (the others are left as the kernel gave them)."""
-    Au = model.position.unique_derivatives(k)
+    ``core``: the fields the caller keeps (the others are left as the kernel gave them); ``Au``: the derivatives
+    of A^W at ``k`` if the caller has them."""
+    Au = model.position.unique_derivatives(k) if Au is None else Au
     wanted = set(core)
     ext = external_terms(Hu, Au, model.dim, threshold, dipole="berry_curvature_dipole_density" in wanted,
                          metric=bool(wanted & {"quantum_metric", "bcp"}),
