@@ -142,6 +142,10 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     check_spin_operator(model, optional)
     core = CORE_FIELDS if core is None else tuple(core)
     position = getattr(model, "position", None) is not None
+    if position:  # no field without a full-operator form is computed in the tight-binding approximation silently
+        from qgtflow.geometry.position import check_position_fields
+
+        check_position_fields(model, optional, "optional")
     # the full-operator Christoffel symbols come from the full ∂g (geometry/position.py)
     work = core + (("quantum_metric_dipole_density",) if position and "christoffel" in optional
                    and "quantum_metric_dipole_density" not in core else ())
