@@ -3,6 +3,7 @@ and speed beside WannierBerri on real-like files.
 
     python benchmarks/bench_wannier.py [--bands 40] [--nrpts 125] [--keep FILE]
     python benchmarks/bench_wannier.py --peer-venv DIR [--sizes 8 16] [--repeat 2] [--skip-read]
+    python benchmarks/bench_wannier.py --position-cost 16 [--repeat 3]
 
 Writes a random Hermitian hopping set with position blocks in Wannier90's format (6 decimals), then
 reads it with ``qgtflow.models.wannier.read_tb`` and reports the wall time, the peak RSS increase and
@@ -29,6 +30,11 @@ corrections are the same (H(k) of qgtflow's reader = the peer's after ``do_ws_di
 the eigenvalues): the peer is now given the grid qgtflow uses (:func:`ws_grid`), and ``random`` agrees like the
 Fe-like files (2026-12-06, 8³, T = 300 K: AHC 1.5e-2, Drude 1.5e-3, BCD 1.3e-2, nonlinear Drude 1.2e-2, internal and
 full). Symmetry-zero tensors (Fe-like BCD and nonlinear Drude) show noise / noise ratios.
+
+``--position-cost N`` (2026-12-06, 16³, one thread, loaded 2-core VM, CPU s best of 3, off → on): core fields
+0.127 → 0.801 (x6.3); quadrupole + Christoffel 0.309 → 2.18 (x7.0); all fields 0.362 → 2.07 (x5.7). The quadrupole with
+the operator (geometry/position_quadrupole.py, batched NumPy) costs ~1.1 s of that against ~0.25 s for the
+tight-binding projector kernel.
 """
 
 from __future__ import annotations
@@ -205,24 +211,49 @@ def agreement(q: np.ndarray, p: np.ndarray) -> float:
     return float(np.max(np.abs(q - p)[inner]) / max(np.max(np.abs(p[inner])), 1e-300))
 
 
-def kernel_cost(tb: Path, n_points: int, reps: int, core=KERNEL_CORE) -> dict:
-    """Geometry kernel alone on ``n_points`` random k (``core``: default the fields the four quantities read): seconds
-    with and without the position operator (best of interleaved repeats)."""
+def kernel_cost(tb: Path, n_points: int, reps: int, core=KERNEL_CORE, optional=(), k=None, clock=time.perf_counter,
+                n_threads=None) -> dict:
+    """Geometry kernel alone on ``n_points`` random k (or the points ``k``; ``core``: default the fields the four
+    quantities read; ``optional``: optional fields as well): seconds of ``clock`` with and without the position
+    operator (best of interleaved repeats)."""
     from qgtflow.geometry.fields import compute_fields
     from qgtflow.models.wannier import read_tb
 
     models = {"on": read_tb(tb, length_unit="angstrom"),
               "off": read_tb(tb, length_unit="angstrom", position_operator=False)}
-    k = np.random.default_rng(1).uniform(-1.0, 1.0, (n_points, 3))
+    k = np.random.default_rng(1).uniform(-1.0, 1.0, (n_points, 3)) if k is None else k
     for m in models.values():
-        compute_fields(m, k[:2], core=core)  # compiled / loaded
+        compute_fields(m, k[:2], core=core, optional=optional, n_threads=n_threads)  # compiled / loaded
     best = {name: np.inf for name in models}
     for _ in range(reps):
         for name, m in models.items():
-            t0 = time.perf_counter()
-            compute_fields(m, k, core=core)
-            best[name] = min(best[name], time.perf_counter() - t0)
+            t0 = clock()
+            compute_fields(m, k, core=core, optional=optional, n_threads=n_threads)
+            best[name] = min(best[name], clock() - t0)
     return best
+
+
+def position_cost(size: int, reps: int) -> None:
+    """CPU time (one thread) of the geometry fields on the Fe-like file with A(R) on a size³ grid of its cell, with
+    and without the position operator: the core fields, the quadrupole and Christoffel symbols, and all of them."""
+    from qgtflow.geometry.fields import CORE_FIELDS
+
+    with tempfile.TemporaryDirectory(prefix="bench-wannier-") as tmp:
+        tb = comparison_files(Path(tmp))["fe_like_r"]
+        from tests.data.make_fe_like import LATTICE
+
+        frac = np.stack(np.meshgrid(*[np.arange(size) / size] * 3, indexing="ij"), -1).reshape(-1, 3)
+        k = frac @ (2 * np.pi * np.linalg.inv(LATTICE).T)
+        print(f"# bench_wannier --position-cost {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
+              f"{platform.node()}: Fe-like with A(R), {size}^3 = {len(k)} k, one thread, CPU s (best of {reps})",
+              flush=True)
+        metric_optional = ("quantum_metric_quadrupole_density", "christoffel")
+        for label, core, optional in (("core fields", CORE_FIELDS, ()),
+                                      ("quadrupole + christoffel", ("energy",), metric_optional),
+                                      ("all fields", CORE_FIELDS, metric_optional)):
+            t = kernel_cost(tb, len(k), reps, core, optional, k, time.process_time, n_threads=1)
+            print(f"{label}: position operator off {t['off']:.3g} s, on {t['on']:.3g} s (x{t['on'] / t['off']:.3g})",
+                  flush=True)
 
 
 def comparison_files(workdir: Path) -> dict[str, Path]:
@@ -287,7 +318,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--kernel-points", type=int, default=4000)
     ap.add_argument("--skip-read", action="store_true", help="skip the large-file read benchmark")
+    ap.add_argument("--position-cost", type=int, metavar="N", help="CPU cost of the position operator on N^3 k "
+                    "(Fe-like with A(R), all geometry fields; see position_cost) instead of the read benchmark")
     args = ap.parse_args()
+    if args.position_cost:
+        position_cost(args.position_cost, args.repeat)
+        return
     if args.peer_venv:
         from benchmarks.bench_peer import peer_python
 

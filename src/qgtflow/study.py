@@ -292,7 +292,7 @@ def bands_fields(study) -> dict[str, list[str]]:
     ``bands`` settings' plus what its responses read — Λ (001 Eq. 14) when they read 𝒢, on the map the
     quadrupole density (000 Fig. 1) when they read it or the Christoffel symbols (000 Eq. 15/18)."""
     from qgtflow.geometry import qmd
-    from qgtflow.geometry.position import check_position_fields, position_operator_on
+    from qgtflow.geometry.position import check_position_fields
     from qgtflow.reduce.kinds import required_fields
 
     required = set(required_fields(study.responses, study.fermi_form, study.omega))
@@ -301,11 +301,9 @@ def bands_fields(study) -> dict[str, list[str]]:
     check_position_fields(study.model, cfg["fields"], f"{study.where}bands.fields")
     check_position_fields(study.model, cfg["kmap"]["fields"], f"{study.where}bands.kmap.fields")
     path = list(dict.fromkeys(list(cfg["fields"]) + extra))
-    # the IFE densities (000 Fig. 1); not with the position operator, which the quadrupole does not include yet
-    if required & {"quantum_metric_quadrupole_density", "christoffel"} and not position_operator_on(study.model):
-        extra_map = ["quantum_metric_quadrupole_density"]
-    else:
-        extra_map = []
+    # the IFE densities (000 Fig. 1)
+    extra_map = ["quantum_metric_quadrupole_density"] if required & {"quantum_metric_quadrupole_density",
+                                                                     "christoffel"} else []
     kmap = list(dict.fromkeys(list(cfg["kmap"]["fields"]) + extra + extra_map))
     return {"path": path, "kmap": kmap}
 

@@ -50,7 +50,8 @@ FIELD_SPECS = {f.name: f for f in [
               "exact ∂_k of 𝒢^ij_n (sum over states); 001 Eq. 13"),
     FieldSpec("quantum_metric_quadrupole_density", ("band", "i", "j", "k", "l"), 0, 4,
               "quantum-metric quadrupole density ∂_k∂_l g^ij_n",
-              "exact second derivative of g^ij_n from band-projector derivatives (geometry/projector.py); "
+              "exact second derivative of g^ij_n from band-projector derivatives (geometry/projector.py; covariant ones "
+              "with the Wannier position operator, geometry/position_quadrupole.py); "
               "000 Eq. 15, Eq. 20 plus its missing term (AMBIGUITIES 000.1)", optional=True),
     FieldSpec("christoffel", ("band", "i", "j", "k"), 0, 3, "Christoffel symbol of the quantum metric Γ_ijk",
               "Γ_abc = ½(∂_c g_ab + ∂_b g_ac − ∂_a g_bc); 000 Eq. 16", optional=True),
@@ -141,6 +142,10 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     check_spin_operator(model, optional)
     core = CORE_FIELDS if core is None else tuple(core)
     position = getattr(model, "position", None) is not None
+    if position:  # no field without a full-operator form is computed in the tight-binding approximation silently
+        from qgtflow.geometry.position import check_position_fields
+
+        check_position_fields(model, optional, "optional")
     # the full-operator Christoffel symbols come from the full ∂g (geometry/position.py)
     work = core + (("quantum_metric_dipole_density",) if position and "christoffel" in optional
                    and "quantum_metric_dipole_density" not in core else ())
@@ -167,19 +172,25 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     if position:  # Wannier position operator: external terms of Ω, g, 𝒢 and their dipoles
         from qgtflow.geometry.position import add_external_terms
 
-        add_external_terms(fields, model, k, Hu, degeneracy_threshold, work)
+        Au = model.position.unique_derivatives(k)
+        add_external_terms(fields, model, k, Hu, degeneracy_threshold, work, Au)
     metric_dipole = fields.get("quantum_metric_dipole_density")
     fields = {name: fields[name] for name in core}
     quad = [name for name in optional if name not in SPIN_OPTIONAL_FIELDS]
     spin = [name for name in optional if name in SPIN_OPTIONAL_FIELDS]
-    if quad:
+    if quad and position:  # the full-operator Γ and ∂∂g (geometry/position.py, position_quadrupole.py)
+        from qgtflow.geometry.position import christoffel_symbols
+        from qgtflow.geometry.position_quadrupole import quadrupole_with_position
+
+        if "christoffel" in quad:
+            fields["christoffel"] = christoffel_symbols(metric_dipole)
+        if "quantum_metric_quadrupole_density" in quad:
+            fields["quantum_metric_quadrupole_density"] = quadrupole_with_position(Hu, Au, model.dim,
+                                                                                   degeneracy_threshold)
+    elif quad:
         from qgtflow.geometry.projector import quadrupole_fields
 
         extra = quadrupole_fields(Hu, model.dim, degeneracy_threshold, n_threads, model.active_slots(), gauge_seed)
-        if position:
-            from qgtflow.geometry.position import christoffel_symbols
-
-            extra["christoffel"] = christoffel_symbols(metric_dipole)
         fields.update({name: extra[name] for name in quad})
     if spin:
         from qgtflow.geometry.spin import spin_fields

@@ -40,30 +40,67 @@ Their dipoles, exact at degenerate groups (:func:`_metric_dipole_rows`): ∂_c o
 2 Re Tr[P D_aP R D_bP] (R the reduced resolvent of the group) need only the DD̄ rows of D_aP and ∂_c D_aP,
 O(d³ n³) per k; the Christoffel symbols are their combination (000 Eq. 16).
 
-Which fields include the external terms: :data:`FULL_POSITION_FIELDS` and the Christoffel symbols. The
-quadrupole and the 003 Zeeman QGT (which contain A^a_nm) do not yet: :func:`check_position_operator` refuses
-responses that read them while the position operator is on (switch it off with
-``wannier90.position_operator: false`` to get the tight-binding approximation throughout); they are optional
-fields, computed (and stored) only for a response that reads them, so no store holds them under the full
-operator.
+Which fields include the external terms: :data:`FULL_POSITION_FIELDS`, the Christoffel symbols and the
+quantum-metric quadrupole (``position_quadrupole.py``); :data:`POSITION_CLASSES` sorts every catalogue field
+(table: docs/position-quadrupole.md). The 003 Zeeman QGT (A^a_nm σ_mn) and the spin QGT / spin BCP
+(spin-current vertex ¼{v^a, σ^c} with A^b_mn) have no unique full-operator form (docs/AMBIGUITIES-notes.md,
+"Zeeman and spin QGT with the Wannier position operator"). :func:`check_position_operator` refuses responses
+that read them while the position operator is on (switch it off with ``wannier90.position_operator: false`` to
+get the tight-binding approximation throughout); these are optional fields, computed (and stored) only for a
+response that reads them, so no store holds them under the full operator.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from qgtflow.geometry import qmd
 from qgtflow.geometry.groups import group_labels
 
 from qgtflow.models.derivatives import index_maps
 
 METRIC_DIPOLES = ("quantum_metric_dipole_density", "bcp_dipole_density")
 FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "quantum_metric", "bcp") + METRIC_DIPOLES
-# fields whose definition contains the interband Berry connection A^a_nm but which the position operator does
-# not enter yet (their values would be the tight-binding approximation)
-TB_ONLY_FIELDS = ("quantum_metric_quadrupole_density", "zeeman_qgt_metric", "zeeman_qgt_curvature",
-                  "zeeman_bcp", "zeeman_hspace_bcp", "zeeman_nonlinear_sea", "spin_nonlinear_sea",
-                  "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole", "zeeman_hspace_bcp_dipole",
-                  "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
+# optional fields with the position operator: Γ from the full ∂g, ∂∂g from position_quadrupole.py
+FULL_POSITION_OPTIONAL = ("christoffel", "quantum_metric_quadrupole_density")
+# fields whose definition contains the interband Berry connection A^a_nm (or the interband velocity) but whose
+# continuation to the full position operator is not unique (docs/AMBIGUITIES-notes.md): refused while it is on,
+# with the reason of their family. Zeeman: 003 Eq. 3 pairs A with σ, and Eq. 3 and its fn. 82 form differ by
+# i Tr[P [A^W_a, σ^b]]. Spin current: 003 Eq. 2's vertex ¼{v^a, σ^c} with v^a = ∇_aH; the fn. 80/82 identity
+# ∂_b v^{a;c}_nn = ¼<{∇_b v^a, σ^c}>_nn + 2 Σ_m ε_nm g^{ab;c}_nm then misses ¼<{v^a, −i[A^W_b, σ^c]}>_nn.
+ZEEMAN_REFUSED = ("zeeman_qgt_metric", "zeeman_qgt_curvature", "zeeman_bcp", "zeeman_hspace_bcp",
+                  "zeeman_nonlinear_sea", "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole",
+                  "zeeman_hspace_bcp_dipole", "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
+SPIN_CURRENT_REFUSED = ("spin_velocity", "spin_velocity_derivative", "spin_qgt_metric", "spin_qgt_curvature",
+                        "spin_qgt_metric_x_gap", "spin_bcp", "spin_nonlinear_sea", "spin_qgt_metric_x_gap_dipole",
+                        "spin_qgt_curvature_dipole", "spin_bcp_dipole", "spin_qgt_metric_pair",
+                        "spin_qgt_curvature_pair")
+TB_ONLY_FIELDS = ZEEMAN_REFUSED + SPIN_CURRENT_REFUSED
+# fields the position operator does not enter at all: band energies and their k-derivatives (functions of H(k)
+# only), and the on-site spin expectation Tr[P σ] (σ constant in the basis |χ_m(k)>, models/w90spin.py)
+TB_INDEPENDENT_FIELDS = ("energy", "velocity", "inverse_mass", "energy_third_derivative", "spin_expectation")
+# every field of the geometry catalogue (fields.FIELD_SPECS) and the bands stage's Λ (from velocity and 𝒢), by
+# how the position operator enters it (table: docs/position-quadrupole.md)
+POSITION_CLASSES = {"full operator": FULL_POSITION_FIELDS + FULL_POSITION_OPTIONAL + (qmd.NAME,),
+                    "independent of it": TB_INDEPENDENT_FIELDS, "refused": TB_ONLY_FIELDS}
+WHY_REFUSED = {
+    "zeeman": ("003 Eq. 3 with the full Berry connection and its fn. 82 form ∂_a<σ^b>_n differ by "
+               "i Tr[P [A^W_a, σ^b]]"),
+    "spin": ("the spin-current vertex ¼{v^a, σ^c} of 003 Eq. 2 with v^a = ∂_aH − i[A^W_a, H] breaks the fn. 80/82 "
+             "identity by ¼<{v^a, −i[A^W_b, σ^c]}>_nn"),
+}
+NOTE = "docs/AMBIGUITIES-notes.md, 'Zeeman and spin QGT with the Wannier position operator'"
+HOW_TO_GET = "set model.wannier90.position_operator: false (tight-binding approximation throughout)"
+
+
+def why_refused(names) -> str:
+    """Why the refused fields ``names`` are not defined with the position operator (one clause per family)."""
+    families = [f for f, members in (("zeeman", ZEEMAN_REFUSED), ("spin", SPIN_CURRENT_REFUSED))
+                if set(names) & set(members)]
+    reasons = "; ".join(WHY_REFUSED[f] for f in families)
+    return f"are not defined with the Wannier position operator ({reasons} — {NOTE})"
+
+
 BATCH = 256  # k-points per batched product (memory ~ d² × BATCH × n² complex)
 
 
@@ -79,9 +116,8 @@ def check_position_fields(model, names, key: str) -> None:
     if bad:
         from qgtflow.errors import ModelError
 
-        raise ModelError(f"{key}: {bad} do not yet include the Wannier position operator; expected fields of "
-                         f"{list(FULL_POSITION_FIELDS)} or the others of the catalogue, or set "
-                         "model.wannier90.position_operator: false (tight-binding approximation throughout)")
+        raise ModelError(f"{key}: {bad} {why_refused(bad)}; expected fields of {list(FULL_POSITION_FIELDS)} or the "
+                         f"others of the catalogue, or {HOW_TO_GET}")
 
 
 def check_position_operator(model, responses, fields_of) -> None:
@@ -95,9 +131,8 @@ def check_position_operator(model, responses, fields_of) -> None:
         if bad:
             from qgtflow.errors import ModelError
 
-            raise ModelError(f"response {r!r} reads {bad}, which do not yet include the Wannier position operator "
-                             f"(only {list(FULL_POSITION_FIELDS)} do); expected responses of those fields, or set "
-                             "model.wannier90.position_operator: false (tight-binding approximation throughout)")
+            raise ModelError(f"response {r!r} reads {bad}, which {why_refused(bad)}; expected responses of the "
+                             f"other fields, or {HOW_TO_GET}")
 
 
 def _rot(Ud, M, U):
@@ -273,10 +308,11 @@ def christoffel_symbols(metric_dipole: np.ndarray) -> np.ndarray:
 
 
 def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, threshold: float,
-                       core=FULL_POSITION_FIELDS) -> None:
+                       core=FULL_POSITION_FIELDS, Au: np.ndarray | None = None) -> None:
     """Add the external terms of ``model.position`` to the computed fields (in place) that include them;
-    ``core``: the fields the caller keeps (the others are left as the kernel gave them)."""
-    Au = model.position.unique_derivatives(k)
+    ``core``: the fields the caller keeps (the others are left as the kernel gave them); ``Au``: the derivatives
+    of A^W at ``k`` if the caller has them."""
+    Au = model.position.unique_derivatives(k) if Au is None else Au
     wanted = set(core)
     ext = external_terms(Hu, Au, model.dim, threshold, dipole="berry_curvature_dipole_density" in wanted,
                          metric=bool(wanted & {"quantum_metric", "bcp"}),

@@ -547,6 +547,9 @@ def compute_spin_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6
         raise ValueError(f"model '{model.name}' has no spin operator (Model.spin is None): the spin and Zeeman "
                          "quantum geometry of 003 needs one; give the model a (3, n, n) spin operator "
                          "(e.g. the Pauli matrices for massive_dirac / snte_surface_dirac)")
+    from qgtflow.geometry.position import check_position_fields
+
+    check_position_fields(model, SPIN_FIELDS, "compute_spin_fields")  # no full-operator form (AMBIGUITIES-notes)
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
     if sectors:
         parts = [compute_spin_fields(m, k, degeneracy_threshold, n_threads, gauge_seed, dipoles=dipoles, pairs=pairs)
