@@ -24,7 +24,7 @@ def _grid(model, n=12, kmax=4.0):
 
 def _kubo_delta_n(model, k, w, eta, sectors=False, h=None):
     h = nk.step_size(model, k, eta, KT) if h is None else h
-    plus, minus = (nk.sigma_q_derivative(model, k, w, X, X, Z, MU, KT, s * OMEGA, eta, h, sectors=sectors)
+    plus, minus = (nk.sigma_q_derivative(model, k, w, Z, MU, KT, s * OMEGA, eta, h, sectors=sectors)[..., X, X]
                    for s in (1, -1))
     return nk.delta_n(plus, minus)
 
@@ -66,7 +66,7 @@ def test_intraband_part_is_the_fermi_surface_closed_form(seed_model):
     model, k, w = seed_model
     eta = 0.04
     h = nk.step_size(model, k, eta, KT)
-    sigma = nk.sigma_q_derivative(model, k, w, X, X, Z, MU, KT, OMEGA, eta, h)[nk.PARTS.index("intraband")]
+    sigma = nk.sigma_q_derivative(model, k, w, Z, MU, KT, OMEGA, eta, h)[nk.PARTS.index("intraband"), ..., X, X]
     f = compute_fields(model, k)
     v = f["velocity"]
     from qgtflow.reduce.occupation import fermi_derivative
@@ -111,7 +111,7 @@ def test_pair_sum_is_gauge_invariant_inside_degenerate_groups(seed_model):
     vertex = model.derivatives(k - q / 2, order=1)[1]
     same = np.kron(np.eye(2, dtype=bool), np.ones((2, 2), bool))[None].repeat(len(k), axis=0)
     assert np.allclose(eb[:, ::2], eb[:, 1::2], atol=1e-12)  # degenerate pairs (0, 1), (2, 3)
-    args = (vertex[:, X], vertex[:, X], same, w, MU, KT, OMEGA + 0.04j)
+    args = (vertex, same, w, MU, KT, OMEGA + 0.04j)
     ref = nk.pair_sum(ea, ua, eb, ub, *args)
     rng = np.random.default_rng(11)
 

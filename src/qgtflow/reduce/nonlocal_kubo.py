@@ -41,28 +41,32 @@ def _velocity(model, k):
     return model.derivatives(k, order=1)[1]
 
 
-def pair_sum(energy_a, states_a, energy_b, states_b, vertex_i, vertex_j, same_group, weight, mu, kT, z):
-    """Σ_k w_k Σ_{m,n} (f(ε^a_m) − f(ε^b_n)) M_mn / (ε^a_m − ε^b_n + z) split into (interband, intraband).
+def pair_sum(energy_a, states_a, energy_b, states_b, vertex, same_group, weight, mu, kT, z):
+    """Σ_k w_k Σ_{m,n} (f(ε^a_m) − f(ε^b_n)) M^ij_mn / (ε^a_m − ε^b_n + z), split into (interband, intraband).
 
     a: the states at k − q (energies (N, n), eigenvectors as columns (N, n, n)); b: the states at k.
-    M_mn = ⟨a_m| v_i |b_n⟩⟨b_n| v_j |a_m⟩ with the vertices (N, n, n); ``same_group`` (N, n, n) bool marks the
-    intraband pairs. Returns (2, W, μ, T) complex (without the −1/(iz) prefactor of Eq. 11)."""
-    vi = np.conj(np.swapaxes(states_a, -1, -2)) @ vertex_i @ states_b  # [m, n] = ⟨a_m|v_i|b_n⟩
-    vj = np.conj(np.swapaxes(states_b, -1, -2)) @ vertex_j @ states_a  # [n, m] = ⟨b_n|v_j|a_m⟩
-    M = vi * np.swapaxes(vj, -1, -2) * weight[:, None, None]
-    fa = fermi(energy_a[:, :, None, None], mu[:, None], kT[None, :])  # (N, n, μ, T)
-    fb = fermi(energy_b[:, :, None, None], mu[:, None], kT[None, :])
-    occupation = fa[:, :, None] - fb[:, None, :]  # (N, m, n, μ, T)
+    M^ij_mn = ⟨a_m| v_i |b_n⟩⟨b_n| v_j |a_m⟩ with the vertices ``vertex`` (N, d, n, n); ``same_group`` (N, n, n)
+    bool marks the intraband pairs. Returns (2, W, μ, T, d, d) complex (without the −1/(iz) of Eq. 11)."""
+    N, d, n, _ = vertex.shape
+    ab = np.conj(np.swapaxes(states_a, -1, -2))[:, None] @ vertex @ states_b[:, None]  # [i, m, n] = ⟨a_m|v_i|b_n⟩
+    ba = np.conj(np.swapaxes(ab, -1, -2))  # [j, n, m] = ⟨b_n|v_j|a_m⟩ (v Hermitian), as [j, m, n]
+    M = ab[:, :, None] * np.swapaxes(ba, -1, -2)[:, None, :] * weight[:, None, None, None, None]  # (N, i, j, m, n)
+    M = np.moveaxis(M, (1, 2), (0, 1))  # (i, j, N, m, n)
     resolvent = 1.0 / ((energy_a[:, :, None] - energy_b[:, None, :])[..., None] + z)  # (N, m, n, W)
-    out = np.empty((2, z.size, mu.size, kT.size), complex)
-    for p, mask in enumerate((~same_group, same_group)):
-        out[p] = np.einsum("kmn,kmnw,kmnab->wab", np.where(mask, M, 0.0), resolvent, occupation, optimize=True)
+    out = np.zeros((2, z.size, mu.size, kT.size, d, d), complex)
+    for a, m_ in enumerate(mu):
+        for b, t in enumerate(kT):
+            occupation = fermi(energy_a, m_, t)[:, :, None] - fermi(energy_b, m_, t)[:, None, :]
+            G = (occupation[..., None] * resolvent).reshape(N * n * n, z.size)
+            for p, mask in enumerate((~same_group, same_group)):
+                Mp = np.where(mask, M, 0.0).reshape(d * d, N * n * n)
+                out[p, :, a, b] = (Mp @ G).T.reshape(z.size, d, d)
     return out
 
 
-def sigma_at_q(model, k, weight, q, i, j, mu, kT, omega, eta, threshold=1e-8, sectors=False):
+def sigma_at_q(model, k, weight, q, mu, kT, omega, eta, threshold=1e-8, sectors=False):
     """002 Eq. 11 at wave vector ``q`` (d,) on k-points ``k`` (N, d) with weights ``weight`` (N,) (the [dk]
-    measure): σ_ij complex, (part, W, μ, T), or (sector, part, W, μ, T) with ``sectors``."""
+    measure): σ_ij complex, (part, W, μ, T, i, j), or (sector, part, W, μ, T, i, j) with ``sectors``."""
     k = np.asarray(k, float)
     q = np.asarray(q, float)
     mu, kT, omega = (np.atleast_1d(np.asarray(x, float)) for x in (mu, kT, omega))
@@ -71,26 +75,32 @@ def sigma_at_q(model, k, weight, q, i, j, mu, kT, omega, eta, threshold=1e-8, se
     for block, w in _sectors(model):
         energy_b, states_b = np.linalg.eigh(block.derivatives(k, order=0)[0])
         energy_a, states_a = np.linalg.eigh(block.derivatives(k - q, order=0)[0])
-        vertex = _velocity(block, k - 0.5 * q)
         labels = group_labels(energy_b, threshold)
         same = labels[:, :, None] == labels[:, None, :]
-        s = pair_sum(energy_a, states_a, energy_b, states_b, vertex[:, i], vertex[:, j], same, weight, mu, kT, z)
-        out.append(-w * s / (1j * z[:, None, None]))
+        s = pair_sum(energy_a, states_a, energy_b, states_b, _velocity(block, k - 0.5 * q), same, weight, mu, kT, z)
+        out.append(-w * s / (1j * z[:, None, None, None, None]))
     out = np.stack(out)
     return out if sectors else out.sum(axis=0)
 
 
-def sigma_q_derivative(model, k, weight, i, j, l, mu, kT, omega, eta, h, threshold=1e-8, sectors=False):
-    """σ_ijl = ∂σ_ij/∂q_l at q = 0 (002 Eq. 2) from Eq. 11 at q = ±h ê_l, ±2h ê_l, Richardson-extrapolated."""
+def sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold=1e-8, sectors=False):
+    """σ_ijl = ∂σ_ij/∂q_l at q = 0 (002 Eq. 2) from Eq. 11 at q = ±h ê_l, ±2h ê_l, Richardson-extrapolated:
+    (…, W, μ, T, i, j) as :func:`sigma_at_q`."""
     unit = np.zeros(model.dim)
     unit[l] = 1.0
 
     def difference(step):
-        plus = sigma_at_q(model, k, weight, step * unit, i, j, mu, kT, omega, eta, threshold, sectors)
-        minus = sigma_at_q(model, k, weight, -step * unit, i, j, mu, kT, omega, eta, threshold, sectors)
+        plus = sigma_at_q(model, k, weight, step * unit, mu, kT, omega, eta, threshold, sectors)
+        minus = sigma_at_q(model, k, weight, -step * unit, mu, kT, omega, eta, threshold, sectors)
         return (plus - minus) / (2 * step)
 
     return (4 * difference(h) - difference(2 * h)) / 3
+
+
+def sigma_tensor(model, k, weight, mu, kT, omega, eta, h, threshold=1e-8, sectors=False):
+    """The full σ_ijl (…, W, μ, T, i, j, l) of 002 Eq. 2 from Eq. 11 (one Richardson derivative per l)."""
+    return np.stack([sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold, sectors)
+                     for l in range(model.dim)], axis=-1)
 
 
 def delta_n(sigma_xxz_plus, sigma_xxz_minus):
