@@ -36,9 +36,14 @@ def _sectors(model):
     return [(model, 1.0)]
 
 
+def _hamiltonian(model, k):
+    """H at k: (N, n, n) (the model fills only its order-0 slot)."""
+    return model.unique_derivatives(k, order=0)[:, 0]
+
+
 def _velocity(model, k):
-    """∂_a H at k: (N, d, n, n)."""
-    return model.derivatives(k, order=1)[1]
+    """∂_a H at k: (N, d, n, n) (slots 1…d of the compact order-1 array, models/derivatives.py)."""
+    return model.unique_derivatives(k, order=1)[:, 1:1 + model.dim]
 
 
 def pair_sum(energy_a, states_a, energy_b, states_b, vertex, same_group, weight, mu, kT, z):
@@ -73,8 +78,8 @@ def sigma_at_q(model, k, weight, q, mu, kT, omega, eta, threshold=1e-8, sectors=
     z = omega + 1j * eta
     out = []
     for block, w in _sectors(model):
-        energy_b, states_b = np.linalg.eigh(block.derivatives(k, order=0)[0])
-        energy_a, states_a = np.linalg.eigh(block.derivatives(k - q, order=0)[0])
+        energy_b, states_b = np.linalg.eigh(_hamiltonian(block, k))
+        energy_a, states_a = np.linalg.eigh(_hamiltonian(block, k - q))
         labels = group_labels(energy_b, threshold)
         same = labels[:, :, None] == labels[:, None, :]
         s = pair_sum(energy_a, states_a, energy_b, states_b, _velocity(block, k - 0.5 * q), same, weight, mu, kT, z)
