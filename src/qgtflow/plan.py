@@ -88,6 +88,14 @@ def shell_products(study) -> list[str]:
     return sorted(set(out))
 
 
+def _kubo_frequencies(study):
+    """ω and η for the shells maker of 002's Kubo responses (reduce/dispersive_kubo.py), None without one: an ω or
+    η edit reruns only those shells jobs (pockels_skew's shells do not read ω; its reduce does)."""
+    from qgtflow.reduce.dispersive_kubo import frequencies
+
+    return frequencies(study)
+
+
 def _model_facts(study) -> dict:
     """What reduce knows of the model without building it (provenance, dims, the Fermi-surface form)."""
     m = study.model
@@ -153,7 +161,8 @@ CONTRACTS = {
     # for studies that request one
     "shells": Contract("shells", ("model", "units", "kgrid", "degeneracy_threshold", "mu", "temperature",
                                   "impurities"), model=True, upstream=("kgrid",),
-                       derived={"products": shell_products}, runs=shell_products),
+                       derived={"products": shell_products, "kubo_frequencies": _kubo_frequencies},
+                       runs=shell_products),
     "reduce": Contract("reduce", _REDUCE_KEYS, model=False, upstream=("geometry", "shells"),
                        derived={"model_facts": _model_facts, "window_cut": _window_cut}),
     # the symmetry zeros (residuals, not verdicts) come from the crystal at plan time (the crystal, e.g. a .win's

@@ -300,10 +300,14 @@ class ModelEvaluated(_AfterPass):
 # products of the shells stage (stages/shells_stage.py) that model-evaluated responses read:
 # {product: make(study, grid) -> {variable: xr.Variable}} — the model on the study's grid, evaluated once, forward
 SHELL_PRODUCTS: dict[str, Callable] = {}
+# {product: name of the shells plan value (qgtflow.plan) its maker also receives: make(study, grid, value)}
+SHELL_PRODUCT_PLAN_VALUES: dict[str, str] = {}
 
 
-def register_shell_product(name: str, make: Callable) -> None:
+def register_shell_product(name: str, make: Callable, plan_value: str | None = None) -> None:
     SHELL_PRODUCTS[name] = make
+    if plan_value is not None:
+        SHELL_PRODUCT_PLAN_VALUES[name] = plan_value
 
 
 @dataclass(frozen=True)
@@ -365,10 +369,12 @@ def pair_sum_variables(study, states: dict, params: dict, sectors) -> dict:
 
 def coords_for(variables: dict, study) -> dict:
     """Coordinates of the non-Cartesian-histogram dims of the variables made outside the histograms."""
+    from qgtflow.reduce import dispersive_kubo
     from qgtflow.reduce.electro_optics import extra_coords
 
     coords = extra_coords(variables, study)
     dims = {d for v in variables.values() for d in v.dims}
+    coords.update(dispersive_kubo.extra_coords(dims))
     if "complex_part" in dims:
         coords["complex_part"] = ("complex_part", COMPLEX_PARTS)
     if "omega" in dims:
@@ -431,6 +437,12 @@ def _register_builtin() -> None:
                             shells=("skew", "born_tau")))
     for name in THIN_FILM:
         register(Derived(name, eo.thin_film_variables, eo.check_thin_film, omega="dc_ok"))
+    from qgtflow.reduce import dispersive_kubo as kubo
+
+    register_shell_product("kubo_nonlocal", kubo.shell_product, plan_value="kubo_frequencies")
+    for name in kubo.RESPONSES:
+        register(ModelEvaluated(name, getattr(kubo, name), kubo.check, needs=("omega", "broadening"), omega="ac",
+                                shells=("kubo_nonlocal",)))
 
 
 _register_builtin()
