@@ -65,6 +65,10 @@ def band_energies(model, k: np.ndarray) -> np.ndarray:
     if sectors:
         return np.concatenate([band_energies(m, k) for m in sectors], axis=1)
     H = model.unique_derivatives(k, order=0)[:, 0]
+    if H.shape[-1] == 2:  # closed form (a + d)/2 ∓ √(((a − d)/2)² + |b|²): 4× batched LAPACK on 2×2
+        a, d = H[:, 0, 0].real, H[:, 1, 1].real
+        half = np.hypot(0.5 * (a - d), np.abs(H[:, 1, 0]))
+        return np.stack([0.5 * (a + d) - half, 0.5 * (a + d) + half], axis=1)
     return np.linalg.eigvalsh(H)
 
 
