@@ -121,6 +121,8 @@ def fields_in_window(model, k: np.ndarray, window: dict, compute, names, thresho
         need = needed_cells(model, grid, start, start + k.shape[0], window["energy"], threshold)
     else:
         need = needed_points(energy, window["energy"], threshold)
+    if need.all():  # nothing to skip: the fields as computed, no copy
+        return compute(k), need.astype(np.int8)
     nb, dim = energy.shape[1], k.shape[1]
     out = {name: np.zeros(_field_shape(name, k.shape[0], nb, dim)) for name in names}
     if "energy" in out:
