@@ -2,7 +2,8 @@
 
 Prints k-points per second per core and *ratios measured in the same run* (absolute times on
 shared machines are noise); then peak memory of the geometry stage versus grid size, each grid
-in a fresh process. Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_stages.py``.
+in a fresh process; then the geometry stage of a Fermi-surface request with and without the Fermi window
+(``--fermi-window``: only that). Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_stages.py``.
 Options: ``--points N`` (k-points per timing, default 2**17), ``--quick``.
 """
 
@@ -103,6 +104,116 @@ def bench_stages(size: int, workers: int):
             "worker_warmup_s": cold_geo - t_geo}
 
 
+FERMI_SURFACE = ["sigma_drude", "sigma_bcd", "sigma_nonlinear_drude"]
+
+
+def fermi_window_studies(tmp: str, quick: bool):
+    """(label, study config, grid size) of the Fermi-window benchmark: the tilted-Dirac square-lattice model of
+    bench_peer (a _tb.dat) on 400², the bcc-Fe-like Wannier90 model on 16³, each at room and at low T."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_peer import tilted_dirac_blocks, write_2d_tb
+    from pathlib import Path
+
+    tb = write_2d_tb(Path(tmp) / "tilted_tb.dat", tilted_dirac_blocks()[1], tilted_dirac_blocks()[0])
+    tilted = {"name": "tilted_tb", "wannier90": {"tb": str(tb), "dim": 2}}
+    fe = {"name": "fe_like", "wannier90": {"tb": "qgtflow:fe_like_tb.dat"}}
+    out = []
+    for label, model, size, mu in [("tilted Dirac lattice", tilted, 100 if quick else 400, [0.2, 0.3]),
+                                   ("Fe-like (6 bands, 3D)", fe, 8 if quick else 16, [0.0])]:
+        for T in (300.0, 30.0):
+            out.append((f"{label}, T = {T:g} K", {"name": "fw", "model": model, "units": {"length": "angstrom"},
+                                                    "mu": mu, "temperature": [T], "responses": FERMI_SURFACE,
+                                                    "fermi_form": "surface"}, size))
+    return out
+
+
+def bench_fermi_window(reps: int, quick: bool):
+    """Geometry stage (in process, one thread, zarr writes included) of a Fermi-surface request with and without
+    the Fermi window (qgtflow.geometry.fermi_window): k-points per CPU second, interleaved runs, best of ``reps``."""
+    import copy
+
+    from qgtflow import io
+    from qgtflow.geometry.fermi_window import FLAG
+    from qgtflow.plan import grid_chain
+    from qgtflow.stages import geometry_stage, kgrid_stage
+    from qgtflow.study import load_study
+
+    print(f"\n== geometry stage, Fermi-surface request {FERMI_SURFACE}: all k-points vs the Fermi window "
+          f"(CPU time, one thread, interleaved, best of {reps}) ==")
+    print(f"{'':<32}{'':>9}{'':>18}{'':>8}{'-- stage k/s (CPU) --':>26}{'-- compute k/s (CPU) --':>26}")
+    print(f"{'case':<32}{'grid':>9}{'window (eV)':>18}{'skipped':>8}{'all':>10}{'window':>10}{'ratio':>6}"
+          f"{'all':>10}{'window':>10}{'ratio':>6}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, cfg, size in fermi_window_studies(tmp, quick):
+            study = load_study(cfg)
+            chain = grid_chain(study, size)
+            kg = os.path.join(tmp, f"kgrid_{study.model.name}_{size}.zarr")
+            if not os.path.exists(kg):
+                kgrid_stage.run(study, size, kg, job=chain["kgrid"])
+            jobs = {"all": copy.deepcopy(chain["geometry"]), "window": chain["geometry"]}
+            jobs["all"]["fermi_window"] = None
+            times = {name: [] for name in jobs}
+            skipped = None
+            for attempt in range(reps + 1):  # the first round warms the kernels' cache; not timed
+                for name, job in jobs.items():
+                    geo = os.path.join(tmp, f"geometry_{name}_{attempt}.zarr")
+                    t0 = time.process_time()
+                    geometry_stage.run(study, kg, geo, n_workers=0, job=job)
+                    if attempt:
+                        times[name].append(time.process_time() - t0)
+                    if name == "window" and skipped is None:
+                        skipped = 1.0 - float(io.open_store(geo)[FLAG].values.mean())
+            n = int(np.prod(io.store_attrs(kg)["grid_sizes"]))
+            best = {name: min(t) for name, t in times.items()}
+            kernel = chunk_compute_times(study, chain["geometry"], reps)
+            lo, hi = chain["geometry"]["fermi_window"]["energy"]
+            row = {"case": label, "k_points": n, "window_eV": [lo, hi], "skipped_fraction": skipped,
+                   "stage_all_kps": n / best["all"], "stage_window_kps": n / best["window"],
+                   "stage_speedup": best["all"] / best["window"], "compute_all_kps": n / kernel["all"],
+                   "compute_window_kps": n / kernel["window"], "compute_speedup": kernel["all"] / kernel["window"]}
+            rows.append(row)
+            grid = "x".join(str(s) for s in io.store_attrs(kg)["grid_sizes"])
+            print(f"{label:<32}{grid:>9}{f'[{lo:.3f}, {hi:.3f}]':>18}{skipped:8.1%}{row['stage_all_kps']:10.3g}"
+                  f"{row['stage_window_kps']:10.3g}{row['stage_speedup']:6.2f}{row['compute_all_kps']:10.3g}"
+                  f"{row['compute_window_kps']:10.3g}{row['compute_speedup']:6.2f}", flush=True)
+    print("(stage: geometry_stage.run in process incl. the zarr template and writes; compute: the chunk work alone, "
+          "H(k) and derivatives, eigenbasis, fields — the window adds the band energies everywhere; window = the "
+          "reduce stage's energy histogram, μ ± 40 k_BT)")
+    return rows
+
+
+def chunk_compute_times(study, job: dict, reps: int) -> dict:
+    """Best CPU seconds of the geometry chunks' compute over the whole grid, all k-points vs the Fermi window
+    (interleaved), as geometry_stage._geometry_chunk runs it."""
+    from qgtflow.geometry.fermi_window import fields_in_window
+    from qgtflow.geometry.fields import CORE_FIELDS, compute_fields
+
+    grid = study.make_grid(job["size"])
+    names = list(job["fields"])
+    core = tuple(name for name in names if name in CORE_FIELDS)
+
+    def compute(points):
+        return compute_fields(study.model, points, study.degeneracy_threshold, reuse_buffers=True, core=core)
+
+    def whole(window):
+        for i in range(grid.n_chunks):
+            start, stop = grid.chunk_bounds(i)
+            k = grid.points(start, stop)
+            if window is None:
+                compute(k)
+            else:
+                fields_in_window(study.model, k, window, compute, names, study.degeneracy_threshold, grid, start)
+
+    times = {"all": [], "window": []}
+    for _ in range(reps):
+        for name, window in (("all", None), ("window", job["fermi_window"])):
+            t0 = time.process_time()
+            whole(window)
+            times[name].append(time.process_time() - t0)
+    return {name: min(t) for name, t in times.items()}
+
+
 PEAK_SCRIPT = """
 import os, resource, sys, tempfile
 from qgtflow.study import load_study
@@ -133,11 +244,19 @@ def main():
     parser.add_argument("--points", type=int, default=1 << 17)
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
+    parser.add_argument("--fermi-window", action="store_true", help="only the Fermi-window before/after")
     args = parser.parse_args()
     reps = 2 if args.quick else 3
+    if args.fermi_window:
+        result = {"fermi_window": bench_fermi_window(reps, args.quick)}
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(result, fh, indent=2)
+        return
     result = {"kernels": bench_kernels(args.points if not args.quick else 1 << 14, reps)}
     result["stages"] = bench_stages(128 if args.quick else 768, 2)
     result["memory"] = bench_memory([64, 128] if args.quick else [128, 256, 512, 1024])
+    result["fermi_window"] = bench_fermi_window(reps, args.quick)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

@@ -287,11 +287,18 @@ def test_every_schema_key_reruns_exactly_its_readers(ws, monkeypatch):
 
 def test_temperature_or_mu_change_reruns_reduce_and_later_only(ws):
     """(b) T of study A and mu of study B change: their reduce jobs rerun for real, kgrid and
-    geometry stores stay untouched file by file, the new responses carry the new coordinates."""
+    geometry stores stay untouched file by file, the new responses carry the new coordinates.
+
+    The tiny run's studies are Fermi-surface-only (sigma_drude): their geometry reads the Fermi window (the plan's
+    ``fermi_window``), which a lower T and a mu between the old ones leave alone; a higher T or a mu beyond them
+    moves it and reruns the geometry too."""
     import xarray as xr
 
-    new = edited(ws.config, lambda c: (c["studies"]["A"].update(temperature=[50.0, 80.0]),
-                                       c["studies"]["B"].update(mu=[0.2, 0.3, 0.4])))
+    moved = edited(ws.config, lambda c: (c["studies"]["A"].update(temperature=[50.0, 80.0]),
+                                         c["studies"]["B"].update(mu=[0.2, 0.3, 0.4])))
+    assert {"geometry A n8", "geometry B n8"} <= ws.dry_run(moved)
+    new = edited(ws.config, lambda c: (c["studies"]["A"].update(temperature=[30.0, 50.0]),
+                                       c["studies"]["B"].update(mu=[0.25, 0.3, 0.4])))
     upstream = [ws.results / s / "n8" / f for s in "AB" for f in ("kgrid.zarr", "geometry.zarr")]
     before = snapshot(*upstream)
     manifests = {s: (ws.results / s / "n8" / "geometry.done.json").read_text() for s in "AB"}
@@ -301,7 +308,7 @@ def test_temperature_or_mu_change_reruns_reduce_and_later_only(ws):
     assert {s: (ws.results / s / "n8" / "geometry.done.json").read_text() for s in "AB"} == manifests
     with xr.open_zarr(ws.results / "A" / "n8" / "responses.zarr") as a, \
             xr.open_zarr(ws.results / "B" / "n8" / "responses.zarr") as b:
-        assert list(a["T"].values) == [50.0, 80.0] and list(b["mu"].values) == [0.2, 0.3, 0.4]
+        assert list(a["T"].values) == [30.0, 50.0] and list(b["mu"].values) == [0.25, 0.3, 0.4]
     ws.config = new
     assert ws.snakemake(ws.config)[0] == {}
 

@@ -76,7 +76,12 @@ def test_geometry_store_unstacks_into_k_maps_and_is_compressed(stores):
     from qgtflow.geometry.fields import compute_fields
 
     fresh = compute_fields(st.model, grid.points(), st.degeneracy_threshold)["berry_curvature"]
-    np.testing.assert_array_equal(kmap.transpose("k_index_x", "k_index_y", ...).values.reshape(fresh.shape), fresh)
+    stored = kmap.transpose("k_index_x", "k_index_y", ...).values.reshape(fresh.shape)
+    # a Fermi-surface-only study: the fields where a state reaches the Fermi window, 0 elsewhere (flagged)
+    inside = g["in_fermi_window"].values == 1
+    assert 0 < inside.sum() < inside.size
+    np.testing.assert_array_equal(stored[inside], fresh[inside])
+    assert not stored[~inside].any()
     codecs = [type(c).__name__ for c in zarr.open_group(str(geo), mode="r")["berry_curvature"].metadata.codecs]
     assert "ZstdCodec" in codecs and codecs[-1] == "Crc32cCodec"
     assert io.verify_store(geo)["checksummed"]
@@ -155,7 +160,8 @@ def test_every_store_carries_its_fingerprint_and_readers_check_it(stores, tmp_pa
     convergence_stage.run(st, [str(resp)], str(conv), plots=False, job=job)
     assert io.store_attrs(conv / "convergence.zarr")[io.FINGERPRINT] == job["fingerprint"]
 
-    other = load_study({**STUDY, "mu": [0.1, 0.2]})  # other reduce inputs, same geometry
+    # other reduce inputs, same geometry (a μ inside the Fermi window of this Fermi-surface-only study)
+    other = load_study({**STUDY, "mu": [0.12, 0.16, 0.2]})
     assert plan.grid_chain(other, 40)["geometry"] == chain["geometry"]
     with pytest.raises(StoreError) as exc:
         convergence_stage.run(other, [str(resp)], str(conv), plots=False,

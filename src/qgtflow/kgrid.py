@@ -61,8 +61,11 @@ class KGrid:
     def points(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Cartesian k-points with flat indices start..stop−1, shape (stop−start, dim)."""
         stop = self.n_points if stop is None else stop
-        flat = np.arange(start, stop, dtype=np.int64)
-        idx = np.stack(np.unravel_index(flat, self.sizes), axis=1).astype(float)
+        return self.points_at(np.arange(start, stop, dtype=np.int64))
+
+    def points_at(self, flat: np.ndarray) -> np.ndarray:
+        """Cartesian k-points at the flat indices ``flat``, shape (len(flat), dim)."""
+        idx = np.stack(np.unravel_index(np.asarray(flat, np.int64), self.sizes), axis=1).astype(float)
         frac = (idx + np.asarray(self.shift)) / np.asarray(self.sizes, float)
         return self.origin + frac @ self.basis
 

@@ -77,6 +77,14 @@ def _geometry_fields(study) -> list[str]:
     return geometry_fields(study)
 
 
+def _fermi_window(study):
+    """The energy window [E_lo, E_hi] outside which a Fermi-surface-only study reads no state (None: it reads every
+    state), from μ, T and the energy binning: an edit of those that keeps the window reruns no geometry."""
+    from qgtflow.geometry.fermi_window import energy_window
+
+    return energy_window(study)
+
+
 def shell_products(study) -> list[str]:
     """What the shells stage computes for ``study`` (empty: no shells job): the products its model-evaluated
     responses read (``skew``: S^(1), S^(2) of pockels_skew) and ``born_tau`` (``impurities.born_tau``)."""
@@ -154,9 +162,10 @@ CONTRACTS = {
     "kgrid": Contract("kgrid", ("model", "units", "kgrid"), model=True, upstream=(),
                       when={"kgrid.refine": ("mu", "temperature"), "kgrid.symmetry_reduce": ("symmetry",)}),
     # the fields follow responses, fermi_form, omega and store_fields: a new response that needs no
-    # new field does not rerun the geometry
+    # new field does not rerun the geometry; a Fermi-surface-only study's fields only at the k-points that reach
+    # its energy window (derived from mu, T and the binning: a mu inside the same window reruns nothing)
     "geometry": Contract("geometry", ("model", "units", "degeneracy_threshold"), model=True, upstream=("kgrid",),
-                         derived={"fields": _geometry_fields}),
+                         derived={"fields": _geometry_fields, "fermi_window": _fermi_window}),
     # the model's Fermi shells on the grid for the model-evaluated responses (pockels_skew, the Born tau): only
     # for studies that request one
     "shells": Contract("shells", ("model", "units", "kgrid", "degeneracy_threshold", "mu", "temperature",

@@ -136,6 +136,8 @@ def sampling_step(study, geo, max_points: int = 1 << 16) -> float | None:
     picks = np.unique(np.linspace(0, n_chunks - 1, min(n_chunks, 8)).astype(int))  # a few whole chunks
     rows = np.concatenate([np.arange(c * chunk, min(n_k, (c + 1) * chunk)) for c in picks])
     rows = rows[:: max(1, rows.size // max_points)]
+    if "in_fermi_window" in geo:  # a Fermi-surface-only store: no velocity where no state reaches the window
+        rows = rows[np.asarray(geo["in_fermi_window"].isel(kpoint=rows).values, bool)]
     try:
         sample = geo[["energy", "velocity"]].isel(kpoint=rows).load()
     except ValueError:  # a damaged chunk: the reduce stage's own reads name it (qgtflow.io.read_rows)

@@ -3,7 +3,9 @@
 Store schema (``geometry.zarr``): ``kvec`` (kpoint, axis), ``weight`` (kpoint), and every field of
 :data:`qgtflow.geometry.FIELD_SPECS` with dims (kpoint, band, i, j, k…), attrs units/long_name/
 formula (003 spin fields, optional: a last dim ``spin`` labelled x, y, z = component c of σ^c);
-``chunk_done`` (chunk). A killed run resumes: finished chunks (marked done) are kept,
+``chunk_done`` (chunk). A Fermi-surface-only study (the plan's ``fermi_window``) has its fields only where a state
+can reach the window (:mod:`qgtflow.geometry.fermi_window`): ``in_fermi_window`` (kpoint) flags those k-points
+(elsewhere energies only, every other field 0) and the attr ``fermi_window`` holds [E_lo, E_hi]. A killed run resumes: finished chunks (marked done) are kept,
 the rest are recomputed; the store is flagged complete only when every chunk is done.
 """
 
@@ -19,10 +21,11 @@ import zarr
 
 from qgtflow import gridsize, io
 from qgtflow.cluster import local_cluster
+from qgtflow.geometry import fermi_window
 from qgtflow.geometry.fields import (CORE_FIELDS, FIELD_SPECS, OPTIONAL_FIELDS, compute_fields, field_units,
                                      near_degeneracy_warning, near_degenerate_fraction)
 from qgtflow.guards import require_finite_fields
-from qgtflow.kgrid import AXES
+from qgtflow.kgrid import AXES, grid_from_attrs
 from qgtflow.stages.kgrid_stage import GRID_COORDS
 from qgtflow.stages.tasks import run_tasks
 from qgtflow.study import geometry_fields
@@ -37,7 +40,7 @@ def study_fields(study) -> list[str]:
     return geometry_fields(study)
 
 
-def _template(study, kg: xr.Dataset, fp: str, fields: list[str]) -> xr.Dataset:
+def _template(study, kg: xr.Dataset, fp: str, fields: list[str], window: dict | None = None) -> xr.Dataset:
     n_k, dim = kg.sizes["kpoint"], kg.sizes["axis"]
     nb = study.model.nbands
     chunk = int(kg.attrs["chunk_size"])
@@ -49,6 +52,8 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str]) -> xr.Dataset:
         shape = (n_k,) + tuple(sizes[d] for d in spec.dims)
         attrs = {"long_name": spec.long_name, "units": field_units(spec, study.units), "formula": spec.formula}
         data[name] = xr.Variable(("kpoint",) + spec.dims, da.zeros(shape, chunks=(chunk,) + shape[1:]), attrs)
+    if window is not None:
+        data[fermi_window.FLAG] = xr.Variable("kpoint", da.zeros(n_k, np.int8, chunks=chunk), fermi_window.FLAG_ATTRS)
     band_coords = {
         "band": ("band", np.arange(nb)),
         "band_sector": ("band", study.model.band_sector.astype(str),
@@ -66,20 +71,32 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str]) -> xr.Dataset:
     attrs.update({io.FINGERPRINT: fp, "degeneracy_threshold": study.degeneracy_threshold,
                   "field_convention": "velocity = dε/dk (ħ absorbed); *_dipole_density[..., a, b, c] = ∂_c F^ab; "
                                       "degenerate groups averaged (band sums = group traces)"})
+    if window is not None:
+        attrs["fermi_window"] = list(window["energy"])
     ds.attrs = io.provenance_attrs(study, "geometry", attrs)
     return ds
 
 
-def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None):
-    """Worker task: compute one chunk's fields and write them by region."""
+def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None, window=None):
+    """Worker task: compute one chunk's fields and write them by region (``window``: the plan's ``fermi_window``,
+    fields only at the k-points that reach it)."""
     group = zarr.open_group(str(kgrid_path), mode="r")
     k = io.read_rows(group, "kvec", start, stop, kgrid_path)  # checksums verified
     weight = io.read_rows(group, "weight", start, stop, kgrid_path)
     coords = {name: io.read_rows(group, name, start, stop, kgrid_path) for name in group.array_keys()
               if name.startswith(GRID_COORDS)}
     core = None if names is None else tuple(name for name in names if name in CORE_FIELDS)
-    fields = compute_fields(model, k, threshold, reuse_buffers=True,  # written out before the next chunk
-                            optional=tuple(optional), core=core)  # only the fields stored: the kernel's level
+
+    def compute(points):
+        return compute_fields(model, points, threshold, reuse_buffers=True,  # written out before the next chunk
+                              optional=tuple(optional), core=core)  # only the fields stored: the kernel's level
+
+    if window is not None:
+        grid = grid_from_attrs(dict(group.attrs)) if window.get("cells") else None
+        fields, flag = fermi_window.fields_in_window(model, k, window, compute, names, threshold, grid, start)
+        coords[fermi_window.FLAG] = flag
+    else:
+        fields = compute(k)
     if names is not None:
         fields = {name: fields[name] for name in names}
     require_finite_fields(model, k, fields, start)  # the actual grid: a pole on any k-point, before it is stored
@@ -97,7 +114,7 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
 
     if job is None:
         job = grid_chain(study, gridsize.from_axes(io.store_attrs(kgrid_store)["grid_sizes"]))["geometry"]
-    names, fp = list(job["fields"]), job["fingerprint"]
+    names, fp, window = list(job["fields"]), job["fingerprint"], job.get("fermi_window")
     kg = check_store(kgrid_store, job["upstream"]["kgrid"])
     n_chunks = kg.sizes["chunk"]
     chunk = int(kg.attrs["chunk_size"])
@@ -109,7 +126,7 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
             return 0
         log.info("geometry %s: resuming, %d of %d chunks already done", study.name, int(done.sum()), n_chunks)
     else:
-        io.write_template(_template(study, kg, fp, names), out, chunk, n_chunks)
+        io.write_template(_template(study, kg, fp, names, window), out, chunk, n_chunks)
         done = np.zeros(n_chunks, bool)
     todo = [i for i in range(n_chunks) if not done[i]]
     # compile (or load from cache) the kernels once here so workers only load the cache
@@ -117,7 +134,7 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
     compute_fields(study.model, np.asarray(kg["kvec"][:2].values), study.degeneracy_threshold, optional=optional,
                    core=tuple(name for name in names if name in CORE_FIELDS))
     args = [(study.model, os.fspath(kgrid_store), os.fspath(out), i, i * chunk, min(n_k, (i + 1) * chunk),
-             study.degeneracy_threshold, optional, names) for i in todo]
+             study.degeneracy_threshold, optional, names, window) for i in todo]
     log.info("geometry %s: %d chunks of %d k-points to compute (%d bands, dim %d)", study.name, len(todo), chunk,
              study.model.nbands, study.model.dim)
     if client is None and n_workers != 0:
@@ -129,6 +146,10 @@ def run(study, kgrid_store: str, out: str, n_workers: int | None = None, client=
             pass
     io.mark_complete(out)
     _warn_near_degeneracies(study, out)
+    if window is not None:
+        inside = io.open_store(out)[fermi_window.FLAG].values
+        log.info("geometry %s: fields at %d of %d k-points (the rest cannot reach the Fermi window %s)", study.name,
+                 int(inside.sum()), inside.size, window["energy"])
     return len(todo)
 
 
