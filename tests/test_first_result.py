@@ -96,3 +96,13 @@ def test_a_job_links_the_shared_numba_cache_and_publishes_only_what_it_compiled(
     assert sorted(p.name for p in kernel.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
     assert not job.exists()
 
+
+def test_a_job_that_runs_in_its_own_process_asks_for_one_thread():
+    """A geometry/reduce job without a Dask cluster holds one core, so the scheduler runs another beside it."""
+    from qgtflow.cluster import RULE_THREADS, rule_job_threads
+
+    assert rule_job_threads("geometry", IN_PROCESS_MAX_POINTS, None) == 1
+    assert rule_job_threads("reduce", 384**2, None) == 1
+    assert rule_job_threads("geometry", IN_PROCESS_MAX_POINTS + 1, None) == RULE_THREADS["geometry"]
+    assert rule_job_threads("reduce", 64, 2) == RULE_THREADS["reduce"]  # dask.n_workers asks for a cluster
+    assert rule_job_threads("geometry", 10**9, 0) == 1
