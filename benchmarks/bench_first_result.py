@@ -11,6 +11,8 @@ workflow, import time of each stage.
   results directory; per-job wall time from the rules' ``benchmark:`` files (the jobs' grids are
   tiny, so this is their start-up: interpreter, Snakefile parse, imports, stores).
 - imports: ``python -X importtime -c 'import qgtflow.stages.X'`` (cumulative µs of the module).
+- job start-up: CPU seconds of a fresh process per rule: set-up (snakemake.script, the job's numba cache from the
+  user's shared one) and the stage module's import (``--occupancy-of RESULTS_DIR``: how a finished run used its cores).
 
 - default run (``--default-run``): ``qgtflow run`` of config/config.yaml into a temporary results dir: wall
   time (with the load average) and MB per study and stage.
@@ -217,6 +219,37 @@ def bench_imports() -> None:
         print(f"  {module:36s} {cumulative_us / 1e6:6.2f} s")
 
 
+_STARTUP = """import importlib, resource, sys
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+import snakemake.script  # what a script job's preamble imports to unpickle its job
+from qgtflow import runtime
+job = runtime._job_numba_cache(runtime.numba_cache_root(), "bench-startup")
+c1 = cpu()
+importlib.import_module(sys.argv[1])
+print(c1, cpu() - c1)
+"""
+
+
+def bench_job_startup(repeats: int) -> None:
+    """CPU seconds a workflow job spends before its stage runs, in a fresh process per rule (issue 15 target: <= 3 s):
+    set-up (interpreter, snakemake.script, the job's numba cache from the user's shared one, as setup_job makes it)
+    and the import of the stage's module; median over ``repeats``, the rules interleaved."""
+    print("\n== job start-up, CPU s (median): set-up incl. numba cache + stage import ==")
+    stages = ("kgrid", "geometry", "shells", "reduce", "convergence", "bands")
+    seen: dict[str, list[tuple[float, float]]] = {s: [] for s in stages}
+    for _ in range(max(3, repeats)):
+        for stage in stages:
+            proc = subprocess.run([sys.executable, "-c", _STARTUP, f"qgtflow.stages.{stage}_stage"], capture_output=True,
+                                  text=True, check=True)
+            setup, imports = map(float, proc.stdout.split())
+            seen[stage].append((setup, imports))
+    for stage, rows in seen.items():
+        setup, imports = (statistics.median(r[i] for r in rows) for i in (0, 1))
+        print(f"  {stage:12s} set-up {setup:5.2f}  import {imports:5.2f}  total {setup + imports:5.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2)
@@ -238,6 +271,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="qgtflow-bench-first-") as tmp:
         tmp = Path(tmp)
         bench_imports()
+        bench_job_startup(args.repeats)
         bench_evaluate(args.repeats, tmp)
         if not args.skip_workflow:
             bench_workflow(tmp)
