@@ -11,6 +11,8 @@ workflow, import time of each stage.
   results directory; per-job wall time from the rules' ``benchmark:`` files (the jobs' grids are
   tiny, so this is their start-up: interpreter, Snakefile parse, imports, stores).
 - imports: ``python -X importtime -c 'import qgtflow.stages.X'`` (cumulative µs of the module).
+- job start-up: CPU seconds of a fresh process per rule: set-up (snakemake.script, the job's numba cache from the
+  user's shared one) and the stage module's import (``--occupancy-of RESULTS_DIR``: how a finished run used its cores).
 
 - default run (``--default-run``): ``qgtflow run`` of config/config.yaml into a temporary results dir: wall
   time (with the load average) and MB per study and stage.
@@ -136,6 +138,48 @@ def print_cpu_seconds(benchmarks: Path) -> None:
             print(f"    {label} {name:28s} {cpu:8.1f} s")
 
 
+def job_intervals(results: Path) -> list[dict]:
+    """One row per finished job of a run: rule, start, end (the benchmark file's mtime minus / at its wall seconds),
+    CPU seconds and the threads Snakemake gave it (setup_job's "N thread(s) given" line in the job's log)."""
+    rows = []
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        with open(tsv) as fh:
+            row = next(csv.DictReader(fh, delimiter="\t"))
+        end = tsv.stat().st_mtime
+        log = results / "logs" / tsv.parent.name / f"{tsv.stem}.log"
+        given = re.search(r"(\d+) thread\(s\) given", log.read_text()) if log.is_file() else None
+        cpu = float(row["cpu_time"]) if row.get("cpu_time") not in (None, "", "NA") else 0.0
+        rows.append({"rule": tsv.parent.name, "start": end - float(row["s"]), "end": end, "cpu": cpu,
+                     "threads": int(given.group(1)) if given else 1})
+    return rows
+
+
+def print_occupancy(results: Path, cores: int = 2, bins: int = 12) -> None:
+    """How the run used its cores: over the span from the first job's start to the last job's end, the mean
+    number of jobs running, of threads they hold (a job holding 2 threads of 2 cores keeps every other job
+    waiting), and CPU seconds / (span x cores); then the same per slice of the span."""
+    rows = job_intervals(results)
+    t0, t1 = min(r["start"] for r in rows), max(r["end"] for r in rows)
+    span = t1 - t0
+
+    def mean_over(a, b, key):
+        return sum(max(0.0, min(b, r["end"]) - max(a, r["start"])) * (1 if key is None else r[key])
+                   for r in rows) / (b - a)
+
+    cpu = sum(r["cpu"] for r in rows)
+    print(f"  {len(rows)} jobs over {span / 60:.1f} min: mean jobs running {mean_over(t0, t1, None):.2f}, "
+          f"threads held {mean_over(t0, t1, 'threads'):.2f} of {cores}, CPU {cpu:.0f} s = "
+          f"{cpu / (span * cores):.0%} of {cores} cores x span")
+    for rule in sorted({r["rule"] for r in rows}):
+        mine = [r for r in rows if r["rule"] == rule]
+        print(f"    rule {rule:12s} jobs {len(mine):3d}  threads held {sorted({r['threads'] for r in mine})}  "
+              f"job wall sum {sum(r['end'] - r['start'] for r in mine):7.0f} s  CPU sum {sum(r['cpu'] for r in mine):6.0f} s")
+    width = span / bins
+    print(f"  per {width / 60:.1f} min slice: jobs running / threads held")
+    print("   " + " ".join(f"{mean_over(t0 + i * width, t0 + (i + 1) * width, None):4.1f}/"
+                          f"{mean_over(t0 + i * width, t0 + (i + 1) * width, 'threads'):<4.1f}" for i in range(bins)))
+
+
 def _du(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
@@ -161,6 +205,7 @@ def bench_default_run(tmp: Path) -> None:
               f"{mb['convergence']:12.1f}")
     print(f"  total on disk {_du(results) / 1e9:.2f} GB")
     print_cpu_seconds(results / "benchmarks")
+    print_occupancy(results)
 
 
 def bench_imports() -> None:
@@ -174,6 +219,37 @@ def bench_imports() -> None:
         print(f"  {module:36s} {cumulative_us / 1e6:6.2f} s")
 
 
+_STARTUP = """import importlib, resource, sys
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+import snakemake.script  # what a script job's preamble imports to unpickle its job
+from qgtflow import runtime
+job = runtime._job_numba_cache(runtime.numba_cache_root(), "bench-startup")
+c1 = cpu()
+importlib.import_module(sys.argv[1])
+print(c1, cpu() - c1)
+"""
+
+
+def bench_job_startup(repeats: int) -> None:
+    """CPU seconds a workflow job spends before its stage runs, in a fresh process per rule (issue 15 target: <= 3 s):
+    set-up (interpreter, snakemake.script, the job's numba cache from the user's shared one, as setup_job makes it)
+    and the import of the stage's module; median over ``repeats``, the rules interleaved."""
+    print("\n== job start-up, CPU s (median): set-up incl. numba cache + stage import ==")
+    stages = ("kgrid", "geometry", "shells", "reduce", "convergence", "bands")
+    seen: dict[str, list[tuple[float, float]]] = {s: [] for s in stages}
+    for _ in range(max(3, repeats)):
+        for stage in stages:
+            proc = subprocess.run([sys.executable, "-c", _STARTUP, f"qgtflow.stages.{stage}_stage"], capture_output=True,
+                                  text=True, check=True)
+            setup, imports = map(float, proc.stdout.split())
+            seen[stage].append((setup, imports))
+    for stage, rows in seen.items():
+        setup, imports = (statistics.median(r[i] for r in rows) for i in (0, 1))
+        print(f"  {stage:12s} set-up {setup:5.2f}  import {imports:5.2f}  total {setup + imports:5.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2)
@@ -182,14 +258,20 @@ def main() -> None:
                         help="also run the default workflow and print its wall time and disk per study and stage")
     parser.add_argument("--cpu-of", type=Path, metavar="RESULTS_DIR",
                         help="only print the CPU seconds per rule and study of a finished run's benchmark files")
+    parser.add_argument("--occupancy-of", type=Path, metavar="RESULTS_DIR",
+                        help="only print how a finished run used its 2 cores: jobs running and threads held over time")
     args = parser.parse_args()
     if args.cpu_of:
         print_cpu_seconds(args.cpu_of / "benchmarks")
+        return
+    if args.occupancy_of:
+        print_occupancy(args.occupancy_of)
         return
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="qgtflow-bench-first-") as tmp:
         tmp = Path(tmp)
         bench_imports()
+        bench_job_startup(args.repeats)
         bench_evaluate(args.repeats, tmp)
         if not args.skip_workflow:
             bench_workflow(tmp)

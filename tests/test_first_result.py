@@ -72,3 +72,37 @@ def test_a_cold_cache_is_announced_once_and_a_warm_one_is_silent(tmp_path):
     if not os.environ.get("NUMBA_CACHE_DIR"):
         pytest.skip("no NUMBA_CACHE_DIR in this session (tests/conftest.py sets one)")
     assert "compiling" not in warm and "estimate 0" in warm, warm
+
+
+def test_a_job_links_the_shared_numba_cache_and_publishes_only_what_it_compiled(tmp_path):
+    """A job's cache holds hard links to the shared files (no copy per job); numba's rename-on-save
+    leaves the shared file alone, and the newly compiled index and data are published back at exit."""
+    root = tmp_path / "numba"
+    kernel = root / "shared" / "mod"
+    kernel.mkdir(parents=True)
+    (kernel / "f-1.py311.nbi").write_bytes(b"index v1")
+    (kernel / "f-1.py311.1.nbc").write_bytes(b"data v1")
+    job = runtime._job_numba_cache(root, "geometry-a-8")
+    linked = job / "mod" / "f-1.py311.nbi"
+    assert linked.read_bytes() == b"index v1" and os.path.samefile(linked, kernel / "f-1.py311.nbi")
+    for name, data in (("f-1.py311.2.nbc", b"data v2"), ("f-1.py311.nbi", b"index v2")):  # as numba saves
+        tmp = job / "mod" / f"{name}.tmp"
+        tmp.write_bytes(data)
+        os.utime(tmp, (linked.stat().st_mtime + 5,) * 2)
+        os.replace(tmp, job / "mod" / name)
+    assert (kernel / "f-1.py311.nbi").read_bytes() == b"index v1"  # untouched until published
+    runtime._publish_numba_cache(job, root / "shared", root / "shared.lock")
+    assert (kernel / "f-1.py311.nbi").read_bytes() == b"index v2"
+    assert sorted(p.name for p in kernel.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
+    assert not job.exists()
+
+
+def test_a_job_that_runs_in_its_own_process_asks_for_one_thread():
+    """A geometry/reduce job without a Dask cluster holds one core, so the scheduler runs another beside it."""
+    from qgtflow.cluster import RULE_THREADS, rule_job_threads
+
+    assert rule_job_threads("geometry", IN_PROCESS_MAX_POINTS, None) == 1
+    assert rule_job_threads("reduce", 384**2, None) == 1
+    assert rule_job_threads("geometry", IN_PROCESS_MAX_POINTS + 1, None) == RULE_THREADS["geometry"]
+    assert rule_job_threads("reduce", 64, 2) == RULE_THREADS["reduce"]  # dask.n_workers asks for a cluster
+    assert rule_job_threads("geometry", 10**9, 0) == 1

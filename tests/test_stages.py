@@ -195,6 +195,23 @@ def test_a_stage_study_exposes_only_its_declared_keys(stores):
     assert list(red.mu) == list(st.mu) and red.responses == st.responses and red.fermi_form == st.fermi_form
 
 
+def test_a_job_derives_only_the_values_of_its_own_stage_and_upstream(monkeypatch):
+    """plan.grid_chain is lazy: a kgrid/geometry job's params do not derive reduce's values (window_cut, model
+    facts: per-job start-up), and each stage's inputs are derived once, identical to a chain built at once."""
+    from qgtflow import plan
+
+    st = load_study(STUDY)
+    calls = []
+    derive = plan.CONTRACTS["reduce"].derived["window_cut"]
+    monkeypatch.setitem(plan.CONTRACTS["reduce"].derived, "window_cut", lambda s: calls.append(1) or derive(s))
+    chain = plan.grid_chain(st, 40)
+    geometry = chain["geometry"]
+    assert calls == [] and geometry["upstream"] == {"kgrid": chain["kgrid"]["fingerprint"]}
+    assert chain["reduce"]["upstream"] == {"geometry": geometry["fingerprint"]} and calls == [1]
+    assert chain["reduce"] is chain["reduce"] and calls == [1]
+    assert list(chain) == ["kgrid", "geometry", "reduce"] and dict(chain) == dict(plan.grid_chain(st, 40))
+
+
 def test_dask_cluster_matches_in_process(tmp_path):
     """Real distributed LocalCluster with two worker processes: bit-identical responses."""
     inline = qgtflow.evaluate(STUDY, n_workers=0)

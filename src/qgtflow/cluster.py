@@ -105,6 +105,15 @@ def in_process(n_points: int, requested: int | None) -> bool:
     return requested == 0 or (requested is None and int(n_points) <= IN_PROCESS_MAX_POINTS)
 
 
+def rule_job_threads(rule: str, n_points: int, requested: int | None) -> int:
+    """Threads one job of ``rule`` asks for: :data:`RULE_THREADS`, except 1 for a geometry or reduce job
+    whose ``n_points`` k-points it computes in its own process (:func:`in_process`): that job uses one
+    core, and holding more would keep the scheduler from running another job beside it."""
+    if rule in ("geometry", "reduce") and in_process(n_points, requested):
+        return 1
+    return RULE_THREADS[rule]
+
+
 def worker_count(requested: int | None) -> int:
     cores = available_cores()
     n = cores if not requested else min(int(requested), cores)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -365,17 +366,39 @@ def job_inputs(stage: str, study, size: int | None = None, upstream: dict | None
     return out
 
 
-def grid_chain(study, size, code: dict | None = None) -> dict:
+GRID_STAGES = ("kgrid", "geometry", "shells", "reduce")
+
+
+class GridChain(Mapping):
     """{kgrid, geometry, [shells,] reduce: job inputs} of one grid size, each fingerprint covering the earlier ones
-    (shells only for a study that has that job)."""
-    code = code or {}
-    out = {}
-    for stage in ("kgrid", "geometry", "shells", "reduce"):
-        if not CONTRACTS[stage].runs_for(study):
-            continue
-        up = {u: out[u]["fingerprint"] for u in CONTRACTS[stage].upstream if u in out}
-        out[stage] = job_inputs(stage, study, size, up, code.get(stage))
-    return out
+    (shells only for a study that has that job). A stage's inputs are computed on first use, with those of the
+    stages it reads only: a kgrid or geometry job's params do not derive reduce's values (the k·p window's cuts)."""
+
+    def __init__(self, study, size, code: dict | None = None):
+        self._study, self._size, self._code = study, size, code or {}
+        self._jobs: dict[str, dict] = {}
+
+    def _runs(self, stage: str) -> bool:
+        return stage in GRID_STAGES and CONTRACTS[stage].runs_for(self._study)
+
+    def __getitem__(self, stage: str) -> dict:
+        if stage not in self._jobs:
+            if not self._runs(stage):
+                raise KeyError(stage)
+            up = {u: self[u]["fingerprint"] for u in CONTRACTS[stage].upstream if self._runs(u)}
+            self._jobs[stage] = job_inputs(stage, self._study, self._size, up, self._code.get(stage))
+        return self._jobs[stage]
+
+    def __iter__(self):
+        return (stage for stage in GRID_STAGES if self._runs(stage))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def grid_chain(study, size, code: dict | None = None) -> GridChain:
+    """The :class:`GridChain` of one grid size of ``study`` (``code``: {stage: source hash})."""
+    return GridChain(study, size, code)
 
 
 def convergence_job(study, code: dict | None = None, chain=None) -> dict:

@@ -169,7 +169,8 @@ def _locked(lock_path: Path):
 
 
 def _job_numba_cache(root: Path, job_key: str) -> Path:
-    """A private numba cache for this job: a copy of ``root/shared``, published back at exit.
+    """A private numba cache for this job: a copy of ``root/shared`` (hard links, :func:`_link_or_copy`),
+    published back at exit.
 
     Only this process (and its Dask workers) write the private copy. Publishing copies, per
     compiled function, the data files and then the index (atomic renames), and only when this job
@@ -187,7 +188,7 @@ def _job_numba_cache(root: Path, job_key: str) -> Path:
     try:
         with _locked(lock):
             if shared.is_dir():
-                shutil.copytree(shared, job)
+                shutil.copytree(shared, job, copy_function=_link_or_copy)
     except OSError as exc:
         log.warning("numba cache: not sharing compiled kernels between jobs (%s)", exc)
         job.mkdir(parents=True, exist_ok=True)
@@ -195,6 +196,17 @@ def _job_numba_cache(root: Path, job_key: str) -> Path:
     job.mkdir(parents=True, exist_ok=True)
     atexit.register(_publish_numba_cache, job, shared, lock)
     return job
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    """A job's view of one shared cache file: a hard link (no bytes copied: the shared cache holds
+    hundreds of MB of kernels of every source version, which a copy per job read and wrote again),
+    else a copy. Safe because nobody writes a cache file in place: numba saves to a temporary file
+    and renames it over the old one (a new inode), and so does :func:`_publish_numba_cache`."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _publish_numba_cache(job: Path, shared: Path, lock: Path) -> None:

@@ -15,6 +15,7 @@ from qgtflow.cluster import (
     fit_to_partition,
     job_memory_mb,
     partition_limits,
+    rule_job_threads,
     rule_partition,
 )
 from qgtflow import gridsize
@@ -181,13 +182,19 @@ def rule_threads(rule_name):
     """Threads of each stage (qgtflow.cluster.RULE_THREADS), on SLURM capped at the CPUs of the
     partition's largest node, with a warning (a job asking for more would pend forever). With the
     config `dask.backend = slurm` the geometry job only schedules (its workers are SLURM jobs of
-    their own), so it takes 1 thread."""
+    their own), so it takes 1 thread. A geometry/reduce job small enough to run in its own process (no
+    Dask cluster, qgtflow.cluster.rule_job_threads) takes 1 thread too, so another job runs beside it."""
     if rule_name == "geometry" and DASK_BACKEND == "slurm":
         return 1
-    wanted = RULE_THREADS[rule_name]
-    if wanted == 1:
+    if RULE_THREADS[rule_name] == 1:
         return 1
-    return lambda wildcards: fit_to_partition(rule_name, "cpus", wanted, slurm_limits(rule_name))
+
+    def threads(wildcards):
+        n_points = PLAN.study(wildcards.study).make_grid(gridsize.parse(wildcards.size)).n_points
+        wanted = rule_job_threads(rule_name, n_points, config["dask"].get("n_workers"))
+        return 1 if wanted == 1 else fit_to_partition(rule_name, "cpus", wanted, slurm_limits(rule_name))
+
+    return threads
 
 
 def stage_mem_mb(rule_name):
