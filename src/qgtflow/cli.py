@@ -350,7 +350,7 @@ def memory_estimates(configfiles: list, threads: dict[str, int]) -> list[tuple]:
     """(study, size, rule, threads, mem_mb) of every geometry and reduce job of a workflow config,
     as the rules request them (qgtflow.cluster.job_memory_mb; first attempt), plus (study, size,
     'dask-slurm worker job', cores, mem_mb) when the geometry stage runs its workers on SLURM."""
-    from qgtflow.cluster import job_memory_mb, slurm_settings, slurm_worker_memory_mb
+    from qgtflow.cluster import job_memory_mb, rule_job_threads, slurm_settings, slurm_worker_memory_mb
     from qgtflow.study import load_study
 
     config: dict = {}
@@ -361,8 +361,10 @@ def memory_estimates(configfiles: list, threads: dict[str, int]) -> list[tuple]:
     for name, cfg in (config.get("studies") or {}).items():
         study = load_study(cfg, name=name)
         for size in study.sizes:
-            for rule in ("geometry", "reduce"):
-                rows.append((name, size, rule, threads[rule], job_memory_mb(study, size, rule, threads[rule], dask)))
+            n_points = study.make_grid(size).n_points
+            for rule in ("geometry", "reduce"):  # as common.smk's rule_threads: 1 for an in-process job
+                n = min(threads[rule], rule_job_threads(rule, n_points, dask.get("n_workers")))
+                rows.append((name, size, rule, n, job_memory_mb(study, size, rule, n, dask)))
             if dask["backend"] == "slurm":
                 settings = slurm_settings(dask)
                 mem = settings["memory"] or slurm_worker_memory_mb(study, size, settings["cores"])
