@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-# Fractions of the reciprocal basis (or of the k·p half-width) of the generic test points: no two related by a
-# point-group operation of any lattice (irrational-looking, distinct along every axis), deterministic.
+# Fractions of the reciprocal basis (or of the k·p half-width) of the generic test points: deterministic, distinct
+# along every axis and off the mirror planes and rotation axes of the common lattices (no rational pattern).
 GENERIC_FRACTIONS = np.array([[0.1319, 0.3771, 0.2237], [0.4123, 0.0877, 0.3391], [0.2713, 0.4459, 0.0613],
                               [0.3607, 0.2281, 0.4187]])
 ENERGY_TOLERANCE = 1e-4  # |E_n(g·k) − E_n(k)| / bandwidth
