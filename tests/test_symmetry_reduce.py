@@ -6,6 +6,7 @@ Wannier model (4/mm'm', moment along z); and the studies the wedge cannot honour
 
 from __future__ import annotations
 
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,204 @@ def test_the_flag_reruns_kgrid_and_reads_the_crystal_only_when_set():
     a, b = plan.grid_chain(off, 12), plan.grid_chain(on, 12)
     assert all(a[s]["fingerprint"] != b[s]["fingerprint"] for s in ("kgrid", "geometry", "reduce"))
     assert plan.stage_inputs("geometry", off) == plan.stage_inputs("geometry", on)
+
+
+# ---- the declared crystal is verified against the Hamiltonian before the wedge trusts it (geometry/covariance.py)
+
+WRONG_CRYSTALS = {  # case: (model case, crystal, what breaks it)
+    # no moments declares time reversal (and the plain mirrors) for the magnetic Haldane layer: energies
+    "haldane_time_reversal": ("haldane", {"atoms": HALDANE_CRYSTAL["atoms"]}, "band energies"),
+    # two equal atoms: the sublattice mass is declared away (C2 and C6 join the group): energies
+    "haldane_equal_sublattices": ("haldane", {"atoms": [["A", 0, 0, 0], ["A", 1 / 3, 1 / 3, 0]],
+                                              "magnetic_moments": UP}, "band energies"),
+    # QWZ with the moment in the plane: C2' is declared; energies invariant, the curvature changes sign
+    "qwz_moment_in_plane": ("qwz_square", {"atoms": [["X", 0, 0, 0]], "magnetic_moments": [[1.0, 0, 0]]},
+                            "Berry curvature"),
+    # Fe-like with the moment along x (the model's is along z): the curvature tells
+    "fe_like_moment_along_x": ("fe_like", {"magnetic_moments": [[2.2, 0.0, 0.0]]}, "Berry curvature"),
+    "fe_like_no_moment": ("fe_like", {}, "Berry curvature"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(WRONG_CRYSTALS))
+def test_a_crystal_that_is_not_a_symmetry_of_the_model_is_refused(case):
+    """One line naming the key `symmetry`, the failing operation and the measured mismatch, at validation time."""
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    model_case, crystal, what = WRONG_CRYSTALS[case]
+    with pytest.raises(ConfigError) as err:
+        load_study({**_study(model_case, True), "symmetry": crystal})
+    msg = str(err.value)
+    assert err.value.key == "symmetry" and "\n" not in msg, msg
+    assert str(err.value.value).startswith("operation ") and what in msg and "tolerance" in msg, msg
+    load_study({**_study(model_case, False), "symmetry": crystal})  # trusted only by the wedge: the zeros still run
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_the_correct_crystals_pass_to_rounding(case):
+    """The declared groups of the wedge tests are symmetries of their models: energies and curvature map to
+    rounding (far below the tolerances)."""
+    from qgtflow.geometry import covariance
+    from qgtflow.models.symmetry import study_operations
+    from qgtflow.study import load_study
+
+    study = load_study(_study(case, False))
+    ops = study_operations(study.model, CASES[case][1])
+    assert covariance.first_broken_operation(study.model, ops) is None
+    points = covariance.test_points(study.model)
+    moved = covariance.images(points, ops)
+    k = np.concatenate([points, moved.reshape(-1, study.model.dim)])
+    E, curv, _ = covariance.energies_and_curvature(study.model, k)
+    E0, Eg = E[:len(points)], E[len(points):].reshape(len(ops), len(points), -1)
+    assert np.abs(Eg - E0).max() < 1e-10 * (E.max() - E.min())
+    assert np.abs(curv).max() > 1e-3  # the curvature check had something to compare
+
+
+def _c4(t=0):
+    return (np.array([[0.0, -1.0], [1.0, 0.0]]), t)
+
+
+KP_OPERATIONS = {  # massive Dirac v(kx σx + ky σy) + m σz: rotations and m_x' are symmetries; m_x, T are not
+    "C4": ([_c4()], None),
+    "mirror_with_time_reversal": ([(np.diag([-1.0, 1.0]), 1)], None),
+    "mirror": ([_c4(), (np.diag([-1.0, 1.0]), 0)], "m[1, 0]"),
+    "time_reversal": ([(np.eye(2), 1)], "1'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(KP_OPERATIONS))
+def test_a_kp_model_is_checked_on_its_window(case):
+    """The check needs no lattice: the massive Dirac model's energies are invariant under every operation above,
+    its curvature (even in k, nonzero at k = 0) flags the mirror and time reversal."""
+    from qgtflow.geometry.covariance import first_broken_operation
+    from qgtflow.models.builtin import build_model
+
+    ops, broken = KP_OPERATIONS[case]
+    result = first_broken_operation(build_model("massive_dirac"), ops)
+    assert (result is None) if broken is None else (result[0] == broken and "Berry curvature" in result[1]), result
+
+
+def test_operations_of_another_lattice_are_refused_on_the_energies():
+    """The stretched Haldane layer keeps one antiunitary mirror of the hexagonal one: its own crystal passes, the
+    hexagonal group (C3) fails on the band energies."""
+    from qgtflow.geometry.covariance import first_broken_operation
+    from qgtflow.models.symmetry import study_operations
+    from qgtflow.study import load_study
+
+    stretched = load_study(_study("haldane_stretched", False)).model
+    hexagonal = load_study(_study("haldane", False)).model
+    assert first_broken_operation(stretched, study_operations(stretched, HALDANE_CRYSTAL)) is None
+    label, why = first_broken_operation(stretched, study_operations(hexagonal, HALDANE_CRYSTAL))
+    assert label.startswith("C3") and "band energies" in why, why
+
+
+def test_the_cli_refuses_a_wrong_crystal_with_exit_2(tmp_path, capsys):
+    import yaml
+
+    from qgtflow.cli import main
+
+    cfg = {**_study("haldane", True), "symmetry": {"atoms": HALDANE_CRYSTAL["atoms"]}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["evaluate", str(path), "--out", str(tmp_path / "r.zarr")]) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("qgtflow: error:")]
+    assert len(lines) == 1 and "'symmetry'" in lines[0] and "operation" in lines[0], lines
+    assert not (tmp_path / "r.zarr").exists()
+
+
+def test_operation_labels():
+    from qgtflow.geometry.covariance import operation_label
+
+    c3z = np.array([[-0.5, -np.sqrt(3) / 2, 0], [np.sqrt(3) / 2, -0.5, 0], [0, 0, 1]])
+    assert operation_label(np.eye(3), 1) == "1'" and operation_label(-np.eye(3), 0) == "-1"
+    assert operation_label(c3z, 0) == "C3[0, 0, 1]" and operation_label(-c3z, 1) == "-3[0, 0, 1]'"
+    assert operation_label(np.diag([1.0, -1.0, 1.0]), 0) == "m[0, 1, 0]"
+    assert operation_label(np.diag([-1.0, 1.0]), 1) == "m[1, 0]'" and operation_label(-np.eye(2), 0) == "C2"
+
+
+# ---- the responses classified beyond the first six: wedge = full grid on a 2D and a 3D model
+
+NEWLY_CLASSIFIED = ["sigma_qm_variant", "quadrupolar_current_gamma", "ife_coefficient", "sigma_optical",
+                    "pockels_bcd", "snap_tensor", "kerr_snap"]
+
+
+def _haldane_stacked() -> dict:
+    """The stretched Haldane layer stacked along z with sublattice-dependent interlayer hopping: a 3D magnetic
+    crystal without inversion whose group {1, m_x', m_z, C2y'} leaves every kind of tensor nonzero components (the
+    interlayer A–B hop modulates the bond along y, which m_x' keeps)."""
+    layer = _haldane_tb(1.1, 1.3)["tight_binding"]
+    hops = [[list(R) + [0], i, j, t] for R, i, j, t in layer["hoppings"]]
+    hops += [[[0, 0, 1], 0, 0, 0.3], [[0, 0, 1], 1, 1, -0.2], [[0, -1, 1], 0, 1, 0.15], [[0, -1, -1], 0, 1, 0.15]]
+    lattice = [list(v) + [0.0] for v in layer["lattice"]] + [[0.0, 0.0, 1.3]]
+    return {"name": "haldane_stacked", "tight_binding": {
+        "lattice": lattice, "positions": [[0, 0, 0], [1 / 3, 1 / 3, 0]], "hoppings": hops, "onsite": layer["onsite"]}}
+
+
+NEW_CASES = {  # model, crystal, size, operations
+    "haldane_stretched": (_haldane_tb(1.1, 1.3), HALDANE_CRYSTAL, 8, 2),
+    "haldane_stacked": (_haldane_stacked(), {"atoms": [["A", 0, 0, 0], ["B", 1 / 3, 1 / 3, 0]],
+                                             "magnetic_moments": UP}, 6, 4),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NEW_CASES))
+def test_newly_classified_responses_wedge_equals_the_full_grid(case, tmp_path):
+    """Every newly classified response (extra dims variant, part, omega and complex_part kept) symmetrised from the
+    wedge equals the full grid to 1e-10 of its largest entry, and each has nonzero entries to compare; the
+    components its kind says the group forbids vanish on the full grid (an independent check of the kind)."""
+    from qgtflow.api import evaluate
+    from qgtflow.models.symmetry import symmetry_zero_components
+    from qgtflow.wedge import CART_DIMS, stored_operations
+
+    model, crystal, size, n_ops = NEW_CASES[case]
+
+    def study(reduce):
+        return {"model": model, "symmetry": crystal, "units": "natural", "tau": 1.0, "omega": [0.05],
+                "kgrid": {"sizes": [size], "symmetry_reduce": reduce, "chunk_size": 64},
+                "mu": [-0.6, 0.3], "temperature": [0.2], "responses": NEWLY_CLASSIFIED}
+
+    full = evaluate(study(False), n_workers=0, workdir=tmp_path)
+    wedge = evaluate(study(True), n_workers=0, workdir=tmp_path)
+    assert len(stored_operations(wedge.attrs)) == n_ops
+    for name in NEWLY_CLASSIFIED:
+        f, w = full[name].values, wedge[name].values
+        assert w.shape == f.shape and wedge[name].dims == full[name].dims
+        assert np.abs(f).max() > 1e-6, name
+        assert np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), (name, np.abs(w - f).max(), np.abs(f).max())
+    ops = stored_operations(wedge.attrs)
+    zeros = symmetry_zero_components(NEWLY_CLASSIFIED, ops, len(ops[0][0]))
+    assert len(zeros) >= 4, zeros
+    for name, labels in zeros.items():
+        da = full[name]
+        cart = [d for d in da.dims if d in CART_DIMS]
+        names = np.array(["".join(c) for c in product(*(da[d].values.astype(str) for d in cart))])
+        values = np.abs(da.values).reshape(-1, len(names))
+        assert values[:, np.isin(names, labels)].max() < 1e-10 * values.max(), name
+
+
+def test_the_kinds_act_on_the_stored_layouts():
+    """The classification on the stored layouts: the group {1, −1} averages a polar rank-r tensor to (1 + (−1)^r)/2
+    (an axial one to (1 + (−1)^(r+1))/2), {1, time reversal} keeps the T-even kinds and kills the T-odd ones; the
+    IFE's pseudovector index comes first and is stored as z alone in 2D."""
+    from qgtflow.models.symmetry import TENSOR_KINDS, stored_index_sizes, tensor_action
+
+    assert stored_index_sizes("ife_coefficient", 2) == [1, 2, 2] and stored_index_sizes("ife_coefficient", 3) == [3] * 3
+    inversion = [(np.eye(3), 0), (-np.eye(3), 0)]
+    for name, kind in TENSOR_KINDS.items():  # inversion: (−1)^rank for polar, (−1)^(rank+1) for axial tensors
+        even = (kind.rank + kind.axial) % 2 == 0
+        assert np.allclose(tensor_action(name, inversion, 3), np.eye(3 ** kind.rank) * even), name
+    time_reversal = [(np.eye(2), 0), (np.eye(2), 1)]
+    for name, kind in TENSOR_KINDS.items():
+        n = int(np.prod(stored_index_sizes(name, 2)))
+        assert np.allclose(tensor_action(name, time_reversal, 2), np.eye(n) * (not kind.time_odd)), name
+
+
+def test_convergence_labels_a_pseudovector_index_as_the_symmetry_zeros_do():
+    """D_az and a_zxy are labelled 'xz' and 'zxy' in convergence.csv, as :func:`forbidden_components` names them
+    (a 2D study whose group forbids a dipole component was refused by the convergence stage)."""
+    from qgtflow.stages.convergence_stage import component_labels
+
+    coords = {"i": ["x", "y"], "j": ["x", "y"], "pseudovector": ["z"], "part": ["total"]}
+    assert component_labels(("i", "pseudovector"), coords) == ["xz", "yz"]
+    assert component_labels(("part", "pseudovector", "i", "j"), coords)[1] == "total:zxy"

@@ -97,6 +97,11 @@ def effective_chunk_size(n_points: int, chunk_size: int, max_chunks: int | None 
     return int(-(-needed // 4096) * 4096)
 
 
+def axis_sizes(size, dim: int) -> tuple:
+    """Points per axis of one ``kgrid.sizes`` entry: an int for every axis, or the per-axis list as given."""
+    return (size,) * dim if np.isscalar(size) else tuple(size)
+
+
 def make_grid(model, size, *, kmax=None, shift=None, chunk_size: int = 65536, max_chunks: int | None = MAX_CHUNKS,
               key: str = "kgrid") -> KGrid:
     """Grid for ``model`` with ``size`` points per axis (int, or one int per axis).
@@ -107,7 +112,7 @@ def make_grid(model, size, *, kmax=None, shift=None, chunk_size: int = 65536, ma
     the grid would otherwise have more than ``max_chunks`` chunks (:func:`effective_chunk_size`).
     """
     dim = model.dim
-    sizes = (size,) * dim if np.isscalar(size) else tuple(size)
+    sizes = axis_sizes(size, dim)
     if len(sizes) != dim:
         raise ConfigError(f"{key}.sizes", size, f"one size or {dim} sizes for the {dim}D model '{model.name}'")
     for s in sizes:

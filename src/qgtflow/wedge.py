@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from qgtflow.errors import ConfigError
+from qgtflow.kgrid import axis_sizes
 from qgtflow.models.symmetry import TENSOR_KINDS, grid_invariance_problem, study_operations, tensor_action
 
 ROTATIONS = "grid_symmetry_rotations"  # Cartesian R of every operation (model length basis)
@@ -57,10 +58,24 @@ def check_study(cfg: dict, model, key: str) -> None:
                           "responses need the full grid)")
     ops = study_operations(model, cfg["symmetry"], f"{key}symmetry")
     for size in kgrid["sizes"]:
-        sizes = (size,) * model.dim if np.isscalar(size) else tuple(size)
-        problem = grid_invariance_problem(ops, model.reciprocal_vectors, sizes)
+        problem = grid_invariance_problem(ops, model.reciprocal_vectors, axis_sizes(size, model.dim))
         if problem:
             raise ConfigError(f"{key}kgrid.sizes", size, f"a grid the point group maps onto itself ({problem})")
+    check_operations(model, ops, f"{key}symmetry")
+
+
+def check_operations(model, operations, key: str) -> None:
+    """Refuse (ConfigError naming ``key``) a point group that is not one of the model: the wedge's symmetrised sums
+    would be silently wrong (the band energies and the Berry curvature at a few k-points,
+    :func:`qgtflow.geometry.covariance.first_broken_operation`)."""
+    from qgtflow.geometry.covariance import first_broken_operation
+
+    broken = first_broken_operation(model, operations)
+    if broken:
+        label, why = broken
+        raise ConfigError(key, f"operation {label}", f"a crystal whose point-group operations are symmetries of "
+                          f"the model {model.name!r}, which kgrid.symmetry_reduce relies on: {why}; check the "
+                          "atoms and magnetic_moments (or set kgrid.symmetry_reduce: false)")
 
 
 def operation_attrs(operations) -> dict:

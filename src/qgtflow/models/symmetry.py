@@ -16,19 +16,49 @@ AHE is the antisymmetric, T-odd part of σ; Onsager's transposition leaves it it
 from __future__ import annotations
 
 from itertools import product
+from typing import NamedTuple
 
 import numpy as np
 
 from qgtflow.errors import ModelError
 
-# response: (rank, axial, time_odd); components of the catalog's responses as stored (dims i, j, k, ...)
+
+
+class TensorKind(NamedTuple):
+    """How a response tensor transforms: ``indices`` one letter per stored Cartesian index, in the stored order,
+    'p' polar (a k, v, E or current index) or 'a' axial (a pseudovector index: Ω_b, the induced moment; stored as
+    its one z component in 2D); ``time_odd`` its parity under time reversal."""
+
+    indices: str
+    time_odd: bool
+
+    @property
+    def rank(self) -> int:
+        return len(self.indices)
+
+    @property
+    def axial(self) -> bool:
+        """det R once per axial index (the Levi-Civita symbols inside 004's Pockels tensor leave it polar)."""
+        return self.indices.count("a") % 2 == 1
+
+
+# the catalog's responses as stored (dims i, j, k, l, pseudovector; extra dims such as variant, part, omega and
+# complex_part before them are untouched). Time parity: each k-derivative or velocity of the integrand is T-odd,
+# Ω is T-odd and axial, g, 𝒢 and ε are T-even (CATALOG), so the parity is that of their count
 TENSOR_KINDS = {
-    "sigma_drude": (2, False, False),  # σ_ij ∝ τ
-    "sigma_ahe": (2, False, True),  # ∝ τ⁰, antisymmetric
-    "berry_curvature_dipole": (2, True, False),  # D_ab = ∫ f ∂_a Ω_b: polar (k) ⊗ axial T-odd (Ω) ⊗ T-odd (k)
-    "sigma_bcd": (3, False, False),  # ∝ τ
-    "sigma_nonlinear_drude": (3, False, True),  # ∝ τ²
-    "sigma_qm": (3, False, True),  # ∝ τ⁰
+    "sigma_drude": TensorKind("pp", False),  # σ_ij ∝ τ ∫ v^i v^j f0'
+    "sigma_ahe": TensorKind("pp", True),  # ∝ τ⁰, ∫ Ω^ij f0, antisymmetric
+    "berry_curvature_dipole": TensorKind("pa", False),  # D_ab = ∫ f ∂_a Ω_b: polar (k) ⊗ axial T-odd (Ω) ⊗ T-odd (k)
+    "sigma_bcd": TensorKind("ppp", False),  # ∝ τ, ∫ ∂Ω f0
+    "sigma_nonlinear_drude": TensorKind("ppp", True),  # ∝ τ², ∫ ∂³ε f0
+    "sigma_qm": TensorKind("ppp", True),  # ∝ τ⁰, ∫ ∂𝒢 f0
+    "sigma_qm_variant": TensorKind("ppp", True),  # 001 Table 1: the same ∂𝒢 integrands, per variant
+    "quadrupolar_current_gamma": TensorKind("ppp", True),  # 002 Eq. 10: ∫ ∂_iε g^jk f0'
+    "ife_coefficient": TensorKind("app", False),  # 000 Eq. 15: ε_μνδ ∫ f0 ∂_α∂_ν g_δβ (μ the pseudovector)
+    "sigma_optical": TensorKind("pp", False),  # 004 Eq. 4: τ_ω ∫ v_α v_β f0' (τ_ω a scalar factor)
+    "pockels_bcd": TensorKind("ppp", False),  # 004 Eq. 5: ε_αγδ D_βδ, ε_αβδ D_γδ (ε ⊗ axial D: polar)
+    "snap_tensor": TensorKind("pppp", False),  # 004 Eq. 7: ∫ ∂³ε ∂_δε f0'
+    "kerr_snap": TensorKind("pppp", False),  # 004 Eq. 7: (τ_ω³ + τ_ω²τ + τ_ωτ²) J_αβγδ
 }
 AXES = "xyz"
 
@@ -105,10 +135,9 @@ def forbidden_components(response: str, operations, dim: int) -> list[str] | Non
 
 
 def stored_index_sizes(response: str, dim: int) -> list[int]:
-    """The stored size of each Cartesian index of a classified response: ``dim`` each, except that in 2D the
-    pseudovector index of an axial tensor (Ω_z of the Berry-curvature dipole D_az) has the one component z."""
-    rank, axial, _ = TENSOR_KINDS[response]
-    return [dim] * (rank - 1) + [1 if (axial and dim == 2) else dim]
+    """The stored size of each Cartesian index of a classified response: ``dim`` each, except that in 2D a
+    pseudovector index (Ω_z of the Berry-curvature dipole D_az, the moment a_z of the IFE) has the one component z."""
+    return [1 if (kind == "a" and dim == 2) else dim for kind in TENSOR_KINDS[response].indices]
 
 
 def symmetry_zero_components(responses, operations, dim: int) -> dict[str, list[str]]:
@@ -160,16 +189,18 @@ def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "
 def tensor_action(response: str, operations, dim: int, index_sizes=None) -> np.ndarray:
     """The group average P = (1/|G|) Σ_g s(g) D(g) of ``response``'s tensor kind, (n, n) with n the number of
     components: applied to the flattened tensor summed over an irreducible wedge with multiplicities, it gives the
-    full-zone sum. ``index_sizes``: the stored size of each index (default ``dim`` each); an index of size 1 in 2D
-    is the z component of a pseudovector, on which a plane-keeping operation acts as det R alone (carried by s)."""
+    full-zone sum. ``index_sizes``: the stored size of each index, checked against :func:`stored_index_sizes`
+    (default: those); an index of size 1 in 2D is the z component of a pseudovector, on which a plane-keeping
+    operation acts as det R alone (carried by s)."""
     if response not in TENSOR_KINDS:
         raise ModelError(f"symmetrise: response {response!r} has no classified transformation; expected one of "
                          f"{sorted(TENSOR_KINDS)}")
-    rank, axial, odd = TENSOR_KINDS[response]
-    sizes = [dim] * rank if index_sizes is None else list(index_sizes)
-    if len(sizes) != rank or any(n not in (1, dim) for n in sizes):
-        raise ModelError(f"symmetrise: {response} stored with index sizes {sizes}; expected {rank} indices of "
-                         f"size {dim} (or 1 for a 2D pseudovector)")
+    kind = TENSOR_KINDS[response]
+    axial, odd = kind.axial, kind.time_odd
+    sizes = stored_index_sizes(response, dim)
+    if index_sizes is not None and list(index_sizes) != sizes:
+        raise ModelError(f"symmetrise: {response} stored with index sizes {list(index_sizes)}; expected {sizes} "
+                         f"(index kinds {kind.indices!r}: 'a' a pseudovector, its z component alone in 2D)")
     n = int(np.prod(sizes))
     P = np.zeros((n, n))
     for R, t in operations:

@@ -53,7 +53,7 @@ from qgtflow.io import FINGERPRINT
 
 log = logging.getLogger(__name__)
 
-CART_DIMS = ("i", "j", "k", "l")
+CART_DIMS = ("i", "j", "k", "l", "pseudovector")  # labelled together (xz: D_xz), as the symmetry zeros name them
 BASE_DIMS = ("mu", "T")
 MAX_T_LINES = 6
 MAX_COMPONENT_PANELS = 3

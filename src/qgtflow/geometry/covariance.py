@@ -1,0 +1,134 @@
+"""Whether declared point-group operations are symmetries of a Hamiltonian (the irreducible wedge trusts them).
+
+Every operation g = (R, θ) (R Cartesian, θ = 1 for an antiunitary one, which sends k → −R k) is checked on a few
+deterministic k-points: a generic set, Γ and a zone-boundary point (for a k·p model, generic points of its window
+and k = 0). Two gauge-invariant quantities must transform as the wedge's symmetrisation assumes:
+
+- the band energies, E_n(g·k) = E_n(k) with g·k = (−1)^θ R k;
+- the Berry curvature summed over the bands below each gap of the spectrum at k (a pseudovector, T-odd:
+  Ω(g·k) = (−1)^θ R Ω(k) Rᵀ for the antisymmetric tensor Ω^ab, i.e. (−1)^θ det R R ω for its vector ω; CATALOG
+  Ω^ab_n = −2 Im Σ_{m≠n} ∂_aH_nm ∂_bH_mn / (ε_n − ε_m)², plus the Wannier position-operator terms when the model
+  carries them, as the geometry stage computes it). The energies do not see magnetic moments (a declared time
+  reversal or a wrongly oriented moment keeps them invariant in many models); the curvature does.
+
+Below a gap the sum over the bands is independent of the gauge and of degeneracies inside the set (the pair terms
+between two bands of the set cancel), so no band-resolved quantity is compared. Tolerances are relative: the
+energies to the bandwidth at the test points, the curvature to its own size at that gap and point (with a floor
+of :data:`CURVATURE_FLOOR` times the largest curvature at the test points, against rounding of a vanishing sum).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Fractions of the reciprocal basis (or of the k·p half-width) of the generic test points: deterministic, distinct
+# along every axis and off the mirror planes and rotation axes of the common lattices (no rational pattern).
+GENERIC_FRACTIONS = np.array([[0.1319, 0.3771, 0.2237], [0.4123, 0.0877, 0.3391], [0.2713, 0.4459, 0.0613],
+                              [0.3607, 0.2281, 0.4187]])
+ENERGY_TOLERANCE = 1e-4  # |E_n(g·k) − E_n(k)| / bandwidth
+CURVATURE_TOLERANCE = 1e-3  # |Ω(g·k) − (−1)^θ R Ω(k) Rᵀ| / |Ω| at one gap and point
+CURVATURE_FLOOR = 1e-6  # of the largest curvature at the test points: the scale of a vanishing one
+GAP_FRACTION = 1e-3  # a gap is a spacing of at least this fraction of the bandwidth between neighbouring bands
+
+
+def test_points(model) -> np.ndarray:
+    """The deterministic test k-points (P, dim) of ``model``: generic ones, Γ (k = 0) and, for a lattice model,
+    the zone-boundary point b_1/2."""
+    d = model.dim
+    generic = GENERIC_FRACTIONS[:, :d]
+    if model.periodic:
+        B = model.reciprocal_vectors
+        frac = np.concatenate([generic, np.zeros((1, d)), 0.5 * np.eye(d)[:1]])
+        return frac @ B
+    kmax = np.broadcast_to(np.asarray(model.kmax if model.kmax is not None else 1.0, float), (d,))
+    return np.concatenate([(2 * generic - 0.5) * kmax, np.zeros((1, d))])
+
+
+def images(points: np.ndarray, operations) -> np.ndarray:
+    """g·k = (−1)^θ R k of every test point under every operation: (G, P, dim)."""
+    return np.stack([(-1.0 if t else 1.0) * points @ np.asarray(R, float).T for R, t in operations])
+
+
+def energies_and_curvature(model, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(E (N, n) ascending, Ω^ab per band (N, n, d, d), gap) at ``k``: ``gap`` = :data:`GAP_FRACTION` of the
+    bandwidth at ``k``; pairs closer than it in energy are left out of Ω (their terms cancel in every sum over the
+    bands below a wider gap)."""
+    from qgtflow.models.derivatives import index_maps
+
+    Hu = model.unique_derivatives(k, order=1)
+    i1 = index_maps(model.dim)[0]
+    E, U = np.linalg.eigh(Hu[:, 0])
+    gap = GAP_FRACTION * float(E.max() - E.min())
+    Ud = np.conj(np.swapaxes(U, -1, -2))
+    V = np.stack([Ud @ Hu[:, i1[a]] @ U for a in range(model.dim)], axis=1)  # (N, d, n, n) ⟨n|∂_aH|m⟩
+    diff = E[:, :, None] - E[:, None, :]
+    apart = np.abs(diff) > gap
+    inv2 = np.where(apart, 1.0 / np.where(apart, diff, 1.0) ** 2, 0.0)
+    # CATALOG: Ω^ab_n = −2 Im Σ_m V^a_nm V^b_mn / ε_nm²
+    curv = -2.0 * np.einsum("kanm,kbmn,knm->knab", V, V, inv2).imag
+    if getattr(model, "position", None) is not None:  # the Wannier basis connection's terms (geometry/position.py)
+        from qgtflow.geometry.position import external_terms
+
+        curv += external_terms(Hu, model.position.unique_derivatives(k), model.dim, gap,
+                               dipole=False)["berry_curvature"]
+    return E, curv, gap
+
+
+def operation_label(R, time_reversal: int) -> str:
+    """A short name of a point operation: 1, -1, C<n>, m (normal [..]), -<n> (rotoinversion), with ' for time
+    reversal, e.g. "C3[0, 0, 1]", "m[1, 0]'"."""
+    R = np.asarray(R, float)
+    det = np.linalg.det(R)
+    proper = R * np.sign(det)
+    d = len(R)
+    prime = "'" if time_reversal else ""
+    if np.allclose(proper, np.eye(d), atol=1e-8):
+        return ("1" if det > 0 else "-1") + prime
+    if d == 2:
+        if det > 0:
+            angle = np.arctan2(R[1, 0], R[0, 0])
+            return f"C{round(2 * np.pi / abs(angle))}{prime}"
+        w, v = np.linalg.eig(R)
+        return f"m{_axis(v[:, np.argmin(w.real)])}{prime}"
+    w, v = np.linalg.eig(proper)
+    axis = _axis(v[:, np.argmin(np.abs(w - 1))])
+    n = round(2 * np.pi / abs(np.arccos(np.clip((np.trace(proper) - 1) / 2, -1, 1))))
+    if det > 0:
+        return f"C{n}{axis}{prime}"
+    return (f"m{axis}" if n == 2 else f"-{n}{axis}") + prime
+
+
+def _axis(v) -> str:
+    v = np.real(v)
+    v = np.round(v / v[np.argmax(np.abs(v))], 6)
+    return "[" + ", ".join(f"{x:.3g}" for x in v + 0.0) + "]"
+
+
+def first_broken_operation(model, operations) -> tuple[str, str] | None:
+    """(the name of the first operation that is not a symmetry of ``model`` (:func:`operation_label`), what it
+    breaks and by how much) or None when every operation passes both checks (module doc)."""
+    points = test_points(model)
+    moved = images(points, operations)
+    P, d = points.shape
+    E, curv, gap = energies_and_curvature(model, np.concatenate([points, moved.reshape(-1, d)]))
+    width = max(gap / GAP_FRACTION, 1e-300)
+    E0, Eg = E[:P], E[P:].reshape(len(operations), P, -1)
+    cuts = np.diff(E0, axis=-1) > gap  # (P, n − 1): a gap above band c at the base point
+    below = np.cumsum(curv, axis=1)[:, :-1]  # (N, n − 1, d, d): Ω summed over the bands 0..c
+    F0, Fg = below[:P], below[P:].reshape(len(operations), P, *below.shape[1:])
+    floor = CURVATURE_FLOOR * max(float(np.abs(below[:P][cuts]).max(initial=0.0)), 1e-300)
+    for index, (R, t) in enumerate(operations):
+        e_err = float(np.abs(Eg[index] - E0).max()) / width
+        label = operation_label(R, t)
+        if e_err > ENERGY_TOLERANCE:
+            return label, (f"it changes the band energies by {e_err:.2g} of the bandwidth (tolerance "
+                           f"{ENERGY_TOLERANCE:g}): E_n(g·k) ≠ E_n(k)")
+        R = np.asarray(R, float)
+        expect = (-1.0 if t else 1.0) * np.einsum("ai,pcij,bj->pcab", R, F0, R)
+        size = np.maximum(np.maximum(np.abs(F0).max(axis=(-1, -2)), np.abs(Fg[index]).max(axis=(-1, -2))), floor)
+        c_err = np.abs(Fg[index] - expect).max(axis=(-1, -2)) / size
+        c_err = float(np.where(cuts, c_err, 0.0).max(initial=0.0))
+        if c_err > CURVATURE_TOLERANCE:
+            return label, (f"it does not map the Berry curvature as a T-odd pseudovector: "
+                           f"|Ω(g·k) − (−1)^θ det R R Ω(k)| is {c_err:.2g} of |Ω| (tolerance {CURVATURE_TOLERANCE:g})")
+    return None
