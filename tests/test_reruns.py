@@ -141,7 +141,8 @@ NEW_VALUES = {
     "limits.memory_fraction": 0.5,  # preflight ceilings: read before any compute, by no stage
     "limits.disk_fraction": 0.5,
     # the crystal's forbidden components: a derived value of the convergence contract (and `qgtflow converge`)
-    "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0], ["C", 1 / 3, 1 / 3, 0.0]]},
+    "symmetry": {"atoms": [["C", 0.0, 0.0, 0.0], ["C", 1 / 3, 1 / 3, 0.0]],
+                 "magnetic_moments": [[0, 0, 1.0], [0, 0, 1.0]]},
     "bands.path": [["G", [0.0, 0.0]], ["X", [1.0, 0.0]]],  # the bands stage and the report only
     "bands.fields": ["berry_curvature", "bcp"],
     "bands.kmap": {"points": 11, "fields": ["quantum_metric"]},

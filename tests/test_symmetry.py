@@ -61,7 +61,8 @@ def test_converge_reports_symmetry_zeros_from_the_study(tmp_path):
 
     study = {"name": "haldane_sym", "model": {"name": "haldane", "params": {"t2": 0.1, "mass": 0.0}},
              "units": "natural", "kgrid": {"sizes": [12]}, "mu": [0.5], "temperature": [0.2], "tau": 1.0,
-             "responses": ["sigma_drude"], "symmetry": {"atoms": [["C", 0, 0, 0], ["C", 1 / 3, 1 / 3, 0]]}}
+             "responses": ["sigma_drude"], "symmetry": {"atoms": [["C", 0, 0, 0], ["C", 1 / 3, 1 / 3, 0]],
+                                                 "magnetic_moments": [[0, 0, 1.0], [0, 0, 1.0]]}}
     res = converge(study, n_workers=0, max_rounds=3, plots=False)
     assert sorted(res.residuals["component"]) == ["xy", "yx"]
     assert (res.residuals["relative"] < 1e-10).all()
@@ -71,7 +72,8 @@ def test_converge_reports_symmetry_zeros_from_the_study(tmp_path):
 
 HALDANE_SYM = {"name": "haldane_sym", "model": {"name": "haldane", "params": {"t2": 0.1, "mass": 0.0}},
                "units": "natural", "kgrid": {"sizes": [6, 8, 10]}, "mu": [0.5], "temperature": [0.2], "tau": 1.0,
-               "responses": ["sigma_drude"], "symmetry": {"atoms": [["C", 0, 0, 0], ["C", 1 / 3, 1 / 3, 0]]}}
+               "responses": ["sigma_drude"], "symmetry": {"atoms": [["C", 0, 0, 0], ["C", 1 / 3, 1 / 3, 0]],
+                                                 "magnetic_moments": [[0, 0, 1.0], [0, 0, 1.0]]}}
 
 
 def test_convergence_stage_reports_the_planned_symmetry_zeros_as_residuals(tmp_path):

@@ -184,7 +184,9 @@ def test_a_crystal_that_is_not_a_symmetry_of_the_model_is_refused(case):
     msg = str(err.value)
     assert err.value.key == "symmetry" and "\n" not in msg, msg
     assert str(err.value.value).startswith("operation ") and what in msg and "tolerance" in msg, msg
-    load_study({**_study(model_case, False), "symmetry": crystal})  # trusted only by the wedge: the zeros still run
+    with pytest.raises(ConfigError) as err:  # without the wedge too: the crystal's symmetry zeros would be wrong
+        load_study({**_study(model_case, False), "symmetry": crystal})
+    assert err.value.key == "symmetry" and "symmetry zeros" in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

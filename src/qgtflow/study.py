@@ -360,8 +360,9 @@ def load_study(source, name: str | None = None) -> Study:
                           "surface has no T = 0 limit)")
     if cfg.get("symmetry") is not None:  # the crystal and its point group, before any compute
         from qgtflow.models.symmetry import study_operations
+        from qgtflow.wedge import check_operations
 
-        study_operations(model, cfg["symmetry"], f"{key}symmetry")
+        check_operations(model, study_operations(model, cfg["symmetry"], f"{key}symmetry"), f"{key}symmetry")
     from qgtflow.reduce import kinds
 
     kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)

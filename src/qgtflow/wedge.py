@@ -61,21 +61,20 @@ def check_study(cfg: dict, model, key: str) -> None:
         problem = grid_invariance_problem(ops, model.reciprocal_vectors, axis_sizes(size, model.dim))
         if problem:
             raise ConfigError(f"{key}kgrid.sizes", size, f"a grid the point group maps onto itself ({problem})")
-    check_operations(model, ops, f"{key}symmetry")
 
 
 def check_operations(model, operations, key: str) -> None:
-    """Refuse (ConfigError naming ``key``) a point group that is not one of the model: the wedge's symmetrised sums
-    would be silently wrong (the band energies and the Berry curvature at a few k-points,
-    :func:`qgtflow.geometry.covariance.first_broken_operation`)."""
+    """Refuse (ConfigError naming ``key``) a point group that is not one of the model: its symmetry zeros and the
+    wedge's symmetrised sums would be silently wrong (the band energies and the Berry curvature at a few k-points,
+    :func:`qgtflow.geometry.covariance.first_broken_operation`); run for every study with a ``symmetry`` block."""
     from qgtflow.geometry.covariance import first_broken_operation
 
     broken = first_broken_operation(model, operations)
     if broken:
         label, why = broken
         raise ConfigError(key, f"operation {label}", f"a crystal whose point-group operations are symmetries of "
-                          f"the model {model.name!r}, which kgrid.symmetry_reduce relies on: {why}; check the "
-                          "atoms and magnetic_moments (or set kgrid.symmetry_reduce: false)")
+                          f"the model {model.name!r}, which its symmetry zeros and kgrid.symmetry_reduce rely on: {why}; "
+                          "check the atoms and magnetic_moments (or drop the symmetry block)")
 
 
 def operation_attrs(operations) -> dict:
