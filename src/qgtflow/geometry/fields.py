@@ -152,8 +152,9 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         return {name: _block_diagonal([p[name] for p in parts]) if name in SPIN_PAIR_INFO
                 else np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
     gammas = model.clifford_gammas if closed_form else None
-    # derivative orders the model builds: the kernel level, all three for the fields that read the full array
-    order = 3 if optional or position else level
+    # derivative orders the model builds: the kernel level (the position operator's external terms read H to the
+    # same orders, geometry/position.py), all three for the optional fields, which read the full array
+    order = 3 if optional else level
     if reuse_buffers:
         out = _buffers(k.shape[0], model.nbands, model.dim)
         Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"), order=order)
