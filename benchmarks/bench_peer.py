@@ -1,7 +1,8 @@
 """qgtflow beside WannierBerri (the peer): same _tb.dat model, grid and quantity, one thread each.
 
     .venv/bin/python benchmarks/bench_peer.py [--sizes 100 200] [--repeat 3] [--models haldane tilted w16 w64]
-                                              [--quantities ahc bcd drude] [--peer-venv DIR]
+                                              [--quantities ahc bcd drude nld qm all4] [--peer-venv DIR]
+                                              [--kernel-points 0]
 
 Both codes read the same Wannier90 ``_tb.dat`` files written here (orbitals at the origin, so tight-binding
 conventions I and II coincide): the Haldane model, a tilted-Dirac square-lattice model, and random 16- and
@@ -9,14 +10,17 @@ conventions I and II coincide): the Haldane model, a tilted-Dirac square-lattice
 installed on first use into its own venv (``--peer-venv``, default ``benchmarks/.peer-venv``; never a
 qgtflow dependency); without it (no network) the peer columns are skipped with a message.
 
-Timed end to end inside each process (model file read → result array; imports, interpreter start and
-a first warm-up run excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..., n_workers=0)``
-against ``wannierberri.run(..., parallel=False)``. The two codes are run alternately, ``--repeat``
-times each; printed: k-points per second of each (best run), the ratio qgtflow / peer, and the
-agreement max|q − p| / max|p| over the μ grid less 8 k_BT at each end (WannierBerri's Fermi-sea AHC at T:
-its T = 0 result convolved with −∂f/∂E on the μ grid, ``dataSmooth``; S/m × the cell height → S for the 2D
-sheet; in the gap of the Haldane model both give e²/h to 1e-6), and the bytes on disk per k-point of qgtflow's
-geometry store. Then the geometry kernel alone beside a bare
+Quantities (``QUANTITIES``; one run of each code per ``--quantities`` entry): σ_AHE (``ahc``), Drude (``drude``),
+Berry-curvature dipole (``bcd``), nonlinear Drude (``nld``), each alone or ``all4`` in one run; σ^qm (``qm``)
+has no WannierBerri counterpart (qgtflow's rate only). Timed end to end inside each process in CPU seconds
+(``time.process_time``: model file read → result array; imports, interpreter start and a first warm-up run
+excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..., n_workers=0)`` against
+``wannierberri.run(..., parallel=False)``. The two codes are run alternately, ``--repeat`` times each; printed:
+k-points per second of each (best run), the ratio qgtflow / peer, the agreement of each quantity
+max|q − p| / max|p| over the μ grid less 8 k_BT at each end (the peer's Fermi-sea results at T: its T = 0 sums
+convolved with −∂f/∂E on the μ grid, ``dataSmooth``; per volume × the cell height → the 2D sheet values; in the
+gap of the Haldane model both give σ_xy = e²/h to 1e-6), and the bytes on disk per k-point of qgtflow's
+geometry store. Then (``--kernel-points`` > 0) the geometry kernel alone beside a bare
 batched ``numpy.linalg.eigh`` of the same H(k) (ratio of process CPU times, same run), with the eigenbasis per k
 in numba ("per-k", the path before issue 17 item 4) and chosen by band count ("auto", ``geometry/batched.py``).
 """

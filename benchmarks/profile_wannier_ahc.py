@@ -33,13 +33,10 @@ from benchmarks.bench_peer import AHC_CORE  # noqa: E402
 from benchmarks.bench_wannier import write_random_tb  # noqa: E402
 
 
-def best_cpu(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.process_time()
-        fn()
-        times.append(time.process_time() - t0)
-    return min(times)
+def cpu_seconds(fn) -> float:
+    t0 = time.process_time()
+    fn()
+    return time.process_time() - t0
 
 
 def kernel_pieces(tb: Path, n_points: int, repeat: int):
@@ -66,7 +63,7 @@ def kernel_pieces(tb: Path, n_points: int, repeat: int):
     best = {name: np.inf for name in pieces}
     for _ in range(repeat):  # interleaved
         for name, fn in pieces.items():
-            best[name] = min(best[name], best_cpu(fn, 1))
+            best[name] = min(best[name], cpu_seconds(fn))
     return best, read, on.nbands, len(on.cells)
 
 
