@@ -3,6 +3,10 @@ and speed beside WannierBerri on real-like files.
 
     python benchmarks/bench_wannier.py [--bands 40] [--nrpts 125] [--keep FILE]
     python benchmarks/bench_wannier.py --peer-venv DIR [--sizes 8 16] [--repeat 2] [--skip-read]
+    python benchmarks/bench_wannier.py --peer-venv DIR --real DATA [--sizes 8 12] [--skip-read]
+
+``--real DATA`` (DATA: WannierBerri's ``tests/data``, see ``wannierberri_data.py``): its GaAs, Te, Fe and Mn3Sn
+models at qgtflow's default settings beside the peer (:func:`compare_real`), timed in CPU seconds.
 
 Writes a random Hermitian hopping set with position blocks in Wannier90's format (6 decimals), then
 reads it with ``qgtflow.models.wannier.read_tb`` and reports the wall time, the peak RSS increase and
