@@ -1,7 +1,8 @@
 """qgtflow beside WannierBerri (the peer): same _tb.dat model, grid and quantity, one thread each.
 
     .venv/bin/python benchmarks/bench_peer.py [--sizes 100 200] [--repeat 3] [--models haldane tilted w16 w64]
-                                              [--quantities ahc bcd drude] [--peer-venv DIR]
+                                              [--quantities ahc bcd drude nld qm all4] [--peer-venv DIR]
+                                              [--kernel-points 0]
 
 Both codes read the same Wannier90 ``_tb.dat`` files written here (orbitals at the origin, so tight-binding
 conventions I and II coincide): the Haldane model, a tilted-Dirac square-lattice model, and random 16- and
@@ -9,14 +10,17 @@ conventions I and II coincide): the Haldane model, a tilted-Dirac square-lattice
 installed on first use into its own venv (``--peer-venv``, default ``benchmarks/.peer-venv``; never a
 qgtflow dependency); without it (no network) the peer columns are skipped with a message.
 
-Timed end to end inside each process (model file read → result array; imports, interpreter start and
-a first warm-up run excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..., n_workers=0)``
-against ``wannierberri.run(..., parallel=False)``. The two codes are run alternately, ``--repeat``
-times each; printed: k-points per second of each (best run), the ratio qgtflow / peer, and the
-agreement max|q − p| / max|p| over the μ grid less 8 k_BT at each end (WannierBerri's Fermi-sea AHC at T:
-its T = 0 result convolved with −∂f/∂E on the μ grid, ``dataSmooth``; S/m × the cell height → S for the 2D
-sheet; in the gap of the Haldane model both give e²/h to 1e-6), and the bytes on disk per k-point of qgtflow's
-geometry store. Then the geometry kernel alone beside a bare
+Quantities (``QUANTITIES``; one run of each code per ``--quantities`` entry): σ_AHE (``ahc``), Drude (``drude``),
+Berry-curvature dipole (``bcd``), nonlinear Drude (``nld``), each alone or ``all4`` in one run; σ^qm (``qm``)
+has no WannierBerri counterpart (qgtflow's rate only). Timed end to end inside each process in CPU seconds
+(``time.process_time``: model file read → result array; imports, interpreter start and a first warm-up run
+excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..., n_workers=0)`` against
+``wannierberri.run(..., parallel=False)``. The two codes are run alternately, ``--repeat`` times each; printed:
+k-points per second of each (best run), the ratio qgtflow / peer, the agreement of each quantity
+max|q − p| / max|p| over the μ grid less 8 k_BT at each end (the peer's Fermi-sea results at T: its T = 0 sums
+convolved with −∂f/∂E on the μ grid, ``dataSmooth``; per volume × the cell height → the 2D sheet values; in the
+gap of the Haldane model both give σ_xy = e²/h to 1e-6), and the bytes on disk per k-point of qgtflow's
+geometry store. Then (``--kernel-points`` > 0) the geometry kernel alone beside a bare
 batched ``numpy.linalg.eigh`` of the same H(k) (ratio of process CPU times, same run), with the eigenbasis per k
 in numba ("per-k", the path before issue 17 item 4) and chosen by band count ("auto", ``geometry/batched.py``).
 """
@@ -51,11 +55,32 @@ KB_EV = 8.617333262e-5  # k_B in eV/K: only converts T for the peer's smoothing 
 PEER_SMOOTH_KT = 8  # the peer's Fermi–Dirac smoother truncates at ±8 k_BT: μ closer to the window's ends are
 # not compared (its convolution there lacks the states beyond the μ grid)
 
-# quantity → (qgtflow response, its tensor component, WannierBerri calculator, its component, peer → qgtflow factor)
-# AHC: the peer gives O_δ with σ_ab = ε_abδ O_δ, so σ_xy = O_z; both -e²/ħ ∫[dk] Ω f in its sign convention
+TAU_S = 1e-15  # the peer's τ unit (1 fs): its Drude and nonlinear Drude are per fs^power; qgtflow is given τ = 1 fs
+
+# quantity → (qgtflow response, the peer's calculator or None, the peer's components of the 2D response). The peer
+# works in 3D on N × N × 1 (per volume: S/m, 1, A/V²); × the cell height → qgtflow's 2D sheet values (S, m, A m/V²).
+# AHC: the peer gives O_δ with σ_ab = ε_abδ O_δ, so σ_xy = O_z; both −e²/ħ ∫[dk] Ω f in its sign convention.
+# BCD: D_ab = ∫ f ∂_a Ω_b in both; in 2D only Ω_z: qgtflow's (i, pseudovector = z) ↔ the peer's [:, :2, 2].
+# σ^qm (001 Eq. 13, band-normalized metric 𝒢): WannierBerri 26.10 has no BCP calculator (only the plain quantum
+# metric and its dipole), so its row has qgtflow's rate only.
 QUANTITIES = {
-    "ahc": ("sigma_ahe", {"i": "x", "j": "y"}, "AHC", (2,)),
+    "ahc": ("sigma_ahe", "AHC", (2,)),
+    "drude": ("sigma_drude", "Ohmic_FermiSurf", (slice(0, 2), slice(0, 2))),
+    "bcd": ("berry_curvature_dipole", "BerryDipole_FermiSea", (slice(0, 2), slice(2, 3))),
+    "nld": ("sigma_nonlinear_drude", "NLDrude_FermiSea", (slice(0, 2),) * 3),
+    "qm": ("sigma_qm", None, None),
 }
+# what one run computes: a single quantity, or AHC + Drude + BCD + nonlinear Drude together (one pass each code)
+QUANTITY_SETS = {**{q: (q,) for q in QUANTITIES}, "all4": ("ahc", "drude", "bcd", "nld")}
+NEEDS_TAU = {"sigma_drude", "sigma_nonlinear_drude"}
+
+
+def qgtflow_layout(response: str, ds) -> np.ndarray:
+    """qgtflow's 2D response at the first T in the peer's component layout (μ, components...)."""
+    da = ds[response].isel(T=0)
+    if response == "sigma_ahe":
+        return da.sel(i="x", j="y").values
+    return da.transpose("mu", ...).values
 
 
 def write_2d_tb(path: Path, lattice2d, blocks: dict[tuple[int, int], np.ndarray]) -> Path:
@@ -139,14 +164,14 @@ mu = np.array(mu)
 os.chdir(tempfile.mkdtemp(prefix="bench-peer-"))
 
 def once():
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds of this process (one thread): robust to the shared machine's load
     system = wb.system.System_R.from_tb_file(tb_file=tb, berry=True)
     grid = wb.Grid(system, NK=(size, size, 1), NKFFT=(min(size, 32), min(size, 32), 1), use_symmetry=False)
     calcs = {name: getattr(calculators.static, name)(Efermi=mu, smoother=FermiDiracSmoother(mu, T),
                                                       print_comment=False) for name in names}
     result = wb.run(system, grid=grid, calculators=calcs, parallel=False, use_irred_kpt=False, symmetrize=False,
                     print_progress_step_time=1e9, fout_name="peer")
-    t = time.perf_counter() - t0
+    t = time.process_time() - t0
     return t, {name: result.results[name].dataSmooth.tolist() for name in names}
 
 times = []
@@ -160,13 +185,14 @@ print("PEER_JSON " + json.dumps({"times": times, "results": out}))
 def peer_python(venv: Path) -> Path | None:
     """The peer venv's python (created, WannierBerri installed, on first use); None with a message if impossible."""
     python = venv / "bin" / "python"
-    if python.exists() and subprocess.run([python, "-c", "import wannierberri, numba"], capture_output=True).returncode == 0:
+    probe = [python, "-c", "import wannierberri, numba, fortio"]  # fortio: the peer's reader of Wannier90 .chk files
+    if python.exists() and subprocess.run(probe, capture_output=True).returncode == 0:
         return python
     print(f"installing WannierBerri into {venv} (optional extra, not a qgtflow dependency) ...", flush=True)
     try:
         subprocess.run([sys.executable, "-m", "venv", venv], check=True, capture_output=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", "wannierberri", "numba"], check=True, capture_output=True,
-                       timeout=900)
+        subprocess.run([python, "-m", "pip", "install", "-q", "wannierberri", "numba", "fortio"], check=True,
+                       capture_output=True, timeout=900)
     except (subprocess.SubprocessError, OSError) as exc:
         print(f"SKIP peer: cannot install WannierBerri ({type(exc).__name__}); qgtflow columns only")
         return None
@@ -194,7 +220,7 @@ def qgtflow_study(tb: Path, responses: list[str]) -> dict:
     return {**STORE_FIELDS, "name": "bench_peer", "model": {"name": tb.stem, "wannier90": {"tb": str(tb), "dim": 2}},
             "units": {"length": "angstrom"}, "kgrid": {"sizes": [8]},
             "mu": {"start": float(MU[0]), "stop": float(MU[-1]), "num": len(MU)}, "temperature": [T_KELVIN],
-            "responses": responses}
+            "responses": responses, **({"tau": TAU_S} if NEEDS_TAU & set(responses) else {})}
 
 
 def run_qgtflow(tb: Path, size: int, responses: list[str], reps: int):
@@ -203,13 +229,19 @@ def run_qgtflow(tb: Path, size: int, responses: list[str], reps: int):
     times, ds = [], None
     for _ in range(reps):
         with tempfile.TemporaryDirectory(prefix="bench-peer-q-") as work:
-            t0 = time.perf_counter()
+            t0 = time.process_time()  # CPU seconds of this process (n_workers=0: no worker processes)
             ds = qgtflow.evaluate(qgtflow_study(tb, responses), size=size, n_workers=0, workdir=work)
             ds = ds.load()
-            times.append(time.perf_counter() - t0)
+            times.append(time.process_time() - t0)
             geometry = next(Path(work).glob("*_geometry.zarr"))
             disk = sum(f.stat().st_size for f in geometry.rglob("*") if f.is_file())
     return times, ds, disk / (size * size)
+
+
+def agreement(q: np.ndarray, p: np.ndarray) -> float:
+    """max|q − p| / max|p| over μ less PEER_SMOOTH_KT k_BT at each end (all components)."""
+    inner = np.abs(MU - MU.mean()) <= 0.5 * np.ptp(MU) - PEER_SMOOTH_KT * KB_EV * T_KELVIN
+    return float(np.max(np.abs(q - p)[inner]) / max(np.max(np.abs(p[inner])), 1e-300))
 
 
 AHC_CORE = ("energy", "velocity", "berry_curvature")  # what sigma_ahe reads
@@ -248,9 +280,10 @@ def main(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[100, 200])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    ap.add_argument("--quantities", nargs="+", default=list(QUANTITIES), choices=list(QUANTITIES))
+    ap.add_argument("--quantities", nargs="+", default=["ahc"], choices=list(QUANTITY_SETS),
+                    help="one run per entry; all4 = AHC, Drude, BCD and nonlinear Drude in one run of each code")
     ap.add_argument("--peer-venv", type=Path, default=HERE / ".peer-venv")
-    ap.add_argument("--kernel-points", type=int, default=20000)
+    ap.add_argument("--kernel-points", type=int, default=20000, help="0: skip the kernel-versus-eigh figures")
     ap.add_argument("--store-fields", choices=["all", "required"], help="qgtflow's store_fields (default: the schema's)")
     args = ap.parse_args(argv)
     if args.store_fields:
@@ -268,30 +301,34 @@ def main(argv=None):
         blocks, lat = MODELS[name]()
         tb = write_2d_tb(workdir / f"{name}_tb.dat", lat, blocks)
         nb = next(iter(blocks.values())).shape[0]
-        for q in args.quantities:
-            response, sel, peer_name, peer_comp = QUANTITIES[q]
-            run_qgtflow(tb, 8, [response], 1)  # warm-up: kernels compiled / cache loaded
+        for qset in args.quantities:
+            quantities = QUANTITY_SETS[qset]
+            responses = [QUANTITIES[q][0] for q in quantities]
+            peer_names = [QUANTITIES[q][1] for q in quantities if QUANTITIES[q][1]]
+            run_qgtflow(tb, 8, responses, 1)  # warm-up: kernels compiled / cache loaded
             for size in args.sizes:
                 tq, tp, dsq, resp = [], [], None, None
                 for _ in range(args.repeat):  # interleaved: one run of each, repeated
-                    t, dsq, per_k = run_qgtflow(tb, size, [response], 1)
+                    t, dsq, per_k = run_qgtflow(tb, size, responses, 1)
                     tq += t
-                    if python is not None:
-                        t, resp = run_peer(python, tb, size, [peer_name], 1)
+                    if python is not None and peer_names:
+                        t, resp = run_peer(python, tb, size, peer_names, 1)
                         tp += t
                 nk = size * size
-                q_val = dsq[response].sel(**sel).isel(T=0).values
-                row = {"model": name, "bands": nb, "quantity": q, "grid": f"{size}²",
+                row = {"model": name, "bands": nb, "quantity": qset, "grid": f"{size}²",
                        "qgtflow_kps": nk / min(tq), "geometry_bytes_per_k": per_k}
-                if python is not None:
-                    p_val = resp[peer_name][(slice(None),) + peer_comp] * C_ANGSTROM * 1e-10
-                    inner = np.abs(MU - MU.mean()) <= 0.5 * np.ptp(MU) - PEER_SMOOTH_KT * KB_EV * T_KELVIN
-                    row.update(peer_kps=nk / min(tp), ratio=min(tp) / min(tq),
-                               agreement=float(np.max(np.abs(q_val - p_val)[inner])
-                                               / max(np.max(np.abs(p_val)), 1e-300)))
+                if tp:
+                    row.update(peer_kps=nk / min(tp), ratio=min(tp) / min(tq))
+                    for q in quantities:
+                        response, peer_name, comp = QUANTITIES[q]
+                        if peer_name:
+                            peer_2d = resp[peer_name][(slice(None), *comp)] * C_ANGSTROM * 1e-10  # per area
+                            row[f"agreement_{q}"] = agreement(qgtflow_layout(response, dsq), peer_2d)
                 rows.append(row)
                 print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
                       flush=True)
+        if args.kernel_points <= 0:
+            continue
         t = kernel_vs_eigh(tb, args.kernel_points, args.repeat, ("per-k", "auto"))
         print(f"kernel model={name} bands={nb} points={args.kernel_points} "
               + " ".join(f"{v}/eigh={t[v] / t['eigh']:.3g}" for v in t if v != "eigh")

@@ -4,6 +4,10 @@ and speed beside WannierBerri on real-like files.
     python benchmarks/bench_wannier.py [--bands 40] [--nrpts 125] [--keep FILE]
     python benchmarks/bench_wannier.py --peer-venv DIR [--sizes 8 16] [--repeat 2] [--skip-read]
     python benchmarks/bench_wannier.py --position-cost 16 [--repeat 3]
+    python benchmarks/bench_wannier.py --peer-venv DIR --real DATA [--sizes 8 12] [--skip-read]
+
+``--real DATA`` (DATA: WannierBerri's ``tests/data``, see ``wannierberri_data.py``): its GaAs, Te, Fe and Mn3Sn
+models at qgtflow's default settings beside the peer (:func:`compare_real`), timed in CPU seconds.
 
 Writes a random Hermitian hopping set with position blocks in Wannier90's format (6 decimals), then
 reads it with ``qgtflow.models.wannier.read_tb`` and reports the wall time, the peak RSS increase and
@@ -125,7 +129,7 @@ os.chdir(tempfile.mkdtemp(prefix="bench-wannier-peer-"))
 BERRY = {"AHC", "BerryDipole_FermiSea"}
 
 def once():
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU seconds of this process (one thread)
     system = wb.system.System_R.from_tb_file(tb_file=tb, berry=True)
     if ws_grid:  # the Wigner–Seitz (MDRS) correction qgtflow applies: from_tb_file applies none by itself
         system.do_ws_dist(mp_grid=ws_grid)
@@ -135,7 +139,7 @@ def once():
         **({"kwargs_formula": {"external_terms": external}} if name in BERRY else {})) for name in names}
     result = wb.run(system, grid=grid, calculators=calcs, parallel=False, use_irred_kpt=False, symmetrize=False,
                     print_progress_step_time=1e9, fout_name="peer")
-    return time.perf_counter() - t0, {name: result.results[name].dataSmooth.tolist() for name in names}
+    return time.process_time() - t0, {name: result.results[name].dataSmooth.tolist() for name in names}
 
 times = []
 for _ in range(reps):
@@ -145,11 +149,11 @@ print("PEER_JSON " + json.dumps({"times": times, "results": out}))
 """
 
 
-def run_peer(python: Path, tb: Path, size: int, external: bool, reps: int):
+def run_peer(python: Path, tb: Path, size: int, external: bool, reps: int, mu=MU):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "NUMBA_NUM_THREADS": "1"}
     names = [q[1] for q in QUANTITIES.values()]
-    out = subprocess.run([str(python), "-c", PEER_SCRIPT, str(tb), str(size), json.dumps(MU.tolist()), str(T_KELVIN),
+    out = subprocess.run([str(python), "-c", PEER_SCRIPT, str(tb), str(size), json.dumps(mu.tolist()), str(T_KELVIN),
                           ",".join(names), "1" if external else "0", str(reps), json.dumps(ws_grid(tb))],
                          capture_output=True, text=True, env=env)
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("PEER_JSON ")]
@@ -177,23 +181,25 @@ def ws_grid(tb: Path):
     return None if grid is None else list(grid)
 
 
-def qgtflow_study(tb: Path, position_operator: bool) -> dict:
-    return {"name": "bench_wannier", "model": {"name": tb.name.removesuffix("_tb.dat"),
-                                               "wannier90": {"tb": str(tb), "position_operator": position_operator}},
+def qgtflow_study(tb: Path, position_operator: bool | None, mu=MU) -> dict:
+    """``position_operator`` None: the schema's default (the real files are run at default settings)."""
+    w90 = {"tb": str(tb)} if position_operator is None else {"tb": str(tb), "position_operator": position_operator}
+    return {"name": "bench_wannier", "model": {"name": tb.name.removesuffix("_tb.dat"), "wannier90": w90},
             "units": {"length": "angstrom"}, "kgrid": {"sizes": [4]}, "tau": TAU_S,
-            "mu": {"start": float(MU[0]), "stop": float(MU[-1]), "num": len(MU)}, "temperature": [T_KELVIN],
+            "mu": {"start": float(mu[0]), "stop": float(mu[-1]), "num": len(mu)}, "temperature": [T_KELVIN],
             "responses": [q[0] for q in QUANTITIES.values()]}
 
 
-def run_qgtflow(tb: Path, size: int, position_operator: bool, reps: int):
+def run_qgtflow(tb: Path, size: int, position_operator: bool | None, reps: int, mu=MU):
     import qgtflow
 
     times, ds = [], None
     for _ in range(reps):
         with tempfile.TemporaryDirectory(prefix="bench-wannier-q-") as work:
-            t0 = time.perf_counter()
-            ds = qgtflow.evaluate(qgtflow_study(tb, position_operator), size=size, n_workers=0, workdir=work).load()
-            times.append(time.perf_counter() - t0)
+            t0 = time.process_time()  # CPU seconds of this process (n_workers=0: no worker processes)
+            ds = qgtflow.evaluate(qgtflow_study(tb, position_operator, mu), size=size, n_workers=0,
+                                  workdir=work).load()
+            times.append(time.process_time() - t0)
     return times, ds
 
 
@@ -206,8 +212,8 @@ def as_peer_layout(name: str, ds) -> np.ndarray:
     return da.transpose("mu", ...).values
 
 
-def agreement(q: np.ndarray, p: np.ndarray) -> float:
-    inner = np.abs(MU - MU.mean()) <= 0.5 * np.ptp(MU) - PEER_SMOOTH_KT * KB_EV * T_KELVIN
+def agreement(q: np.ndarray, p: np.ndarray, mu=MU) -> float:
+    inner = np.abs(mu - mu.mean()) <= 0.5 * np.ptp(mu) - PEER_SMOOTH_KT * KB_EV * T_KELVIN
     return float(np.max(np.abs(q - p)[inner]) / max(np.max(np.abs(p[inner])), 1e-300))
 
 
@@ -308,6 +314,44 @@ def compare(python: Path, sizes: list[int], reps: int, kernel_points: int) -> li
     return rows
 
 
+def compare_real(python: Path, data: Path, sizes: list[int], reps: int) -> list[dict]:
+    """WannierBerri's real test models (``wannierberri_data.py``) at qgtflow's DEFAULT settings (full position
+    operator; the peer with its external terms): per file and N × N × N grid, the agreement of each quantity, the
+    largest |value| of each code over the window (GaAs: AHC and BCD vanish by symmetry, T_d with time reversal;
+    the largest |value| is then the symmetry-breaking noise of the file and grid) and k-points per second (CPU
+    time, one thread, best of ``reps`` interleaved)."""
+    import logging
+
+    from benchmarks.wannierberri_data import REAL_FILES, mu_grid, prepare
+
+    logging.getLogger("qgtflow").setLevel(logging.ERROR)
+    files = prepare(data, python)
+    print(f"# bench_wannier real files {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {platform.node()}: "
+          f"{', '.join(files) or 'none'} (of {', '.join(REAL_FILES)}), T = {T_KELVIN} K, CPU time, best of {reps}",
+          flush=True)
+    rows = []
+    for label, tb in files.items():
+        mu = mu_grid(label)
+        run_qgtflow(tb, 4, None, 1, mu)  # warm-up: kernels compiled / cache loaded
+        for size in sizes:
+            tq, tp, ds, peer = [], [], None, None
+            for _ in range(reps):  # interleaved
+                t, ds = run_qgtflow(tb, size, None, 1, mu)
+                tq += t
+                t, peer = run_peer(python, tb, size, True, 1, mu)
+                tp += t
+            row = {"file": label, "bands": REAL_FILES[label][0], "grid": f"{size}^3",
+                   "qgtflow_kps": size**3 / min(tq), "peer_kps": size**3 / min(tp), "ratio": min(tp) / min(tq)}
+            for q, (response, peer_name, _) in QUANTITIES.items():
+                q_val, p_val = as_peer_layout(response, ds), peer[peer_name]
+                row[q] = agreement(q_val, p_val, mu)
+                row[f"max|{q}|"] = f"{np.max(np.abs(q_val)):.3g}/{np.max(np.abs(p_val)):.3g}"
+            rows.append(row)
+            print(" ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()),
+                  flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bands", type=int, default=40)
@@ -320,11 +364,19 @@ def main() -> None:
     ap.add_argument("--skip-read", action="store_true", help="skip the large-file read benchmark")
     ap.add_argument("--position-cost", type=int, metavar="N", help="CPU cost of the position operator on N^3 k "
                     "(Fe-like with A(R), all geometry fields; see position_cost) instead of the read benchmark")
+    ap.add_argument("--real", type=Path, metavar="DATA", help="WannierBerri's tests/data directory: compare on its "
+                    "GaAs, Te, Fe and Mn3Sn models instead of the generated files (needs --peer-venv)")
     args = ap.parse_args()
     if args.position_cost:
         position_cost(args.position_cost, args.repeat)
         return
-    if args.peer_venv:
+    if args.peer_venv and args.real:
+        from benchmarks.bench_peer import peer_python
+
+        python = peer_python(args.peer_venv)
+        if python is not None:
+            compare_real(python, args.real, args.sizes, args.repeat)
+    elif args.peer_venv:
         from benchmarks.bench_peer import peer_python
 
         python = peer_python(args.peer_venv)

@@ -128,6 +128,19 @@ def test_dipole_equals_finite_differences_and_conventions_agree(tb_file):
         np.testing.assert_allclose(an, fd, atol=1e-6 * np.abs(an).max())
 
 
+def test_core_subsets_equal_the_full_run_with_the_position_operator(tb_file):
+    """A run for a few fields builds H and A only to the orders they read (σ_AHE: first) and gives the same
+    values as the run of all fields (third order of both)."""
+    model = read_tb(tb_file, length_unit="angstrom", dim=2)
+    k = np.random.default_rng(9).uniform(-1.5, 1.5, (7, 2))
+    full = compute_fields(model, k, 1e-8)
+    for core in (("energy", "velocity", "berry_curvature"), ("quantum_metric", "bcp"),
+                 ("berry_curvature_dipole_density",), ("quantum_metric_dipole_density", "bcp_dipole_density")):
+        part = compute_fields(model, k, 1e-8, core=core)
+        for name in core:
+            np.testing.assert_allclose(part[name], full[name], rtol=0, atol=1e-12 * np.abs(full[name]).max())
+
+
 def test_degenerate_copies_give_the_same_band_values(tmp_path):
     """Every band doubled (H ⊗ 1₂, r ⊗ 1₂): degenerate groups of two carry the single copy's per-band values."""
     H, r = model_blocks()

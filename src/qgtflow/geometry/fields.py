@@ -157,8 +157,9 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         return {name: _block_diagonal([p[name] for p in parts]) if name in SPIN_PAIR_INFO
                 else np.concatenate([p[name] for p in parts], axis=1) for name in parts[0]}
     gammas = model.clifford_gammas if closed_form else None
-    # derivative orders the model builds: the kernel level, all three for the fields that read the full array
-    order = 3 if optional or position else level
+    # derivative orders the model builds: the kernel level (the position operator's external terms read H to the
+    # same orders, geometry/position.py), all three for the optional fields, which read the full array
+    order = 3 if optional else level
     if reuse_buffers:
         out = _buffers(k.shape[0], model.nbands, model.dim)
         Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"), order=order)
@@ -172,7 +173,9 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     if position:  # Wannier position operator: external terms of Ω, g, 𝒢 and their dipoles
         from qgtflow.geometry.position import add_external_terms
 
-        Au = model.position.unique_derivatives(k)
+        # A^W to the order the kept fields read: ∂²A for the dipoles and the quadrupole, ∂A otherwise
+        quadrupole = "quantum_metric_quadrupole_density" in optional
+        Au = model.position.unique_derivatives(k, order=2 if level >= 3 or quadrupole else 1)
         add_external_terms(fields, model, k, Hu, degeneracy_threshold, work, Au)
     metric_dipole = fields.get("quantum_metric_dipole_density")
     fields = {name: fields[name] for name in core}

@@ -311,12 +311,14 @@ def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, thres
                        core=FULL_POSITION_FIELDS, Au: np.ndarray | None = None) -> None:
     """Add the external terms of ``model.position`` to the computed fields (in place) that include them;
     ``core``: the fields the caller keeps (the others are left as the kernel gave them); ``Au``: the derivatives
-    of A^W at ``k`` if the caller has them."""
-    Au = model.position.unique_derivatives(k) if Au is None else Au
+    of A^W at ``k`` if the caller has them (to second order when a dipole is kept)."""
     wanted = set(core)
-    ext = external_terms(Hu, Au, model.dim, threshold, dipole="berry_curvature_dipole_density" in wanted,
-                         metric=bool(wanted & {"quantum_metric", "bcp"}),
-                         metric_dipole=bool(wanted & set(METRIC_DIPOLES)))
+    dipole, metric_dipole = "berry_curvature_dipole_density" in wanted, bool(wanted & set(METRIC_DIPOLES))
+    # Ω, g, 𝒢 read A and ∂A; their dipoles also ∂²A (and H to the same orders: ``Hu`` holds at least those)
+    if Au is None:
+        Au = model.position.unique_derivatives(k, order=2 if dipole or metric_dipole else 1)
+    ext = external_terms(Hu, Au, model.dim, threshold, dipole=dipole, metric=bool(wanted & {"quantum_metric", "bcp"}),
+                         metric_dipole=metric_dipole)
     for name, value in ext.items():
         if name in wanted:
             fields[name] += value

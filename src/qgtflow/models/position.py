@@ -45,10 +45,10 @@ class PositionOperator:
     def dim(self) -> int:
         return len(self.components)
 
-    def unique_derivatives(self, k: np.ndarray) -> np.ndarray:
-        """A^W_a and its distinct derivatives up to third order (slots of ``models/derivatives.py``):
+    def unique_derivatives(self, k: np.ndarray, order: int = 3) -> np.ndarray:
+        """A^W_a and its distinct derivatives up to ``order`` (slots of ``models/derivatives.py``):
         (N, d, U, n, n); a is the Cartesian component of A."""
-        return np.stack([c.unique_derivatives(k) for c in self.components], axis=1)
+        return np.stack([c.unique_derivatives(k, order=order) for c in self.components], axis=1)
 
     def identity(self) -> str:
         """A digest of the tables (in the model's identity: switching the operator on or off changes the hash)."""

@@ -764,6 +764,7 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
         lines.offset, lines.lineno = mark
         return _hermiticity_error(lines, *_parse_hr_blocks(lines, nrpts, num_wann, deg))(*args)
 
+    cells = list(table)  # the file's R order, which the degeneracies follow (symmetrising may reorder the table)
     table = _hermitian_part(table, hermiticity_tol, describe)
 
     seed = _seed(path, "_hr.dat")
@@ -793,15 +794,16 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
             centres = read_centres(xyz, num_wann)
         elif wout.exists():
             centres = read_wout_centres(wout, num_wann)
-    ws = _wsvec_for(path, seed, wsvec, num_wann, table, deg)
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions, centres_ang=centres,
                   convention=convention, length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
                   source=f"Wannier90 _hr.dat file {path}")
 
 
-def _wsvec_for(path, seed, wsvec, num_wann, table, deg):
+def _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg):
     """The _wsvec.dat shifts {(R, i, j): [T]}, or ("compute", mp_grid) when there is no such file (the
-    Wigner–Seitz correction is then computed from the lattice and the centres, see :func:`ws_distance_table`),
+    Wigner–Seitz correction is then computed from the lattice and the centres, see :func:`ws_distance_table`;
+    the grid inferred from the file's R list ``cells`` and degeneracies ``deg``, in the file's order),
     or None (``wsvec=False``)."""
     if wsvec is False:
         return None
@@ -814,7 +816,7 @@ def _wsvec_for(path, seed, wsvec, num_wann, table, deg):
                 first = f.readline()
             if first.startswith(WRITE_HR_HEADER):
                 return None  # qgtflow's own export: the hoppings are the model's, already at their bonds
-            grid = grid if grid is not None else infer_mp_grid(list(table), deg, path)
+            grid = grid if grid is not None else infer_mp_grid(cells, deg, path)
             return None if grid is None else ("compute", grid)
         wsvec = cand
     keys = {(R, i, j) for R in table for i in range(num_wann) for j in range(num_wann)}
@@ -903,6 +905,7 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
         htab_slow, where, _ = read_all()
         return _hermiticity_error(lines, {R: m[..., 0] for R, m in htab_slow.items()}, where)(*args)
 
+    cells = list(table)  # the file's R order, which the degeneracies follow (symmetrising may reorder the table)
     table = _hermitian_part(table, hermiticity_tol, describe)
     zero = (0, 0, 0)
     if zero not in rtab:
@@ -914,7 +917,7 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
         lattice_ang = np.asarray(lattice, float) * (_length_factor(lattice_unit, "lattice_unit") / _ANGSTROM)
         if lattice_ang.shape != (3, 3):
             raise ModelError(f"{path}: lattice has shape {lattice_ang.shape}; expected (3, 3)")
-    ws = _wsvec_for(path, seed, wsvec, num_wann, table, deg)
+    ws = _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions,
                   centres_ang=centres if positions is None else None, convention=convention,
                   length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
