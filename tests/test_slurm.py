@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests import slurm_kit
+from tests.numba_seed import seed_numba_cache
 
 ROOT = slurm_kit.ROOT
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -64,7 +65,7 @@ def warm_numba(tmp_path_factory):
 
     t0 = time.perf_counter()
     qgtflow.evaluate(copy.deepcopy(STUDY), size=8, n_workers=0, workdir=str(tmp_path_factory.mktemp("warm")))
-    copied = slurm_kit.seed_numba_cache(os.environ.get("NUMBA_CACHE_DIR"))
+    copied = seed_numba_cache(os.environ.get("NUMBA_CACHE_DIR"))
     print(f"\n[slurm] kernels ready in {time.perf_counter() - t0:.1f} s; {copied} cache index file(s) seeded")
     return os.environ.get("NUMBA_CACHE_DIR")
 
