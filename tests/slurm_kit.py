@@ -14,8 +14,6 @@ Environment: ``QGTFLOW_SLURM_KIT`` (kit directory, default ``<repo>/../shared/sl
 
 from __future__ import annotations
 
-import fcntl
-import glob
 import os
 import re
 import shutil
@@ -148,42 +146,3 @@ RUN_ID = re.compile(r"SLURM run ID: (\S+)")
 def submitted_jobs(snakemake_output: str) -> dict[str, str]:
     """{SLURM job id: rule} from the executor's "Job N has been submitted with SLURM jobid M" lines."""
     return {m.group(1): m.group(2) for m in SUBMITTED.finditer(snakemake_output)}
-
-
-def seed_numba_cache(source: str | os.PathLike | None, root: Path | None = None) -> int:
-    """Copy compiled kernels from this test session's NUMBA_CACHE_DIR into the jobs' shared numba
-    cache (``shared/`` under qgtflow.runtime.numba_cache_root(), which every job copies at start; see
-    qgtflow.runtime.setup_job), so SLURM jobs load kernels instead of compiling them (~60 s cold).
-    Same lock and same per-function order (data files, then index) as the jobs' own publishing.
-    Returns the number of index files copied."""
-    from qgtflow.runtime import numba_cache_root
-
-    if not source or not Path(source).is_dir():
-        return 0
-    source = Path(source)
-    root = numba_cache_root() if root is None else root
-    shared = root / "shared"
-    lock = root / "shared.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    copied = 0
-    with open(lock, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            for index in source.rglob("*.nbi"):
-                target = shared / index.relative_to(source)
-                if target.exists() and target.stat().st_mtime >= index.stat().st_mtime:
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
-                stem = index.name[: -len(".nbi")]
-                for data in index.parent.glob(f"{glob.escape(stem)}.*.nbc"):
-                    tmp = target.parent / f".{data.name}.seed.tmp"
-                    shutil.copy2(data, tmp)
-                    os.replace(tmp, target.parent / data.name)
-                tmp = target.parent / f".{index.name}.seed.tmp"
-                shutil.copy2(index, tmp)
-                os.replace(tmp, target)
-                copied += 1
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-    return copied
-

@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from tests import slurm_kit
+from tests.numba_seed import seed_numba_cache
 
 ROOT = slurm_kit.ROOT
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -64,7 +65,7 @@ def warm_numba(tmp_path_factory):
 
     t0 = time.perf_counter()
     qgtflow.evaluate(copy.deepcopy(STUDY), size=8, n_workers=0, workdir=str(tmp_path_factory.mktemp("warm")))
-    copied = slurm_kit.seed_numba_cache(os.environ.get("NUMBA_CACHE_DIR"))
+    copied = seed_numba_cache(os.environ.get("NUMBA_CACHE_DIR"))
     print(f"\n[slurm] kernels ready in {time.perf_counter() - t0:.1f} s; {copied} cache index file(s) seeded")
     return os.environ.get("NUMBA_CACHE_DIR")
 
@@ -131,12 +132,12 @@ def test_slurm_worker_job_script(tmp_path):
     assert "--nworkers 2" in script, script
 
 
-def test_dask_slurm_option_merges_settings_and_sizes_jobs(tmp_path):
+def test_dask_slurm_option_merges_settings_and_sizes_jobs(tmp_path, snakemake_env):
     """`qgtflow run --dask-slurm` merges profiles/slurm/dask.yaml over the config: the geometry job takes
     1 thread and the scheduler's memory only; the worker jobs' memory is printed before submission."""
     cmd = [sys.executable, "-m", "qgtflow.cli", "run", "--dask-slurm", "--dry-run", "--configfile",
            str(TEST_CONFIG), "--config", f"results_dir={tmp_path}"]
-    proc = subprocess.run(cmd, cwd=ROOT, check=False, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=ROOT, env=snakemake_env, check=False, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "profiles/slurm/dask.yaml" in out and "pt_toy geometry (1 thread): n16 400 MB" in out, out[:3000]
@@ -145,14 +146,14 @@ def test_dask_slurm_option_merges_settings_and_sizes_jobs(tmp_path):
     assert geometry_jobs and all("mem_mb=400," in block for block in geometry_jobs), out[-3000:]
 
 
-def test_bad_dask_slurm_setting_refused(tmp_path):
+def test_bad_dask_slurm_setting_refused(tmp_path, snakemake_env):
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
     cfg["dask"] = {"backend": "slurm", "slurm": {"walltime": "2h"}}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     proc = subprocess.run([sys.executable, "-m", "qgtflow.cli", "run", "--dry-run", "--configfile", str(path),
-                           "--config", f"results_dir={tmp_path}"], cwd=ROOT, check=False, capture_output=True,
-                          text=True, timeout=300)
+                           "--config", f"results_dir={tmp_path}"], cwd=ROOT, env=snakemake_env, check=False,
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "dask.slurm.walltime" in proc.stderr and "2h" in proc.stderr, proc.stderr[-3000:]
 

@@ -17,8 +17,10 @@ TEST_CONFIG = ROOT / "config" / "test.yaml"
 STAGE_RULES = ["kgrid", "geometry", "reduce", "convergence", "bands", "report", "all"]
 
 
-def run(cmd, timeout=120):
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def run(cmd, env, timeout=120):
+    """``cmd`` from the repository, with the session's Snakemake environment (conftest.snakemake_env:
+    no ~9 s wait for an absent SLURM controller at each Snakemake start)."""
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def job_counts(output: str) -> dict[str, int]:
@@ -40,16 +42,12 @@ def test_config_files_parse():
         assert {"results_dir", "dask", "studies", "report"} <= set(cfg)
 
 
-def test_lint():
-    """`snakemake --lint` is clean."""
-    proc = run(SNAKEMAKE + ["--lint"])
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out
-    assert "good condition" in out, out
+# `snakemake --lint` is clean: tests/test_conventions.py::test_workflow_is_lint_clean_and_pins_its_snakemake
 
 
-def test_dry_run_lists_rules(tmp_path):
-    proc = run(SNAKEMAKE + ["--dry-run", "--configfile", str(TEST_CONFIG), "--config", f"results_dir={tmp_path}"])
+def test_dry_run_lists_rules(tmp_path, snakemake_env):
+    proc = run(SNAKEMAKE + ["--dry-run", "--configfile", str(TEST_CONFIG), "--config", f"results_dir={tmp_path}"],
+               snakemake_env)
     assert proc.returncode == 0, proc.stderr
     counts = job_counts(proc.stdout + proc.stderr)
     cfg = yaml.safe_load(TEST_CONFIG.read_text())
@@ -69,9 +67,9 @@ def write_config(tmp_path, edit) -> Path:
     return path
 
 
-def refused(tmp_path, edit) -> str:
+def refused(tmp_path, env, edit) -> str:
     path = write_config(tmp_path, edit)
-    proc = run(SNAKEMAKE + ["--dry-run", "--configfile", str(path), "--config", f"results_dir={tmp_path / 'r'}"])
+    proc = run(SNAKEMAKE + ["--dry-run", "--configfile", str(path), "--config", f"results_dir={tmp_path / 'r'}"], env)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("qgtflow: error:")]
@@ -79,39 +77,42 @@ def refused(tmp_path, edit) -> str:
     return errors[0]
 
 
-def test_config_negative_size_refused(tmp_path):
-    msg = refused(tmp_path, lambda c: c["studies"]["pt_toy"]["kgrid"].update(sizes=[-4, 16]))
+def test_config_negative_size_refused(tmp_path, snakemake_env):
+    msg = refused(tmp_path, snakemake_env, lambda c: c["studies"]["pt_toy"]["kgrid"].update(sizes=[-4, 16]))
     assert "studies.pt_toy.kgrid.sizes[0]" in msg and "-4" in msg and ">= 2" in msg
 
 
-def test_config_unknown_response_refused(tmp_path):
-    msg = refused(tmp_path, lambda c: c["studies"]["haldane"].update(responses=["sigma_ahe", "sigma_nonsense"]))
+def test_config_unknown_response_refused(tmp_path, snakemake_env):
+    msg = refused(tmp_path, snakemake_env,
+                  lambda c: c["studies"]["haldane"].update(responses=["sigma_ahe", "sigma_nonsense"]))
     assert "studies.haldane.responses" in msg and "sigma_nonsense" in msg
 
 
-def test_config_unknown_key_and_bad_figure_refused(tmp_path):
-    msg = refused(tmp_path, lambda c: c["dask"].update(workers=3))
+def test_config_unknown_key_and_bad_figure_refused(tmp_path, snakemake_env):
+    msg = refused(tmp_path, snakemake_env, lambda c: c["dask"].update(workers=3))
     assert "dask.workers" in msg and "n_workers" in msg
-    msg = refused(tmp_path, lambda c: c["report"]["figures"][0].update(studies=["pt_toy", "nope"]))
+    msg = refused(tmp_path, snakemake_env,
+                  lambda c: c["report"]["figures"][0].update(studies=["pt_toy", "nope"]))
     assert "report.figures[0].studies" in msg and "nope" in msg
 
 
-def test_cli_user_errors_exit_2(tmp_path):
-    proc = run(QGTFLOW + ["evaluate", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o.zarr")])
+def test_cli_user_errors_exit_2(tmp_path, snakemake_env):
+    proc = run(QGTFLOW + ["evaluate", str(tmp_path / "missing.yaml"), "--out", str(tmp_path / "o.zarr")], snakemake_env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("qgtflow: error:")
     assert "missing.yaml" in proc.stderr
-    proc = run(QGTFLOW + ["run", "--configfile", str(tmp_path / "missing.yaml"), "--dry-run"])
+    proc = run(QGTFLOW + ["run", "--configfile", str(tmp_path / "missing.yaml"), "--dry-run"], snakemake_env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith("qgtflow: error: config file")
     bad = write_config(tmp_path, lambda c: c["studies"]["pt_toy"].update(tau=-1.0))
-    proc = run(QGTFLOW + ["run", "--configfile", str(bad), "--dry-run"])
+    proc = run(QGTFLOW + ["run", "--configfile", str(bad), "--dry-run"], snakemake_env)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "qgtflow: error: config key 'studies.pt_toy.tau'" in proc.stderr
 
 
-def test_cli_run_dry_run(tmp_path):
-    proc = run(QGTFLOW + ["run", "--dry-run", "--configfile", str(TEST_CONFIG), "--config", f"results_dir={tmp_path}"])
+def test_cli_run_dry_run(tmp_path, snakemake_env):
+    proc = run(QGTFLOW + ["run", "--dry-run", "--configfile", str(TEST_CONFIG), "--config", f"results_dir={tmp_path}"],
+               snakemake_env)
     assert proc.returncode == 0, proc.stderr
     assert set(job_counts(proc.stdout + proc.stderr)) == set(STAGE_RULES)
 

@@ -127,6 +127,17 @@ class Workspace:
         return jobs
 
 
+def warm_kernels(frozen: Path) -> None:
+    """The kernels ``BASE``'s jobs run, compiled (or loaded) in this process and filed for the frozen
+    copy in the jobs' shared numba cache (tests/numba_seed.py): the copy's path is new every session,
+    so its jobs would otherwise compile them cold, two jobs at a time."""
+    import qgtflow
+    from tests.numba_seed import seed_numba_cache
+
+    qgtflow.evaluate(copy.deepcopy(STUDY), n_workers=0)
+    seed_numba_cache(os.environ.get("NUMBA_CACHE_DIR"), relocate=(ROOT / "src" / "qgtflow", frozen))
+
+
 def start(tmp_path_factory, snakemake_env) -> Workspace:
     """Copy the workflow and package, run ``BASE`` for real (every job), return the workspace."""
     root = tmp_path_factory.mktemp("tiny-run")
@@ -138,6 +149,7 @@ def start(tmp_path_factory, snakemake_env) -> Workspace:
     where = subprocess.run([sys.executable, "-c", "import qgtflow; print(qgtflow.__file__)"], env=w.env,
                            capture_output=True, text=True, check=True).stdout.strip()
     assert where.startswith(str(root)), f"the workflow would not run the frozen copy: {where}"
+    warm_kernels(root / "src" / "qgtflow")
     ran, _ = w.snakemake(BASE, dry=False)
     assert set(ran) == FULL_RUN, ran
     return w

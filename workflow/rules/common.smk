@@ -3,6 +3,7 @@
 # qgtflow code each stage runs, and the jobs' threads and memory (SLURM: --cpus-per-task, --mem).
 
 import ast
+import functools
 import hashlib
 import os
 import re
@@ -224,16 +225,17 @@ def _module_file(name):
     return None
 
 
+@functools.cache  # the stage hashes share most modules: each file is parsed once per Snakefile parse
 def _imported_names(path, modname):
-    """Every module name `path` imports: at any depth in a module (lazy imports inside functions
-    count: they run when the stage calls them), at top level only in a package's __init__ (it runs
-    on import of any submodule; its functions, e.g. the qgtflow.evaluate facade, do not)."""
+    """Every module name `path` imports (a tuple): at any depth in a module (lazy imports inside
+    functions count: they run when the stage calls them), at top level only in a package's __init__
+    (it runs on import of any submodule; its functions, e.g. the qgtflow.evaluate facade, do not)."""
     is_pkg = path.name == "__init__.py"
     tree = ast.parse(path.read_text(), filename=str(path))
+    names = []
     for node in tree.body if is_pkg else ast.walk(tree):
         if isinstance(node, ast.Import):
-            for alias in node.names:
-                yield alias.name
+            names.extend(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = modname.split(".") if is_pkg else modname.split(".")[:-1]
@@ -241,9 +243,9 @@ def _imported_names(path, modname):
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            yield mod
-            for alias in node.names:
-                yield f"{mod}.{alias.name}"
+            names.append(mod)
+            names.extend(f"{mod}.{alias.name}" for alias in node.names)
+    return tuple(names)
 
 
 def _closure(roots, exclude=()):
