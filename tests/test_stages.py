@@ -249,3 +249,29 @@ def test_reduce_builds_no_model_and_shells_only_when_asked():
         st.model.derivatives
     with _pytest.raises(plan.UndeclaredKeyError):
         st.config["model"]
+
+
+def test_the_kernel_computes_only_the_stored_fields(tmp_path, monkeypatch):
+    """store_fields reaches the kernel: `required` asks compute_fields for what the responses read (σ_AHE: Ω, and
+    energy, velocity), `all` for every core field; the shared fields are bit-identical either way."""
+    from qgtflow.geometry import fields as kernel
+
+    asked = []
+
+    def recording(*args, core=None, **kwargs):
+        asked.append(core)
+        return kernel.compute_fields(*args, core=core, **kwargs)
+
+    monkeypatch.setattr(geometry_stage, "compute_fields", recording)
+    base = {"name": "ahc", "model": {"name": "haldane", "params": {"mass": 0.2}}, "kgrid": {"sizes": [8]},
+            "mu": [0.0], "temperature": [300.0], "responses": ["sigma_ahe"]}
+    kg = tmp_path / "kgrid.zarr"
+    kgrid_stage.run(load_study(base), 8, kg)
+    stored = {}
+    for mode, expected in (("required", ("energy", "velocity", "berry_curvature")), ("all", tuple(CORE_FIELDS))):
+        asked.clear()
+        geometry_stage.run(load_study({**base, "store_fields": mode}), kg, tmp_path / f"{mode}.zarr", n_workers=0)
+        assert asked and set(asked) == {expected}, mode
+        stored[mode] = io.open_store(tmp_path / f"{mode}.zarr")
+    for name in ("energy", "velocity", "berry_curvature"):
+        np.testing.assert_array_equal(stored["required"][name].values, stored["all"][name].values)
