@@ -3,7 +3,8 @@
 Prints k-points per second per core and *ratios measured in the same run* (absolute times on
 shared machines are noise); then peak memory of the geometry stage versus grid size, each grid
 in a fresh process; then the geometry stage of a Fermi-surface request with and without the Fermi window
-(``--fermi-window``: only that). Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_stages.py``.
+(``--fermi-window``: only that); then the geometry stage of an AHC-only study with ``store_fields: all`` vs
+``required`` (the default), CPU time and store size on disk (``--store-fields``: only that). Run: ``make bench`` or ``.venv/bin/python benchmarks/bench_stages.py``.
 Options: ``--points N`` (k-points per timing, default 2**17), ``--quick``.
 """
 
@@ -214,6 +215,73 @@ def chunk_compute_times(study, job: dict, reps: int) -> dict:
     return {name: min(t) for name, t in times.items()}
 
 
+AHC_STORE_FIELDS = ["sigma_ahe"]
+
+
+def store_fields_studies(quick: bool):
+    """(label, study config, grid size) of the store_fields benchmark: Haldane on 400² and the shipped bcc-Fe-like
+    Wannier90 model on 16³ with and without the position operator, σ_AHE only."""
+    fe = {"tb": "qgtflow:fe_like_tb.dat"}
+    haldane = {"name": "haldane", "params": {"mass": 0.2}}
+    cases = [("Haldane", haldane, 100 if quick else 400),
+             ("Fe-like, position operator", {"name": "fe_like", "wannier90": fe}, 8 if quick else 16),
+             ("Fe-like, tight-binding", {"name": "fe_like", "wannier90": {**fe, "position_operator": False}},
+              8 if quick else 16)]
+    return [(label, {"name": "sf", "model": model, "units": {"length": "angstrom"}, "mu": [0.0],
+                     "temperature": [300.0], "responses": AHC_STORE_FIELDS}, size) for label, model, size in cases]
+
+
+def store_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def bench_store_fields(reps: int, quick: bool):
+    """Geometry stage (in process, one thread, zarr writes included) of a σ_AHE-only study, ``store_fields: all``
+    vs ``required``: CPU seconds (interleaved, best of ``reps``), fields stored and bytes on disk."""
+    from qgtflow import io
+    from qgtflow.plan import grid_chain
+    from qgtflow.stages import geometry_stage, kgrid_stage
+    from qgtflow.study import load_study
+
+    print(f"\n== geometry stage, {AHC_STORE_FIELDS} only: store_fields all vs required "
+          f"(CPU time, one thread, interleaved, best of {reps}) ==")
+    print(f"{'case':<30}{'grid':>9}{'fields all/req':>16}{'CPU s all':>11}{'CPU s req':>11}{'ratio':>7}"
+          f"{'MB all':>9}{'MB req':>9}{'ratio':>7}")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, cfg, size in store_fields_studies(quick):
+            studies = {mode: load_study({**cfg, "store_fields": mode}) for mode in ("all", "required")}
+            chains = {mode: grid_chain(st, size) for mode, st in studies.items()}
+            kg = os.path.join(tmp, f"kgrid_{label.replace(' ', '_')}.zarr")
+            kgrid_stage.run(studies["all"], size, kg, job=chains["all"]["kgrid"])
+            times = {mode: [] for mode in studies}
+            sizes = {}
+            for attempt in range(reps + 1):  # the first round warms the kernels' cache; not timed
+                for mode, st in studies.items():
+                    geo = os.path.join(tmp, f"geometry_{mode}_{attempt}.zarr")
+                    t0 = time.process_time()
+                    geometry_stage.run(st, kg, geo, n_workers=0, job=chains[mode]["geometry"])
+                    if attempt:
+                        times[mode].append(time.process_time() - t0)
+                    sizes[mode] = store_bytes(geo)
+            best = {mode: min(t) for mode, t in times.items()}
+            n_fields = {mode: len(chains[mode]["geometry"]["fields"]) for mode in studies}
+            grid = "x".join(str(s) for s in io.store_attrs(kg)["grid_sizes"])
+            row = {"case": label, "grid": grid, "fields_all": chains["all"]["geometry"]["fields"],
+                   "fields_required": chains["required"]["geometry"]["fields"], "cpu_s_all": best["all"],
+                   "cpu_s_required": best["required"], "cpu_ratio": best["all"] / best["required"],
+                   "bytes_all": sizes["all"], "bytes_required": sizes["required"],
+                   "bytes_ratio": sizes["all"] / sizes["required"]}
+            rows.append(row)
+            counts = f"{n_fields['all']}/{n_fields['required']}"
+            print(f"{label:<30}{grid:>9}{counts:>16}{best['all']:11.2f}"
+                  f"{best['required']:11.2f}{row['cpu_ratio']:7.1f}{sizes['all'] / 1e6:9.1f}"
+                  f"{sizes['required'] / 1e6:9.1f}{row['bytes_ratio']:7.1f}", flush=True)
+    print("(in-process geometry_stage.run incl. the zarr template and writes; required = what σ_AHE reads, plus energy "
+          "and velocity)")
+    return rows
+
+
 PEAK_SCRIPT = """
 import os, resource, sys, tempfile
 from qgtflow.study import load_study
@@ -245,10 +313,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--fermi-window", action="store_true", help="only the Fermi-window before/after")
+    parser.add_argument("--store-fields", action="store_true",
+                        help="only the σ_AHE geometry stage, store_fields all vs required")
     args = parser.parse_args()
     reps = 2 if args.quick else 3
-    if args.fermi_window:
-        result = {"fermi_window": bench_fermi_window(reps, args.quick)}
+    if args.fermi_window or args.store_fields:
+        result = {"fermi_window": bench_fermi_window(reps, args.quick)} if args.fermi_window else {}
+        if args.store_fields:
+            result["store_fields"] = bench_store_fields(reps, args.quick)
         if args.json:
             with open(args.json, "w") as fh:
                 json.dump(result, fh, indent=2)
@@ -257,6 +329,7 @@ def main():
     result["stages"] = bench_stages(128 if args.quick else 768, 2)
     result["memory"] = bench_memory([64, 128] if args.quick else [128, 256, 512, 1024])
     result["fermi_window"] = bench_fermi_window(reps, args.quick)
+    result["store_fields"] = bench_store_fields(reps, args.quick)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(result, fh, indent=2)

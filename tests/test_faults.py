@@ -79,8 +79,8 @@ def test_killed_dask_worker_is_replaced_and_result_is_bit_identical(tmp_path):
     from qgtflow.stages import geometry_stage, kgrid_stage
     from qgtflow.study import load_study
 
-    size = 96  # 64 chunks: each takes tens of ms (mostly zarr writes), so the kill lands mid-run
-    st = load_study({**SMALL, "kgrid": {"sizes": [size], "kmax": 1.0, "chunk_size": 144}})
+    size = 96  # 64 chunks: each takes tens of ms (mostly zarr writes of every core field), so the kill lands mid-run
+    st = load_study({**SMALL, "kgrid": {"sizes": [size], "kmax": 1.0, "chunk_size": 144}, "store_fields": "all"})
     kg, ref, geo = tmp_path / "kgrid.zarr", tmp_path / "ref.zarr", tmp_path / "geometry.zarr"
     kgrid_stage.run(st, size, kg)
     geometry_stage.run(st, kg, ref, n_workers=0)

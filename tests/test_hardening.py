@@ -417,8 +417,8 @@ def _edit_attr(store: Path, key: str, value):
 DAMAGE = {
     "random_bytes_in_a_chunk": (lambda r: _scribble(r / "geometry.zarr" / "energy" / "c" / "2" / "0"),
                                 ["geometry.zarr", "'energy'", "chunk (2, 0)", "checksum"]),
-    "deleted_chunk": (lambda r: os.unlink(r / "geometry.zarr" / "berry_curvature" / "c/1/0/0/0"),
-                      ["geometry.zarr", "'berry_curvature'", "chunk (1, 0, 0, 0)", "missing"]),
+    "deleted_chunk": (lambda r: os.unlink(r / "geometry.zarr" / "velocity" / "c/1/0/0"),
+                      ["geometry.zarr", "'velocity'", "chunk (1, 0, 0)", "missing"]),
     "edited_grid_spacing": (lambda r: _edit_attr(r / "responses.zarr", "grid_spacing", 0.5),
                             ["responses.zarr", "attributes were changed"]),
     "damaged_weight": (lambda r: _scribble(r / "kgrid.zarr" / "weight" / "c" / "3"),

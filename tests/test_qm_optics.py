@@ -87,7 +87,7 @@ def test_gamma_vanishes_with_time_reversal_and_mirror_z(tmp_path):
 
 
 def test_geometry_store_holds_optional_fields_only_when_needed(tmp_path):
-    from qgtflow.geometry.fields import OPTIONAL_FIELDS
+    from qgtflow.geometry.fields import CORE_FIELDS, FIELD_SPECS, OPTIONAL_FIELDS
 
     study = {"name": "o", "units": "natural", "model": {"name": "tilted_dirac"}, "kgrid": {"sizes": [24]},
              "mu": [0.2], "temperature": [0.05], "tau": 1.0}
@@ -99,10 +99,11 @@ def test_geometry_store_holds_optional_fields_only_when_needed(tmp_path):
     q = quad["quantum_metric_quadrupole_density"]
     assert q.dims == ("kpoint", "band", "i", "j", "k", "l") and q.attrs["units"]
     assert np.isfinite(q.values).all()
-    evaluate({**study, "responses": ["sigma_drude"], "store_fields": "required"}, n_workers=0,
-             workdir=tmp_path / "c")
-    lean = xr.open_zarr(tmp_path / "c" / "o_n24_geometry.zarr")
-    assert set(lean.data_vars) - {"kvec", "weight", "chunk_done"} == {"energy", "velocity"}
+    # store_fields: required (the default) keeps only what σ_Drude reads; `all` (opt-in) every core field map
+    assert set(plain.data_vars) & set(FIELD_SPECS) == {"energy", "velocity"}
+    evaluate({**study, "responses": ["sigma_drude"], "store_fields": "all"}, n_workers=0, workdir=tmp_path / "c")
+    full = xr.open_zarr(tmp_path / "c" / "o_n24_geometry.zarr")
+    assert set(full.data_vars) & set(FIELD_SPECS) == set(CORE_FIELDS)
 
 
 NDD = {"units": "natural", "kgrid": {"sizes": [24], "kmax": [2.5, 2.5, 3.5]}, "mu": [0.0, 1.3],

@@ -40,7 +40,12 @@ def test_stores_reopen_with_documented_schema(stores):
     # weights integrate the window: Σ w = (2 kmax)² / (2π)²
     assert float(k["weight"].sum()) == pytest.approx((1.6 / (2 * np.pi)) ** 2, rel=1e-12)
     g = xr.open_zarr(geo)
-    for name in CORE_FIELDS:
+    # store_fields: required (the default) keeps what the responses read (the Fermi-surface BCD, Drude: Ω), plus
+    # energy and velocity — no other field map; `all` keeps every core field
+    assert geometry_stage.study_fields(st) == ["energy", "velocity", "berry_curvature"]
+    assert set(FIELD_SPECS) & set(g.data_vars) == set(geometry_stage.study_fields(st))
+    assert set(CORE_FIELDS) <= set(geometry_stage.study_fields(load_study({**STUDY, "store_fields": "all"})))
+    for name in geometry_stage.study_fields(st):
         spec = FIELD_SPECS[name]
         assert g[name].dims == ("kpoint",) + spec.dims
         assert {"units", "long_name", "formula"} <= set(g[name].attrs)
@@ -101,7 +106,8 @@ def test_incomplete_store_is_refused(stores, tmp_path):
 
 
 def test_killed_geometry_run_resumes_without_recomputing(tmp_path):
-    study = {**STUDY, "kgrid": {"sizes": [96], "kmax": 0.8, "chunk_size": 64}}
+    # every core field: chunks slow enough for the kill to land mid-run, and every field compared after the resume
+    study = {**STUDY, "kgrid": {"sizes": [96], "kmax": 0.8, "chunk_size": 64}, "store_fields": "all"}
     st = load_study(study)
     kg, geo = tmp_path / "kgrid.zarr", tmp_path / "geometry.zarr"
     kgrid_stage.run(st, 96, kg)
@@ -243,3 +249,29 @@ def test_reduce_builds_no_model_and_shells_only_when_asked():
         st.model.derivatives
     with _pytest.raises(plan.UndeclaredKeyError):
         st.config["model"]
+
+
+def test_the_kernel_computes_only_the_stored_fields(tmp_path, monkeypatch):
+    """store_fields reaches the kernel: `required` asks compute_fields for what the responses read (σ_AHE: Ω, and
+    energy, velocity), `all` for every core field; the shared fields are bit-identical either way."""
+    from qgtflow.geometry import fields as kernel
+
+    asked = []
+
+    def recording(*args, core=None, **kwargs):
+        asked.append(core)
+        return kernel.compute_fields(*args, core=core, **kwargs)
+
+    monkeypatch.setattr(geometry_stage, "compute_fields", recording)
+    base = {"name": "ahc", "model": {"name": "haldane", "params": {"mass": 0.2}}, "kgrid": {"sizes": [8]},
+            "mu": [0.0], "temperature": [300.0], "responses": ["sigma_ahe"]}
+    kg = tmp_path / "kgrid.zarr"
+    kgrid_stage.run(load_study(base), 8, kg)
+    stored = {}
+    for mode, expected in (("required", ("energy", "velocity", "berry_curvature")), ("all", tuple(CORE_FIELDS))):
+        asked.clear()
+        geometry_stage.run(load_study({**base, "store_fields": mode}), kg, tmp_path / f"{mode}.zarr", n_workers=0)
+        assert asked and set(asked) == {expected}, mode
+        stored[mode] = io.open_store(tmp_path / f"{mode}.zarr")
+    for name in ("energy", "velocity", "berry_curvature"):
+        np.testing.assert_array_equal(stored["required"][name].values, stored["all"][name].values)

@@ -268,8 +268,8 @@ class Study:
 def geometry_fields(study) -> list[str]:
     """Fields the geometry store of ``study`` holds.
 
-    ``store_fields: all`` (default): every core field plus the optional ones its responses read;
-    ``required``: only what its responses read (and energy, velocity) — for large 3D grids.
+    ``store_fields: required`` (default): only what its responses read (and energy, velocity);
+    ``all``: every core field plus the optional ones its responses read.
     Spin fields (003) need the model's spin operator: refused here (ModelError) before any compute.
     """
     from qgtflow.geometry.fields import FIELD_SPECS, check_spin_operator, stored_fields
