@@ -173,7 +173,7 @@ def test_geometry_on_slurmcluster_matches_localcluster(slurm_cluster_up, warm_nu
     from qgtflow.stages import geometry_stage, kgrid_stage
     from qgtflow.study import load_study
 
-    study = load_study(copy.deepcopy(STUDY), name="pt_toy")
+    study = load_study({**copy.deepcopy(STUDY), "store_fields": "all"}, name="pt_toy")  # every core field moved
     size = 24  # 576 k-points: 9 chunks
     kgrid = tmp_path / "kgrid.zarr"
     kgrid_stage.run(study, size, kgrid)
@@ -244,7 +244,7 @@ def test_workflow_through_slurm_executor(slurm_cluster_up, warm_numba, tmp_path)
     own logs (threads, CPU affinity, SLURM job id) and benchmarks.
 
     max-threads 1: the two grid sizes' jobs run side by side on the 2-CPU node (2-CPU jobs are
-    covered by test_workflow_geometry_on_dask_slurm_workers)."""
+    covered by test_rule_threads_are_capped_by_the_partition)."""
     import xarray as xr
 
     from qgtflow.cluster import job_memory_mb
@@ -347,7 +347,7 @@ def test_workflow_geometry_on_dask_slurm_workers(slurm_cluster_up, warm_numba, t
     print(f"\n[slurm] workflow with Dask-on-SLURM geometry: {elapsed:.1f} s")
     study = load_study(copy.deepcopy(cfg["studies"]["pt_toy"]), name="pt_toy")
     mem = {"geometry": job_memory_mb(study, 16, "geometry", 1, {"backend": "slurm"}),
-           "reduce": job_memory_mb(study, 16, "reduce", 2, {"n_workers": None}),
+           "reduce": job_memory_mb(study, 16, "reduce", 1, {"n_workers": None}),  # in-process: 1 thread
            "worker": slurm_worker_memory_mb(study, 16, cores=1)}
     assert f"pt_toy geometry (1 thread): n16 {mem['geometry']} MB" in out, out[:3000]
     assert f"pt_toy dask-slurm worker job (1 CPU): n16 {mem['worker']} MB" in out, out[:3000]
@@ -359,7 +359,7 @@ def test_workflow_geometry_on_dask_slurm_workers(slurm_cluster_up, warm_numba, t
     geometry_job = next(r for r in rows if jobs[r["JobID"]] == "geometry")
     assert geometry_job["AllocCPUS"] == "1" and mem_mb(geometry_job["ReqMem"]) == mem["geometry"], geometry_job
     reduce_job = next(r for r in rows if jobs[r["JobID"]] == "reduce")
-    assert reduce_job["AllocCPUS"] == "2" and mem_mb(reduce_job["ReqMem"]) == mem["reduce"], reduce_job
+    assert reduce_job["AllocCPUS"] == "1" and mem_mb(reduce_job["ReqMem"]) == mem["reduce"], reduce_job
     workers = slurm_kit.sacct_settled("--name", job_name, expect=1)
     print("[slurm] sacct:\n" + "\n".join(f"  {r['JobID']:>5} {jobs.get(r['JobID'], r['JobName']):20} {r['State']:10} "
                                            f"cpus={r['AllocCPUS']} mem={r['ReqMem']} {r['Elapsed']}"
@@ -372,8 +372,10 @@ def test_workflow_geometry_on_dask_slurm_workers(slurm_cluster_up, warm_numba, t
     log = (results / "logs" / "geometry" / "pt_toy_n16.log").read_text()
     assert "Dask on SLURM: 1 worker(s) connected" in log, log[:3000]
     reduce_log = (results / "logs" / "reduce" / "pt_toy_n16.log").read_text()
-    assert "2 thread(s) given, CPU affinity" in reduce_log and "2 Dask worker(s)" in reduce_log, reduce_log[:2000]
-    assert f"SLURM job {reduce_job['JobID']} (cpus-per-task 2" in reduce_log, reduce_log[:2000]
+    # 256 k-points are reduced in the job's own process: it asks SLURM for the one CPU it uses
+    assert "1 thread(s) given, CPU affinity" in reduce_log and "computed in this process" in reduce_log, \
+        reduce_log[:2000]
+    assert f"SLURM job {reduce_job['JobID']} (cpus-per-task 1" in reduce_log, reduce_log[:2000]
     assert list((results / "logs" / "dask-slurm").glob(f"*{workers[0]['JobID']}*")), "no worker job log"
     assert json.loads((base / "geometry.done.json").read_text())["dask_backend"] == "slurm"
     job = grid_chain(study, 16)["geometry"]  # the workflow's kgrid store (its fingerprint hashes the workflow's code)
@@ -411,14 +413,15 @@ def test_fit_to_partition_caps_and_warns_once(caplog):
 @pytest.mark.slurm
 @pytest.mark.timeout(1200)
 def test_rule_threads_are_capped_by_the_partition(slurm_cluster_up, warm_numba, tmp_path):
-    """Without max-threads, geometry asks for 8 CPUs: on the 2-CPU node such a job would pend forever.
-    The rules ask sinfo and cap it (with a warning); the job runs with the node's CPUs."""
+    """Without max-threads, a geometry job on Dask workers asks for 8 CPUs: on the 2-CPU node it would pend
+    forever. The rules ask sinfo and cap it (with a warning); the job runs with the node's CPUs. (n_workers: 2, so
+    the tiny grid runs on a Dask cluster: an in-process job asks for 1 thread and is never capped.)"""
     from qgtflow.cluster import partition_limits
 
     limits = partition_limits()
     assert limits and limits["cpus"] == slurm_kit.node_cpus(), limits
     results = tmp_path / "results"
-    config = write_config(tmp_path, results)
+    config = write_config(tmp_path, results, n_workers=2)
     target = str(results / "pt_toy" / f"n{STUDY['kgrid']['sizes'][0]}" / "geometry.done.json")
     cmd = [sys.executable, "-m", "qgtflow.cli", "run", "--slurm", "--configfile", str(config), target,
            "--workflow-profile", str(write_profile(tmp_path, max_threads=64, init_seconds=INIT_SECONDS))]
