@@ -365,17 +365,18 @@ def load_study(source, name: str | None = None) -> Study:
         raise ConfigError(f"{key}temperature", cfg["temperature"],
                           "temperatures > 0, or `integration: tetrahedron` for T = 0 (point sampling of the Fermi "
                           "surface has no T = 0 limit)")
-    if cfg.get("symmetry") is not None:  # the crystal and its point group, before any compute
-        from qgtflow.models.symmetry import study_operations
-        from qgtflow.wedge import check_operations
+    from qgtflow import wedge
 
-        check_operations(model, study_operations(model, cfg["symmetry"], f"{key}symmetry"), f"{key}symmetry")
+    operations = None
+    if cfg.get("symmetry") is not None:  # the crystal and its point group, checked on the model before any compute
+        from qgtflow.models.symmetry import study_operations
+
+        operations = study_operations(model, cfg["symmetry"], f"{key}symmetry")
+        wedge.check_operations(model, operations, f"{key}symmetry")
     from qgtflow.reduce import kinds
 
     kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)
-    from qgtflow import wedge
-
-    wedge.check_study(cfg, model, key)  # kgrid.symmetry_reduce: only what the symmetrised wedge sums honour
+    wedge.check_study(cfg, model, key, operations)  # kgrid.symmetry_reduce: what the symmetrised wedge sums honour
     tau_dependent = kinds.tau_dependent(cfg["responses"])
     if cfg.get("tau") is None:
         if units.natural and tau_dependent:

@@ -30,9 +30,10 @@ def requested(kgrid: dict) -> bool:
     return bool((kgrid or {}).get("symmetry_reduce"))
 
 
-def check_study(cfg: dict, model, key: str) -> None:
+def check_study(cfg: dict, model, key: str, operations=None) -> None:
     """Refuse (ConfigError naming the key) a study whose wedge sums cannot be symmetrised into the full-zone ones;
-    ``cfg`` validated with defaults, ``key`` the study's prefix ('studies.A.' or '')."""
+    ``cfg`` validated with defaults, ``key`` the study's prefix ('studies.A.' or ''), ``operations`` the crystal's
+    point group if the caller has it (already checked against the model: :func:`check_operations`)."""
     kgrid = cfg["kgrid"]
     if not requested(kgrid):
         return
@@ -56,7 +57,7 @@ def check_study(cfg: dict, model, key: str) -> None:
         raise ConfigError(f"{key}responses", other, "with kgrid.symmetry_reduce only responses with a classified "
                           f"symmetry action {sorted(TENSOR_KINDS)} (pair sums, model-evaluated and derived "
                           "responses need the full grid)")
-    ops = study_operations(model, cfg["symmetry"], f"{key}symmetry")
+    ops = operations if operations is not None else study_operations(model, cfg["symmetry"], f"{key}symmetry")
     for size in kgrid["sizes"]:
         problem = grid_invariance_problem(ops, model.reciprocal_vectors, axis_sizes(size, model.dim))
         if problem:
