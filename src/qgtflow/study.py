@@ -372,7 +372,7 @@ def load_study(source, name: str | None = None) -> Study:
         from qgtflow.models.symmetry import study_operations
 
         operations = study_operations(model, cfg["symmetry"], f"{key}symmetry")
-        wedge.check_operations(model, operations, f"{key}symmetry")
+        wedge.check_operations(model, operations, f"{key}symmetry", cfg["symmetry"]["tolerance"])
     from qgtflow.reduce import kinds
 
     kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)

@@ -64,18 +64,29 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
             raise ConfigError(f"{key}kgrid.sizes", size, f"a grid the point group maps onto itself ({problem})")
 
 
-def check_operations(model, operations, key: str) -> None:
-    """Refuse (ConfigError naming ``key``) a point group that is not one of the model: its symmetry zeros and the
-    wedge's symmetrised sums would be silently wrong (the band energies and the Berry curvature at a few k-points,
+def check_operations(model, operations, key: str, tolerance: float) -> None:
+    """Refuse (ConfigError naming ``key``.tolerance and its value) a point group that is not one of the model to
+    ``tolerance`` (the study's ``symmetry.tolerance``): its symmetry zeros and the wedge's symmetrised sums would be
+    silently wrong (the band energies and the Berry curvature at a few k-points,
     :func:`qgtflow.geometry.covariance.first_broken_operation`); run for every study with a ``symmetry`` block."""
     from qgtflow.geometry.covariance import first_broken_operation
 
-    broken = first_broken_operation(model, operations)
+    broken = first_broken_operation(model, operations, tolerance)
     if broken:
-        label, why = broken
-        raise ConfigError(key, f"operation {label}", f"a crystal whose point-group operations are symmetries of "
-                          f"the model {model.name!r}, which its symmetry zeros and kgrid.symmetry_reduce rely on: {why}; "
-                          "check the atoms and magnetic_moments (or drop the symmetry block)")
+        label, why, needed = broken
+        largest = float(_schema_tolerance()["maximum"])
+        fix = (f"raise {key}.tolerance to {needed:.2g} or more if the model is symmetric only to its Wannierisation "
+               "accuracy" if needed <= largest else f"the mismatch is beyond the largest tolerance {largest:g}")
+        raise ConfigError(f"{key}.tolerance", tolerance, f"a crystal whose point-group operations are symmetries of "
+                          f"the model {model.name!r} to that tolerance, which its symmetry zeros and "
+                          f"kgrid.symmetry_reduce rely on; operation {label}: {why}; check the atoms and "
+                          f"magnetic_moments, {fix} (or drop the symmetry block)")
+
+
+def _schema_tolerance() -> dict:
+    from qgtflow.study import study_schema
+
+    return study_schema()["properties"]["symmetry"]["properties"]["tolerance"]
 
 
 def operation_attrs(operations) -> dict:
