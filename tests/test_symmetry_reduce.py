@@ -335,7 +335,7 @@ def test_newly_classified_responses_wedge_equals_the_full_grid(case, tmp_path):
 def test_the_kinds_act_on_the_stored_layouts():
     """The classification on the stored layouts: the group {1, −1} averages a polar rank-r tensor to (1 + (−1)^r)/2
     (an axial one to (1 + (−1)^(r+1))/2), {1, time reversal} keeps the T-even kinds and kills the T-odd ones; the
-    IFE's pseudovector index comes first and is stored as z alone in 2D."""
+    IFE's pseudovector index comes first and is stored as z alone in 2D; 003's spin responses are 3D only."""
     from qgtflow.models.symmetry import TENSOR_KINDS, stored_index_sizes, tensor_action
 
     assert stored_index_sizes("ife_coefficient", 2) == [1, 2, 2] and stored_index_sizes("ife_coefficient", 3) == [3] * 3
@@ -345,6 +345,8 @@ def test_the_kinds_act_on_the_stored_layouts():
         assert np.allclose(tensor_action(name, inversion, 3), np.eye(3 ** kind.rank) * even), name
     time_reversal = [(np.eye(2), 0), (np.eye(2), 1)]
     for name, kind in TENSOR_KINDS.items():
+        if kind.only_3d:  # 003's spin responses: their spin index has three components in 2D too
+            continue
         n = int(np.prod(stored_index_sizes(name, 2)))
         assert np.allclose(tensor_action(name, time_reversal, 2), np.eye(n) * (not kind.time_odd)), name
 
@@ -403,3 +405,95 @@ def test_symmetry_tolerance_out_of_range_is_refused(bad):
     with pytest.raises(ConfigError) as err:
         load_study(_broken_study(bad))
     assert err.value.key == "symmetry.tolerance" and "\n" not in str(err.value), str(err.value)
+
+
+# ---- 003's spin responses (3D): the spin index an axial, T-odd vector
+
+SPIN_RESPONSES = ["spin_sigma_lin_tau1", "spin_sigma_lin_tau0", "spin_beta_lin_tau1", "spin_beta_lin_tau0",
+                  "spin_sigma_nl_tau2", "spin_sigma_nl_tau1", "spin_sigma_nl_tau0", "spin_beta_nl_tau2",
+                  "spin_beta_nl_tau1", "spin_beta_nl_tau0"]
+SPIN_W = np.stack([np.kron(np.eye(3), s) for s in (np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]),
+                                                   np.diag([1.0, -1.0]))])  # p ⊗ spin: the Fe-like model's spin
+
+
+def _fe_spin_study(reduce: bool, responses=SPIN_RESPONSES, **extra) -> dict:
+    spin = [[[str(complex(v)) for v in row] for row in m] for m in SPIN_W]
+    return {"model": {"name": "fe_like", "spin": spin, "wannier90": {"tb": str(FE_DATA / "fe_like_tb.dat"),
+                                                                     "position_operator": False}},
+            "symmetry": {"magnetic_moments": [[0.0, 0.0, 2.2]]}, "units": "natural", "tau": 1.0,
+            "kgrid": {"sizes": [6], "symmetry_reduce": reduce, "chunk_size": 64},
+            "mu": [-0.6, 0.3], "temperature": [0.13], "responses": responses, **extra}
+
+
+def test_spin_responses_wedge_equals_the_full_grid(tmp_path):
+    """The ten 003 spin responses of the spinful Fe-like model (4/mm'm', moment along z) symmetrised from the wedge
+    of the 6³ grid equal the full grid to 1e-10 of their largest entry; the components their kinds say the group
+    forbids vanish on the full grid (an independent check of the axial, T-odd spin index and of the time parities
+    (−1)^p of the spin currents, (−1)^(p+1) of the magnetizations). Inversion leaves the linear spin currents
+    and the nonlinear magnetizations (measured: wedge − full ≤ 1.4e-11 of the largest entry, β^(0)_{abc}; the
+    others ≤ 2e-13); the other five are rounding on both grids (≤ 1e-10 in natural units, the kept ones O(1e-2..10)).
+    Fermi levels inside the bands: above them every sum is a cancellation to rounding and compares nothing."""
+    from qgtflow.api import evaluate
+    from qgtflow.models.symmetry import symmetry_zero_components
+    from qgtflow.wedge import CART_DIMS, stored_operations
+
+    full = evaluate(_fe_spin_study(False), n_workers=0, workdir=tmp_path)
+    wedge = evaluate(_fe_spin_study(True), n_workers=0, workdir=tmp_path)
+    ops = stored_operations(wedge.attrs)
+    assert len(ops) == 16
+    nonzero = [n for n in SPIN_RESPONSES if ("sigma_lin" in n or "beta_nl" in n)]
+    for name in SPIN_RESPONSES:
+        f, w = full[name].values, wedge[name].values
+        assert w.shape == f.shape and wedge[name].dims == full[name].dims
+        if name in nonzero:
+            assert np.abs(f).max() > 1e-3, name
+            assert np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), (name, np.abs(w - f).max(), np.abs(f).max())
+        else:  # odd under inversion
+            assert np.abs(f).max() < 1e-9, (name, np.abs(f).max())
+            assert np.abs(w).max() <= max(np.abs(f).max(), 1e-30), name
+    zeros = symmetry_zero_components(SPIN_RESPONSES, ops, 3)
+    assert set(zeros) == set(SPIN_RESPONSES), zeros
+    for name in nonzero:
+        da = full[name]
+        cart = [d for d in da.dims if d in CART_DIMS]
+        names = np.array(["".join(c) for c in product(*(da[d].values.astype(str) for d in cart))])
+        values = np.abs(da.values).reshape(-1, len(names))
+        assert values[:, np.isin(names, zeros[name])].max() < 1e-10 * values.max(), name
+        assert not np.isin(names, zeros[name]).all(), name
+
+
+
+def test_spin_response_time_parities_and_where_they_are_not_classified():
+    """{1, time reversal} in 3D keeps σ^(0)_{ab;c} (spin Hall), β^(1)_{ab} (Edelstein), σ^(2), σ^(0)_{abd;c},
+    β^(1)_{abc} and kills the other five; in 2D and for the AC forms nothing is claimed."""
+    from qgtflow.models.symmetry import classified, forbidden_components, tensor_action
+
+    time_reversal = [(np.eye(3), 0), (np.eye(3), 1)]
+    even = {"spin_sigma_lin_tau0", "spin_beta_lin_tau1", "spin_sigma_nl_tau2", "spin_sigma_nl_tau0",
+            "spin_beta_nl_tau1"}
+    for name in SPIN_RESPONSES:
+        rank = 3 if "lin" in name and "sigma" in name else (2 if "lin" in name else (4 if "sigma" in name else 3))
+        assert np.allclose(tensor_action(name, time_reversal, 3), np.eye(3 ** rank) * (name in even)), name
+        assert classified(name, 3) and not classified(name, 2), name
+        assert forbidden_components(name, [(np.eye(2), 0), (-np.eye(2), 0)], 2) is None, name
+    assert not classified("spin_sigma_lin_tau0", 3, ac=True) and not classified("spin_beta_lin_tau0", 3, ac=True)
+    assert classified("spin_sigma_lin_tau1", 3, ac=True) and classified("sigma_optical", 2, ac=True)
+
+
+@pytest.mark.parametrize("case", ["ac_form", "two_d"])
+def test_unclassified_spin_studies_are_refused_with_the_wedge(case):
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    if case == "ac_form":
+        cfg = _fe_spin_study(True, ["spin_sigma_lin_tau1", "spin_sigma_lin_tau0"], omega=[0.05])
+        bad = ["spin_sigma_lin_tau0"]
+    else:
+        cfg = {**_study("qwz_square", True), "responses": ["sigma_ahe", "spin_beta_lin_tau1"]}
+        cfg["model"] = {**cfg["model"], "spin": [[[str(complex(v)) for v in row] for row in m]
+                                                 for m in SPIN_W[:, :2, :2]]}
+        bad = ["spin_beta_lin_tau1"]
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    assert err.value.key == "responses" and err.value.value == bad, str(err.value)
+    assert "3D only" in str(err.value) and "\n" not in str(err.value)

@@ -17,12 +17,12 @@ import numpy as np
 
 from qgtflow.errors import ConfigError
 from qgtflow.kgrid import axis_sizes
-from qgtflow.models.symmetry import TENSOR_KINDS, grid_invariance_problem, study_operations, tensor_action
+from qgtflow.models.symmetry import TENSOR_KINDS, classified, grid_invariance_problem, study_operations, tensor_action
 
 ROTATIONS = "grid_symmetry_rotations"  # Cartesian R of every operation (model length basis)
 TIME_REVERSAL = "grid_symmetry_time_reversal"  # θ of every operation (1: the operation includes time reversal)
 N_FULL = "grid_n_full_kpoints"  # points of the full grid the wedge stands for
-CART_DIMS = ("i", "j", "k", "l", "pseudovector")  # the responses' Cartesian dims (qgtflow.reduce.responses)
+CART_DIMS = ("i", "j", "k", "l", "pseudovector", "spin")  # the responses' Cartesian dims (qgtflow.reduce.responses)
 
 
 def requested(kgrid: dict) -> bool:
@@ -52,11 +52,14 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
         raise ConfigError(f"{key}kgrid.shift", kgrid.get("shift"), "0 with kgrid.symmetry_reduce (a Γ-centred grid)")
     if cfg.get("resolve_sectors"):
         raise ConfigError(here, True, "resolve_sectors: false (operations may map one sector onto another)")
-    other = [r for r in cfg["responses"] if r not in TENSOR_KINDS]
+    ac = cfg.get("omega") is not None
+    other = [r for r in cfg["responses"] if not classified(r, model.dim, ac)]
     if other:
+        known = sorted(r for r in TENSOR_KINDS if classified(r, model.dim, ac))
         raise ConfigError(f"{key}responses", other, "with kgrid.symmetry_reduce only responses with a classified "
-                          f"symmetry action {sorted(TENSOR_KINDS)} (pair sums, model-evaluated and derived "
-                          "responses need the full grid)")
+                          f"symmetry action {known} (pair sums, model-evaluated and derived responses need the full "
+                          "grid; 003's spin responses are classified in 3D only, the AC forms of "
+                          "spin_sigma_lin_tau0 and spin_beta_lin_tau0 not at all)")
     ops = operations if operations is not None else study_operations(model, cfg["symmetry"], f"{key}symmetry")
     for size in kgrid["sizes"]:
         problem = grid_invariance_problem(ops, model.reciprocal_vectors, axis_sizes(size, model.dim))
@@ -109,6 +112,8 @@ def symmetrise(ds, operations, dim: int):
     for name, var in ds.data_vars.items():
         if name not in TENSOR_KINDS:
             continue
+        if "phase" in var.dims and TENSOR_KINDS[name].static_only:  # check_study refuses these studies
+            raise ValueError(f"symmetrise: {name} has an AC phase dim; its AC form is not classified")
         cart = [d for d in var.dims if d in CART_DIMS]
         if tuple(var.dims[len(var.dims) - len(cart):]) != tuple(cart):
             raise ValueError(f"symmetrise: {name} dims {var.dims}; expected the Cartesian dims last")
