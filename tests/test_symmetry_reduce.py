@@ -345,7 +345,7 @@ def test_the_kinds_act_on_the_stored_layouts():
         assert np.allclose(tensor_action(name, inversion, 3), np.eye(3 ** kind.rank) * even), name
     time_reversal = [(np.eye(2), 0), (np.eye(2), 1)]
     for name, kind in TENSOR_KINDS.items():
-        if kind.only_3d:  # 003's spin responses: their spin index has three components in 2D too
+        if kind.spin:  # 003's spin responses: their spin index has three components in 2D too
             continue
         n = int(np.prod(stored_index_sizes(name, 2)))
         assert np.allclose(tensor_action(name, time_reversal, 2), np.eye(n) * (not kind.time_odd)), name
@@ -497,3 +497,22 @@ def test_unclassified_spin_studies_are_refused_with_the_wedge(case):
         load_study(cfg)
     assert err.value.key == "responses" and err.value.value == bad, str(err.value)
     assert "3D only" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_spin_operator_in_another_frame_is_refused_for_spin_responses():
+    """The spin responses' zeros and wedge trust the model's spin operator: the Fe-like model with its spin
+    components cycled (σ^x, σ^y, σ^z) → (σ^z, σ^x, σ^y) is refused naming the spin operator when a spin response is
+    asked for, and accepted without one (the crystal is still the Hamiltonian's)."""
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    cycled = [[[str(complex(v)) for v in row] for row in m] for m in SPIN_W[[2, 0, 1]]]
+    cfg = _fe_spin_study(False, ["sigma_ahe", "spin_sigma_lin_tau0"])
+    cfg["model"] = {**cfg["model"], "spin": cycled}
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    msg = str(err.value)
+    assert err.value.key == "symmetry.tolerance" and "spin operator as a T-odd axial vector" in msg, msg
+    assert "\n" not in msg
+    load_study({**cfg, "responses": ["sigma_ahe"]})
+    load_study(_fe_spin_study(False, ["sigma_ahe", "spin_sigma_lin_tau0"]))  # the true spin operator passes

@@ -67,14 +67,15 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
             raise ConfigError(f"{key}kgrid.sizes", size, f"a grid the point group maps onto itself ({problem})")
 
 
-def check_operations(model, operations, key: str, tolerance: float) -> None:
+def check_operations(model, operations, key: str, tolerance: float, spin: bool = False) -> None:
     """Refuse (ConfigError naming ``key``.tolerance and its value) a point group that is not one of the model to
     ``tolerance`` (the study's ``symmetry.tolerance``): its symmetry zeros and the wedge's symmetrised sums would be
     silently wrong (the band energies and the Berry curvature at a few k-points,
-    :func:`qgtflow.geometry.covariance.first_broken_operation`); run for every study with a ``symmetry`` block."""
+    :func:`qgtflow.geometry.covariance.first_broken_operation`; ``spin``: the model's spin operator too, for a
+    study with classified 003 spin responses); run for every study with a ``symmetry`` block."""
     from qgtflow.geometry.covariance import first_broken_operation
 
-    broken = first_broken_operation(model, operations, tolerance)
+    broken = first_broken_operation(model, operations, tolerance, spin)
     if broken:
         label, why, needed = broken
         largest = float(_schema_tolerance()["maximum"])

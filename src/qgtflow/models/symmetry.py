@@ -38,7 +38,7 @@ class TensorKind(NamedTuple):
 
     indices: str
     time_odd: bool
-    only_3d: bool = False  # a spin index (three components in every dimension): classified in 3D only
+    spin: bool = False  # has 003's spin index (three components in every dimension): classified in 3D only
     static_only: bool = False  # its AC form (``omega`` given: a cos/sin ``phase`` dim) is not classified
 
     @property
@@ -70,16 +70,16 @@ TENSOR_KINDS = {
     "kerr_snap": TensorKind("pppp", False),  # 004 Eq. 7: (τ_ω³ + τ_ω²τ + τ_ωτ²) J_αβγδ
     # 003, stored (i, j, spin), (spin, i), (i, j, k, spin), (spin, i, j): spin currents T-odd for odd τ powers,
     # magnetizations for even ones (module doc)
-    "spin_sigma_lin_tau1": TensorKind("ppa", True, only_3d=True),  # Eq. 4, τ¹: magnetic spin Hall
-    "spin_sigma_lin_tau0": TensorKind("ppa", False, only_3d=True, static_only=True),  # Eq. 6, τ⁰: spin Hall
-    "spin_beta_lin_tau1": TensorKind("ap", False, only_3d=True),  # Eq. 5, τ¹: Edelstein
-    "spin_beta_lin_tau0": TensorKind("ap", True, only_3d=True, static_only=True),  # Eq. 6, τ⁰: Zeeman QM
-    "spin_sigma_nl_tau2": TensorKind("pppa", False, only_3d=True),  # Eq. 9, τ²
-    "spin_sigma_nl_tau1": TensorKind("pppa", True, only_3d=True),  # Eq. 11, τ¹
-    "spin_sigma_nl_tau0": TensorKind("pppa", False, only_3d=True),  # Eq. 13, τ⁰
-    "spin_beta_nl_tau2": TensorKind("app", True, only_3d=True),  # Eq. 10, τ²
-    "spin_beta_nl_tau1": TensorKind("app", False, only_3d=True),  # Eq. 12, τ¹
-    "spin_beta_nl_tau0": TensorKind("app", True, only_3d=True),  # Eq. 14, τ⁰
+    "spin_sigma_lin_tau1": TensorKind("ppa", True, spin=True),  # Eq. 4, τ¹: magnetic spin Hall
+    "spin_sigma_lin_tau0": TensorKind("ppa", False, spin=True, static_only=True),  # Eq. 6, τ⁰: spin Hall
+    "spin_beta_lin_tau1": TensorKind("ap", False, spin=True),  # Eq. 5, τ¹: Edelstein
+    "spin_beta_lin_tau0": TensorKind("ap", True, spin=True, static_only=True),  # Eq. 6, τ⁰: Zeeman QM
+    "spin_sigma_nl_tau2": TensorKind("pppa", False, spin=True),  # Eq. 9, τ²
+    "spin_sigma_nl_tau1": TensorKind("pppa", True, spin=True),  # Eq. 11, τ¹
+    "spin_sigma_nl_tau0": TensorKind("pppa", False, spin=True),  # Eq. 13, τ⁰
+    "spin_beta_nl_tau2": TensorKind("app", True, spin=True),  # Eq. 10, τ²
+    "spin_beta_nl_tau1": TensorKind("app", False, spin=True),  # Eq. 12, τ¹
+    "spin_beta_nl_tau0": TensorKind("app", True, spin=True),  # Eq. 14, τ⁰
 }
 AXES = "xyz"
 
@@ -147,7 +147,7 @@ def classified(response: str, dim: int, ac: bool = False) -> bool:
     """Whether ``response``'s transformation is classified (:data:`TENSOR_KINDS`) in ``dim`` dimensions, ``ac``:
     at photon energies (the study gives ``omega``; the AC forms of 003's intrinsic linear spin responses are not)."""
     kind = TENSOR_KINDS.get(response)
-    return kind is not None and not (kind.only_3d and dim != 3) and not (kind.static_only and ac)
+    return kind is not None and not (kind.spin and dim != 3) and not (kind.static_only and ac)
 
 
 def forbidden_components(response: str, operations, dim: int, ac: bool = False) -> list[str] | None:
