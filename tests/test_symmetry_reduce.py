@@ -516,3 +516,19 @@ def test_a_spin_operator_in_another_frame_is_refused_for_spin_responses():
     assert "\n" not in msg
     load_study({**cfg, "responses": ["sigma_ahe"]})
     load_study(_fe_spin_study(False, ["sigma_ahe", "spin_sigma_lin_tau0"]))  # the true spin operator passes
+
+
+def test_spin_symmetry_zeros_are_residuals_in_converge(tmp_path):
+    """`converge` labels the spin index with the Cartesian ones, as the zeros name them (a separate 'z:' prefix
+    made the zero labels unknown to the table): the Fe-like model's 4/mm'm' zeros of σ^(0)_{ab;c} and β^(1)_{abc}
+    (63 of the 81 entries) are excluded as residuals at rounding."""
+    from qgtflow.driver import converge
+
+    st = {**_fe_spin_study(False, ["spin_sigma_lin_tau0", "spin_beta_nl_tau1"]), "mu": [-0.6],
+          "kgrid": {"sizes": [2, 4, 6], "chunk_size": 64}}
+    r = converge(st, n_workers=0, workdir=str(tmp_path / "w"), out_dir=str(tmp_path / "o"), max_rounds=3,
+                 plots=False)
+    excluded = r.table[r.table["verdict"] == "symmetry zero (excluded)"]
+    assert len(excluded) == 63 and len(r.table) == 81, (len(excluded), len(r.table))
+    assert "xyz" not in set(excluded[excluded["response"] == "spin_sigma_lin_tau0"]["component"])  # σ_xy;z kept
+    assert r.table["symmetry_residual"].max() < 1e-12
