@@ -105,7 +105,7 @@ def check_cost(reps: int = 20):
             best = np.inf
             for _ in range(reps):
                 t0 = time.process_time()
-                broken = first_broken_operation(model, ops)
+                broken = first_broken_operation(model, ops, 1e-3)  # the schema's symmetry.tolerance default
                 best = min(best, time.process_time() - t0)
             verdict = "passes" if broken is None else f"refused at {broken[0]}"
             print(f"{case:<10}{label:<16}{len(ops):>4} operations {1e3 * best:>8.2f} ms  {verdict}")

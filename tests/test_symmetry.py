@@ -25,7 +25,7 @@ def test_bcc_fe_with_a_moment_along_z_allows_only_sigma_xy():
     assert forbidden_components("sigma_ahe", plain, 3) == ALL2
     assert len(forbidden_components("sigma_bcd", magnetic, 3)) == 27
     assert sorted(set(ALL2) - set(forbidden_components("sigma_drude", plain, 3))) == ["xx", "yy", "zz"]
-    assert forbidden_components("spin_sigma_lin_tau1", plain, 3) is None  # not classified: nothing claimed
+    assert forbidden_components("pockels_skew", plain, 3) is None  # not classified: nothing claimed
 
 
 def test_forbidden_components_vanish_in_the_computed_ahc(tmp_path):

@@ -174,7 +174,8 @@ WRONG_CRYSTALS = {  # case: (model case, crystal, what breaks it)
 
 @pytest.mark.parametrize("case", sorted(WRONG_CRYSTALS))
 def test_a_crystal_that_is_not_a_symmetry_of_the_model_is_refused(case):
-    """One line naming the key `symmetry`, the failing operation and the measured mismatch, at validation time."""
+    """One line naming the key `symmetry.tolerance` with its value, the failing operation and the measured
+    mismatch, at validation time."""
     from qgtflow.errors import ConfigError
     from qgtflow.study import load_study
 
@@ -182,11 +183,11 @@ def test_a_crystal_that_is_not_a_symmetry_of_the_model_is_refused(case):
     with pytest.raises(ConfigError) as err:
         load_study({**_study(model_case, True), "symmetry": crystal})
     msg = str(err.value)
-    assert err.value.key == "symmetry" and "\n" not in msg, msg
-    assert str(err.value.value).startswith("operation ") and what in msg and "tolerance" in msg, msg
+    assert err.value.key == "symmetry.tolerance" and err.value.value == 1e-3 and "\n" not in msg, msg
+    assert "operation " in msg and what in msg and "held to" in msg, msg
     with pytest.raises(ConfigError) as err:  # without the wedge too: the crystal's symmetry zeros would be wrong
         load_study({**_study(model_case, False), "symmetry": crystal})
-    assert err.value.key == "symmetry" and "symmetry zeros" in str(err.value), str(err.value)
+    assert err.value.key == "symmetry.tolerance" and "symmetry zeros" in str(err.value), str(err.value)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -199,7 +200,7 @@ def test_the_correct_crystals_pass_to_rounding(case):
 
     study = load_study(_study(case, False))
     ops = study_operations(study.model, CASES[case][1])
-    assert covariance.first_broken_operation(study.model, ops) is None
+    assert covariance.first_broken_operation(study.model, ops, 1e-3) is None
     points = covariance.test_points(study.model)
     moved = covariance.images(points, ops)
     k = np.concatenate([points, moved.reshape(-1, study.model.dim)])
@@ -229,7 +230,7 @@ def test_a_kp_model_is_checked_on_its_window(case):
     from qgtflow.models.builtin import build_model
 
     ops, broken = KP_OPERATIONS[case]
-    result = first_broken_operation(build_model("massive_dirac"), ops)
+    result = first_broken_operation(build_model("massive_dirac"), ops, 1e-3)
     assert (result is None) if broken is None else (result[0] == broken and "Berry curvature" in result[1]), result
 
 
@@ -242,9 +243,9 @@ def test_operations_of_another_lattice_are_refused_on_the_energies():
 
     stretched = load_study(_study("haldane_stretched", False)).model
     hexagonal = load_study(_study("haldane", False)).model
-    assert first_broken_operation(stretched, study_operations(stretched, HALDANE_CRYSTAL)) is None
-    label, why = first_broken_operation(stretched, study_operations(hexagonal, HALDANE_CRYSTAL))
-    assert label.startswith("C3") and "band energies" in why, why
+    assert first_broken_operation(stretched, study_operations(stretched, HALDANE_CRYSTAL), 1e-3) is None
+    label, why, needed = first_broken_operation(stretched, study_operations(hexagonal, HALDANE_CRYSTAL), 1e-3)
+    assert label.startswith("C3") and "band energies" in why and needed > 1e-3, why
 
 
 def test_the_cli_refuses_a_wrong_crystal_with_exit_2(tmp_path, capsys):
@@ -257,7 +258,7 @@ def test_the_cli_refuses_a_wrong_crystal_with_exit_2(tmp_path, capsys):
     path.write_text(yaml.safe_dump(cfg))
     assert main(["evaluate", str(path), "--out", str(tmp_path / "r.zarr")]) == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("qgtflow: error:")]
-    assert len(lines) == 1 and "'symmetry'" in lines[0] and "operation" in lines[0], lines
+    assert len(lines) == 1 and "'symmetry.tolerance'" in lines[0] and "operation" in lines[0], lines
     assert not (tmp_path / "r.zarr").exists()
 
 
@@ -334,7 +335,7 @@ def test_newly_classified_responses_wedge_equals_the_full_grid(case, tmp_path):
 def test_the_kinds_act_on_the_stored_layouts():
     """The classification on the stored layouts: the group {1, −1} averages a polar rank-r tensor to (1 + (−1)^r)/2
     (an axial one to (1 + (−1)^(r+1))/2), {1, time reversal} keeps the T-even kinds and kills the T-odd ones; the
-    IFE's pseudovector index comes first and is stored as z alone in 2D."""
+    IFE's pseudovector index comes first and is stored as z alone in 2D; 003's spin responses are 3D only."""
     from qgtflow.models.symmetry import TENSOR_KINDS, stored_index_sizes, tensor_action
 
     assert stored_index_sizes("ife_coefficient", 2) == [1, 2, 2] and stored_index_sizes("ife_coefficient", 3) == [3] * 3
@@ -344,6 +345,8 @@ def test_the_kinds_act_on_the_stored_layouts():
         assert np.allclose(tensor_action(name, inversion, 3), np.eye(3 ** kind.rank) * even), name
     time_reversal = [(np.eye(2), 0), (np.eye(2), 1)]
     for name, kind in TENSOR_KINDS.items():
+        if kind.spin:  # 003's spin responses: their spin index has three components in 2D too
+            continue
         n = int(np.prod(stored_index_sizes(name, 2)))
         assert np.allclose(tensor_action(name, time_reversal, 2), np.eye(n) * (not kind.time_odd)), name
 
@@ -356,3 +359,176 @@ def test_convergence_labels_a_pseudovector_index_as_the_symmetry_zeros_do():
     coords = {"i": ["x", "y"], "j": ["x", "y"], "pseudovector": ["z"], "part": ["total"]}
     assert component_labels(("i", "pseudovector"), coords) == ["xz", "yz"]
     assert component_labels(("part", "pseudovector", "i", "j"), coords)[1] == "total:zxy"
+
+
+def _qwz_broken(breaking_ev: float) -> dict:
+    """QWZ scaled to a ~0.9 eV bandwidth (eV, nm) with a C4-breaking term breaking_ev · cos k_x on both orbitals:
+    a model symmetric only to a Wannierisation-like accuracy."""
+    h, m = 0.1, -0.2
+    hops = [[[1, 0], 0, 0, h], [[0, 1], 0, 0, h], [[1, 0], 1, 1, -h], [[0, 1], 1, 1, -h],
+            [[1, 0], 0, 1, [0, -h]], [[-1, 0], 0, 1, [0, h]], [[0, 1], 0, 1, -h], [[0, -1], 0, 1, h],
+            [[1, 0], 0, 0, breaking_ev / 2], [[1, 0], 1, 1, breaking_ev / 2]]
+    return {"name": "qwz_broken", "tight_binding": {"lattice": [[0.4, 0.0], [0.0, 0.4]], "positions": [[0, 0], [0, 0]],
+                                                    "hoppings": hops, "onsite": [m, -m]}}
+
+
+def _broken_study(tolerance=None) -> dict:
+    crystal = {"atoms": [["X", 0, 0, 0]], "magnetic_moments": [[0, 0, 1.0]]}
+    if tolerance is not None:
+        crystal["tolerance"] = tolerance
+    return {"model": _qwz_broken(3e-4), "symmetry": crystal, "kgrid": {"sizes": [8]}, "mu": [0.0],
+            "temperature": [100.0], "responses": ["sigma_ahe"]}
+
+
+def test_symmetry_tolerance_accepts_a_model_broken_below_it():
+    """0.3 meV of C4 breaking moves the energies at the test points by 6.5e-4 of the 0.93 eV bandwidth: refused at
+    the default tolerance 1e-3 (energies held to 1e-4), with the tolerance that would pass named; accepted at 1e-2."""
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study(_broken_study())
+    msg = str(err.value)
+    assert err.value.key == "symmetry.tolerance" and err.value.value == 1e-3 and "\n" not in msg, msg
+    assert "operation C4" in msg and "band energies by 0.00065 of the bandwidth" in msg, msg
+    assert "raise symmetry.tolerance to 0.0065" in msg, msg
+    assert load_study(_broken_study(1e-2)).config["symmetry"]["tolerance"] == 1e-2
+    # the symmetric model passes at the default
+    assert load_study({**_broken_study(), "model": _qwz_broken(0.0)}).config["symmetry"]["tolerance"] == 1e-3
+
+
+@pytest.mark.parametrize("bad", [0, -1e-3, 0.2, "loose"])
+def test_symmetry_tolerance_out_of_range_is_refused(bad):
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study(_broken_study(bad))
+    assert err.value.key == "symmetry.tolerance" and "\n" not in str(err.value), str(err.value)
+
+
+# ---- 003's spin responses (3D): the spin index an axial, T-odd vector
+
+SPIN_RESPONSES = ["spin_sigma_lin_tau1", "spin_sigma_lin_tau0", "spin_beta_lin_tau1", "spin_beta_lin_tau0",
+                  "spin_sigma_nl_tau2", "spin_sigma_nl_tau1", "spin_sigma_nl_tau0", "spin_beta_nl_tau2",
+                  "spin_beta_nl_tau1", "spin_beta_nl_tau0"]
+SPIN_W = np.stack([np.kron(np.eye(3), s) for s in (np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]),
+                                                   np.diag([1.0, -1.0]))])  # p ⊗ spin: the Fe-like model's spin
+
+
+def _fe_spin_study(reduce: bool, responses=SPIN_RESPONSES, **extra) -> dict:
+    spin = [[[str(complex(v)) for v in row] for row in m] for m in SPIN_W]
+    return {"model": {"name": "fe_like", "spin": spin, "wannier90": {"tb": str(FE_DATA / "fe_like_tb.dat"),
+                                                                     "position_operator": False}},
+            "symmetry": {"magnetic_moments": [[0.0, 0.0, 2.2]]}, "units": "natural", "tau": 1.0,
+            "kgrid": {"sizes": [6], "symmetry_reduce": reduce, "chunk_size": 64},
+            "mu": [-0.6, 0.3], "temperature": [0.13], "responses": responses, **extra}
+
+
+def test_spin_responses_wedge_equals_the_full_grid(tmp_path):
+    """The ten 003 spin responses of the spinful Fe-like model (4/mm'm', moment along z) symmetrised from the wedge
+    of the 6³ grid equal the full grid to 1e-10 of their largest entry; the components their kinds say the group
+    forbids vanish on the full grid (an independent check of the axial, T-odd spin index and of the time parities
+    (−1)^p of the spin currents, (−1)^(p+1) of the magnetizations). Inversion leaves the linear spin currents
+    and the nonlinear magnetizations (measured: wedge − full ≤ 1.4e-11 of the largest entry, β^(0)_{abc}; the
+    others ≤ 2e-13); the other five are rounding on both grids (≤ 1e-10 in natural units, the kept ones O(1e-2..10)).
+    Fermi levels inside the bands: above them every sum is a cancellation to rounding and compares nothing."""
+    from qgtflow.api import evaluate
+    from qgtflow.models.symmetry import symmetry_zero_components
+    from qgtflow.wedge import CART_DIMS, stored_operations
+
+    full = evaluate(_fe_spin_study(False), n_workers=0, workdir=tmp_path)
+    wedge = evaluate(_fe_spin_study(True), n_workers=0, workdir=tmp_path)
+    ops = stored_operations(wedge.attrs)
+    assert len(ops) == 16
+    nonzero = [n for n in SPIN_RESPONSES if ("sigma_lin" in n or "beta_nl" in n)]
+    for name in SPIN_RESPONSES:
+        f, w = full[name].values, wedge[name].values
+        assert w.shape == f.shape and wedge[name].dims == full[name].dims
+        if name in nonzero:
+            assert np.abs(f).max() > 1e-3, name
+            assert np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), (name, np.abs(w - f).max(), np.abs(f).max())
+        else:  # odd under inversion
+            assert np.abs(f).max() < 1e-9, (name, np.abs(f).max())
+            assert np.abs(w).max() <= max(np.abs(f).max(), 1e-30), name
+    zeros = symmetry_zero_components(SPIN_RESPONSES, ops, 3)
+    assert set(zeros) == set(SPIN_RESPONSES), zeros
+    for name in nonzero:
+        da = full[name]
+        cart = [d for d in da.dims if d in CART_DIMS]
+        names = np.array(["".join(c) for c in product(*(da[d].values.astype(str) for d in cart))])
+        values = np.abs(da.values).reshape(-1, len(names))
+        assert values[:, np.isin(names, zeros[name])].max() < 1e-10 * values.max(), name
+        assert not np.isin(names, zeros[name]).all(), name
+
+
+
+def test_spin_response_time_parities_and_where_they_are_not_classified():
+    """{1, time reversal} in 3D keeps σ^(0)_{ab;c} (spin Hall), β^(1)_{ab} (Edelstein), σ^(2), σ^(0)_{abd;c},
+    β^(1)_{abc} and kills the other five; in 2D and for the AC forms nothing is claimed."""
+    from qgtflow.models.symmetry import classified, forbidden_components, tensor_action
+
+    time_reversal = [(np.eye(3), 0), (np.eye(3), 1)]
+    even = {"spin_sigma_lin_tau0", "spin_beta_lin_tau1", "spin_sigma_nl_tau2", "spin_sigma_nl_tau0",
+            "spin_beta_nl_tau1"}
+    for name in SPIN_RESPONSES:
+        rank = 3 if "lin" in name and "sigma" in name else (2 if "lin" in name else (4 if "sigma" in name else 3))
+        assert np.allclose(tensor_action(name, time_reversal, 3), np.eye(3 ** rank) * (name in even)), name
+        assert classified(name, 3) and not classified(name, 2), name
+        assert forbidden_components(name, [(np.eye(2), 0), (-np.eye(2), 0)], 2) is None, name
+    assert not classified("spin_sigma_lin_tau0", 3, ac=True) and not classified("spin_beta_lin_tau0", 3, ac=True)
+    assert classified("spin_sigma_lin_tau1", 3, ac=True) and classified("sigma_optical", 2, ac=True)
+
+
+@pytest.mark.parametrize("case", ["ac_form", "two_d"])
+def test_unclassified_spin_studies_are_refused_with_the_wedge(case):
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    if case == "ac_form":
+        cfg = _fe_spin_study(True, ["spin_sigma_lin_tau1", "spin_sigma_lin_tau0"], omega=[0.05])
+        bad = ["spin_sigma_lin_tau0"]
+    else:
+        cfg = {**_study("qwz_square", True), "responses": ["sigma_ahe", "spin_beta_lin_tau1"]}
+        cfg["model"] = {**cfg["model"], "spin": [[[str(complex(v)) for v in row] for row in m]
+                                                 for m in SPIN_W[:, :2, :2]]}
+        bad = ["spin_beta_lin_tau1"]
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    assert err.value.key == "responses" and err.value.value == bad, str(err.value)
+    assert "3D only" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_spin_operator_in_another_frame_is_refused_for_spin_responses():
+    """The spin responses' zeros and wedge trust the model's spin operator: the Fe-like model with its spin
+    components cycled (σ^x, σ^y, σ^z) → (σ^z, σ^x, σ^y) is refused naming the spin operator when a spin response is
+    asked for, and accepted without one (the crystal is still the Hamiltonian's)."""
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    cycled = [[[str(complex(v)) for v in row] for row in m] for m in SPIN_W[[2, 0, 1]]]
+    cfg = _fe_spin_study(False, ["sigma_ahe", "spin_sigma_lin_tau0"])
+    cfg["model"] = {**cfg["model"], "spin": cycled}
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    msg = str(err.value)
+    assert err.value.key == "symmetry.tolerance" and "spin operator as a T-odd axial vector" in msg, msg
+    assert "\n" not in msg
+    load_study({**cfg, "responses": ["sigma_ahe"]})
+    load_study(_fe_spin_study(False, ["sigma_ahe", "spin_sigma_lin_tau0"]))  # the true spin operator passes
+
+
+def test_spin_symmetry_zeros_are_residuals_in_converge(tmp_path):
+    """`converge` labels the spin index with the Cartesian ones, as the zeros name them (a separate 'z:' prefix
+    made the zero labels unknown to the table): the Fe-like model's 4/mm'm' zeros of σ^(0)_{ab;c} and β^(1)_{abc}
+    (63 of the 81 entries) are excluded as residuals at rounding."""
+    from qgtflow.driver import converge
+
+    st = {**_fe_spin_study(False, ["spin_sigma_lin_tau0", "spin_beta_nl_tau1"]), "mu": [-0.6],
+          "kgrid": {"sizes": [2, 4, 6], "chunk_size": 64}}
+    r = converge(st, n_workers=0, workdir=str(tmp_path / "w"), out_dir=str(tmp_path / "o"), max_rounds=3,
+                 plots=False)
+    excluded = r.table[r.table["verdict"] == "symmetry zero (excluded)"]
+    assert len(excluded) == 63 and len(r.table) == 81, (len(excluded), len(r.table))
+    assert "xyz" not in set(excluded[excluded["response"] == "spin_sigma_lin_tau0"]["component"])  # σ_xy;z kept
+    assert r.table["symmetry_residual"].max() < 1e-12

@@ -265,7 +265,8 @@ def symmetry_zeros(st) -> dict[str, list[str]]:
     """{response: components forbidden by the point group of the study's crystal} (empty without ``symmetry``)."""
     from qgtflow.models.symmetry import study_symmetry_zeros
 
-    zeros = study_symmetry_zeros(st.model, st.config.get("symmetry"), st.responses, f"{st.where}symmetry")
+    zeros = study_symmetry_zeros(st.model, st.config.get("symmetry"), st.responses, f"{st.where}symmetry",
+                                 ac=st.config.get("omega") is not None)
     if zeros:
         log.info("converge %s: symmetry-forbidden components %s", st.name, zeros)
     return zeros

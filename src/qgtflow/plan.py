@@ -137,7 +137,8 @@ def _symmetry_zeros(study) -> dict:
     """{response: components forbidden by the point group of the study's crystal} ({} without ``symmetry``)."""
     from qgtflow.models.symmetry import study_symmetry_zeros
 
-    return study_symmetry_zeros(study.model, study.config.get("symmetry"), study.responses, f"{study.where}symmetry")
+    return study_symmetry_zeros(study.model, study.config.get("symmetry"), study.responses, f"{study.where}symmetry",
+                                ac=study.config.get("omega") is not None)
 
 
 def _symmetry_crystal(study):

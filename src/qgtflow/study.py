@@ -369,10 +369,12 @@ def load_study(source, name: str | None = None) -> Study:
 
     operations = None
     if cfg.get("symmetry") is not None:  # the crystal and its point group, checked on the model before any compute
-        from qgtflow.models.symmetry import study_operations
+        from qgtflow.models.symmetry import TENSOR_KINDS, classified, study_operations
 
         operations = study_operations(model, cfg["symmetry"], f"{key}symmetry")
-        wedge.check_operations(model, operations, f"{key}symmetry")
+        spin = any(TENSOR_KINDS[r].spin and classified(r, model.dim, cfg.get("omega") is not None)
+                   for r in cfg["responses"] if r in TENSOR_KINDS)  # their zeros trust the spin operator
+        wedge.check_operations(model, operations, f"{key}symmetry", cfg["symmetry"]["tolerance"], spin)
     from qgtflow.reduce import kinds
 
     kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)

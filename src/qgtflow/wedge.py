@@ -17,12 +17,12 @@ import numpy as np
 
 from qgtflow.errors import ConfigError
 from qgtflow.kgrid import axis_sizes
-from qgtflow.models.symmetry import TENSOR_KINDS, grid_invariance_problem, study_operations, tensor_action
+from qgtflow.models.symmetry import TENSOR_KINDS, classified, grid_invariance_problem, study_operations, tensor_action
 
 ROTATIONS = "grid_symmetry_rotations"  # Cartesian R of every operation (model length basis)
 TIME_REVERSAL = "grid_symmetry_time_reversal"  # θ of every operation (1: the operation includes time reversal)
 N_FULL = "grid_n_full_kpoints"  # points of the full grid the wedge stands for
-CART_DIMS = ("i", "j", "k", "l", "pseudovector")  # the responses' Cartesian dims (qgtflow.reduce.responses)
+CART_DIMS = ("i", "j", "k", "l", "pseudovector", "spin")  # the responses' Cartesian dims (qgtflow.reduce.responses)
 
 
 def requested(kgrid: dict) -> bool:
@@ -52,11 +52,14 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
         raise ConfigError(f"{key}kgrid.shift", kgrid.get("shift"), "0 with kgrid.symmetry_reduce (a Γ-centred grid)")
     if cfg.get("resolve_sectors"):
         raise ConfigError(here, True, "resolve_sectors: false (operations may map one sector onto another)")
-    other = [r for r in cfg["responses"] if r not in TENSOR_KINDS]
+    ac = cfg.get("omega") is not None
+    other = [r for r in cfg["responses"] if not classified(r, model.dim, ac)]
     if other:
+        known = sorted(r for r in TENSOR_KINDS if classified(r, model.dim, ac))
         raise ConfigError(f"{key}responses", other, "with kgrid.symmetry_reduce only responses with a classified "
-                          f"symmetry action {sorted(TENSOR_KINDS)} (pair sums, model-evaluated and derived "
-                          "responses need the full grid)")
+                          f"symmetry action {known} (pair sums, model-evaluated and derived responses need the full "
+                          "grid; 003's spin responses are classified in 3D only, the AC forms of "
+                          "spin_sigma_lin_tau0 and spin_beta_lin_tau0 not at all)")
     ops = operations if operations is not None else study_operations(model, cfg["symmetry"], f"{key}symmetry")
     for size in kgrid["sizes"]:
         problem = grid_invariance_problem(ops, model.reciprocal_vectors, axis_sizes(size, model.dim))
@@ -64,18 +67,30 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
             raise ConfigError(f"{key}kgrid.sizes", size, f"a grid the point group maps onto itself ({problem})")
 
 
-def check_operations(model, operations, key: str) -> None:
-    """Refuse (ConfigError naming ``key``) a point group that is not one of the model: its symmetry zeros and the
-    wedge's symmetrised sums would be silently wrong (the band energies and the Berry curvature at a few k-points,
-    :func:`qgtflow.geometry.covariance.first_broken_operation`); run for every study with a ``symmetry`` block."""
+def check_operations(model, operations, key: str, tolerance: float, spin: bool = False) -> None:
+    """Refuse (ConfigError naming ``key``.tolerance and its value) a point group that is not one of the model to
+    ``tolerance`` (the study's ``symmetry.tolerance``): its symmetry zeros and the wedge's symmetrised sums would be
+    silently wrong (the band energies and the Berry curvature at a few k-points,
+    :func:`qgtflow.geometry.covariance.first_broken_operation`; ``spin``: the model's spin operator too, for a
+    study with classified 003 spin responses); run for every study with a ``symmetry`` block."""
     from qgtflow.geometry.covariance import first_broken_operation
 
-    broken = first_broken_operation(model, operations)
+    broken = first_broken_operation(model, operations, tolerance, spin)
     if broken:
-        label, why = broken
-        raise ConfigError(key, f"operation {label}", f"a crystal whose point-group operations are symmetries of "
-                          f"the model {model.name!r}, which its symmetry zeros and kgrid.symmetry_reduce rely on: {why}; "
-                          "check the atoms and magnetic_moments (or drop the symmetry block)")
+        label, why, needed = broken
+        largest = float(_schema_tolerance()["maximum"])
+        fix = (f"raise {key}.tolerance to {needed:.2g} or more if the model is symmetric only to its Wannierisation "
+               "accuracy" if needed <= largest else f"the mismatch is beyond the largest tolerance {largest:g}")
+        raise ConfigError(f"{key}.tolerance", tolerance, f"a crystal whose point-group operations are symmetries of "
+                          f"the model {model.name!r} to that tolerance, which its symmetry zeros and "
+                          f"kgrid.symmetry_reduce rely on; operation {label}: {why}; check the atoms and "
+                          f"magnetic_moments, {fix} (or drop the symmetry block)")
+
+
+def _schema_tolerance() -> dict:
+    from qgtflow.study import study_schema
+
+    return study_schema()["properties"]["symmetry"]["properties"]["tolerance"]
 
 
 def operation_attrs(operations) -> dict:
@@ -98,6 +113,8 @@ def symmetrise(ds, operations, dim: int):
     for name, var in ds.data_vars.items():
         if name not in TENSOR_KINDS:
             continue
+        if "phase" in var.dims and TENSOR_KINDS[name].static_only:  # check_study refuses these studies
+            raise ValueError(f"symmetrise: {name} has an AC phase dim; its AC form is not classified")
         cart = [d for d in var.dims if d in CART_DIMS]
         if tuple(var.dims[len(var.dims) - len(cart):]) != tuple(cart):
             raise ValueError(f"symmetrise: {name} dims {var.dims}; expected the Cartesian dims last")

@@ -11,6 +11,13 @@ the group average P = (1/|G|) Σ_g D(g) (a projector onto the invariant tensors)
 row c of P vanishes. Time parity of the conductivities J = σ E^n ∝ τ^p (Boltzmann, CATALOG): (−1)^{p+1}
 (Drude, BCD: even; AHE, nonlinear Drude, intrinsic σ^qm: odd), which is exact for the parts they hold (the
 AHE is the antisymmetric, T-odd part of σ; Onsager's transposition leaves it its sign).
+
+003's spin responses (3D only): the spin index c of σ̂^c is an axial vector and T-odd. A spin current J_{a;c}
+(velocity ⊗ spin) is T-even, a spin magnetization M_a (spin) T-odd, so for J ∝ τ^p E^n the time parity is (−1)^p
+for the spin currents and (−1)^(p+1) for the magnetizations (intrinsic spin Hall σ^(0): even; Edelstein β^(1):
+even; magnetic spin Hall σ^(1) and Zeeman QM β^(0): odd). In 2D the spin index keeps its three components, which a
+plane-keeping operation restricted to the plane does not act on: not classified there. Their AC forms (with
+``omega``: a ``phase`` dim whose sin ωt part has the opposite time parity, t → −t) are not classified either.
 """
 
 from __future__ import annotations
@@ -31,6 +38,8 @@ class TensorKind(NamedTuple):
 
     indices: str
     time_odd: bool
+    spin: bool = False  # has 003's spin index (three components in every dimension): classified in 3D only
+    static_only: bool = False  # its AC form (``omega`` given: a cos/sin ``phase`` dim) is not classified
 
     @property
     def rank(self) -> int:
@@ -59,6 +68,18 @@ TENSOR_KINDS = {
     "pockels_bcd": TensorKind("ppp", False),  # 004 Eq. 5: ε_αγδ D_βδ, ε_αβδ D_γδ (ε ⊗ axial D: polar)
     "snap_tensor": TensorKind("pppp", False),  # 004 Eq. 7: ∫ ∂³ε ∂_δε f0'
     "kerr_snap": TensorKind("pppp", False),  # 004 Eq. 7: (τ_ω³ + τ_ω²τ + τ_ωτ²) J_αβγδ
+    # 003, stored (i, j, spin), (spin, i), (i, j, k, spin), (spin, i, j): spin currents T-odd for odd τ powers,
+    # magnetizations for even ones (module doc)
+    "spin_sigma_lin_tau1": TensorKind("ppa", True, spin=True),  # Eq. 4, τ¹: magnetic spin Hall
+    "spin_sigma_lin_tau0": TensorKind("ppa", False, spin=True, static_only=True),  # Eq. 6, τ⁰: spin Hall
+    "spin_beta_lin_tau1": TensorKind("ap", False, spin=True),  # Eq. 5, τ¹: Edelstein
+    "spin_beta_lin_tau0": TensorKind("ap", True, spin=True, static_only=True),  # Eq. 6, τ⁰: Zeeman QM
+    "spin_sigma_nl_tau2": TensorKind("pppa", False, spin=True),  # Eq. 9, τ²
+    "spin_sigma_nl_tau1": TensorKind("pppa", True, spin=True),  # Eq. 11, τ¹
+    "spin_sigma_nl_tau0": TensorKind("pppa", False, spin=True),  # Eq. 13, τ⁰
+    "spin_beta_nl_tau2": TensorKind("app", True, spin=True),  # Eq. 10, τ²
+    "spin_beta_nl_tau1": TensorKind("app", False, spin=True),  # Eq. 12, τ¹
+    "spin_beta_nl_tau0": TensorKind("app", True, spin=True),  # Eq. 14, τ⁰
 }
 AXES = "xyz"
 
@@ -122,10 +143,17 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
     return out
 
 
-def forbidden_components(response: str, operations, dim: int) -> list[str] | None:
+def classified(response: str, dim: int, ac: bool = False) -> bool:
+    """Whether ``response``'s transformation is classified (:data:`TENSOR_KINDS`) in ``dim`` dimensions, ``ac``:
+    at photon energies (the study gives ``omega``; the AC forms of 003's intrinsic linear spin responses are not)."""
+    kind = TENSOR_KINDS.get(response)
+    return kind is not None and not (kind.spin and dim != 3) and not (kind.static_only and ac)
+
+
+def forbidden_components(response: str, operations, dim: int, ac: bool = False) -> list[str] | None:
     """Labels ('xy', 'xyz') of the components of ``response`` that vanish in every tensor invariant under the
-    operations; None for a response whose transformation is not classified (:data:`TENSOR_KINDS`)."""
-    if response not in TENSOR_KINDS:
+    operations; None for a response whose transformation is not classified (:func:`classified`)."""
+    if not classified(response, dim, ac):
         return None
     sizes = stored_index_sizes(response, dim)
     P = tensor_action(response, operations, dim, sizes)
@@ -140,11 +168,12 @@ def stored_index_sizes(response: str, dim: int) -> list[int]:
     return [1 if (kind == "a" and dim == 2) else dim for kind in TENSOR_KINDS[response].indices]
 
 
-def symmetry_zero_components(responses, operations, dim: int) -> dict[str, list[str]]:
-    """{response: forbidden component labels} for the classified responses (those with any)."""
+def symmetry_zero_components(responses, operations, dim: int, ac: bool = False) -> dict[str, list[str]]:
+    """{response: forbidden component labels} for the classified responses (those with any); ``ac``: the study
+    gives photon energies (:func:`classified`)."""
     out = {}
     for r in responses:
-        zero = forbidden_components(r, operations, dim)
+        zero = forbidden_components(r, operations, dim, ac)
         if zero:
             out[r] = zero
     return out
@@ -175,11 +204,13 @@ def study_operations(model, symmetry: dict, where: str = "symmetry"):
     return crystal_operations(model.lattice, atoms, moments)
 
 
-def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "symmetry") -> dict[str, list[str]]:
-    """{response: forbidden components} of a study's crystal (``symmetry`` key; {} without one)."""
+def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "symmetry",
+                         ac: bool = False) -> dict[str, list[str]]:
+    """{response: forbidden components} of a study's crystal (``symmetry`` key; {} without one); ``ac``: the study
+    gives photon energies (``omega``)."""
     if symmetry is None:
         return {}
-    return symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim)
+    return symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim, ac)
 
 
 # ---------------------------------------------------------------- irreducible wedge (kgrid.symmetry_reduce:
@@ -192,9 +223,9 @@ def tensor_action(response: str, operations, dim: int, index_sizes=None) -> np.n
     full-zone sum. ``index_sizes``: the stored size of each index, checked against :func:`stored_index_sizes`
     (default: those); an index of size 1 in 2D is the z component of a pseudovector, on which a plane-keeping
     operation acts as det R alone (carried by s)."""
-    if response not in TENSOR_KINDS:
-        raise ModelError(f"symmetrise: response {response!r} has no classified transformation; expected one of "
-                         f"{sorted(TENSOR_KINDS)}")
+    if not classified(response, dim):
+        raise ModelError(f"symmetrise: response {response!r} has no classified transformation in {dim}D; expected "
+                         f"one of {sorted(r for r in TENSOR_KINDS if classified(r, dim))}")
     kind = TENSOR_KINDS[response]
     axial, odd = kind.axial, kind.time_odd
     sizes = stored_index_sizes(response, dim)

@@ -53,7 +53,8 @@ from qgtflow.io import FINGERPRINT
 
 log = logging.getLogger(__name__)
 
-CART_DIMS = ("i", "j", "k", "l", "pseudovector")  # labelled together (xz: D_xz), as the symmetry zeros name them
+CART_DIMS = ("i", "j", "k", "l", "pseudovector", "spin")  # labelled together (xz: D_xz), as the symmetry zeros
+# name them (003's spin index too: σ_{ab;c} labelled 'xyz' in the stored order i, j, spin)
 BASE_DIMS = ("mu", "T")
 MAX_T_LINES = 6
 MAX_COMPONENT_PANELS = 3
