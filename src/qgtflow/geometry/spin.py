@@ -540,16 +540,15 @@ def compute_spin_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6
 
     A model of independent sectors (valleys) is computed sector by sector with each sector's spin
     operator and stacked along ``band`` (pair fields: block-diagonal in (n, m)), as ``compute_fields`` does.
-    Refuses a model without a spin operator (``model.spin is None``).
+    Refuses a model without a spin operator (``model.spin is None``). With the Wannier position operator
+    (``model.position``) the fields come from :func:`spin_fields_position`: those without a full-operator form
+    (``position.TB_ONLY_FIELDS``) are NaN.
     """
     sectors = getattr(model, "sectors", None)
     if model.spin is None or (sectors and any(m.spin is None for m in sectors)):
         raise ValueError(f"model '{model.name}' has no spin operator (Model.spin is None): the spin and Zeeman "
                          "quantum geometry of 003 needs one; give the model a (3, n, n) spin operator "
                          "(e.g. the Pauli matrices for massive_dirac / snte_surface_dirac)")
-    from qgtflow.geometry.position import check_position_fields
-
-    check_position_fields(model, SPIN_FIELDS, "compute_spin_fields")  # no full-operator form (AMBIGUITIES-notes)
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
     if sectors:
         parts = [compute_spin_fields(m, k, degeneracy_threshold, n_threads, gauge_seed, dipoles=dipoles, pairs=pairs)
@@ -568,5 +567,62 @@ def compute_spin_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6
             else:
                 out[name] = np.concatenate([p[name] for p in parts], axis=1)
         return out
+    if getattr(model, "position", None) is not None:  # refused fields come back as NaN (spin_fields_position)
+        return spin_fields_position(model.unique_derivatives(k), model.position.unique_derivatives(k, order=0),
+                                    model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
+                                    dipoles=dipoles, pairs=pairs, active=model.active_slots())
     return spin_fields(model.unique_derivatives(k), model.dim, model.spin, degeneracy_threshold, n_threads,
                        gauge_seed, dipoles=dipoles, pairs=pairs, active=model.active_slots())
+
+
+def full_velocity_slots(Hu: np.ndarray, A: np.ndarray, dim: int) -> np.ndarray:
+    """Hu with the first-derivative slots ∂_aH replaced by the full Wannier-gauge velocity
+    𝒱^a = ∂_aH − i[A^W_a, H] (docs/spin-position-operator.md); A (N, d, n, n) = A^W_a(k). A copy: Hu is not
+    modified. The other slots (H, ∂²H, …) are kept as they are."""
+    out = np.array(Hu, dtype=complex, copy=True)
+    H = Hu[:, 0]
+    for a in range(dim):
+        out[:, 1 + a] -= 1j * (A[:, a] @ H - H @ A[:, a])
+    return out
+
+
+def spin_fields_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
+                         degeneracy_threshold: float = 1e-6, n_threads: int | None = None, gauge_seed: int = -1, *,
+                         dipoles: bool = True, pairs: bool = False, active=None) -> dict[str, np.ndarray]:
+    """:func:`spin_fields` with the Wannier position operator (docs/spin-position-operator.md).
+
+    ``Au`` (N, d, U', n, n): A^W and (unused here) its derivatives, as ``model.position.unique_derivatives``
+    (U' ≥ 1; only slot 0 is read). The kernel runs unchanged on the compact array whose velocity slots hold the
+    full velocity 𝒱^a = ∂_aH − i[A^W_a, H] (rotated to the eigenbasis the kernel computes anyway), so its interband
+    connection is the full 𝒜^a = Ā^a − iV̂^a and the spin-current vertex is S^{a;c} = ¼{𝒱^a, σ^c} in the Wannier
+    space. Exact for the fields of ``position.SPIN_FULL_VELOCITY_FIELDS`` (they read only 𝒱 and σ) and for
+    ``spin_expectation``. Every other requested field (the refused ones of ``position.py``: the Zeeman family,
+    ∂_b v^{a;c}_nn and the spin dipoles, which would need ∇σ = −i[A^W, σ]) is returned filled with NaN, so that it
+    can never pass for a value. ``Au`` all zero gives bit-identical values to :func:`spin_fields`.
+    """
+    from qgtflow.geometry.position import SPIN_FULL_VELOCITY_FIELDS
+
+    Hu = np.ascontiguousarray(Hu, dtype=complex)
+    Au = np.asarray(Au)
+    d = int(dim)
+    if Hu.ndim != 4 or Au.ndim != 5 or Au.shape[0] != Hu.shape[0] or Au.shape[1] != d \
+            or Au.shape[3:] != Hu.shape[2:]:
+        raise ValueError(f"position operator derivatives have shape {Au.shape}; expected (N, d, U, n, n) = "
+                         f"({Hu.shape[0] if Hu.ndim == 4 else 'N'}, {d}, U, {Hu.shape[-1]}, {Hu.shape[-1]})")
+    full = full_velocity_slots(Hu, Au[:, :, 0], d)
+    # the velocity slots are nonzero wherever A^W is: never skip their rotation
+    if active is not None:
+        active = np.array(active, bool, copy=True)
+        active[1:1 + d] = True
+    out = spin_fields(full, d, spin, degeneracy_threshold, n_threads, gauge_seed, dipoles=False, pairs=pairs,
+                      active=active)
+    keep = set(SPIN_FULL_VELOCITY_FIELDS) | {"spin_expectation"}
+    for name in list(out):
+        if name not in keep:
+            out[name] = np.full_like(out[name], np.nan)
+    if dipoles:
+        N, n = Hu.shape[0], Hu.shape[2]
+        shapes = _allocate(N, n, d, True, False)
+        out.update({name: np.full_like(shapes[name], np.nan) for name in SPIN_DIPOLE_FIELDS})
+    order = SPIN_FIELDS + SPIN_DIPOLE_FIELDS + SPIN_PAIR_FIELDS
+    return {name: out[name] for name in order if name in out}
