@@ -80,6 +80,9 @@ should read Ω̄^{ba}_nm (Ω̄_mn = −Ω̄_nm), and "spin BCD v^d_n Ω̄^{ab;c}
 fn. 86 pairs the replacements the wrong way round: Eq. 13 contains {v̂^a, σ̂^c}/4 and Eq. 14 contains σ̂^a/2
 (Δ̄^a = (σ^a_mm − σ^a_nn)/2); with {v,σ}/4 → v in Eq. 13 and σ/2 → v in Eq. 14 both Q and Z become
 2Δ g + Δ g, the two-band intrinsic charge form.
+With the Wannier position operator: ``spin_fields_position`` runs this kernel with the full velocity
+𝒱^a = ∂_aH − i[A^W_a, H] in the velocity slots (vertex ¼{𝒱^a, σ^c}, connection 𝒜 = Ā − iV̂; the fields that need
+∇σ come back as NaN; docs/spin-position-operator.md).
 Cost: O((d²·3)·n³) per k for the band fields, O(d³·3·n³) with dipoles; memory O(d³·3·n²) per thread.
 """
 
