@@ -1,0 +1,85 @@
+"""Cost of the 003 spin fields with the Wannier position operator (geometry/spin.py spin_fields_position).
+
+For random 2D Wannier-like lattice models of n bands (tests/conftest.py ``random_lattice_model``) with a random
+Hermitian spin triple and a random Hermitian A^W_a(k) per direction (lattice models of the same shape), prints
+per k-point, in process CPU ms (one thread, best of 5 interleaved repeats; H(k) and A^W(k) construction excluded
+from the kernel columns, timed on their own):
+
+  tb        spin_fields(Hu)                    tight-binding velocity ∂_aH (the refused route before session 26)
+  full      spin_fields_position(Hu, Au)       full velocity ∂_aH − i[A^W_a, H], same kernel
+  slots     full_velocity_slots alone          the 2·d n×n products per k that 'full' adds
+  A(k)      model of A^W at order 0            building A^W(k) (the caller's cost; the core fields' external
+                                               terms build it to order 1–2 anyway)
+  full/tb   ratio
+
+Band fields only (dipoles are refused with the operator on); pairs off.
+
+Usage: NUMBA_CACHE_DIR=/tmp/numba-cache-spinpos python benchmarks/bench_spin_position.py [points] [n ...]
+(default 1000 points, n = 4 8 16 32)
+
+Measured 2026-12-06 (2-core VM shared with three other jobs, 1000 points; timings vary by ~±15% run to run):
+     n        tb      full     slots      A(k)  full/tb
+     8    0.0513    0.0548    0.0033    0.0058     1.07
+    16    0.2483    0.2695    0.0147    0.0212     1.09
+    32    1.3416    1.5668    0.0730    0.1050     1.17
+(an earlier best-of-3 run: 1.02 / 1.21 / 1.28 / 1.30 for n = 4 / 8 / 16 / 32). The slots cost ~6% of the kernel;
+the rest of the gap is the Hu copy, the NaN fill of the refused fields, and noise.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np
+from numba import set_num_threads
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from qgtflow.geometry.spin import full_velocity_slots, spin_fields, spin_fields_position  # noqa: E402
+from tests.conftest import random_lattice_model  # noqa: E402
+
+
+def _cpu(fn, *args, **kw):
+    t = time.process_time()
+    fn(*args, **kw)
+    return time.process_time() - t
+
+
+def case(points: int, n: int, rng) -> tuple[float, float, float, float]:
+    model = random_lattice_model(seed=3, nbands=n)
+    comps = [random_lattice_model(seed=10 + a, nbands=n, hopping=0.05) for a in range(2)]
+    spin = np.stack([(m + m.conj().T) / 2 for m in rng.normal(size=(3, n, n)) + 1j * rng.normal(size=(3, n, n))])
+    k = rng.uniform(-np.pi, np.pi, (points, 2))
+    Hu = model.unique_derivatives(k)
+    Au = np.stack([c.unique_derivatives(k, order=0) for c in comps], axis=1)
+    kw = dict(dipoles=False, n_threads=1)
+    spin_fields(Hu[:2], 2, spin, **kw)  # compile / load the cache
+    spin_fields_position(Hu[:2], Au[:2], 2, spin, **kw)
+    best = [np.inf] * 4
+    for _ in range(5):
+        best[0] = min(best[0], _cpu(spin_fields, Hu, 2, spin, **kw))
+        best[1] = min(best[1], _cpu(spin_fields_position, Hu, Au, 2, spin, **kw))
+        best[2] = min(best[2], _cpu(full_velocity_slots, Hu, Au[:, :, 0], 2))
+        best[3] = min(best[3], _cpu(lambda: [c.unique_derivatives(k, order=0) for c in comps]))
+    return tuple(1e3 * b / points for b in best)
+
+
+def main(argv):
+    set_num_threads(1)
+    points = int(argv[0]) if argv else 1000
+    sizes = [int(a) for a in argv[1:]] or [4, 8, 16, 32]
+    rng = np.random.default_rng(0)
+    print(f"{points} k-points, ms per k-point (process CPU, one thread, best of 5)")
+    print(f"{'n':>4} {'tb':>9} {'full':>9} {'slots':>9} {'A(k)':>9} {'full/tb':>8}")
+    for n in sizes:
+        tb, full, slots, ak = case(points, n, rng)
+        print(f"{n:>4} {tb:9.4f} {full:9.4f} {slots:9.4f} {ak:9.4f} {full / tb:8.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
