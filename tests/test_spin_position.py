@@ -5,7 +5,9 @@ Checks: A^W = 0 gives the tight-binding kernel's values bit for bit; an independ
 the formulas of the spin.py docstring with 𝒱) agrees to 1e-10; the kernel's interband connection is the geometric
 one Ā + i<u_m|∂u_n> (eigenvectors differenced in k) to ~1e-8; random unitaries inside degenerate groups change
 nothing; the refused fields come back as NaN; and the Zeeman check behind their refusal: Eq. 3 with 𝒜 and the
-fn. 82 form ∂_a<σ^b>_n differ by exactly <∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn, which is not zero.
+fn. 82 form ∂_a<σ^b>_n differ by exactly <∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn, which is not zero. On a _tb.dat with
+position elements, through compute_fields: the dense route on Bloch sums built by hand from the file's blocks, and
+independence of the phase convention (I vs II) with the operator on.
 """
 
 import itertools
@@ -13,6 +15,7 @@ import itertools
 import numpy as np
 import pytest
 
+from qgtflow.geometry.fields import compute_fields
 from qgtflow.geometry.position import SPIN_FULL_VELOCITY_FIELDS, TB_ONLY_FIELDS
 from qgtflow.geometry.spin import (
     SPIN_DIPOLE_FIELDS,
@@ -24,7 +27,9 @@ from qgtflow.geometry.spin import (
 )
 from qgtflow.models import PolynomialModel
 from qgtflow.models.derivatives import index_maps
-from tests.test_geometry_spin import pt_with_random_spin, random_polynomial
+from qgtflow.models.wannier import read_tb
+from tests.test_geometry_spin import pt_with_random_spin, random_polynomial, random_spin
+from tests.test_position_operator import LATTICE, bloch, model_blocks, tb_file  # noqa: F401  (tb_file: fixture)
 
 KEPT = tuple(SPIN_FULL_VELOCITY_FIELDS) + ("spin_expectation",)
 K = np.array([[0.31, -0.47], [-0.6, 0.2], [0.05, 0.73]])
@@ -200,3 +205,39 @@ def test_wrong_position_shape_is_one_line(bad):
     model = random_polynomial(dim=2, nbands=3)
     with pytest.raises(ValueError, match=r"^position operator derivatives have shape .*; expected \(N, d, U, n, n\)"):
         spin_fields_position(model.unique_derivatives(K[:2]), np.zeros(bad, complex), 2, model.spin)
+
+
+def test_wannier_file_against_an_independent_bloch_sum(tb_file):  # noqa: F811
+    """A _tb.dat with off-diagonal position elements, read with the position operator (convention I), through
+    compute_fields: every kept spin field equals the dense route on H(k), ∂H(k), A(k) summed by hand from the file's
+    blocks (tests/test_position_operator.py ``bloch``, Å, eV)."""
+    H, r = model_blocks()
+    model = read_tb(tb_file, length_unit="angstrom", dim=2, convention="I")
+    model.spin = random_spin(np.random.default_rng(12), 3)
+    k = np.random.default_rng(4).uniform(-1.5, 1.5, (4, 2))
+    got = compute_fields(model, k, 1e-8, optional=SPIN_FULL_VELOCITY_FIELDS + ("spin_expectation",))
+    Hk, Ak = bloch(k, H, r)
+    dHk = [sum(1j * (np.array(R) @ LATTICE)[a] * m[None] * np.exp(1j * k @ (np.array(R) @ LATTICE)[:2])[:, None, None]
+               for R, m in H.items()) for a in range(2)]
+    for j in range(len(k)):
+        ref = dense_route(Hk[j], [dHk[a][j] for a in range(2)], Ak[j], model.spin)
+        for name, value in ref.items():
+            np.testing.assert_allclose(got[name][j], value, rtol=0, atol=1e-9 * np.abs(value).max(), err_msg=name)
+
+
+def test_full_operator_spin_fields_do_not_depend_on_the_phase_convention(tb_file):  # noqa: F811
+    """σ diagonal in the orbitals (commutes with the convention change diag(e^{ik·τ})): with the operator the kept
+    fields are the same in conventions I and II, like Ω (the velocity ∇H is covariant); without it they are not."""
+    spin = np.stack([np.diag(v) for v in np.random.default_rng(5).normal(size=(3, 3))]).astype(complex)
+    k = np.random.default_rng(6).uniform(-1.5, 1.5, (3, 2))
+    names = ("spin_qgt_metric", "spin_qgt_curvature", "spin_bcp", "spin_nonlinear_sea", "spin_velocity")
+    fields = {}
+    for conv, pos in itertools.product(("I", "II"), (True, False)):
+        model = read_tb(tb_file, length_unit="angstrom", dim=2, convention=conv, position_operator=pos)
+        model.spin = spin
+        fields[conv, pos] = compute_fields(model, k, 1e-8, optional=names)
+    for name in names:
+        scale = np.abs(fields["I", True][name]).max()
+        np.testing.assert_allclose(fields["II", True][name], fields["I", True][name], rtol=0, atol=1e-10 * scale,
+                                   err_msg=name)
+        assert np.abs(fields["II", False][name] - fields["I", False][name]).max() > 1e-3 * scale, name
