@@ -109,7 +109,7 @@ def test_spin_response_is_refused_before_any_compute(tb_file, tmp_path, capsys):
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("qgtflow: error:")]
     assert len(err) == 1
     assert re.search(r"spin_sigma_nl_tau1.*spin_qgt_curvature_dipole.*needs ∇_bσ.*AMBIGUITIES-notes.*"
-                     r"position_operator: false", err[0]), err[0]
+                     r"fermi_form: surface.*position_operator: false", err[0]), err[0]
     assert not (tmp_path / "out.zarr").exists()
     assert "spin_qgt_curvature" in geometry_fields(load_study(dict(study, responses=["spin_sigma_lin_tau0"])))
     assert "spin_qgt_curvature" in geometry_fields(load_study(dict(study, fermi_form="surface")))

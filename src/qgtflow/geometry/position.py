@@ -126,10 +126,11 @@ def check_position_fields(model, names, key: str) -> None:
                          f"others of the catalogue, or {HOW_TO_GET}")
 
 
-def check_position_operator(model, responses, fields_of) -> None:
+def check_position_operator(model, responses, fields_of, surface_fields_of=None) -> None:
     """Refuse (one line) responses reading fields that do not include the position operator while it is on.
 
-    ``fields_of(response)``: the geometry fields one response reads."""
+    ``fields_of(response)``: the geometry fields one response reads; ``surface_fields_of(response)`` (optional):
+    those of its Fermi-surface form, to point at ``fermi_form: surface`` when that form is not refused."""
     if not position_operator_on(model):
         return
     for r in responses:
@@ -137,8 +138,10 @@ def check_position_operator(model, responses, fields_of) -> None:
         if bad:
             from qgtflow.errors import ModelError
 
+            surface = "" if surface_fields_of is None or set(surface_fields_of(r)) & set(TB_ONLY_FIELDS) else \
+                "fermi_form: surface (its Fermi-surface form reads none of them), "
             raise ModelError(f"response {r!r} reads {bad}, which {why_refused(bad)}; expected responses of the "
-                             f"other fields, or {HOW_TO_GET}")
+                             f"other fields, {surface}or {HOW_TO_GET}")
 
 
 def _rot(Ud, M, U):
