@@ -77,7 +77,7 @@ def test_the_operator_enters_exactly_the_full_operator_fields(tb_file):  # noqa:
     for name in POSITION_CLASSES["full operator"]:
         assert np.abs(a[name] - b[name]).max() > 1e-3 * np.abs(b[name]).max(), name
     for name in TB_ONLY_FIELDS:
-        reason = "needs ∇_bσ" if name in SPIN_DERIVATIVE_REFUSED else "fn. 82 form"
+        reason = "need ∇_bσ" if name in SPIN_DERIVATIVE_REFUSED else "fn. 82 form"
         with pytest.raises(ModelError, match=rf"^optional: \['{name}'\] .*{reason}.*AMBIGUITIES-notes.*"
                                              "position_operator: false"):
             compute_fields(on, K[:1], 1e-8, optional=(name,))
@@ -108,7 +108,7 @@ def test_spin_response_is_refused_before_any_compute(tb_file, tmp_path, capsys):
     assert main(["evaluate", str(path), "--out", str(tmp_path / "out.zarr"), "--workers", "0"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("qgtflow: error:")]
     assert len(err) == 1
-    assert re.search(r"spin_sigma_nl_tau1.*spin_qgt_curvature_dipole.*needs ∇_bσ.*AMBIGUITIES-notes.*"
+    assert re.search(r"spin_sigma_nl_tau1.*spin_qgt_curvature_dipole.*need ∇_bσ.*AMBIGUITIES-notes.*"
                      r"fermi_form: surface.*position_operator: false", err[0]), err[0]
     assert not (tmp_path / "out.zarr").exists()
     assert "spin_qgt_curvature" in geometry_fields(load_study(dict(study, responses=["spin_sigma_lin_tau0"])))
@@ -146,8 +146,8 @@ def test_spin_current_identity_breaks_by_the_commutator_with_the_position_operat
 
 
 def test_spin_hall_responses_run_with_the_position_operator(tb_file, tmp_path):  # noqa: F811
-    """End to end: the intrinsic spin Hall response (Eq. 6) and the nonlinear spin BCD one (Eq. 11, Fermi-surface
-    form) of a Wannier model with the position operator are written, finite, and differ from the tight-binding
+    """End to end: the intrinsic spin Hall response (Eq. 6), the nonlinear spin BCD one (Eq. 11) and the extrinsic
+    spin conductivity (Eq. 4, reads the exact ∂_b v^{a;c}_nn), in the Fermi-surface form, of a Wannier model with the position operator are written, finite, and differ from the tight-binding
     approximation; the store's model_convention says which spin-current vertex it holds."""
     import xarray as xr
 
@@ -159,13 +159,14 @@ def test_spin_hall_responses_run_with_the_position_operator(tb_file, tmp_path): 
         study = {"model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2, "position_operator": pos},
                            "spin": spin},
                  "units": "natural", "kgrid": {"sizes": [6]}, "mu": [0.0], "temperature": [0.05], "tau": 1.0,
-                 "responses": ["spin_sigma_lin_tau0", "spin_sigma_nl_tau1"], "fermi_form": "surface"}
+                 "responses": ["spin_sigma_lin_tau0", "spin_sigma_nl_tau1", "spin_sigma_lin_tau1"],
+                 "fermi_form": "surface"}
         path = tmp_path / f"study_{pos}.yaml"
         path.write_text(yaml.safe_dump(study))
         assert main(["evaluate", str(path), "--out", str(tmp_path / f"out_{pos}.zarr"), "--workers", "0"]) == 0
         out[pos] = xr.open_zarr(tmp_path / f"out_{pos}.zarr")
     assert "spin-current fields (vertex ¼{𝒱^a, σ^c}" in out[True].attrs["model_convention"]
-    for name in ("spin_sigma_lin_tau0", "spin_sigma_nl_tau1"):
+    for name in ("spin_sigma_lin_tau0", "spin_sigma_nl_tau1", "spin_sigma_lin_tau1"):
         on, off = out[True][name].values, out[False][name].values
         assert np.isfinite(on).all(), name
         assert np.abs(on - off).max() > 1e-2 * np.abs(off).max(), name

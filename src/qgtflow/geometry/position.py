@@ -45,7 +45,7 @@ quantum-metric quadrupole (``position_quadrupole.py``); :data:`POSITION_CLASSES`
 (table: docs/position-quadrupole.md). The 003 spin QGT, spin BCP and spin current (vertex ¼{𝒱^a, σ^c} with the
 full velocity 𝒱^a = ∂_aH − i[A^W_a, H]) are computed with the operator (:data:`SPIN_FULL_VELOCITY_FIELDS`,
 ``spin.py`` ``spin_fields_position``, docs/spin-position-operator.md). The Zeeman QGT (A^a_nm σ_mn) has no unique
-full-operator form, and ∂_b v^{a;c}_nn and the spin dipoles need ∇σ (docs/AMBIGUITIES-notes.md, "Zeeman and spin
+full-operator form, and the spin dipoles need ∇σ (docs/AMBIGUITIES-notes.md, "Zeeman and spin
 QGT with the Wannier position operator"): :func:`check_position_operator` refuses responses that read them while
 the position operator is on (switch it off with ``wannier90.position_operator: false`` to
 get the tight-binding approximation throughout); these are optional fields, computed (and stored) only for a
@@ -68,18 +68,18 @@ FULL_POSITION_OPTIONAL = ("christoffel", "quantum_metric_quadrupole_density")
 # fields whose definition contains the interband Berry connection A^a_nm (or the interband velocity) but whose
 # continuation to the full position operator is not unique or not implemented (docs/AMBIGUITIES-notes.md,
 # docs/spin-position-operator.md): refused while it is on, with the reason of their family. Zeeman: 003 Eq. 3 pairs
-# A with σ, and Eq. 3 and its fn. 82 form ∂_a<σ^b>_n differ by <∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn. Spin-current
-# derivatives: ∂_b of the spin current ¼{𝒱^a, σ^c} needs ∇_bσ^c = −i[A^W_b, σ^c] (the fn. 80/82 identity misses
+# A with σ, and Eq. 3 and its fn. 82 form ∂_a<σ^b>_n differ by <∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn. Spin dipoles:
+# ∂_e of the spin QGT needs ∇_eσ^c = −i[A^W_e, σ^c] in the vertex derivative (the fn. 80/82 identity misses
 # ¼<{𝒱^a, ∇_bσ^c}>_nn), which the spin kernel does not compute.
 ZEEMAN_REFUSED = ("zeeman_qgt_metric", "zeeman_qgt_curvature", "zeeman_bcp", "zeeman_hspace_bcp",
                   "zeeman_nonlinear_sea", "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole",
                   "zeeman_hspace_bcp_dipole", "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
-SPIN_DERIVATIVE_REFUSED = ("spin_velocity_derivative", "spin_qgt_metric_x_gap_dipole", "spin_qgt_curvature_dipole",
-                           "spin_bcp_dipole")
-# the spin-current family that reads only the full velocity 𝒱^a = ∂_aH − i[A^W_a, H] and σ: computed with the
-# position operator (geometry/spin.py spin_fields_position; docs/spin-position-operator.md)
-SPIN_FULL_VELOCITY_FIELDS = ("spin_velocity", "spin_qgt_metric", "spin_qgt_curvature", "spin_qgt_metric_x_gap",
-                             "spin_bcp", "spin_nonlinear_sea", "spin_qgt_metric_pair", "spin_qgt_curvature_pair")
+SPIN_DERIVATIVE_REFUSED = ("spin_qgt_metric_x_gap_dipole", "spin_qgt_curvature_dipole", "spin_bcp_dipole")
+# the spin-current family that reads only the full velocity 𝒱^a = ∂_aH − i[A^W_a, H] (and ∂𝒱) and σ: computed with
+# the position operator (geometry/spin.py spin_fields_position; docs/spin-position-operator.md)
+SPIN_FULL_VELOCITY_FIELDS = ("spin_velocity", "spin_velocity_derivative", "spin_qgt_metric", "spin_qgt_curvature",
+                             "spin_qgt_metric_x_gap", "spin_bcp", "spin_nonlinear_sea", "spin_qgt_metric_pair",
+                             "spin_qgt_curvature_pair")
 TB_ONLY_FIELDS = ZEEMAN_REFUSED + SPIN_DERIVATIVE_REFUSED
 # fields the position operator does not enter at all: band energies and their k-derivatives (functions of H(k)
 # only), and the on-site spin expectation Tr[P σ] (σ constant in the basis |χ_m(k)>, models/w90spin.py)
@@ -92,8 +92,9 @@ POSITION_CLASSES = {"full operator": FULL_POSITION_FIELDS + FULL_POSITION_OPTION
 WHY_REFUSED = {
     "zeeman": ("003 Eq. 3 with the full Berry connection and its fn. 82 form ∂_a<σ^b>_n differ by "
                "<∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn"),
-    "spin": ("∂_b of the spin current ¼{𝒱^a, σ^c} (𝒱^a = ∂_aH − i[A^W_a, H]) needs ∇_bσ^c = −i[A^W_b, σ^c], which the "
-             "spin kernel does not compute (the fn. 80/82 identity misses ¼<{𝒱^a, ∇_bσ^c}>_nn)"),
+    "spin": ("the spin dipoles, k-derivatives of the spin QGT with the spin current ¼{𝒱^a, σ^c} (𝒱^a = ∂_aH − "
+             "i[A^W_a, H]), need ∇_bσ^c = −i[A^W_b, σ^c], which the spin kernel does not compute (the fn. 80/82 "
+             "identity misses ¼<{𝒱^a, ∇_bσ^c}>_nn)"),
 }
 NOTE = "docs/AMBIGUITIES-notes.md, 'Zeeman and spin QGT with the Wannier position operator'; docs/spin-position-operator.md"
 HOW_TO_GET = "set model.wannier90.position_operator: false (tight-binding approximation throughout)"

@@ -92,6 +92,7 @@ import numpy as np
 from numba import njit, prange
 
 from qgtflow.geometry.eigh import eigh_small_ws
+from qgtflow.geometry.groups import group_labels
 from qgtflow.geometry.kernels import _avg2, _groups, _random_gauge, _rotate, block_count
 from qgtflow.models.derivatives import index_maps, unique_multi_indices
 
@@ -571,7 +572,7 @@ def compute_spin_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6
                 out[name] = np.concatenate([p[name] for p in parts], axis=1)
         return out
     if getattr(model, "position", None) is not None:  # refused fields come back as NaN (spin_fields_position)
-        return spin_fields_position(model.unique_derivatives(k), model.position.unique_derivatives(k, order=0),
+        return spin_fields_position(model.unique_derivatives(k), model.position.unique_derivatives(k, order=1),
                                     model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
                                     dipoles=dipoles, pairs=pairs, active=model.active_slots())
     return spin_fields(model.unique_derivatives(k), model.dim, model.spin, degeneracy_threshold, n_threads,
@@ -589,19 +590,61 @@ def full_velocity_slots(Hu: np.ndarray, A: np.ndarray, dim: int) -> np.ndarray:
     return out
 
 
+def spin_velocity_derivative_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
+                                      degeneracy_threshold: float = 1e-6, batch: int = 256) -> np.ndarray:
+    """Exact ∂_b v^{a;c}_nn (N, n, d, d, 3) [a, b, c] of the Wannier-space spin current S = ¼{𝒱^a, σ^c},
+    𝒱^a = ∂_aH − i[A^W_a, H] (docs/spin-position-operator.md §3): per degenerate group D (band value = group trace
+    / group size)
+
+        ∂_b Tr_D S = Tr_D[U†(∂_bS)U] + 2 Re Σ_{n∈D, m∉D} S_nm V^b_mn / (ε_n − ε_m),
+        ∂_bS = ¼{∂_b𝒱^a, σ^c},  ∂_b𝒱^a = ∂_a∂_bH − i[∂_bA^W_a, H] − i[A^W_a, ∂_bH],
+
+    with the plain V^b = U†∂_bH U (the eigenvectors are those of H alone). Batched NumPy, its own eigh; needs Hu to
+    second order and Au to first (``Au`` (N, d, U', n, n), U' ≥ 1 + d)."""
+    i1, i2, _ = index_maps(dim)
+    N, n = Hu.shape[0], Hu.shape[2]
+    d = dim
+    out = np.empty((N, n, d, d, 3))
+    spin = np.asarray(spin, complex)
+    for lo in range(0, N, batch):
+        hi = min(N, lo + batch)
+        H, dH, A = Hu[lo:hi, 0], [Hu[lo:hi, i1[a]] for a in range(d)], Au[lo:hi, :, 0]
+        E, U = np.linalg.eigh(H)
+        Ud = np.conj(np.swapaxes(U, -1, -2))
+        grp = group_labels(E, degeneracy_threshold)
+        same = grp[:, :, None] == grp[:, None, :]
+        gap = E[:, :, None] - E[:, None, :]
+        X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
+        avg = same / same.sum(axis=2)[:, :, None]
+        V = [Ud @ dH[b] @ U for b in range(d)]
+        for a in range(d):
+            Va = dH[a] - 1j * (A[:, a] @ H - H @ A[:, a])
+            for b in range(d):
+                dA = Au[lo:hi, a, i1[b]]
+                dVa = (Hu[lo:hi, i2[a, b]] - 1j * (dA @ H - H @ dA)
+                       - 1j * (A[:, a] @ dH[b] - dH[b] @ A[:, a]))
+                for c in range(3):
+                    S = Ud @ (0.25 * (Va @ spin[c] + spin[c] @ Va)) @ U
+                    dS = Ud @ (0.25 * (dVa @ spin[c] + spin[c] @ dVa)) @ U
+                    row = np.einsum("kii->ki", dS).real + 2.0 * np.einsum("knm,kmn,knm->kn", S, V[b], X).real
+                    out[lo:hi, :, a, b, c] = np.einsum("kij,kj->ki", avg, row)
+    return out
+
+
 def spin_fields_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
                          degeneracy_threshold: float = 1e-6, n_threads: int | None = None, gauge_seed: int = -1, *,
                          dipoles: bool = True, pairs: bool = False, active=None) -> dict[str, np.ndarray]:
     """:func:`spin_fields` with the Wannier position operator (docs/spin-position-operator.md).
 
-    ``Au`` (N, d, U', n, n): A^W and (unused here) its derivatives, as ``model.position.unique_derivatives``
-    (U' ≥ 1; only slot 0 is read). The kernel runs unchanged on the compact array whose velocity slots hold the
+    ``Au`` (N, d, U', n, n): A^W and its derivatives, as ``model.position.unique_derivatives`` (U' ≥ 1; with
+    U' ≥ 1 + d the exact ``spin_velocity_derivative`` is computed by :func:`spin_velocity_derivative_position`,
+    otherwise it is NaN). The kernel runs unchanged on the compact array whose velocity slots hold the
     full velocity 𝒱^a = ∂_aH − i[A^W_a, H] (rotated to the eigenbasis the kernel computes anyway), so its interband
     connection is the full 𝒜^a = Ā^a − iV̂^a and the spin-current vertex is S^{a;c} = ¼{𝒱^a, σ^c} in the Wannier
-    space. Exact for the fields of ``position.SPIN_FULL_VELOCITY_FIELDS`` (they read only 𝒱 and σ) and for
-    ``spin_expectation``. Every other requested field (the refused ones of ``position.py``: the Zeeman family,
-    ∂_b v^{a;c}_nn and the spin dipoles, which would need ∇σ = −i[A^W, σ]) is returned filled with NaN, so that it
-    can never pass for a value. ``Au`` all zero gives bit-identical values to :func:`spin_fields`.
+    space. Exact for the fields of ``position.SPIN_FULL_VELOCITY_FIELDS`` (they read only 𝒱, ∂𝒱 and σ) and for
+    ``spin_expectation``. Every other requested field (the refused ones of ``position.py``: the Zeeman family and
+    the spin dipoles, which would need ∇σ = −i[A^W, σ] in the kernel) is returned filled with NaN, so that it can
+    never pass for a value. ``Au`` all zero gives bit-identical values to :func:`spin_fields`.
     """
     from qgtflow.geometry.position import SPIN_FULL_VELOCITY_FIELDS
 
@@ -619,10 +662,14 @@ def spin_fields_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndar
         active[1:1 + d] = True
     out = spin_fields(full, d, spin, degeneracy_threshold, n_threads, gauge_seed, dipoles=False, pairs=pairs,
                       active=active)
-    keep = set(SPIN_FULL_VELOCITY_FIELDS) | {"spin_expectation"}
+    # the kernel's ∂_b v^{a;c}_nn assumes ∂_bσ-only vertices (not the full-operator one): replaced below
+    keep = (set(SPIN_FULL_VELOCITY_FIELDS) | {"spin_expectation"}) - {"spin_velocity_derivative"}
     for name in list(out):
         if name not in keep:
             out[name] = np.full_like(out[name], np.nan)
+    if Au.shape[2] > d:  # ∂A^W given: the exact ∂_b v^{a;c}_nn (else NaN, like the refused fields)
+        out["spin_velocity_derivative"] = spin_velocity_derivative_position(Hu, Au, d, _check_spin(spin, Hu.shape[2]),
+                                                                            degeneracy_threshold)
     if dipoles:
         N, n = Hu.shape[0], Hu.shape[2]
         shapes = _allocate(N, n, d, True, False)
