@@ -16,7 +16,6 @@ from qgtflow.geometry import qmd
 from qgtflow.geometry.fields import FIELD_SPECS, compute_fields
 from qgtflow.geometry.position import (
     POSITION_CLASSES,
-    SPIN_DERIVATIVE_REFUSED,
     SPIN_FULL_VELOCITY_FIELDS,
     TB_ONLY_FIELDS,
     ZEEMAN_REFUSED,
@@ -49,8 +48,7 @@ def test_every_field_of_the_catalogue_has_exactly_one_class():
     members = [name for names in POSITION_CLASSES.values() for name in names]
     assert len(members) == len(set(members)), "a field is in two classes"
     assert set(members) == set(FIELD_SPECS) | {qmd.NAME}
-    assert set(POSITION_CLASSES["refused"]) == set(ZEEMAN_REFUSED) | set(SPIN_DERIVATIVE_REFUSED)
-    assert not set(ZEEMAN_REFUSED) & set(SPIN_DERIVATIVE_REFUSED)
+    assert set(POSITION_CLASSES["refused"]) == set(ZEEMAN_REFUSED)
     assert set(SPIN_FULL_VELOCITY_FIELDS) <= set(POSITION_CLASSES["full operator"])
     spin_fields = {name for name in FIELD_SPECS if name.startswith(("spin_", "zeeman_"))}
     assert spin_fields - set(TB_ONLY_FIELDS) == {"spin_expectation"} | set(SPIN_FULL_VELOCITY_FIELDS)
@@ -77,7 +75,7 @@ def test_the_operator_enters_exactly_the_full_operator_fields(tb_file):  # noqa:
     for name in POSITION_CLASSES["full operator"]:
         assert np.abs(a[name] - b[name]).max() > 1e-3 * np.abs(b[name]).max(), name
     for name in TB_ONLY_FIELDS:
-        reason = "need ∇_bσ" if name in SPIN_DERIVATIVE_REFUSED else "fn. 82 form"
+        reason = "fn. 82 form"
         with pytest.raises(ModelError, match=rf"^optional: \['{name}'\] .*{reason}.*AMBIGUITIES-notes.*"
                                              "position_operator: false"):
             compute_fields(on, K[:1], 1e-8, optional=(name,))
@@ -92,27 +90,28 @@ def test_the_operator_enters_exactly_the_full_operator_fields(tb_file):  # noqa:
 
 
 def test_spin_response_is_refused_before_any_compute(tb_file, tmp_path, capsys):  # noqa: F811
-    """A nonlinear spin-conductivity response whose Fermi-sea form reads the spin Berry curvature dipole (needs
-    ∇σ) of a Wannier model with the position operator: exit 2 and one line naming the response, the field and why.
-    The linear intrinsic spin Hall response (spin Berry curvature, full velocity) is accepted with the operator on,
-    and so is the nonlinear one in its Fermi-surface form (spin Berry curvature × velocity)."""
+    """A Zeeman response (the Edelstein one, Eq. 5, reads the Zeeman Berry curvature) of a Wannier model with the
+    position operator: exit 2 and one line naming the response, the field and why. Every spin-current response is
+    accepted with the operator on, in both Fermi forms."""
     from qgtflow.cli import main
     from qgtflow.study import geometry_fields, load_study
 
     spin = [[[str(complex(v)) for v in row] for row in m] for m in _hermitian(np.random.default_rng(3), 3, 3)]
     study = {"model": {"name": "layer", "wannier90": {"tb": str(tb_file), "dim": 2}, "spin": spin},
              "units": "natural", "kgrid": {"sizes": [4]}, "mu": [0.0], "temperature": [0.05], "tau": 1.0,
-             "responses": ["spin_sigma_lin_tau0", "spin_sigma_nl_tau1"]}
+             "responses": ["spin_sigma_lin_tau0", "spin_beta_lin_tau1"]}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(study))
     assert main(["evaluate", str(path), "--out", str(tmp_path / "out.zarr"), "--workers", "0"]) == 2
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("qgtflow: error:")]
     assert len(err) == 1
-    assert re.search(r"spin_sigma_nl_tau1.*spin_qgt_curvature_dipole.*need ∇_bσ.*AMBIGUITIES-notes.*"
-                     r"fermi_form: surface.*position_operator: false", err[0]), err[0]
+    assert re.search(r"spin_beta_lin_tau1.*zeeman_qgt_curvature.*fn. 82 form.*AMBIGUITIES-notes.*"
+                     r"position_operator: false", err[0]), err[0]
     assert not (tmp_path / "out.zarr").exists()
-    assert "spin_qgt_curvature" in geometry_fields(load_study(dict(study, responses=["spin_sigma_lin_tau0"])))
-    assert "spin_qgt_curvature" in geometry_fields(load_study(dict(study, fermi_form="surface")))
+    currents = ["spin_sigma_lin_tau0", "spin_sigma_lin_tau1", "spin_sigma_nl_tau0", "spin_sigma_nl_tau1",
+                "spin_sigma_nl_tau2"]
+    for form in ("sea", "surface"):
+        assert "spin_qgt_curvature" in geometry_fields(load_study(dict(study, responses=currents, fermi_form=form)))
 
 
 def test_spin_current_identity_breaks_by_the_commutator_with_the_position_operator():

@@ -32,6 +32,8 @@ from tests.test_geometry_spin import pt_with_random_spin, random_polynomial, ran
 from tests.test_position_operator import LATTICE, bloch, model_blocks, tb_file  # noqa: F401  (tb_file: fixture)
 
 KEPT = tuple(SPIN_FULL_VELOCITY_FIELDS) + ("spin_expectation",)
+DERIVATIVES = ("spin_velocity_derivative", "spin_qgt_metric_x_gap_dipole", "spin_qgt_curvature_dipole",
+               "spin_bcp_dipole")  # the NumPy routes, which need ∂A^W
 K = np.array([[0.31, -0.47], [-0.6, 0.2], [0.05, 0.73]])
 
 
@@ -95,18 +97,18 @@ def test_zero_connection_is_bit_identical_to_the_tight_binding_kernel():
     b = spin_fields(Hu, 2, model.spin, pairs=True)
     assert tuple(a) == SPIN_FIELDS + SPIN_DIPOLE_FIELDS + SPIN_PAIR_FIELDS
     for name in KEPT:
-        if name == "spin_velocity_derivative":  # without ∂A^W: NaN
+        if name in DERIVATIVES:  # without ∂A^W: NaN
             assert np.isnan(a[name]).all()
         else:
             assert np.array_equal(a[name], b[name]), name
     for name in a:
         if name not in KEPT:
             assert name in TB_ONLY_FIELDS and np.isnan(a[name]).all(), name
-    # with ∂A^W = 0 the derivative is NumPy's route to the kernel's ¼<{∂_a∂_bH, σ^c}> + 2 Σ ε g
+    # with ∂A^W = 0 the NumPy derivatives reproduce the kernel's (¼<{∂_a∂_bH, σ^c}> + 2 Σ ε g and its dipoles)
     Au1 = np.zeros((len(K), 2, 3) + Hu.shape[2:], complex)
-    dv = spin_fields_position(Hu, Au1, 2, model.spin)["spin_velocity_derivative"]
-    ref = b["spin_velocity_derivative"]
-    np.testing.assert_allclose(dv, ref, rtol=0, atol=1e-11 * np.abs(ref).max())
+    c = spin_fields_position(Hu, Au1, 2, model.spin)
+    for name in DERIVATIVES:
+        np.testing.assert_allclose(c[name], b[name], rtol=0, atol=1e-11 * np.abs(b[name]).max(), err_msg=name)
 
 
 def test_dense_numpy_route_agrees():
@@ -114,7 +116,7 @@ def test_dense_numpy_route_agrees():
     comps = random_connection(dim=2, nbands=4)
     Hu = model.unique_derivatives(K)
     Au = position_derivatives(comps, K, order=1)
-    got = spin_fields_position(Hu, Au, 2, model.spin, pairs=True, dipoles=False)
+    got = spin_fields_position(Hu, Au, 2, model.spin, pairs=True)
     i1, _, _ = index_maps(2)
     tb = spin_fields(Hu, 2, model.spin)
     for j in range(len(K)):
@@ -173,10 +175,10 @@ def test_degenerate_groups_are_gauge_invariant():
     comps = random_connection(dim=model.dim, nbands=4, seed=9)
     k = np.array([[0.3, -0.2, 0.1][:model.dim], [0.7, 0.4, -0.5][:model.dim]])
     Hu = model.unique_derivatives(k)
-    Au = position_derivatives(comps, k, order=0)
-    ref = spin_fields_position(Hu, Au, model.dim, model.spin, 1e-8, pairs=True, dipoles=False)
+    Au = position_derivatives(comps, k, order=1)
+    ref = spin_fields_position(Hu, Au, model.dim, model.spin, 1e-8, pairs=True)
     for seed in (1, 7):
-        rot = spin_fields_position(Hu, Au, model.dim, model.spin, 1e-8, gauge_seed=seed, pairs=True, dipoles=False)
+        rot = spin_fields_position(Hu, Au, model.dim, model.spin, 1e-8, gauge_seed=seed, pairs=True)
         for name in KEPT:
             scale = np.abs(ref[name]).max()
             np.testing.assert_allclose(rot[name], ref[name], rtol=0, atol=1e-10 * scale, err_msg=name)
@@ -252,13 +254,17 @@ def test_full_operator_spin_fields_do_not_depend_on_the_phase_convention(tb_file
 
 
 def _stencil(f, k, b, h=1e-3):
-    """4-point central difference of f(k) along direction b."""
-    acc = 0.0
+    """4-point central difference of f(k) (an array or a dict of arrays) along direction b."""
+    acc = None
     for w, step in ((8.0, h), (-8.0, -h), (-1.0, 2 * h), (1.0, -2 * h)):
         kk = np.array(k, float)
         kk[..., b] += step
-        acc = acc + w * f(kk)
-    return acc / (12 * h)
+        val = f(kk)
+        if isinstance(val, dict):
+            acc = {key: (0.0 if acc is None else acc[key]) + w * v for key, v in val.items()}
+        else:
+            acc = (0.0 if acc is None else acc) + w * val
+    return {key: v / (12 * h) for key, v in acc.items()} if isinstance(acc, dict) else acc / (12 * h)
 
 
 @pytest.mark.parametrize("degenerate", [False, True])
@@ -282,3 +288,27 @@ def test_spin_current_derivative_equals_finite_differences(degenerate):
     if degenerate:
         rot = fields(k, gauge_seed=4)["spin_velocity_derivative"]
         np.testing.assert_allclose(rot, got, rtol=0, atol=1e-10 * np.abs(got).max())
+
+
+@pytest.mark.parametrize("degenerate", [False, True])
+def test_spin_dipoles_equal_finite_differences(degenerate):
+    """The three spin dipoles with the operator (spin_dipoles_position) = 4-point differences of the spin metric ×
+    gap, spin curvature and spin BCP of the same route; also for 001 Eq. 20 (doubly degenerate bands)."""
+    model = pt_with_random_spin() if degenerate else random_polynomial(dim=2, nbands=4, seed=8)
+    d, n = model.dim, model.nbands
+    comps = random_connection(dim=d, nbands=n, seed=3)
+    k = np.array([[0.31, -0.22, 0.17][:d], [-0.5, 0.4, 0.6][:d]])
+    got = spin_fields_position(model.unique_derivatives(k), position_derivatives(comps, k, order=1), d, model.spin,
+                               1e-8)
+    base = {"spin_qgt_metric_x_gap_dipole": "spin_qgt_metric_x_gap", "spin_qgt_curvature_dipole": "spin_qgt_curvature",
+            "spin_bcp_dipole": "spin_bcp"}
+
+    def band_fields(kk):
+        return spin_fields_position(model.unique_derivatives(kk), position_derivatives(comps, kk, order=0), d,
+                                    model.spin, 1e-8, dipoles=False)
+
+    for e in range(d):
+        fd = _stencil(band_fields, k, e)
+        for name, undiff in base.items():
+            np.testing.assert_allclose(got[name][:, :, :, :, e, :], fd[undiff], rtol=0,
+                                       atol=1e-7 * np.abs(fd[undiff]).max(), err_msg=f"{name} e={e}")

@@ -279,8 +279,7 @@ def geometry_fields(study) -> list[str]:
     required = required_fields(study.responses, study.fermi_form, study.omega)
     check_spin_operator(study.model, required)
     check_position_operator(study.model, study.responses,
-                            lambda r: required_fields([r], study.fermi_form, study.omega),
-                            lambda r: required_fields([r], "surface", study.omega))
+                            lambda r: required_fields([r], study.fermi_form, study.omega))
     if study.config.get("store_fields") == "required":
         return [f for f in FIELD_SPECS if f in set(required) | {"energy", "velocity"}]
     return stored_fields(required)

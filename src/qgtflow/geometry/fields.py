@@ -202,8 +202,9 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         flags = dict(dipoles=any(name in SPIN_DIPOLE_INFO for name in spin),
                      pairs=any(name in SPIN_PAIR_INFO for name in spin), active=model.active_slots())
         if position:  # full velocity ∂_aH − i[A^W_a, H]; the fields without that form were refused above
-            # ∂A^W only when ∂_b v^{a;c}_nn is read (its NumPy route costs about one more kernel)
-            Aw = Au if "spin_velocity_derivative" in spin else Au[:, :, :1]
+            # ∂A^W only when ∂_b v^{a;c}_nn or a spin dipole is read (NumPy routes, each about one more kernel)
+            derivatives = "spin_velocity_derivative" in spin or any(name in SPIN_DIPOLE_INFO for name in spin)
+            Aw = Au if derivatives else Au[:, :, :1]
             extra = spin_fields_position(Hu, Aw, model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
                                          **flags)
         else:

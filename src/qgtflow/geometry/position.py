@@ -45,8 +45,7 @@ quantum-metric quadrupole (``position_quadrupole.py``); :data:`POSITION_CLASSES`
 (table: docs/position-quadrupole.md). The 003 spin QGT, spin BCP and spin current (vertex ¼{𝒱^a, σ^c} with the
 full velocity 𝒱^a = ∂_aH − i[A^W_a, H]) are computed with the operator (:data:`SPIN_FULL_VELOCITY_FIELDS`,
 ``spin.py`` ``spin_fields_position``, docs/spin-position-operator.md). The Zeeman QGT (A^a_nm σ_mn) has no unique
-full-operator form, and the spin dipoles need ∇σ (docs/AMBIGUITIES-notes.md, "Zeeman and spin
-QGT with the Wannier position operator"): :func:`check_position_operator` refuses responses that read them while
+full-operator form (docs/AMBIGUITIES-notes.md, "Zeeman and spin QGT with the Wannier position operator"): :func:`check_position_operator` refuses responses that read them while
 the position operator is on (switch it off with ``wannier90.position_operator: false`` to
 get the tight-binding approximation throughout); these are optional fields, computed (and stored) only for a
 response that reads them, so no store holds them under the full operator.
@@ -66,21 +65,20 @@ FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "qu
 # optional fields with the position operator: Γ from the full ∂g, ∂∂g from position_quadrupole.py
 FULL_POSITION_OPTIONAL = ("christoffel", "quantum_metric_quadrupole_density")
 # fields whose definition contains the interband Berry connection A^a_nm (or the interband velocity) but whose
-# continuation to the full position operator is not unique or not implemented (docs/AMBIGUITIES-notes.md,
-# docs/spin-position-operator.md): refused while it is on, with the reason of their family. Zeeman: 003 Eq. 3 pairs
-# A with σ, and Eq. 3 and its fn. 82 form ∂_a<σ^b>_n differ by <∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn. Spin dipoles:
-# ∂_e of the spin QGT needs ∇_eσ^c = −i[A^W_e, σ^c] in the vertex derivative (the fn. 80/82 identity misses
-# ¼<{𝒱^a, ∇_bσ^c}>_nn), which the spin kernel does not compute.
+# continuation to the full position operator is not unique (docs/AMBIGUITIES-notes.md, docs/spin-position-operator.md
+# §5): refused while it is on, with the reason of their family. Zeeman: 003 Eq. 3 pairs A with σ, and Eq. 3 and its
+# fn. 82 form ∂_a<σ^b>_n differ by <∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn.
 ZEEMAN_REFUSED = ("zeeman_qgt_metric", "zeeman_qgt_curvature", "zeeman_bcp", "zeeman_hspace_bcp",
                   "zeeman_nonlinear_sea", "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole",
                   "zeeman_hspace_bcp_dipole", "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
-SPIN_DERIVATIVE_REFUSED = ("spin_qgt_metric_x_gap_dipole", "spin_qgt_curvature_dipole", "spin_bcp_dipole")
-# the spin-current family that reads only the full velocity 𝒱^a = ∂_aH − i[A^W_a, H] (and ∂𝒱) and σ: computed with
-# the position operator (geometry/spin.py spin_fields_position; docs/spin-position-operator.md)
+# the spin-current family (formerly SPIN_CURRENT_REFUSED): reads only the full velocity 𝒱^a = ∂_aH − i[A^W_a, H]
+# (and ∂𝒱) and σ, computed with the position operator (geometry/spin.py spin_fields_position; vertex ¼{𝒱^a, σ^c},
+# docs/spin-position-operator.md)
 SPIN_FULL_VELOCITY_FIELDS = ("spin_velocity", "spin_velocity_derivative", "spin_qgt_metric", "spin_qgt_curvature",
-                             "spin_qgt_metric_x_gap", "spin_bcp", "spin_nonlinear_sea", "spin_qgt_metric_pair",
+                             "spin_qgt_metric_x_gap", "spin_bcp", "spin_nonlinear_sea", "spin_qgt_metric_x_gap_dipole",
+                             "spin_qgt_curvature_dipole", "spin_bcp_dipole", "spin_qgt_metric_pair",
                              "spin_qgt_curvature_pair")
-TB_ONLY_FIELDS = ZEEMAN_REFUSED + SPIN_DERIVATIVE_REFUSED
+TB_ONLY_FIELDS = ZEEMAN_REFUSED
 # fields the position operator does not enter at all: band energies and their k-derivatives (functions of H(k)
 # only), and the on-site spin expectation Tr[P σ] (σ constant in the basis |χ_m(k)>, models/w90spin.py)
 TB_INDEPENDENT_FIELDS = ("energy", "velocity", "inverse_mass", "energy_third_derivative", "spin_expectation")
@@ -92,9 +90,6 @@ POSITION_CLASSES = {"full operator": FULL_POSITION_FIELDS + FULL_POSITION_OPTION
 WHY_REFUSED = {
     "zeeman": ("003 Eq. 3 with the full Berry connection and its fn. 82 form ∂_a<σ^b>_n differ by "
                "<∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn"),
-    "spin": ("the spin dipoles, k-derivatives of the spin QGT with the spin current ¼{𝒱^a, σ^c} (𝒱^a = ∂_aH − "
-             "i[A^W_a, H]), need ∇_bσ^c = −i[A^W_b, σ^c], which the spin kernel does not compute (the fn. 80/82 "
-             "identity misses ¼<{𝒱^a, ∇_bσ^c}>_nn)"),
 }
 NOTE = "docs/AMBIGUITIES-notes.md, 'Zeeman and spin QGT with the Wannier position operator'; docs/spin-position-operator.md"
 HOW_TO_GET = "set model.wannier90.position_operator: false (tight-binding approximation throughout)"
@@ -102,7 +97,7 @@ HOW_TO_GET = "set model.wannier90.position_operator: false (tight-binding approx
 
 def why_refused(names) -> str:
     """Why the refused fields ``names`` are not defined with the position operator (one clause per family)."""
-    families = [f for f, members in (("zeeman", ZEEMAN_REFUSED), ("spin", SPIN_DERIVATIVE_REFUSED))
+    families = [f for f, members in (("zeeman", ZEEMAN_REFUSED),)
                 if set(names) & set(members)]
     reasons = "; ".join(WHY_REFUSED[f] for f in families)
     return f"are not defined with the Wannier position operator ({reasons} — {NOTE})"
@@ -127,11 +122,10 @@ def check_position_fields(model, names, key: str) -> None:
                          f"others of the catalogue, or {HOW_TO_GET}")
 
 
-def check_position_operator(model, responses, fields_of, surface_fields_of=None) -> None:
+def check_position_operator(model, responses, fields_of) -> None:
     """Refuse (one line) responses reading fields that do not include the position operator while it is on.
 
-    ``fields_of(response)``: the geometry fields one response reads; ``surface_fields_of(response)`` (optional):
-    those of its Fermi-surface form, to point at ``fermi_form: surface`` when that form is not refused."""
+    ``fields_of(response)``: the geometry fields one response reads."""
     if not position_operator_on(model):
         return
     for r in responses:
@@ -139,10 +133,8 @@ def check_position_operator(model, responses, fields_of, surface_fields_of=None)
         if bad:
             from qgtflow.errors import ModelError
 
-            surface = "" if surface_fields_of is None or set(surface_fields_of(r)) & set(TB_ONLY_FIELDS) else \
-                "fermi_form: surface (its Fermi-surface form reads none of them), "
             raise ModelError(f"response {r!r} reads {bad}, which {why_refused(bad)}; expected responses of the "
-                             f"other fields, {surface}or {HOW_TO_GET}")
+                             f"other fields, or {HOW_TO_GET}")
 
 
 def _rot(Ud, M, U):

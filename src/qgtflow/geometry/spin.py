@@ -81,8 +81,9 @@ fn. 86 pairs the replacements the wrong way round: Eq. 13 contains {v̂^a, σ̂^
 (Δ̄^a = (σ^a_mm − σ^a_nn)/2); with {v,σ}/4 → v in Eq. 13 and σ/2 → v in Eq. 14 both Q and Z become
 2Δ g + Δ g, the two-band intrinsic charge form.
 With the Wannier position operator: ``spin_fields_position`` runs this kernel with the full velocity
-𝒱^a = ∂_aH − i[A^W_a, H] in the velocity slots (vertex ¼{𝒱^a, σ^c}, connection 𝒜 = Ā − iV̂; the fields that need
-∇σ come back as NaN; docs/spin-position-operator.md).
+𝒱^a = ∂_aH − i[A^W_a, H] in the velocity slots (vertex ¼{𝒱^a, σ^c}, connection 𝒜 = Ā − iV̂); ∂_b v^{a;c}_nn and
+the spin dipoles by batched NumPy with the plain-V derivative of matrix elements; the Zeeman fields come back as
+NaN (docs/spin-position-operator.md).
 Cost: O((d²·3)·n³) per k for the band fields, O(d³·3·n³) with dipoles; memory O(d³·3·n²) per thread.
 """
 
@@ -631,19 +632,72 @@ def spin_velocity_derivative_position(Hu: np.ndarray, Au: np.ndarray, dim: int, 
     return out
 
 
+def spin_dipoles_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
+                          degeneracy_threshold: float = 1e-6, batch: int = 128) -> dict[str, np.ndarray]:
+    """Exact k-derivatives of the spin QGT fields with the position operator: ``spin_qgt_metric_x_gap_dipole``,
+    ``spin_qgt_curvature_dipole``, ``spin_bcp_dipole`` (N, n, d, d, d, 3) [a, b, e, c] (layouts of the module
+    docstring), batched NumPy with its own eigh (docs/spin-position-operator.md §3).
+
+    Each is ∂_e of a group sum Σ_{n∈D, m∉D} P_nm x^p_nm, P = S^{a;c}_nm 𝒱^b_mn (S = ¼{𝒱^a, σ^c},
+    𝒱^a = ∂_aH − i[A^W_a, H]), with the plain-V derivative of eigenbasis matrix elements
+    ∂_eO_nm = (U†∂_eO U)_nm + (C^eO − OC^e)_nm, C^e_nl = V^e_nl x_nl off the groups (V^e = U†∂_eH U), and
+    P ∂_e x^p = −p x^{p+1} [S_nm ((𝒱^b V^e_DD)_mn − (V^e_D'D' 𝒱^b)_mn)] (the kernel's group blocks).
+    Needs Hu to second order and Au to first (U' ≥ 1 + d)."""
+    i1, i2, _ = index_maps(dim)
+    N, n = Hu.shape[0], Hu.shape[2]
+    d = dim
+    names = ("spin_qgt_metric_x_gap_dipole", "spin_qgt_curvature_dipole", "spin_bcp_dipole")
+    out = {name: np.empty((N, n, d, d, d, 3)) for name in names}
+    spin = np.asarray(spin, complex)
+    for lo in range(0, N, batch):
+        hi = min(N, lo + batch)
+        H, dH, A = Hu[lo:hi, 0], [Hu[lo:hi, i1[a]] for a in range(d)], Au[lo:hi, :, 0]
+        E, U = np.linalg.eigh(H)
+        Ud = np.conj(np.swapaxes(U, -1, -2))
+        grp = group_labels(E, degeneracy_threshold)
+        same = grp[:, :, None] == grp[:, None, :]
+        gap = E[:, :, None] - E[:, None, :]
+        X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
+        avg = same / same.sum(axis=2)[:, :, None]
+        V = [Ud @ dH[e] @ U for e in range(d)]
+        C = [v * X for v in V]
+        Vg = [v * same for v in V]
+        # orbital-basis 𝒱^a and ∂_e𝒱^a, then eigenbasis values and their plain-V derivatives
+        Vo = [dH[a] - 1j * (A[:, a] @ H - H @ A[:, a]) for a in range(d)]
+        dVo = [[Hu[lo:hi, i2[a, e]] - 1j * (Au[lo:hi, a, i1[e]] @ H - H @ Au[lo:hi, a, i1[e]])
+                - 1j * (A[:, a] @ dH[e] - dH[e] @ A[:, a]) for e in range(d)] for a in range(d)]
+        Ve = [Ud @ v @ U for v in Vo]
+        DVe = [[Ud @ dVo[a][e] @ U + C[e] @ Ve[a] - Ve[a] @ C[e] for e in range(d)] for a in range(d)]
+        for a in range(d):
+            for c in range(3):
+                S = Ud @ (0.25 * (Vo[a] @ spin[c] + spin[c] @ Vo[a])) @ U
+                DS = [Ud @ (0.25 * (dVo[a][e] @ spin[c] + spin[c] @ dVo[a][e])) @ U + C[e] @ S - S @ C[e]
+                      for e in range(d)]
+                for b in range(d):
+                    Zt = np.swapaxes(Ve[b], 1, 2)  # Zt[n, m] = 𝒱^b_mn
+                    for e in range(d):
+                        dP = DS[e] * Zt + S * np.swapaxes(DVe[b][e], 1, 2)
+                        pdE = S * np.swapaxes(Ve[b] @ Vg[e] - Vg[e] @ Ve[b], 1, 2)
+                        rows = {"spin_qgt_metric_x_gap_dipole": (dP.real * X - pdE.real * X**2),
+                                "spin_qgt_curvature_dipole": -2.0 * (dP.imag * X**2 - 2.0 * pdE.imag * X**3),
+                                "spin_bcp_dipole": 2.0 * (dP.real * X**3 - 3.0 * pdE.real * X**4)}
+                        for name, r in rows.items():
+                            out[name][lo:hi, :, a, b, e, c] = np.einsum("kij,kj->ki", avg, r.sum(axis=2))
+    return out
+
+
 def spin_fields_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
                          degeneracy_threshold: float = 1e-6, n_threads: int | None = None, gauge_seed: int = -1, *,
                          dipoles: bool = True, pairs: bool = False, active=None) -> dict[str, np.ndarray]:
     """:func:`spin_fields` with the Wannier position operator (docs/spin-position-operator.md).
 
     ``Au`` (N, d, U', n, n): A^W and its derivatives, as ``model.position.unique_derivatives`` (U' ≥ 1; with
-    U' ≥ 1 + d the exact ``spin_velocity_derivative`` is computed by :func:`spin_velocity_derivative_position`,
-    otherwise it is NaN). The kernel runs unchanged on the compact array whose velocity slots hold the
+    U' ≥ 1 + d the exact ``spin_velocity_derivative`` and, when ``dipoles``, the three spin dipoles are computed
+    by :func:`spin_velocity_derivative_position` and :func:`spin_dipoles_position`; otherwise they are NaN). The kernel runs unchanged on the compact array whose velocity slots hold the
     full velocity 𝒱^a = ∂_aH − i[A^W_a, H] (rotated to the eigenbasis the kernel computes anyway), so its interband
     connection is the full 𝒜^a = Ā^a − iV̂^a and the spin-current vertex is S^{a;c} = ¼{𝒱^a, σ^c} in the Wannier
     space. Exact for the fields of ``position.SPIN_FULL_VELOCITY_FIELDS`` (they read only 𝒱, ∂𝒱 and σ) and for
-    ``spin_expectation``. Every other requested field (the refused ones of ``position.py``: the Zeeman family and
-    the spin dipoles, which would need ∇σ = −i[A^W, σ] in the kernel) is returned filled with NaN, so that it can
+    ``spin_expectation``. The Zeeman family (refused in ``position.py``) is returned filled with NaN, so that it can
     never pass for a value. ``Au`` all zero gives bit-identical values to :func:`spin_fields`.
     """
     from qgtflow.geometry.position import SPIN_FULL_VELOCITY_FIELDS
@@ -674,5 +728,7 @@ def spin_fields_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndar
         N, n = Hu.shape[0], Hu.shape[2]
         shapes = _allocate(N, n, d, True, False)
         out.update({name: np.full_like(shapes[name], np.nan) for name in SPIN_DIPOLE_FIELDS})
+        if Au.shape[2] > d:  # the spin dipoles (the Zeeman ones stay NaN)
+            out.update(spin_dipoles_position(Hu, Au, d, _check_spin(spin, n), degeneracy_threshold))
     order = SPIN_FIELDS + SPIN_DIPOLE_FIELDS + SPIN_PAIR_FIELDS
     return {name: out[name] for name in order if name in out}
