@@ -102,7 +102,8 @@ def test_spin_responses_of_a_tb_model_with_its_spn(tmp_path):
     spn = write_spn(tmp_path / "fe.spn", S, formatted=False)
     base = {"units": {"length": "angstrom"}, "kgrid": {"sizes": [4]}, "mu": [0.5], "temperature": [300.0],
             "responses": ["spin_sigma_lin_tau1", "spin_sigma_lin_tau0"]}  # allowed with inversion (β^(1) is not)
-    # the 003 spin-current fields are refused with the position operator (docs/AMBIGUITIES-notes.md)
+    # (this file has no off-diagonal position elements; the spin fields with the position operator are tested in
+    # tests/test_spin_position.py and tests/test_position_fields.py)
     w90 = {"tb": str(DATA / "fe_like_tb.dat"), "position_operator": False}
     from_spn = {**base, "model": {"name": "fe", "wannier90": {**w90, "spn": str(spn)}}}
     given = {**base, "model": {"name": "fe", "wannier90": w90, "spin": _numeric(S_W)}}

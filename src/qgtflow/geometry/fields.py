@@ -196,12 +196,19 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         extra = quadrupole_fields(Hu, model.dim, degeneracy_threshold, n_threads, model.active_slots(), gauge_seed)
         fields.update({name: extra[name] for name in quad})
     if spin:
-        from qgtflow.geometry.spin import spin_fields
+        from qgtflow.geometry.spin import spin_fields, spin_fields_position
 
         check_spin_operator(model, spin)
-        extra = spin_fields(Hu, model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
-                            dipoles=any(name in SPIN_DIPOLE_INFO for name in spin),
-                            pairs=any(name in SPIN_PAIR_INFO for name in spin), active=model.active_slots())
+        flags = dict(dipoles=any(name in SPIN_DIPOLE_INFO for name in spin),
+                     pairs=any(name in SPIN_PAIR_INFO for name in spin), active=model.active_slots())
+        if position:  # full velocity ∂_aH − i[A^W_a, H]; the fields without that form were refused above
+            # ∂A^W only when ∂_b v^{a;c}_nn or a spin dipole is read (NumPy routes, each about one more kernel)
+            derivatives = "spin_velocity_derivative" in spin or any(name in SPIN_DIPOLE_INFO for name in spin)
+            Aw = Au if derivatives else Au[:, :, :1]
+            extra = spin_fields_position(Hu, Aw, model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
+                                         **flags)
+        else:
+            extra = spin_fields(Hu, model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed, **flags)
         fields.update({name: extra[name] for name in spin})
     return fields
 

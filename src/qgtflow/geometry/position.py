@@ -42,10 +42,11 @@ O(d³ n³) per k; the Christoffel symbols are their combination (000 Eq. 16).
 
 Which fields include the external terms: :data:`FULL_POSITION_FIELDS`, the Christoffel symbols and the
 quantum-metric quadrupole (``position_quadrupole.py``); :data:`POSITION_CLASSES` sorts every catalogue field
-(table: docs/position-quadrupole.md). The 003 Zeeman QGT (A^a_nm σ_mn) and the spin QGT / spin BCP
-(spin-current vertex ¼{v^a, σ^c} with A^b_mn) have no unique full-operator form (docs/AMBIGUITIES-notes.md,
-"Zeeman and spin QGT with the Wannier position operator"). :func:`check_position_operator` refuses responses
-that read them while the position operator is on (switch it off with ``wannier90.position_operator: false`` to
+(table: docs/position-quadrupole.md). The 003 spin QGT, spin BCP and spin current (vertex ¼{𝒱^a, σ^c} with the
+full velocity 𝒱^a = ∂_aH − i[A^W_a, H]) are computed with the operator (:data:`SPIN_FULL_VELOCITY_FIELDS`,
+``spin.py`` ``spin_fields_position``, docs/spin-position-operator.md). The Zeeman QGT (A^a_nm σ_mn) has no unique
+full-operator form (docs/AMBIGUITIES-notes.md, "Zeeman and spin QGT with the Wannier position operator"): :func:`check_position_operator` refuses responses that read them while
+the position operator is on (switch it off with ``wannier90.position_operator: false`` to
 get the tight-binding approximation throughout); these are optional fields, computed (and stored) only for a
 response that reads them, so no store holds them under the full operator.
 """
@@ -64,38 +65,39 @@ FULL_POSITION_FIELDS = ("berry_curvature", "berry_curvature_dipole_density", "qu
 # optional fields with the position operator: Γ from the full ∂g, ∂∂g from position_quadrupole.py
 FULL_POSITION_OPTIONAL = ("christoffel", "quantum_metric_quadrupole_density")
 # fields whose definition contains the interband Berry connection A^a_nm (or the interband velocity) but whose
-# continuation to the full position operator is not unique (docs/AMBIGUITIES-notes.md): refused while it is on,
-# with the reason of their family. Zeeman: 003 Eq. 3 pairs A with σ, and Eq. 3 and its fn. 82 form differ by
-# i Tr[P [A^W_a, σ^b]]. Spin current: 003 Eq. 2's vertex ¼{v^a, σ^c} with v^a = ∇_aH; the fn. 80/82 identity
-# ∂_b v^{a;c}_nn = ¼<{∇_b v^a, σ^c}>_nn + 2 Σ_m ε_nm g^{ab;c}_nm then misses ¼<{v^a, −i[A^W_b, σ^c]}>_nn.
+# continuation to the full position operator is not unique (docs/AMBIGUITIES-notes.md, docs/spin-position-operator.md
+# §5): refused while it is on, with the reason of their family. Zeeman: 003 Eq. 3 pairs A with σ, and Eq. 3 and its
+# fn. 82 form ∂_a<σ^b>_n differ by <∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn.
 ZEEMAN_REFUSED = ("zeeman_qgt_metric", "zeeman_qgt_curvature", "zeeman_bcp", "zeeman_hspace_bcp",
                   "zeeman_nonlinear_sea", "zeeman_qgt_curvature_dipole", "zeeman_bcp_dipole",
                   "zeeman_hspace_bcp_dipole", "zeeman_qgt_metric_pair", "zeeman_qgt_curvature_pair")
-SPIN_CURRENT_REFUSED = ("spin_velocity", "spin_velocity_derivative", "spin_qgt_metric", "spin_qgt_curvature",
-                        "spin_qgt_metric_x_gap", "spin_bcp", "spin_nonlinear_sea", "spin_qgt_metric_x_gap_dipole",
-                        "spin_qgt_curvature_dipole", "spin_bcp_dipole", "spin_qgt_metric_pair",
-                        "spin_qgt_curvature_pair")
-TB_ONLY_FIELDS = ZEEMAN_REFUSED + SPIN_CURRENT_REFUSED
+# the spin-current family (formerly SPIN_CURRENT_REFUSED): reads only the full velocity 𝒱^a = ∂_aH − i[A^W_a, H]
+# (and ∂𝒱) and σ, computed with the position operator (geometry/spin.py spin_fields_position; vertex ¼{𝒱^a, σ^c},
+# docs/spin-position-operator.md)
+SPIN_FULL_VELOCITY_FIELDS = ("spin_velocity", "spin_velocity_derivative", "spin_qgt_metric", "spin_qgt_curvature",
+                             "spin_qgt_metric_x_gap", "spin_bcp", "spin_nonlinear_sea", "spin_qgt_metric_x_gap_dipole",
+                             "spin_qgt_curvature_dipole", "spin_bcp_dipole", "spin_qgt_metric_pair",
+                             "spin_qgt_curvature_pair")
+TB_ONLY_FIELDS = ZEEMAN_REFUSED
 # fields the position operator does not enter at all: band energies and their k-derivatives (functions of H(k)
 # only), and the on-site spin expectation Tr[P σ] (σ constant in the basis |χ_m(k)>, models/w90spin.py)
 TB_INDEPENDENT_FIELDS = ("energy", "velocity", "inverse_mass", "energy_third_derivative", "spin_expectation")
 # every field of the geometry catalogue (fields.FIELD_SPECS) and the bands stage's Λ (from velocity and 𝒢), by
 # how the position operator enters it (table: docs/position-quadrupole.md)
-POSITION_CLASSES = {"full operator": FULL_POSITION_FIELDS + FULL_POSITION_OPTIONAL + (qmd.NAME,),
+POSITION_CLASSES = {"full operator": FULL_POSITION_FIELDS + FULL_POSITION_OPTIONAL + (qmd.NAME,)
+                                     + SPIN_FULL_VELOCITY_FIELDS,
                     "independent of it": TB_INDEPENDENT_FIELDS, "refused": TB_ONLY_FIELDS}
 WHY_REFUSED = {
     "zeeman": ("003 Eq. 3 with the full Berry connection and its fn. 82 form ∂_a<σ^b>_n differ by "
-               "i Tr[P [A^W_a, σ^b]]"),
-    "spin": ("the spin-current vertex ¼{v^a, σ^c} of 003 Eq. 2 with v^a = ∂_aH − i[A^W_a, H] breaks the fn. 80/82 "
-             "identity by ¼<{v^a, −i[A^W_b, σ^c]}>_nn"),
+               "<∇_aσ^b>_nn = −i<[A^W_a, σ^b]>_nn"),
 }
-NOTE = "docs/AMBIGUITIES-notes.md, 'Zeeman and spin QGT with the Wannier position operator'"
+NOTE = "docs/AMBIGUITIES-notes.md, 'Zeeman and spin QGT with the Wannier position operator'; docs/spin-position-operator.md"
 HOW_TO_GET = "set model.wannier90.position_operator: false (tight-binding approximation throughout)"
 
 
 def why_refused(names) -> str:
     """Why the refused fields ``names`` are not defined with the position operator (one clause per family)."""
-    families = [f for f, members in (("zeeman", ZEEMAN_REFUSED), ("spin", SPIN_CURRENT_REFUSED))
+    families = [f for f, members in (("zeeman", ZEEMAN_REFUSED),)
                 if set(names) & set(members)]
     reasons = "; ".join(WHY_REFUSED[f] for f in families)
     return f"are not defined with the Wannier position operator ({reasons} — {NOTE})"

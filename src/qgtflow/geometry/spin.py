@@ -80,6 +80,10 @@ should read Ω̄^{ba}_nm (Ω̄_mn = −Ω̄_nm), and "spin BCD v^d_n Ω̄^{ab;c}
 fn. 86 pairs the replacements the wrong way round: Eq. 13 contains {v̂^a, σ̂^c}/4 and Eq. 14 contains σ̂^a/2
 (Δ̄^a = (σ^a_mm − σ^a_nn)/2); with {v,σ}/4 → v in Eq. 13 and σ/2 → v in Eq. 14 both Q and Z become
 2Δ g + Δ g, the two-band intrinsic charge form.
+With the Wannier position operator: ``spin_fields_position`` runs this kernel with the full velocity
+𝒱^a = ∂_aH − i[A^W_a, H] in the velocity slots (vertex ¼{𝒱^a, σ^c}, connection 𝒜 = Ā − iV̂); ∂_b v^{a;c}_nn and
+the spin dipoles by batched NumPy with the plain-V derivative of matrix elements; the Zeeman fields come back as
+NaN (docs/spin-position-operator.md).
 Cost: O((d²·3)·n³) per k for the band fields, O(d³·3·n³) with dipoles; memory O(d³·3·n²) per thread.
 """
 
@@ -89,6 +93,7 @@ import numpy as np
 from numba import njit, prange
 
 from qgtflow.geometry.eigh import eigh_small_ws
+from qgtflow.geometry.groups import group_labels
 from qgtflow.geometry.kernels import _avg2, _groups, _random_gauge, _rotate, block_count
 from qgtflow.models.derivatives import index_maps, unique_multi_indices
 
@@ -540,16 +545,15 @@ def compute_spin_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6
 
     A model of independent sectors (valleys) is computed sector by sector with each sector's spin
     operator and stacked along ``band`` (pair fields: block-diagonal in (n, m)), as ``compute_fields`` does.
-    Refuses a model without a spin operator (``model.spin is None``).
+    Refuses a model without a spin operator (``model.spin is None``). With the Wannier position operator
+    (``model.position``) the fields come from :func:`spin_fields_position`: those without a full-operator form
+    (``position.TB_ONLY_FIELDS``) are NaN.
     """
     sectors = getattr(model, "sectors", None)
     if model.spin is None or (sectors and any(m.spin is None for m in sectors)):
         raise ValueError(f"model '{model.name}' has no spin operator (Model.spin is None): the spin and Zeeman "
                          "quantum geometry of 003 needs one; give the model a (3, n, n) spin operator "
                          "(e.g. the Pauli matrices for massive_dirac / snte_surface_dirac)")
-    from qgtflow.geometry.position import check_position_fields
-
-    check_position_fields(model, SPIN_FIELDS, "compute_spin_fields")  # no full-operator form (AMBIGUITIES-notes)
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
     if sectors:
         parts = [compute_spin_fields(m, k, degeneracy_threshold, n_threads, gauge_seed, dipoles=dipoles, pairs=pairs)
@@ -568,5 +572,163 @@ def compute_spin_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6
             else:
                 out[name] = np.concatenate([p[name] for p in parts], axis=1)
         return out
+    if getattr(model, "position", None) is not None:  # refused fields come back as NaN (spin_fields_position)
+        return spin_fields_position(model.unique_derivatives(k), model.position.unique_derivatives(k, order=1),
+                                    model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
+                                    dipoles=dipoles, pairs=pairs, active=model.active_slots())
     return spin_fields(model.unique_derivatives(k), model.dim, model.spin, degeneracy_threshold, n_threads,
                        gauge_seed, dipoles=dipoles, pairs=pairs, active=model.active_slots())
+
+
+def full_velocity_slots(Hu: np.ndarray, A: np.ndarray, dim: int) -> np.ndarray:
+    """Hu with the first-derivative slots ∂_aH replaced by the full Wannier-gauge velocity
+    𝒱^a = ∂_aH − i[A^W_a, H] (docs/spin-position-operator.md); A (N, d, n, n) = A^W_a(k). A copy: Hu is not
+    modified. The other slots (H, ∂²H, …) are kept as they are."""
+    out = np.array(Hu, dtype=complex, copy=True)
+    H = Hu[:, 0]
+    for a in range(dim):
+        out[:, 1 + a] -= 1j * (A[:, a] @ H - H @ A[:, a])
+    return out
+
+
+def spin_velocity_derivative_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
+                                      degeneracy_threshold: float = 1e-6, batch: int = 256) -> np.ndarray:
+    """Exact ∂_b v^{a;c}_nn (N, n, d, d, 3) [a, b, c] of the Wannier-space spin current S = ¼{𝒱^a, σ^c},
+    𝒱^a = ∂_aH − i[A^W_a, H] (docs/spin-position-operator.md §3): per degenerate group D (band value = group trace
+    / group size)
+
+        ∂_b Tr_D S = Tr_D[U†(∂_bS)U] + 2 Re Σ_{n∈D, m∉D} S_nm V^b_mn / (ε_n − ε_m),
+        ∂_bS = ¼{∂_b𝒱^a, σ^c},  ∂_b𝒱^a = ∂_a∂_bH − i[∂_bA^W_a, H] − i[A^W_a, ∂_bH],
+
+    with the plain V^b = U†∂_bH U (the eigenvectors are those of H alone). Batched NumPy, its own eigh; needs Hu to
+    second order and Au to first (``Au`` (N, d, U', n, n), U' ≥ 1 + d)."""
+    i1, i2, _ = index_maps(dim)
+    N, n = Hu.shape[0], Hu.shape[2]
+    d = dim
+    out = np.empty((N, n, d, d, 3))
+    spin = np.asarray(spin, complex)
+    for lo in range(0, N, batch):
+        hi = min(N, lo + batch)
+        H, dH, A = Hu[lo:hi, 0], [Hu[lo:hi, i1[a]] for a in range(d)], Au[lo:hi, :, 0]
+        E, U = np.linalg.eigh(H)
+        Ud = np.conj(np.swapaxes(U, -1, -2))
+        grp = group_labels(E, degeneracy_threshold)
+        same = grp[:, :, None] == grp[:, None, :]
+        gap = E[:, :, None] - E[:, None, :]
+        X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
+        avg = same / same.sum(axis=2)[:, :, None]
+        V = [Ud @ dH[b] @ U for b in range(d)]
+        for a in range(d):
+            Va = dH[a] - 1j * (A[:, a] @ H - H @ A[:, a])
+            for b in range(d):
+                dA = Au[lo:hi, a, i1[b]]
+                dVa = (Hu[lo:hi, i2[a, b]] - 1j * (dA @ H - H @ dA)
+                       - 1j * (A[:, a] @ dH[b] - dH[b] @ A[:, a]))
+                for c in range(3):
+                    S = Ud @ (0.25 * (Va @ spin[c] + spin[c] @ Va)) @ U
+                    dS = Ud @ (0.25 * (dVa @ spin[c] + spin[c] @ dVa)) @ U
+                    row = np.einsum("kii->ki", dS).real + 2.0 * np.einsum("knm,kmn,knm->kn", S, V[b], X).real
+                    out[lo:hi, :, a, b, c] = np.einsum("kij,kj->ki", avg, row)
+    return out
+
+
+def spin_dipoles_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
+                          degeneracy_threshold: float = 1e-6, batch: int = 128) -> dict[str, np.ndarray]:
+    """Exact k-derivatives of the spin QGT fields with the position operator: ``spin_qgt_metric_x_gap_dipole``,
+    ``spin_qgt_curvature_dipole``, ``spin_bcp_dipole`` (N, n, d, d, d, 3) [a, b, e, c] (layouts of the module
+    docstring), batched NumPy with its own eigh (docs/spin-position-operator.md §3).
+
+    Each is ∂_e of a group sum Σ_{n∈D, m∉D} P_nm x^p_nm, P = S^{a;c}_nm 𝒱^b_mn (S = ¼{𝒱^a, σ^c},
+    𝒱^a = ∂_aH − i[A^W_a, H]), with the plain-V derivative of eigenbasis matrix elements
+    ∂_eO_nm = (U†∂_eO U)_nm + (C^eO − OC^e)_nm, C^e_nl = V^e_nl x_nl off the groups (V^e = U†∂_eH U), and
+    P ∂_e x^p = −p x^{p+1} [S_nm ((𝒱^b V^e_DD)_mn − (V^e_D'D' 𝒱^b)_mn)] (the kernel's group blocks).
+    Needs Hu to second order and Au to first (U' ≥ 1 + d)."""
+    i1, i2, _ = index_maps(dim)
+    N, n = Hu.shape[0], Hu.shape[2]
+    d = dim
+    names = ("spin_qgt_metric_x_gap_dipole", "spin_qgt_curvature_dipole", "spin_bcp_dipole")
+    out = {name: np.empty((N, n, d, d, d, 3)) for name in names}
+    spin = np.asarray(spin, complex)
+    for lo in range(0, N, batch):
+        hi = min(N, lo + batch)
+        H, dH, A = Hu[lo:hi, 0], [Hu[lo:hi, i1[a]] for a in range(d)], Au[lo:hi, :, 0]
+        E, U = np.linalg.eigh(H)
+        Ud = np.conj(np.swapaxes(U, -1, -2))
+        grp = group_labels(E, degeneracy_threshold)
+        same = grp[:, :, None] == grp[:, None, :]
+        gap = E[:, :, None] - E[:, None, :]
+        X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
+        avg = same / same.sum(axis=2)[:, :, None]
+        V = [Ud @ dH[e] @ U for e in range(d)]
+        C = [v * X for v in V]
+        Vg = [v * same for v in V]
+        # orbital-basis 𝒱^a and ∂_e𝒱^a, then eigenbasis values and their plain-V derivatives
+        Vo = [dH[a] - 1j * (A[:, a] @ H - H @ A[:, a]) for a in range(d)]
+        dVo = [[Hu[lo:hi, i2[a, e]] - 1j * (Au[lo:hi, a, i1[e]] @ H - H @ Au[lo:hi, a, i1[e]])
+                - 1j * (A[:, a] @ dH[e] - dH[e] @ A[:, a]) for e in range(d)] for a in range(d)]
+        Ve = [Ud @ v @ U for v in Vo]
+        DVe = [[Ud @ dVo[a][e] @ U + C[e] @ Ve[a] - Ve[a] @ C[e] for e in range(d)] for a in range(d)]
+        for a in range(d):
+            for c in range(3):
+                S = Ud @ (0.25 * (Vo[a] @ spin[c] + spin[c] @ Vo[a])) @ U
+                DS = [Ud @ (0.25 * (dVo[a][e] @ spin[c] + spin[c] @ dVo[a][e])) @ U + C[e] @ S - S @ C[e]
+                      for e in range(d)]
+                for b in range(d):
+                    Zt = np.swapaxes(Ve[b], 1, 2)  # Zt[n, m] = 𝒱^b_mn
+                    for e in range(d):
+                        dP = DS[e] * Zt + S * np.swapaxes(DVe[b][e], 1, 2)
+                        pdE = S * np.swapaxes(Ve[b] @ Vg[e] - Vg[e] @ Ve[b], 1, 2)
+                        rows = {"spin_qgt_metric_x_gap_dipole": (dP.real * X - pdE.real * X**2),
+                                "spin_qgt_curvature_dipole": -2.0 * (dP.imag * X**2 - 2.0 * pdE.imag * X**3),
+                                "spin_bcp_dipole": 2.0 * (dP.real * X**3 - 3.0 * pdE.real * X**4)}
+                        for name, r in rows.items():
+                            out[name][lo:hi, :, a, b, e, c] = np.einsum("kij,kj->ki", avg, r.sum(axis=2))
+    return out
+
+
+def spin_fields_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
+                         degeneracy_threshold: float = 1e-6, n_threads: int | None = None, gauge_seed: int = -1, *,
+                         dipoles: bool = True, pairs: bool = False, active=None) -> dict[str, np.ndarray]:
+    """:func:`spin_fields` with the Wannier position operator (docs/spin-position-operator.md).
+
+    ``Au`` (N, d, U', n, n): A^W and its derivatives, as ``model.position.unique_derivatives`` (U' ≥ 1; with
+    U' ≥ 1 + d the exact ``spin_velocity_derivative`` and, when ``dipoles``, the three spin dipoles are computed
+    by :func:`spin_velocity_derivative_position` and :func:`spin_dipoles_position`; otherwise they are NaN). The kernel runs unchanged on the compact array whose velocity slots hold the
+    full velocity 𝒱^a = ∂_aH − i[A^W_a, H] (rotated to the eigenbasis the kernel computes anyway), so its interband
+    connection is the full 𝒜^a = Ā^a − iV̂^a and the spin-current vertex is S^{a;c} = ¼{𝒱^a, σ^c} in the Wannier
+    space. Exact for the fields of ``position.SPIN_FULL_VELOCITY_FIELDS`` (they read only 𝒱, ∂𝒱 and σ) and for
+    ``spin_expectation``. The Zeeman family (refused in ``position.py``) is returned filled with NaN, so that it can
+    never pass for a value. ``Au`` all zero gives bit-identical values to :func:`spin_fields`.
+    """
+    from qgtflow.geometry.position import SPIN_FULL_VELOCITY_FIELDS
+
+    Hu = np.ascontiguousarray(Hu, dtype=complex)
+    Au = np.asarray(Au)
+    d = int(dim)
+    if Hu.ndim != 4 or Au.ndim != 5 or Au.shape[0] != Hu.shape[0] or Au.shape[1] != d \
+            or Au.shape[3:] != Hu.shape[2:]:
+        raise ValueError(f"position operator derivatives have shape {Au.shape}; expected (N, d, U, n, n) = "
+                         f"({Hu.shape[0] if Hu.ndim == 4 else 'N'}, {d}, U, {Hu.shape[-1]}, {Hu.shape[-1]})")
+    full = full_velocity_slots(Hu, Au[:, :, 0], d)
+    # the velocity slots are nonzero wherever A^W is: never skip their rotation
+    if active is not None:
+        active = np.array(active, bool, copy=True)
+        active[1:1 + d] = True
+    out = spin_fields(full, d, spin, degeneracy_threshold, n_threads, gauge_seed, dipoles=False, pairs=pairs,
+                      active=active)
+    # the kernel's ∂_b v^{a;c}_nn assumes ∂_bσ-only vertices (not the full-operator one): replaced below
+    keep = (set(SPIN_FULL_VELOCITY_FIELDS) | {"spin_expectation"}) - {"spin_velocity_derivative"}
+    for name in list(out):
+        if name not in keep:
+            out[name] = np.full_like(out[name], np.nan)
+    if Au.shape[2] > d:  # ∂A^W given: the exact ∂_b v^{a;c}_nn (else NaN, like the refused fields)
+        out["spin_velocity_derivative"] = spin_velocity_derivative_position(Hu, Au, d, _check_spin(spin, Hu.shape[2]),
+                                                                            degeneracy_threshold)
+    if dipoles:
+        N, n = Hu.shape[0], Hu.shape[2]
+        shapes = _allocate(N, n, d, True, False)
+        out.update({name: np.full_like(shapes[name], np.nan) for name in SPIN_DIPOLE_FIELDS})
+        if Au.shape[2] > d:  # the spin dipoles (the Zeeman ones stay NaN)
+            out.update(spin_dipoles_position(Hu, Au, d, _check_spin(spin, n), degeneracy_threshold))
+    order = SPIN_FIELDS + SPIN_DIPOLE_FIELDS + SPIN_PAIR_FIELDS
+    return {name: out[name] for name in order if name in out}

@@ -26,7 +26,8 @@ from qgtflow.models.tight_binding import TightBindingModel
 FORMULA = "Wang, Yates, Souza, Vanderbilt, PRB 74, 195118 (2006) Eq. 27 (projector form: geometry/position.py)"
 LABEL_ON = ("position operator: full, Wannier matrix elements A(R) = <0m|r|Rn> beyond the centres included in "
             "berry_curvature, quantum_metric, bcp, their dipoles, the Christoffel symbols and the metric quadrupole ("
-            + FORMULA + ")")
+            + FORMULA + "), and in the 003 spin-current fields (vertex ¼{𝒱^a, σ^c}, 𝒱^a = ∂_aH − i[A^W_a, H]: "
+            "docs/spin-position-operator.md)")
 LABEL_OFF = "position operator: tight-binding approximation (Wannier centres only; A(R) of the file not used)"
 
 
