@@ -2,8 +2,9 @@
 
 Pure functions of a chunk's compact derivatives of H (``Hu`` (N, U, n, n)) and of the basis connection A^W
 (``Au`` (N, d, U, n, n), ``models/position.py``); no I/O, no Dask. The geometry kernels compute the
-tight-binding ("internal") fields; :func:`add_external_terms` adds the rest in place (the one seam with
-``kernels.py``/``fields.py``).
+tight-binding ("internal") fields; the external terms are added in place by :class:`ExternalTerms` (the batched
+kernel's per-block callback: from its own eigenbasis and rotated ∂H, ∂²H) or :func:`add_external_terms` (the per-k
+kernel: diagonalising again); both run :func:`external_from_eigenbasis`.
 
 Method (projector form of WYSV, PRB 74, 195118 (2006) Eq. 27). The band states are U-rotations of the Bloch
 sums, whose own connection is A^W; for a degenerate group D with projector P (orbital basis) the group
