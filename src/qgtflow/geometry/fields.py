@@ -299,7 +299,8 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
     active[(1 + d if level <= 1 else 1 + d + d * (d + 1) // 2 if level == 2 else Hu.shape[1]):] = False
     closed_form = gammas is not None and gammas.shape[0] > 0 and gammas.shape[-1] == n
     if extra is not None and batched is not True:
-        raise ValueError("fields_from_unique: extra (a per-block callback of the batched eigenbasis) needs batched=True")
+        raise ValueError("fields_from_unique: extra (a per-block callback of the batched eigenbasis) needs "
+                         "batched=True")
     if use_batched(n, gauge_seed, closed_form) if batched is None else batched:
         if gauge_seed >= 0:
             raise ValueError("the batched eigenbasis has no gauge test hook (gauge_seed): use batched=False")
