@@ -29,12 +29,15 @@ def study(model, mu, temperature, integration="points", responses=SURFACE, **ext
     return load_study(cfg)
 
 
-def responses(st, size, tmp_path, window: bool):
-    """The study's responses on one grid, its geometry with (the plan's) or without the Fermi window."""
+def responses(st, size, tmp_path, window: bool, min_skippable=None):
+    """The study's responses on one grid, its geometry with (the plan's) or without the Fermi window
+    (``min_skippable``: the chunks' skip decision, fermi_window.fields_in_window)."""
     chain = copy.deepcopy(grid_chain(st, size))
     if not window:
         chain["geometry"]["fermi_window"] = None
-    tag = "on" if window else "off"
+    elif min_skippable is not None:
+        chain["geometry"]["fermi_window"]["min_skippable"] = min_skippable
+    tag = ("on" if window else "off") + ("" if min_skippable is None else f"_{min_skippable}")
     kg, geo = tmp_path / f"kgrid_{tag}.zarr", tmp_path / f"geometry_{tag}.zarr"
     kgrid_stage.run(st, size, kg, job=chain["kgrid"])
     geometry_stage.run(st, kg, geo, n_workers=0, job=chain["geometry"])
@@ -128,3 +131,35 @@ def test_window_is_the_declared_input():
     assert params([0.2, 0.3, 0.4], [20.0, 50.0]) == base
     assert params([0.2, 0.5], [50.0])["fermi_window"] != base["fermi_window"]
     assert params([0.2, 0.4], [80.0])["fingerprint"] != base["fingerprint"]
+
+
+@pytest.mark.parametrize("integration, size", [("points", 32), ("tetrahedron", 24)])
+def test_skip_decision_leaves_the_responses_unchanged(integration, size, tmp_path):
+    """A chunk with too little to skip is computed at every point (flag 1 throughout); forced either way, the
+    responses equal those of the run without the window to 1e-12."""
+    extra = {"energy_resolution": 1e-4} if integration == "tetrahedron" else {}
+    st = study(HALDANE, [0.35], [0.0, 40.0] if integration == "tetrahedron" else [30.0], integration, **extra)
+    off, _ = responses(st, size, tmp_path, False)
+    flags = {}
+    for min_skippable in (0.0, 2.0):  # always through the window / never
+        on, geo = responses(st, size, tmp_path, True, min_skippable)
+        flags[min_skippable] = geo[fermi_window.FLAG].values
+        for name in st.responses:
+            a, b = on[name].values, off[name].values
+            assert np.abs(a - b).max() <= 1e-12 * max(np.abs(b).max(), 1e-300), (name, min_skippable)
+    assert set(np.unique(flags[0.0])) == {0, 1} and np.all(flags[2.0] == 1)
+
+
+def test_the_skip_decision_follows_the_sample():
+    """The sample's skippable fraction against the threshold of the fields' kernel level."""
+    from qgtflow.models import build_model
+
+    model = build_model("haldane", {"mass": 0.2})
+    k = np.random.default_rng(4).uniform(-np.pi, np.pi, (640, 2))
+    energy = fermi_window.band_energies(model, k[::fermi_window.SAMPLE_STRIDE])
+    window = [float(energy.max()) + 1.0, float(energy.max()) + 2.0]  # above every band: all skippable
+    assert fermi_window.worth_skipping(model, k, window, 1e-8, 1.0)
+    window = [float(energy.min()) - 1.0, float(energy.max()) + 1.0]  # every state inside: nothing skippable
+    assert not fermi_window.worth_skipping(model, k, window, 1e-8, 0.01)
+    assert fermi_window.field_level(["energy", "berry_curvature"]) == 1
+    assert fermi_window.field_level(["berry_curvature_dipole_density"]) == 3

@@ -450,3 +450,24 @@ def test_metric_dipoles_at_degenerate_groups(tmp_path):
                              positions=r2, decimals=10), length_unit="angstrom", dim=2)
     k = np.random.default_rng(17).uniform(-1.5, 1.5, (4, 2))
     _assert_dipoles_equal_differences(model, k, [[0, 1], [2, 3], [4, 5]], 1e-6)
+
+
+def test_shared_eigenbasis_equals_the_external_terms_own_eigh(tb_file, tmp_path):
+    """The batched kernel hands its eigenbasis to the external terms (position.ExternalTerms); the per-k kernel
+    leaves them to diagonalise on their own (external_terms): the same fields, core subsets included (σ_AHE's
+    level-1 run rotates only the diagonal of Ω^W), on the layer model and the Fe-like model with A(R)
+    (degenerate spin-orbit pairs)."""
+    from qgtflow.geometry.batched import POSITION_BATCHED_MIN_BANDS, use_batched
+
+    layer = read_tb(tb_file, length_unit="angstrom", dim=2)
+    fe, _ = _fe_like_with_positions(tmp_path / "fe_r_tb.dat")
+    assert use_batched(fe.nbands, -1, False, POSITION_BATCHED_MIN_BANDS)  # the automatic choice shares it
+    rng = np.random.default_rng(23)
+    for model in (layer, fe):
+        k = rng.uniform(-1.5, 1.5, (9, model.dim))
+        for core in (None, ("energy", "velocity", "berry_curvature"), ("quantum_metric", "bcp")):
+            shared = compute_fields(model, k, 1e-8, core=core, batched=True)
+            own = compute_fields(model, k, 1e-8, core=core, batched=False)
+            for name, value in own.items():
+                np.testing.assert_allclose(shared[name], value, rtol=0, atol=1e-11 * max(np.abs(value).max(), 1e-300),
+                                           err_msg=name)

@@ -24,6 +24,9 @@ from qgtflow.geometry.kernels import geometry_eigenbasis_chunk
 # 2-core VM; kernel/eigh per-k → batched, all fields | AHC only): n = 8: 4.04 → 4.46 | 1.60 → 1.81; n = 16: 4.00 →
 # 4.01 | 1.31 → 1.36 (a tie); n = 32: 10.4 → 8.3 | 2.69 → 1.86; n = 64: 14.6 → 8.7 | 3.22 → 1.48.
 BATCHED_MIN_BANDS = 20
+# With the Wannier position operator the external terms need the eigenbasis too: the batched path hands them its
+# own (no second eigh and rotation of ∂H), which moves the break-even down (measured: see the commit adding it)
+POSITION_BATCHED_MIN_BANDS = 1
 BLOCK_BYTES = 16 * 2**20  # matrix elements of one block of k-points (per thread)
 MAX_BLOCK_K = 512
 
@@ -31,10 +34,11 @@ OUTPUTS = ("energy", "velocity", "inverse_mass", "energy_third_derivative", "ber
            "bcp", "berry_curvature_dipole_density", "quantum_metric_dipole_density", "bcp_dipole_density")
 
 
-def use_batched(n_bands: int, gauge_seed: int, closed_form: bool) -> bool:
-    """The automatic choice: batched from :data:`BATCHED_MIN_BANDS` bands on, except for the Clifford closed
+def use_batched(n_bands: int, gauge_seed: int, closed_form: bool, min_bands: int = BATCHED_MIN_BANDS) -> bool:
+    """The automatic choice: batched from ``min_bands`` bands on (:data:`BATCHED_MIN_BANDS`;
+    :data:`POSITION_BATCHED_MIN_BANDS` with the Wannier position operator), except for the Clifford closed
     form and the gauge test hook (both live in the per-k kernel)."""
-    return n_bands >= BATCHED_MIN_BANDS and gauge_seed < 0 and not closed_form
+    return n_bands >= min_bands and gauge_seed < 0 and not closed_form
 
 
 def rotated_slots(active: np.ndarray, dim: int, level: int) -> tuple[np.ndarray, np.ndarray]:
@@ -47,9 +51,10 @@ def rotated_slots(active: np.ndarray, dim: int, level: int) -> tuple[np.ndarray,
     return full, diag
 
 
-def eigenbasis(H: np.ndarray, Hu: np.ndarray, full: np.ndarray, diag: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """Eigenvalues (B, n) of the block H (B, n, n); writes U†(Hu[:, u])U into R[:, u] (full for ``full``,
-    the diagonal for ``diag``; other entries untouched) with U the eigenvectors (one batched eigh)."""
+def eigenbasis(H: np.ndarray, Hu: np.ndarray, full: np.ndarray, diag: np.ndarray,
+               R: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues E (B, n) and eigenvectors U (B, n, n) of the block H (B, n, n) (one batched eigh); writes
+    U†(Hu[:, u])U into R[:, u] (full for ``full``, the diagonal for ``diag``; other entries untouched)."""
     E, U = np.linalg.eigh(H)
     B, n = E.shape
     if full.size:
@@ -61,7 +66,7 @@ def eigenbasis(H: np.ndarray, Hu: np.ndarray, full: np.ndarray, diag: np.ndarray
         MU = np.matmul(Hu[:, diag].reshape(B, diag.size * n, n), U).reshape(B, diag.size, n, n)
         band = np.arange(n)
         R[:, diag[:, None], band, band] = np.einsum("bsli,bli->bsi", MU, np.conj(U))
-    return E
+    return E, U
 
 
 def block_size(n_slots: int, n: int) -> int:
@@ -69,9 +74,12 @@ def block_size(n_slots: int, n: int) -> int:
     return int(max(1, min(MAX_BLOCK_K, BLOCK_BYTES // (16 * n_slots * n * n))))
 
 
-def geometry_batched(Hu, i1, i2, i3, active, level, thresh, n_threads, out) -> None:
+def geometry_batched(Hu, i1, i2, i3, active, level, thresh, n_threads, out, extra=None) -> None:
     """Fill ``out`` (arrays of ``fields._allocate``) like ``kernels.geometry_chunk`` without closed form or
-    gauge hook, the eigenbasis of each block of k-points from :func:`eigenbasis`."""
+    gauge hook, the eigenbasis of each block of k-points from :func:`eigenbasis`. ``extra(lo, hi, E, U, R)``:
+    called per block with its eigenbasis and rotated slots (before the field code; blocks may run on several
+    threads, each with its own [lo, hi)) — the position operator's external terms use it instead of
+    diagonalising again (``position.ExternalTerms``)."""
     N, n_slots, n = Hu.shape[0], Hu.shape[1], Hu.shape[2]
     full, diag = rotated_slots(active, i1.shape[0], level)
     step = block_size(n_slots, n)
@@ -81,7 +89,9 @@ def geometry_batched(Hu, i1, i2, i3, active, level, thresh, n_threads, out) -> N
         hi = min(N, lo + step)
         blk = Hu[lo:hi]
         R = np.zeros((hi - lo, n_slots, n, n), np.complex128)
-        E = eigenbasis(blk[:, 0], blk, full, diag, R)
+        E, U = eigenbasis(blk[:, 0], blk, full, diag, R)
+        if extra is not None:
+            extra(lo, hi, E, U, R)
         geometry_eigenbasis_chunk(E, R, i1, i2, i3, level, thresh, *(o[lo:hi] for o in outputs))
 
     starts = range(0, N, step)

@@ -32,6 +32,15 @@ FLAG_ATTRS = {"long_name": "1 where the geometry fields were computed (a state c
               "formula": "point sampling: some ε_n(k) in [E_lo, E_hi]; tetrahedra: some band's range over the 3^d "
                          "neighbourhood of k meets it; [E_lo, E_hi] = the reduce stage's energy histogram "
                          "(attr fermi_window)"}
+# A chunk goes through the window only when a cheap sample (every SAMPLE_STRIDE-th point) finds at least this
+# fraction of it skippable, by kernel level (fields.FIELD_LEVEL): below, the energies of every point, the window
+# test and the scatter into zero-filled arrays cost more than the fields they spare. Break-even measured with
+# benchmarks/bench_fermi_window.py (2026-12-06, one thread, loaded 2-core VM): tight-binding Fe-like (6 bands)
+# ~45 % / ~33 % / ~12 % at levels 1 / 2 / 3; with the Wannier position operator the fields cost 3-4x more and
+# it drops to ~10-15 % / ~10 % / < 7 % (GaAs, 16 bands, real _tb.dat).
+SAMPLE_STRIDE = 32
+MIN_SKIPPABLE = {1: 0.45, 2: 0.35, 3: 0.12}
+MIN_SKIPPABLE_POSITION = {1: 0.15, 2: 0.12, 3: 0.05}
 ROUNDING = 1e-10  # relative pad of the window test: energies here (eigvalsh) and in the kernel differ by rounding
 
 
@@ -111,11 +120,40 @@ def _field_shape(name: str, n: int, nb: int, dim: int) -> tuple[int, ...]:
     return (n,) + tuple(sizes[d] for d in FIELD_SPECS[name].dims)
 
 
+def field_level(names) -> int:
+    """The geometry kernel level the fields ``names`` need (``fields.FIELD_LEVEL``; optional fields: 3)."""
+    from qgtflow.geometry.fields import FIELD_LEVEL
+
+    return 3 if names is None else max((FIELD_LEVEL.get(name, 3) for name in names), default=1)
+
+
+def worth_skipping(model, k: np.ndarray, window, threshold: float, min_skippable: float) -> bool:
+    """Whether the chunk ``k`` has at least ``min_skippable`` of its points outside the (padded) window, estimated
+    on every :data:`SAMPLE_STRIDE`-th point by the point test (for tetrahedra an upper bound: a cell needs more)."""
+    sample = k[::SAMPLE_STRIDE]
+    skippable = 1.0 - float(needed_points(band_energies(model, sample), window, threshold).mean())
+    return skippable >= min_skippable
+
+
 def fields_in_window(model, k: np.ndarray, window: dict, compute, names, threshold: float, grid=None,
                      start: int = 0) -> tuple[dict, np.ndarray]:
     """({name: (N, …)}, flag (N,) int8): ``compute(k_subset) -> {name: array}`` at the needed k-points only,
     band energies at the others, every other field 0 there. ``grid``, ``start``: the uniform grid and the flat
-    index of k[0] (tetrahedron windows, ``window["cells"]``)."""
+    index of k[0] (tetrahedron windows, ``window["cells"]``).
+
+    When a sample of the chunk says too little is skippable (:func:`worth_skipping`, below
+    :data:`MIN_SKIPPABLE` (:data:`MIN_SKIPPABLE_POSITION` with the Wannier position operator) of the kernel level,
+    or ``window["min_skippable"]`` if given), the window test and the
+    scatter would cost more than they save: every field is computed at every point (flag 1 throughout). The
+    responses are the same either way (states outside the window contribute nothing)."""
+    min_skippable = window.get("min_skippable")
+    if min_skippable is None:
+        from qgtflow.geometry.position import position_operator_on
+
+        table = MIN_SKIPPABLE_POSITION if position_operator_on(model) else MIN_SKIPPABLE
+        min_skippable = table[field_level(names)]
+    if not worth_skipping(model, k, window["energy"], threshold, min_skippable):
+        return compute(k), np.ones(k.shape[0], np.int8)
     energy = band_energies(model, k)
     if window.get("cells"):
         need = needed_cells(model, grid, start, start + k.shape[0], window["energy"], threshold)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
-from qgtflow.geometry.batched import geometry_batched, use_batched
+from qgtflow.geometry.batched import POSITION_BATCHED_MIN_BANDS, geometry_batched, use_batched
 from qgtflow.geometry.kernels import block_count, block_threads, geometry_chunk
 from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO, SPIN_PAIR_INFO
 from qgtflow.models.derivatives import compact, index_maps, slot_count
@@ -160,22 +160,32 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     # derivative orders the model builds: the kernel level (the position operator's external terms read H to the
     # same orders, geometry/position.py), all three for the optional fields, which read the full array
     order = 3 if optional else level
+    extra = None
+    if position:  # Wannier position operator: external terms of Ω, g, 𝒢 and their dipoles
+        from qgtflow.geometry.position import ExternalTerms
+
+        # A^W to the order the kept fields read: ∂²A for the dipoles and the quadrupole, ∂A otherwise
+        quadrupole = "quantum_metric_quadrupole_density" in optional
+        Au = model.position.unique_derivatives(k, order=2 if level >= 3 or quadrupole else 1)
+        closed = gammas is not None and gammas.shape[0] > 0 and gammas.shape[-1] == model.nbands
+        if (use_batched(model.nbands, gauge_seed, closed, POSITION_BATCHED_MIN_BANDS) if batched is None
+                else batched):  # the external terms from the kernel's own eigenbasis (no second eigh, rotation)
+            extra, batched = ExternalTerms(Au, model.dim, degeneracy_threshold, work), True
     if reuse_buffers:
         out = _buffers(k.shape[0], model.nbands, model.dim)
         Hu = model.unique_derivatives(k, out=out.get("_hamiltonian"), order=order)
         out["_hamiltonian"] = Hu
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas, out,
-                                    model.active_slots(), level, batched)
+                                    model.active_slots(), level, batched, extra)
     else:
         Hu = model.unique_derivatives(k, order=order)
         fields = fields_from_unique(Hu, model.dim, degeneracy_threshold, gauge_seed, n_threads, gammas,
-                                    active=model.active_slots(), level=level, batched=batched)
-    if position:  # Wannier position operator: external terms of Ω, g, 𝒢 and their dipoles
+                                    active=model.active_slots(), level=level, batched=batched, extra=extra)
+    if extra is not None:
+        extra.add_to(fields)
+    elif position:  # per-k kernel: the external terms diagonalise on their own
         from qgtflow.geometry.position import add_external_terms
 
-        # A^W to the order the kept fields read: ∂²A for the dipoles and the quadrupole, ∂A otherwise
-        quadrupole = "quantum_metric_quadrupole_density" in optional
-        Au = model.position.unique_derivatives(k, order=2 if level >= 3 or quadrupole else 1)
         add_external_terms(fields, model, k, Hu, degeneracy_threshold, work, Au)
     metric_dipole = fields.get("quantum_metric_dipole_density")
     fields = {name: fields[name] for name in core}
@@ -272,14 +282,15 @@ def fields_from_derivatives(H, dH, d2H, d3H, degeneracy_threshold=1e-6, gauge_se
 
 
 def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_threads=None, gammas=None, out=None,
-                       active=None, level=3, batched=None):
+                       active=None, level=3, batched=None, extra=None):
     """The kernel call on the compact derivative array Hu (N, U, n, n) (see :func:`compute_fields`).
 
     ``gammas``: anticommuting basis of the model (``Model.clifford_gammas``) for the closed form;
     None runs the generic sum over states. ``out``: preallocated arrays (see ``_allocate``).
     ``active``: bool per derivative slot, False where the slot vanishes identically (its rotation is
     skipped); default all True. ``level``: kernel level (:data:`FIELD_LEVEL`); the fields above it are
-    left unfilled (the caller drops them). ``batched``: see :func:`compute_fields`.
+    left unfilled (the caller drops them). ``batched``: see :func:`compute_fields`. ``extra``: the batched
+    path's per-block callback (``batched.geometry_batched``); only with ``batched=True``.
     """
     N, n = Hu.shape[0], Hu.shape[2]
     d = dim
@@ -294,11 +305,14 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
     active = np.ones(Hu.shape[1], bool) if active is None else np.array(active, bool)[:Hu.shape[1]]
     active[(1 + d if level <= 1 else 1 + d + d * (d + 1) // 2 if level == 2 else Hu.shape[1]):] = False
     closed_form = gammas is not None and gammas.shape[0] > 0 and gammas.shape[-1] == n
+    if extra is not None and batched is not True:
+        raise ValueError("fields_from_unique: extra (a per-block callback of the batched eigenbasis) needs "
+                         "batched=True")
     if use_batched(n, gauge_seed, closed_form) if batched is None else batched:
         if gauge_seed >= 0:
             raise ValueError("the batched eigenbasis has no gauge test hook (gauge_seed): use batched=False")
         geometry_batched(np.ascontiguousarray(Hu), i1, i2, i3, active, int(level), float(degeneracy_threshold),
-                         block_threads(n_threads), out)
+                         block_threads(n_threads), out, extra)
         return out
     if not closed_form:
         gammas, c_idx, c_val = np.zeros((0, n, n), complex), np.zeros((0, 3), np.int64), np.zeros(0)

@@ -2,8 +2,9 @@
 
 Pure functions of a chunk's compact derivatives of H (``Hu`` (N, U, n, n)) and of the basis connection A^W
 (``Au`` (N, d, U, n, n), ``models/position.py``); no I/O, no Dask. The geometry kernels compute the
-tight-binding ("internal") fields; :func:`add_external_terms` adds the rest in place (the one seam with
-``kernels.py``/``fields.py``).
+tight-binding ("internal") fields; the external terms are added in place by :class:`ExternalTerms` (the batched
+kernel's per-block callback: from its own eigenbasis and rotated ∂H, ∂²H) or :func:`add_external_terms` (the per-k
+kernel: diagonalising again); both run :func:`external_from_eigenbasis`.
 
 Method (projector form of WYSV, PRB 74, 195118 (2006) Eq. 27). The band states are U-rotations of the Bloch
 sums, whose own connection is A^W; for a degenerate group D with projector P (orbital basis) the group
@@ -137,13 +138,20 @@ def check_position_operator(model, responses, fields_of) -> None:
                              f"other fields, or {HOW_TO_GET}")
 
 
-def _rot(Ud, M, U):
-    return Ud @ M @ U
+def rotate(U: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """U†M_s U of Hermitian matrices M (B, s, n, n) stacked over s (U (B, n, n)): (M U)_s as one gemm per k-point,
+    then U†M U = (M U)† U — BLAS-3 over the batch, as ``batched.eigenbasis``."""
+    B, s, n = M.shape[0], M.shape[1], M.shape[-1]
+    MU = np.matmul(np.ascontiguousarray(M).reshape(B, s * n, n), U).reshape(B, s, n, n)
+    MUh = np.ascontiguousarray(np.conj(MU.swapaxes(-1, -2))).reshape(B, s * n, n)
+    return np.matmul(MUh, U).reshape(B, s, n, n)
 
 
-def _diag_rot(U, M):
-    """diag(U† M U): (B, n)."""
-    return np.einsum("bli,blm,bmi->bi", np.conj(U), M, U)
+def rotate_diag(U: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """diag(U†M_s U) (B, s, n) of M (B, s, n, n): one gemm per k-point and a row sum."""
+    B, s, n = M.shape[0], M.shape[1], M.shape[-1]
+    MU = np.matmul(np.ascontiguousarray(M).reshape(B, s * n, n), U).reshape(B, s, n, n)
+    return np.einsum("bsli,bli->bsi", MU, np.conj(U))
 
 
 def _row_trace(A, B):
@@ -156,22 +164,27 @@ def external_terms(Hu: np.ndarray, Au: np.ndarray, dim: int, threshold: float, d
     """External terms per band: {"berry_curvature": (N, n, d, d) [a, b], "berry_curvature_dipole_density":
     (N, n, d, d, d) [a, b, c] = ∂_c Ω^ab (``dipole``), "quantum_metric", "bcp": (N, n, d, d) (``metric``),
     "quantum_metric_dipole_density", "bcp_dipole_density": (N, n, d, d, d) [a, b, c] = ∂_c g^ab, ∂_c 𝒢^ab
-    (``metric_dipole``)}."""
+    (``metric_dipole``)}. Diagonalises H itself; the geometry kernel's batched path reuses its own eigenbasis
+    instead (:func:`external_from_eigenbasis`, :class:`ExternalTerms`)."""
     N, n = Hu.shape[0], Hu.shape[2]
-    d = dim
-    shapes = {"berry_curvature": (N, n, d, d)}
-    if dipole:
-        shapes["berry_curvature_dipole_density"] = (N, n, d, d, d)
-    if metric:
-        shapes.update({"quantum_metric": (N, n, d, d), "bcp": (N, n, d, d)})
-    if metric_dipole:
-        shapes.update({name: (N, n, d, d, d) for name in METRIC_DIPOLES})
-    out = {name: np.zeros(shape) for name, shape in shapes.items()}
+    out = {name: np.zeros((N, n) + shape) for name, shape in _shapes(dim, dipole, metric, metric_dipole).items()}
     for lo in range(0, N, BATCH):
         hi = min(N, lo + BATCH)
-        for name, value in _batch(Hu[lo:hi], Au[lo:hi], d, threshold, dipole, metric, metric_dipole).items():
+        for name, value in _batch(Hu[lo:hi], Au[lo:hi], dim, threshold, dipole, metric, metric_dipole).items():
             out[name][lo:hi] = value
     return out
+
+
+def _shapes(d, dipole, metric, metric_dipole) -> dict:
+    """Per-band shapes (after kpoint, band) of the external terms asked for."""
+    shapes = {"berry_curvature": (d, d)}
+    if dipole:
+        shapes["berry_curvature_dipole_density"] = (d, d, d)
+    if metric:
+        shapes.update({"quantum_metric": (d, d), "bcp": (d, d)})
+    if metric_dipole:
+        shapes.update({name: (d, d, d) for name in METRIC_DIPOLES})
+    return shapes
 
 
 def _second_projector_rows(W, V, Vh, X, S, c, a):
@@ -179,11 +192,29 @@ def _second_projector_rows(W, V, Vh, X, S, c, a):
     return X * (W + Vh[c] @ V[a] + Vh[a] @ V[c] - X * ((V[c] * S) @ V[a] + (V[a] * S) @ V[c]))
 
 
+def _hamiltonian_slots(d: int, second: bool) -> np.ndarray:
+    """Slots of the compact derivative array the external terms read in the eigenbasis: ∂H, and ∂²H for dipoles."""
+    end = 1 + d + (d * (d + 1) // 2 if second else 0)
+    return np.arange(1, end)
+
+
 def _batch(Hu, Au, d, threshold, dipole, metric=False, metric_dipole=False):
-    i1, i2, _ = index_maps(d)
-    B, n = Hu.shape[0], Hu.shape[2]
+    """One batch diagonalised here: eigenbasis, U†∂H U (and U†∂²H U for dipoles), then the shared terms."""
     E, U = np.linalg.eigh(Hu[:, 0])
-    Ud = np.conj(np.swapaxes(U, -1, -2))
+    slots = _hamiltonian_slots(d, dipole or metric_dipole)
+    R = np.zeros((Hu.shape[0], slots[-1] + 1) + Hu.shape[2:], np.complex128)
+    R[:, slots] = rotate(U, Hu[:, slots])
+    return external_from_eigenbasis(E, U, R, Au, d, threshold, dipole, metric, metric_dipole)
+
+
+def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=False, metric_dipole=False) -> dict:
+    """The external terms per band (as :func:`external_terms`) of a batch already in its eigenbasis: E (B, n)
+    ascending, U (B, n, n) the eigenvectors, R (B, ≥ U, n, n) the matrix elements U†∂H U in the slots of the
+    compact derivative array (full matrices of ∂H, and of ∂²H for the dipoles: ``batched.eigenbasis`` fills
+    them); Au (B, d, U, n, n) the derivatives of A^W. A^W, ∂A^W go to the eigenbasis by :func:`rotate` /
+    :func:`rotate_diag` (stacked products over the batch)."""
+    i1, i2, _ = index_maps(d)
+    B, n = E.shape
     grp = group_labels(E, threshold)
     same = grp[:, :, None] == grp[:, None, :]
     size = same.sum(axis=2)
@@ -191,34 +222,50 @@ def _batch(Hu, Au, d, threshold, dipole, metric=False, metric_dipole=False):
     gap = Ebar[:, :, None] - Ebar[:, None, :]
     X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
     S = same.astype(float)
-    V = [_rot(Ud, Hu[:, i1[a]], U) for a in range(d)]
+    V = [R[:, i1[a]] for a in range(d)]
     Vh = [v * X for v in V]  # V̂^a = V^a ∘ X: (∂_aP)_{DD̄} rows
-    Abar = [_rot(Ud, Au[:, a, 0], U) for a in range(d)]
-    dA = [[_rot(Ud, Au[:, b, i1[a]], U) for a in range(d)] for b in range(d)]  # dA[b][a] = U† ∂_a A_b U
+    Abar = list(np.moveaxis(rotate(U, Au[:, :, 0]), 1, 0))
+    dA = None
+    if dipole or metric_dipole:  # the dipoles read U† ∂_a A_b U whole
+        rot = rotate(U, Au[:, :, i1].reshape((B, d * d) + Au.shape[-2:])).reshape(B, d, d, n, n)
+        dA = [[rot[:, b, a] for a in range(d)] for b in range(d)]  # dA[b][a] = U† ∂_a A_b U
+        omega_diag = {(a, b): np.einsum("bii->bi", dA[b][a] - dA[a][b]).real
+                      for a in range(d) for b in range(a + 1, d)}
+    else:  # Ω, g, 𝒢 only the diagonal of Ū†Ω^W_ab U (a < b): one product per k and pair
+        pairs = [(a, b) for a in range(d) for b in range(a + 1, d)]
+        omega = np.stack([Au[:, b, i1[a]] - Au[:, a, i1[b]] for a, b in pairs], axis=1)
+        omega_diag = dict(zip(pairs, np.moveaxis(rotate_diag(U, omega).real, 1, 0))) if pairs else {}
     # Tr[∂_aP A_b] per row: 2 Re Σ_j V̂^a_rj Ā_b,jr
     t2 = np.array([[2.0 * _row_trace(Vh[a], Abar[b]).real for b in range(d)] for a in range(d)])  # (a, b, B, n)
     curv = np.empty((B, n, d, d))
     for a in range(d):
         for b in range(d):
-            omega_w = (dA[b][a] - dA[a][b])  # Ū†Ω^W_ab U
-            curv[:, :, a, b] = np.einsum("bii->bi", omega_w).real + t2[a, b] - t2[b, a]
+            # diag Ū†Ω^W_ab U (antisymmetric in a, b) + the projector terms
+            w = omega_diag[(a, b)] if a < b else -omega_diag[(b, a)] if a > b else 0.0
+            curv[:, :, a, b] = w + t2[a, b] - t2[b, a]
     Q = {}
     if dipole or metric_dipole:
-        W = {(c, a): _rot(Ud, Hu[:, i2[c, a]], U) for c in range(d) for a in range(c, d)}
         for c in range(d):
             for a in range(c, d):
-                Q[(c, a)] = Q[(a, c)] = _second_projector_rows(W[(c, a)], V, Vh, X, S, c, a)
+                Q[(c, a)] = Q[(a, c)] = _second_projector_rows(R[:, i2[c, a]], V, Vh, X, S, c, a)
     dcurv = None
     if dipole:
         dcurv = np.empty((B, n, d, d, d))
+        # diag U†∂_c∂_a A_b U for every b and second-derivative slot (c ≤ a)
+        second = np.unique(i2)
+        where = np.full(i2.max() + 1, -1)
+        where[second] = np.arange(second.size)
+        d2A = rotate_diag(U, Au[:, :, second].reshape((B, d * second.size) + Au.shape[-2:])).reshape(
+            B, d, second.size, n).real
+        VA = [[Vh[a] @ Abar[b] for b in range(d)] for a in range(d)]  # diag(V̂^a Ā_b V̂^c) = row traces of VA, V̂^c
         # Tr[∂_caP A_b] per row, for every (c, a) pair (symmetric) and b
         t3 = np.empty((d, d, d, B, n))
         for c in range(d):
             for a in range(c, d):
-                M = Vh[c] @ Vh[a] + Vh[a] @ Vh[c]
+                M = (Vh[c] @ Vh[a] + Vh[a] @ Vh[c]) * S
                 for b in range(d):
-                    dd = _row_trace(M * S, Abar[b])
-                    bb = -np.einsum("bii->bi", Vh[a] @ Abar[b] @ Vh[c] + Vh[c] @ Abar[b] @ Vh[a])
+                    dd = _row_trace(M, Abar[b])
+                    bb = -(_row_trace(VA[a][b], Vh[c]) + _row_trace(VA[c][b], Vh[a]))
                     od = 2.0 * _row_trace(Q[(c, a)], Abar[b]).real
                     t3[c, a, b] = t3[a, c, b] = (dd + bb).real + od
         for a in range(d):
@@ -229,7 +276,7 @@ def _batch(Hu, Au, d, threshold, dipole, metric=False, metric_dipole=False):
                 omega_w = dA[b][a] - dA[a][b]
                 for c in range(d):
                     # ∂_c Ω^W_ab = ∂_c∂_a A_b − ∂_c∂_b A_a (diagonal in the eigenbasis only)
-                    d2 = _diag_rot(U, Au[:, b, i2[c, a]] - Au[:, a, i2[c, b]]).real
+                    d2 = d2A[:, b, where[i2[c, a]]] - d2A[:, a, where[i2[c, b]]]
                     val = 2.0 * _row_trace(Vh[c], omega_w).real + d2
                     val += t3[c, a, b] + 2.0 * _row_trace(Vh[a], dA[b][c]).real
                     val -= t3[c, b, a] + 2.0 * _row_trace(Vh[b], dA[a][c]).real
@@ -243,9 +290,36 @@ def _batch(Hu, Au, d, threshold, dipole, metric=False, metric_dipole=False):
         full = _metric_dipole_rows(Abar, dA, V, Vh, Q, X, S, d)
         tight_binding = _metric_dipole_rows(None, None, V, Vh, Q, X, S, d)
         out.update({name: full[name] - tight_binding[name] for name in METRIC_DIPOLES})
-    # band value = group trace / group size
+    # band value = group trace / group size (one product per k-point over all components)
     avg = S / size[:, :, None]
-    return {name: np.einsum("kij,kj...->ki...", avg, value) for name, value in out.items()}
+    return {name: np.matmul(avg, value.reshape(B, n, -1)).reshape(value.shape) for name, value in out.items()}
+
+
+class ExternalTerms:
+    """The external terms of one chunk computed from the geometry kernel's eigenbasis (the ``extra`` callback of
+    ``batched.geometry_batched``: called per block of k-points with its E, U and rotated ∂H, ∂²H), then added to
+    the kernel's fields by :meth:`add_to`. ``Au``: A^W derivatives at the chunk's k (to second order for a
+    dipole); ``core``: the fields the caller keeps."""
+
+    def __init__(self, Au: np.ndarray, dim: int, threshold: float, core=FULL_POSITION_FIELDS):
+        wanted = set(core)
+        self.dipole = "berry_curvature_dipole_density" in wanted
+        self.metric = bool(wanted & {"quantum_metric", "bcp"})
+        self.metric_dipole = bool(wanted & set(METRIC_DIPOLES))
+        self.Au, self.dim, self.threshold, self.wanted = Au, dim, float(threshold), wanted
+        N, n = Au.shape[0], Au.shape[-1]
+        self.out = {name: np.zeros((N, n) + shape)
+                    for name, shape in _shapes(dim, self.dipole, self.metric, self.metric_dipole).items()}
+
+    def __call__(self, lo: int, hi: int, E: np.ndarray, U: np.ndarray, R: np.ndarray) -> None:
+        for name, value in external_from_eigenbasis(E, U, R, self.Au[lo:hi], self.dim, self.threshold, self.dipole,
+                                                    self.metric, self.metric_dipole).items():
+            self.out[name][lo:hi] = value
+
+    def add_to(self, fields: dict) -> None:
+        for name, value in self.out.items():
+            if name in self.wanted:
+                fields[name] += value
 
 
 def _metric_rows(Abar, Vh, X, S, d):

@@ -48,8 +48,16 @@ class PositionOperator:
 
     def unique_derivatives(self, k: np.ndarray, order: int = 3) -> np.ndarray:
         """A^W_a and its distinct derivatives up to ``order`` (slots of ``models/derivatives.py``):
-        (N, d, U, n, n); a is the Cartesian component of A."""
-        return np.stack([c.unique_derivatives(k, order=order) for c in self.components], axis=1)
+        (N, d, U, n, n); a is the Cartesian component of A. A view of one (d, N, U, n, n) array that each
+        component fills in place (no stacking copy: ~2 ms per k-point at 84 bands)."""
+        from qgtflow.models.derivatives import slot_count
+
+        k = np.asarray(k, dtype=float).reshape(-1, self.dim)
+        n = self.components[0].nbands
+        out = np.empty((self.dim, k.shape[0], slot_count(self.dim, order), n, n), complex)
+        for a, c in enumerate(self.components):
+            c.unique_derivatives(k, out=out[a], order=order)
+        return np.moveaxis(out, 0, 1)
 
     def identity(self) -> str:
         """A digest of the tables (in the model's identity: switching the operator on or off changes the hash)."""
