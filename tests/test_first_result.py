@@ -78,23 +78,46 @@ def test_a_job_links_the_shared_numba_cache_and_publishes_only_what_it_compiled(
     """A job's cache holds hard links to the shared files (no copy per job); numba's rename-on-save
     leaves the shared file alone, and the newly compiled index and data are published back at exit."""
     root = tmp_path / "numba"
-    kernel = root / "shared" / "mod"
+    ours = runtime.kernel_cache_subdirs()[0]
+    kernel = root / "shared" / ours
     kernel.mkdir(parents=True)
     (kernel / "f-1.py311.nbi").write_bytes(b"index v1")
     (kernel / "f-1.py311.1.nbc").write_bytes(b"data v1")
     job = runtime._job_numba_cache(root, "geometry-a-8")
-    linked = job / "mod" / "f-1.py311.nbi"
+    linked = job / ours / "f-1.py311.nbi"
     assert linked.read_bytes() == b"index v1" and os.path.samefile(linked, kernel / "f-1.py311.nbi")
     for name, data in (("f-1.py311.2.nbc", b"data v2"), ("f-1.py311.nbi", b"index v2")):  # as numba saves
-        tmp = job / "mod" / f"{name}.tmp"
+        tmp = job / ours / f"{name}.tmp"
         tmp.write_bytes(data)
         os.utime(tmp, (linked.stat().st_mtime + 5,) * 2)
-        os.replace(tmp, job / "mod" / name)
+        os.replace(tmp, job / ours / name)
     assert (kernel / "f-1.py311.nbi").read_bytes() == b"index v1"  # untouched until published
     runtime._publish_numba_cache(job, root / "shared", root / "shared.lock")
     assert (kernel / "f-1.py311.nbi").read_bytes() == b"index v2"
     assert sorted(p.name for p in kernel.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
     assert not job.exists()
+
+
+def test_a_job_links_only_this_installations_kernels(tmp_path):
+    """The shared cache also holds the kernels of other checkouts and package copies (numba files them by
+    source directory path): a job links the subdirectories of this installation and the top-level files only."""
+    from qgtflow.geometry import kernels
+    from qgtflow.reduce import tetrahedron
+
+    ours = runtime.kernel_cache_subdirs()
+    for module in (kernels, tetrahedron):  # the names numba itself files this package's kernels under
+        assert os.path.basename(runtime._numba_subdir(os.path.dirname(module.__file__))) in ours
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        assert os.path.basename(kernels.geometry_chunk._cache._cache_path) in ours
+    root = tmp_path / "numba"
+    shared = root / "shared"
+    for name in (ours[1], "geometry_" + "0" * 40, "reduce_" + "1" * 40):
+        (shared / name).mkdir(parents=True)
+        (shared / name / "f-1.py311.nbi").write_bytes(b"index")
+    (shared / "qgtflow_compile_seconds.json").write_text("{}")
+    job = runtime._job_numba_cache(root, "kgrid-a-8")
+    assert sorted(p.name for p in job.iterdir()) == sorted([ours[1], "qgtflow_compile_seconds.json"])
+    assert os.path.samefile(job / ours[1] / "f-1.py311.nbi", shared / ours[1] / "f-1.py311.nbi")
 
 
 def test_a_job_that_runs_in_its_own_process_asks_for_one_thread():
