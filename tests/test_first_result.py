@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -129,3 +130,32 @@ def test_a_job_that_runs_in_its_own_process_asks_for_one_thread():
     assert rule_job_threads("geometry", IN_PROCESS_MAX_POINTS + 1, None) == RULE_THREADS["geometry"]
     assert rule_job_threads("reduce", 64, 2) == RULE_THREADS["reduce"]  # dask.n_workers asks for a cluster
     assert rule_job_threads("geometry", 10**9, 0) == 1
+
+
+_END_JOB = """import logging, sys
+from pathlib import Path
+from qgtflow import runtime
+root = Path(sys.argv[1])
+job = runtime._job_numba_cache(root, "kgrid-a-8")
+(job / "mod").mkdir()
+(job / "mod" / "f-1.py311.1.nbc").write_bytes(b"data")
+(job / "mod" / "f-1.py311.nbi").write_bytes(b"index")
+logging.basicConfig(level=logging.INFO, format=runtime.LOG_FORMAT, filename=sys.argv[2])
+print("before", flush=False)
+runtime.end_job(logging.getLogger("probe"))
+print("never reached")
+"""
+
+
+def test_end_job_publishes_the_cache_logs_its_cpu_and_exits_0(tmp_path):
+    """os._exit skips atexit: end_job publishes the job's numba cache itself, and its log line and stdout
+    are written before the process leaves."""
+    log = tmp_path / "job.log"
+    proc = subprocess.run([sys.executable, "-c", _END_JOB, str(tmp_path / "numba"), str(log)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "before\n"
+    assert (tmp_path / "numba" / "shared" / "mod" / "f-1.py311.nbi").read_bytes() == b"index"
+    assert not list((tmp_path / "numba" / "jobs").iterdir())  # the job's copy removed once published
+    last = log.read_text().rstrip().splitlines()[-1]
+    assert re.search(r"job CPU \d+\.\d\d s \(self \d+\.\d\d s, children \d+\.\d\d s; process wall [\d.]+ s\)$", last)
