@@ -12,7 +12,9 @@ workflow, import time of each stage.
   tiny, so this is their start-up: interpreter, Snakefile parse, imports, stores).
 - imports: ``python -X importtime -c 'import qgtflow.stages.X'`` (cumulative µs of the module).
 - job start-up: CPU seconds of a fresh process per rule: set-up (snakemake.script, the job's numba cache from the
-  user's shared one) and the stage module's import (``--occupancy-of RESULTS_DIR``: how a finished run used its cores).
+  user's shared one) and the stage module's import.
+- a finished run (its job logs): ``--cpu-of RESULTS_DIR`` sums the jobs' ``job CPU`` lines (runtime.end_job) per rule
+  and study; ``--occupancy-of RESULTS_DIR``: sum of job wall times / (run wall x 2 cores), from the logs' timestamps.
 
 - default run (``--default-run``): ``qgtflow run`` of config/config.yaml into a temporary results dir: wall
   time (with the load average) and MB per study and stage.
@@ -113,52 +115,62 @@ def bench_workflow(tmp: Path) -> None:
           f"max {max(everything):.2f} s; whole `qgtflow run` {total:.1f} s")
 
 
-def cpu_seconds(benchmarks: Path) -> tuple[dict, dict]:
-    """CPU seconds ({rule: s}, {study: s}) summed over the rules' ``benchmark:`` files (column cpu_time; a file
-    is <rule>/<study>_n<size>.tsv or <rule>/<study>.tsv). On a shared machine wall time is inflated, CPU is not:
-    the sum over 2 cores is a lower bound of the run's wall time."""
-    per_rule: dict[str, float] = {}
-    per_study: dict[str, float] = {}
-    for tsv in sorted(benchmarks.rglob("*.tsv")):
-        with open(tsv) as fh:
-            row = next(csv.DictReader(fh, delimiter="\t"))
-        cpu = float(row["cpu_time"]) if row.get("cpu_time") not in (None, "", "NA") else 0.0
-        study = re.sub(r"_n\d+(?:x\d+)*$", "", tsv.stem)
-        per_rule[tsv.parent.name] = per_rule.get(tsv.parent.name, 0.0) + cpu
-        per_study[study] = per_study.get(study, 0.0) + cpu
-    return per_rule, per_study
+_STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ")
+_JOB_CPU = re.compile(r"job CPU (\d+\.\d+) s(?: \(self [\d.]+ s, children [\d.]+ s; process wall ([\d.]+|-) s\))?")
 
 
-def print_cpu_seconds(benchmarks: Path) -> None:
-    per_rule, per_study = cpu_seconds(benchmarks)
-    total = sum(per_rule.values())
-    print(f"  CPU seconds: total {total:.0f} s (/2 cores = {total / 2 / 60:.1f} min, a lower bound of the wall time)")
-    for label, table in (("rule", per_rule), ("study", per_study)):
-        for name, cpu in sorted(table.items(), key=lambda kv: -kv[1]):
-            print(f"    {label} {name:28s} {cpu:8.1f} s")
+def job_logs(results: Path) -> list[dict]:
+    """One row per job log of a run (``logs/<rule>/<study>[_n<size>].log``): rule, study, start and end (the
+    log's first and last timestamps; the start moved back to the process start when the ``job CPU`` line
+    gives the process wall time, so interpreter start-up and imports count), CPU seconds from the
+    ``job CPU`` line (runtime.end_job; None when the job did not log one) and the threads Snakemake gave it
+    (setup_job's "N thread(s) given" line)."""
+    from datetime import datetime
 
-
-def job_intervals(results: Path) -> list[dict]:
-    """One row per finished job of a run: rule, start, end (the benchmark file's mtime minus / at its wall seconds),
-    CPU seconds and the threads Snakemake gave it (setup_job's "N thread(s) given" line in the job's log)."""
     rows = []
-    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
-        with open(tsv) as fh:
-            row = next(csv.DictReader(fh, delimiter="\t"))
-        end = tsv.stat().st_mtime
-        log = results / "logs" / tsv.parent.name / f"{tsv.stem}.log"
-        given = re.search(r"(\d+) thread\(s\) given", log.read_text()) if log.is_file() else None
-        cpu = float(row["cpu_time"]) if row.get("cpu_time") not in (None, "", "NA") else 0.0
-        rows.append({"rule": tsv.parent.name, "start": end - float(row["s"]), "end": end, "cpu": cpu,
-                     "threads": int(given.group(1)) if given else 1})
+    for log in sorted((results / "logs").glob("*/*.log")):
+        text = log.read_text()
+        stamps = [datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                  for m in map(_STAMP.match, text.splitlines()) if m]
+        if not stamps:
+            continue
+        cpu = _JOB_CPU.search(text)
+        given = re.search(r"(\d+) thread\(s\) given", text)
+        wall = float(cpu.group(2)) if cpu and cpu.group(2) not in (None, "-") else None
+        end = stamps[-1]
+        rows.append({"rule": log.parent.name, "study": re.sub(r"_n\d+(?:x\d+)*$", "", log.stem),
+                     "start": end - wall if wall is not None else stamps[0], "end": end,
+                     "cpu": float(cpu.group(1)) if cpu else None, "threads": int(given.group(1)) if given else 1})
     return rows
 
 
+def print_cpu_seconds(results: Path) -> None:
+    """CPU seconds per rule and per study, summed over the ``job CPU`` lines of a finished run's job logs (the
+    job process and its Dask workers; snakemake's own process is not in it). On a shared machine wall time is
+    inflated, CPU is not: the sum over 2 cores is a lower bound of the run's wall time."""
+    rows = job_logs(results)
+    missing = [r for r in rows if r["cpu"] is None]
+    per_rule: dict[str, list[float]] = {}
+    per_study: dict[str, float] = {}
+    for r in rows:
+        if r["cpu"] is not None:
+            per_rule.setdefault(r["rule"], []).append(r["cpu"])
+            per_study[r["study"]] = per_study.get(r["study"], 0.0) + r["cpu"]
+    total = sum(sum(v) for v in per_rule.values())
+    print(f"  job CPU seconds: total {total:.1f} s over {len(rows) - len(missing)} jobs "
+          f"(/2 cores = {total / 2 / 60:.2f} min, a lower bound of the wall time)"
+          + (f"; {len(missing)} job log(s) without a `job CPU` line" if missing else ""))
+    for rule, cpus in sorted(per_rule.items(), key=lambda kv: -sum(kv[1])):
+        print(f"    rule  {rule:28s} jobs {len(cpus):3d}  {sum(cpus):8.1f} s  (median {statistics.median(cpus):.2f})")
+    for study, cpu in sorted(per_study.items(), key=lambda kv: -kv[1]):
+        print(f"    study {study:28s} {cpu:8.1f} s")
+
+
 def print_occupancy(results: Path, cores: int = 2, bins: int = 12) -> None:
-    """How the run used its cores: over the span from the first job's start to the last job's end, the mean
-    number of jobs running, of threads they hold (a job holding 2 threads of 2 cores keeps every other job
-    waiting), and CPU seconds / (span x cores); then the same per slice of the span."""
-    rows = job_intervals(results)
+    """How busy the cores were: sum of the jobs' wall times / (run wall x cores), the run's wall from the first
+    job's start to the last job's end (the job logs' timestamps, :func:`job_logs`); then the threads the jobs
+    held, the CPU they used, the same per rule and per slice of the run."""
+    rows = job_logs(results)
     t0, t1 = min(r["start"] for r in rows), max(r["end"] for r in rows)
     span = t1 - t0
 
@@ -166,16 +178,18 @@ def print_occupancy(results: Path, cores: int = 2, bins: int = 12) -> None:
         return sum(max(0.0, min(b, r["end"]) - max(a, r["start"])) * (1 if key is None else r[key])
                    for r in rows) / (b - a)
 
-    cpu = sum(r["cpu"] for r in rows)
-    print(f"  {len(rows)} jobs over {span / 60:.1f} min: mean jobs running {mean_over(t0, t1, None):.2f}, "
-          f"threads held {mean_over(t0, t1, 'threads'):.2f} of {cores}, CPU {cpu:.0f} s = "
-          f"{cpu / (span * cores):.0%} of {cores} cores x span")
+    job_wall = sum(r["end"] - r["start"] for r in rows)
+    cpu = sum(r["cpu"] or 0.0 for r in rows)
+    print(f"  {len(rows)} jobs over {span:.1f} s: occupancy {job_wall:.1f} s of job wall / ({span:.1f} s x {cores} "
+          f"cores) = {job_wall / (span * cores):.0%}; threads held {mean_over(t0, t1, 'threads'):.2f} of {cores}; "
+          f"job CPU {cpu:.1f} s = {cpu / (span * cores):.0%} of {cores} cores x span")
     for rule in sorted({r["rule"] for r in rows}):
         mine = [r for r in rows if r["rule"] == rule]
         print(f"    rule {rule:12s} jobs {len(mine):3d}  threads held {sorted({r['threads'] for r in mine})}  "
-              f"job wall sum {sum(r['end'] - r['start'] for r in mine):7.0f} s  CPU sum {sum(r['cpu'] for r in mine):6.0f} s")
+              f"job wall sum {sum(r['end'] - r['start'] for r in mine):8.1f} s  "
+              f"CPU sum {sum(r['cpu'] or 0.0 for r in mine):7.1f} s")
     width = span / bins
-    print(f"  per {width / 60:.1f} min slice: jobs running / threads held")
+    print(f"  per {width:.1f} s slice: jobs running / threads held")
     print("   " + " ".join(f"{mean_over(t0 + i * width, t0 + (i + 1) * width, None):4.1f}/"
                           f"{mean_over(t0 + i * width, t0 + (i + 1) * width, 'threads'):<4.1f}" for i in range(bins)))
 
@@ -204,7 +218,7 @@ def bench_default_run(tmp: Path) -> None:
         print(f"  {study.name:28s} {mb['kgrid.zarr']:10.1f} {mb['geometry.zarr']:10.1f} {mb['responses.zarr']:10.1f} "
               f"{mb['convergence']:12.1f}")
     print(f"  total on disk {_du(results) / 1e9:.2f} GB")
-    print_cpu_seconds(results / "benchmarks")
+    print_cpu_seconds(results)
     print_occupancy(results)
 
 
@@ -257,12 +271,13 @@ def main() -> None:
     parser.add_argument("--default-run", action="store_true",
                         help="also run the default workflow and print its wall time and disk per study and stage")
     parser.add_argument("--cpu-of", type=Path, metavar="RESULTS_DIR",
-                        help="only print the CPU seconds per rule and study of a finished run's benchmark files")
+                        help="only print the CPU seconds per rule and study of a finished run: the `job CPU` lines of its job logs")
     parser.add_argument("--occupancy-of", type=Path, metavar="RESULTS_DIR",
-                        help="only print how a finished run used its 2 cores: jobs running and threads held over time")
+                        help="only print how busy a finished run kept its 2 cores: sum of job wall times / (run wall x cores), "
+                             "from its job logs' timestamps")
     args = parser.parse_args()
     if args.cpu_of:
-        print_cpu_seconds(args.cpu_of / "benchmarks")
+        print_cpu_seconds(args.cpu_of)
         return
     if args.occupancy_of:
         print_occupancy(args.occupancy_of)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
 
@@ -78,23 +79,46 @@ def test_a_job_links_the_shared_numba_cache_and_publishes_only_what_it_compiled(
     """A job's cache holds hard links to the shared files (no copy per job); numba's rename-on-save
     leaves the shared file alone, and the newly compiled index and data are published back at exit."""
     root = tmp_path / "numba"
-    kernel = root / "shared" / "mod"
+    ours = runtime.kernel_cache_subdirs()[0]
+    kernel = root / "shared" / ours
     kernel.mkdir(parents=True)
     (kernel / "f-1.py311.nbi").write_bytes(b"index v1")
     (kernel / "f-1.py311.1.nbc").write_bytes(b"data v1")
     job = runtime._job_numba_cache(root, "geometry-a-8")
-    linked = job / "mod" / "f-1.py311.nbi"
+    linked = job / ours / "f-1.py311.nbi"
     assert linked.read_bytes() == b"index v1" and os.path.samefile(linked, kernel / "f-1.py311.nbi")
     for name, data in (("f-1.py311.2.nbc", b"data v2"), ("f-1.py311.nbi", b"index v2")):  # as numba saves
-        tmp = job / "mod" / f"{name}.tmp"
+        tmp = job / ours / f"{name}.tmp"
         tmp.write_bytes(data)
         os.utime(tmp, (linked.stat().st_mtime + 5,) * 2)
-        os.replace(tmp, job / "mod" / name)
+        os.replace(tmp, job / ours / name)
     assert (kernel / "f-1.py311.nbi").read_bytes() == b"index v1"  # untouched until published
     runtime._publish_numba_cache(job, root / "shared", root / "shared.lock")
     assert (kernel / "f-1.py311.nbi").read_bytes() == b"index v2"
     assert sorted(p.name for p in kernel.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
     assert not job.exists()
+
+
+def test_a_job_links_only_this_installations_kernels(tmp_path):
+    """The shared cache also holds the kernels of other checkouts and package copies (numba files them by
+    source directory path): a job links the subdirectories of this installation and the top-level files only."""
+    from qgtflow.geometry import kernels
+    from qgtflow.reduce import tetrahedron
+
+    ours = runtime.kernel_cache_subdirs()
+    for module in (kernels, tetrahedron):  # the names numba itself files this package's kernels under
+        assert os.path.basename(runtime._numba_subdir(os.path.dirname(module.__file__))) in ours
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        assert os.path.basename(kernels.geometry_chunk._cache._cache_path) in ours
+    root = tmp_path / "numba"
+    shared = root / "shared"
+    for name in (ours[1], "geometry_" + "0" * 40, "reduce_" + "1" * 40):
+        (shared / name).mkdir(parents=True)
+        (shared / name / "f-1.py311.nbi").write_bytes(b"index")
+    (shared / "qgtflow_compile_seconds.json").write_text("{}")
+    job = runtime._job_numba_cache(root, "kgrid-a-8")
+    assert sorted(p.name for p in job.iterdir()) == sorted([ours[1], "qgtflow_compile_seconds.json"])
+    assert os.path.samefile(job / ours[1] / "f-1.py311.nbi", shared / ours[1] / "f-1.py311.nbi")
 
 
 def test_a_job_that_runs_in_its_own_process_asks_for_one_thread():
@@ -106,3 +130,32 @@ def test_a_job_that_runs_in_its_own_process_asks_for_one_thread():
     assert rule_job_threads("geometry", IN_PROCESS_MAX_POINTS + 1, None) == RULE_THREADS["geometry"]
     assert rule_job_threads("reduce", 64, 2) == RULE_THREADS["reduce"]  # dask.n_workers asks for a cluster
     assert rule_job_threads("geometry", 10**9, 0) == 1
+
+
+_END_JOB = """import logging, sys
+from pathlib import Path
+from qgtflow import runtime
+root = Path(sys.argv[1])
+job = runtime._job_numba_cache(root, "kgrid-a-8")
+(job / "mod").mkdir()
+(job / "mod" / "f-1.py311.1.nbc").write_bytes(b"data")
+(job / "mod" / "f-1.py311.nbi").write_bytes(b"index")
+logging.basicConfig(level=logging.INFO, format=runtime.LOG_FORMAT, filename=sys.argv[2])
+print("before", flush=False)
+runtime.end_job(logging.getLogger("probe"))
+print("never reached")
+"""
+
+
+def test_end_job_publishes_the_cache_logs_its_cpu_and_exits_0(tmp_path):
+    """os._exit skips atexit: end_job publishes the job's numba cache itself, and its log line and stdout
+    are written before the process leaves."""
+    log = tmp_path / "job.log"
+    proc = subprocess.run([sys.executable, "-c", _END_JOB, str(tmp_path / "numba"), str(log)], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "before\n"
+    assert (tmp_path / "numba" / "shared" / "mod" / "f-1.py311.nbi").read_bytes() == b"index"
+    assert not list((tmp_path / "numba" / "jobs").iterdir())  # the job's copy removed once published
+    last = log.read_text().rstrip().splitlines()[-1]
+    assert re.search(r"job CPU \d+\.\d\d s \(self \d+\.\d\d s, children \d+\.\d\d s; process wall [\d.]+ s\)$", last)

@@ -92,6 +92,29 @@ def test_geometry_store_unstacks_into_k_maps_and_is_compressed(stores):
     assert io.verify_store(geo)["checksummed"]
 
 
+@pytest.mark.parametrize("chunk_size", [4096, 24])  # one chunk (numpy, one write) and 3 chunks (template + regions)
+def test_kgrid_grid_indices_are_int64_and_exact(tmp_path, chunk_size):
+    """k_index_* are int64 n_a (they were float64: a positional dtype to dask's zeros is ignored), in the kgrid
+    store and in the geometry store that copies them; a single-chunk store holds the same data as a chunked one."""
+    study = {**STUDY, "kgrid": {**STUDY["kgrid"], "sizes": [8], "chunk_size": chunk_size}}
+    st = load_study(study)
+    kg, geo = tmp_path / "kgrid.zarr", tmp_path / "geometry.zarr"
+    assert kgrid_stage.run(st, 8, kg) == -(-64 // chunk_size)
+    io.verify_store(kg)
+    k = io.open_store(kg)
+    n_x, n_y = np.unravel_index(np.arange(64), (8, 8))
+    for name, expected in (("k_index_x", n_x), ("k_index_y", n_y)):
+        assert k[name].dtype == np.int64 and k[name].attrs["units"] == "1" and k[name].attrs["long_name"]
+        np.testing.assert_array_equal(k[name].values, expected)
+    np.testing.assert_array_equal(k.k_frac_y.values, (n_y + 0.5) / 8)
+    np.testing.assert_array_equal(k.kvec.values, st.make_grid(8).points())
+    assert k.attrs["chunk_size"] == min(chunk_size, 64) and k.sizes["chunk"] == -(-64 // chunk_size)
+    geometry_stage.run(st, kg, geo, n_workers=0)
+    g = io.open_store(geo)
+    assert g.k_index_x.dtype == g.k_index_y.dtype == np.int64
+    np.testing.assert_array_equal(g.k_index_y.values, n_y)
+
+
 def test_incomplete_store_is_refused(stores, tmp_path):
     st, kg, geo, _ = stores
     partial = tmp_path / "partial.zarr"

@@ -147,6 +147,8 @@ def test_real_run(tiny_run_workspace):
         io.verify_store(results / name / "bands" / "bands.zarr")
     for rule in ("kgrid", "geometry", "reduce", "convergence", "bands"):
         assert list((results / "logs" / rule).glob("*.log")) and list((results / "benchmarks" / rule).glob("*.tsv"))
+    for log in (results / "logs").glob("*/*.log"):  # each job left through runtime.end_job: cache published, CPU logged
+        assert re.search(r" job CPU \d+\.\d\d s", log.read_text().rstrip().splitlines()[-1]), log
 
     page = results / "report" / "index.html"
     before = page.stat().st_mtime_ns

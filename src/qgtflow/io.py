@@ -82,25 +82,37 @@ def write_template(ds: xr.Dataset, path: str | Path, chunk_size: int, n_chunks: 
     ``compress=False`` stores them raw.
     """
     ds = ds.copy()
-    ds["chunk_done"] = xr.DataArray(np.zeros(n_chunks, np.int8), dims="chunk",
-                                    attrs={"long_name": "1 when the k-chunk has been written", "units": "1"})
-    encoding = checked_encoding(ds)
-    encoding["chunk_done"]["chunks"] = (1,)
-    for name, var in ds.data_vars.items():
-        if name == "chunk_done":
-            continue
-        if "kpoint" in var.dims:
-            encoding[name]["chunks"] = tuple(chunk_size if d == "kpoint" else s for d, s in zip(var.dims, var.shape))
-        if var.dtype.kind == "f":
-            encoding[name]["fill_value"] = np.nan
-            if "kpoint" in var.dims:
-                encoding[name]["compressors"] = (ZstdCodec(level=1), Crc32cCodec()) if compress else (Crc32cCodec(),)
+    ds["chunk_done"] = chunk_markers(np.zeros(n_chunks, np.int8))
+    encoding = kpoint_encoding(ds, chunk_size, compress)
     path = safety.output_target(path, "store")
     if safety.removable(path):
         shutil.rmtree(path)
     ds.to_zarr(path, mode="w", compute=False, encoding=encoding, zarr_format=3, consolidated=False)
     # the marker array is written for real (zeros), everything else stays unwritten (NaN fill)
     zarr.open_group(str(path), mode="r+")["chunk_done"][:] = 0
+
+
+def chunk_markers(done: np.ndarray) -> xr.DataArray:
+    """The ``chunk_done`` marker array of a k-chunked store (int8, 1 = the k-chunk is written)."""
+    return xr.DataArray(np.asarray(done, np.int8), dims="chunk",
+                        attrs={"long_name": "1 when the k-chunk has been written", "units": "1"})
+
+
+def kpoint_encoding(ds: xr.Dataset, chunk_size: int, compress: bool = True) -> dict:
+    """The encoding of a k-chunked store (:func:`write_template`): ``chunk_size`` k-points a chunk, float arrays
+    NaN-filled, the k-chunked ones zstd level 1 (``compress``), every array crc32c-checksummed, one marker a chunk."""
+    encoding = checked_encoding(ds)
+    encoding["chunk_done"]["chunks"] = (1,)
+    for name, var in ds.variables.items():
+        if name == "chunk_done":
+            continue
+        if "kpoint" in var.dims:  # data and per-k-point coords (a template's lazy coords: their Dask chunks)
+            encoding[name]["chunks"] = tuple(chunk_size if d == "kpoint" else s for d, s in zip(var.dims, var.shape))
+        if name in ds.data_vars and var.dtype.kind == "f":
+            encoding[name]["fill_value"] = np.nan
+            if "kpoint" in var.dims:
+                encoding[name]["compressors"] = (ZstdCodec(level=1), Crc32cCodec()) if compress else (Crc32cCodec(),)
+    return encoding
 
 
 def checked_encoding(ds: xr.Dataset) -> dict:
@@ -182,8 +194,9 @@ def mark_complete(path: str | Path, extra_attrs: dict | None = None) -> None:
     _seal(path, extra_attrs)
 
 
-def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
-    """Write a small, fully computed dataset atomically: temp dir, completion flag, rename.
+def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict | None = None) -> None:
+    """Write a small, fully computed dataset atomically: temp dir, completion flag, rename (``encoding``: default
+    :func:`checked_encoding`; a single-chunk k-point store passes :func:`kpoint_encoding`).
 
     An earlier store at ``path`` is replaced only once the new one is fully written; if writing
     fails (disk full, read-only file system) it stays as it was and a :class:`StoreError` names the path.
@@ -197,8 +210,8 @@ def write_dataset(ds: xr.Dataset, path: str | Path) -> None:
     try:
         ds = ds.copy()
         ds.attrs[COMPLETE] = False
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False, encoding=checked_encoding(ds),
-                   write_empty_chunks=True)
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
+                   encoding=checked_encoding(ds) if encoding is None else encoding, write_empty_chunks=True)
         _seal(tmp)
         if path.exists():
             path.rename(old)

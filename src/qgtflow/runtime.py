@@ -15,6 +15,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -168,9 +169,31 @@ def _locked(lock_path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _job_numba_cache(root: Path, job_key: str) -> Path:
-    """A private numba cache for this job: a copy of ``root/shared`` (hard links, :func:`_link_or_copy`),
-    published back at exit.
+def _numba_subdir(source_dir: str) -> str:
+    """The directory numba files the cache of ``source_dir``'s functions under (numba.core.caching's
+    ``_CacheLocator.get_suitable_cache_subpath``: the directory's name and the SHA-1 of its absolute path)."""
+    path = os.path.abspath(source_dir)
+    return f"{os.path.basename(path)}_{hashlib.sha1(path.encode()).hexdigest()}"
+
+
+def kernel_cache_subdirs() -> list[str]:
+    """The subdirectories of a numba cache that hold THIS installation's kernels: one per directory of the
+    qgtflow package this module was imported from (numba keys the cache by the source directory's path),
+    and the generated model modules' directory (``models/`` of :func:`cache_root`, as
+    :func:`qgtflow.models.symbolic.cache_dir` names it). The kernels of other checkouts, other copies of
+    the package and older installations in the shared cache are not among them."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    dirs = [package] + sorted(os.path.join(top, d) for top, names, _ in os.walk(package)
+                              for d in names if d != "__pycache__")
+    root = os.environ.get("QGTFLOW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qgtflow")
+    dirs.append(os.path.join(root, "models"))
+    return [_numba_subdir(d) for d in dirs if "__pycache__" not in d.split(os.sep)]
+
+
+def _job_numba_cache(root: Path, job_key: str, subdirs: list[str] | None = None) -> Path:
+    """A private numba cache for this job: hard links (:func:`_link_or_copy`) to the files of ``root/shared``
+    that this installation can load, the ``subdirs`` (default :func:`kernel_cache_subdirs`) and the top-level
+    files, published back at exit. A shared cache grown big with other checkouts' kernels costs a job nothing.
 
     Only this process (and its Dask workers) write the private copy. Publishing copies, per
     compiled function, the data files and then the index (atomic renames), and only when this job
@@ -185,17 +208,71 @@ def _job_numba_cache(root: Path, job_key: str) -> Path:
         private_dir(directory, "numba cache")
     if job.exists():
         shutil.rmtree(job)
+    subdirs = kernel_cache_subdirs() if subdirs is None else subdirs
     try:
         with _locked(lock):
+            job.mkdir(parents=True)
             if shared.is_dir():
-                shutil.copytree(shared, job, copy_function=_link_or_copy)
+                for top in shared.iterdir():
+                    if top.is_file():
+                        _link_or_copy(str(top), str(job / top.name))
+                for name in subdirs:
+                    if (shared / name).is_dir():
+                        shutil.copytree(shared / name, job / name, copy_function=_link_or_copy)
     except OSError as exc:
         log.warning("numba cache: not sharing compiled kernels between jobs (%s)", exc)
         job.mkdir(parents=True, exist_ok=True)
         return job
     job.mkdir(parents=True, exist_ok=True)
     atexit.register(_publish_numba_cache, job, shared, lock)
+    _PENDING_PUBLISH.append((job, shared, lock))
     return job
+
+
+_PENDING_PUBLISH: list[tuple[Path, Path, Path]] = []  # job caches of this process not yet published
+
+
+def job_cpu_seconds() -> tuple[float, float]:
+    """(this process, its waited-for children: Dask workers) user + system CPU seconds so far."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def _process_wall_seconds() -> float | None:
+    """Seconds since this process started (interpreter start-up included), None where unknown."""
+    import time
+
+    try:
+        import psutil  # a Snakemake dependency
+
+        return time.time() - psutil.Process().create_time()
+    except Exception:  # noqa: BLE001 - an accounting figure only
+        return None
+
+
+def end_job(logger: logging.Logger) -> None:
+    """The last line of a rule script, after its stores are written and closed (the stages return only then;
+    their Dask clusters are closed by then too): publishes the job's numba cache, logs one line
+    ``job CPU X.XX s (...)`` (getrusage, this process + its children; read by
+    benchmarks/bench_first_result.py ``--cpu-of``/``--occupancy-of``), flushes and closes the logs and the
+    standard streams, and leaves with ``os._exit(0)``: the interpreter's teardown (Dask, numba, zarr
+    modules; atexit handlers, whose only job here is the cache publishing, done above) costs a job
+    ~0.3-1 s of a core and writes nothing."""
+    while _PENDING_PUBLISH:
+        job, shared, lock = _PENDING_PUBLISH.pop()
+        atexit.unregister(_publish_numba_cache)
+        _publish_numba_cache(job, shared, lock)
+    own, children = job_cpu_seconds()
+    wall = _process_wall_seconds()
+    logger.info("job CPU %.2f s (self %.2f s, children %.2f s; process wall %s s)", own + children, own, children,
+                "-" if wall is None else f"{wall:.2f}")
+    logging.shutdown()  # flushes and closes the handlers: the rule's log file
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(0)
 
 
 def _link_or_copy(src: str, dst: str) -> None:

@@ -2,7 +2,7 @@
 
 
 def main(smk):
-    from qgtflow.runtime import setup_job
+    from qgtflow.runtime import end_job, setup_job
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
@@ -12,6 +12,7 @@ def main(smk):
     study = stage_study("bands", smk.params.inputs)  # its declared keys only (qgtflow.plan)
     bands_stage.run(study, smk.output.store, job=dict(smk.params.inputs))
     log.info("wrote %s", smk.output.store)
+    end_job(log)  # publishes the numba cache, logs the job's CPU, exits without interpreter teardown
 
 
 if __name__ == "__main__":

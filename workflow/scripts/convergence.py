@@ -4,7 +4,7 @@ from pathlib import Path
 
 
 def main(smk):
-    from qgtflow.runtime import setup_job
+    from qgtflow.runtime import end_job, setup_job
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
@@ -15,6 +15,7 @@ def main(smk):
     out_dir = Path(smk.output.table).parent
     convergence_stage.run(study, [str(s) for s in smk.input.stores], str(out_dir), job=dict(smk.params.inputs))
     log.info("wrote %s", out_dir)
+    end_job(log)  # publishes the numba cache, logs the job's CPU, exits without interpreter teardown
 
 
 if __name__ == "__main__":

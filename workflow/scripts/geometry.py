@@ -35,7 +35,7 @@ def dask_on_slurm(smk, study, size, fields, log):
 
 
 def main(smk):
-    from qgtflow.runtime import setup_job
+    from qgtflow.runtime import end_job, setup_job
 
     log, n_workers = setup_job(smk)  # before numpy/numba are imported
 
@@ -74,6 +74,7 @@ def main(smk):
     tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
     tmp.replace(manifest)
     log.info("geometry store %s complete (%s chunks computed in this run)", store, computed)
+    end_job(log)  # publishes the numba cache, logs the job's CPU, exits without interpreter teardown
 
 
 if __name__ == "__main__":  # guard: Dask worker processes re-import this file

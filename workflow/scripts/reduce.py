@@ -5,7 +5,7 @@ from pathlib import Path
 
 
 def main(smk):
-    from qgtflow.runtime import setup_job
+    from qgtflow.runtime import end_job, setup_job
 
     log, n_workers = setup_job(smk)  # before numpy/numba are imported
 
@@ -24,6 +24,7 @@ def main(smk):
     reduce_stage.run(study, str(store), smk.output.store, n_workers=n_workers, job=dict(smk.params.inputs),
                      shells_store=shells)
     log.info("wrote %s", smk.output.store)
+    end_job(log)  # publishes the numba cache, logs the job's CPU, exits without interpreter teardown
 
 
 if __name__ == "__main__":  # guard: Dask worker processes re-import this file

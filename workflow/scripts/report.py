@@ -2,7 +2,7 @@
 
 
 def main(smk):
-    from qgtflow.runtime import setup_job
+    from qgtflow.runtime import end_job, setup_job
 
     log, _ = setup_job(smk)  # before numpy/numba are imported
 
@@ -10,6 +10,7 @@ def main(smk):
 
     build_report(smk.params.inputs, smk.params.results_dir, smk.output.html)
     log.info("wrote %s", smk.output.html)
+    end_job(log)  # publishes the numba cache, logs the job's CPU, exits without interpreter teardown
 
 
 if __name__ == "__main__":

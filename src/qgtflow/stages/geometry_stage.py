@@ -63,7 +63,7 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str], window: dict | 
                          "units": "1"})}
     spin_coord = {"spin": ("spin", list(AXES), {"long_name": "spin component c of σ^c (003)"})} \
         if any("spin" in v.dims for v in data.values()) else {}
-    grid_coords = {name: xr.Variable("kpoint", da.zeros(n_k, kg[name].dtype, chunks=chunk), kg[name].attrs)
+    grid_coords = {name: xr.Variable("kpoint", da.zeros(n_k, dtype=kg[name].dtype, chunks=chunk), kg[name].attrs)
                    for name in kg.coords if name.startswith(GRID_COORDS)}  # uniform grids: k-maps unstack
     ds = xr.Dataset(data, coords={**band_coords, "axis": list(AXES[:dim]), **{c: list(AXES[:dim]) for c in CART},
                                   **spin_coord, **grid_coords})

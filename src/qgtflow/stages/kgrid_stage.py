@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 
-import dask.array as da
 import numpy as np
 import xarray as xr
 
@@ -72,6 +71,8 @@ def _coord_values(grid, idx: np.ndarray, frac: np.ndarray) -> dict[str, np.ndarr
 
 def _uniform_template(study, grid, n_points: int, chunk: int, attrs: dict) -> xr.Dataset:
     """The store template of ``n_points`` points of the uniform ``grid`` (all of it, or its wedge)."""
+    import dask.array as da
+
     length = study.units.length_unit
     return xr.Dataset(
         {"kvec": (("kpoint", "axis"), da.zeros((n_points, grid.dim), chunks=(chunk, grid.dim)),
@@ -83,14 +84,35 @@ def _uniform_template(study, grid, n_points: int, chunk: int, attrs: dict) -> xr
         attrs=io.provenance_attrs(study, "kgrid", {**grid.attrs(), "grid_spacing_units": f"{length}-1", **attrs}))
 
 
-def grid_coords(grid, n_points: int, chunk: int) -> dict:
-    """Lazy per-axis grid-index and fractional coords of ``n_points`` points of ``grid`` for a store template
-    (see module doc)."""
+def _uniform_dataset(study, grid, attrs: dict) -> xr.Dataset:
+    """The whole store of the uniform ``grid`` computed (numpy; same variables, coords, attrs and encoding as
+    :func:`_uniform_template` filled chunk by chunk), its single chunk marked done."""
+    length = study.units.length_unit
+    n = grid.n_points
+    values = grid_coord_values(grid, 0, n)
+    coords = {name: ("kpoint", values[name], var[2]) for name, var in grid_coords(grid, n, None).items()}
+    return xr.Dataset(
+        {"kvec": (("kpoint", "axis"), grid.points(0, n), {"long_name": "crystal momentum", "units": f"{length}-1"}),
+         "weight": ("kpoint", np.full(n, grid.weight), {"long_name": "integration weight, sum = integral d^dk/(2 pi)^d",
+                                                        "units": f"{length}-{grid.dim}"}),
+         "chunk_done": io.chunk_markers(np.ones(1, np.int8))},
+        coords={"axis": ("axis", list(AXES[:grid.dim])), **coords},
+        attrs=io.provenance_attrs(study, "kgrid", {**grid.attrs(), "grid_spacing_units": f"{length}-1", **attrs}))
+
+
+def grid_coords(grid, n_points: int, chunk: int | None) -> dict:
+    """Lazy per-axis grid-index (int64) and fractional coords of ``n_points`` points of ``grid`` for a store template
+    (see module doc); ``chunk=None``: their names and attrs only (the arrays are None)."""
+    def zeros(dtype):
+        import dask.array as da
+
+        return None if chunk is None else da.zeros(n_points, dtype=dtype, chunks=chunk)  # dtype= (positional: ignored)
+
     coords = {}
     for a, ax in enumerate(AXES[:grid.dim]):
-        coords[f"k_index_{ax}"] = ("kpoint", da.zeros(n_points, np.int64, chunks=chunk),
+        coords[f"k_index_{ax}"] = ("kpoint", zeros(np.int64),
                                    {"long_name": f"grid index n_{ax} of the k-point along grid axis {a}", "units": "1"})
-        coords[f"k_frac_{ax}"] = ("kpoint", da.zeros(n_points, chunks=chunk),
+        coords[f"k_frac_{ax}"] = ("kpoint", zeros(np.float64),
                                   {"long_name": f"fractional coordinate (n_{ax} + shift)/N along grid axis {a}",
                                    "units": "1"})
     return coords
@@ -107,6 +129,10 @@ def run(study, size: int, out: str, job: dict | None = None) -> int:
     fp = fingerprint(study, size, job)
     log.info("kgrid %s: %s grid %s, %d points in %d chunks", study.name, grid.kind, grid.sizes, grid.n_points,
              grid.n_chunks)
+    if grid.n_chunks == 1:  # the whole grid at once: plain numpy, one atomic write, no Dask graph
+        ds = _uniform_dataset(study, grid, {io.FINGERPRINT: fp})
+        io.write_dataset(ds, out, encoding=io.kpoint_encoding(ds, grid.chunk_size))
+        return 1
     io.write_template(_uniform_template(study, grid, grid.n_points, grid.chunk_size, {io.FINGERPRINT: fp}), out,
                       grid.chunk_size, grid.n_chunks)
     for index in range(grid.n_chunks):
@@ -214,6 +240,8 @@ def run_refined(study, size: int, out: str, job: dict | None = None) -> int:
     spec = refine_spec(study)
     kT = refine_kT(study)
     refiner = Refiner.for_grid(study.model, grid, spec, study.mu, kT)
+    import dask.array as da
+
     length = study.units.length_unit
     fp = fingerprint(study, size, job)
     if io.can_resume(out, fp) and "refine_chunk_counts" in io.store_attrs(out):
