@@ -6,9 +6,7 @@ Every error names the key, the value and what was expected, and is raised before
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +15,8 @@ import yaml
 from qgtflow import gridsize, yamlio
 from qgtflow.errors import ConfigError
 from qgtflow.safety import check_name
+from qgtflow.schema import study_schema
 from qgtflow.units import UnitSystem, parse_unit_system
-
-
-def study_schema() -> dict:
-    """The study JSON schema (also referenced by the workflow config schema): a copy of its one parse
-    per process (parsing it took about half of every load_study)."""
-    return copy.deepcopy(_parsed_study_schema())
-
-
-@functools.cache
-def _parsed_study_schema() -> dict:
-    text = resources.files("qgtflow").joinpath("schemas/study.schema.yaml").read_text()
-    return yaml.safe_load(text)
 
 
 _EXPECT = {

@@ -88,7 +88,7 @@ def check_operations(model, operations, key: str, tolerance: float, spin: bool =
 
 
 def _schema_tolerance() -> dict:
-    from qgtflow.study import study_schema
+    from qgtflow.schema import study_schema
 
     return study_schema()["properties"]["symmetry"]["properties"]["tolerance"]
 
