@@ -224,7 +224,9 @@ def cmd_evaluate(args, extra) -> int:
     except SystemExit as exc:
         print(f"qgtflow: evaluate stopped by signal {int(exc.code) - 128}; its scratch stores were removed, "
               f"{args.out} was not written", file=sys.stderr)
-        raise
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(int(exc.code))  # no interpreter teardown: zarr's I/O loop would log its cancelled writes
     log.info("evaluate: wrote %s (%s) in %.1f s", args.out, ", ".join(map(str, ds.data_vars)),
              time.perf_counter() - t0)
     return 0
