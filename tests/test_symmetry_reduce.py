@@ -461,6 +461,24 @@ def test_a_wrong_group_on_the_near_degenerate_model_is_refused_at_the_largest_to
         assert "is 2 of |Ω|" in msg and "compared below 48 of 96 gap-checks, 48 skipped" in msg, msg
 
 
+@pytest.mark.parametrize("phi, accepted_at", [(1e-4, 1e-2), (1e-3, 0.1)])
+def test_a_vanishing_curvature_is_judged_against_the_typical_one(phi, accepted_at):
+    """The non-magnetic Haldane layer (mass 0.2) with a tiny flux φ: where its Ω vanishes by the mirrors, φ leaves
+    a small one that a mirror maps to minus itself — 2 of its own size, which the old floor (1e-6 of the largest)
+    refused at every tolerance. Against the typical curvature the mismatch scales with φ (7.6e-3 at 1e-4, 7.6e-2 at
+    1e-3): accepted at 1e-2 and 0.1, refused below."""
+    from qgtflow.geometry.covariance import first_broken_operation
+    from qgtflow.models.builtin import build_model
+    from qgtflow.models.symmetry import study_operations
+
+    model = build_model("haldane", {"t1": 1.0, "t2": 0.1, "phi": phi, "mass": 0.2})
+    ops = study_operations(model, {"atoms": HALDANE_CRYSTAL["atoms"]})
+    assert first_broken_operation(model, ops, accepted_at) is None
+    label, why, needed = first_broken_operation(model, ops, accepted_at / 10)
+    assert label.startswith("m[") and "Berry curvature" in why and accepted_at / 10 < needed < accepted_at, why
+    assert abs(needed / phi - 76) < 2, needed
+
+
 @pytest.mark.parametrize("bad", [0, -1e-3, 0.2, "loose"])
 def test_symmetry_tolerance_out_of_range_is_refused(bad):
     from qgtflow.errors import ConfigError
