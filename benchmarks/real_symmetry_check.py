@@ -75,7 +75,8 @@ def main() -> None:
     if len(sys.argv) != 2:
         sys.exit("usage: real_symmetry_check.py DATA (WannierBerri's tests/data)")
     tb = CACHE / "GaAs" / "GaAs_tb.dat"
-    if not tb.exists() and _untar(Path(sys.argv[1]) / "GaAs_Wannier90" / "GaAs_tb.dat.tar.gz", "GaAs_tb.dat", tb) is None:
+    archive = Path(sys.argv[1]) / "GaAs_Wannier90" / "GaAs_tb.dat.tar.gz"
+    if not tb.exists() and _untar(archive, "GaAs_tb.dat", tb) is None:
         sys.exit(f"GaAs: not found under {sys.argv[1]}")
     for position in (True, False):
         report(tb, position)

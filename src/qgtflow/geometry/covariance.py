@@ -166,8 +166,8 @@ def first_broken_operation(model, operations, tolerance: float, spin: bool = Fal
     checks to ``tolerance`` (the study's ``symmetry.tolerance``; the energies to :data:`ENERGY_SHARE` of it, module
     doc); ``spin``: the model's spin operator too (a study with 003 spin responses). The curvature (and spin) are
     compared only below gaps ≥ max(:data:`GAP_FRACTION` of the bandwidth, :data:`GAP_OVER_MISMATCH` × the
-    operation's largest energy mismatch at the test points) (module doc); the counts of compared and skipped gap-checks are logged and named in a
-    refusal."""
+    operation's largest energy mismatch at the test points) (module doc); the counts of compared and skipped
+    gap-checks are logged and named in a refusal."""
     e_tol, c_tol = ENERGY_SHARE * tolerance, tolerance
     points = test_points(model)
     moved = images(points, operations)
