@@ -16,6 +16,9 @@ Kramers-split ones; m[1, 1, 0] and time reversal pass (0.028–0.034, 0.012). Wi
 0.1 (≤ 0.051): the position-operator terms carry the breaking (the A(R) of a 2×2×2 Wannierisation, or how they are
 read and transformed: not settled here). The C3 half moves the energies by 0.02–0.033 of the bandwidth (needs
 0.2–0.33, beyond 0.1), with or without A(R), so their curvature is compared at no gap (< 30 × η everywhere).
+What the refusal protects: with the check bypassed (a throwaway script, not kept), AHC + Drude on 8³ at k_BT = 0.3 eV,
+μ 6.5–7.9 eV: the wedge (29 points) Drude differs from the full grid's (512) by 18 % of its largest entry, and the
+full grid's AHC (2.3e-3 of the Drude scale, nonzero only through the breaking) is set to zero by the symmetrisation.
 """
 
 from __future__ import annotations
