@@ -397,6 +397,88 @@ def test_symmetry_tolerance_accepts_a_model_broken_below_it():
     assert load_study({**_broken_study(), "model": _qwz_broken(0.0)}).config["symmetry"]["tolerance"] == 1e-3
 
 
+def _narrow_qwz(breaking: float) -> dict:
+    """t0 (cos kx + cos ky) σ0 + s [QWZ, m = −1] + breaking · cos kx σz (natural units): the σ0 term sets a ~3-wide
+    band, the two bands are only 0.006–0.012 apart (2e-3–4e-3 of the bandwidth, a Kramers-like near-degenerate
+    pair), and ``breaking`` breaks C4 (4e-4: ~1e-4 of the bandwidth, a Wannierisation-like accuracy; 0.3: a C2
+    model)."""
+    t0, s = 1.0, 2.5e-3
+    hops = [[[1, 0], 0, 0, 0.5 * (t0 + s + breaking)], [[0, 1], 0, 0, 0.5 * (t0 + s)],
+            [[1, 0], 1, 1, 0.5 * (t0 - s - breaking)], [[0, 1], 1, 1, 0.5 * (t0 - s)],
+            [[1, 0], 0, 1, [0, -0.5 * s]], [[-1, 0], 0, 1, [0, 0.5 * s]], [[0, 1], 0, 1, -0.5 * s],
+            [[0, -1], 0, 1, 0.5 * s]]
+    return {"name": "narrow_qwz", "tight_binding": {"lattice": [[1.0, 0.0], [0.0, 1.0]], "positions": [[0, 0], [0, 0]],
+                                                    "hoppings": hops, "onsite": [-s, s]}}
+
+
+def _narrow_study(breaking: float, tolerance: float, crystal=None) -> dict:
+    crystal = crystal or {"atoms": [["X", 0, 0, 0]], "magnetic_moments": [[0, 0, 1.0]]}
+    return {"model": _narrow_qwz(breaking), "symmetry": {**crystal, "tolerance": tolerance}, "units": "natural",
+            "kgrid": {"sizes": [8]}, "mu": [0.0], "temperature": [0.1], "responses": ["sigma_ahe"]}
+
+
+def test_the_curvature_is_not_compared_below_gaps_the_breaking_can_rotate(caplog):
+    """1e-4 of the bandwidth of C4 breaking on a pair only 2e-3–4e-3 of it apart changes the curvature summed below
+    the pair's gap by 0.48 of its size (the old check refused it at every tolerance); those gaps are < 30× the
+    operation's energy mismatch, so only the energies judge C4 and the mirrors with it (moved by 2.6e-4 of the
+    bandwidth: accepted at 1e-2, refused at 1e-3), and the log line counts the compared and skipped gap-checks.
+    The symmetric model compares all."""
+    import logging
+
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    with caplog.at_level(logging.INFO, logger="qgtflow.geometry.covariance"):
+        assert load_study(_narrow_study(4e-4, 1e-2)).config["symmetry"]["tolerance"] == 1e-2
+    line = next(r.getMessage() for r in caplog.records if "symmetry check of 8 operations" in r.getMessage())
+    assert "compared below 24 of 48 gap-checks, 24 skipped" in line and "no gap wide enough for ['C4'" in line, line
+    with pytest.raises(ConfigError) as err:
+        load_study(_narrow_study(4e-4, 1e-3))
+    assert "operation C4" in str(err.value) and "band energies" in str(err.value), str(err.value)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="qgtflow.geometry.covariance"):
+        load_study(_narrow_study(0.0, 1e-3))
+    assert any("48 of 48 gap-checks, 0 skipped" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("case", ["time_reversal", "c4_on_a_c2_model"])
+def test_a_wrong_group_on_the_near_degenerate_model_is_refused_at_the_largest_tolerance(case):
+    """Skipping gaps does not hide a wrong group: time reversal (no moment) keeps the energies but flips the
+    curvature (2 of its size, at the gaps the mirror's zero mismatch leaves compared), and C4 on the model with an
+    O(1) C4 breaking (0.3 cos kx σz) moves the energies by 6.6e-2 of the bandwidth: both refused at 0.1, naming the
+    compared gap-checks when the curvature refuses."""
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    breaking, crystal, what = {"time_reversal": (4e-4, {"atoms": [["X", 0, 0, 0]]}, "Berry curvature"),
+                               "c4_on_a_c2_model": (0.3, None, "band energies")}[case]
+    with pytest.raises(ConfigError) as err:
+        load_study(_narrow_study(breaking, 0.1, crystal))
+    msg = str(err.value)
+    assert err.value.key == "symmetry.tolerance" and err.value.value == 0.1 and "\n" not in msg, msg
+    assert what in msg and "beyond the largest tolerance" in msg, msg
+    if what == "Berry curvature":
+        assert "is 2 of |Ω|" in msg and "compared below 48 of 96 gap-checks, 48 skipped" in msg, msg
+
+
+@pytest.mark.parametrize("phi, accepted_at", [(1e-4, 1e-2), (1e-3, 0.1)])
+def test_a_vanishing_curvature_is_judged_against_the_typical_one(phi, accepted_at):
+    """The non-magnetic Haldane layer (mass 0.2) with a tiny flux φ: where its Ω vanishes by the mirrors, φ leaves
+    a small one that a mirror maps to minus itself — 2 of its own size, which the old floor (1e-6 of the largest)
+    refused at every tolerance. Against the typical curvature the mismatch scales with φ (7.6e-3 at 1e-4, 7.6e-2 at
+    1e-3): accepted at 1e-2 and 0.1, refused below."""
+    from qgtflow.geometry.covariance import first_broken_operation
+    from qgtflow.models.builtin import build_model
+    from qgtflow.models.symmetry import study_operations
+
+    model = build_model("haldane", {"t1": 1.0, "t2": 0.1, "phi": phi, "mass": 0.2})
+    ops = study_operations(model, {"atoms": HALDANE_CRYSTAL["atoms"]})
+    assert first_broken_operation(model, ops, accepted_at) is None
+    label, why, needed = first_broken_operation(model, ops, accepted_at / 10)
+    assert label.startswith("m[") and "Berry curvature" in why and accepted_at / 10 < needed < accepted_at, why
+    assert abs(needed / phi - 76) < 2, needed
+
+
 @pytest.mark.parametrize("bad", [0, -1e-3, 0.2, "loose"])
 def test_symmetry_tolerance_out_of_range_is_refused(bad):
     from qgtflow.errors import ConfigError
