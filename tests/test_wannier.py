@@ -638,3 +638,57 @@ def test_wigner_seitz_correction_computed_without_wsvec(tmp_path, asymmetry):
     assert_same_model(ref_nm, got, k, order=1, atol=1e-9)
     raw = read_tb(path, wsvec=False)
     assert np.abs(raw.derivatives(k, 0)[0] - ref_nm.derivatives(k, 0)[0]).max() > 1e-3
+
+
+def ws_table_reference(table, lattice, frac, grid, search=2, tol=1e-5):
+    """Wannier90's use_ws_distance, one (R, i, j) at a time: t_ij(R) split equally over the images R + T
+    (T on the mp_grid supercell, |n| ≤ search) within tol of the shortest |(R + T)·A + τ_j − τ_i|."""
+    tau = np.asarray(frac, float) @ lattice
+    rng = range(-search, search + 1)
+    shifts = [np.array([a, b, c]) * grid for a in rng for b in rng for c in rng]
+    out = {}
+    for R, mat in table.items():
+        for i in range(len(tau)):
+            for j in range(len(tau)):
+                dist = [np.linalg.norm((np.asarray(R) + T) @ lattice + tau[j] - tau[i]) for T in shifts]
+                best = [T for T, d in zip(shifts, dist) if d < min(dist) + tol]
+                for T in best:
+                    key = tuple(int(x) for x in np.asarray(R) + T)
+                    out.setdefault(key, np.zeros_like(mat))[i, j] += mat[i, j] / len(best)
+    return out
+
+
+@pytest.mark.parametrize("lattice, frac, grid", [
+    (np.eye(3) * 4.0, [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0]], (1, 1, 1)),  # exact ties: 2, 4 and 8 images
+    (np.eye(3) * 2.5, [[0, 0, 0], [1.0, 0.0, 0.5], [0.25, 0.5, 0.0]], (2, 2, 2)),  # ties on the supercell boundary
+    (np.array([[3.0, 0.0, 0.0], [0.4, 3.2, 0.0], [0.0, 0.3, 3.5]]),
+     [[0.05, 0.1, 0.0], [0.48, 0.52, 0.45], [0.9, 0.2, 0.6], [0.3, 0.7, 0.1]], (4, 1, 2)),  # anisotropic grid
+    (np.array([[2.0, 0.0, 0.0], [1.0, 1.7320508075688772, 0.0], [0.0, 0.0, 6.0]]),
+     [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]], (3, 3, 1)),  # hexagonal (near-ties within the tolerance)
+])
+def test_vectorised_ws_table_equals_reference(lattice, frac, grid):
+    """The vectorised Wigner–Seitz table (image search pruned by the triangle inequality, chunked over
+    (image, i, j)) places and splits every hopping exactly as the one-(R, i, j)-at-a-time reference, ties
+    included, also when its chunks hold a single R (WS_CHUNK small) and with the plan shared between tables."""
+    from qgtflow.models import wannier
+    from qgtflow.models.wannier import ws_distance_table
+
+    rng = np.random.default_rng(3)
+    n = len(frac)
+    cells, _ = wigner_seitz_points(lattice, grid)
+    cells += [(0, 0, 1), (2, -1, 0)]  # R beyond the supercell too (images on both sides)
+    table = {R: rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)) for R in dict.fromkeys(cells)}
+    ref = ws_table_reference(table, lattice, frac, np.asarray(grid))
+    plans = {}
+    for chunk in (wannier.WS_CHUNK, n * n):
+        old, wannier.WS_CHUNK = wannier.WS_CHUNK, chunk
+        try:
+            got = ws_distance_table(table, lattice, frac, grid)
+            again = ws_distance_table({R: 2 * m for R, m in table.items()}, lattice, frac, grid, plans=plans)
+        finally:
+            wannier.WS_CHUNK = old
+        assert set(got) == set(ref)
+        for key, mat in ref.items():
+            np.testing.assert_allclose(got[key], mat, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(again[key], 2 * mat, rtol=1e-13, atol=1e-15)
+    assert len(plans) == 1

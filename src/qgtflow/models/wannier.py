@@ -571,40 +571,100 @@ WS_DISTANCE_TOL = 1e-5  # Å: images this close to the minimal distance are equi
 WS_SEARCH = 2  # supercell images searched per direction (Wannier90's ws_search_size)
 
 
-def ws_distance_table(table: dict, lattice_ang, frac, mp_grid) -> dict:
+WS_CHUNK = 1 << 21  # (image, i, j) bond lengths evaluated per NumPy step (× 3 Cartesian components, float64)
+
+
+def _ws_plan(cells, lattice_ang, frac, mp_grid) -> dict:
+    """Where :func:`ws_distance_table` puts each hopping, for the R vectors ``cells`` (a pure function of the
+    lattice, the centres and the grid, shared by the Hamiltonian and the position components).
+
+    Every R is compared with its supercell images R + T, T = (N1 n1, N2 n2, N3 n3), |n| ≤ WS_SEARCH. Only
+    images that can hold a minimal bond are evaluated: with d = max |τ_j − τ_i|, the bond
+    |(R + T)·A + τ_j − τ_i| lies within d of |(R + T)·A|, so an image with |(R + T)·A| beyond the smallest
+    such length + 2d + WS_DISTANCE_TOL is never within WS_DISTANCE_TOL of the minimum (a bit-identical
+    result, at a few images per R instead of (2 WS_SEARCH + 1)³). The bond lengths of the candidates are
+    evaluated over (image, i, j) at once, in chunks of ~WS_CHUNK, with the reference arithmetic.
+
+    Returns {R: (lattice vectors R + T (m, 3), masks (m, n, n) of the (i, j) at their minimal bond there,
+    images per (i, j) (n, n))}, the images with at least one minimal bond only, in image order.
+    """
+    A = np.asarray(lattice_ang, float)
+    tau = np.asarray(frac, float) @ A
+    dtau = tau[None, :, :] - tau[:, None, :]  # [i, j] = τ_j − τ_i
+    n = len(tau)
+    rng = np.arange(-WS_SEARCH, WS_SEARCH + 1)
+    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * np.asarray(mp_grid)
+    cells = [tuple(int(x) for x in R) for R in cells]
+    shifted = np.asarray(cells, np.int64).reshape(-1, 1, 3) + images[None]  # (n_R, M, 3)
+    cart = np.stack([s @ A for s in shifted])  # per R, as the reference (identical rounding)
+    length = np.linalg.norm(cart, axis=-1)  # |(R + T)·A| (n_R, M)
+    reach = float(np.linalg.norm(dtau, axis=-1).max(initial=0.0))
+    slack = 1e-9 * (float(length.max(initial=0.0)) + reach)  # rounding of the triangle inequality
+    candidate = length <= length.min(axis=1, keepdims=True) + 2 * reach + WS_DISTANCE_TOL + slack
+    per_r = candidate.sum(axis=1)
+    plan: dict[tuple, tuple] = {}
+    start = 0
+    while start < len(cells):  # chunks of whole R (the minimum is over all images of one R)
+        stop, size = start, 0
+        while stop < len(cells) and (stop == start or (size + per_r[stop]) * n * n <= WS_CHUNK):
+            size += per_r[stop]
+            stop += 1
+        r_idx, m_idx = np.nonzero(candidate[start:stop])  # R-major, images in order
+        dist = np.linalg.norm(cart[start + r_idx, m_idx][:, None, None, :] + dtau[None], axis=-1)  # (P, n, n)
+        first = np.concatenate(([0], np.cumsum(per_r[start:stop])[:-1]))
+        dmin = np.minimum.reduceat(dist, first, axis=0)  # (R in chunk, n, n)
+        eq = dist < dmin[r_idx] + WS_DISTANCE_TOL
+        counts = np.add.reduceat(eq, first, axis=0, dtype=np.int64)
+        for r, lo, cnt in zip(range(start, stop), first, counts):
+            hi = lo + per_r[r]
+            used = lo + np.flatnonzero(eq[lo:hi].any(axis=(1, 2)))
+            plan[cells[r]] = (shifted[r, m_idx[used]], eq[used], cnt)
+        start = stop
+    return plan
+
+
+def _ws_apply(plan: dict, table: dict) -> dict:
+    """Split each t_ij(R) of ``table`` equally over its minimal images in ``plan`` (:func:`_ws_plan`); the sums
+    in the table's R order, image order (the reference's)."""
+    out: dict[tuple, np.ndarray] = {}
+    for R, mat in table.items():
+        targets, eq, count = plan[R]
+        share = mat / count
+        for T, mask in zip(targets, eq):
+            key = tuple(int(x) for x in T)
+            part = np.where(mask, share, 0)
+            out[key] = out[key] + part if key in out else part
+    return out
+
+
+def ws_distance_table(table: dict, lattice_ang, frac, mp_grid, *, plans: dict | None = None) -> dict:
     """Wannier90's ``use_ws_distance`` correction, computed (no _wsvec.dat needed).
 
     For every R and orbital pair (i, j) the hopping t_ij(R) (already divided by the R degeneracy) is
     split equally over the lattice vectors R + T, T = (N1 n1, N2 n2, N3 n3) a supercell translation of the
     Monkhorst–Pack grid, of minimal |(R + T)·A + τ_j − τ_i| (within WS_DISTANCE_TOL), i.e. every hopping
-    is placed at the shortest of its equivalent bond vectors between the Wannier centres.
+    is placed at the shortest of its equivalent bond vectors between the Wannier centres. Vectorised over
+    (R, image, i, j) in :func:`_ws_plan`; ``plans``: a dict reusing the plan for tables with the same R set
+    (the Hamiltonian and the position components of one file).
     """
-    A = np.asarray(lattice_ang, float)
-    tau = np.asarray(frac, float) @ A
-    dtau = tau[None, :, :] - tau[:, None, :]  # [i, j] = τ_j − τ_i
-    rng = np.arange(-WS_SEARCH, WS_SEARCH + 1)
-    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * np.asarray(mp_grid)
-    out: dict[tuple, np.ndarray] = {}
-    for R, mat in table.items():
-        shifted = np.asarray(R) + images  # (M, 3)
-        dist = np.linalg.norm((shifted @ A)[:, None, None, :] + dtau[None], axis=-1)  # (M, n, n)
-        eq = dist < dist.min(axis=0) + WS_DISTANCE_TOL
-        share = mat / eq.sum(axis=0)
-        for m in np.flatnonzero(eq.any(axis=(1, 2))):
-            key = tuple(int(x) for x in shifted[m])
-            part = np.where(eq[m], share, 0)
-            out[key] = out[key] + part if key in out else part
-    return out
+    key = tuple(sorted(table))
+    plan = plans.get(key) if plans is not None else None
+    if plan is None:
+        plan = _ws_plan(key, lattice_ang, frac, mp_grid)
+        if plans is not None:
+            plans[key] = plan
+    return _ws_apply(plan, table)
 
 
 # -- readers ---------------------------------------------------------------------------------------
 
-def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int) -> dict:
+def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict | None = None) -> dict:
     """The Wigner–Seitz correction of one operator table {R: (n, n)} (hoppings or a position component):
-    computed (``wsvec`` = ("compute", mp_grid), needs the centres) or from a _wsvec.dat ({(R, i, j): [T]})."""
+    computed (``wsvec`` = ("compute", mp_grid), needs the centres; ``plans`` shares the image search between
+    the tables of one file) or from a _wsvec.dat ({(R, i, j): [T]})."""
     if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
         # the bond lengths need the centres; the phase convention does not matter
-        return ws_distance_table(table, lattice_ang, frac, wsvec[1]) if frac is not None else table
+        return ws_distance_table(table, lattice_ang, frac, wsvec[1], plans=plans) if frac is not None else table
     if wsvec is None:
         return table
     shifted: dict[tuple, np.ndarray] = {}  # _wsvec.dat: split each entry over its listed lattice vectors R + T
@@ -645,14 +705,15 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     if convention == "II" and frac is None:
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
-    table = _ws_shift(table, wsvec, frac, lattice_ang, num_wann)
+    plans: dict = {}  # the Wigner–Seitz images of each R set, shared by H and the position components
+    table = _ws_shift(table, wsvec, frac, lattice_ang, num_wann, plans)
     table = {R: mat * to_en for R, mat in table.items() if np.any(mat)}
     rtables = None
     if rtab is not None:  # position blocks: relative to the phase positions, WS-shifted like H, model lengths
         tau = np.zeros((num_wann, 3)) if convention == "I" else frac @ lattice_ang
         rtables = []
         for comp in relative_tables(rtab, tau, 3):
-            comp = _ws_shift(comp, wsvec, frac, lattice_ang, num_wann)
+            comp = _ws_shift(comp, wsvec, frac, lattice_ang, num_wann, plans)
             rtables.append({R: m * to_len for R, m in comp.items() if np.any(m)})
     if dim not in (None, 1, 2, 3):
         raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
