@@ -361,3 +361,32 @@ def test_tight_binding_lower_orders_are_the_leading_slots(positions, monkeypatch
         fd = (model.unique_derivatives(k + step, order=1) - model.unique_derivatives(k - step, order=1)) / (2 * h)
         np.testing.assert_allclose(fd[:, 0], full[:, 1 + a], atol=1e-7 * scale)  # ∂_a H
         np.testing.assert_allclose(fd[:, 1], full[:, 3 + a], atol=1e-7 * scale)  # ∂_a∂_x H (slots xx, xy)
+
+
+def test_large_tight_binding_hash_digests_the_same_content(monkeypatch):
+    """Above HASH_INLINE_ENTRIES the identity carries a blake2b of the R vectors and the hoppings rounded to 14
+    decimals instead of their JSON lists: stable, independent of the rounding block size, changed by any
+    hopping change the lists would show and by none they would not; small tables keep the inline lists (and
+    so the hashes existing stores carry)."""
+    from qgtflow.models import tight_binding
+
+    inline = build_model("haldane").model_hash
+    assert isinstance(build_model("haldane").identity()["hoppings"], list)
+    monkeypatch.setattr(tight_binding, "HASH_INLINE_ENTRIES", 0)
+    m = build_model("haldane")
+    assert set(m.identity()["hoppings"]) == {"blake2b"}
+    h0 = m.model_hash
+    assert h0 == build_model("haldane").model_hash != inline
+    monkeypatch.setattr(tight_binding, "HASH_ROWS", 1)
+    assert build_model("haldane").model_hash == h0
+    assert build_model("haldane", {"t2": 0.2}).model_hash != h0
+
+    def tweaked(delta):
+        other = build_model("haldane")
+        row, col = np.argwhere(np.abs(other.matrices) > 0.05)[0]
+        other.matrices = other.matrices.copy()
+        other.matrices[row, col] += delta
+        return other.model_hash
+
+    assert tweaked(1e-12) != h0  # visible at 14 decimals
+    assert tweaked(2e-17 + 2e-17j) == h0  # below the rounding: as the JSON lists
