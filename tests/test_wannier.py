@@ -692,3 +692,48 @@ def test_vectorised_ws_table_equals_reference(lattice, frac, grid):
             np.testing.assert_allclose(got[key], mat, rtol=1e-13, atol=1e-15)
             np.testing.assert_allclose(again[key], 2 * mat, rtol=1e-13, atol=1e-15)
     assert len(plans) == 1
+
+
+def test_compiled_number_scan_is_fromstring_bit_for_bit():
+    """The compiled scan of the data section (_parse_numbers) gives np.fromstring's values bit for bit on
+    Wannier90's formats (fixed, E and Fortran D exponents, signed zeros, bare integers), and refuses (-1: the
+    reader falls back to np.fromstring) what it cannot round exactly or is not a plain number."""
+    from qgtflow.models.wannier import _POW10, _parse_numbers
+
+    def scan(text, room=None):
+        out = np.empty(room if room is not None else len(text) // 2 + 1)
+        count = _parse_numbers(np.frombuffer(text.encode(), np.uint8), out, _POW10)
+        return out[:count] if count >= 0 else None
+
+    rng = np.random.default_rng(5)
+    vals = np.concatenate([rng.normal(size=400) * 10.0 ** rng.integers(-9, 9, 400), [0.0, -0.0, 1.0, -3e5]])
+    toks = [t for v in vals for t in (f"{v:.6f}", f"{v:.8E}", f"{v:15.8e}".replace("e", "D"), f"{v:.12g}",
+                                      f"{v:+.3f}", str(int(v)))] + ["1.", ".5", "-.25", "+7", "-0.000000", "1E-05"]
+    text = "\n".join("  ".join(toks[i:i + 4]) for i in range(0, len(toks), 4)) + "\r\n\n"
+    ref = np.fromstring(text.translate(str.maketrans("Dd", "Ee")), sep=" ")  # noqa: NPY201 - text mode
+    got = scan(text)
+    assert got is not None and got.tobytes() == ref.tobytes()
+    for v in vals:  # 17 significant digits: exact when the fast path applies, else refused
+        t = repr(float(v))
+        one = scan(t)
+        assert one is None or one.tobytes() == np.fromstring(t, sep=" ").tobytes()  # noqa: NPY201
+    for bad in ["1.0-100", "nan", "inf", "1.0x", "1e", "-", "12345678901234567890", "1e400", "0x10"]:
+        assert scan(bad) is None, bad
+    assert scan("0.5 1.5 2.5", room=2) is None  # more numbers than expected
+    assert scan("  \n ") is not None and scan("  \n ").size == 0
+
+
+def test_reader_falls_back_when_the_scan_refuses(tmp_path):
+    """A _tb.dat printed at 17 significant digits (beyond the exact fast path) reads through np.fromstring to
+    the same model as at 12 decimals where both agree (the fallback keeps large unusual files readable)."""
+    from tests.wannier_files import write_tb
+
+    lattice = np.eye(3) * 3.0
+    rng = np.random.default_rng(2)
+    blocks = {R: 0.1 * rng.normal(size=(2, 2)) for R in [(0, 0, 0), (1, 0, 0), (-1, 0, 0)]}
+    blocks[(0, 0, 0)] = blocks[(0, 0, 0)] + blocks[(0, 0, 0)].T
+    blocks[(-1, 0, 0)] = blocks[(1, 0, 0)].T
+    assert max(np.abs(m).max() for m in blocks.values()) > 0.1  # printed with 17 digits: M ≥ 2^53, refused
+    fine = read_tb(write_tb(tmp_path / "fine_tb.dat", lattice, blocks, decimals=17), wsvec=False)
+    plain = read_tb(write_tb(tmp_path / "plain_tb.dat", lattice, blocks, decimals=12), wsvec=False)
+    np.testing.assert_allclose(fine.matrices, plain.matrices, atol=1e-12)

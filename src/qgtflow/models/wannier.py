@@ -36,6 +36,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 from scipy import constants as sc
 
 from qgtflow.errors import ModelError
@@ -300,6 +301,102 @@ def _hermiticity_error(lines: _Lines, table: dict, where: dict):
     return describe
 
 
+_POW10 = np.array([10.0 ** e for e in range(23)])  # exact in float64 (10^22 < 2^53 · 2^22)
+
+
+@njit(cache=True)
+def _parse_numbers(buf, out, pow10):  # pragma: no cover - compiled
+    """Whitespace-separated decimal numbers of the bytes ``buf`` into ``out``; returns how many, or -1 when a
+    token is not a plain number (sign, digits, '.', digits, optional e/E/d/D exponent) or its value is not
+    exactly M·10^e with M < 2^53 and |e| ≤ 22 (then the single product or quotient of two exact floats is the
+    correctly rounded value, as strtod's), or when there are more than len(out) numbers: the caller then
+    falls back to ``np.fromstring``."""
+    n, count, i = len(buf), 0, 0
+    while True:
+        while i < n and (buf[i] == 32 or (9 <= buf[i] <= 13)):
+            i += 1
+        if i >= n:
+            return count
+        if count >= len(out):
+            return -1
+        neg = False
+        if buf[i] == 45 or buf[i] == 43:  # - +
+            neg = buf[i] == 45
+            i += 1
+        mant, digits, scale, seen = 0, 0, 0, False
+        while i < n and 48 <= buf[i] <= 57:
+            if mant or buf[i] != 48:
+                digits += 1
+            mant = mant * 10 + (buf[i] - 48)
+            seen = True
+            i += 1
+            if digits > 17:
+                return -1
+        if i < n and buf[i] == 46:  # .
+            i += 1
+            while i < n and 48 <= buf[i] <= 57:
+                if mant or buf[i] != 48:
+                    digits += 1
+                mant = mant * 10 + (buf[i] - 48)
+                scale -= 1
+                seen = True
+                i += 1
+                if digits > 17:
+                    return -1
+        if not seen:
+            return -1
+        if i < n and (buf[i] == 101 or buf[i] == 69 or buf[i] == 100 or buf[i] == 68):  # e E d D
+            i += 1
+            eneg = False
+            if i < n and (buf[i] == 45 or buf[i] == 43):
+                eneg = buf[i] == 45
+                i += 1
+            exp, edigits = 0, 0
+            while i < n and 48 <= buf[i] <= 57:
+                exp = exp * 10 + (buf[i] - 48)
+                edigits += 1
+                i += 1
+                if edigits > 4:
+                    return -1
+            if edigits == 0:
+                return -1
+            scale += -exp if eneg else exp
+        if i < n and not (buf[i] == 32 or (9 <= buf[i] <= 13)):
+            return -1
+        if mant >= 9007199254740992 or scale > 22 or scale < -22:
+            if mant != 0:
+                return -1
+        if mant == 0:
+            val = 0.0
+        elif scale >= 0:
+            val = float(mant) * pow10[scale]
+        else:
+            val = float(mant) / pow10[-scale]
+        out[count] = -val if neg else val
+        count += 1
+
+
+def _numbers(lines: _Lines, expected: int) -> np.ndarray | None:
+    """The numbers of the unread text of ``lines`` (np.fromstring(text, sep=" ")'s values, bit for bit, D
+    exponents read as E): the compiled scan when the text is ASCII and every token allows it
+    (:func:`_parse_numbers`), else np.fromstring; None for a non-numeric token."""
+    if lines.text.isascii():  # character offsets are byte offsets
+        buf = np.frombuffer(lines.text.encode("ascii"), np.uint8)[lines.offset:]
+        out = np.empty(expected, float)
+        count = _parse_numbers(buf, out, _POW10)
+        del buf
+        if count == expected:
+            return out
+        del out
+    text = lines.rest()
+    if "D" in text or "d" in text:  # Fortran double-precision exponents
+        text = text.translate(str.maketrans("Dd", "Ee"))
+    try:
+        return np.fromstring(text, sep=" ") if text.strip() else np.zeros(0)  # noqa: NPY201 - text mode
+    except ValueError:  # a non-numeric token
+        return None
+
+
 def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[int, bool]]):
     """Vectorised parse of the rest of the file: per segment, nrpts blocks of num_wann² rows.
 
@@ -312,15 +409,8 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
     """
     nw2 = num_wann * num_wann
     sizes = [nrpts * ((3 if r_line else 0) + nw2 * ncols) for ncols, r_line in segments]
-    text = lines.rest()
-    if "D" in text or "d" in text:  # Fortran double-precision exponents
-        text = text.translate(str.maketrans("Dd", "Ee"))
-    try:
-        nums = np.fromstring(text, sep=" ") if text.strip() else np.zeros(0)  # noqa: NPY201 - text mode
-    except ValueError:  # a non-numeric token
-        return None
-    del text
-    if nums.size != sum(sizes) or not np.all(np.isfinite(nums)):
+    nums = _numbers(lines, sum(sizes))
+    if nums is None or nums.size != sum(sizes) or not np.all(np.isfinite(nums)):
         return None
     out = []
     lo = 0
