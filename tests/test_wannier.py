@@ -737,3 +737,16 @@ def test_reader_falls_back_when_the_scan_refuses(tmp_path):
     fine = read_tb(write_tb(tmp_path / "fine_tb.dat", lattice, blocks, decimals=17), wsvec=False)
     plain = read_tb(write_tb(tmp_path / "plain_tb.dat", lattice, blocks, decimals=12), wsvec=False)
     np.testing.assert_allclose(fine.matrices, plain.matrices, atol=1e-12)
+
+
+def test_tb_hermiticity_error_names_lines_after_the_text_is_released(tmp_path):
+    """read_tb drops the file's text once the data section is parsed; the Hermiticity error still names the
+    offending lines (the text is re-read for the message)."""
+    from tests.wannier_files import write_tb
+
+    blocks = {(0, 0, 0): np.eye(2), (1, 0, 0): np.array([[0.1, 0.2], [0.0, 0.1]]),
+              (-1, 0, 0): np.array([[0.1, 0.0], [0.5, 0.1]])}
+    path = write_tb(tmp_path / "bad_tb.dat", np.eye(3) * 3.0, blocks)
+    with pytest.raises(ModelError, match=r"line 18: non-Hermitian hopping set: .*\(line 23\)") as info:
+        read_tb(path)
+    assert "\n" not in str(info.value)

@@ -137,6 +137,14 @@ class _Lines:
             if line.strip():
                 return lineno, line, offset, lineno
 
+    def release(self) -> None:
+        """Drop the text (a 100 MB file's data section, parsed): :meth:`reload` re-reads it for an error message."""
+        self.text = None
+
+    def reload(self) -> None:
+        if self.text is None:
+            self.text = self.path.read_text()
+
     def n_lines(self) -> int:
         text = self.text
         return text.count("\n") + (0 if not text or text.endswith("\n") else 1)
@@ -908,10 +916,13 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     fast = _fast_blocks(lines, nrpts, num_wann, [(7, False)])
     if fast is not None:
         table = {R: m[..., 0] / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
+        del fast
+        lines.release()  # the model set-up below runs without the file's text in memory
     else:
         table, _ = _parse_hr_blocks(lines, nrpts, num_wann, deg)
 
     def describe(*args):  # errors name lines: re-read the data line by line (rare path)
+        lines.reload()
         lines.offset, lines.lineno = mark
         return _hermiticity_error(lines, *_parse_hr_blocks(lines, nrpts, num_wann, deg))(*args)
 
@@ -1046,12 +1057,15 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
     if fast is not None and set(fast[0][1]) == set(fast[1][1]):
         htab = {R: m / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
         rtab = {R: m / deg[b] for b, (R, m) in enumerate(fast[1][0].items())}
+        del fast
+        lines.release()  # the model set-up below runs without the file's text in memory
     else:
         lines.offset, lines.lineno = mark
         htab, _, rtab = read_all()
     table = {R: m[..., 0] for R, m in htab.items()}
 
     def describe(*args):  # errors name lines: re-read the data line by line (rare path)
+        lines.reload()
         lines.offset, lines.lineno = mark
         htab_slow, where, _ = read_all()
         return _hermiticity_error(lines, {R: m[..., 0] for R, m in htab_slow.items()}, where)(*args)
