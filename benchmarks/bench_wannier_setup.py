@@ -11,10 +11,18 @@ machine:
   the vectorisation, kept here as :func:`ws_table_per_r`) against ``ws_distance_table`` (identical result checked);
 * ``model_hash`` with the hoppings as inline JSON lists (before) and as a blake2b digest (after).
 
-Measured 2026-12-06 (84 bands, 343 R, A(R) scale 0.01, 324 MB file, loaded 2-core VM, wall s, one run each):
-read_tb 55 → 16-20 (the WS tables of H and the three position components 44 → 1.5; the rest is the text parse,
-~10-14 s, and the peak RSS +1.8 GB against 82 MB of hopping arrays is the parse's); WS table of H alone, per-R loop
-17.9 → vectorised 0.76 (bit-identical); model_hash (5.1 M entries) inline JSON 8.1 → digest 0.61.
+Measured 2026-12-06 (84 bands, 343 R, 324 MB file, loaded 2-core VM shared with other jobs, wall s, one run each;
+"before" = main at 0d207a6, per piece as it landed on branch s26-rd):
+
+* with random A(R) (scale 0.01): read_tb 55 → 16-20 (WS tables of H and the three position components, 44 → 1.5)
+  → 7.5 (compiled number scan: np.fromstring ~10 s → ~1.6 s) → 4.8-7.5 (text released before the set-up; peak
+  RSS +1.97 GB → +1.3-1.5 GB against 82 MB of hopping arrays); WS table of H alone 11.3-17.9 → 0.34-0.76
+  (bit-identical); model_hash inline JSON 3.7-8.1 → digest 0.6-0.84 (of which ~0.5 the position operator's
+  sha256 digest, unchanged to keep those hashes);
+* centres only: read_tb 5.4, peak RSS +0.88 GB; model_hash 3.6 → 0.13.
+
+Not reached: the ≤ 2 s target. What remains at 84 bands (profile): reading and decoding the text ~0.7-1.9 s, the scan
+~1.6 s, the table assembly in ``_fast_blocks`` ~1.1 s, WS ~1.2 s, Hermitian symmetrisation of the positions ~0.3-1.3 s.
 """
 
 from __future__ import annotations
