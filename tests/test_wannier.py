@@ -750,3 +750,19 @@ def test_tb_hermiticity_error_names_lines_after_the_text_is_released(tmp_path):
     with pytest.raises(ModelError, match=r"line 18: non-Hermitian hopping set: .*\(line 23\)") as info:
         read_tb(path)
     assert "\n" not in str(info.value)
+
+
+def test_crlf_and_lf_files_read_the_same(tmp_path):
+    """ASCII files without CR are scanned from their bytes; a CRLF file takes the text path (universal
+    newlines): both give the same model."""
+    from tests.wannier_files import write_tb
+
+    rng = np.random.default_rng(4)
+    h = 0.1 * rng.normal(size=(3, 3))
+    blocks = {(0, 0, 0): h + h.T, (1, 0, 0): 0.1 * rng.normal(size=(3, 3))}
+    blocks[(-1, 0, 0)] = blocks[(1, 0, 0)].T
+    lf = write_tb(tmp_path / "lf_tb.dat", np.eye(3) * 3.0, blocks, centres=rng.uniform(0, 3, (3, 3)))
+    crlf = tmp_path / "crlf_tb.dat"
+    crlf.write_bytes(lf.read_bytes().replace(b"\n", b"\r\n"))
+    a, b = read_tb(lf, wsvec=False), read_tb(crlf, wsvec=False)
+    assert a.matrices.tobytes() == b.matrices.tobytes() and np.array_equal(a.cells, b.cells)

@@ -109,8 +109,14 @@ class _Lines:
         self.path = Path(path)
         self.kind = kind
         _regular_file(self.path, kind)
+        self.data = None  # the file's bytes when they are the text's (ASCII, no CR): the number scan reads them
         try:
-            self.text = self.path.read_text()
+            data = self.path.read_bytes()
+            if data.isascii() and b"\r" not in data:
+                self.text, self.data = data.decode("ascii"), data
+            else:  # universal newlines, the locale's encoding
+                del data
+                self.text = self.path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise ModelError(f"cannot read {kind} file {self.path}: {reason}") from exc
@@ -139,7 +145,7 @@ class _Lines:
 
     def release(self) -> None:
         """Drop the text (a 100 MB file's data section, parsed): :meth:`reload` re-reads it for an error message."""
-        self.text = None
+        self.text = self.data = None
 
     def reload(self) -> None:
         if self.text is None:
@@ -388,8 +394,10 @@ def _numbers(lines: _Lines, expected: int) -> np.ndarray | None:
     """The numbers of the unread text of ``lines`` (np.fromstring(text, sep=" ")'s values, bit for bit, D
     exponents read as E): the compiled scan when the text is ASCII and every token allows it
     (:func:`_parse_numbers`), else np.fromstring; None for a non-numeric token."""
-    if lines.text.isascii():  # character offsets are byte offsets
-        buf = np.frombuffer(lines.text.encode("ascii"), np.uint8)[lines.offset:]
+    if lines.data is not None or lines.text.isascii():  # character offsets are byte offsets
+        data = lines.data if lines.data is not None else lines.text.encode("ascii")
+        buf = np.frombuffer(data, np.uint8)[lines.offset:]
+        del data
         out = np.empty(expected, float)
         count = _parse_numbers(buf, out, _POW10)
         del buf
