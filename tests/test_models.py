@@ -390,3 +390,18 @@ def test_large_tight_binding_hash_digests_the_same_content(monkeypatch):
 
     assert tweaked(1e-12) != h0  # visible at 14 decimals
     assert tweaked(2e-17 + 2e-17j) == h0  # below the rounding: as the JSON lists
+
+
+def test_tight_binding_holds_one_copy_of_its_hoppings():
+    """hopping_table's blocks are views of the stacked matrices (one copy: ~80 MB per operator at 84 bands),
+    in the table's R order, and from_table does not alias the caller's arrays."""
+    from qgtflow.models.tight_binding import TightBindingModel
+
+    rng = np.random.default_rng(1)
+    table = {(1, 0): rng.normal(size=(2, 2)) + 0j, (-1, 0): rng.normal(size=(2, 2)) + 0j}
+    m = TightBindingModel.from_table("t", np.eye(2), np.zeros((2, 2)), table)
+    assert list(m.hopping_table) == [(0, 0), (1, 0), (-1, 0)]
+    for R, block in m.hopping_table.items():
+        assert np.shares_memory(block, m.matrices)
+        assert not any(np.shares_memory(block, mat) for mat in table.values())
+        np.testing.assert_array_equal(block, table.get(R, np.zeros((2, 2))))

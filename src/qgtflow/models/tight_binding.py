@@ -88,13 +88,16 @@ class TightBindingModel(Model):
         self.position = None
 
     def _set_table(self, table: dict) -> None:
-        """Storage (cells, Cartesian displacements, flattened matrices) from {R: (n, n)}."""
-        self.hopping_table = table
+        """Storage (cells, Cartesian displacements, flattened matrices) from {R: (n, n)}; ``hopping_table`` keeps
+        the table's R order with its blocks as views of ``matrices`` (one copy of the hoppings, not two: 84-band
+        Wannier models hold ~80 MB per operator)."""
         keys = sorted(table)
         nb = self.nbands
         self.cells = np.array(keys, np.int64).reshape(-1, self.dim)
         self.displacements = self.cells @ self.lattice  # Cartesian R (n_R, dim)
         self.matrices = np.stack([table[R] for R in keys]).reshape(len(keys), nb * nb)
+        row = {R: b for b, R in enumerate(keys)}
+        self.hopping_table = {R: self.matrices[row[R]].reshape(nb, nb) for R in table}
 
     @classmethod
     def from_table(cls, name, lattice, positions, table: dict, params=None, convention="II") -> "TightBindingModel":
@@ -109,7 +112,7 @@ class TightBindingModel(Model):
             if len(key) != dim or mat.shape != (nb, nb):
                 raise ModelError(f"model '{name}': hopping block R = {list(key)} of shape {mat.shape}; expected "
                                  f"{dim} components and ({nb}, {nb})")
-            full[key] = full[key] + mat if key in full else mat.copy()
+            full[key] = full[key] + mat if key in full else mat  # _set_table copies (no alias of the caller's)
         model._set_table(full)
         return model
 
