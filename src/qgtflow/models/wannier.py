@@ -159,9 +159,6 @@ class _Lines:
         """The unread text."""
         return self.text[self.offset:]
 
-    def skip_rest(self) -> None:
-        self.offset, self.lineno = len(self.text), self.n_lines()
-
     def skip_line(self) -> None:
         """Consume one raw line, blank or not."""
         raw = self._raw_line(self.offset)
@@ -419,15 +416,18 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
     ``segments``: (ncols, r_line) per consecutive segment; ``r_line``: each block starts with an
     'R1 R2 R3' line and rows are 'i j values...' (_tb.dat), else rows are 'R1 R2 R3 i j values...'
     (_hr.dat). The whole rest is parsed as one array of numbers (no Python object per line; memory ≈
-    the arrays). Returns per segment ({R: (n, n, nv) complex}, [R in file order]) and consumes the rest,
-    or None (nothing consumed) when anything is off, so that the line-by-line parser can report
-    exactly what and where.
+    the arrays). Returns per segment ({R: (n, n, nv) complex}, [R in file order]), or None (nothing
+    consumed) when anything is off, so that the line-by-line parser can report exactly what and where.
+    Once the numbers are read the text is released (:meth:`_Lines.release`: the tables are assembled without
+    it); a caller falling back to the line-by-line parser, or naming lines in an error, calls
+    :meth:`_Lines.reload` first.
     """
     nw2 = num_wann * num_wann
     sizes = [nrpts * ((3 if r_line else 0) + nw2 * ncols) for ncols, r_line in segments]
     nums = _numbers(lines, sum(sizes))
     if nums is None or nums.size != sum(sizes) or not np.all(np.isfinite(nums)):
         return None
+    lines.release()
     out = []
     lo = 0
     for (ncols, r_line), size in zip(segments, sizes):
@@ -462,7 +462,6 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
             table[key] = mat.reshape(num_wann, num_wann, -1)
             order.append(key)
         out.append((table, order))
-    lines.skip_rest()
     return out
 
 
@@ -924,9 +923,9 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     fast = _fast_blocks(lines, nrpts, num_wann, [(7, False)])
     if fast is not None:
         table = {R: m[..., 0] / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
-        del fast
-        lines.release()  # the model set-up below runs without the file's text in memory
+        del fast  # the model set-up below runs without the file's text in memory (released by _fast_blocks)
     else:
+        lines.reload()
         table, _ = _parse_hr_blocks(lines, nrpts, num_wann, deg)
 
     def describe(*args):  # errors name lines: re-read the data line by line (rare path)
@@ -1065,9 +1064,9 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
     if fast is not None and set(fast[0][1]) == set(fast[1][1]):
         htab = {R: m / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
         rtab = {R: m / deg[b] for b, (R, m) in enumerate(fast[1][0].items())}
-        del fast
-        lines.release()  # the model set-up below runs without the file's text in memory
+        del fast  # the model set-up below runs without the file's text in memory (released by _fast_blocks)
     else:
+        lines.reload()
         lines.offset, lines.lineno = mark
         htab, _, rtab = read_all()
     table = {R: m[..., 0] for R, m in htab.items()}
