@@ -12,17 +12,19 @@ machine:
 * ``model_hash`` with the hoppings as inline JSON lists (before) and as a blake2b digest (after).
 
 Measured 2026-12-06 (84 bands, 343 R, 324 MB file, loaded 2-core VM shared with other jobs, wall s, one run each;
-"before" = main at 0d207a6, per piece as it landed on branch s26-rd):
+"before" = main at 0d207a6):
 
-* with random A(R) (scale 0.01): read_tb 55 → 16-20 (WS tables of H and the three position components, 44 → 1.5)
-  → 7.5 (compiled number scan: np.fromstring ~10 s → ~1.6 s) → 4.8-7.5 (text released before the set-up; peak
-  RSS +1.97 GB → +1.3-1.5 GB against 82 MB of hopping arrays); WS table of H alone 11.3-17.9 → 0.34-0.76
-  (bit-identical); model_hash inline JSON 3.7-8.1 → digest 0.6-0.84 (of which ~0.5 the position operator's
-  sha256 digest, unchanged to keep those hashes);
-* centres only: read_tb 5.4, peak RSS +0.88 GB; model_hash 3.6 → 0.13.
+* centres only: read_tb 54.8 (under cProfile; WS tables 44 of it) → 3.2, peak RSS +1.24 GB → +0.90 GB;
+  model_hash 2.2-4.2 → 0.13;
+* with random A(R) (scale 0.01), as the pieces landed: read_tb 55 → 16-20 (vectorised WS tables of H and the three
+  position components, 44 → 1.5) → 7.5 (compiled number scan: np.fromstring ~10 → ~1.6) → 5.8 (one copy of the
+  hoppings per model, text released before the tables are assembled; peak RSS +1.97 GB → +1.14 GB, model arrays
+  676 → 347 MB = 4 × 82 MB); model_hash 2.7-8.1 → 0.5-0.8 (~0.4 of it the position operator's sha256 digest,
+  left as it was to keep those hashes);
+* WS table of H alone (this script): per-R loop 9.4-17.9 → vectorised 0.34-0.76 (bit-identical).
 
-Not reached: the ≤ 2 s target. What remains at 84 bands (profile): reading and decoding the text ~0.7-1.9 s, the scan
-~1.6 s, the table assembly in ``_fast_blocks`` ~1.1 s, WS ~1.2 s, Hermitian symmetrisation of the positions ~0.3-1.3 s.
+Not reached: the ≤ 2 s target. What remains at 84 bands (profile, A(R)): reading + decoding the text ~0.7 s, the
+scan ~1.7 s, numba's cache load ~0.65 s (once per process), the table assembly in ``_fast_blocks`` ~0.9 s, WS ~0.7 s.
 """
 
 from __future__ import annotations
