@@ -21,7 +21,9 @@ Measured 2026-12-06 (84 bands, 343 R, 324 MB file, loaded 2-core VM shared with 
   hoppings per model, text released before the tables are assembled; peak RSS +1.97 GB → +1.14 GB, model arrays
   676 → 347 MB = 4 × 82 MB); model_hash 2.7-8.1 → 0.5-0.8 (~0.4 of it the position operator's sha256 digest,
   left as it was to keep those hashes);
-* WS table of H alone (this script): per-R loop 9.4-17.9 → vectorised 0.34-0.76 (bit-identical).
+* WS table of H alone (this script): per-R loop 9.4-17.9 → vectorised 0.34-0.76 (bit-identical);
+* 118 MB file (``--nrpts 125``, A(R)), main → this branch, one process each: read_tb 25.2 → 2.25, model_hash
+  1.47 → 0.28, process max RSS 954 → 682 MB.
 
 Not reached: the ≤ 2 s target. What remains at 84 bands (profile, A(R)): reading + decoding the text ~0.7 s, the
 scan ~1.7 s, numba's cache load ~0.65 s (once per process), the table assembly in ``_fast_blocks`` ~0.9 s, WS ~0.7 s.
