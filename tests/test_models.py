@@ -361,3 +361,47 @@ def test_tight_binding_lower_orders_are_the_leading_slots(positions, monkeypatch
         fd = (model.unique_derivatives(k + step, order=1) - model.unique_derivatives(k - step, order=1)) / (2 * h)
         np.testing.assert_allclose(fd[:, 0], full[:, 1 + a], atol=1e-7 * scale)  # ∂_a H
         np.testing.assert_allclose(fd[:, 1], full[:, 3 + a], atol=1e-7 * scale)  # ∂_a∂_x H (slots xx, xy)
+
+
+def test_large_tight_binding_hash_digests_the_same_content(monkeypatch):
+    """Above HASH_INLINE_ENTRIES the identity carries a blake2b of the R vectors and the hoppings rounded to 14
+    decimals instead of their JSON lists: stable, independent of the rounding block size, changed by any
+    hopping change the lists would show and by none they would not; small tables keep the inline lists (and
+    so the hashes existing stores carry)."""
+    from qgtflow.models import tight_binding
+
+    inline = build_model("haldane").model_hash
+    assert isinstance(build_model("haldane").identity()["hoppings"], list)
+    monkeypatch.setattr(tight_binding, "HASH_INLINE_ENTRIES", 0)
+    m = build_model("haldane")
+    assert set(m.identity()["hoppings"]) == {"blake2b"}
+    h0 = m.model_hash
+    assert h0 == build_model("haldane").model_hash != inline
+    monkeypatch.setattr(tight_binding, "HASH_ROWS", 1)
+    assert build_model("haldane").model_hash == h0
+    assert build_model("haldane", {"t2": 0.2}).model_hash != h0
+
+    def tweaked(delta):
+        other = build_model("haldane")
+        row, col = np.argwhere(np.abs(other.matrices) > 0.05)[0]
+        other.matrices = other.matrices.copy()
+        other.matrices[row, col] += delta
+        return other.model_hash
+
+    assert tweaked(1e-12) != h0  # visible at 14 decimals
+    assert tweaked(2e-17 + 2e-17j) == h0  # below the rounding: as the JSON lists
+
+
+def test_tight_binding_holds_one_copy_of_its_hoppings():
+    """hopping_table's blocks are views of the stacked matrices (one copy: ~80 MB per operator at 84 bands),
+    in the table's R order, and from_table does not alias the caller's arrays."""
+    from qgtflow.models.tight_binding import TightBindingModel
+
+    rng = np.random.default_rng(1)
+    table = {(1, 0): rng.normal(size=(2, 2)) + 0j, (-1, 0): rng.normal(size=(2, 2)) + 0j}
+    m = TightBindingModel.from_table("t", np.eye(2), np.zeros((2, 2)), table)
+    assert list(m.hopping_table) == [(0, 0), (1, 0), (-1, 0)]
+    for R, block in m.hopping_table.items():
+        assert np.shares_memory(block, m.matrices)
+        assert not any(np.shares_memory(block, mat) for mat in table.values())
+        np.testing.assert_array_equal(block, table.get(R, np.zeros((2, 2))))

@@ -92,6 +92,30 @@ def test_geometry_store_unstacks_into_k_maps_and_is_compressed(stores):
     assert io.verify_store(geo)["checksummed"]
 
 
+def test_fermi_window_flag_is_int8_and_a_missing_chunk_is_found(stores):
+    """in_fermi_window is stored as int8 0/1 (it was float64 with NaN fill: a positional dtype to dask's zeros is
+    ignored), filled with io.FLAG_FILL = -1 so an all-0 chunk is still written and a missing one is told apart:
+    verify_store names it."""
+    import shutil
+
+    import zarr
+
+    st, kg, geo, resp = stores
+    flag = io.open_store(geo)["in_fermi_window"]
+    assert flag.dtype == np.int8 and set(np.unique(flag.values)) <= {0, 1}
+    assert {"units", "long_name", "formula"} <= set(flag.attrs)
+    arr = zarr.open_group(str(geo), mode="r")["in_fermi_window"]
+    assert arr.fill_value == io.FLAG_FILL and arr.nchunks > 1
+    io.verify_store(geo)
+    chunk = geo / "in_fermi_window" / arr.metadata.encode_chunk_key((1,))
+    assert chunk.is_file()
+    broken = geo.parent / "broken.zarr"
+    shutil.copytree(geo, broken)
+    (broken / "in_fermi_window" / arr.metadata.encode_chunk_key((1,))).unlink()
+    with pytest.raises(StoreError, match="'in_fermi_window' chunk 1 is missing"):
+        io.verify_store(broken)
+
+
 @pytest.mark.parametrize("chunk_size", [4096, 24])  # one chunk (numpy, one write) and 3 chunks (template + regions)
 def test_kgrid_grid_indices_are_int64_and_exact(tmp_path, chunk_size):
     """k_index_* are int64 n_a (they were float64: a positional dtype to dask's zeros is ignored), in the kgrid

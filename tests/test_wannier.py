@@ -638,3 +638,131 @@ def test_wigner_seitz_correction_computed_without_wsvec(tmp_path, asymmetry):
     assert_same_model(ref_nm, got, k, order=1, atol=1e-9)
     raw = read_tb(path, wsvec=False)
     assert np.abs(raw.derivatives(k, 0)[0] - ref_nm.derivatives(k, 0)[0]).max() > 1e-3
+
+
+def ws_table_reference(table, lattice, frac, grid, search=2, tol=1e-5):
+    """Wannier90's use_ws_distance, one (R, i, j) at a time: t_ij(R) split equally over the images R + T
+    (T on the mp_grid supercell, |n| ≤ search) within tol of the shortest |(R + T)·A + τ_j − τ_i|."""
+    tau = np.asarray(frac, float) @ lattice
+    rng = range(-search, search + 1)
+    shifts = [np.array([a, b, c]) * grid for a in rng for b in rng for c in rng]
+    out = {}
+    for R, mat in table.items():
+        for i in range(len(tau)):
+            for j in range(len(tau)):
+                dist = [np.linalg.norm((np.asarray(R) + T) @ lattice + tau[j] - tau[i]) for T in shifts]
+                best = [T for T, d in zip(shifts, dist) if d < min(dist) + tol]
+                for T in best:
+                    key = tuple(int(x) for x in np.asarray(R) + T)
+                    out.setdefault(key, np.zeros_like(mat))[i, j] += mat[i, j] / len(best)
+    return out
+
+
+@pytest.mark.parametrize("lattice, frac, grid", [
+    (np.eye(3) * 4.0, [[0, 0, 0], [0.5, 0.5, 0.5], [0.5, 0, 0]], (1, 1, 1)),  # exact ties: 2, 4 and 8 images
+    (np.eye(3) * 2.5, [[0, 0, 0], [1.0, 0.0, 0.5], [0.25, 0.5, 0.0]], (2, 2, 2)),  # ties on the supercell boundary
+    (np.array([[3.0, 0.0, 0.0], [0.4, 3.2, 0.0], [0.0, 0.3, 3.5]]),
+     [[0.05, 0.1, 0.0], [0.48, 0.52, 0.45], [0.9, 0.2, 0.6], [0.3, 0.7, 0.1]], (4, 1, 2)),  # anisotropic grid
+    (np.array([[2.0, 0.0, 0.0], [1.0, 1.7320508075688772, 0.0], [0.0, 0.0, 6.0]]),
+     [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]], (3, 3, 1)),  # hexagonal (near-ties within the tolerance)
+])
+def test_vectorised_ws_table_equals_reference(lattice, frac, grid):
+    """The vectorised Wigner–Seitz table (image search pruned by the triangle inequality, chunked over
+    (image, i, j)) places and splits every hopping exactly as the one-(R, i, j)-at-a-time reference, ties
+    included, also when its chunks hold a single R (WS_CHUNK small) and with the plan shared between tables."""
+    from qgtflow.models import wannier
+    from qgtflow.models.wannier import ws_distance_table
+
+    rng = np.random.default_rng(3)
+    n = len(frac)
+    cells, _ = wigner_seitz_points(lattice, grid)
+    cells += [(0, 0, 1), (2, -1, 0)]  # R beyond the supercell too (images on both sides)
+    table = {R: rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)) for R in dict.fromkeys(cells)}
+    ref = ws_table_reference(table, lattice, frac, np.asarray(grid))
+    plans = {}
+    for chunk in (wannier.WS_CHUNK, n * n):
+        old, wannier.WS_CHUNK = wannier.WS_CHUNK, chunk
+        try:
+            got = ws_distance_table(table, lattice, frac, grid)
+            again = ws_distance_table({R: 2 * m for R, m in table.items()}, lattice, frac, grid, plans=plans)
+        finally:
+            wannier.WS_CHUNK = old
+        assert set(got) == set(ref)
+        for key, mat in ref.items():
+            np.testing.assert_allclose(got[key], mat, rtol=1e-13, atol=1e-15)
+            np.testing.assert_allclose(again[key], 2 * mat, rtol=1e-13, atol=1e-15)
+    assert len(plans) == 1
+
+
+def test_compiled_number_scan_is_fromstring_bit_for_bit():
+    """The compiled scan of the data section (_parse_numbers) gives np.fromstring's values bit for bit on
+    Wannier90's formats (fixed, E and Fortran D exponents, signed zeros, bare integers), and refuses (-1: the
+    reader falls back to np.fromstring) what it cannot round exactly or is not a plain number."""
+    from qgtflow.models.wannier import _POW10, _parse_numbers
+
+    def scan(text, room=None):
+        out = np.empty(room if room is not None else len(text) // 2 + 1)
+        count = _parse_numbers(np.frombuffer(text.encode(), np.uint8), out, _POW10)
+        return out[:count] if count >= 0 else None
+
+    rng = np.random.default_rng(5)
+    vals = np.concatenate([rng.normal(size=400) * 10.0 ** rng.integers(-9, 9, 400), [0.0, -0.0, 1.0, -3e5]])
+    toks = [t for v in vals for t in (f"{v:.6f}", f"{v:.8E}", f"{v:15.8e}".replace("e", "D"), f"{v:.12g}",
+                                      f"{v:+.3f}", str(int(v)))] + ["1.", ".5", "-.25", "+7", "-0.000000", "1E-05"]
+    text = "\n".join("  ".join(toks[i:i + 4]) for i in range(0, len(toks), 4)) + "\r\n\n"
+    ref = np.fromstring(text.translate(str.maketrans("Dd", "Ee")), sep=" ")  # noqa: NPY201 - text mode
+    got = scan(text)
+    assert got is not None and got.tobytes() == ref.tobytes()
+    for v in vals:  # 17 significant digits: exact when the fast path applies, else refused
+        t = repr(float(v))
+        one = scan(t)
+        assert one is None or one.tobytes() == np.fromstring(t, sep=" ").tobytes()  # noqa: NPY201
+    for bad in ["1.0-100", "nan", "inf", "1.0x", "1e", "-", "12345678901234567890", "1e400", "0x10"]:
+        assert scan(bad) is None, bad
+    assert scan("0.5 1.5 2.5", room=2) is None  # more numbers than expected
+    assert scan("  \n ") is not None and scan("  \n ").size == 0
+
+
+def test_reader_falls_back_when_the_scan_refuses(tmp_path):
+    """A _tb.dat printed at 17 significant digits (beyond the exact fast path) reads through np.fromstring to
+    the same model as at 12 decimals where both agree (the fallback keeps large unusual files readable)."""
+    from tests.wannier_files import write_tb
+
+    lattice = np.eye(3) * 3.0
+    rng = np.random.default_rng(2)
+    blocks = {R: 0.1 * rng.normal(size=(2, 2)) for R in [(0, 0, 0), (1, 0, 0), (-1, 0, 0)]}
+    blocks[(0, 0, 0)] = blocks[(0, 0, 0)] + blocks[(0, 0, 0)].T
+    blocks[(-1, 0, 0)] = blocks[(1, 0, 0)].T
+    assert max(np.abs(m).max() for m in blocks.values()) > 0.1  # printed with 17 digits: M ≥ 2^53, refused
+    fine = read_tb(write_tb(tmp_path / "fine_tb.dat", lattice, blocks, decimals=17), wsvec=False)
+    plain = read_tb(write_tb(tmp_path / "plain_tb.dat", lattice, blocks, decimals=12), wsvec=False)
+    np.testing.assert_allclose(fine.matrices, plain.matrices, atol=1e-12)
+
+
+def test_tb_hermiticity_error_names_lines_after_the_text_is_released(tmp_path):
+    """read_tb drops the file's text once the data section is parsed; the Hermiticity error still names the
+    offending lines (the text is re-read for the message)."""
+    from tests.wannier_files import write_tb
+
+    blocks = {(0, 0, 0): np.eye(2), (1, 0, 0): np.array([[0.1, 0.2], [0.0, 0.1]]),
+              (-1, 0, 0): np.array([[0.1, 0.0], [0.5, 0.1]])}
+    path = write_tb(tmp_path / "bad_tb.dat", np.eye(3) * 3.0, blocks)
+    with pytest.raises(ModelError, match=r"line 18: non-Hermitian hopping set: .*\(line 23\)") as info:
+        read_tb(path)
+    assert "\n" not in str(info.value)
+
+
+def test_crlf_and_lf_files_read_the_same(tmp_path):
+    """ASCII files without CR are scanned from their bytes; a CRLF file takes the text path (universal
+    newlines): both give the same model."""
+    from tests.wannier_files import write_tb
+
+    rng = np.random.default_rng(4)
+    h = 0.1 * rng.normal(size=(3, 3))
+    blocks = {(0, 0, 0): h + h.T, (1, 0, 0): 0.1 * rng.normal(size=(3, 3))}
+    blocks[(-1, 0, 0)] = blocks[(1, 0, 0)].T
+    lf = write_tb(tmp_path / "lf_tb.dat", np.eye(3) * 3.0, blocks, centres=rng.uniform(0, 3, (3, 3)))
+    crlf = tmp_path / "crlf_tb.dat"
+    crlf.write_bytes(lf.read_bytes().replace(b"\n", b"\r\n"))
+    a, b = read_tb(lf, wsvec=False), read_tb(crlf, wsvec=False)
+    assert a.matrices.tobytes() == b.matrices.tobytes() and np.array_equal(a.cells, b.cells)

@@ -98,9 +98,13 @@ def chunk_markers(done: np.ndarray) -> xr.DataArray:
                         attrs={"long_name": "1 when the k-chunk has been written", "units": "1"})
 
 
+FLAG_FILL = -1  # fill value of int8 per-k-point flags (0/1): a missing chunk is told from a written one
+
+
 def kpoint_encoding(ds: xr.Dataset, chunk_size: int, compress: bool = True) -> dict:
     """The encoding of a k-chunked store (:func:`write_template`): ``chunk_size`` k-points a chunk, float arrays
-    NaN-filled, the k-chunked ones zstd level 1 (``compress``), every array crc32c-checksummed, one marker a chunk."""
+    NaN-filled, int8 per-k-point flags FLAG_FILL-filled, the k-chunked ones zstd level 1 (``compress``), every array
+    crc32c-checksummed, one marker a chunk."""
     encoding = checked_encoding(ds)
     encoding["chunk_done"]["chunks"] = (1,)
     for name, var in ds.variables.items():
@@ -108,6 +112,8 @@ def kpoint_encoding(ds: xr.Dataset, chunk_size: int, compress: bool = True) -> d
             continue
         if "kpoint" in var.dims:  # data and per-k-point coords (a template's lazy coords: their Dask chunks)
             encoding[name]["chunks"] = tuple(chunk_size if d == "kpoint" else s for d, s in zip(var.dims, var.shape))
+        if name in ds.data_vars and var.dtype == np.int8 and "kpoint" in var.dims:  # 0/1 flags (in_fermi_window)
+            encoding[name]["fill_value"] = FLAG_FILL  # never stored: an unwritten chunk reads -1, not a flag
         if name in ds.data_vars and var.dtype.kind == "f":
             encoding[name]["fill_value"] = np.nan
             if "kpoint" in var.dims:
@@ -326,7 +332,8 @@ def open_store(path: str | Path, fingerprint: str | None = None) -> xr.Dataset:
 
 def verify_store(path: str | Path) -> dict:
     """Check a qgtflow store completely: completion flag, attrs checksum, chunk markers, every chunk of every
-    array present (float arrays: a missing chunk would read as its NaN fill) and passing its crc32c checksum.
+    array present (float arrays and int8 flags: a missing chunk would read as its NaN / FLAG_FILL fill) and passing
+    its crc32c checksum.
 
     Returns {"arrays": n, "chunks": n, "checksummed": bool}; raises StoreError naming store, variable and
     chunk for the first problem.
@@ -350,11 +357,13 @@ def verify_store(path: str | Path) -> dict:
         codecs = [type(c).__name__ for c in arr.metadata.codecs] if hasattr(arr.metadata, "codecs") else []
         checksummed = checksummed and "Crc32cCodec" in codecs
         nan_fill = arr.dtype.kind == "f" and np.isnan(arr.fill_value)
+        flag_fill = arr.dtype == np.int8 and name != "chunk_done" and arr.fill_value == FLAG_FILL
         for coords in np.ndindex(*arr.cdata_shape):
             n_chunks += 1
             where = f"store {path}: variable '{name}' chunk {coords if len(coords) != 1 else coords[0]}"
-            if nan_fill and not (path / name / arr.metadata.encode_chunk_key(coords)).is_file():
-                raise StoreError(f"{where} is missing (it would read as NaN); rerun its stage")
+            if (nan_fill or flag_fill) and not (path / name / arr.metadata.encode_chunk_key(coords)).is_file():
+                raise StoreError(f"{where} is missing (it would read as {'NaN' if nan_fill else FLAG_FILL}); "
+                                 "rerun its stage")
             try:
                 block = arr.get_block_selection(coords)
             except Exception as exc:  # noqa: BLE001 - checksum, decompression, short read

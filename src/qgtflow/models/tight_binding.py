@@ -10,6 +10,8 @@ multiplies elementwise by E_ij = e^{ik·(τ_j − τ_i)} and combines the G_β b
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from numba import njit, prange
 
@@ -19,6 +21,23 @@ from qgtflow.models.derivatives import slot_count, unique_multi_indices
 
 
 CELL_SUM_BLOCK_BYTES = 8 << 20  # k-points per block of the phase-free path: its G_β temporaries stay near cache size
+
+
+HASH_INLINE_ENTRIES = 1 << 20  # hopping entries up to which the identity lists them (above: a digest)
+HASH_ROWS = 64  # R blocks rounded per step of the digest (memory: a few blocks, not a copy of the table)
+
+
+def table_digest(cells: np.ndarray, matrices: np.ndarray) -> str:
+    """blake2b of the R vectors (int64) and the hoppings rounded to 14 decimals (real, imaginary float64 parts
+    in this order): a function of exactly the values the inline identity lists (distinct
+    floats, −0.0 and 0.0 included, give distinct bytes as they give distinct JSON)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((cells.shape, matrices.shape)).encode())
+    h.update(np.ascontiguousarray(cells, np.int64).tobytes())
+    for part in (matrices.real, matrices.imag):  # all real parts, then all imaginary (HASH_ROWS does not enter)
+        for lo in range(0, len(part), HASH_ROWS):
+            h.update(np.round(part[lo:lo + HASH_ROWS], 14).astype(np.float64).tobytes())
+    return h.hexdigest()
 
 
 class TightBindingModel(Model):
@@ -69,13 +88,16 @@ class TightBindingModel(Model):
         self.position = None
 
     def _set_table(self, table: dict) -> None:
-        """Storage (cells, Cartesian displacements, flattened matrices) from {R: (n, n)}."""
-        self.hopping_table = table
+        """Storage (cells, Cartesian displacements, flattened matrices) from {R: (n, n)}; ``hopping_table`` keeps
+        the table's R order with its blocks as views of ``matrices`` (one copy of the hoppings, not two: 84-band
+        Wannier models hold ~80 MB per operator)."""
         keys = sorted(table)
         nb = self.nbands
         self.cells = np.array(keys, np.int64).reshape(-1, self.dim)
         self.displacements = self.cells @ self.lattice  # Cartesian R (n_R, dim)
         self.matrices = np.stack([table[R] for R in keys]).reshape(len(keys), nb * nb)
+        row = {R: b for b, R in enumerate(keys)}
+        self.hopping_table = {R: self.matrices[row[R]].reshape(nb, nb) for R in table}
 
     @classmethod
     def from_table(cls, name, lattice, positions, table: dict, params=None, convention="II") -> "TightBindingModel":
@@ -90,7 +112,7 @@ class TightBindingModel(Model):
             if len(key) != dim or mat.shape != (nb, nb):
                 raise ModelError(f"model '{name}': hopping block R = {list(key)} of shape {mat.shape}; expected "
                                  f"{dim} components and ({nb}, {nb})")
-            full[key] = full[key] + mat if key in full else mat.copy()
+            full[key] = full[key] + mat if key in full else mat  # _set_table copies (no alias of the caller's)
         model._set_table(full)
         return model
 
@@ -99,8 +121,11 @@ class TightBindingModel(Model):
         ident["lattice"] = np.round(self.lattice, 12).tolist()
         if self.orbital_offsets is not None:  # Cartesian τ_j − τ_1 fix the convention-II phases
             ident["orbital_offsets"] = np.round(self.orbital_offsets[0], 12).tolist()
-        ident["hoppings"] = [[R.tolist(), np.round(m.real, 14).tolist(), np.round(m.imag, 14).tolist()]
-                             for R, m in zip(self.cells, self.matrices)]
+        if self.matrices.size <= HASH_INLINE_ENTRIES:  # small tables inline (the hashes stores already carry)
+            ident["hoppings"] = [[R.tolist(), np.round(m.real, 14).tolist(), np.round(m.imag, 14).tolist()]
+                                 for R, m in zip(self.cells, self.matrices)]
+        else:  # the same content as a digest of the bytes: the JSON of millions of floats took seconds
+            ident["hoppings"] = {"blake2b": table_digest(self.cells, self.matrices)}
         if self.position is not None:
             ident["position_operator"] = self.position.identity()
         return ident

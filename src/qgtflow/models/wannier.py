@@ -36,6 +36,7 @@ import stat
 from pathlib import Path
 
 import numpy as np
+from numba import njit
 from scipy import constants as sc
 
 from qgtflow.errors import ModelError
@@ -108,8 +109,14 @@ class _Lines:
         self.path = Path(path)
         self.kind = kind
         _regular_file(self.path, kind)
+        self.data = None  # the file's bytes when they are the text's (ASCII, no CR): the number scan reads them
         try:
-            self.text = self.path.read_text()
+            data = self.path.read_bytes()
+            if data.isascii() and b"\r" not in data:
+                self.text, self.data = data.decode("ascii"), data
+            else:  # universal newlines, the locale's encoding
+                del data
+                self.text = self.path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc)
             raise ModelError(f"cannot read {kind} file {self.path}: {reason}") from exc
@@ -136,6 +143,14 @@ class _Lines:
             if line.strip():
                 return lineno, line, offset, lineno
 
+    def release(self) -> None:
+        """Drop the text (a 100 MB file's data section, parsed): :meth:`reload` re-reads it for an error message."""
+        self.text = self.data = None
+
+    def reload(self) -> None:
+        if self.text is None:
+            self.text = self.path.read_text()
+
     def n_lines(self) -> int:
         text = self.text
         return text.count("\n") + (0 if not text or text.endswith("\n") else 1)
@@ -143,9 +158,6 @@ class _Lines:
     def rest(self) -> str:
         """The unread text."""
         return self.text[self.offset:]
-
-    def skip_rest(self) -> None:
-        self.offset, self.lineno = len(self.text), self.n_lines()
 
     def skip_line(self) -> None:
         """Consume one raw line, blank or not."""
@@ -300,28 +312,122 @@ def _hermiticity_error(lines: _Lines, table: dict, where: dict):
     return describe
 
 
+_POW10 = np.array([10.0 ** e for e in range(23)])  # exact in float64 (10^22 < 2^53 · 2^22)
+
+
+@njit(cache=True)
+def _parse_numbers(buf, out, pow10):  # pragma: no cover - compiled
+    """Whitespace-separated decimal numbers of the bytes ``buf`` into ``out``; returns how many, or -1 when a
+    token is not a plain number (sign, digits, '.', digits, optional e/E/d/D exponent) or its value is not
+    exactly M·10^e with M < 2^53 and |e| ≤ 22 (then the single product or quotient of two exact floats is the
+    correctly rounded value, as strtod's), or when there are more than len(out) numbers: the caller then
+    falls back to ``np.fromstring``."""
+    n, count, i = len(buf), 0, 0
+    while True:
+        while i < n and (buf[i] == 32 or (9 <= buf[i] <= 13)):
+            i += 1
+        if i >= n:
+            return count
+        if count >= len(out):
+            return -1
+        neg = False
+        if buf[i] == 45 or buf[i] == 43:  # - +
+            neg = buf[i] == 45
+            i += 1
+        mant, digits, scale, seen = 0, 0, 0, False
+        while i < n and 48 <= buf[i] <= 57:
+            if mant or buf[i] != 48:
+                digits += 1
+            mant = mant * 10 + (buf[i] - 48)
+            seen = True
+            i += 1
+            if digits > 17:
+                return -1
+        if i < n and buf[i] == 46:  # .
+            i += 1
+            while i < n and 48 <= buf[i] <= 57:
+                if mant or buf[i] != 48:
+                    digits += 1
+                mant = mant * 10 + (buf[i] - 48)
+                scale -= 1
+                seen = True
+                i += 1
+                if digits > 17:
+                    return -1
+        if not seen:
+            return -1
+        if i < n and (buf[i] == 101 or buf[i] == 69 or buf[i] == 100 or buf[i] == 68):  # e E d D
+            i += 1
+            eneg = False
+            if i < n and (buf[i] == 45 or buf[i] == 43):
+                eneg = buf[i] == 45
+                i += 1
+            exp, edigits = 0, 0
+            while i < n and 48 <= buf[i] <= 57:
+                exp = exp * 10 + (buf[i] - 48)
+                edigits += 1
+                i += 1
+                if edigits > 4:
+                    return -1
+            if edigits == 0:
+                return -1
+            scale += -exp if eneg else exp
+        if i < n and not (buf[i] == 32 or (9 <= buf[i] <= 13)):
+            return -1
+        if mant >= 9007199254740992 or scale > 22 or scale < -22:
+            if mant != 0:
+                return -1
+        if mant == 0:
+            val = 0.0
+        elif scale >= 0:
+            val = float(mant) * pow10[scale]
+        else:
+            val = float(mant) / pow10[-scale]
+        out[count] = -val if neg else val
+        count += 1
+
+
+def _numbers(lines: _Lines, expected: int) -> np.ndarray | None:
+    """The numbers of the unread text of ``lines`` (np.fromstring(text, sep=" ")'s values, bit for bit, D
+    exponents read as E): the compiled scan when the text is ASCII and every token allows it
+    (:func:`_parse_numbers`), else np.fromstring; None for a non-numeric token."""
+    if lines.data is not None or lines.text.isascii():  # character offsets are byte offsets
+        data = lines.data if lines.data is not None else lines.text.encode("ascii")
+        buf = np.frombuffer(data, np.uint8)[lines.offset:]
+        del data
+        out = np.empty(expected, float)
+        count = _parse_numbers(buf, out, _POW10)
+        del buf
+        if count == expected:
+            return out
+        del out
+    text = lines.rest()
+    if "D" in text or "d" in text:  # Fortran double-precision exponents
+        text = text.translate(str.maketrans("Dd", "Ee"))
+    try:
+        return np.fromstring(text, sep=" ") if text.strip() else np.zeros(0)  # noqa: NPY201 - text mode
+    except ValueError:  # a non-numeric token
+        return None
+
+
 def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[int, bool]]):
     """Vectorised parse of the rest of the file: per segment, nrpts blocks of num_wann² rows.
 
     ``segments``: (ncols, r_line) per consecutive segment; ``r_line``: each block starts with an
     'R1 R2 R3' line and rows are 'i j values...' (_tb.dat), else rows are 'R1 R2 R3 i j values...'
     (_hr.dat). The whole rest is parsed as one array of numbers (no Python object per line; memory ≈
-    the arrays). Returns per segment ({R: (n, n, nv) complex}, [R in file order]) and consumes the rest,
-    or None (nothing consumed) when anything is off, so that the line-by-line parser can report
-    exactly what and where.
+    the arrays). Returns per segment ({R: (n, n, nv) complex}, [R in file order]), or None (nothing
+    consumed) when anything is off, so that the line-by-line parser can report exactly what and where.
+    Once the numbers are read the text is released (:meth:`_Lines.release`: the tables are assembled without
+    it); a caller falling back to the line-by-line parser, or naming lines in an error, calls
+    :meth:`_Lines.reload` first.
     """
     nw2 = num_wann * num_wann
     sizes = [nrpts * ((3 if r_line else 0) + nw2 * ncols) for ncols, r_line in segments]
-    text = lines.rest()
-    if "D" in text or "d" in text:  # Fortran double-precision exponents
-        text = text.translate(str.maketrans("Dd", "Ee"))
-    try:
-        nums = np.fromstring(text, sep=" ") if text.strip() else np.zeros(0)  # noqa: NPY201 - text mode
-    except ValueError:  # a non-numeric token
+    nums = _numbers(lines, sum(sizes))
+    if nums is None or nums.size != sum(sizes) or not np.all(np.isfinite(nums)):
         return None
-    del text
-    if nums.size != sum(sizes) or not np.all(np.isfinite(nums)):
-        return None
+    lines.release()
     out = []
     lo = 0
     for (ncols, r_line), size in zip(segments, sizes):
@@ -356,7 +462,6 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
             table[key] = mat.reshape(num_wann, num_wann, -1)
             order.append(key)
         out.append((table, order))
-    lines.skip_rest()
     return out
 
 
@@ -571,40 +676,100 @@ WS_DISTANCE_TOL = 1e-5  # Å: images this close to the minimal distance are equi
 WS_SEARCH = 2  # supercell images searched per direction (Wannier90's ws_search_size)
 
 
-def ws_distance_table(table: dict, lattice_ang, frac, mp_grid) -> dict:
+WS_CHUNK = 1 << 21  # (image, i, j) bond lengths evaluated per NumPy step (× 3 Cartesian components, float64)
+
+
+def _ws_plan(cells, lattice_ang, frac, mp_grid) -> dict:
+    """Where :func:`ws_distance_table` puts each hopping, for the R vectors ``cells`` (a pure function of the
+    lattice, the centres and the grid, shared by the Hamiltonian and the position components).
+
+    Every R is compared with its supercell images R + T, T = (N1 n1, N2 n2, N3 n3), |n| ≤ WS_SEARCH. Only
+    images that can hold a minimal bond are evaluated: with d = max |τ_j − τ_i|, the bond
+    |(R + T)·A + τ_j − τ_i| lies within d of |(R + T)·A|, so an image with |(R + T)·A| beyond the smallest
+    such length + 2d + WS_DISTANCE_TOL is never within WS_DISTANCE_TOL of the minimum (a bit-identical
+    result, at a few images per R instead of (2 WS_SEARCH + 1)³). The bond lengths of the candidates are
+    evaluated over (image, i, j) at once, in chunks of ~WS_CHUNK, with the reference arithmetic.
+
+    Returns {R: (lattice vectors R + T (m, 3), masks (m, n, n) of the (i, j) at their minimal bond there,
+    images per (i, j) (n, n))}, the images with at least one minimal bond only, in image order.
+    """
+    A = np.asarray(lattice_ang, float)
+    tau = np.asarray(frac, float) @ A
+    dtau = tau[None, :, :] - tau[:, None, :]  # [i, j] = τ_j − τ_i
+    n = len(tau)
+    rng = np.arange(-WS_SEARCH, WS_SEARCH + 1)
+    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * np.asarray(mp_grid)
+    cells = [tuple(int(x) for x in R) for R in cells]
+    shifted = np.asarray(cells, np.int64).reshape(-1, 1, 3) + images[None]  # (n_R, M, 3)
+    cart = np.stack([s @ A for s in shifted])  # per R, as the reference (identical rounding)
+    length = np.linalg.norm(cart, axis=-1)  # |(R + T)·A| (n_R, M)
+    reach = float(np.linalg.norm(dtau, axis=-1).max(initial=0.0))
+    slack = 1e-9 * (float(length.max(initial=0.0)) + reach)  # rounding of the triangle inequality
+    candidate = length <= length.min(axis=1, keepdims=True) + 2 * reach + WS_DISTANCE_TOL + slack
+    per_r = candidate.sum(axis=1)
+    plan: dict[tuple, tuple] = {}
+    start = 0
+    while start < len(cells):  # chunks of whole R (the minimum is over all images of one R)
+        stop, size = start, 0
+        while stop < len(cells) and (stop == start or (size + per_r[stop]) * n * n <= WS_CHUNK):
+            size += per_r[stop]
+            stop += 1
+        r_idx, m_idx = np.nonzero(candidate[start:stop])  # R-major, images in order
+        dist = np.linalg.norm(cart[start + r_idx, m_idx][:, None, None, :] + dtau[None], axis=-1)  # (P, n, n)
+        first = np.concatenate(([0], np.cumsum(per_r[start:stop])[:-1]))
+        dmin = np.minimum.reduceat(dist, first, axis=0)  # (R in chunk, n, n)
+        eq = dist < dmin[r_idx] + WS_DISTANCE_TOL
+        counts = np.add.reduceat(eq, first, axis=0, dtype=np.int64)
+        for r, lo, cnt in zip(range(start, stop), first, counts):
+            hi = lo + per_r[r]
+            used = lo + np.flatnonzero(eq[lo:hi].any(axis=(1, 2)))
+            plan[cells[r]] = (shifted[r, m_idx[used]], eq[used], cnt)
+        start = stop
+    return plan
+
+
+def _ws_apply(plan: dict, table: dict) -> dict:
+    """Split each t_ij(R) of ``table`` equally over its minimal images in ``plan`` (:func:`_ws_plan`); the sums
+    in the table's R order, image order (the reference's)."""
+    out: dict[tuple, np.ndarray] = {}
+    for R, mat in table.items():
+        targets, eq, count = plan[R]
+        share = mat / count
+        for T, mask in zip(targets, eq):
+            key = tuple(int(x) for x in T)
+            part = np.where(mask, share, 0)
+            out[key] = out[key] + part if key in out else part
+    return out
+
+
+def ws_distance_table(table: dict, lattice_ang, frac, mp_grid, *, plans: dict | None = None) -> dict:
     """Wannier90's ``use_ws_distance`` correction, computed (no _wsvec.dat needed).
 
     For every R and orbital pair (i, j) the hopping t_ij(R) (already divided by the R degeneracy) is
     split equally over the lattice vectors R + T, T = (N1 n1, N2 n2, N3 n3) a supercell translation of the
     Monkhorst–Pack grid, of minimal |(R + T)·A + τ_j − τ_i| (within WS_DISTANCE_TOL), i.e. every hopping
-    is placed at the shortest of its equivalent bond vectors between the Wannier centres.
+    is placed at the shortest of its equivalent bond vectors between the Wannier centres. Vectorised over
+    (R, image, i, j) in :func:`_ws_plan`; ``plans``: a dict reusing the plan for tables with the same R set
+    (the Hamiltonian and the position components of one file).
     """
-    A = np.asarray(lattice_ang, float)
-    tau = np.asarray(frac, float) @ A
-    dtau = tau[None, :, :] - tau[:, None, :]  # [i, j] = τ_j − τ_i
-    rng = np.arange(-WS_SEARCH, WS_SEARCH + 1)
-    images = np.stack(np.meshgrid(rng, rng, rng, indexing="ij"), -1).reshape(-1, 3) * np.asarray(mp_grid)
-    out: dict[tuple, np.ndarray] = {}
-    for R, mat in table.items():
-        shifted = np.asarray(R) + images  # (M, 3)
-        dist = np.linalg.norm((shifted @ A)[:, None, None, :] + dtau[None], axis=-1)  # (M, n, n)
-        eq = dist < dist.min(axis=0) + WS_DISTANCE_TOL
-        share = mat / eq.sum(axis=0)
-        for m in np.flatnonzero(eq.any(axis=(1, 2))):
-            key = tuple(int(x) for x in shifted[m])
-            part = np.where(eq[m], share, 0)
-            out[key] = out[key] + part if key in out else part
-    return out
+    key = tuple(sorted(table))
+    plan = plans.get(key) if plans is not None else None
+    if plan is None:
+        plan = _ws_plan(key, lattice_ang, frac, mp_grid)
+        if plans is not None:
+            plans[key] = plan
+    return _ws_apply(plan, table)
 
 
 # -- readers ---------------------------------------------------------------------------------------
 
-def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int) -> dict:
+def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict | None = None) -> dict:
     """The Wigner–Seitz correction of one operator table {R: (n, n)} (hoppings or a position component):
-    computed (``wsvec`` = ("compute", mp_grid), needs the centres) or from a _wsvec.dat ({(R, i, j): [T]})."""
+    computed (``wsvec`` = ("compute", mp_grid), needs the centres; ``plans`` shares the image search between
+    the tables of one file) or from a _wsvec.dat ({(R, i, j): [T]})."""
     if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
         # the bond lengths need the centres; the phase convention does not matter
-        return ws_distance_table(table, lattice_ang, frac, wsvec[1]) if frac is not None else table
+        return ws_distance_table(table, lattice_ang, frac, wsvec[1], plans=plans) if frac is not None else table
     if wsvec is None:
         return table
     shifted: dict[tuple, np.ndarray] = {}  # _wsvec.dat: split each entry over its listed lattice vectors R + T
@@ -645,14 +810,15 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     if convention == "II" and frac is None:
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
-    table = _ws_shift(table, wsvec, frac, lattice_ang, num_wann)
+    plans: dict = {}  # the Wigner–Seitz images of each R set, shared by H and the position components
+    table = _ws_shift(table, wsvec, frac, lattice_ang, num_wann, plans)
     table = {R: mat * to_en for R, mat in table.items() if np.any(mat)}
     rtables = None
     if rtab is not None:  # position blocks: relative to the phase positions, WS-shifted like H, model lengths
         tau = np.zeros((num_wann, 3)) if convention == "I" else frac @ lattice_ang
         rtables = []
         for comp in relative_tables(rtab, tau, 3):
-            comp = _ws_shift(comp, wsvec, frac, lattice_ang, num_wann)
+            comp = _ws_shift(comp, wsvec, frac, lattice_ang, num_wann, plans)
             rtables.append({R: m * to_len for R, m in comp.items() if np.any(m)})
     if dim not in (None, 1, 2, 3):
         raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
@@ -757,10 +923,13 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     fast = _fast_blocks(lines, nrpts, num_wann, [(7, False)])
     if fast is not None:
         table = {R: m[..., 0] / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
+        del fast  # the model set-up below runs without the file's text in memory (released by _fast_blocks)
     else:
+        lines.reload()
         table, _ = _parse_hr_blocks(lines, nrpts, num_wann, deg)
 
     def describe(*args):  # errors name lines: re-read the data line by line (rare path)
+        lines.reload()
         lines.offset, lines.lineno = mark
         return _hermiticity_error(lines, *_parse_hr_blocks(lines, nrpts, num_wann, deg))(*args)
 
@@ -895,12 +1064,15 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
     if fast is not None and set(fast[0][1]) == set(fast[1][1]):
         htab = {R: m / deg[b] for b, (R, m) in enumerate(fast[0][0].items())}
         rtab = {R: m / deg[b] for b, (R, m) in enumerate(fast[1][0].items())}
+        del fast  # the model set-up below runs without the file's text in memory (released by _fast_blocks)
     else:
+        lines.reload()
         lines.offset, lines.lineno = mark
         htab, _, rtab = read_all()
     table = {R: m[..., 0] for R, m in htab.items()}
 
     def describe(*args):  # errors name lines: re-read the data line by line (rare path)
+        lines.reload()
         lines.offset, lines.lineno = mark
         htab_slow, where, _ = read_all()
         return _hermiticity_error(lines, {R: m[..., 0] for R, m in htab_slow.items()}, where)(*args)

@@ -53,7 +53,8 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str], window: dict | 
         attrs = {"long_name": spec.long_name, "units": field_units(spec, study.units), "formula": spec.formula}
         data[name] = xr.Variable(("kpoint",) + spec.dims, da.zeros(shape, chunks=(chunk,) + shape[1:]), attrs)
     if window is not None:
-        data[fermi_window.FLAG] = xr.Variable("kpoint", da.zeros(n_k, np.int8, chunks=chunk), fermi_window.FLAG_ATTRS)
+        data[fermi_window.FLAG] = xr.Variable("kpoint", da.zeros(n_k, dtype=np.int8, chunks=chunk),
+                                               fermi_window.FLAG_ATTRS)  # dtype= (dask ignores it positionally)
     band_coords = {
         "band": ("band", np.arange(nb)),
         "band_sector": ("band", study.model.band_sector.astype(str),
