@@ -706,3 +706,17 @@ def test_verify_store_accepts_scalar_variables(tmp_path):
     path = tmp_path / "scalar.zarr"
     io.write_dataset(ds, path)
     assert io.verify_store(path)["arrays"] >= 2
+
+
+def test_a_signal_during_a_store_write_lands_after_it():
+    """SIGTERM amid a zarr write is held to the write's end (then the usual SystemExit): an interrupted write
+    left zarr chunk writes pending on its I/O thread, which recreated a scratch store after its cleanup."""
+    import signal
+
+    steps = []
+    with pytest.raises(SystemExit) as info, safety.exit_on_signals():
+        with safety.signals_deferred():
+            os.kill(os.getpid(), signal.SIGTERM)
+            steps.append("write finished")
+        steps.append("after the write")
+    assert steps == ["write finished"] and info.value.code == 128 + signal.SIGTERM

@@ -167,9 +167,10 @@ def read_rows(group, name: str, start: int, stop: int, store=None) -> np.ndarray
 def write_region(path: str | Path, start: int, stop: int, arrays: dict[str, np.ndarray], chunk_index: int) -> None:
     """Write one k-chunk of every variable, then mark the chunk done."""
     group = zarr.open_group(str(path), mode="r+")
-    for name, arr in arrays.items():
-        group[name][start:stop] = arr
-    group["chunk_done"][chunk_index] = 1
+    with safety.signals_deferred():  # no zarr write left pending on its I/O thread by a signal
+        for name, arr in arrays.items():
+            group[name][start:stop] = arr
+        group["chunk_done"][chunk_index] = 1
 
 
 def chunks_done(path: str | Path) -> np.ndarray:
@@ -216,12 +217,13 @@ def write_dataset(ds: xr.Dataset, path: str | Path, encoding: dict | None = None
     try:
         ds = ds.copy()
         ds.attrs[COMPLETE] = False
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
-                   encoding=checked_encoding(ds) if encoding is None else encoding, write_empty_chunks=True)
-        _seal(tmp)
-        if path.exists():
-            path.rename(old)
-        tmp.rename(path)
+        with safety.signals_deferred():  # a signal lands after the write, not amid zarr's pending chunk writes
+            ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=False,
+                       encoding=checked_encoding(ds) if encoding is None else encoding, write_empty_chunks=True)
+            _seal(tmp)
+            if path.exists():
+                path.rename(old)
+            tmp.rename(path)
     except OSError as exc:
         for _ in range(20):  # zarr's pending chunk writes may still land just after the first failure
             shutil.rmtree(tmp, ignore_errors=True)  # made by this call (absent before it)

@@ -343,6 +343,23 @@ def handling_signals(signals, handler):
             signal.signal(sig, old)
 
 
+@contextlib.contextmanager
+def signals_deferred():
+    """SIGINT/SIGTERM/SIGHUP arriving while the block runs are held and re-raised right after it (main thread
+    only): a zarr write interrupted half-way leaves writes pending on zarr's I/O thread, which land after the
+    cleanup has removed their store."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = []
+    with handling_signals((signal.SIGINT, signal.SIGTERM, signal.SIGHUP), lambda signum, frame: held.append(signum)):
+        yield
+    for signum in dict.fromkeys(held):
+        signal.raise_signal(signum)  # to the handler in force again (SystemExit, KeyboardInterrupt, default)
+
+
 def exit_on_signals():
     """SIGTERM/SIGHUP raise SystemExit in the main thread while the block runs, so ``finally`` blocks and
     context managers (temporary stores, locks, Dask clusters) clean up, as for Ctrl-C."""
