@@ -21,7 +21,7 @@ import hashlib
 import numpy as np
 
 from qgtflow.errors import ModelError
-from qgtflow.models.tight_binding import TightBindingModel
+from qgtflow.models.tight_binding import CELL_SUM_BLOCK_BYTES, TightBindingModel
 
 FORMULA = "Wang, Yates, Souza, Vanderbilt, PRB 74, 195118 (2006) Eq. 27 (projector form: geometry/position.py)"
 LABEL_ON = ("position operator: full, Wannier matrix elements A(R) = <0m|r|Rn> beyond the centres included in "
@@ -42,9 +42,54 @@ class PositionOperator:
             raise ModelError(f"model '{name}': {len(tables)} position components for a "
                              f"{self.components[0].dim}D lattice; expected one per direction")
 
+        self._curvature_blocks()
+
+    def _curvature_blocks(self) -> None:
+        """One (n_R, d + P, n²) block array for :meth:`connection_curvature`: the d components A_b(R) (the
+        components' own ``matrices`` become views of it, no second copy) and, per pair a < b (P = d(d−1)/2),
+        B_ab(R) = i(R_a A_b(R) − R_b A_a(R)), the R-space blocks of the basis curvature Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a."""
+        first = self.components[0]
+        if any(not np.array_equal(c.cells, first.cells) for c in self.components):
+            raise ModelError(f"model '{first.name}': the position components have different R sets")
+        d, n_R, n2 = self.dim, first.cells.shape[0], first.nbands ** 2
+        self.pairs = [(a, b) for a in range(d) for b in range(a + 1, d)]
+        blocks = np.empty((n_R, d + len(self.pairs), n2), complex)
+        for a, c in enumerate(self.components):
+            blocks[:, a] = c.matrices
+            c.matrices = blocks[:, a]  # a strided view: BLAS reads it in place
+        R = first.displacements  # Cartesian R, (n_R, d)
+        for p, (a, b) in enumerate(self.pairs):
+            blocks[:, d + p] = 1j * (R[:, a, None] * blocks[:, b] - R[:, b, None] * blocks[:, a])
+        self.blocks = blocks.reshape(n_R, -1)
+
     @property
     def dim(self) -> int:
         return len(self.components)
+
+    def connection_curvature(self, k: np.ndarray) -> np.ndarray:
+        """A^W_a (a < d) and Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a (pairs a < b, in :attr:`pairs` order) at ``k``:
+        (N, d + P, n, n), all that the external terms of Ω, g and 𝒢 read (their dipoles need
+        :meth:`unique_derivatives`). One (N, n_R) @ (n_R, (d + P) n²) product of the phases e^{ik·R} with
+        :attr:`blocks` per block of k-points instead of the 4d products of ``unique_derivatives(order=1)``;
+        convention II multiplies by E_ij = e^{ik·(τ_j − τ_i)} after adding the phase's own derivative,
+        Ω^W_ab = E ⊙ (G^B_ab + iΔ_a ⊙ G_b − iΔ_b ⊙ G_a), Δ = τ_j − τ_i, G the cell sums of the blocks."""
+        first = self.components[0]
+        k = np.asarray(k, dtype=float).reshape(-1, self.dim)
+        N, n, d, P = k.shape[0], first.nbands, self.dim, len(self.pairs)
+        out = np.empty((N, d + P, n, n), complex)
+        flat = out.reshape(N, -1)
+        offsets = None if first.phase_free else first.orbital_offsets
+        step = max(8, CELL_SUM_BLOCK_BYTES // (16 * (d + P) * n * n))
+        for lo in range(0, N, step):
+            hi = min(N, lo + step)
+            np.matmul(np.exp(1j * (k[lo:hi] @ first.displacements.T)), self.blocks, out=flat[lo:hi])
+            if offsets is None:
+                continue
+            G = out[lo:hi]
+            for p, (a, b) in enumerate(self.pairs):
+                G[:, d + p] += 1j * (offsets[:, :, a] * G[:, b] - offsets[:, :, b] * G[:, a])
+            G *= np.exp(1j * np.einsum("qa,ija->qij", k[lo:hi], offsets))[:, None]
+        return out
 
     def unique_derivatives(self, k: np.ndarray, order: int = 3) -> np.ndarray:
         """A^W_a and its distinct derivatives up to ``order`` (slots of ``models/derivatives.py``):
