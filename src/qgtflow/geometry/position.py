@@ -236,7 +236,12 @@ def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=Fals
     S = same.astype(float)
     V = [R[:, i1[a]] for a in range(d)]
     Vh = [v * X for v in V]  # V̂^a = V^a ∘ X: (∂_aP)_{DD̄} rows
-    Abar = list(np.moveaxis(rotate(U, Au[:, :d] if curvature_form else Au[:, :, 0]), 1, 0))
+    if curvature_form:  # one gemm per k-point over A^W and Ω^W ((B, d + P, n, n) contiguous: no copy), then U†A U
+        MU = np.matmul(Au.reshape(B, -1, n), U).reshape(Au.shape)
+        MUh = np.ascontiguousarray(np.conj(MU[:, :d].swapaxes(-1, -2))).reshape(B, d * n, n)
+        Abar = list(np.moveaxis(np.matmul(MUh, U).reshape(B, d, n, n), 1, 0))
+    else:
+        Abar = list(np.moveaxis(rotate(U, Au[:, :, 0]), 1, 0))
     dA = None
     if dipole or metric_dipole:  # the dipoles read U† ∂_a A_b U whole
         rot = rotate(U, Au[:, :, i1].reshape((B, d * d) + Au.shape[-2:])).reshape(B, d, d, n, n)
@@ -245,9 +250,12 @@ def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=Fals
                       for a in range(d) for b in range(a + 1, d)}
     else:  # Ω, g, 𝒢 only the diagonal of Ū†Ω^W_ab U (a < b): one product per k and pair
         pairs = [(a, b) for a in range(d) for b in range(a + 1, d)]
-        omega = (Au[:, d:] if curvature_form else
-                 np.stack([Au[:, b, i1[a]] - Au[:, a, i1[b]] for a, b in pairs], axis=1))
-        omega_diag = dict(zip(pairs, np.moveaxis(rotate_diag(U, omega).real, 1, 0))) if pairs else {}
+        if curvature_form:  # diag(U†Ω^W U) from the product above
+            diag = np.einsum("bsli,bli->bsi", MU[:, d:], np.conj(U)).real
+        else:
+            omega = np.stack([Au[:, b, i1[a]] - Au[:, a, i1[b]] for a, b in pairs], axis=1)
+            diag = rotate_diag(U, omega).real if pairs else None
+        omega_diag = dict(zip(pairs, np.moveaxis(diag, 1, 0))) if pairs else {}
     # Tr[∂_aP A_b] per row: 2 Re Σ_j V̂^a_rj Ā_b,jr
     t2 = np.array([[2.0 * _row_trace(Vh[a], Abar[b]).real for b in range(d)] for a in range(d)])  # (a, b, B, n)
     curv = np.empty((B, n, d, d))

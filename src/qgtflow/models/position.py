@@ -88,7 +88,8 @@ class PositionOperator:
             G = out[lo:hi]
             for p, (a, b) in enumerate(self.pairs):
                 G[:, d + p] += 1j * (offsets[:, :, a] * G[:, b] - offsets[:, :, b] * G[:, a])
-            G *= np.exp(1j * np.einsum("qa,ija->qij", k[lo:hi], offsets))[:, None]
+            f = np.exp(1j * (k[lo:hi] @ offsets[0].T))  # e^{ik·(τ_j − τ_0)}: E_ij = f_i* f_j, n exponentials, not n²
+            G *= (np.conj(f)[:, :, None] * f[:, None, :])[:, None]
         return out
 
     def unique_derivatives(self, k: np.ndarray, order: int = 3) -> np.ndarray:
