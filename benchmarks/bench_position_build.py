@@ -11,8 +11,10 @@ Berry curvature) with the operator on (automatic path). Per piece: min / median 
 the spread on a loaded machine shows. Run the same script against an older checkout (``PYTHONPATH=OLD/src``) in
 alternation to compare.
 
-2026-12-06 (loaded 2-core VM, 300 k, 3 interleaved rounds of 3 repeats each, before = 0d207a6 → after; min of
-the mins, ms/k): see the s26-ca report / commit message of this file.
+2026-12-06, loaded 2-core VM, 300 k, 3 rounds alternating before (0d207a6, ``unique_derivatives(order=1)``) and
+after (``connection_curvature``), min of 3 repeats per round, ms/k, the three rounds' values: 16 bands, A^W build
+0.26–0.30 (all ∂A) → 0.11–0.13 (A, Ω^W), σ_AHE fields 0.50–0.56 → 0.33–0.46; 84 bands, A^W build 6.1–8.6 → 4.2–4.5
+(H, ∂H 2.0–2.3), σ_AHE fields 12.2–15.7 → 10.9–12.3.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """External (position-operator) terms of Ω, g, 𝒢 and their k-derivatives for Wannier models.
 
 Pure functions of a chunk's compact derivatives of H (``Hu`` (N, U, n, n)) and of the basis connection A^W
-(``Au`` (N, d, U, n, n), ``models/position.py``); no I/O, no Dask. The geometry kernels compute the
+(``Au`` (N, d, U, n, n), ``models/position.py``; for Ω, g, 𝒢 without dipoles only A^W and Ω^W, (N, d + P, n, n):
+:func:`connection_for`); no I/O, no Dask. The geometry kernels compute the
 tight-binding ("internal") fields; the external terms are added in place by :class:`ExternalTerms` (the batched
 kernel's per-block callback: from its own eigenbasis and rotated ∂H, ∂²H) or :func:`add_external_terms` (the per-k
 kernel: diagonalising again); both run :func:`external_from_eigenbasis`.
