@@ -520,3 +520,27 @@ def test_connection_curvature_path_equals_the_full_derivative_path(tb_file, tmp_
             for name in core:
                 np.testing.assert_allclose(new[name], old[name], rtol=0,
                                            atol=1e-13 * max(np.abs(old[name]).max(), 1e-300), err_msg=name)
+
+
+def test_symmetry_check_curvature_equals_the_full_derivative_path(tmp_path):
+    """The symmetry check's Berry curvature (geometry/covariance.py) reads A^W and Ω^W only, as the external terms
+    from A^W to third order did before (Fe-like model with A(R), degenerate spin-orbit pairs)."""
+    from qgtflow.geometry import covariance
+    from qgtflow.geometry.position import external_terms
+
+    fe, _ = _fe_like_with_positions(tmp_path / "fe_r_tb.dat")
+    k = np.random.default_rng(3).uniform(-2.0, 2.0, (12, 3))
+    E, curv, gap = covariance.energies_and_curvature(fe, k)
+    off_curv = covariance.energies_and_curvature(_without_position(fe), k)[1]
+    old = off_curv + external_terms(fe.unique_derivatives(k, order=1), fe.position.unique_derivatives(k), 3, gap,
+                                    dipole=False)["berry_curvature"]
+    assert np.abs(curv - off_curv).max() > 1e-3 * np.abs(curv).max()  # the external terms matter
+    np.testing.assert_allclose(curv, old, rtol=0, atol=1e-13 * np.abs(old).max())
+
+
+def _without_position(model):
+    import copy
+
+    other = copy.copy(model)
+    other.position = None
+    return other
