@@ -479,6 +479,8 @@ def test_connection_curvature_path_equals_the_full_derivative_path(tb_file, tmp_
     the full first derivatives, and the fields equal to those of the full-∂A^W path to 1e-13 relative, on the layer
     model (conventions II and I, its TRIMs), the Fe-like model with A(R) (Γ, H, N, P) and the doubled layer with an
     in-group mixing of r (degenerate pairs at every k)."""
+    import pickle
+
     from qgtflow.geometry.fields import fields_from_unique
     from qgtflow.geometry.position import ExternalTerms, add_external_terms
 
@@ -506,6 +508,7 @@ def test_connection_curvature_path_equals_the_full_derivative_path(tb_file, tmp_
         np.testing.assert_allclose(compact[:, :d], full[:, :, 0], rtol=0, atol=1e-13 * scale)
         omega = np.stack([full[:, b, 1 + a] - full[:, a, 1 + b] for a, b in pos.pairs], axis=1)
         np.testing.assert_allclose(compact[:, d:], omega, rtol=0, atol=1e-13 * scale)
+        assert np.array_equal(pickle.loads(pickle.dumps(pos)).connection_curvature(k), compact)  # blocks rebuilt
         Hu = model.unique_derivatives(k, order=1)
         for batched in (False, True):
             new = compute_fields(model, k, 1e-6, core=core, n_threads=1, batched=batched)

@@ -41,26 +41,27 @@ class PositionOperator:
         if len(self.components) != self.components[0].dim:
             raise ModelError(f"model '{name}': {len(tables)} position components for a "
                              f"{self.components[0].dim}D lattice; expected one per direction")
+        if any(not np.array_equal(c.cells, self.components[0].cells) for c in self.components):
+            raise ModelError(f"model '{name}': the position components have different R sets")
+        self.pairs = [(a, b) for a in range(self.dim) for b in range(a + 1, self.dim)]
+        self._curvature = None  # B_ab(R) blocks, built on first use (:meth:`curvature_blocks`), not pickled
 
-        self._curvature_blocks()
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_curvature"] = None  # derived from the components: rebuilt where it is used
+        return state
 
-    def _curvature_blocks(self) -> None:
-        """One (n_R, d + P, n²) block array for :meth:`connection_curvature`: the d components A_b(R) (the
-        components' own ``matrices`` become views of it, no second copy) and, per pair a < b (P = d(d−1)/2),
-        B_ab(R) = i(R_a A_b(R) − R_b A_a(R)), the R-space blocks of the basis curvature Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a."""
-        first = self.components[0]
-        if any(not np.array_equal(c.cells, first.cells) for c in self.components):
-            raise ModelError(f"model '{first.name}': the position components have different R sets")
-        d, n_R, n2 = self.dim, first.cells.shape[0], first.nbands ** 2
-        self.pairs = [(a, b) for a in range(d) for b in range(a + 1, d)]
-        blocks = np.empty((n_R, d + len(self.pairs), n2), complex)
-        for a, c in enumerate(self.components):
-            blocks[:, a] = c.matrices
-            c.matrices = blocks[:, a]  # a strided view: BLAS reads it in place
-        R = first.displacements  # Cartesian R, (n_R, d)
-        for p, (a, b) in enumerate(self.pairs):
-            blocks[:, d + p] = 1j * (R[:, a, None] * blocks[:, b] - R[:, b, None] * blocks[:, a])
-        self.blocks = blocks.reshape(n_R, -1)
+    def curvature_blocks(self) -> np.ndarray:
+        """(n_R, P n²): per pair a < b (P = d(d−1)/2) B_ab(R) = i(R_a A_b(R) − R_b A_a(R)), the R-space blocks of
+        the basis curvature Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a (phase-free part); built once, only by the fields that
+        read Ω^W alone (runs of the dipoles never hold it)."""
+        if self._curvature is None:
+            R = self.components[0].displacements  # Cartesian R, (n_R, d)
+            A = [c.matrices for c in self.components]
+            self._curvature = np.concatenate([1j * (R[:, a, None] * A[b] - R[:, b, None] * A[a])
+                                              for a, b in self.pairs], axis=1) if self.pairs else \
+                np.zeros((R.shape[0], 0), complex)
+        return self._curvature
 
     @property
     def dim(self) -> int:
@@ -69,8 +70,9 @@ class PositionOperator:
     def connection_curvature(self, k: np.ndarray) -> np.ndarray:
         """A^W_a (a < d) and Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a (pairs a < b, in :attr:`pairs` order) at ``k``:
         (N, d + P, n, n), all that the external terms of Ω, g and 𝒢 read (their dipoles need
-        :meth:`unique_derivatives`). One (N, n_R) @ (n_R, (d + P) n²) product of the phases e^{ik·R} with
-        :attr:`blocks` per block of k-points instead of the 4d products of ``unique_derivatives(order=1)``;
+        :meth:`unique_derivatives`). Products (N, n_R) @ (n_R, n²) of the phases e^{ik·R} with the d components'
+        blocks and one with the P pairs' :meth:`curvature_blocks`, per block of k-points, written in place: 2d
+        Bloch sums' worth instead of the 4d of ``unique_derivatives(order=1)``;
         convention II multiplies by E_ij = e^{ik·(τ_j − τ_i)} after adding the phase's own derivative,
         Ω^W_ab = E ⊙ (G^B_ab + iΔ_a ⊙ G_b − iΔ_b ⊙ G_a), Δ = τ_j − τ_i, G the cell sums of the blocks."""
         first = self.components[0]
@@ -79,10 +81,15 @@ class PositionOperator:
         out = np.empty((N, d + P, n, n), complex)
         flat = out.reshape(N, -1)
         offsets = None if first.phase_free else first.orbital_offsets
-        step = max(8, CELL_SUM_BLOCK_BYTES // (16 * (d + P) * n * n))
+        B, n2 = self.curvature_blocks(), n * n
+        step = max(8, CELL_SUM_BLOCK_BYTES // (16 * (d + P) * n2))
         for lo in range(0, N, step):
             hi = min(N, lo + step)
-            np.matmul(np.exp(1j * (k[lo:hi] @ first.displacements.T)), self.blocks, out=flat[lo:hi])
+            phases = np.exp(1j * (k[lo:hi] @ first.displacements.T))
+            for a, c in enumerate(self.components):  # strided rows of ``out``: BLAS writes them in place
+                np.matmul(phases, c.matrices, out=flat[lo:hi, a * n2:(a + 1) * n2])
+            if P:
+                np.matmul(phases, B, out=flat[lo:hi, d * n2:])
             if offsets is None:
                 continue
             G = out[lo:hi]
