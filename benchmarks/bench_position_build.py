@@ -14,7 +14,10 @@ alternation to compare.
 2026-12-06, loaded 2-core VM, 300 k, 3 rounds alternating before (0d207a6, ``unique_derivatives(order=1)``) and
 after (``connection_curvature``), min of 3 repeats per round, ms/k, the three rounds' values: 16 bands, A^W build
 0.26–0.30 (all ∂A) → 0.11–0.13 (A, Ω^W), σ_AHE fields 0.50–0.56 → 0.33–0.46; 84 bands, A^W build 6.1–8.6 → 4.2–4.5
-(H, ∂H 2.0–2.3), σ_AHE fields 12.2–15.7 → 10.9–12.3.
+(H, ∂H 2.0–2.3), σ_AHE fields 12.2–15.7 → 10.9–12.3. Same day, ``bench_wannier.py --kernel-paths --generated 16``
+(300 k, 3 alternating rounds, ``NUMBA_NUM_THREADS=1`` set: a cold numba cache otherwise stops it with "Cannot set
+NUMBA_NUM_THREADS to a different value"): σ_AHE fields with the operator, automatic path 0.84–0.90 → 0.51–0.62,
+per-k 0.90–1.00 → 0.58–0.68; all core fields (dipoles: full ∂A^W, ∂²A^W as before) 2.8–3.5 either way.
 """
 
 from __future__ import annotations
