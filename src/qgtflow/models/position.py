@@ -42,7 +42,8 @@ class PositionOperator:
             raise ModelError(f"model '{name}': {len(tables)} position components for a "
                              f"{self.components[0].dim}D lattice; expected one per direction")
         if any(not np.array_equal(c.cells, self.components[0].cells) for c in self.components):
-            raise ModelError(f"model '{name}': the position components have different R sets")
+            raise ModelError(f"model '{name}': position components with {[len(c.cells) for c in self.components]} R "
+                             f"vectors; expected one R set for every component")
         self.pairs = [(a, b) for a in range(self.dim) for b in range(a + 1, self.dim)]
         self._curvature = None  # B_ab(R) blocks, built on first use (:meth:`curvature_blocks`), not pickled
 
@@ -86,7 +87,7 @@ class PositionOperator:
         for lo in range(0, N, step):
             hi = min(N, lo + step)
             phases = np.exp(1j * (k[lo:hi] @ first.displacements.T))
-            for a, c in enumerate(self.components):  # strided rows of ``out``: BLAS writes them in place
+            for a, c in enumerate(self.components):  # into the component's columns of ``out``
                 np.matmul(phases, c.matrices, out=flat[lo:hi, a * n2:(a + 1) * n2])
             if P:
                 np.matmul(phases, B, out=flat[lo:hi, d * n2:])
