@@ -471,3 +471,79 @@ def test_shared_eigenbasis_equals_the_external_terms_own_eigh(tb_file, tmp_path)
             for name, value in own.items():
                 np.testing.assert_allclose(shared[name], value, rtol=0, atol=1e-11 * max(np.abs(value).max(), 1e-300),
                                            err_msg=name)
+
+
+def test_connection_curvature_path_equals_the_full_derivative_path(tb_file, tmp_path):
+    """Ω, g, 𝒢 read of A^W only A^W and Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a, built directly from the R blocks
+    (PositionOperator.connection_curvature, one product with i(R_aA_b(R) − R_bA_a(R))): equal to the difference of
+    the full first derivatives, and the fields equal to those of the full-∂A^W path to 1e-13 relative, on the layer
+    model (conventions II and I, its TRIMs), the Fe-like model with A(R) (Γ, H, N, P) and the doubled layer with an
+    in-group mixing of r (degenerate pairs at every k)."""
+    import pickle
+
+    from qgtflow.geometry.fields import fields_from_unique
+    from qgtflow.geometry.position import ExternalTerms, add_external_terms
+
+    H, r = model_blocks()
+    mix = 0.02 * np.kron(np.eye(N_ORB), np.array([[0.0, 1.0], [1.0, 0.0]]))
+    H2 = {R: np.kron(m, np.eye(2)) for R, m in H.items()}
+    r2 = {R: np.stack([np.kron(m[..., a], np.eye(2)) + (mix if not any(R) and a < 2 else 0.0) for a in range(3)], -1)
+          for R, m in r.items()}
+    doubled = write_tb(tmp_path / "two_tb.dat", LATTICE, H2, centres=np.repeat(CENTRES, 2, axis=0), positions=r2,
+                       decimals=10)
+    fe, fe_lattice = _fe_like_with_positions(tmp_path / "fe_r_tb.dat")
+    b2 = 2 * np.pi * np.linalg.inv(LATTICE[:2, :2]).T
+    trims = np.array([[0.13, 0.37], [0.0, 0.0], [0.5, 0.0], [0.0, 0.5], [0.5, 0.5]]) @ b2
+    fe_k = np.array([[0.13, 0.27, 0.41], [0, 0, 0], [0.5, -0.5, 0.5], [0, 0, 0.5], [0.25, 0.25, 0.25]])
+    cases = [(read_tb(tb_file, length_unit="angstrom", dim=2), trims),
+             (read_tb(tb_file, length_unit="angstrom", dim=2, convention="I"), trims),
+             (read_tb(doubled, length_unit="angstrom", dim=2), np.random.default_rng(17).uniform(-1.5, 1.5, (4, 2))),
+             (fe, fe_k @ (2 * np.pi * np.linalg.inv(fe_lattice).T))]
+    core = ("energy", "velocity", "berry_curvature", "quantum_metric", "bcp")
+    for model, k in cases:
+        d, pos = model.dim, model.position
+        full = pos.unique_derivatives(k, order=1)  # slots: A, ∂_0A, ∂_1A, …
+        compact = pos.connection_curvature(k)
+        scale = np.abs(full).max()
+        np.testing.assert_allclose(compact[:, :d], full[:, :, 0], rtol=0, atol=1e-13 * scale)
+        omega = np.stack([full[:, b, 1 + a] - full[:, a, 1 + b] for a, b in pos.pairs], axis=1)
+        np.testing.assert_allclose(compact[:, d:], omega, rtol=0, atol=1e-13 * scale)
+        assert np.array_equal(pickle.loads(pickle.dumps(pos)).connection_curvature(k), compact)  # blocks rebuilt
+        Hu = model.unique_derivatives(k, order=1)
+        for batched in (False, True):
+            new = compute_fields(model, k, 1e-6, core=core, n_threads=1, batched=batched)
+            # the path before: the same kernel, the external terms from the full first derivatives of A^W
+            extra = ExternalTerms(full, d, 1e-6, core) if batched else None
+            old = fields_from_unique(Hu, d, 1e-6, -1, 1, None, active=model.active_slots(), level=1, batched=batched,
+                                     extra=extra)
+            if batched:
+                extra.add_to(old)
+            else:
+                add_external_terms(old, model, k, Hu, 1e-6, core, full)
+            for name in core:
+                np.testing.assert_allclose(new[name], old[name], rtol=0,
+                                           atol=1e-13 * max(np.abs(old[name]).max(), 1e-300), err_msg=name)
+
+
+def test_symmetry_check_curvature_equals_the_full_derivative_path(tmp_path):
+    """The symmetry check's Berry curvature (geometry/covariance.py) reads A^W and Ω^W only, as the external terms
+    from A^W to third order did before (Fe-like model with A(R), degenerate spin-orbit pairs)."""
+    from qgtflow.geometry import covariance
+    from qgtflow.geometry.position import external_terms
+
+    fe, _ = _fe_like_with_positions(tmp_path / "fe_r_tb.dat")
+    k = np.random.default_rng(3).uniform(-2.0, 2.0, (12, 3))
+    E, curv, gap = covariance.energies_and_curvature(fe, k)
+    off_curv = covariance.energies_and_curvature(_without_position(fe), k)[1]
+    old = off_curv + external_terms(fe.unique_derivatives(k, order=1), fe.position.unique_derivatives(k), 3, gap,
+                                    dipole=False)["berry_curvature"]
+    assert np.abs(curv - off_curv).max() > 1e-3 * np.abs(curv).max()  # the external terms matter
+    np.testing.assert_allclose(curv, old, rtol=0, atol=1e-13 * np.abs(old).max())
+
+
+def _without_position(model):
+    import copy
+
+    other = copy.copy(model)
+    other.position = None
+    return other

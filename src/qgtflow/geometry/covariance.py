@@ -96,9 +96,9 @@ def energies_and_curvature(model, k: np.ndarray) -> tuple[np.ndarray, np.ndarray
     # CATALOG: Ω^ab_n = −2 Im Σ_m V^a_nm V^b_mn / ε_nm²
     curv = -2.0 * np.einsum("kanm,kbmn,knm->knab", V, V, inv2).imag
     if getattr(model, "position", None) is not None:  # the Wannier basis connection's terms (geometry/position.py)
-        from qgtflow.geometry.position import external_terms
+        from qgtflow.geometry.position import connection_for, external_terms
 
-        curv += external_terms(Hu, model.position.unique_derivatives(k), model.dim, gap,
+        curv += external_terms(Hu, connection_for(model.position, k, 0), model.dim, gap,
                                dipole=False)["berry_curvature"]
     return E, curv, gap
 

@@ -162,11 +162,13 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     order = 3 if optional else level
     extra = None
     if position:  # Wannier position operator: external terms of Ω, g, 𝒢 and their dipoles
-        from qgtflow.geometry.position import ExternalTerms
+        from qgtflow.geometry.position import ExternalTerms, connection_for
 
-        # A^W to the order the kept fields read: ∂²A for the dipoles and the quadrupole, ∂A otherwise
+        # A^W to the order the kept fields read: ∂²A for the dipoles and the quadrupole, every ∂A for the spin
+        # fields that read ∂𝒱, otherwise A^W and Ω^W only (connection_for: Ω, g, 𝒢 read no other ∂A)
         quadrupole = "quantum_metric_quadrupole_density" in optional
-        Au = model.position.unique_derivatives(k, order=2 if level >= 3 or quadrupole else 1)
+        spin_derivatives = bool(set(optional) & ({"spin_velocity_derivative"} | set(SPIN_DIPOLE_INFO)))
+        Au = connection_for(model.position, k, 2 if level >= 3 or quadrupole else 1 if spin_derivatives else 0)
         closed = gammas is not None and gammas.shape[0] > 0 and gammas.shape[-1] == model.nbands
         if (use_batched(model.nbands, gauge_seed, closed, POSITION_BATCHED_MIN_BANDS) if batched is None
                 else batched):  # the external terms from the kernel's own eigenbasis (no second eigh, rotation)
@@ -214,7 +216,7 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
         if position:  # full velocity ∂_aH − i[A^W_a, H]; the fields without that form were refused above
             # ∂A^W only when ∂_b v^{a;c}_nn or a spin dipole is read (NumPy routes, each about one more kernel)
             derivatives = "spin_velocity_derivative" in spin or any(name in SPIN_DIPOLE_INFO for name in spin)
-            Aw = Au if derivatives else Au[:, :, :1]
+            Aw = Au if derivatives else Au[:, :model.dim, None] if Au.ndim == 4 else Au[:, :, :1]
             extra = spin_fields_position(Hu, Aw, model.dim, model.spin, degeneracy_threshold, n_threads, gauge_seed,
                                          **flags)
         else:

@@ -1,7 +1,8 @@
 """External (position-operator) terms of Ω, g, 𝒢 and their k-derivatives for Wannier models.
 
 Pure functions of a chunk's compact derivatives of H (``Hu`` (N, U, n, n)) and of the basis connection A^W
-(``Au`` (N, d, U, n, n), ``models/position.py``); no I/O, no Dask. The geometry kernels compute the
+(``Au`` (N, d, U, n, n), ``models/position.py``; for Ω, g, 𝒢 without dipoles only A^W and Ω^W, (N, d + P, n, n):
+:func:`connection_for`); no I/O, no Dask. The geometry kernels compute the
 tight-binding ("internal") fields; the external terms are added in place by :class:`ExternalTerms` (the batched
 kernel's per-block callback: from its own eigenbasis and rotated ∂H, ∂²H) or :func:`add_external_terms` (the per-k
 kernel: diagonalising again); both run :func:`external_from_eigenbasis`.
@@ -159,6 +160,14 @@ def _row_trace(A, B):
     return np.einsum("brj,bjr->br", A, B)
 
 
+def connection_for(position, k: np.ndarray, order: int) -> np.ndarray:
+    """What the external terms read of ``position`` (a ``PositionOperator``) at ``k``: for ``order`` ≥ 1 A^W and
+    all its derivatives to that order, (N, d, U, n, n) (2: the dipoles, the quadrupole; 1: every ∂_aA^W_b, the
+    spin fields that read ∂𝒱); for 0 A^W and the antisymmetric Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a only, (N, d + P, n, n),
+    all that Ω, g and 𝒢 read, half the Bloch sums of order 1 (:func:`external_from_eigenbasis` takes either)."""
+    return position.unique_derivatives(k, order=order) if order else position.connection_curvature(k)
+
+
 def external_terms(Hu: np.ndarray, Au: np.ndarray, dim: int, threshold: float, dipole: bool = True,
                    metric: bool = False, metric_dipole: bool = False):
     """External terms per band: {"berry_curvature": (N, n, d, d) [a, b], "berry_curvature_dipole_density":
@@ -211,10 +220,14 @@ def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=Fals
     """The external terms per band (as :func:`external_terms`) of a batch already in its eigenbasis: E (B, n)
     ascending, U (B, n, n) the eigenvectors, R (B, ≥ U, n, n) the matrix elements U†∂H U in the slots of the
     compact derivative array (full matrices of ∂H, and of ∂²H for the dipoles: ``batched.eigenbasis`` fills
-    them); Au (B, d, U, n, n) the derivatives of A^W. A^W, ∂A^W go to the eigenbasis by :func:`rotate` /
-    :func:`rotate_diag` (stacked products over the batch)."""
+    them); Au (B, d, U, n, n) the derivatives of A^W, or without the dipoles (B, d + P, n, n), A^W and Ω^W of
+    ``PositionOperator.connection_curvature`` (all that Ω, g and 𝒢 read: :func:`connection_for`). A^W, ∂A^W go
+    to the eigenbasis by :func:`rotate` / :func:`rotate_diag` (stacked products over the batch)."""
     i1, i2, _ = index_maps(d)
     B, n = E.shape
+    curvature_form = Au.ndim == 4  # (B, d + P, n, n): A^W_a, then Ω^W_ab for a < b
+    if curvature_form and (dipole or metric_dipole):
+        raise ValueError("the dipoles read every ∂_aA^W_b and ∂²A^W: pass PositionOperator.unique_derivatives(k, 2)")
     grp = group_labels(E, threshold)
     same = grp[:, :, None] == grp[:, None, :]
     size = same.sum(axis=2)
@@ -224,7 +237,12 @@ def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=Fals
     S = same.astype(float)
     V = [R[:, i1[a]] for a in range(d)]
     Vh = [v * X for v in V]  # V̂^a = V^a ∘ X: (∂_aP)_{DD̄} rows
-    Abar = list(np.moveaxis(rotate(U, Au[:, :, 0]), 1, 0))
+    if curvature_form:  # one gemm per k-point over A^W and Ω^W ((B, d + P, n, n) contiguous: no copy), then U†A U
+        MU = np.matmul(Au.reshape(B, -1, n), U).reshape(Au.shape)
+        MUh = np.ascontiguousarray(np.conj(MU[:, :d].swapaxes(-1, -2))).reshape(B, d * n, n)
+        Abar = list(np.moveaxis(np.matmul(MUh, U).reshape(B, d, n, n), 1, 0))
+    else:
+        Abar = list(np.moveaxis(rotate(U, Au[:, :, 0]), 1, 0))
     dA = None
     if dipole or metric_dipole:  # the dipoles read U† ∂_a A_b U whole
         rot = rotate(U, Au[:, :, i1].reshape((B, d * d) + Au.shape[-2:])).reshape(B, d, d, n, n)
@@ -233,8 +251,12 @@ def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=Fals
                       for a in range(d) for b in range(a + 1, d)}
     else:  # Ω, g, 𝒢 only the diagonal of Ū†Ω^W_ab U (a < b): one product per k and pair
         pairs = [(a, b) for a in range(d) for b in range(a + 1, d)]
-        omega = np.stack([Au[:, b, i1[a]] - Au[:, a, i1[b]] for a, b in pairs], axis=1)
-        omega_diag = dict(zip(pairs, np.moveaxis(rotate_diag(U, omega).real, 1, 0))) if pairs else {}
+        if curvature_form:  # diag(U†Ω^W U) from the product above
+            diag = np.einsum("bsli,bli->bsi", MU[:, d:], np.conj(U)).real
+        else:
+            omega = np.stack([Au[:, b, i1[a]] - Au[:, a, i1[b]] for a, b in pairs], axis=1)
+            diag = rotate_diag(U, omega).real if pairs else None
+        omega_diag = dict(zip(pairs, np.moveaxis(diag, 1, 0))) if pairs else {}
     # Tr[∂_aP A_b] per row: 2 Re Σ_j V̂^a_rj Ā_b,jr
     t2 = np.array([[2.0 * _row_trace(Vh[a], Abar[b]).real for b in range(d)] for a in range(d)])  # (a, b, B, n)
     curv = np.empty((B, n, d, d))
@@ -392,7 +414,7 @@ def add_external_terms(fields: dict, model, k: np.ndarray, Hu: np.ndarray, thres
     dipole, metric_dipole = "berry_curvature_dipole_density" in wanted, bool(wanted & set(METRIC_DIPOLES))
     # Ω, g, 𝒢 read A and ∂A; their dipoles also ∂²A (and H to the same orders: ``Hu`` holds at least those)
     if Au is None:
-        Au = model.position.unique_derivatives(k, order=2 if dipole or metric_dipole else 1)
+        Au = connection_for(model.position, k, 2 if dipole or metric_dipole else 0)
     ext = external_terms(Hu, Au, model.dim, threshold, dipole=dipole, metric=bool(wanted & {"quantum_metric", "bcp"}),
                          metric_dipole=metric_dipole)
     for name, value in ext.items():

@@ -21,7 +21,7 @@ import hashlib
 import numpy as np
 
 from qgtflow.errors import ModelError
-from qgtflow.models.tight_binding import TightBindingModel
+from qgtflow.models.tight_binding import CELL_SUM_BLOCK_BYTES, TightBindingModel
 
 FORMULA = "Wang, Yates, Souza, Vanderbilt, PRB 74, 195118 (2006) Eq. 27 (projector form: geometry/position.py)"
 LABEL_ON = ("position operator: full, Wannier matrix elements A(R) = <0m|r|Rn> beyond the centres included in "
@@ -41,10 +41,64 @@ class PositionOperator:
         if len(self.components) != self.components[0].dim:
             raise ModelError(f"model '{name}': {len(tables)} position components for a "
                              f"{self.components[0].dim}D lattice; expected one per direction")
+        if any(not np.array_equal(c.cells, self.components[0].cells) for c in self.components):
+            raise ModelError(f"model '{name}': position components with {[len(c.cells) for c in self.components]} R "
+                             f"vectors; expected one R set for every component")
+        self.pairs = [(a, b) for a in range(self.dim) for b in range(a + 1, self.dim)]
+        self._curvature = None  # B_ab(R) blocks, built on first use (:meth:`curvature_blocks`), not pickled
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_curvature"] = None  # derived from the components: rebuilt where it is used
+        return state
+
+    def curvature_blocks(self) -> np.ndarray:
+        """(n_R, P n²): per pair a < b (P = d(d−1)/2) B_ab(R) = i(R_a A_b(R) − R_b A_a(R)), the R-space blocks of
+        the basis curvature Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a (phase-free part); built once, only by the fields that
+        read Ω^W alone (runs of the dipoles never hold it)."""
+        if self._curvature is None:
+            R = self.components[0].displacements  # Cartesian R, (n_R, d)
+            A = [c.matrices for c in self.components]
+            self._curvature = np.concatenate([1j * (R[:, a, None] * A[b] - R[:, b, None] * A[a])
+                                              for a, b in self.pairs], axis=1) if self.pairs else \
+                np.zeros((R.shape[0], 0), complex)
+        return self._curvature
 
     @property
     def dim(self) -> int:
         return len(self.components)
+
+    def connection_curvature(self, k: np.ndarray) -> np.ndarray:
+        """A^W_a (a < d) and Ω^W_ab = ∂_aA^W_b − ∂_bA^W_a (pairs a < b, in :attr:`pairs` order) at ``k``:
+        (N, d + P, n, n), all that the external terms of Ω, g and 𝒢 read (their dipoles need
+        :meth:`unique_derivatives`). Products (N, n_R) @ (n_R, n²) of the phases e^{ik·R} with the d components'
+        blocks and one with the P pairs' :meth:`curvature_blocks`, per block of k-points, written in place: 2d
+        Bloch sums' worth instead of the 4d of ``unique_derivatives(order=1)``;
+        convention II multiplies by E_ij = e^{ik·(τ_j − τ_i)} after adding the phase's own derivative,
+        Ω^W_ab = E ⊙ (G^B_ab + iΔ_a ⊙ G_b − iΔ_b ⊙ G_a), Δ = τ_j − τ_i, G the cell sums of the blocks."""
+        first = self.components[0]
+        k = np.asarray(k, dtype=float).reshape(-1, self.dim)
+        N, n, d, P = k.shape[0], first.nbands, self.dim, len(self.pairs)
+        out = np.empty((N, d + P, n, n), complex)
+        flat = out.reshape(N, -1)
+        offsets = None if first.phase_free else first.orbital_offsets
+        B, n2 = self.curvature_blocks(), n * n
+        step = max(8, CELL_SUM_BLOCK_BYTES // (16 * (d + P) * n2))
+        for lo in range(0, N, step):
+            hi = min(N, lo + step)
+            phases = np.exp(1j * (k[lo:hi] @ first.displacements.T))
+            for a, c in enumerate(self.components):  # into the component's columns of ``out``
+                np.matmul(phases, c.matrices, out=flat[lo:hi, a * n2:(a + 1) * n2])
+            if P:
+                np.matmul(phases, B, out=flat[lo:hi, d * n2:])
+            if offsets is None:
+                continue
+            G = out[lo:hi]
+            for p, (a, b) in enumerate(self.pairs):
+                G[:, d + p] += 1j * (offsets[:, :, a] * G[:, b] - offsets[:, :, b] * G[:, a])
+            f = np.exp(1j * (k[lo:hi] @ offsets[0].T))  # e^{ik·(τ_j − τ_0)}: E_ij = f_i* f_j, n exponentials, not n²
+            G *= (np.conj(f)[:, :, None] * f[:, None, :])[:, None]
+        return out
 
     def unique_derivatives(self, k: np.ndarray, order: int = 3) -> np.ndarray:
         """A^W_a and its distinct derivatives up to ``order`` (slots of ``models/derivatives.py``):
