@@ -591,6 +591,19 @@ def full_velocity_slots(Hu: np.ndarray, A: np.ndarray, dim: int) -> np.ndarray:
     return out
 
 
+def _plain_eigenbasis(H, dH, degeneracy_threshold: float):
+    """A batch's eigenvectors U, U†, the same-group mask, 1/(ε_n − ε_m) off the groups (0 inside), the group-average
+    matrix and the plain V^e = U†∂_eH U: what the NumPy position-operator routes below share."""
+    E, U = np.linalg.eigh(H)
+    Ud = np.conj(np.swapaxes(U, -1, -2))
+    grp = group_labels(E, degeneracy_threshold)
+    same = grp[:, :, None] == grp[:, None, :]
+    gap = E[:, :, None] - E[:, None, :]
+    X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
+    avg = same / same.sum(axis=2)[:, :, None]
+    return U, Ud, same, X, avg, [Ud @ v @ U for v in dH]
+
+
 def spin_velocity_derivative_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.ndarray,
                                       degeneracy_threshold: float = 1e-6, batch: int = 256) -> np.ndarray:
     """Exact ∂_b v^{a;c}_nn (N, n, d, d, 3) [a, b, c] of the Wannier-space spin current S = ¼{𝒱^a, σ^c},
@@ -610,14 +623,7 @@ def spin_velocity_derivative_position(Hu: np.ndarray, Au: np.ndarray, dim: int, 
     for lo in range(0, N, batch):
         hi = min(N, lo + batch)
         H, dH, A = Hu[lo:hi, 0], [Hu[lo:hi, i1[a]] for a in range(d)], Au[lo:hi, :, 0]
-        E, U = np.linalg.eigh(H)
-        Ud = np.conj(np.swapaxes(U, -1, -2))
-        grp = group_labels(E, degeneracy_threshold)
-        same = grp[:, :, None] == grp[:, None, :]
-        gap = E[:, :, None] - E[:, None, :]
-        X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
-        avg = same / same.sum(axis=2)[:, :, None]
-        V = [Ud @ dH[b] @ U for b in range(d)]
+        U, Ud, _, X, avg, V = _plain_eigenbasis(H, dH, degeneracy_threshold)
         for a in range(d):
             Va = dH[a] - 1j * (A[:, a] @ H - H @ A[:, a])
             for b in range(d):
@@ -652,14 +658,7 @@ def spin_dipoles_position(Hu: np.ndarray, Au: np.ndarray, dim: int, spin: np.nda
     for lo in range(0, N, batch):
         hi = min(N, lo + batch)
         H, dH, A = Hu[lo:hi, 0], [Hu[lo:hi, i1[a]] for a in range(d)], Au[lo:hi, :, 0]
-        E, U = np.linalg.eigh(H)
-        Ud = np.conj(np.swapaxes(U, -1, -2))
-        grp = group_labels(E, degeneracy_threshold)
-        same = grp[:, :, None] == grp[:, None, :]
-        gap = E[:, :, None] - E[:, None, :]
-        X = np.where(same, 0.0, 1.0 / np.where(same, 1.0, gap))
-        avg = same / same.sum(axis=2)[:, :, None]
-        V = [Ud @ dH[e] @ U for e in range(d)]
+        U, Ud, same, X, avg, V = _plain_eigenbasis(H, dH, degeneracy_threshold)
         C = [v * X for v in V]
         Vg = [v * same for v in V]
         # orbital-basis 𝒱^a and ∂_e𝒱^a, then eigenbasis values and their plain-V derivatives
