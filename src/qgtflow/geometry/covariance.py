@@ -55,7 +55,7 @@ ENERGY_SHARE = 0.1  # |E_n(g·k) − E_n(k)| / bandwidth is held to this fractio
 CURVATURE_FLOOR = 1.0  # of the typical (median) summed curvature at the compared gap-checks: the scale of a
 # vanishing one (module doc; the same share for the spin operator's ⟨σ⟩)
 ROUNDING = 1e-6  # of the largest summed curvature: a sum this small vanishes (not part of the typical size)
-GAP_OVER_MISMATCH = 30.0  # a gap is compared only if ≥ this times the energy mismatch at the k-pair: 3 / 0.1, the
+GAP_OVER_MISMATCH = 30.0  # a gap is compared only if ≥ this times the operation's largest energy mismatch: 3 / 0.1, the
 # schema's largest symmetry.tolerance (module doc)
 GAP_FRACTION = 1e-3  # a gap is a spacing of at least this fraction of the bandwidth between neighbouring bands
 
