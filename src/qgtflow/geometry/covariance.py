@@ -189,7 +189,7 @@ def first_broken_operation(model, operations, tolerance: float, spin: bool = Fal
         S = spin_below(model, np.concatenate([points, moved.reshape(-1, d)]))
         S0, Sg = S[:P], S[P:].reshape(len(operations), P, *S.shape[1:])
         s_floor = _typical(S0, used, -1)
-    unchecked = [operation_label(R, t) for (R, t), u in zip(operations, used) if not u.any()]
+    unchecked = list(dict.fromkeys(operation_label(R, t) for (R, t), u in zip(operations, used) if not u.any()))
     log.info("symmetry check of %d operations on %s: curvature%s %s%s", len(operations), model.name,
              " and spin" if spin else "", counts,
              f"; no gap wide enough for {unchecked} (their curvature is not compared)" if unchecked else "")

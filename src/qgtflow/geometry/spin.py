@@ -102,9 +102,11 @@ SPIN_FIELD_INFO = {
     "spin_expectation": (("band", "spin"), 0, 0, "spin expectation σ^c_nn",
                          "<u_n|σ^c|u_n> (group average); 003 Eq. 5, 10 Fermi-surface forms (fn. 82)"),
     "spin_velocity": (("band", "i", "spin"), 1, 1, "spin-current expectation v^{a;c}_nn",
-                      "<u_n|¼{∂_aH, σ^c}|u_n>; 003 Eq. 2, 4, 13"),
+                      "<u_n|¼{v^a, σ^c}|u_n>, v^a = ∂_aH − i[A^W_a, H] (∂_aH without a position operator); "
+                      "003 Eq. 2, 4, 13"),
     "spin_velocity_derivative": (("band", "i", "j", "spin"), 1, 2, "k-derivative of the spin-current expectation",
-                                 "∂_b v^{a;c}_nn = ¼<{∂_a∂_bH, σ^c}>_nn + 2 Σ_m ε_nm g^{ab;c}_nm; 003 fn. 80, 82"),
+                                 "exact ∂_b v^{a;c}_nn (= ¼<{∂_a∂_bH, σ^c}>_nn + 2 Σ_m ε_nm g^{ab;c}_nm without a "
+                                 "position operator); 003 fn. 80, 82"),
     "spin_qgt_metric": (("band", "i", "j", "spin"), 0, 2, "spin quantum metric g^{ab;c}_n",
                         "Σ_m Re v^{a;c}_nm v^b_mn / ε_nm²; 003 Eq. 2"),
     "spin_qgt_curvature": (("band", "i", "j", "spin"), 0, 2, "spin Berry curvature Ω^{ab;c}_n",
