@@ -547,7 +547,7 @@ def test_spin_responses_wedge_equals_the_full_grid(tmp_path):
 
 def test_spin_response_time_parities_and_where_they_are_not_classified():
     """{1, time reversal} in 3D keeps σ^(0)_{ab;c} (spin Hall), β^(1)_{ab} (Edelstein), σ^(2), σ^(0)_{abd;c},
-    β^(1)_{abc} and kills the other five; in 2D and for the AC forms nothing is claimed."""
+    β^(1)_{abc} and kills the other five; in 2D nothing is claimed, and the wedge takes no AC form of the τ⁰ ones."""
     from qgtflow.models.symmetry import classified, forbidden_components, tensor_action
 
     time_reversal = [(np.eye(3), 0), (np.eye(3), 1)]
@@ -560,6 +560,37 @@ def test_spin_response_time_parities_and_where_they_are_not_classified():
         assert forbidden_components(name, [(np.eye(2), 0), (-np.eye(2), 0)], 2) is None, name
     assert not classified("spin_sigma_lin_tau0", 3, ac=True) and not classified("spin_beta_lin_tau0", 3, ac=True)
     assert classified("spin_sigma_lin_tau1", 3, ac=True) and classified("sigma_optical", 2, ac=True)
+
+
+def test_the_ac_forms_of_the_intrinsic_spin_responses_vanish_where_the_unitary_subgroup_says(tmp_path):
+    """σ^(0)_{ab;c}(ω) and β^(0)_{ab}(ω) of the Fe-like model (4/mm'm', 16 operations, 8 with θ) on the full 6³
+    grid at two photon energies: their claimed zeros (those of the 8 unitary operations: 14 of σ's 27, all 9 of
+    β's, odd under inversion) are rounding (≤ 1e-13 of the largest entry) in both the cos ωt and the sin ωt part.
+    The static kind's zeros (21 of σ's, the full magnetic group with the static parity) would be wrong here: the
+    sin part, of the opposite time parity, has its largest entry among them (measured 0.25 vs 4e-16)."""
+    from qgtflow.api import evaluate
+    from qgtflow.models.symmetry import study_operations, symmetry_zero_components
+    from qgtflow.study import load_study
+    from qgtflow.wedge import CART_DIMS
+
+    names = ["spin_sigma_lin_tau0", "spin_beta_lin_tau0"]
+    cfg = _fe_spin_study(False, names, omega=[0.05, 0.4], broadening=0.02)
+    ops = study_operations(load_study(cfg).model, cfg["symmetry"])
+    zeros, static = symmetry_zero_components(names, ops, 3, ac=True), symmetry_zero_components(names, ops, 3)
+    assert (len(ops), len(zeros["spin_sigma_lin_tau0"]), len(static["spin_sigma_lin_tau0"])) == (16, 14, 21)
+    assert set(zeros["spin_sigma_lin_tau0"]) < set(static["spin_sigma_lin_tau0"])
+    ds = evaluate(cfg, n_workers=0, workdir=tmp_path)
+    da = ds["spin_sigma_lin_tau0"]
+    cart = [d for d in da.dims if d in CART_DIMS]
+    labels = np.array(["".join(c) for c in product(*(da[d].values.astype(str) for d in cart))])
+    largest = float(np.abs(da).max())
+    for phase in ("cos", "sin"):
+        values = np.abs(da.sel(phase=phase).values).reshape(-1, len(labels))
+        assert values[:, np.isin(labels, zeros["spin_sigma_lin_tau0"])].max() <= 1e-13 * largest, phase
+    sin = np.abs(da.sel(phase="sin").values).reshape(-1, len(labels))
+    assert sin[:, np.isin(labels, static["spin_sigma_lin_tau0"])].max() > 0.5 * sin.max()
+    assert float(np.abs(ds["spin_beta_lin_tau0"]).max()) <= 1e-13 * largest
+    assert len(zeros["spin_beta_lin_tau0"]) == 9
 
 
 @pytest.mark.parametrize("case", ["ac_form", "two_d"])

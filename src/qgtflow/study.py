@@ -359,7 +359,7 @@ def load_study(source, name: str | None = None) -> Study:
         from qgtflow.models.symmetry import TENSOR_KINDS, classified, study_operations
 
         operations = study_operations(model, cfg["symmetry"], f"{key}symmetry")
-        spin = any(TENSOR_KINDS[r].spin and classified(r, model.dim, cfg.get("omega") is not None)
+        spin = any(TENSOR_KINDS[r].spin and classified(r, model.dim)
                    for r in cfg["responses"] if r in TENSOR_KINDS)  # their zeros trust the spin operator
         wedge.check_operations(model, operations, f"{key}symmetry", cfg["symmetry"]["tolerance"], spin)
     from qgtflow.reduce import kinds

@@ -59,7 +59,7 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
         raise ConfigError(f"{key}responses", other, "with kgrid.symmetry_reduce only responses with a classified "
                           f"symmetry action {known} (pair sums, model-evaluated and derived responses need the full "
                           "grid; 003's spin responses are classified in 3D only, the AC forms of "
-                          "spin_sigma_lin_tau0 and spin_beta_lin_tau0 not at all)")
+                          "spin_sigma_lin_tau0 and spin_beta_lin_tau0 for their zeros only)")
     ops = operations if operations is not None else study_operations(model, cfg["symmetry"], f"{key}symmetry")
     for size in kgrid["sizes"]:
         problem = grid_invariance_problem(ops, model.reciprocal_vectors, axis_sizes(size, model.dim))

@@ -16,8 +16,11 @@ AHE is the antisymmetric, T-odd part of σ; Onsager's transposition leaves it it
 (velocity ⊗ spin) is T-even, a spin magnetization M_a (spin) T-odd, so for J ∝ τ^p E^n the time parity is (−1)^p
 for the spin currents and (−1)^(p+1) for the magnetizations (intrinsic spin Hall σ^(0): even; Edelstein β^(1):
 even; magnetic spin Hall σ^(1) and Zeeman QM β^(0): odd). In 2D the spin index keeps its three components, which a
-plane-keeping operation restricted to the plane does not act on: not classified there. Their AC forms (with
-``omega``: a ``phase`` dim whose sin ωt part has the opposite time parity, t → −t) are not classified either.
+plane-keeping operation restricted to the plane does not act on: not classified there. The AC forms of the two
+intrinsic ones (σ^(0)_{ab;c}, β^(0)_{ab} with ``omega``: a ``phase`` dim whose sin ωt part has the opposite time
+parity, t → −t, and whose broadened parts need not have one parity) are classified for their zeros only: a
+component vanishes in both parities exactly when it vanishes under the unitary subgroup (the operations without
+θ), so those are its zeros; no wedge symmetrises them.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ class TensorKind(NamedTuple):
     indices: str
     time_odd: bool
     spin: bool = False  # has 003's spin index (three components in every dimension): classified in 3D only
-    static_only: bool = False  # its AC form (``omega`` given: a cos/sin ``phase`` dim) is not classified
+    static_only: bool = False  # its AC form (``omega``: a cos/sin ``phase`` dim) has zeros, no wedge (module doc)
 
     @property
     def rank(self) -> int:
@@ -145,14 +148,19 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
 
 def classified(response: str, dim: int, ac: bool = False) -> bool:
     """Whether ``response``'s transformation is classified (:data:`TENSOR_KINDS`) in ``dim`` dimensions, ``ac``:
-    at photon energies (the study gives ``omega``; the AC forms of 003's intrinsic linear spin responses are not)."""
+    at photon energies (the study gives ``omega``; the wedge cannot symmetrise the AC forms of 003's intrinsic
+    linear spin responses, whose zeros :func:`forbidden_components` gives)."""
     kind = TENSOR_KINDS.get(response)
     return kind is not None and not (kind.spin and dim != 3) and not (kind.static_only and ac)
 
 
 def forbidden_components(response: str, operations, dim: int, ac: bool = False) -> list[str] | None:
     """Labels ('xy', 'xyz') of the components of ``response`` that vanish in every tensor invariant under the
-    operations; None for a response whose transformation is not classified (:func:`classified`)."""
+    operations; None for a response whose transformation is not classified (:func:`classified`). The AC form of
+    a ``static_only`` kind: the zeros of the unitary subgroup (module doc)."""
+    kind = TENSOR_KINDS.get(response)
+    if ac and kind is not None and kind.static_only:
+        operations, ac = [(R, t) for R, t in operations if not t], False
     if not classified(response, dim, ac):
         return None
     sizes = stored_index_sizes(response, dim)
