@@ -140,3 +140,48 @@ def test_eq15_in_the_global_gap_is_the_magnetoelectric_alpha_alone(seed_model):
     assert np.abs(intra).max() < 1e-12 * np.abs(inter).max()
     np.testing.assert_allclose(inter, inter[:, :1].repeat(3, axis=1), rtol=1e-8)
     assert np.all(np.abs(inter[:, 0]) > 1e-3)  # −α_xy of each valley
+
+
+def test_eq15_alpha_equals_an_independent_closed_form(seed_model):
+    """An independent α_xy for Eq. 14 (docs/AMBIGUITIES-notes.md 002.A). The tilt v'k_z is a scalar, so it leaves
+    the states alone and shifts every pair energy ε_{m,k−q} − ε_{n,k} by −v'q_z. With μ in the gap, Eq. 11 is then
+    the untilted (mirror-z even) pair sum at ω − v'q_z, and σ_xxz(ω = 0) = 4iv' Σ∫ g_xx E³/(E² + η²)², with
+    E = ε_c − ε_v. This holds at any η. The magnetoelectric currents of Eq. 16 (∂P/∂t with P = αB, ∇×M with
+    M = αᵀE) give σ_xxz = −2iα_xy and σ_xzx = iα_xy. So Eq. 15 in the gap reads −α_xy, with
+    α_xy = −v'χ_xx = −2v' Σ∫ g_xx/E: the Röntgen magnetization M = P × v' of a dielectric that moves at v'ẑ."""
+    model, k, w = seed_model
+    mu, kT, zero = np.array([0.0]), np.array([0.002]), np.array([0.0])
+    for eta, tol in ((0.05, 1e-3), (0.02, 2e-4)):  # σ_xzx and the sum carry O(η²/E²), E ≥ 2Δ₁
+        h = nk.step_size(model, k, eta, kT)
+        along_z = nk.sigma_q_derivative(model, k, w, Z, mu, kT, zero, eta, h, sectors=True)[:, 0, 0, 0, 0, X, X]
+        along_x = nk.sigma_q_derivative(model, k, w, X, mu, kT, zero, eta, h, sectors=True)[:, 0, 0, 0, 0, X, Z]
+        for s, (block, weight) in enumerate(zip(model.sectors, model.weights)):
+            f = compute_fields(block, k)
+            gap = f["energy"][:, 1] - f["energy"][:, 0]
+            g = f["quantum_metric"][:, 0, X, X]
+            vprime = block.params["vprime"]
+            doppler = 4j * vprime * weight * np.sum(w * g * gap ** 3 / (gap ** 2 + eta ** 2) ** 2)
+            alpha = -2 * vprime * weight * np.sum(w * g / gap)
+            assert abs(alpha) > 5e-3
+            assert abs(along_z[s] - doppler) < 1e-8 * abs(doppler)
+            assert abs(along_x[s] - 1j * alpha) < tol * abs(alpha)
+            assert abs((along_z[s] + along_x[s]).imag + alpha) < tol * abs(alpha)  # Eq. 15: −α_xy
+
+
+def test_alpha_continuum_closed_form():
+    """The α_xy of one valley with no k·p window: the in-plane integral of g_xx/E is 1/(24π|M|) at mass M (any v).
+    The k_z integral of M = Δ + k_z²/2m then gives α_xy = −v' √(2m/Δ)/(24π). Checked here by quadrature of the
+    model's own g_xx/E on a polar in-plane grid."""
+    model = ndd_two_valley().sectors[0]
+    p = np.geomspace(1e-4, 1e3, 3000)  # radial |k_∥| (v = 1)
+    theta = (np.arange(16) + 0.5) * 2 * np.pi / 16
+    kz = 0.7
+    k = np.stack([np.outer(p, np.cos(theta)).ravel(), np.outer(p, np.sin(theta)).ravel(),
+                  np.full(p.size * theta.size, kz)], axis=1)
+    f = compute_fields(model, k)
+    integrand = (f["quantum_metric"][:, 0, X, X] / (f["energy"][:, 1] - f["energy"][:, 0])).reshape(p.size, -1)
+    radial = integrand.mean(axis=1) * p / (2 * np.pi)  # ∫d²k/(2π)² = ∫p dp ⟨·⟩_θ/(2π)
+    tail = 1 / (32 * np.pi * p[-1])  # the integrand's 1/(32π p²) beyond the last point
+    in_plane = np.sum(0.5 * (radial[1:] + radial[:-1]) * np.diff(p)) + tail
+    mass = 1.0 + kz ** 2 / 2
+    assert in_plane == pytest.approx(1 / (24 * np.pi * mass), rel=1e-4)

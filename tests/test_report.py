@@ -136,3 +136,19 @@ def test_hall_conductivity_figures_get_an_e2_over_h_axis():
     ax2 = Figure().subplots()
     _e2_over_h_axis(ax2, {(2 * math.pi, "e2 planck_constant-1"), (25812.8, "e2 planck_constant-1")})
     assert not ax2.child_axes
+
+
+def test_a_component_may_name_its_own_response(results, tmp_path):
+    """Two responses in one panel (002: Kubo Δn beside Eq. 12's): a component's ``response`` replaces the figure's
+    for its curves; a response the store lacks is a note, not a failure of the other curves."""
+    from qgtflow.report.figures import cross_figure
+
+    root, config = results
+    fig = {"name": "two", "response": "sigma_qm", "studies": ["s1"], "x": "mu", "select": {"T": 12.0},
+           "components": [{"i": "x", "j": "y", "k": "y"}, {"response": "sigma_drude", "i": "x", "j": "x"}]}
+    written, notes, detail = cross_figure(fig, config["studies"], root, tmp_path / "two.png")
+    assert written and not notes and (tmp_path / "two.png").stat().st_size > 0
+    assert detail.startswith("sigma_qm")
+    fig["components"][1]["response"] = "sigma_nope"
+    written, notes, _ = cross_figure(fig, config["studies"], root, tmp_path / "three.png")
+    assert written and notes == ["study 's1': response 'sigma_nope' not in responses.zarr"]

@@ -94,6 +94,9 @@ def test_config_unknown_key_and_bad_figure_refused(tmp_path, snakemake_env):
     msg = refused(tmp_path, snakemake_env,
                   lambda c: c["report"]["figures"][0].update(studies=["pt_toy", "nope"]))
     assert "report.figures[0].studies" in msg and "nope" in msg
+    msg = refused(tmp_path, snakemake_env, lambda c: c["report"]["figures"][0].update(
+        components=[{"i": "x", "j": "y", "k": "y"}, {"response": "sigma_nonsense"}]))
+    assert "report.figures[0].components[1].response" in msg and "sigma_nonsense" in msg
 
 
 def test_cli_user_errors_exit_2(tmp_path, snakemake_env):

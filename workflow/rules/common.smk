@@ -68,14 +68,17 @@ def validate_config(config):
                     f"config key '{key}.studies': got {study!r}; expected one of the studies "
                     f"{sorted(config['studies'])}"
                 )
-            if (
-                fig.get("kind", "curves") == "curves"
-                and fig.get("response") not in config["studies"][study]["responses"]
-            ):
-                _fail(
-                    f"config key '{key}.response': got {fig.get('response')!r}; expected a response computed by "
-                    f"study {study!r} (its responses: {config['studies'][study]['responses']})"
-                )
+            if fig.get("kind", "curves") != "curves":
+                continue
+            wanted = [(f"{key}.response", fig.get("response"))] + [
+                (f"{key}.components[{c}].response", comp["response"])
+                for c, comp in enumerate(fig.get("components") or []) if "response" in comp]
+            for where, response in wanted:
+                if response not in config["studies"][study]["responses"]:
+                    _fail(
+                        f"config key '{where}': got {response!r}; expected a response computed by "
+                        f"study {study!r} (its responses: {config['studies'][study]['responses']})"
+                    )
 
 
 # One plan (qgtflow.plan): what each stage reads. The main Snakemake process validates every study

@@ -34,7 +34,8 @@ def _select(da: xr.DataArray, selection: dict, what: str, nearest: bool) -> tupl
 
 
 def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path) -> tuple[bool, list[str], str]:
-    """Plot one configured cross-study figure; returns (written, notes, caption detail)."""
+    """Plot one configured cross-study figure; returns (written, notes, caption detail). A component may name its
+    own ``response`` (two routes to one quantity in one panel, e.g. 002's Kubo and two-band Δn)."""
     from matplotlib.figure import Figure
 
     notes: list[str] = []
@@ -52,7 +53,10 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     hall: dict[str, tuple] = {}  # Hall conductivities: their factor to e²/h (responses.Response.hall)
     labels = {"x": None, "y": None}
     curves = [(name, component) for name in names for component in components]
+    mixed = any("response" in c for c in components)  # curves of more than one response: name it in the legend
     for n, (name, component) in enumerate(curves):
+        component = dict(component)
+        response = component.pop("response", fig_cfg["response"])
         if name not in studies:
             notes.append(f"study '{name}' is not configured (not in config['studies'])")
             continue
@@ -118,11 +122,12 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
         ax.errorbar(xs, y, yerr=None if err is None else np.where(np.isfinite(err), err, 0.0),
                     fmt="o-" if len(xs) < 15 else "-", ms=3, capsize=2, color=f"C{n % 10}",
                     label=f"{name}" + (f" {component_text(component)}" if len(components) > 1 else "")
+                    + (f" {response}" if mixed else "")
                     + (f" ({sel_text})" if sel_text else ""))
         units_seen[name] = str(da.attrs.get("units", ""))
         hall.setdefault(name, (da.attrs.get("e2_over_h_factor"), da.attrs.get("e2_over_h_units")))
         labels["x"] = labels["x"] or _axis_label(ds[x].attrs, x)
-        labels["y"] = labels["y"] or _axis_label(da.attrs, response)
+        labels["y"] = labels["y"] or _axis_label(da.attrs, fig_cfg["response"])
         n_curves += 1
     if len(set(units_seen.values())) > 1:
         notes.append("units differ between studies (" + ", ".join(f"{k}: {v}" for k, v in units_seen.items())
@@ -136,10 +141,10 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
     _e2_over_h_axis(ax, set(hall.values()))
     ax.legend(fontsize=8)
-    ax.set_title(fig_cfg.get("title") or f"{response} {comp_text}", fontsize=10)
+    ax.set_title(fig_cfg.get("title") or f"{fig_cfg['response']} {comp_text}", fontsize=10)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
-    detail = f"{response} {comp_text} vs {x}" + (
+    detail = f"{fig_cfg['response']} {comp_text} vs {x}" + (
         " at " + ", ".join(f"{k} ≈ {v}" for k, v in select.items()) if select else "")
     return True, notes, detail
 
@@ -190,7 +195,7 @@ def grid_needed_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png:
 def component_text(component: dict) -> str:
     """'xxz' for Cartesian labels, plus 'part=…' for other selected dims."""
     cart = "".join(str(v) for d, v in component.items() if d in ("i", "j", "k", "l", "pseudovector"))
-    other = ", ".join(f"{v}" for d, v in component.items() if d not in ("i", "j", "k", "l", "pseudovector"))
+    other = ", ".join(f"{v}" for d, v in component.items() if d not in ("i", "j", "k", "l", "pseudovector", "response"))
     return " ".join(t for t in (cart, other) if t)
 
 
