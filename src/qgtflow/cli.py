@@ -244,7 +244,10 @@ def cmd_bands(args, extra) -> int:
         message = str(exc)
         raise UsageError(message if study in message else f"study file {args.study}: {message}") from None
     t0 = time.perf_counter()
-    ds = bands_stage.run(validated, args.out)
+    from qgtflow.cluster import single_threaded_blas
+
+    with single_threaded_blas():
+        ds = bands_stage.run(validated, args.out)
     log.info("bands: wrote %s (%s) in %.1f s", args.out, ", ".join(map(str, ds.data_vars)), time.perf_counter() - t0)
     return 0
 

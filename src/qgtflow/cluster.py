@@ -105,6 +105,18 @@ def in_process(n_points: int, requested: int | None) -> bool:
     return requested == 0 or (requested is None and int(n_points) <= IN_PROCESS_MAX_POINTS)
 
 
+@contextlib.contextmanager
+def single_threaded_blas():
+    """BLAS/LAPACK on one thread while qgtflow computes in this process (``evaluate``, ``qgtflow bands``), as the
+    workflow's jobs and Dask workers already run (``OMP/MKL/OPENBLAS_NUM_THREADS=1``): qgtflow parallelises over
+    k-points, and a threaded BLAS on its small batched matrices only contends for the cores
+    (``benchmarks/bench_blas_threads.py``)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def rule_job_threads(rule: str, n_points: int, requested: int | None) -> int:
     """Threads one job of ``rule`` asks for: :data:`RULE_THREADS`, except 1 for a geometry or reduce job
     whose ``n_points`` k-points it computes in its own process (:func:`in_process`): that job uses one
