@@ -35,8 +35,8 @@ GaAs_sym_tb.dat by 9.7e-4 eV, GaAs_tb.dat's by 3.1e-6 eV):
   ``mp_grid=(2, 2, 2)`` to ``do_ws_dist``, not the 3×3×3 its degeneracies tile. Without the Wigner–Seitz correction
   the codes agree to 1.6e-14 eV and both move the energies by 0.56–0.57 eV under -4z, C2z, m[1, 1, 0] (0.023 eV
   under m[1, −1, 0]); with the 3×3×3 correction in both, they agree to 1.8e-14 eV (summed Ω 1.2e-11 without A(R),
-  7.1e-12 with; 1.0e-3 with the old grouping), and both move the energies by 0.072–0.098 eV (0.35–0.48 % of the 20.4 eV bandwidth) under every
-  operation. The file breaks the group; qgtflow reads it as the peer does.
+  7.1e-12 with; 1.0e-3 with the old grouping), and both move the energies by 0.072–0.098 eV (0.35–0.48 % of the
+  20.4 eV bandwidth) under every operation. The file breaks the group; qgtflow reads it as the peer does.
 - No double Wigner–Seitz correction: the peer's corrected rewrite of either file (``System_R.to_tb_file``: 25 and
   63 R, every degeneracy 1) tiles no Monkhorst–Pack supercell, qgtflow reads it as given, and it gives what
   qgtflow's own correction of the original gives (energies to 5.1e-11 eV, Ω per band to 4.4e-9: the rewrite's
