@@ -13,8 +13,9 @@ parentheses): with A(R), refused at every tolerance by -4[0, 0, 1]: curvature 0.
 group (-4z, C2 about the cubic axes, m[1, −1, 0], with and without θ) keeps the energies to ≤ 1.1e-5 of the 21.4 eV
 bandwidth, so every gap is compared, and its curvature is off by 0.35–0.39 at gaps of 0.09–2.5 eV, not at the
 Kramers-split ones; m[1, 1, 0] and time reversal pass (0.028–0.034, 0.012). Without A(R) the same operations pass at
-0.1 (≤ 0.051): the position-operator terms carry the breaking (the A(R) of a 2×2×2 Wannierisation, or how they are
-read and transformed: not settled here). The C3 half moves the energies by 0.02–0.033 of the bandwidth (needs
+0.1 (≤ 0.051): the position-operator terms carry the breaking, and they are the file's: WannierBerri evaluates the
+same curvature pointwise (to 7e-12 below gaps > 0.3 eV) and breaks the same operations by the same amount
+(``gaas_peer_pointwise.py``, issue 18); the file's A(R) keep only m[1, 1, 0] of the D2d half. The C3 half moves the energies by 0.02–0.033 of the bandwidth (needs
 0.2–0.33, beyond 0.1), with or without A(R), so their curvature is compared at no gap (< 30 × η everywhere).
 What the refusal protects: with the check bypassed (a throwaway script, not kept), AHC + Drude on 8³ at k_BT = 0.3 eV,
 μ 6.5–7.9 eV: the wedge (29 points) Drude differs from the full grid's (512) by 18 % of its largest entry, and the

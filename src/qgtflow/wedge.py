@@ -83,8 +83,43 @@ def check_operations(model, operations, key: str, tolerance: float, spin: bool =
                "accuracy" if needed <= largest else f"the mismatch is beyond the largest tolerance {largest:g}")
         raise ConfigError(f"{key}.tolerance", tolerance, f"a crystal whose point-group operations are symmetries of "
                           f"the model {model.name!r} to that tolerance, which its symmetry zeros and "
-                          f"kgrid.symmetry_reduce rely on; operation {label}: {why}; check the atoms and "
-                          f"magnetic_moments, {fix} (or drop the symmetry block)")
+                          f"kgrid.symmetry_reduce rely on; operation {label}: {why}; "
+                          + _position_operator_hint(model, operations, key, tolerance, spin, largest, broken)
+                          + f"check the atoms and magnetic_moments, {fix} (or drop the symmetry block)")
+
+
+POSITION_HINT_SYMMETRISE = ("symmetrise the Wannier model (e.g. WannierBerri's System_R.symmetrize, written back as "
+                            "a _tb.dat)")
+
+
+def _position_operator_hint(model, operations, key: str, tolerance: float, spin: bool, largest: float,
+                            broken: tuple) -> str:
+    """For a Wannier model carrying the position operator A(R), refused with ``broken``: the check's verdict on the
+    same model without it, so the refusal says whether A(R) alone carry the breaking (WannierBerri's GaAs_tb.dat: its
+    A(R) keep only m[1, 1, 0] of T_d while H keeps the D2d half, benchmarks/gaas_peer_pointwise.py) and what to do;
+    "" for any other model, or when the verdict is the same without A(R) (the energies, which A(R) do not enter)."""
+    import copy
+
+    from qgtflow.geometry.covariance import first_broken_operation
+
+    if getattr(model, "position", None) is None:
+        return ""
+    bare = copy.copy(model)  # shallow: the same Hamiltonian, the position operator left out
+    bare.position = None
+    prefix = key[: -len("symmetry")] if key.endswith("symmetry") else ""
+    switch = f"{prefix}model.wannier90.position_operator"
+    without = first_broken_operation(bare, operations, tolerance, spin)
+    if without == broken:
+        return ""
+    if without is None:
+        return (f"without its Wannier position operator the model passes at this tolerance: the file's position "
+                f"matrix elements A(R) carry the breaking (set {switch}: false for the tight-binding curvature, "
+                f"or {POSITION_HINT_SYMMETRISE}); ")
+    label, _, needed = without
+    reach = f"needs {needed:.2g}" if needed <= largest else f"needs {needed:.2g}, beyond {largest:g}"
+    return (f"without its position operator ({switch}: false) it is still refused, by {label} ({reach}): the "
+            f"Hamiltonian itself does not have the group, A(R) are not the only cause (a wrong crystal, or "
+            f"{POSITION_HINT_SYMMETRISE}); ")
 
 
 def _schema_tolerance() -> dict:
