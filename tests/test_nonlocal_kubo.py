@@ -231,3 +231,32 @@ def test_eq15_in_a_metal_is_alpha_of_f_plus_two_fermi_surface_dipoles(seed_model
         for eta in (0.05, 0.025):
             intra = sums[eta][0][s, 1] + sums[eta][1][s, 1]
             np.testing.assert_allclose(intra, drude / eta ** 2, rtol=1e-5)
+
+
+def test_metallic_eq15_forms_hold_for_any_two_band_model_with_a_scalar_tilt():
+    """The derivation behind the metallic test above does not use Eq. 14's mirror z or a uniform tilt: for
+    H = t(k) + d(k)·σ with t independent of k_x (so v_x has no identity part), the untilted q-derivatives still cancel
+    (σ_yK anticommutes with d·σ and ∂d·σ), and Im σ^inter_xxz(ω = 0, η → 0) = Σ_n∫ v_z,n g_xx f0'_n + 4Σ∫ ∂_zt g_xx
+    (f_v − f_c)/E (for t = v'k_z: γ_xzx − 2α(f)). Here d has no mirror and ∂_zt = 0.8 + 0.2k_y varies."""
+    from qgtflow.models.builtin import PAULI as P
+    from qgtflow.reduce.occupation import fermi, fermi_derivative
+
+    terms = {(1, 0, 0): P["x"] + 0.2 * P["y"], (0, 1, 1): 0.3 * P["x"] + 0.2 * P["0"], (0, 1, 0): P["y"],
+             (0, 0, 0): P["z"], (0, 0, 2): 0.5 * P["z"], (2, 0, 0): 0.4 * P["z"], (0, 0, 1): 0.3 * P["z"] + 0.8 * P["0"],
+             (0, 2, 0): 0.3 * P["0"], (1, 1, 0): 0.2 * P["z"]}
+    model = PolynomialModel("tilted_d_sigma", 3, terms, kmax=4.0)
+    k, w = _grid(model)
+    mu, kT, zero = np.array([1.5, 2.5]), np.array([0.15]), np.array([0.0])
+    kubo = {}
+    for eta in (0.05, 0.025):
+        h = nk.step_size(model, k, eta, kT)
+        kubo[eta] = nk.sigma_q_derivative(model, k, w, Z, mu, kT, zero, eta, h)[0, 0, :, 0, X, X].imag
+    f = compute_fields(model, k)
+    e, v, g = f["energy"], f["velocity"], f["quantum_metric"]
+    occ = fermi(e[..., None], mu, kT[0])
+    dipole = np.einsum("k,kn,knm->m", w, v[..., Z] * g[:, :, X, X], fermi_derivative(e[..., None], mu, kT[0], 1))
+    tilt_z = 0.8 + 0.2 * k[:, 1]
+    sea = 4 * np.einsum("k,km->m", w * tilt_z * g[:, 0, X, X] / (e[:, 1] - e[:, 0]), occ[:, 0] - occ[:, 1])
+    assert np.all(np.abs(dipole) > 1e-3) and np.all(np.abs(sea) > 5e-3)
+    richardson = (4 * kubo[0.025] - kubo[0.05]) / 3
+    np.testing.assert_allclose(richardson, dipole + sea, rtol=0, atol=1e-6 * np.abs(dipole).min())
