@@ -185,3 +185,78 @@ def test_alpha_continuum_closed_form():
     in_plane = np.sum(0.5 * (radial[1:] + radial[:-1]) * np.diff(p)) + tail
     mass = 1.0 + kz ** 2 / 2
     assert in_plane == pytest.approx(1 / (24 * np.pi * mass), rel=1e-4)
+
+
+def test_eq15_in_a_metal_is_alpha_of_f_plus_two_fermi_surface_dipoles(seed_model):
+    """002 Eq. 15 with μ in a band (docs/AMBIGUITIES-notes.md 002.A, "The metal"). At ω = 0, σ = iΠ(z)/z with
+    z = iη, so Im σ_ijk = Im ∂_qΠ(0)/η + Re ∂_q∂_zΠ(0) + O(η). The interband pairs have gaps, so their η → 0 limit is
+    regular; the tilt v'k_z of Eq. 14 gives the magnetoelectric α of the occupations, the q-derivatives of the
+    occupations give two quantum-metric dipoles, and the untilted q-derivatives cancel (the d·σ antiunitary σ_yK):
+
+        Im σ^inter_xxz = −2α(f) + γ_xzx,   Im σ^inter_xzx = α(f) + γ_xxz      (+ O(η²), the in-gap O(η²/E²))
+        α(f) = −2v' Σ∫ g_xx (f_v − f_c)/E,   γ_jik = Σ_n ∫ v_i,n g_jk f0'(ε_n)   (002 Eq. 10, AMBIGUITIES 002.1)
+
+    so Im(σ_xxz + σ_xzx)^inter = −α(f) + γ_xxz + γ_xzx, where Eq. 15 (consistent reading) has −α + (3/2)γ_xxz +
+    (1/2)γ_zzx and γ_zzx = 0 here (odd in k_x): they differ by γ_xzx − γ_xxz/2. The intraband part is the
+    Drude-like 2Σ∫ v_x² v_z f0'/η² (τ², extrinsic). Each identity holds on any grid (checked with η² Richardson)."""
+    model, k, w = seed_model
+    mu, kT, zero = np.array([1.2, 1.6]), np.array([0.1]), np.array([0.0])  # both valleys metallic (bottoms 0.05, 1.05)
+    sums = {}
+    for eta in (0.05, 0.025):
+        h = nk.step_size(model, k, eta, kT)
+        along_z = nk.sigma_q_derivative(model, k, w, Z, mu, kT, zero, eta, h, sectors=True)[:, :, 0, :, 0, X, X]
+        along_x = nk.sigma_q_derivative(model, k, w, X, mu, kT, zero, eta, h, sectors=True)[:, :, 0, :, 0, X, Z]
+        sums[eta] = (along_z.imag, along_x.imag)  # (sector, part, μ)
+    from qgtflow.reduce.occupation import fermi, fermi_derivative
+
+    for s, (block, weight) in enumerate(zip(model.sectors, model.weights)):
+        f = compute_fields(block, k)
+        e, v, g = f["energy"], f["velocity"], f["quantum_metric"]
+        occ = fermi(e[..., None], mu, kT[0])  # (N, n, μ)
+        df = weight * fermi_derivative(e[..., None], mu, kT[0], 1)
+        alpha = -2 * block.params["vprime"] * weight * np.einsum(
+            "k,km->m", w * g[:, 0, X, X] / (e[:, 1] - e[:, 0]), occ[:, 0] - occ[:, 1])
+        g_xxz = np.einsum("k,kn,knm->m", w, v[..., X] * g[:, :, X, Z], df)
+        g_xzx = np.einsum("k,kn,knm->m", w, v[..., Z] * g[:, :, X, X], df)
+        g_zzx = np.einsum("k,kn,knm->m", w, v[..., Z] * g[:, :, Z, X], df)
+        drude = 2 * np.einsum("k,kn,knm->m", w, v[..., X] ** 2 * v[..., Z], df)
+        scale = np.abs(g_xxz) + np.abs(g_xzx)
+        assert np.all(scale > 3e-4) and np.all(np.abs(alpha) > 5e-3)
+        assert np.all(np.abs(g_zzx) < 1e-12 * scale)
+        richardson = [(4 * sums[0.025][c][s, 0] - sums[0.05][c][s, 0]) / 3 for c in (0, 1)]  # η → 0
+        np.testing.assert_allclose(richardson[0], -2 * alpha + g_xzx, rtol=0, atol=1e-6 * scale.min())
+        np.testing.assert_allclose(richardson[1], alpha + g_xxz, rtol=0, atol=1e-6 * scale.min())
+        eq15_printed = -alpha + 1.5 * g_xxz + 0.5 * g_zzx
+        assert np.all(np.abs(richardson[0] + richardson[1] - eq15_printed) > 0.3 * scale)  # γ_xzx − γ_xxz/2
+        for eta in (0.05, 0.025):
+            intra = sums[eta][0][s, 1] + sums[eta][1][s, 1]
+            np.testing.assert_allclose(intra, drude / eta ** 2, rtol=1e-5)
+
+
+def test_metallic_eq15_forms_hold_for_any_two_band_model_with_a_scalar_tilt():
+    """The derivation behind the metallic test above does not use Eq. 14's mirror z or a uniform tilt: for
+    H = t(k) + d(k)·σ with t independent of k_x (so v_x has no identity part), the untilted q-derivatives still cancel
+    (σ_yK anticommutes with d·σ and ∂d·σ), and Im σ^inter_xxz(ω = 0, η → 0) = Σ_n∫ v_z,n g_xx f0'_n + 4Σ∫ ∂_zt g_xx
+    (f_v − f_c)/E (for t = v'k_z: γ_xzx − 2α(f)). Here d has no mirror and ∂_zt = 0.8 + 0.2k_y varies."""
+    from qgtflow.models.builtin import PAULI as P
+    from qgtflow.reduce.occupation import fermi, fermi_derivative
+
+    terms = {(1, 0, 0): P["x"] + 0.2 * P["y"], (0, 1, 1): 0.3 * P["x"] + 0.2 * P["0"], (0, 1, 0): P["y"],
+             (0, 0, 0): P["z"], (0, 0, 2): 0.5 * P["z"], (2, 0, 0): 0.4 * P["z"], (0, 0, 1): 0.3 * P["z"] + 0.8 * P["0"],
+             (0, 2, 0): 0.3 * P["0"], (1, 1, 0): 0.2 * P["z"]}
+    model = PolynomialModel("tilted_d_sigma", 3, terms, kmax=4.0)
+    k, w = _grid(model)
+    mu, kT, zero = np.array([1.5, 2.5]), np.array([0.15]), np.array([0.0])
+    kubo = {}
+    for eta in (0.05, 0.025):
+        h = nk.step_size(model, k, eta, kT)
+        kubo[eta] = nk.sigma_q_derivative(model, k, w, Z, mu, kT, zero, eta, h)[0, 0, :, 0, X, X].imag
+    f = compute_fields(model, k)
+    e, v, g = f["energy"], f["velocity"], f["quantum_metric"]
+    occ = fermi(e[..., None], mu, kT[0])
+    dipole = np.einsum("k,kn,knm->m", w, v[..., Z] * g[:, :, X, X], fermi_derivative(e[..., None], mu, kT[0], 1))
+    tilt_z = 0.8 + 0.2 * k[:, 1]
+    sea = 4 * np.einsum("k,km->m", w * tilt_z * g[:, 0, X, X] / (e[:, 1] - e[:, 0]), occ[:, 0] - occ[:, 1])
+    assert np.all(np.abs(dipole) > 1e-3) and np.all(np.abs(sea) > 5e-3)
+    richardson = (4 * kubo[0.025] - kubo[0.05]) / 3
+    np.testing.assert_allclose(richardson, dipole + sea, rtol=0, atol=1e-6 * np.abs(dipole).min())
