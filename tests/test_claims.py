@@ -149,3 +149,17 @@ def test_every_claim_keeps_its_verdict_on_its_proxy(rows, default_studies):
             wrong.append(f"{r['id']}: {outcome.verdict} (ours {outcome.text()}, paper {C.paper_interval(r)}), "
                          f"expected {r['expect']}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_selection_outside_the_stored_grid_is_not_evaluated():
+    """A numeric selection beyond the store's grid by more than half its step (e.g. a metallic μ asked of a study
+    that stores the gap's μ only) leaves the row 'not evaluated' with the reason, instead of the nearest value's
+    answer; inside the grid the nearest value is taken."""
+    src = _source()
+    row = _row(evaluator="ratio", a={"response": "power", "sel": {"i": "x", "mu": 2.0}},
+               b={"response": "power", "sel": {"i": "y", "mu": 2.0}})
+    inside = C.evaluate_all([row], src)[0][1]
+    assert inside.verdict != "not evaluated"
+    far = {**row, "a": {"response": "power", "sel": {"i": "x", "mu": 50.0}}}
+    (_, outcome), = C.evaluate_all([far], src)
+    assert outcome.verdict == "not evaluated" and "outside the store's mu grid" in outcome.note

@@ -117,6 +117,20 @@ class StoreSource(DatasetSource):
         return self.datasets[study]
 
 
+def _on_grid(name, dim: str, values, label) -> None:
+    """Refuse (ClaimError, the row is 'not evaluated') a numeric selection outside the store's grid by more than
+    half its median step, e.g. a metallic μ asked of a study that stores μ = 0 only: the nearest value would be
+    another condition's answer. Inside the grid the nearest value is meant."""
+    grid = np.sort(np.asarray(values, float).ravel())
+    step = float(np.median(np.diff(grid))) if grid.size > 1 else 0.0
+    slack = 0.5 * step + 1e-9 * max(1.0, float(np.abs(grid).max()))
+    wanted = np.atleast_1d(np.asarray(label, float))
+    outside = wanted[(wanted < grid[0] - slack) | (wanted > grid[-1] + slack)]
+    if outside.size:
+        raise ClaimError(f"{name}: {dim} = {outside.tolist()} outside the store's {dim} grid "
+                         f"[{grid[0]:g}, {grid[-1]:g}] ({grid.size} values)")
+
+
 def _pick(da: xr.DataArray, sel: dict, ds: xr.Dataset) -> xr.DataArray:
     for dim, label in sel.items():
         if dim == "omega_tau":  # nearest ωτ (004 stores: ω as photon energy, τ in the attrs)
@@ -131,6 +145,7 @@ def _pick(da: xr.DataArray, sel: dict, ds: xr.Dataset) -> xr.DataArray:
             raise ClaimError(f"{da.name}: no dim {dim!r} (dims {list(da.dims)})")
         coord = da[dim]
         if np.issubdtype(coord.dtype, np.number):
+            _on_grid(da.name, dim, coord.values, label)
             da = da.sel({dim: label}, method="nearest")
         else:
             labels = [str(v) for v in coord.values]
