@@ -1,0 +1,76 @@
+"""model.wannier90.ws_distance_tol: Wannier90's Wigner–Seitz tie tolerance, for centres symmetric only to the
+Wannierisation's accuracy (WannierBerri's GaAs_tb.dat: README, Symmetry).
+
+The file: a cubic crystal (a = 3 Å) on a 1×1×1 grid, A at the origin, B at the body centre, C at (½, 0, 0); every
+A–B, A–C and B–C hopping of the file (R = 0) is shared by the 8, 2 and 4 equivalent bonds of the ideal crystal,
+so H(k) is symmetric under the crystal's mirrors and its four-fold axis along x. B's centre is written off the body
+centre by (3, 2, 0) × 1e-5 Å: the shortest A–B bonds are then the 2 with −x, −y (the next 2.3e-5 Å longer, beyond
+the default tolerance 1e-5 Å), so |H_AB| = |t cos(k_z a/2)| and the four-fold rotation about x changes the energies;
+at 1e-3 Å all 8 are ties again and the energies are symmetric (the offset is a gauge phase in convention II)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from qgtflow.errors import ConfigError
+from qgtflow.models.wannier import read_tb
+from qgtflow.study import load_study
+from tests.wannier_files import write_tb
+
+A = 3.0
+OFFSET = np.array([3e-5, 2e-5, 0.0])  # Å, B's centre off the body centre
+# the crystal's operations on k (Cartesian): the mirror y → −y and the four-fold rotation about x
+OPERATIONS = {"m_y": np.diag([1.0, -1.0, 1.0]), "C4x": np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])}
+
+
+@pytest.fixture
+def tb_file(tmp_path):
+    h0 = np.array([[0.0, -1.0, -0.7], [-1.0, 0.4, -0.5], [-0.7, -0.5, 0.9]], complex)  # eV, R = 0 only
+    centres = np.array([[0.0, 0.0, 0.0], [A / 2, A / 2, A / 2], [A / 2, 0.0, 0.0]])
+    centres[1] += OFFSET
+    return write_tb(tmp_path / "cubic_tb.dat", A * np.eye(3), {(0, 0, 0): h0}, centres=centres, decimals=10)
+
+
+def _broken(model) -> float:
+    """The largest |E_n(g·k) − E_n(k)| (eV) over random k and the two operations."""
+    k = np.random.default_rng(5).uniform(-np.pi, np.pi, (12, 3)) / (A / 10)  # 1/nm (model lengths in nm)
+    E = np.linalg.eigvalsh(model.derivatives(k, 0)[0])
+    return max(float(np.abs(np.linalg.eigvalsh(model.derivatives(k @ g.T, 0)[0]) - E).max())
+               for g in OPERATIONS.values())
+
+
+def test_larger_tie_tolerance_restores_the_crystal_symmetry(tb_file):
+    default = read_tb(tb_file)
+    assert _broken(default) > 0.05  # each A–B hopping on one of its 8 bonds: E(g·k) ≠ E(k)
+    assert default.ws_near_ties is not None and default.ws_near_ties[0] > 0  # the near misses are recorded
+    assert 1e-5 < default.ws_near_ties[1] < 1e-4
+    wide = read_tb(tb_file, ws_distance_tol=1e-3)
+    assert _broken(wide) < 1e-9
+    assert wide.ws_near_ties is None
+    # absent or the default: the model and its hash as before (no ws_distance_tol in the params); else recorded
+    assert "ws_distance_tol" not in default.params
+    assert read_tb(tb_file, ws_distance_tol=1e-5).model_hash == default.model_hash
+    assert wide.params["ws_distance_tol"] == 1e-3 and wide.model_hash != default.model_hash
+
+
+def _study(tb_file, **wannier):
+    return {"model": {"name": "cubic", "wannier90": {"tb": str(tb_file), "position_operator": False, **wannier}},
+            "kgrid": {"sizes": [4]}, "mu": [0.0], "temperature": [0.05], "responses": ["sigma_drude"]}
+
+
+def test_study_key_reaches_the_model(tb_file):
+    """The study key is threaded to the reader: a different model hash (a rerun from the stages building it)."""
+    plain = load_study(_study(tb_file)).model
+    wide = load_study(_study(tb_file, ws_distance_tol=1e-3)).model
+    assert wide.params["ws_distance_tol"] == 1e-3 and "ws_distance_tol" not in plain.params
+    assert wide.model_hash != plain.model_hash
+    assert _broken(wide) < 1e-9
+
+
+@pytest.mark.parametrize("value", [0, -1e-3, 0.5, "1e-3", True])
+def test_bad_tie_tolerance_is_refused_in_one_line(tb_file, value):
+    with pytest.raises(ConfigError) as info:
+        load_study(_study(tb_file, ws_distance_tol=value))
+    message = str(info.value)
+    assert "model.wannier90.ws_distance_tol" in message and "\n" not in message, message
