@@ -1,12 +1,13 @@
 """model.wannier90.ws_distance_tol: Wannier90's Wigner–Seitz tie tolerance, for centres symmetric only to the
 Wannierisation's accuracy (WannierBerri's GaAs_tb.dat: README, Symmetry).
 
-The file: a cubic crystal (a = 3 Å) on a 1×1×1 grid, A at the origin, B at the body centre, C at (½, 0, 0); every
-A–B, A–C and B–C hopping of the file (R = 0) is shared by the 8, 2 and 4 equivalent bonds of the ideal crystal,
-so H(k) is symmetric under the crystal's mirrors and its four-fold axis along x. B's centre is written off the body
-centre by (3, 2, 0) × 1e-5 Å: the shortest A–B bonds are then the 2 with −x, −y (the next 2.3e-5 Å longer, beyond
-the default tolerance 1e-5 Å), so |H_AB| = |t cos(k_z a/2)| and the four-fold rotation about x changes the energies;
-at 1e-3 Å all 8 are ties again and the energies are symmetric (the offset is a gauge phase in convention II)."""
+The file: a cubic crystal (a = 3 Å) on a 1×1×1 grid, A at the origin, B at (0.3, ½, ½), C at (½, 0, 0) (point
+group 4mm about x, no inversion, so the Berry curvature the check compares is not zero); every A–B, A–C and B–C
+hopping of the file (R = 0) is shared by the 4, 2 and 4 equivalent bonds of the ideal crystal, so H(k) has the
+four-fold axis along x. B's centre is written off by 3e-5 Å along y: the A–B (and B–C) bonds with −y (+y) are then
+3.9e-5 Å shorter than the others, beyond the default tolerance 1e-5 Å, so |H_AB| = |t cos(k_z a/2)| and the
+four-fold rotation changes the energies; at 1e-4 Å or more all 4 are ties again and the energies are symmetric (the
+offset is a gauge phase in convention II)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,15 @@ from qgtflow.study import load_study
 from tests.wannier_files import write_tb
 
 A = 3.0
-OFFSET = np.array([3e-5, 2e-5, 0.0])  # Å, B's centre off the body centre
-# the crystal's operations on k (Cartesian): the mirror y → −y and the four-fold rotation about x
+OFFSET = np.array([0.0, 3e-5, 0.0])  # Å, B's centre off the body centre
+# two of the crystal's operations on k (Cartesian): the mirror y → −y and the four-fold rotation about x
 OPERATIONS = {"m_y": np.diag([1.0, -1.0, 1.0]), "C4x": np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])}
 
 
 @pytest.fixture
 def tb_file(tmp_path):
     h0 = np.array([[0.0, -1.0, -0.7], [-1.0, 0.4, -0.5], [-0.7, -0.5, 0.9]], complex)  # eV, R = 0 only
-    centres = np.array([[0.0, 0.0, 0.0], [A / 2, A / 2, A / 2], [A / 2, 0.0, 0.0]])
+    centres = np.array([[0.0, 0.0, 0.0], [0.3 * A, A / 2, A / 2], [A / 2, 0.0, 0.0]])
     centres[1] += OFFSET
     return write_tb(tmp_path / "cubic_tb.dat", A * np.eye(3), {(0, 0, 0): h0}, centres=centres, decimals=10)
 
@@ -42,7 +43,7 @@ def _broken(model) -> float:
 
 def test_larger_tie_tolerance_restores_the_crystal_symmetry(tb_file):
     default = read_tb(tb_file)
-    assert _broken(default) > 0.05  # each A–B hopping on one of its 8 bonds: E(g·k) ≠ E(k)
+    assert _broken(default) > 0.05  # each A–B hopping on 2 of its 4 bonds: E(g·k) ≠ E(k)
     assert default.ws_near_ties is not None and default.ws_near_ties[0] > 0  # the near misses are recorded
     assert 1e-5 < default.ws_near_ties[1] < 1e-4
     wide = read_tb(tb_file, ws_distance_tol=1e-3)
@@ -74,3 +75,15 @@ def test_bad_tie_tolerance_is_refused_in_one_line(tb_file, value):
         load_study(_study(tb_file, ws_distance_tol=value))
     message = str(info.value)
     assert "model.wannier90.ws_distance_tol" in message and "\n" not in message, message
+
+
+def test_symmetry_refusal_suggests_the_tie_tolerance(tb_file):
+    """The crystal's check refuses the default reading (the energies break C4x) and says which ws_distance_tol would
+    treat the near ties as ties; at that value the study is accepted."""
+    crystal = {"atoms": [["A", 0, 0, 0], ["B", 0.3, 0.5, 0.5], ["C", 0.5, 0, 0]]}
+    with pytest.raises(ConfigError) as info:
+        load_study({**_study(tb_file), "symmetry": crystal})
+    message = str(info.value)
+    assert "symmetry.tolerance" in message and "\n" not in message, message
+    assert "model.wannier90.ws_distance_tol: 0.0001 (Å)" in message, message
+    load_study({**_study(tb_file, ws_distance_tol=1e-4), "symmetry": crystal})
