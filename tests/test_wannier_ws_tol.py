@@ -87,3 +87,14 @@ def test_symmetry_refusal_suggests_the_tie_tolerance(tb_file):
     assert "symmetry.tolerance" in message and "\n" not in message, message
     assert "model.wannier90.ws_distance_tol: 0.0001 (Å)" in message, message
     load_study({**_study(tb_file, ws_distance_tol=1e-4), "symmetry": crystal})
+
+
+def test_tie_tolerance_without_the_computed_correction_is_refused(tb_file):
+    """With the Wigner–Seitz images given (a _wsvec.dat) or switched off the key would do nothing: refused."""
+    from qgtflow.errors import ModelError
+
+    with pytest.raises(ModelError, match=r"ws_distance_tol = 0\.001 .*_wsvec\.dat") as info:
+        read_tb(tb_file, wsvec=False, ws_distance_tol=1e-3)
+    assert "\n" not in str(info.value)
+    with pytest.raises(ModelError, match=r"ws_distance_tol = nan; expected a positive finite length"):
+        read_tb(tb_file, ws_distance_tol=float("nan"))
