@@ -98,3 +98,21 @@ def test_tie_tolerance_without_the_computed_correction_is_refused(tb_file):
     assert "\n" not in str(info.value)
     with pytest.raises(ModelError, match=r"ws_distance_tol = nan; expected a positive finite length"):
         read_tb(tb_file, ws_distance_tol=float("nan"))
+
+
+def test_a_new_tie_tolerance_reruns_the_stages_building_the_model(tb_file):
+    """The workflow plan: the key changes the params (the model config and its hash) of every stage that builds the
+    model, so they and everything downstream rerun; the same study without it plans the same jobs and params."""
+    from qgtflow import plan
+
+    def config(**wannier):
+        return {"results_dir": "results", "dask": {"n_workers": 1}, "studies": {"A": _study(tb_file, **wannier)}}
+
+    old = plan.WorkflowPlan(config())
+    assert {job: old.job_params(job) for job in old.jobs()} == {job: plan.WorkflowPlan(config()).job_params(job)
+                                                                for job in old.jobs()}
+    new = plan.WorkflowPlan(config(ws_distance_tol=1e-3))
+    changed = {job for job in new.jobs() if new.job_params(job) != old.job_params(job)}
+    assert {"kgrid A n4", "geometry A n4"} <= changed, changed
+    assert new.job_params("geometry A n4")["model_hash"] != old.job_params("geometry A n4")["model_hash"]
+    assert {"reduce A n4"} <= plan.downstream_jobs(new, changed)
