@@ -116,3 +116,25 @@ def test_a_new_tie_tolerance_reruns_the_stages_building_the_model(tb_file):
     assert {"kgrid A n4", "geometry A n4"} <= changed, changed
     assert new.job_params("geometry A n4")["model_hash"] != old.job_params("geometry A n4")["model_hash"]
     assert {"reduce A n4"} <= plan.downstream_jobs(new, changed)
+
+
+@pytest.mark.parametrize("tol", [1e-3, 0.05])
+def test_vectorised_table_at_a_tie_tolerance_equals_the_reference(tol):
+    """The vectorised Wigner–Seitz table (image search pruned with the tolerance) splits every hopping as the
+    one-(R, i, j)-at-a-time reference at a non-default tolerance, with near ties (a centre 2e-4 Å off symmetric)."""
+    from qgtflow.models.wannier import ws_distance_table
+    from tests.test_wannier import wigner_seitz_points, ws_table_reference
+
+    lattice = np.eye(3) * 4.0  # ties of 2, 4 and 8 images, split by the offsets (2e-4 and 8e-5 Å)
+    frac = np.array([[0, 0, 0], [0.5 + 5e-5, 0.5 + 2e-5, 0.5], [0.5, 0, 0]])
+    grid = (2, 2, 1)
+    rng = np.random.default_rng(4)
+    cells, _ = wigner_seitz_points(lattice, grid)
+    table = {R: rng.normal(size=(3, 3)) + 1j * rng.normal(size=(3, 3)) for R in dict.fromkeys(cells)}
+    ref = ws_table_reference(table, lattice, frac, np.asarray(grid), tol=tol)
+    got = ws_distance_table(table, lattice, frac, grid, tol=tol)
+    assert set(got) == set(ref)
+    for key, mat in ref.items():
+        np.testing.assert_allclose(got[key], mat, rtol=1e-13, atol=1e-15)
+    default = ws_distance_table(table, lattice, frac, grid)
+    assert set(default) != set(ref) or any(not np.allclose(default[k], ref[k]) for k in ref)  # the tolerance mattered
