@@ -85,6 +85,7 @@ def check_operations(model, operations, key: str, tolerance: float, spin: bool =
                           f"the model {model.name!r} to that tolerance, which its symmetry zeros and "
                           f"kgrid.symmetry_reduce rely on; operation {label}: {why}; "
                           + _position_operator_hint(model, operations, key, tolerance, spin, largest, broken)
+                          + _ws_tie_hint(model, operations, key, tolerance)
                           + f"check the atoms and magnetic_moments, {fix} (or drop the symmetry block)")
 
 
@@ -120,6 +121,38 @@ def _position_operator_hint(model, operations, key: str, tolerance: float, spin:
     return (f"without its position operator ({switch}: false) it is still refused, by {label} ({reach}): the "
             f"Hamiltonian itself does not have the group, A(R) are not the only cause (a wrong crystal, or "
             f"{POSITION_HINT_SYMMETRISE}); ")
+
+
+def _ws_tie_hint(model, operations, key: str, tolerance: float) -> str:
+    """For a Wannier model whose computed Wigner–Seitz correction left near ties (bonds longer than the shortest by
+    1–100× ``ws_distance_tol``, ``model.ws_near_ties`` of models/wannier.py) and whose energies break an operation
+    beyond the check's energy tolerance at the test points: the suggestion to raise model.wannier90.ws_distance_tol
+    (centres symmetric only to the Wannierisation's accuracy split their ties asymmetrically: WannierBerri's
+    GaAs_tb.dat, README "Symmetry"); "" otherwise."""
+    from qgtflow.geometry import covariance as cv
+    from qgtflow.schema import study_schema
+
+    near = getattr(model, "ws_near_ties", None)
+    if not near:
+        return ""
+    count, gap, tol = near
+    points = cv.test_points(model)
+    moved = cv.images(points, operations)
+    E = np.linalg.eigvalsh(model.unique_derivatives(np.concatenate([points, moved.reshape(-1, points.shape[1])]),
+                                                    order=0)[:, 0])
+    P = len(points)
+    width = max(float(E[:P].max() - E[:P].min()), 1e-300)
+    eta = float(np.abs(E[P:].reshape(len(operations), P, -1) - E[:P]).max()) / width
+    if eta <= cv.ENERGY_SHARE * tolerance:
+        return ""
+    wannier = study_schema()["properties"]["model"]["properties"]["wannier90"]["properties"]
+    top = float(wannier["ws_distance_tol"]["maximum"])
+    suggest = min(10.0 ** np.ceil(np.log10(2 * gap)), top)
+    prefix = key[: -len("symmetry")] if key.endswith("symmetry") else ""
+    return (f"the energies move by {eta:.2g} of the bandwidth and the Wigner–Seitz correction left {count} bond images "
+            f"within {gap:.2g} Å of the shortest (beyond ws_distance_tol {tol:g} Å): Wannier centres symmetric only to "
+            f"that accuracy split equivalent bonds unequally, so set {prefix}model.wannier90.ws_distance_tol: "
+            f"{suggest:g} (Å) if the crystal is right; ")
 
 
 def _schema_tolerance() -> dict:

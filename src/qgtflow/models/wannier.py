@@ -32,6 +32,7 @@ unit, nm by default) and energies to ``energy_unit`` (eV by default).
 from __future__ import annotations
 
 import logging
+import math
 import stat
 from pathlib import Path
 
@@ -673,25 +674,30 @@ def infer_mp_grid(cells, deg, source) -> tuple[int, int, int] | None:
 
 WRITE_HR_HEADER = "written by qgtflow.models.wannier.write_hr"
 WS_DISTANCE_TOL = 1e-5  # Å: images this close to the minimal distance are equivalent (Wannier90's ws_distance_tol)
+WS_NEAR_TIE = 100  # images within this many tolerances of the minimum but not tied: "near ties" (model.ws_near_ties)
 WS_SEARCH = 2  # supercell images searched per direction (Wannier90's ws_search_size)
 
 
 WS_CHUNK = 1 << 21  # (image, i, j) bond lengths evaluated per NumPy step (× 3 Cartesian components, float64)
 
 
-def _ws_plan(cells, lattice_ang, frac, mp_grid) -> dict:
+def _ws_plan(cells, lattice_ang, frac, mp_grid, tol: float = WS_DISTANCE_TOL) -> dict:
     """Where :func:`ws_distance_table` puts each hopping, for the R vectors ``cells`` (a pure function of the
     lattice, the centres and the grid, shared by the Hamiltonian and the position components).
 
     Every R is compared with its supercell images R + T, T = (N1 n1, N2 n2, N3 n3), |n| ≤ WS_SEARCH. Only
     images that can hold a minimal bond are evaluated: with d = max |τ_j − τ_i|, the bond
     |(R + T)·A + τ_j − τ_i| lies within d of |(R + T)·A|, so an image with |(R + T)·A| beyond the smallest
-    such length + 2d + WS_DISTANCE_TOL is never within WS_DISTANCE_TOL of the minimum (a bit-identical
+    such length + 2d + WS_NEAR_TIE tol is never within WS_NEAR_TIE tol of the minimum (a bit-identical
     result, at a few images per R instead of (2 WS_SEARCH + 1)³). The bond lengths of the candidates are
-    evaluated over (image, i, j) at once, in chunks of ~WS_CHUNK, with the reference arithmetic.
+    evaluated over (image, i, j) at once, in chunks of ~WS_CHUNK, with the reference arithmetic. ``tol``: the
+    tie tolerance (Å, Wannier90's ws_distance_tol, the study key model.wannier90.ws_distance_tol).
 
     Returns {R: (lattice vectors R + T (m, 3), masks (m, n, n) of the (i, j) at their minimal bond there,
-    images per (i, j) (n, n))}, the images with at least one minimal bond only, in image order.
+    images per (i, j) (n, n))}, the images with at least one minimal bond only, in image order; and under the
+    key None: (the number of near ties — (R, i, j, image) whose bond is longer than the minimum by tol to
+    WS_NEAR_TIE tol, i.e. not split though the centres may be symmetric only to that accuracy — and the largest
+    such excess in Å, 0.0 without any).
     """
     A = np.asarray(lattice_ang, float)
     tau = np.asarray(frac, float) @ A
@@ -705,9 +711,10 @@ def _ws_plan(cells, lattice_ang, frac, mp_grid) -> dict:
     length = np.linalg.norm(cart, axis=-1)  # |(R + T)·A| (n_R, M)
     reach = float(np.linalg.norm(dtau, axis=-1).max(initial=0.0))
     slack = 1e-9 * (float(length.max(initial=0.0)) + reach)  # rounding of the triangle inequality
-    candidate = length <= length.min(axis=1, keepdims=True) + 2 * reach + WS_DISTANCE_TOL + slack
+    candidate = length <= length.min(axis=1, keepdims=True) + 2 * reach + WS_NEAR_TIE * tol + slack
     per_r = candidate.sum(axis=1)
-    plan: dict[tuple, tuple] = {}
+    plan: dict = {}
+    near, near_gap = 0, 0.0
     start = 0
     while start < len(cells):  # chunks of whole R (the minimum is over all images of one R)
         stop, size = start, 0
@@ -718,13 +725,18 @@ def _ws_plan(cells, lattice_ang, frac, mp_grid) -> dict:
         dist = np.linalg.norm(cart[start + r_idx, m_idx][:, None, None, :] + dtau[None], axis=-1)  # (P, n, n)
         first = np.concatenate(([0], np.cumsum(per_r[start:stop])[:-1]))
         dmin = np.minimum.reduceat(dist, first, axis=0)  # (R in chunk, n, n)
-        eq = dist < dmin[r_idx] + WS_DISTANCE_TOL
+        excess = dist - dmin[r_idx]
+        eq = dist < dmin[r_idx] + tol
+        close = ~eq & (excess < WS_NEAR_TIE * tol)
+        if close.any():
+            near, near_gap = near + int(close.sum()), max(near_gap, float(excess[close].max()))
         counts = np.add.reduceat(eq, first, axis=0, dtype=np.int64)
         for r, lo, cnt in zip(range(start, stop), first, counts):
             hi = lo + per_r[r]
             used = lo + np.flatnonzero(eq[lo:hi].any(axis=(1, 2)))
             plan[cells[r]] = (shifted[r, m_idx[used]], eq[used], cnt)
         start = stop
+    plan[None] = (near, near_gap)
     return plan
 
 
@@ -733,7 +745,7 @@ def _ws_apply(plan: dict, table: dict) -> dict:
     in the table's R order, image order (the reference's)."""
     out: dict[tuple, np.ndarray] = {}
     for R, mat in table.items():
-        targets, eq, count = plan[R]
+        targets, eq, count = plan[R]  # (plan[None]: the near-tie count, not a cell)
         share = mat / count
         for T, mask in zip(targets, eq):
             key = tuple(int(x) for x in T)
@@ -742,12 +754,13 @@ def _ws_apply(plan: dict, table: dict) -> dict:
     return out
 
 
-def ws_distance_table(table: dict, lattice_ang, frac, mp_grid, *, plans: dict | None = None) -> dict:
+def ws_distance_table(table: dict, lattice_ang, frac, mp_grid, *, plans: dict | None = None,
+                      tol: float = WS_DISTANCE_TOL) -> dict:
     """Wannier90's ``use_ws_distance`` correction, computed (no _wsvec.dat needed).
 
     For every R and orbital pair (i, j) the hopping t_ij(R) (already divided by the R degeneracy) is
     split equally over the lattice vectors R + T, T = (N1 n1, N2 n2, N3 n3) a supercell translation of the
-    Monkhorst–Pack grid, of minimal |(R + T)·A + τ_j − τ_i| (within WS_DISTANCE_TOL), i.e. every hopping
+    Monkhorst–Pack grid, of minimal |(R + T)·A + τ_j − τ_i| (within ``tol``, Å), i.e. every hopping
     is placed at the shortest of its equivalent bond vectors between the Wannier centres. Vectorised over
     (R, image, i, j) in :func:`_ws_plan`; ``plans``: a dict reusing the plan for tables with the same R set
     (the Hamiltonian and the position components of one file).
@@ -755,7 +768,7 @@ def ws_distance_table(table: dict, lattice_ang, frac, mp_grid, *, plans: dict | 
     key = tuple(sorted(table))
     plan = plans.get(key) if plans is not None else None
     if plan is None:
-        plan = _ws_plan(key, lattice_ang, frac, mp_grid)
+        plan = _ws_plan(key, lattice_ang, frac, mp_grid, tol)
         if plans is not None:
             plans[key] = plan
     return _ws_apply(plan, table)
@@ -763,13 +776,15 @@ def ws_distance_table(table: dict, lattice_ang, frac, mp_grid, *, plans: dict | 
 
 # -- readers ---------------------------------------------------------------------------------------
 
-def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict | None = None) -> dict:
+def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict | None = None,
+              tol: float = WS_DISTANCE_TOL) -> dict:
     """The Wigner–Seitz correction of one operator table {R: (n, n)} (hoppings or a position component):
     computed (``wsvec`` = ("compute", mp_grid), needs the centres; ``plans`` shares the image search between
     the tables of one file) or from a _wsvec.dat ({(R, i, j): [T]})."""
     if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
         # the bond lengths need the centres; the phase convention does not matter
-        return ws_distance_table(table, lattice_ang, frac, wsvec[1], plans=plans) if frac is not None else table
+        return (ws_distance_table(table, lattice_ang, frac, wsvec[1], plans=plans, tol=tol) if frac is not None
+                else table)
     if wsvec is None:
         return table
     shifted: dict[tuple, np.ndarray] = {}  # _wsvec.dat: split each entry over its listed lattice vectors R + T
@@ -785,10 +800,12 @@ def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict 
 
 
 def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, convention, length_unit,
-           energy_unit, wsvec, dim, source, rtab=None, position_operator=True):
+           energy_unit, wsvec, dim, source, rtab=None, position_operator=True, ws_distance_tol=None):
     """Common tail of the readers: units, ws shifts, dimension reduction, convention; ``rtab``: the position
     blocks {R: (n, n, 3)} (Å) of a _tb.dat, attached as the model's position operator when
-    ``position_operator`` (see ``models/position.py``)."""
+    ``position_operator`` (see ``models/position.py``); ``ws_distance_tol``: the Wigner–Seitz tie tolerance (Å;
+    None: Wannier90's default :data:`WS_DISTANCE_TOL`), recorded in the model's params (its hash) only when
+    given and different from the default."""
     to_len = _ANGSTROM / _length_factor(length_unit)
     to_en = 1.0 / _energy_factor(energy_unit)
     lattice_ang = np.asarray(lattice_ang, float)
@@ -810,15 +827,21 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     if convention == "II" and frac is None:
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
+    tol = WS_DISTANCE_TOL if ws_distance_tol is None else ws_distance_tol
+    if ws_distance_tol is not None and not isinstance(wsvec, tuple):
+        raise ModelError(f"{source}: ws_distance_tol = {ws_distance_tol!r} but the Wigner–Seitz images come from a "
+                         "_wsvec.dat (or are off); expected no ws_distance_tol, or no _wsvec.dat (computed images)")
+    if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol) and tol > 0):
+        raise ModelError(f"{source}: ws_distance_tol = {ws_distance_tol!r}; expected a positive finite length (Å)")
     plans: dict = {}  # the Wigner–Seitz images of each R set, shared by H and the position components
-    table = _ws_shift(table, wsvec, frac, lattice_ang, num_wann, plans)
+    table = _ws_shift(table, wsvec, frac, lattice_ang, num_wann, plans, tol)
     table = {R: mat * to_en for R, mat in table.items() if np.any(mat)}
     rtables = None
     if rtab is not None:  # position blocks: relative to the phase positions, WS-shifted like H, model lengths
         tau = np.zeros((num_wann, 3)) if convention == "I" else frac @ lattice_ang
         rtables = []
         for comp in relative_tables(rtab, tau, 3):
-            comp = _ws_shift(comp, wsvec, frac, lattice_ang, num_wann, plans)
+            comp = _ws_shift(comp, wsvec, frac, lattice_ang, num_wann, plans, tol)
             rtables.append({R: m * to_len for R, m in comp.items() if np.any(m)})
     if dim not in (None, 1, 2, 3):
         raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
@@ -844,7 +867,10 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
         frac = frac[:, :dim] if frac is not None else None
     if frac is None:
         frac = np.zeros((num_wann, dim))
-    model = TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params={}, convention=convention)
+    params = {} if tol == WS_DISTANCE_TOL else {"ws_distance_tol": float(tol)}  # default: the hash as before
+    model = TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params=params, convention=convention)
+    near = [p[None] for p in plans.values() if p[None][0]]  # the tie tolerance's near misses (wedge.py's hint)
+    model.ws_near_ties = (sum(n for n, _ in near), max(g for _, g in near), float(tol)) if near else None
     if rtables is not None:
         position.attach(model, rtables, frac, position_operator)
     return model
@@ -889,8 +915,8 @@ def _parse_hr_blocks(lines: _Lines, nrpts: int, num_wann: int, deg: np.ndarray):
 
 
 def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, length_unit="nm",
-            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5
-            ) -> TightBindingModel:
+            energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5,
+            ws_distance_tol=None) -> TightBindingModel:
     """Read a Wannier90 ``seedname_hr.dat`` into a :class:`TightBindingModel`.
 
     Parameters
@@ -912,6 +938,8 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
         (they must be perpendicular and carry no hoppings), e.g. 2 for a layer.
     hermiticity_tol: tolerance of H(−R) = H(R)^†, relative to the largest hopping (plus the 1e-6 eV of
         the files' 6 printed decimals); within it the hoppings are symmetrised (logged), beyond it refused.
+    ws_distance_tol: Wannier90's ws_distance_tol (Å) of the computed Wigner–Seitz correction (None: 1e-5, the
+        default); refused with a _wsvec.dat (the file fixes the images).
     """
     path = Path(path)
     lines = _Lines(path, "Wannier90 _hr.dat")
@@ -966,7 +994,7 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     ws = _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions, centres_ang=centres,
                   convention=convention, length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
-                  source=f"Wannier90 _hr.dat file {path}")
+                  source=f"Wannier90 _hr.dat file {path}", ws_distance_tol=ws_distance_tol)
 
 
 def _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg):
@@ -994,7 +1022,7 @@ def _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg):
 
 def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, length_unit="nm",
             energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5,
-            position_operator=True) -> TightBindingModel:
+            position_operator=True, ws_distance_tol=None) -> TightBindingModel:
     """Read a Wannier90 ``seedname_tb.dat`` (``write_tb``) into a :class:`TightBindingModel`.
 
     The lattice comes from the file (Å) unless ``lattice`` overrides it; the Wannier centres
@@ -1094,7 +1122,7 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
                   centres_ang=centres if positions is None else None, convention=convention,
                   length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
                   source=f"Wannier90 _tb.dat file {path}", rtab=_hermitian_positions(rtab, path),
-                  position_operator=position_operator)
+                  position_operator=position_operator, ws_distance_tol=ws_distance_tol)
 
 
 def _hermitian_positions(rtab: dict, path) -> dict:
