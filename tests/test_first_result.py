@@ -43,6 +43,27 @@ def test_local_cluster_hides_distributed_info_lines(caplog):
     assert logging.getLogger("distributed").level == before  # restored after the cluster closed
 
 
+_THREADED = """import sys, dask, dask.array as da, dask.base, dask.threaded
+from qgtflow.runtime import threaded_dask_default
+from qgtflow.cluster import local_cluster
+threaded_dask_default()
+assert int(da.ones(8, chunks=4).sum().compute()) == 8
+assert "distributed" not in sys.modules  # no probe for a Client
+with local_cluster(1) as client:
+    assert dask.base.get_scheduler() == client.get  # the cluster's client is the default while it is up
+    assert int(da.ones(8, chunks=4).sum().compute()) == 8
+assert dask.config.get("scheduler") is dask.threaded.get
+print("ok")
+"""
+
+
+def test_jobs_compute_without_importing_distributed_until_a_cluster_starts():
+    """runtime.setup_job names Dask's threaded scheduler (its choice without a Client) so an in-process job does not
+    import distributed looking for a Client; local_cluster makes its client the default again while it is up."""
+    proc = subprocess.run([sys.executable, "-c", _THREADED], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
 def test_cli_processes_share_one_numba_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("QGTFLOW_CACHE_DIR", str(tmp_path / "cache"))
