@@ -120,6 +120,33 @@ def test_a_job_links_the_shared_numba_cache_and_publishes_only_what_it_compiled(
     assert not job.exists()
 
 
+def test_a_jobs_measured_compile_times_reach_the_shared_cache(tmp_path, monkeypatch):
+    """qgtflow_compile_seconds.json is linked into a job like the kernels: the job replaces its copy (never writes
+    the shared file in place through the link) and publishing copies a newer one back, a first one too."""
+    from qgtflow.geometry import kernel_cache
+
+    root = tmp_path / "numba"
+    (root / "shared").mkdir(parents=True)
+    measured = root / "shared" / kernel_cache.MEASURED_FILE
+    measured.write_text('{"geometry_chunk": 20.0}')
+    job = runtime._job_numba_cache(root, "geometry-a-8")
+    assert os.path.samefile(job / kernel_cache.MEASURED_FILE, measured)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(job))
+    new = job / "new.tmp"  # as kernel_cache.record_compiles saves a measured time: a new file renamed over
+    new.write_text('{"geometry_chunk": 31.5}')
+    os.utime(new, (measured.stat().st_mtime + 5,) * 2)
+    os.replace(new, job / kernel_cache.MEASURED_FILE)
+    assert measured.read_text() == '{"geometry_chunk": 20.0}'  # the shared file untouched until published
+    assert kernel_cache.measured_seconds() == {"geometry_chunk": 31.5}
+    runtime._publish_numba_cache(job, root / "shared", root / "shared.lock")
+    assert measured.read_text() == '{"geometry_chunk": 31.5}'
+    measured.unlink()
+    job = runtime._job_numba_cache(root, "geometry-a-16")
+    (job / kernel_cache.MEASURED_FILE).write_text('{"spin_chunk": 9.0}')  # the first measurement
+    runtime._publish_numba_cache(job, root / "shared", root / "shared.lock")
+    assert measured.read_text() == '{"spin_chunk": 9.0}'
+
+
 def test_a_job_links_only_this_installations_kernels(tmp_path):
     """The shared cache also holds the kernels of other checkouts and package copies (numba files them by
     source directory path): a job links the subdirectories of this installation and the top-level files only."""

@@ -198,8 +198,7 @@ def kernel_cache_subdirs() -> list[str]:
     package = os.path.dirname(os.path.abspath(__file__))
     dirs = [package] + sorted(os.path.join(top, d) for top, names, _ in os.walk(package)
                               for d in names if d != "__pycache__")
-    root = os.environ.get("QGTFLOW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qgtflow")
-    dirs.append(os.path.join(root, "models"))
+    dirs.append(str(cache_root() / "models"))
     return [_numba_subdir(d) for d in dirs if "__pycache__" not in d.split(os.sep)]
 
 
@@ -307,6 +306,11 @@ def _publish_numba_cache(job: Path, shared: Path, lock: Path) -> None:
 
     try:
         with _locked(lock):
+            for top in job.iterdir():  # the top-level files (the measured compile times): newer than the shared one's
+                target = shared / top.name
+                if top.is_file() and not top.name.startswith(".") and (
+                        not target.exists() or target.stat().st_mtime < top.stat().st_mtime):
+                    copy(top, target)
             for index in job.rglob("*.nbi"):
                 target = shared / index.relative_to(job)
                 if target.exists() and target.stat().st_mtime >= index.stat().st_mtime:
