@@ -43,6 +43,27 @@ def test_local_cluster_hides_distributed_info_lines(caplog):
     assert logging.getLogger("distributed").level == before  # restored after the cluster closed
 
 
+_THREADED = """import sys, dask, dask.array as da, dask.base, dask.threaded
+from qgtflow.runtime import threaded_dask_default
+from qgtflow.cluster import local_cluster
+threaded_dask_default()
+assert int(da.ones(8, chunks=4).sum().compute()) == 8
+assert "distributed" not in sys.modules  # no probe for a Client
+with local_cluster(1) as client:
+    assert dask.base.get_scheduler() == client.get  # the cluster's client is the default while it is up
+    assert int(da.ones(8, chunks=4).sum().compute()) == 8
+assert dask.config.get("scheduler") is dask.threaded.get
+print("ok")
+"""
+
+
+def test_jobs_compute_without_importing_distributed_until_a_cluster_starts():
+    """runtime.setup_job names Dask's threaded scheduler (its choice without a Client) so an in-process job does not
+    import distributed looking for a Client; local_cluster makes its client the default again while it is up."""
+    proc = subprocess.run([sys.executable, "-c", _THREADED], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
+
+
 def test_cli_processes_share_one_numba_cache(tmp_path, monkeypatch):
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
     monkeypatch.setenv("QGTFLOW_CACHE_DIR", str(tmp_path / "cache"))
@@ -97,6 +118,33 @@ def test_a_job_links_the_shared_numba_cache_and_publishes_only_what_it_compiled(
     assert (kernel / "f-1.py311.nbi").read_bytes() == b"index v2"
     assert sorted(p.name for p in kernel.glob("*.nbc")) == ["f-1.py311.1.nbc", "f-1.py311.2.nbc"]
     assert not job.exists()
+
+
+def test_a_jobs_measured_compile_times_reach_the_shared_cache(tmp_path, monkeypatch):
+    """qgtflow_compile_seconds.json is linked into a job like the kernels: the job replaces its copy (never writes
+    the shared file in place through the link) and publishing copies a newer one back, a first one too."""
+    from qgtflow.geometry import kernel_cache
+
+    root = tmp_path / "numba"
+    (root / "shared").mkdir(parents=True)
+    measured = root / "shared" / kernel_cache.MEASURED_FILE
+    measured.write_text('{"geometry_chunk": 20.0}')
+    job = runtime._job_numba_cache(root, "geometry-a-8")
+    assert os.path.samefile(job / kernel_cache.MEASURED_FILE, measured)
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(job))
+    new = job / "new.tmp"  # as kernel_cache.record_compiles saves a measured time: a new file renamed over
+    new.write_text('{"geometry_chunk": 31.5}')
+    os.utime(new, (measured.stat().st_mtime + 5,) * 2)
+    os.replace(new, job / kernel_cache.MEASURED_FILE)
+    assert measured.read_text() == '{"geometry_chunk": 20.0}'  # the shared file untouched until published
+    assert kernel_cache.measured_seconds() == {"geometry_chunk": 31.5}
+    runtime._publish_numba_cache(job, root / "shared", root / "shared.lock")
+    assert measured.read_text() == '{"geometry_chunk": 31.5}'
+    measured.unlink()
+    job = runtime._job_numba_cache(root, "geometry-a-16")
+    (job / kernel_cache.MEASURED_FILE).write_text('{"spin_chunk": 9.0}')  # the first measurement
+    runtime._publish_numba_cache(job, root / "shared", root / "shared.lock")
+    assert measured.read_text() == '{"spin_chunk": 9.0}'
 
 
 def test_a_job_links_only_this_installations_kernels(tmp_path):

@@ -205,6 +205,18 @@ def test_sector_crossing_bands_are_not_mixed():
     assert merged.nbands == 2  # (sanity: a single sector is an ordinary model)
 
 
+def test_a_workflow_job_builds_the_planned_model_without_validating_it_again():
+    """validate=False (qgtflow.plan.stage_study: the plan validated the model, the job checks its hash) builds the
+    same model and evaluates no H: a non-Hermitian matrix is refused only by the validating build."""
+    cfg = {"name": "bad", "params": {"v": 1.0}, "hamiltonian": {"matrix": [["v*kx", "I*kx"], [0, 1]]}}
+    with pytest.raises(ModelError, match="not Hermitian"):
+        model_from_config(cfg)
+    assert model_from_config(cfg, validate=False).nbands == 2
+    good = {"name": "massive_dirac", "params": {"v": 1.0, "mass": 0.1}}
+    assert model_from_config(good, validate=False).model_hash == model_from_config(good).model_hash
+    assert build_model("haldane", validate=False).model_hash == build_model("haldane").model_hash
+
+
 def test_bad_models_are_refused_with_clear_messages():
     base = {"name": "bad", "params": {"v": 1.0}}
     cases = [

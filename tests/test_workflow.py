@@ -118,6 +118,9 @@ def test_cli_run_dry_run(tmp_path, snakemake_env):
                snakemake_env)
     assert proc.returncode == 0, proc.stderr
     assert set(job_counts(proc.stdout + proc.stderr)) == set(STAGE_RULES)
+    from qgtflow.cli import LOCAL_JOB_RATE
+
+    assert f"--max-jobs-per-timespan {LOCAL_JOB_RATE}" in proc.stderr  # the scheduler's timer chains thinned
 
 
 @pytest.mark.slow

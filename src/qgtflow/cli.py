@@ -466,6 +466,14 @@ def _preflight_run(root: Path, args, configfiles: list, extra: list[str], result
                         machine_memory=local)
 
 
+# --max-jobs-per-timespan of a local run (a later one among the user's Snakemake arguments wins). Snakemake's
+# default, 100/1s, re-runs its scheduler one timespan after each scheduling pass, and that pass arms the next: the
+# timers add up, one chain per finished job (a Timer thread each), to hundreds of passes a second late in the default
+# run, each stat-ing the inputs of every ready job (its main process: ~117 CPU s of the run's 942). Nothing of a local
+# run is rate-limited, so a longer timespan only thins those passes 5x; the last timer holds Snakemake's exit back by
+# at most that long.
+LOCAL_JOB_RATE = "1000/5s"
+
 # Snakemake options that only report or repair metadata: no results are written
 _NO_WRITE = ("--unlock", "--summary", "-S", "--detailed-summary", "-D", "--list-rules", "--list", "-l", "--lint",
              "--dag", "--rulegraph", "--filegraph", "--list-changes", "--lc", "--list-input-changes", "--li",
@@ -517,7 +525,7 @@ def cmd_run(args, extra) -> int:
         if args.cores:
             opts += ["--cores", args.cores]
     else:
-        opts += ["--cores", args.cores or "all"]
+        opts += ["--cores", args.cores or "all", "--max-jobs-per-timespan", LOCAL_JOB_RATE]
     if args.dry_run:
         opts.append("--dry-run")
     configfiles = [args.configfile] if args.configfile else []

@@ -371,11 +371,13 @@ def _worker_env(numba_cache_dir: str | None) -> dict[str, str]:
 
 @contextlib.contextmanager
 def local_cluster(n_workers: int | None = None):
-    """A real ``distributed`` LocalCluster (processes, one thread each) and its client."""
+    """A real ``distributed`` LocalCluster (processes, one thread each) and its client (Dask's default
+    scheduler while it is up, also where a job set :func:`qgtflow.runtime.threaded_dask_default`)."""
+    import dask
     from distributed import Client, LocalCluster
 
     n = worker_count(n_workers)
-    with quiet_dask_logs():
+    with quiet_dask_logs(), dask.config.set(scheduler=None):
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.WARNING, env=_worker_env(None))
         client = Client(cluster)
@@ -449,23 +451,25 @@ def slurm_cluster(jobs: int = 2, worker_start_timeout: float | None = 3600, **se
     the kernels compiled here. Waits up to ``worker_start_timeout`` s for the first worker (a queue
     that never starts them fails the stage instead of hanging it); closing cancels the worker jobs.
     """
+    import dask
     from distributed import Client
 
-    cluster = make_slurm_cluster(**settings)
-    try:
-        sbatch_check(cluster.job_script())  # a refused job stops here with sbatch's message, not after the timeout
-        log.info("Dask on SLURM: submitting %d worker job(s) of this script:\n%s", jobs, cluster.job_script())
-        cluster.scale(jobs=int(jobs))
-        client = Client(cluster)
+    with dask.config.set(scheduler=None):  # the client is the default scheduler (qgtflow.runtime.threaded_dask_default)
+        cluster = make_slurm_cluster(**settings)
         try:
-            client.wait_for_workers(1, timeout=worker_start_timeout)
-            log.info("Dask on SLURM: %d worker(s) connected: %s", len(client.scheduler_info()["workers"]),
-                     sorted(client.scheduler_info()["workers"]))
-            yield client
+            sbatch_check(cluster.job_script())  # a refused job stops here with sbatch's message, not after the timeout
+            log.info("Dask on SLURM: submitting %d worker job(s) of this script:\n%s", jobs, cluster.job_script())
+            cluster.scale(jobs=int(jobs))
+            client = Client(cluster)
+            try:
+                client.wait_for_workers(1, timeout=worker_start_timeout)
+                log.info("Dask on SLURM: %d worker(s) connected: %s", len(client.scheduler_info()["workers"]),
+                         sorted(client.scheduler_info()["workers"]))
+                yield client
+            finally:
+                client.close()
         finally:
-            client.close()
-    finally:
-        cluster.close()
+            cluster.close()
 
 
 def slurm_settings(dask_config: dict | None) -> dict:

@@ -71,9 +71,13 @@ def record_compiles(names) -> None:
         return
 
     def done(name: str, seconds: float) -> None:
+        import os
+
         times = {**measured_seconds(), name: round(seconds, 1)}
-        try:
-            path.write_text(json.dumps(times))
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:  # a new file, renamed over the old: a job's copy is a hard link to the shared cache's file
+            tmp.write_text(json.dumps(times))
+            os.replace(tmp, path)
         except OSError:
             pass
 

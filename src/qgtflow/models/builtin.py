@@ -170,8 +170,9 @@ BUILTIN_MODELS = {
 }
 
 
-def build_model(name: str, params: dict | None = None):
-    """Build a built-in model by CATALOG name; unknown names and parameters are refused."""
+def build_model(name: str, params: dict | None = None, validate: bool = True):
+    """Build a built-in model by CATALOG name; unknown names and parameters are refused (``validate=False``: without
+    :meth:`~qgtflow.models.base.Model.validate`, see :func:`qgtflow.models.config.model_from_config`)."""
     import inspect
 
     if name not in BUILTIN_MODELS:
@@ -188,5 +189,6 @@ def build_model(name: str, params: dict | None = None):
         if not isinstance(val, (int, float)) or isinstance(val, bool) or not np.isfinite(float(val)):
             raise ModelError(f"model '{name}': parameter '{key}' = {val!r}; expected a finite number")
     model = builder(**params)
-    model.validate()
+    if validate:
+        model.validate()
     return model

@@ -25,17 +25,20 @@ from qgtflow.models.tight_binding import TightBindingModel
 SOURCES = ("hamiltonian", "tight_binding", "wannier90")
 
 
-def model_from_config(cfg: dict, units=None, where: str = "model", base_dir: str | Path | None = None):
-    """The validated :class:`~qgtflow.models.base.Model` of a ``model`` mapping; errors name ``where``."""
+def model_from_config(cfg: dict, units=None, where: str = "model", base_dir: str | Path | None = None,
+                      validate: bool = True):
+    """The validated :class:`~qgtflow.models.base.Model` of a ``model`` mapping; errors name ``where``.
+    ``validate=False`` skips :meth:`~qgtflow.models.base.Model.validate` (H and its derivatives at random k): for a
+    workflow job whose model the plan validated and whose hash the job checks (:func:`qgtflow.plan.stage_study`)."""
     try:
-        return _build(dict(cfg), units, where, base_dir)
+        return _build(dict(cfg), units, where, base_dir, validate)
     except ModelError as exc:
         if str(exc).startswith(where):
             raise
         raise ModelError(f"{where}: {exc}") from None
 
 
-def _build(cfg, units, where, base_dir):
+def _build(cfg, units, where, base_dir, validate=True):
     name = cfg.get("name", "model")
     given = [s for s in SOURCES if s in cfg]
     if len(given) > 1:
@@ -45,7 +48,7 @@ def _build(cfg, units, where, base_dir):
         if extra:
             raise ModelError(f"{where}: keys {extra} apply to user-defined models; built-in '{name}' takes "
                              "only name and params")
-        return build_model(name, cfg.get("params", {}))
+        return build_model(name, cfg.get("params", {}), validate=validate)
     source = given[0]
     if source == "hamiltonian":
         model = _symbolic(cfg, name, where)
@@ -59,6 +62,8 @@ def _build(cfg, units, where, base_dir):
         model.spin = spin_operator(cfg["spin"], model.nbands, f"{where}.spin")
     if cfg.get("degeneracy", 1) != 1:
         model = SectorModel(name, [(name, model)], weights=[float(cfg["degeneracy"])])
+    if not validate:
+        return model
     try:
         model.validate()
     except ModelError as exc:

@@ -268,8 +268,11 @@ def _numeric_matrix(value, where):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("QGTFLOW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qgtflow")
-    return Path(root) / "models"
+    """Where the generated model modules live: ``models/`` of :func:`qgtflow.runtime.cache_root` (the one place that
+    resolves ``$QGTFLOW_CACHE_DIR``; :func:`qgtflow.runtime.kernel_cache_subdirs` names their numba cache from it)."""
+    from qgtflow.runtime import cache_root
+
+    return cache_root() / "models"
 
 
 @contextlib.contextmanager
