@@ -79,16 +79,27 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
 
 
 @contextlib.contextmanager
-def _scratch_dir(attempts: int = 40):
-    """A private temporary directory, removed on exit even while a store writer's I/O thread (zarr's event
-    loop) still finishes a chunk after a signal: removal is retried briefly; anything left is swept by the
-    next evaluate (:func:`qgtflow.safety.sweep_scratch`)."""
+def _scratch_dir(quiet_s: float = 1.0, limit_s: float = 10.0):
+    """A private temporary directory, removed on exit. Leaving by an exception (a signal), a store writer's I/O
+    thread (zarr's event loop) or a Dask pool thread may still finish a chunk and recreate the directory after it
+    was removed (seen in the suite on a loaded machine): removal is repeated until the directory stayed absent
+    ``quiet_s`` (at most ``limit_s``); anything left is swept by the next evaluate
+    (:func:`qgtflow.safety.sweep_scratch`)."""
     path = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+    clean = False
     try:
         yield path
+        clean = True
     finally:
-        for _ in range(attempts):
+        deadline, absent_since = time.monotonic() + (limit_s if not clean else 2.0), None
+        while time.monotonic() < deadline:
             shutil.rmtree(path, ignore_errors=True)
-            if not os.path.exists(path):
+            if os.path.exists(path):
+                absent_since = None
+            elif clean:
+                break
+            elif absent_since is None:
+                absent_since = time.monotonic()
+            elif time.monotonic() - absent_since >= quiet_s:
                 break
             time.sleep(0.05)

@@ -23,6 +23,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from qgtflow.cachedir import cache_root  # standard library only, like this module
+
 log = logging.getLogger("qgtflow.runtime")
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -107,14 +109,6 @@ def threaded_dask_default() -> None:
     import dask.threaded
 
     dask.config.set(scheduler=dask.threaded.get)
-
-
-def cache_root() -> Path:
-    """qgtflow's per-user cache: ``$QGTFLOW_CACHE_DIR``, default ``~/.cache/qgtflow`` (compiled models
-    under ``models/``, the numba kernel cache under ``numba/``). On a cluster it must be on a
-    filesystem the compute nodes see (home usually is)."""
-    root = os.environ.get("QGTFLOW_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "qgtflow")
-    return Path(root).resolve()
 
 
 def numba_cache_root() -> Path:

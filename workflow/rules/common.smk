@@ -72,7 +72,9 @@ def validate_config(config):
                 continue
             wanted = [(f"{key}.response", fig.get("response"))] + [
                 (f"{key}.components[{c}].response", comp["response"])
-                for c, comp in enumerate(fig.get("components") or []) if "response" in comp]
+                for c, comp in enumerate(fig.get("components") or [])
+                if "response" in comp
+            ]
             for where, response in wanted:
                 if response not in config["studies"][study]["responses"]:
                     _fail(

@@ -268,9 +268,9 @@ def _numeric_matrix(value, where):
 
 
 def cache_dir() -> Path:
-    """Where the generated model modules live: ``models/`` of :func:`qgtflow.runtime.cache_root` (the one place that
+    """Where the generated model modules live: ``models/`` of :func:`qgtflow.cachedir.cache_root` (the one place that
     resolves ``$QGTFLOW_CACHE_DIR``; :func:`qgtflow.runtime.kernel_cache_subdirs` names their numba cache from it)."""
-    from qgtflow.runtime import cache_root
+    from qgtflow.cachedir import cache_root
 
     return cache_root() / "models"
 
