@@ -23,6 +23,14 @@ gap of the Haldane model both give σ_xy = e²/h to 1e-6), and the bytes on disk
 geometry store. Then (``--kernel-points`` > 0) the geometry kernel alone beside a bare
 batched ``numpy.linalg.eigh`` of the same H(k) (ratio of process CPU times, same run), with the eigenbasis per k
 in numba ("per-k", the path before issue 17 item 4) and chosen by band count ("auto", ``geometry/batched.py``).
+
+2026-12-06 22:26–23:00 UTC, loaded 2-core VM (load average 4–10), ``--repeat 3 --kernel-points 0 --peer-venv
+/work/peer-venv``, qgtflow / peer k/s (CPU time, interleaved in one run), agreement AHC / Drude / BCD / NLD:
+``--models tilted --quantities ahc all4 --sizes 200``: σ_AHE 8.9e4 / 4.4e3 = 20× (2.4e-3); all four 6.9e4 / 422 =
+164× (2.4e-3 / 6.6e-3 / 2.1e-2 / 2.0e-2). ``--models w16 w64 --quantities ahc all4 --sizes 50``: w16 σ_AHE 5.5e3 /
+378 = 15× (0.16), all four 2.6e3 / 35 = 74× (0.16 / 4.8e-2 / 0.84 / 0.76: a 50² grid of a dense spectrum with the
+peer's T = 0 sums smoothed on the 10 meV μ grid); w64 σ_AHE 703 / 56 = 13× (0.50); w64 all four did not finish by
+the session's deadline.
 """
 
 from __future__ import annotations

@@ -8,7 +8,13 @@ and speed beside WannierBerri on real-like files.
     python benchmarks/bench_wannier.py --peer-venv DIR --real DATA [--sizes 8 12] [--skip-read]
 
 ``--real DATA`` (DATA: WannierBerri's ``tests/data``, see ``wannierberri_data.py``): its GaAs, Te, Fe and Mn3Sn
-models at qgtflow's default settings beside the peer (:func:`compare_real`), timed in CPU seconds.
+models at qgtflow's default settings beside the peer (:func:`compare_real`), timed in CPU seconds. 2026-12-06
+22:26–22:42 UTC (``--sizes 8 12 --repeat 2``, loaded 2-core VM, after the real ±R Bloch sums of
+``tight_binding.HermitianBlochSums``), qgtflow / peer k/s on 8³ | 12³, AHC + Drude + BCD + nonlinear Drude: GaAs
+(16 bands) 577 / 189 = 3.0× | 605 / 202 = 3.0×; Te (24) 222 / 86 = 2.6× | 261 / 79 = 3.3×; Fe (18) 326 / 90 = 3.6× |
+410 / 92 = 4.5× (earlier the same day: 0.9–2.4×, mostly gained with the session-26 commits; the ±R sums alone, 8³
+end to end against d47b549: GaAs 1.33 → 1.14 s, Fe 2.04 → 1.63 s, Te 2.70 → 2.83 s; README "Performance"). Mn3Sn:
+its archive is not in the snapshot available here.
 
 Writes a random Hermitian hopping set with position blocks in Wannier90's format (6 decimals), then
 reads it with ``qgtflow.models.wannier.read_tb`` and reports the wall time, the peak RSS increase and

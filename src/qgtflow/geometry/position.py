@@ -273,12 +273,12 @@ def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=Fals
     dcurv = None
     if dipole:
         dcurv = np.empty((B, n, d, d, d))
-        # diag U†∂_c∂_a A_b U for every b and second-derivative slot (c ≤ a)
-        second = np.unique(i2)
-        where = np.full(i2.max() + 1, -1)
-        where[second] = np.arange(second.size)
-        d2A = rotate_diag(U, Au[:, :, second].reshape((B, d * second.size) + Au.shape[-2:])).reshape(
-            B, d, second.size, n).real
+        # diag U†∂_c∂_a A_b U for the (b, slot of (c, a)) with a ≠ b that ∂_cΩ^W_ab reads: 15 of the 18 in 3D
+        # (∂_b∂_b A_b never enters Ω^W_ab)
+        read = sorted({(b, int(i2[c, a])) for a in range(d) for b in range(d) if a != b for c in range(d)})
+        where = {pair: r for r, pair in enumerate(read)}
+        rows = np.array([b for b, _ in read]), np.array([u for _, u in read])
+        d2A = rotate_diag(U, Au[:, rows[0], rows[1]]).real  # (B, len(read), n)
         VA = [[Vh[a] @ Abar[b] for b in range(d)] for a in range(d)]  # diag(V̂^a Ā_b V̂^c) = row traces of VA, V̂^c
         # Tr[∂_caP A_b] per row, for every (c, a) pair (symmetric) and b
         t3 = np.empty((d, d, d, B, n))
@@ -298,7 +298,7 @@ def external_from_eigenbasis(E, U, R, Au, d, threshold, dipole=True, metric=Fals
                 omega_w = dA[b][a] - dA[a][b]
                 for c in range(d):
                     # ∂_c Ω^W_ab = ∂_c∂_a A_b − ∂_c∂_b A_a (diagonal in the eigenbasis only)
-                    d2 = d2A[:, b, where[i2[c, a]]] - d2A[:, a, where[i2[c, b]]]
+                    d2 = d2A[:, where[b, int(i2[c, a])]] - d2A[:, where[a, int(i2[c, b])]]
                     val = 2.0 * _row_trace(Vh[c], omega_w).real + d2
                     val += t3[c, a, b] + 2.0 * _row_trace(Vh[a], dA[b][c]).real
                     val -= t3[c, b, a] + 2.0 * _row_trace(Vh[b], dA[a][c]).real

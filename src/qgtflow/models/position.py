@@ -21,7 +21,8 @@ import hashlib
 import numpy as np
 
 from qgtflow.errors import ModelError
-from qgtflow.models.tight_binding import CELL_SUM_BLOCK_BYTES, TightBindingModel
+from qgtflow.models.tight_binding import (CELL_SUM_BLOCK_BYTES, PAIRED_BLOCK_K, PAIRED_MIN_BANDS,
+                                         HermitianBlochSums, TightBindingModel)
 
 FORMULA = "Wang, Yates, Souza, Vanderbilt, PRB 74, 195118 (2006) Eq. 27 (projector form: geometry/position.py)"
 LABEL_ON = ("position operator: full, Wannier matrix elements A(R) = <0m|r|Rn> beyond the centres included in "
@@ -46,11 +47,27 @@ class PositionOperator:
                              f"vectors; expected one R set for every component")
         self.pairs = [(a, b) for a in range(self.dim) for b in range(a + 1, self.dim)]
         self._curvature = None  # B_ab(R) blocks, built on first use (:meth:`curvature_blocks`), not pickled
+        self._paired = False  # the real ±R sums of A^W and Ω^W (:meth:`paired_sums`): False = not built yet
 
     def __getstate__(self):
         state = dict(self.__dict__)
         state["_curvature"] = None  # derived from the components: rebuilt where it is used
+        state["_paired"] = False
         return state
+
+    def paired_sums(self) -> HermitianBlochSums | None:
+        """The d components' blocks and the P pairs' :meth:`curvature_blocks` as one stack of Hermitian tables
+        (real ±R products of ``tight_binding.HermitianBlochSums``: one product for A^W and Ω^W together), from
+        ``PAIRED_MIN_BANDS`` bands on when the tables are Hermitian-paired; None: the complex products."""
+        if self._paired is False:
+            first = self.components[0]
+            n, P = first.nbands, len(self.pairs)
+            self._paired = None
+            if n >= PAIRED_MIN_BANDS:
+                blocks = np.concatenate([c.matrices for c in self.components] + ([self.curvature_blocks()] if P else []),
+                                        axis=1).reshape(-1, self.dim + P, n, n)
+                self._paired = HermitianBlochSums.of(first.cells, first.displacements, blocks)
+        return self._paired
 
     def curvature_blocks(self) -> np.ndarray:
         """(n_R, P n²): per pair a < b (P = d(d−1)/2) B_ab(R) = i(R_a A_b(R) − R_b A_a(R)), the R-space blocks of
@@ -83,14 +100,18 @@ class PositionOperator:
         flat = out.reshape(N, -1)
         offsets = None if first.phase_free else first.orbital_offsets
         B, n2 = self.curvature_blocks(), n * n
-        step = max(8, CELL_SUM_BLOCK_BYTES // (16 * (d + P) * n2))
+        paired = self.paired_sums()
+        step = PAIRED_BLOCK_K if paired is not None else max(8, CELL_SUM_BLOCK_BYTES // (16 * (d + P) * n2))
         for lo in range(0, N, step):
             hi = min(N, lo + step)
-            phases = np.exp(1j * (k[lo:hi] @ first.displacements.T))
-            for a, c in enumerate(self.components):  # into the component's columns of ``out``
-                np.matmul(phases, c.matrices, out=flat[lo:hi, a * n2:(a + 1) * n2])
-            if P:
-                np.matmul(phases, B, out=flat[lo:hi, d * n2:])
+            if paired is not None:  # Hermitian tables: one real product over half the R set, upper triangles
+                paired.fill(k[lo:hi], [()], flat[lo:hi, None])
+            else:
+                phases = np.exp(1j * (k[lo:hi] @ first.displacements.T))
+                for a, c in enumerate(self.components):  # into the component's columns of ``out``
+                    np.matmul(phases, c.matrices, out=flat[lo:hi, a * n2:(a + 1) * n2])
+                if P:
+                    np.matmul(phases, B, out=flat[lo:hi, d * n2:])
             if offsets is None:
                 continue
             G = out[lo:hi]
