@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
 
 # Threads each rule declares (-> sbatch --cpus-per-task); geometry and reduce run one
-# single-threaded Dask worker per thread. Used by the rules and by `qgtflow run`'s memory estimate.
-RULE_THREADS = {"kgrid": 1, "geometry": 8, "reduce": 4, "convergence": 1, "report": 1, "shells": 1, "bands": 1}
+# single-threaded Dask worker per thread, the report one forked process per thread (it runs alone, last).
+# Used by the rules and by `qgtflow run`'s memory estimate.
+RULE_THREADS = {"kgrid": 1, "geometry": 8, "reduce": 4, "convergence": 1, "report": 2, "shells": 1, "bands": 1}
 
 # Defaults of the Dask-on-SLURM settings (config key dask.slurm; documented in
 # workflow/schemas/config.schema.yaml, example in profiles/slurm/dask.yaml).

@@ -196,8 +196,11 @@ def rule_threads(rule_name):
         return 1
 
     def threads(wildcards):
-        n_points = PLAN.study(wildcards.study).make_grid(gridsize.parse(wildcards.size)).n_points
-        wanted = rule_job_threads(rule_name, n_points, config["dask"].get("n_workers"))
+        wanted = RULE_THREADS[rule_name]  # the report: no grid wildcards
+        if rule_name in ("geometry", "reduce"):
+            study = PLAN.study(wildcards.study)
+            n_points = study.make_grid(gridsize.parse(wildcards.size)).n_points
+            wanted = rule_job_threads(rule_name, n_points, config["dask"].get("n_workers"))
         return 1 if wanted == 1 else fit_to_partition(rule_name, "cpus", wanted, slurm_limits(rule_name))
 
     return threads

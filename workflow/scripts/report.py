@@ -8,7 +8,7 @@ def main(smk):
 
     from qgtflow.report import build_report
 
-    build_report(smk.params.inputs, smk.params.results_dir, smk.output.html)
+    build_report(smk.params.inputs, smk.params.results_dir, smk.output.html, processes=smk.threads)
     log.info("wrote %s", smk.output.html)
     end_job(log)  # publishes the numba cache, logs the job's CPU, exits without interpreter teardown
 
