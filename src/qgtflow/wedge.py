@@ -89,6 +89,11 @@ def check_operations(model, operations, key: str, tolerance: float, spin: bool =
                           + f"check the atoms and magnetic_moments, {fix} (or drop the symmetry block)")
 
 
+def _study_prefix(key: str) -> str:
+    """The study's key prefix ('studies.x.') of its ``…symmetry`` key, for naming a sibling key in a hint."""
+    return key[: -len("symmetry")] if key.endswith("symmetry") else ""
+
+
 POSITION_HINT_SYMMETRISE = ("symmetrise the Wannier model (e.g. WannierBerri's System_R.symmetrize, written back as "
                             "a _tb.dat)")
 
@@ -107,7 +112,7 @@ def _position_operator_hint(model, operations, key: str, tolerance: float, spin:
         return ""
     bare = copy.copy(model)  # shallow: the same Hamiltonian, the position operator left out
     bare.position = None
-    prefix = key[: -len("symmetry")] if key.endswith("symmetry") else ""
+    prefix = _study_prefix(key)
     switch = f"{prefix}model.wannier90.position_operator"
     without = first_broken_operation(bare, operations, tolerance, spin)
     if without == broken:
@@ -148,7 +153,7 @@ def _ws_tie_hint(model, operations, key: str, tolerance: float) -> str:
     wannier = study_schema()["properties"]["model"]["properties"]["wannier90"]["properties"]
     top = float(wannier["ws_distance_tol"]["maximum"])
     suggest = min(10.0 ** np.ceil(np.log10(2 * gap)), top)
-    prefix = key[: -len("symmetry")] if key.endswith("symmetry") else ""
+    prefix = _study_prefix(key)
     return (f"the energies move by {eta:.2g} of the bandwidth and the Wigner–Seitz correction left {count} bond images "
             f"within {gap:.2g} Å of the shortest (beyond ws_distance_tol {tol:g} Å): Wannier centres symmetric only to "
             f"that accuracy split equivalent bonds unequally, so set {prefix}model.wannier90.ws_distance_tol: "

@@ -47,10 +47,10 @@ def table_digest(cells: np.ndarray, matrices: np.ndarray) -> str:
 # conjugate of the upper, then differ from the complex sums by ≤ n_R × this, relative: the reader's symmetrised
 # tables are paired exactly; its Wigner–Seitz images leave ~1e-34 residues)
 HERMITIAN_PAIR_TOL = 1e-15
-PAIRED_MIN_BANDS = 8
+PAIRED_MIN_BANDS = 8  # from this band count on, Hermitian-paired tables take the real ±R sums (HermitianBlochSums)
 # k-points per product of the real ±R sums: enough rows that the product is not bound by reading its (2K, n²) right
 # side (84 bands, 343 R: 20 MB per table; the complex path's cache-sized blocks held 12-18 k-points)
-PAIRED_BLOCK_K = 128  # from this band count on, exactly Hermitian tables take the real ±R Bloch sums (HermitianBlochSums)
+PAIRED_BLOCK_K = 128
 
 
 class HermitianBlochSums:
@@ -69,8 +69,7 @@ class HermitianBlochSums:
     (N, n_R) @ (n_R, s n²) product; the lower triangle is the conjugate (G_β is Hermitian for such a table).
     Equal to the complex sums to rounding (~2e-15 relative on 84 bands), not bit for bit."""
 
-    def __init__(self, half: np.ndarray, displacements: np.ndarray, upper: np.ndarray, lower_src: np.ndarray,
-                 s: int, n: int):
+    def __init__(self, displacements: np.ndarray, upper: np.ndarray, lower_src: np.ndarray, s: int, n: int):
         self.displacements = displacements  # Cartesian R of the half set (K, d)
         self.s, self.n = s, n
         iu0, iu1 = np.triu_indices(n)
@@ -104,7 +103,7 @@ class HermitianBlochSums:
         iu0, iu1 = np.triu_indices(n)
         upper = blocks[half][:, :, iu0, iu1].reshape(half.size, -1)
         lower_src = blocks[minus[half]][:, :, iu0, iu1].reshape(half.size, -1)
-        return cls(half, displacements[half], upper, lower_src, s, n)
+        return cls(displacements[half], upper, lower_src, s, n)
 
     def fill(self, k: np.ndarray, betas, out: np.ndarray) -> None:
         """out[q, u] (N, len(betas), s n²) flat ← G_β(k) for β = betas[u] (multi-indices of Cartesian axes)."""
