@@ -58,6 +58,9 @@ def _fermi_pair(e, mu, kT):
     return f, -f * (1.0 - f) / kT
 
 
+PAIR_ROWS = 1024  # rows (k-point, order, occupation factor) per matrix product in ndd_accumulate
+
+
 @njit(cache=True, error_model="numpy")
 def ndd_accumulate(energy, velocity, metric, weight, band_weight, pairs, mu, kT, omega, eta, out, average):
     """out[p, ω, μ, T] += Σ_k w_k Σ_{(m,n) ordered in pair p} [A(...) + B(...) + C(...)] (see module doc).
@@ -65,30 +68,33 @@ def ndd_accumulate(energy, velocity, metric, weight, band_weight, pairs, mu, kT,
     velocity (N, nb, 3) = ∂ε; metric (N, nb, 3, 3) = g; out complex (P, n_ω, n_μ, n_T).
     ``average`` (P, n_ω, n_μ, n_T) real accumulates 002's ⟨G_zxx,m + G_zxx,n⟩(λ = −ω) =
     Σ ∫ (G_zxx,m + G_zxx,n) Δf_mn ω_mn² δ(ω_mn + ω) (text under Eq. 13; Fig. 4a), δ → Lorentzian.
+    Each term is (a function of ω_mn and ω) × (a function of ε_m, ε_n, μ and T): A × (G_m f'_m + G_n f'_n) and
+    (B/Δf G_zxx + C/Δf G_xxz, Gs ω_mn² δ) × Δf_mn — so the ω factors are built once per k-point and order, the
+    (μ, T) factors once per k-point, and the sum over k is a matrix product of the two (blocks of PAIR_ROWS rows).
     """
     N = energy.shape[0]
     _, n_w, n_mu, n_T = out.shape
+    n_f = n_mu * n_T
     inv_pi = 1.0 / math.pi
-    for q in range(N):
-        w = weight[q]
-        if w == 0.0:
-            continue
-        for p in range(pairs.shape[0]):
-            for order in range(2):
-                m = pairs[p, order]
-                n = pairs[p, 1 - order]
-                bw = w * band_weight[m]
-                wmn = energy[q, m] - energy[q, n]
-                g_zxx = velocity[q, m, 2] * metric[q, m, 0, 0] + velocity[q, n, 2] * metric[q, n, 0, 0]
-                g_xxz = velocity[q, m, 0] * metric[q, m, 0, 2] + velocity[q, n, 0] * metric[q, n, 0, 2]
-                gm_zxx = velocity[q, m, 2] * metric[q, m, 0, 0]
-                gn_zxx = velocity[q, n, 2] * metric[q, n, 0, 0]
-                for im in range(n_mu):
-                    for it in range(n_T):
-                        fm, dfm = _fermi_pair(energy[q, m], mu[im], kT[it])
-                        fn, dfn = _fermi_pair(energy[q, n], mu[im], kT[it])
-                        df = fm - fn
-                        occ = gm_zxx * dfm + gn_zxx * dfn
+    for p in range(pairs.shape[0]):
+        omega_side = np.zeros((3 * n_w, PAIR_ROWS))  # rows Re, Im of the bracket, ⟨G⟩; a column per (k, order, factor)
+        occupation_side = np.zeros((PAIR_ROWS, n_f))  # G_m f'_m + G_n f'_n, or Δf_mn, at every (μ, T)
+        total = np.zeros((3 * n_w, n_f))
+        q = 0
+        while q < N:
+            r = 0
+            while q < N and r < PAIR_ROWS:
+                w = weight[q]
+                if w != 0.0:
+                    for order in range(2):
+                        m = pairs[p, order]
+                        n = pairs[p, 1 - order]
+                        bw = w * band_weight[m]
+                        wmn = energy[q, m] - energy[q, n]
+                        g_zxx = velocity[q, m, 2] * metric[q, m, 0, 0] + velocity[q, n, 2] * metric[q, n, 0, 0]
+                        g_xxz = velocity[q, m, 0] * metric[q, m, 0, 2] + velocity[q, n, 0] * metric[q, n, 0, 2]
+                        gm_zxx = velocity[q, m, 2] * metric[q, m, 0, 0]
+                        gn_zxx = velocity[q, n, 2] * metric[q, n, 0, 0]
                         for iw in range(n_w):
                             om = omega[iw]
                             z = complex(om, eta)
@@ -97,10 +103,31 @@ def ndd_accumulate(energy, velocity, metric, weight, band_weight, pairs, mu, kT,
                             lor = eta * inv_pi / (x * x + eta * eta)
                             dlor = -2.0 * eta * inv_pi * x / ((x * x + eta * eta) ** 2)
                             a = (wmn * wmn / den).real + 1j * math.pi * om * lor
-                            b = (-2.0 * df * wmn ** 3 / (den * den)).real + 1j * math.pi * df * wmn * wmn / om * dlor
-                            c = (2.0 * df * wmn / den).real - 2j * math.pi * df * lor
-                            out[p, iw, im, it] += bw * (a * occ + b * g_zxx + c * g_xxz)
-                            average[p, iw, im, it] += bw * g_zxx * df * wmn * wmn * lor
+                            b = (-2.0 * wmn ** 3 / (den * den)).real + 1j * math.pi * wmn * wmn / om * dlor
+                            c = (2.0 * wmn / den).real - 2j * math.pi * lor
+                            bc = b * g_zxx + c * g_xxz
+                            omega_side[iw, r] = bw * a.real
+                            omega_side[n_w + iw, r] = bw * a.imag
+                            omega_side[2 * n_w + iw, r] = 0.0
+                            omega_side[iw, r + 1] = bw * bc.real
+                            omega_side[n_w + iw, r + 1] = bw * bc.imag
+                            omega_side[2 * n_w + iw, r + 1] = bw * g_zxx * wmn * wmn * lor
+                        for im in range(n_mu):
+                            for it in range(n_T):
+                                fm, dfm = _fermi_pair(energy[q, m], mu[im], kT[it])
+                                fn, dfn = _fermi_pair(energy[q, n], mu[im], kT[it])
+                                occupation_side[r, im * n_T + it] = gm_zxx * dfm + gn_zxx * dfn
+                                occupation_side[r + 1, im * n_T + it] = fm - fn
+                        r += 2
+                q += 1
+            occupation_side[r:, :] = 0.0  # a last, partial block: its stale columns multiply zeros
+            total += np.dot(omega_side, occupation_side)
+        for iw in range(n_w):
+            for im in range(n_mu):
+                for it in range(n_T):
+                    j = im * n_T + it
+                    out[p, iw, im, it] += complex(total[iw, j], total[n_w + iw, j])
+                    average[p, iw, im, it] += total[2 * n_w + iw, j]
 
 
 def _spectral_coefficients(x, omega, eta):
