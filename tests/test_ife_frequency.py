@@ -77,7 +77,12 @@ def test_omega_zero_equals_static_on_massive_dirac_in_si_units(tmp_path):
              "units": {"energy": "eV", "length": "nm"}, "kgrid": {"sizes": [64], "kmax": 1.0}, "mu": [0.2],
              "temperature": [50.0], "tau": 1e-13, "responses": ["ife_coefficient"]}
     static = evaluate(study, n_workers=0, workdir=tmp_path)["ife_coefficient"]
-    ac = evaluate({**study, "omega": [0.0, 0.01]}, n_workers=0, workdir=tmp_path)["ife_coefficient"]
+    ds = evaluate({**study, "omega": [0.0, 0.01]}, n_workers=0, workdir=tmp_path)
+    ureg = unit_registry()
+    units = quantify_all(ureg, ds, "ife at omega, SI")  # every variable and coordinate, omega in eV
+    assert ureg.parse_units(units["ife_coefficient"]).dimensionality == ureg.parse_units("A m2 V-2").dimensionality
+    assert ureg.parse_units(units["omega"]).dimensionality == ureg.parse_units("eV").dimensionality
+    ac = ds["ife_coefficient"]
     scale = float(np.abs(static).max())
     assert scale > 0
     np.testing.assert_allclose(_complex(ac.sel(omega=0.0)), static.values, rtol=0, atol=1e-12 * scale)
