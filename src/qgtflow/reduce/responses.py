@@ -337,9 +337,10 @@ _IFE_FORMULA = ("000 Eq. 15: a_μαβ = −(τQ³/8ħ²) ε_μνδ Σ_n ∫[dk] 
                 "(part, pseudovector, i, j) = (total | symmetric a_μ(αβ) | antisymmetric a_μ[αβ], μ, α, β)")
 # 000 App. B (docs/inverse_faraday.md, "Frequency dependence"): the field index α enters through the first-order
 # distribution f̃1 = −(τQ/ħ) Ẽ_α ∂_α f0/(1 + iωτ) (Eq. 25 at O(E)), so a(ω) = a(0)/(1 + iωτ) componentwise
-IFE_TIME_CONVENTION = ("000 App. B: E(t) = Re[Ẽ e^{iωt}] (Eq. 21); rectified magnetization M_μ = ½ Re[a_μαβ(ω) Ẽ_α "
-                       "Ẽ*_β] (time average; α the field in the distribution, Eq. 25); a(ω = 0) = Eq. 15 with "
-                       "M = a E E for a static real E; complex_part = (Re, Im) of a(ω)")
+IFE_TIME_CONVENTION = ("000 App. B: E(t) = Re[Ẽ e^{iωt}] (Eq. 21); rectified current j_μ = Re[ε_μνα a_αγλ(ω) Ẽ_γ "
+                       "ẽ*_λν] (Eq. 13-14; γ the field in the distribution, Eq. 25), i.e. magnetization M_μ = "
+                       "½ Re[a_μαβ(ω) Ẽ_α Ẽ*_β]; a(ω = 0) = Eq. 15 with M = a E E for a static real E; "
+                       "complex_part = (Re, Im) of a(ω)")
 
 
 _register(Response(
