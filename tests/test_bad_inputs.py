@@ -99,11 +99,15 @@ STUDY_CASES = {
     "frequency_response_without_omega": (study(model={"name": "ndd_two_valley"}, units="natural",
                                                kgrid={"sizes": [4]}, responses=["ndd_delta_n"]),
                                          ["'omega'", "ndd_delta_n"]),
-    "omega_without_frequency_response": (study(omega=[0.1]), ["'omega'", "[0.1]", "no omega", "sigma_optical"]),
+    "omega_without_frequency_response": (study(omega=[0.1]), ["'omega'", "[0.1]", "no omega", "sigma_optical",
+                                                              "ife_coefficient"]),
     "omega_zero_for_pair_sums": (study(model={"name": "ndd_two_valley"}, units="natural", kgrid={"sizes": [4]},
                                        responses=["ndd_delta_n"], omega=[0.0, 0.2], broadening=0.1),
                                  ["'omega'", "> 0", "ndd_delta_n"]),
     "omega_negative": (study(responses=["sigma_optical"], omega=[-0.01]), ["'omega'", "-0.01", ">= 0"]),
+    # 000 App. B: the IFE's ω form takes ω = 0 (its static value) but no negative photon energy
+    "ife_omega_negative": (study(responses=["ife_coefficient"], tau=1e-13, omega=[-0.5, 0.0]),
+                           ["'omega'", "-0.5", ">= 0"]),
     "energy_bins_too_coarse": (study(energy_bins_per_kT=1), ["'energy_bins_per_kT'", "got 1", ">= 2"]),
     # built-in models
     "unknown_model": (study(model={"name": "graphene_typo"}), ["unknown model 'graphene_typo'", "haldane"]),

@@ -58,6 +58,7 @@ def test_models_and_responses_are_listed(capsys):
     out = capsys.readouterr().out
     assert "sigma_ahe (binned)\n  dims: mu, T, i, j\n  units (physical): 2D: S | 3D: S m-1" in out, out[:600]
     assert "formula: CATALOG: σ_ij = −(e²/ħ)" in out
+    assert "with study key omega: 000 App. B Eq. 25: a_μαβ(ω) = a_μαβ(0)/(1 + iωτ)" in out  # the IFE's ω form
     for name in ("sigma_qm", "ndd_delta_n", "pockels_skew", "reflection"):
         assert f"\n{name} (" in f"\n{out}", name
 

@@ -653,6 +653,8 @@ def cmd_responses(args, extra) -> int:
             units = " | ".join(f"{d}D: {format_si_units(resp.si_units(d))}" for d in (2, 3))
             units = f" (physical): {units}; natural: e = hbar = k_B = 1"
             formula = resp.formula
+            if resp.omega_scale is not None:  # an optional frequency form (000 App. B)
+                formula += f"; with study key omega: {resp.omega_formula.split(';')[0]} (omega = 0: the static value)"
         elif pair is not None:
             dims, units, formula = ", ".join(pair.dims), ": in the store's attrs", pair.formula
         else:

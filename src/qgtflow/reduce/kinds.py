@@ -65,7 +65,7 @@ class Binned:
 
     @property
     def omega(self) -> str:
-        if self.response.omega_factor is not None:
+        if self.response.omega_factor is not None or self.response.omega_scale is not None:
             return "dc_ok"
         return "ac" if self.response.ac_forms is not None else "none"
 
@@ -404,16 +404,18 @@ def validate(cfg: dict, model, units, key: str, as_array: Callable) -> None:
 
 
 def _check_omega(cfg: dict, key: str, calcs: list, as_array: Callable) -> None:
-    """omega only for responses with a frequency form; ω = 0 (the DC limit) only where one exists (004's)."""
+    """omega only for responses with a frequency form; ω = 0 (the DC limit) only where one exists (004's, the
+    IFE's)."""
     with_form = sorted(n for n, c in CALCULATORS.items() if c.omega != "none")
     if not any(c.omega != "none" for c in calcs):
         raise ConfigError(f"{key}omega", cfg["omega"], f"no omega: none of the requested responses has a frequency "
                           f"form (those that have one: {with_form})")
     omega = as_array(cfg["omega"], f"{key}omega")
     no_dc = [c.name for c in calcs if c.omega == "ac"]
+    dc_ok = sorted(n for n, c in CALCULATORS.items() if c.omega == "dc_ok")
     if no_dc and np.any(omega <= 0):
-        raise ConfigError(f"{key}omega", cfg["omega"], f"photon energies > 0 for {no_dc} (ω = 0 only for 004's "
-                          "responses, whose DC limit ωτ = 0 exists)")
+        raise ConfigError(f"{key}omega", cfg["omega"], f"photon energies > 0 for {no_dc} (ω = 0 only for the "
+                          f"responses whose DC limit ωτ = 0 exists: {dc_ok})")
     if np.any(omega < 0):
         raise ConfigError(f"{key}omega", cfg["omega"], "photon energies >= 0 (0: the DC limit)")
 

@@ -57,11 +57,20 @@ class Response:
     # ``omega_part`` (the first extra dim); omega_factor(ωτ (W,)) -> complex (W, parts) combines the parts into a
     # complex response with dims (omega, complex_part) in their place (reduce_stage.response_dataset)
     omega_factor: Callable | None = None
+    # optional frequency form that is one complex factor of the whole static response (000 App. B: 1/(1 + iωτ)):
+    # omega_scale(ωτ (W,)) -> complex (W,). Without ``omega`` the static response; with it the output gains the dims
+    # (omega, complex_part) before the extra dims (reduce_stage.response_dataset), ω = 0 giving the static value
+    omega_scale: Callable | None = None
+    omega_formula: str = ""
+    omega_time_convention: str = ""
     hall: bool = False  # a Hall conductivity: its attrs also give it in units of e²/h (e2_over_h_*)
 
     def at_frequencies(self, omega, eta: float = 0.0) -> "Response":
         """This response at photon energies ``omega`` (model energy units), or itself when it has no AC form
-        or ``omega`` is None. Adds the dims ``omega`` and ``phase`` (amplitudes of cos ωt and sin ωt)."""
+        or ``omega`` is None. Adds the dims ``omega`` and ``phase`` (amplitudes of cos ωt and sin ωt).
+        With an ``omega_scale`` form only the texts change (the reduce stage applies the factor)."""
+        if omega is not None and self.omega_scale is not None:
+            return replace(self, formula=self.omega_formula, time_convention=self.omega_time_convention)
         if omega is None or self.ac_forms is None:
             return self
         omega = np.asarray(omega, float)
@@ -323,16 +332,27 @@ def _ife_christoffel(f):
     return _ife_parts(np.einsum("mvd,nba,nbdBv->nbmaB", eps, f["velocity"], sym, optimize=True))
 
 
+_IFE_FORMULA = ("000 Eq. 15: a_μαβ = −(τQ³/8ħ²) ε_μνδ Σ_n ∫[dk] f0 ∂_α∂_ν g_δβ with Q = −e (AMBIGUITIES 000.2: "
+                "= +τe³/(8ħ²) ε Σ∫ f0 ∂∂g); Fermi-surface form = 000 Eq. 18 (Christoffel symbols); dims "
+                "(part, pseudovector, i, j) = (total | symmetric a_μ(αβ) | antisymmetric a_μ[αβ], μ, α, β)")
+# 000 App. B (docs/inverse_faraday.md, "Frequency dependence"): the field index α enters through the first-order
+# distribution f̃1 = −(τQ/ħ) Ẽ_α ∂_α f0/(1 + iωτ) (Eq. 25 at O(E)), so a(ω) = a(0)/(1 + iωτ) componentwise
+IFE_TIME_CONVENTION = ("000 App. B: E(t) = Re[Ẽ e^{iωt}] (Eq. 21); rectified current j_μ = Re[ε_μνα a_αγλ(ω) Ẽ_γ "
+                       "ẽ*_λν] (Eq. 13-14; γ the field in the distribution, Eq. 25), i.e. magnetization M_μ = "
+                       "½ Re[a_μαβ(ω) Ẽ_α Ẽ*_β]; a(ω = 0) = Eq. 15 with M = a E E for a static real E; "
+                       "complex_part = (Re, Im) of a(ω)")
+
+
 _register(Response(
-    "ife_coefficient", "inverse-Faraday coefficient a_μαβ from the quantum-metric quadrupole",
-    "000 Eq. 15: a_μαβ = −(τQ³/8ħ²) ε_μνδ Σ_n ∫[dk] f0 ∂_α∂_ν g_δβ with Q = −e (AMBIGUITIES 000.2: "
-    "= +τe³/(8ħ²) ε Σ∫ f0 ∂∂g); Fermi-surface form = 000 Eq. 18 (Christoffel symbols); dims "
-    "(part, pseudovector, i, j) = (total | symmetric a_μ(αβ) | antisymmetric a_μ[αβ], μ, α, β)",
+    "ife_coefficient", "inverse-Faraday coefficient a_μαβ from the quantum-metric quadrupole", _IFE_FORMULA,
     ("pseudovector", "i", "j"),
     {"sea": Term(_ife_sea, 0, 0, 4, ("quantum_metric_quadrupole_density",), 1.0 / 8.0),
      "surface": Term(_ife_christoffel, 1, 1, 4, ("velocity", "christoffel"), -1.0 / 8.0)},
     e_power=3, hbar_power=-2, tau_power=1, si_units=lambda d: {"A": 1, "m": 4 - d, "V": -2},
-    extra_dims=(("part", IFE_PARTS),)))
+    extra_dims=(("part", IFE_PARTS),), omega_scale=lambda wt: 1.0 / (1.0 + 1j * np.asarray(wt, float)),
+    omega_formula=("000 App. B Eq. 25: a_μαβ(ω) = a_μαβ(0)/(1 + iωτ), dims (omega, complex_part) before part; "
+                   "a(0) = " + _IFE_FORMULA),
+    omega_time_convention=IFE_TIME_CONVENTION))
 
 
 # ---- 004: optical conductivity, BCD Pockels, Snap Kerr (time convention e^{+iωt}, τ_ω = τ/(1 + iωτ)) --------

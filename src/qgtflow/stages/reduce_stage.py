@@ -186,6 +186,8 @@ def response_dataset(study, moments, underflow, bins, geometry_attrs: dict, dim:
         values = values.reshape((n_sectors, study.mu.size, study.temperature.size) + shape)
         if resp.omega_factor is not None:  # 004: combine the static parts with their ω factors (complex)
             values, extra = _frequency_combined(study, resp, values)
+        elif resp.omega_scale is not None and study.omega is not None:  # 000 App. B: one factor of the whole
+            values, extra = _frequency_scaled(study, resp, values, extra)
         dims = ("mu", "T") + tuple(extra) + resp.cart_dims
         if extra:  # put extra dims (e.g. variant) first, as in the CATALOG
             values = np.moveaxis(values, [1, 2], [1 + len(extra), 2 + len(extra)])
@@ -228,6 +230,17 @@ def _frequency_combined(study, resp, values):
     factor = np.asarray(resp.omega_factor(wt), complex)  # (W, parts)
     combined = np.einsum("wp,smtp...->smtw...", factor, values)
     return np.stack([combined.real, combined.imag], axis=4), {"omega": list(study.omega), "complex_part": COMPLEX_PARTS}
+
+
+def _frequency_scaled(study, resp, values, extra: dict):
+    """(S, μ, T, *extra, *cart) static values → (S, μ, T, ω, complex_part, *extra, *cart) times resp.omega_scale(ωτ)."""
+    from qgtflow.reduce.responses import COMPLEX_PARTS
+
+    wt = np.asarray(study.omega, float) * study.units.tau_model(study.tau)
+    factor = np.asarray(resp.omega_scale(wt), complex)  # (W,)
+    scaled = np.einsum("w,smt...->smtw...", factor, values)
+    return (np.stack([scaled.real, scaled.imag], axis=4),
+            {"omega": list(study.omega), "complex_part": COMPLEX_PARTS, **extra})
 
 
 _EXTRA_COORD_ATTRS = {"phase": {"long_name": "time dependence of the response to E(t) = E cos ωt (003 Eq. 7–8)"}}
