@@ -102,10 +102,12 @@ def sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold=1e-
     return (4 * difference(h) - difference(2 * h)) / 3
 
 
-def sigma_tensor(model, k, weight, mu, kT, omega, eta, h, threshold=1e-8, sectors=False):
-    """The full σ_ijl (…, W, μ, T, i, j, l) of 002 Eq. 2 from Eq. 11 (one Richardson derivative per l)."""
+def sigma_tensor(model, k, weight, mu, kT, omega, eta, h, threshold=1e-8, sectors=False, axes=None):
+    """σ_ijl (…, W, μ, T, i, j, l) of 002 Eq. 2 from Eq. 11 (one Richardson derivative per l) for the q directions
+    ``axes`` (indices, in that order; default every axis: the full tensor)."""
+    axes = range(model.dim) if axes is None else axes
     return np.stack([sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold, sectors)
-                     for l in range(model.dim)], axis=-1)
+                     for l in axes], axis=-1)
 
 
 def delta_n(sigma_xxz_plus, sigma_xxz_minus):

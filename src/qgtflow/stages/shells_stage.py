@@ -9,8 +9,9 @@ Store schema (``shells.zarr``): coords ``mu`` [model energy], ``T`` [K or model 
 ``skew_s1``, ``skew_s2`` (mu, T, i, j, k) — S^(1), S^(2) of 004 Eq. 6 in model units with ħ = 1
 ([energy]² [length]^(3−d)), product ``skew``; ``born_transport_time`` () — 1/⟨1/τ_k⟩ of the symmetric Born
 rate at the first μ and T (s, or ħ/energy in natural units), product ``born_tau``; ``kubo_sigma`` (sign, band_part,
-omega, complex_part, mu, T, i, j, k) — 002 Eq. 11's σ_ijk at ±ω in model units, product ``kubo_nonlocal`` (its ω, η
-from the plan value ``kubo_frequencies``); a product is made by its maker
+omega, complex_part, mu, T, i, j, q) — 002 Eq. 11's σ_ijq at ±ω in model units for the q directions (coord ``q``) the
+requested responses read, product ``kubo_nonlocal`` (its ω, η and q directions from the plan value ``kubo_inputs``);
+a product is made by its maker
 in ``qgtflow.reduce.kinds.SHELL_PRODUCTS`` (a new model-evaluated response registers its own there);
 attrs: grid, impurities, products, provenance, fingerprint.
 """
