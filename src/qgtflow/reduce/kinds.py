@@ -443,6 +443,10 @@ def _register_builtin() -> None:
     for name in kubo.RESPONSES:
         register(ModelEvaluated(name, getattr(kubo, name), kubo.check, needs=("omega", "broadening"), omega="ac",
                                 shells=("kubo_nonlocal",)))
+    from qgtflow.reduce import ndd_alpha
+
+    register_shell_product("alpha_sea", ndd_alpha.shell_product)
+    register(ModelEvaluated(ndd_alpha.NAME, ndd_alpha.ndd_alpha_sea, ndd_alpha.check, shells=("alpha_sea",)))
 
 
 _register_builtin()
