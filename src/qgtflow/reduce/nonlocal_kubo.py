@@ -59,12 +59,12 @@ def pair_sum(energy_a, states_a, energy_b, states_b, vertex, same_group, weight,
     M = np.moveaxis(M, (1, 2), (0, 1))  # (i, j, N, m, n)
     resolvent = 1.0 / ((energy_a[:, :, None] - energy_b[:, None, :])[..., None] + z)  # (N, m, n, W)
     out = np.zeros((2, z.size, mu.size, kT.size, d, d), complex)
+    parts = [np.where(mask, M, 0.0).reshape(d * d, N * n * n) for mask in (~same_group, same_group)]
     for a, m_ in enumerate(mu):
         for b, t in enumerate(kT):
             occupation = fermi(energy_a, m_, t)[:, :, None] - fermi(energy_b, m_, t)[:, None, :]
             G = (occupation[..., None] * resolvent).reshape(N * n * n, z.size)
-            for p, mask in enumerate((~same_group, same_group)):
-                Mp = np.where(mask, M, 0.0).reshape(d * d, N * n * n)
+            for p, Mp in enumerate(parts):
                 out[p, :, a, b] = (Mp @ G).T.reshape(z.size, d, d)
     return out
 
