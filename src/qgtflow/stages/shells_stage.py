@@ -1,7 +1,7 @@
 """Stage ``shells``: what the model-evaluated responses need from the model's Fermi shells on the study's grid.
 
 Runs only for a study that requests such a response (``pockels_skew``, 002's Kubo ``sigma_nonlocal`` /
-``ndd_delta_n_kubo``) or ``impurities.born_tau``
+``ndd_delta_n_kubo``, ``ndd_alpha_sea``) or ``impurities.born_tau``
 (:func:`qgtflow.plan.shell_products`), so the reduce stage never builds the model. It diagonalises the model at
 the δ-shell k-points of the grid (:mod:`qgtflow.reduce.skew`) and stores the smallest forward data:
 
@@ -11,6 +11,7 @@ Store schema (``shells.zarr``): coords ``mu`` [model energy], ``T`` [K or model 
 rate at the first μ and T (s, or ħ/energy in natural units), product ``born_tau``; ``kubo_sigma`` (sign, band_part,
 omega, complex_part, mu, T, i, j, q) — 002 Eq. 11's σ_ijq at ±ω in model units for the q directions (coord ``q``) the
 requested responses read, product ``kubo_nonlocal`` (its ω, η and q directions from the plan value ``kubo_inputs``);
+``alpha_sea`` (mu, T) — 002 Eq. 15's Fermi-sea α_xy(f) of two-band sectors in model units, product ``alpha_sea``;
 a product is made by its maker
 in ``qgtflow.reduce.kinds.SHELL_PRODUCTS`` (a new model-evaluated response registers its own there);
 attrs: grid, impurities, products, provenance, fingerprint.
