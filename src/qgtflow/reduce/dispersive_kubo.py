@@ -84,7 +84,8 @@ def shell_product(study, grid, inputs: dict) -> dict:
     values = np.stack([total[:, :W], total[:, W:]])  # (sign, part, W, μ, T, i, j, q)
     values = np.stack([values.real, values.imag], axis=3)
     dims = ("sign", "band_part", "omega", "complex_part", "mu", "T", "i", "j", "q")
-    return {"kubo_sigma": xr.DataArray(values, dims=dims, coords={"q": ("q", directions)}, attrs={
+    q = ("q", directions, {"long_name": "direction l of the q-derivative σ_ijl = ∂σ_ij/∂q_l"})
+    return {"kubo_sigma": xr.DataArray(values, dims=dims, coords={"q": q}, attrs={
         "units": study.units.model_units(0, 3 - grid.dim), "long_name": "σ_ijq at ±ω (model units, e = ħ = 1)",
         "formula": SIGMA_FORMULA, "broadening": eta, "q_step": h, "signs": list(SIGNS)})}
 
