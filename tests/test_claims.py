@@ -100,6 +100,34 @@ def test_evaluators_reproduce_closed_forms():
     assert o.value == pytest.approx(1000.0) and o.error == pytest.approx(0.01)
 
 
+def test_a_sum_selection_is_the_weighted_sum_of_its_terms():
+    """``sum``: Σ factor × selection (002-eq15-metal's two sides), error bars in quadrature, None if a term has none."""
+    src = _source()
+    a = {"sum": [{"response": "power", "sel": {"i": "x", "mu": 2.0}},  # 3/4 ± 0.01
+                 {"response": "power", "sel": {"i": "y", "mu": 2.0}, "factor": 0.5}]}  # −8/2 ± 0.005
+    value, err = C.select(src, "S", a)
+    assert float(value) == pytest.approx(0.75 - 4.0) and float(err) == pytest.approx(np.hypot(0.01, 0.005))
+    o = C.evaluate_claim(_row(evaluator="value", a={"sum": [*a["sum"], {"response": "wave", "sel": {"mu": 2.0},
+                                                                        "factor": -1.0}]}), src)
+    assert float(o.value) == pytest.approx(0.75 - 4.0 - np.sin(2.0)) and o.error is None
+
+
+def test_error_bar_false_judges_a_one_grid_identity_without_the_nan_error():
+    """A one-grid study's convergence store has NaN error bars, which widen the interval to everything (any value
+    'reproduces'); ``error_bar: false`` judges the value itself (the 002 Kubo rows on ndd_kubo, ndd_kubo_metal)."""
+    src = _source()
+    src.errors["S"] = src.errors["S"] * np.nan
+    a = {"response": "power", "sel": {"i": "x", "mu": 1.0}}  # 3.0
+    far = {"value": 123.0, "rtol": 0.01}
+    assert C.evaluate_claim(_row(evaluator="value", a=a, paper_value=far), src).verdict == "reproduced"
+    assert C.evaluate_claim(_row(evaluator="value", a={**a, "error_bar": False}, paper_value=far),
+                            src).verdict == "differs"
+    summed = {"sum": [a, {**a, "factor": -2.0}], "error_bar": False}  # −3
+    o = C.evaluate_claim(_row(evaluator="ratio", a=summed, b={**a, "error_bar": False},
+                              paper_value={"value": -1.0, "rtol": 1e-12}), src)
+    assert o.verdict == "reproduced" and o.error is None
+
+
 def test_verdict_uses_the_interval_widened_by_the_error_bar():
     src = _source()
     a = {"response": "power", "sel": {"i": "x", "mu": 1.0}}  # 3.0 ± 0.01

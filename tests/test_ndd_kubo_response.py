@@ -80,3 +80,29 @@ def test_physical_units_scale_like_the_two_band_response(tmp_path):
     scale = np.abs(two_band.values).max()
     assert scale > 0
     np.testing.assert_allclose(multi.values, two_band.values, rtol=0, atol=1e-7 * scale)
+
+
+def test_shells_compute_only_the_q_directions_the_responses_read():
+    """Δn alone reads σ_xxz: its shells store holds q = z only, bitwise the z slice of the full tensor that
+    sigma_nonlocal needs (each direction is its own Richardson q-derivative)."""
+    from qgtflow.stages.shells_stage import shells_dataset
+
+    small = {**KUBO, "kgrid": {"sizes": [6], "kmax": 4.0}, "mu": [0.6], "omega": [0.5]}
+    stores = {}
+    for responses in (["ndd_delta_n_kubo"], ["ndd_delta_n_kubo", "sigma_nonlocal"]):
+        study = load_study({**small, "responses": responses})
+        job = grid_chain(study, 6)["shells"]
+        stores[len(responses)] = shells_dataset(study, study.make_grid(6), job["products"], job)["kubo_sigma"]
+    assert list(stores[1]["q"].values) == ["z"] and list(stores[2]["q"].values) == ["x", "y", "z"]
+    assert np.array_equal(stores[1].values, stores[2].sel(q=["z"]).values)
+
+
+def test_the_q_directions_read_are_in_the_shells_fingerprint():
+    """Adding sigma_nonlocal (every q direction) to a Δn study reruns its shells job; a response that reads no
+    shells (ndd_delta_n, from the geometry store) does not."""
+    delta_n = {**KUBO, "responses": ["ndd_delta_n_kubo"]}
+    assert _shells_fingerprint(delta_n) != _shells_fingerprint({**delta_n, "responses": ["ndd_delta_n_kubo",
+                                                                                        "sigma_nonlocal"]})
+    assert _shells_fingerprint(delta_n) == _shells_fingerprint({**delta_n, "responses": ["ndd_delta_n",
+                                                                                        "ndd_delta_n_kubo"]})
+    assert grid_chain(load_study(delta_n), 12)["shells"]["kubo_inputs"]["q"] == ["z"]

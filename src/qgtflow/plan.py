@@ -97,12 +97,13 @@ def shell_products(study) -> list[str]:
     return sorted(set(out))
 
 
-def _kubo_frequencies(study):
-    """ω and η for the shells maker of 002's Kubo responses (reduce/dispersive_kubo.py), None without one: an ω or
-    η edit reruns only those shells jobs (pockels_skew's shells do not read ω; its reduce does)."""
-    from qgtflow.reduce.dispersive_kubo import frequencies
+def _kubo_inputs(study):
+    """ω, η and the q directions the requested Kubo responses read, for the shells maker of 002's Kubo responses
+    (reduce/dispersive_kubo.py), None without one: an ω or η edit reruns only those shells jobs (pockels_skew's
+    shells do not read ω; its reduce does), and so does a response edit that changes the q directions read."""
+    from qgtflow.reduce.dispersive_kubo import plan_value
 
-    return frequencies(study)
+    return plan_value(study)
 
 
 def _model_facts(study) -> dict:
@@ -172,7 +173,7 @@ CONTRACTS = {
     # for studies that request one
     "shells": Contract("shells", ("model", "units", "kgrid", "degeneracy_threshold", "mu", "temperature",
                                   "impurities"), model=True, upstream=("kgrid",),
-                       derived={"products": shell_products, "kubo_frequencies": _kubo_frequencies},
+                       derived={"products": shell_products, "kubo_inputs": _kubo_inputs},
                        runs=shell_products),
     "reduce": Contract("reduce", _REDUCE_KEYS, model=False, upstream=("geometry", "shells"),
                        derived={"model_facts": _model_facts, "window_cut": _window_cut}),

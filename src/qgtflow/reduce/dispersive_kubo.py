@@ -6,9 +6,12 @@
 * ``ndd_delta_n_kubo`` — 002 Eq. 4 of it, Δn = ½ icμ0 [σ_xxz(ω) − σ*_xxz(−ω*)], per part; its interband part is
   002 Eq. 12 (``ndd_delta_n``) for two-band sectors, any number of bands and degeneracies here.
 
-The shells product ``kubo_nonlocal`` holds σ_ijk at +ω and −ω (same η) in model units (e = ħ = 1,
-[length]^(3−d)); it reads ω and η through the plan value ``kubo_frequencies`` (qgtflow.plan), so an ω edit reruns
-only the shells jobs of studies with a Kubo response.
+The shells product ``kubo_nonlocal`` holds σ_ijq at +ω and −ω (same η) in model units (e = ħ = 1,
+[length]^(3−d)) for the q directions the requested responses read (dim ``q``: ``z`` alone for ``ndd_delta_n_kubo``,
+every axis for ``sigma_nonlocal``); it reads ω, η and those directions through the plan value ``kubo_inputs``
+(qgtflow.plan), so an ω edit reruns only the shells jobs of studies with a Kubo response, and adding
+``sigma_nonlocal`` to a Δn study reruns its shells job (a Richardson q-derivative per direction: ~1/d of the work
+per direction).
 """
 
 from __future__ import annotations
@@ -41,17 +44,32 @@ def check(cfg: dict, model, units, key: str, as_array) -> None:
                           "of the T = 0 step occupation are not sampled by points)")
 
 
-def frequencies(study) -> dict | None:
-    """The plan value ``kubo_frequencies``: {omega, broadening} for a study with a Kubo response, else None."""
+# the q directions (axis letters) each response reads from the shells product: Δn is 002 Eq. 4's σ_xxz (light along z)
+Q_READ = {"sigma_nonlocal": None, "ndd_delta_n_kubo": ("z",)}  # None: every axis of the model
+
+
+def q_directions(responses, dim: int) -> list[str]:
+    """The q directions (in AXES order) the requested Kubo ``responses`` read on a ``dim``-D model."""
+    axes = nonlocal_kubo.AXES[:dim]
+    read = {a for r in responses if r in Q_READ for a in (Q_READ[r] or axes)}
+    return [a for a in axes if a in read]
+
+
+def plan_value(study) -> dict | None:
+    """The plan value ``kubo_inputs``: {omega, broadening, q} for a study with a Kubo response, else None."""
     if not any(r in RESPONSES for r in study.responses):
         return None
-    return {"omega": [float(w) for w in study.omega], "broadening": float(study.broadening)}
+    return {"omega": [float(w) for w in study.omega], "broadening": float(study.broadening),
+            "q": q_directions(study.responses, study.model.dim)}
 
 
-def shell_product(study, grid, plan_value: dict) -> dict:
-    """Shells product ``kubo_nonlocal``: σ_ijk at ±ω (sign, part, omega, complex_part, mu, T, i, j, k)."""
-    omega = np.asarray(plan_value["omega"], float)
-    eta = float(plan_value["broadening"])
+def shell_product(study, grid, inputs: dict) -> dict:
+    """Shells product ``kubo_nonlocal``: σ_ijq at ±ω (sign, part, omega, complex_part, mu, T, i, j, q) for the q
+    directions ``inputs["q"]`` only (the plan value ``kubo_inputs``)."""
+    omega = np.asarray(inputs["omega"], float)
+    eta = float(inputs["broadening"])
+    directions = list(inputs["q"])
+    axes = [nonlocal_kubo.AXES.index(a) for a in directions]
     mu, kT = np.asarray(study.mu, float), np.array([study.units.kT(t) for t in study.temperature])
     model = study.model
     chunks = [(lo, min(lo + CHUNK, grid.n_points)) for lo in range(0, grid.n_points, CHUNK)]
@@ -61,19 +79,22 @@ def shell_product(study, grid, plan_value: dict) -> dict:
         k = grid.points(lo, hi)
         total = total + nonlocal_kubo.sigma_tensor(model, k, np.full(len(k), grid.weight), mu, kT,
                                                    np.concatenate([omega, -omega]), eta, h,
-                                                   threshold=study.degeneracy_threshold)
+                                                   threshold=study.degeneracy_threshold, axes=axes)
     W = omega.size
-    values = np.stack([total[:, :W], total[:, W:]])  # (sign, part, W, μ, T, i, j, k)
+    values = np.stack([total[:, :W], total[:, W:]])  # (sign, part, W, μ, T, i, j, q)
     values = np.stack([values.real, values.imag], axis=3)
-    return {"kubo_sigma": xr.Variable(("sign", "band_part", "omega", "complex_part", "mu", "T", "i", "j", "k"), values, {
-        "units": study.units.model_units(0, 3 - grid.dim), "long_name": "σ_ijk at ±ω (model units, e = ħ = 1)",
+    dims = ("sign", "band_part", "omega", "complex_part", "mu", "T", "i", "j", "q")
+    q = ("q", directions, {"long_name": "direction l of the q-derivative σ_ijl = ∂σ_ij/∂q_l"})
+    return {"kubo_sigma": xr.DataArray(values, dims=dims, coords={"q": q}, attrs={
+        "units": study.units.model_units(0, 3 - grid.dim), "long_name": "σ_ijq at ±ω (model units, e = ħ = 1)",
         "formula": SIGMA_FORMULA, "broadening": eta, "q_step": h, "signs": list(SIGNS)})}
 
 
-def _sigma(shells, sign: str) -> np.ndarray:
-    v = shells["kubo_sigma"].isel(sign=SIGNS.index(sign))
-    v = v.transpose("band_part", "omega", "complex_part", "mu", "T", "i", "j", "k").values
-    return v[:, :, 0] + 1j * v[:, :, 1]  # (part, W, μ, T, i, j, k)
+def _sigma(shells, sign: str, q) -> np.ndarray:
+    """σ at ``sign``·ω for the q directions ``q`` (axis letters, in that order): (part, W, μ, T, i, j, q)."""
+    v = shells["kubo_sigma"].isel(sign=SIGNS.index(sign)).sel(q=list(q))
+    v = v.transpose("band_part", "omega", "complex_part", "mu", "T", "i", "j", "q").values
+    return v[:, :, 0] + 1j * v[:, :, 1]
 
 
 def _attrs(shells, formula: str) -> dict:
@@ -84,8 +105,8 @@ def _attrs(shells, formula: str) -> dict:
 
 def sigma_nonlocal(study, shells: xr.Dataset) -> xr.Variable:
     """σ_ijk(ω) (band_part, omega, complex_part, mu, T, i, j, k): e²/ħ [length]^(3−d) (S m^(3−d) in physical units)."""
-    sigma = _sigma(shells, "plus")
-    d = sigma.shape[-1]
+    d = shells["kubo_sigma"].sizes["i"]
+    sigma = _sigma(shells, "plus", nonlocal_kubo.AXES[:d])
     if study.units.natural:
         scale, units = 1.0, format_si_units({"e": 2, "hbar": -1, NATURAL_LENGTH: 3 - d})
     else:
@@ -98,8 +119,8 @@ def sigma_nonlocal(study, shells: xr.Dataset) -> xr.Variable:
 
 def ndd_delta_n_kubo(study, shells: xr.Dataset) -> xr.Variable:
     """Δn (band_part, complex_part, omega, mu, T): dimensionless in 3D (units e²cμ0/ħ [length]^(3−d) natural)."""
-    x, z = 0, 2
-    plus, minus = (_sigma(shells, s)[..., x, x, z] for s in SIGNS)
+    x = 0
+    plus, minus = (_sigma(shells, s, "z")[..., x, x, 0] for s in SIGNS)
     dn = nonlocal_kubo.delta_n(plus, minus)  # units e²cμ0/ħ
     d = shells["kubo_sigma"].sizes["i"]
     if study.units.natural:

@@ -441,10 +441,14 @@ def _register_builtin() -> None:
         register(Derived(name, eo.thin_film_variables, eo.check_thin_film, omega="dc_ok"))
     from qgtflow.reduce import dispersive_kubo as kubo
 
-    register_shell_product("kubo_nonlocal", kubo.shell_product, plan_value="kubo_frequencies")
+    register_shell_product("kubo_nonlocal", kubo.shell_product, plan_value="kubo_inputs")
     for name in kubo.RESPONSES:
         register(ModelEvaluated(name, getattr(kubo, name), kubo.check, needs=("omega", "broadening"), omega="ac",
                                 shells=("kubo_nonlocal",)))
+    from qgtflow.reduce import ndd_alpha
+
+    register_shell_product("alpha_sea", ndd_alpha.shell_product)
+    register(ModelEvaluated(ndd_alpha.NAME, ndd_alpha.ndd_alpha_sea, ndd_alpha.check, shells=("alpha_sea",)))
 
 
 _register_builtin()

@@ -59,53 +59,70 @@ def pair_sum(energy_a, states_a, energy_b, states_b, vertex, same_group, weight,
     M = np.moveaxis(M, (1, 2), (0, 1))  # (i, j, N, m, n)
     resolvent = 1.0 / ((energy_a[:, :, None] - energy_b[:, None, :])[..., None] + z)  # (N, m, n, W)
     out = np.zeros((2, z.size, mu.size, kT.size, d, d), complex)
+    parts = [np.where(mask, M, 0.0).reshape(d * d, N * n * n) for mask in (~same_group, same_group)]
     for a, m_ in enumerate(mu):
         for b, t in enumerate(kT):
             occupation = fermi(energy_a, m_, t)[:, :, None] - fermi(energy_b, m_, t)[:, None, :]
             G = (occupation[..., None] * resolvent).reshape(N * n * n, z.size)
-            for p, mask in enumerate((~same_group, same_group)):
-                Mp = np.where(mask, M, 0.0).reshape(d * d, N * n * n)
+            for p, Mp in enumerate(parts):
                 out[p, :, a, b] = (Mp @ G).T.reshape(z.size, d, d)
     return out
 
 
-def sigma_at_q(model, k, weight, q, mu, kT, omega, eta, threshold=1e-8, sectors=False):
+def unshifted_states(model, k, threshold=1e-8) -> list:
+    """Per sector: (energies, eigenvectors, intraband-pair mask) at the k-points themselves — the side of every
+    q-shifted pair sum that does not move with q, computed once for all the ±h, ±2h and directions of a derivative."""
+    k = np.asarray(k, float)
+    out = []
+    for block, _ in _sectors(model):
+        energy, states = np.linalg.eigh(_hamiltonian(block, k))
+        labels = group_labels(energy, threshold)
+        out.append((energy, states, labels[:, :, None] == labels[:, None, :]))
+    return out
+
+
+def sigma_at_q(model, k, weight, q, mu, kT, omega, eta, threshold=1e-8, sectors=False, unshifted=None):
     """002 Eq. 11 at wave vector ``q`` (d,) on k-points ``k`` (N, d) with weights ``weight`` (N,) (the [dk]
-    measure): σ_ij complex, (part, W, μ, T, i, j), or (sector, part, W, μ, T, i, j) with ``sectors``."""
+    measure): σ_ij complex, (part, W, μ, T, i, j), or (sector, part, W, μ, T, i, j) with ``sectors``.
+    ``unshifted``: :func:`unshifted_states` of ``k`` (default: computed here)."""
     k = np.asarray(k, float)
     q = np.asarray(q, float)
     mu, kT, omega = (np.atleast_1d(np.asarray(x, float)) for x in (mu, kT, omega))
     z = omega + 1j * eta
+    if unshifted is None:
+        unshifted = unshifted_states(model, k, threshold)
     out = []
-    for block, w in _sectors(model):
-        energy_b, states_b = np.linalg.eigh(_hamiltonian(block, k))
+    for (block, w), (energy_b, states_b, same) in zip(_sectors(model), unshifted):
         energy_a, states_a = np.linalg.eigh(_hamiltonian(block, k - q))
-        labels = group_labels(energy_b, threshold)
-        same = labels[:, :, None] == labels[:, None, :]
         s = pair_sum(energy_a, states_a, energy_b, states_b, _velocity(block, k - 0.5 * q), same, weight, mu, kT, z)
         out.append(-w * s / (1j * z[:, None, None, None, None]))
     out = np.stack(out)
     return out if sectors else out.sum(axis=0)
 
 
-def sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold=1e-8, sectors=False):
+def sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold=1e-8, sectors=False, unshifted=None):
     """σ_ijl = ∂σ_ij/∂q_l at q = 0 (002 Eq. 2) from Eq. 11 at q = ±h ê_l, ±2h ê_l, Richardson-extrapolated:
     (…, W, μ, T, i, j) as :func:`sigma_at_q`."""
     unit = np.zeros(model.dim)
     unit[l] = 1.0
+    if unshifted is None:
+        unshifted = unshifted_states(model, k, threshold)
 
     def difference(step):
-        plus = sigma_at_q(model, k, weight, step * unit, mu, kT, omega, eta, threshold, sectors)
-        minus = sigma_at_q(model, k, weight, -step * unit, mu, kT, omega, eta, threshold, sectors)
+        plus = sigma_at_q(model, k, weight, step * unit, mu, kT, omega, eta, threshold, sectors, unshifted)
+        minus = sigma_at_q(model, k, weight, -step * unit, mu, kT, omega, eta, threshold, sectors, unshifted)
         return (plus - minus) / (2 * step)
 
     return (4 * difference(h) - difference(2 * h)) / 3
 
 
-def sigma_tensor(model, k, weight, mu, kT, omega, eta, h, threshold=1e-8, sectors=False):
-    """The full σ_ijl (…, W, μ, T, i, j, l) of 002 Eq. 2 from Eq. 11 (one Richardson derivative per l)."""
-    return np.stack([sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold, sectors)
-                     for l in range(model.dim)], axis=-1)
+def sigma_tensor(model, k, weight, mu, kT, omega, eta, h, threshold=1e-8, sectors=False, axes=None):
+    """σ_ijl (…, W, μ, T, i, j, l) of 002 Eq. 2 from Eq. 11 (one Richardson derivative per l) for the q directions
+    ``axes`` (indices, in that order; default every axis: the full tensor)."""
+    axes = range(model.dim) if axes is None else axes
+    unshifted = unshifted_states(model, k, threshold)
+    return np.stack([sigma_q_derivative(model, k, weight, l, mu, kT, omega, eta, h, threshold, sectors, unshifted)
+                     for l in axes], axis=-1)
 
 
 def delta_n(sigma_xxz_plus, sigma_xxz_minus):

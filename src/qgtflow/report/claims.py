@@ -167,7 +167,22 @@ def _complex(da: xr.DataArray) -> xr.DataArray:
 
 def select(source, study: str, spec: dict) -> tuple[xr.DataArray, xr.DataArray | None]:
     """(values, error bars or None) of one selection: ``response`` (or ``attr``: a number in its attrs), ``sel``,
-    ``abs``, ``reduce: max_abs`` (the largest |value| over the free dims, with its own error bar)."""
+    ``abs``, ``reduce: max_abs`` (the largest |value| over the free dims, with its own error bar); or ``sum``: a list
+    of such selections, each with an optional ``factor`` (default 1), summed (error bars in quadrature, None unless
+    every term has one). ``error_bar: false``: no error bar (a row comparing two routes on one grid, where an identity
+    holds grid by grid: a one-grid study's convergence store has NaN errors, which would widen the interval to all)."""
+    if spec.get("error_bar", True) is False:
+        return select(source, study, {k: v for k, v in spec.items() if k != "error_bar"})[0], None
+    if "sum" in spec:
+        total, errors = 0, []
+        for term in spec["sum"]:
+            factor = float(term.get("factor", 1.0))
+            value, err = select(source, spec.get("study", study), {k: v for k, v in term.items() if k != "factor"})
+            total = total + factor * value
+            errors.append(None if err is None else factor * err)
+        if any(e is None for e in errors):
+            return total, None
+        return total, np.sqrt(sum(e ** 2 for e in errors))
     study = spec.get("study", study)
     ds = source.dataset(study)
     name = spec["response"]

@@ -1,7 +1,7 @@
 """Stage ``shells``: what the model-evaluated responses need from the model's Fermi shells on the study's grid.
 
 Runs only for a study that requests such a response (``pockels_skew``, 002's Kubo ``sigma_nonlocal`` /
-``ndd_delta_n_kubo``) or ``impurities.born_tau``
+``ndd_delta_n_kubo``, ``ndd_alpha_sea``) or ``impurities.born_tau``
 (:func:`qgtflow.plan.shell_products`), so the reduce stage never builds the model. It diagonalises the model at
 the δ-shell k-points of the grid (:mod:`qgtflow.reduce.skew`) and stores the smallest forward data:
 
@@ -9,8 +9,10 @@ Store schema (``shells.zarr``): coords ``mu`` [model energy], ``T`` [K or model 
 ``skew_s1``, ``skew_s2`` (mu, T, i, j, k) — S^(1), S^(2) of 004 Eq. 6 in model units with ħ = 1
 ([energy]² [length]^(3−d)), product ``skew``; ``born_transport_time`` () — 1/⟨1/τ_k⟩ of the symmetric Born
 rate at the first μ and T (s, or ħ/energy in natural units), product ``born_tau``; ``kubo_sigma`` (sign, band_part,
-omega, complex_part, mu, T, i, j, k) — 002 Eq. 11's σ_ijk at ±ω in model units, product ``kubo_nonlocal`` (its ω, η
-from the plan value ``kubo_frequencies``); a product is made by its maker
+omega, complex_part, mu, T, i, j, q) — 002 Eq. 11's σ_ijq at ±ω in model units for the q directions (coord ``q``) the
+requested responses read, product ``kubo_nonlocal`` (its ω, η and q directions from the plan value ``kubo_inputs``);
+``alpha_sea`` (mu, T) — 002 Eq. 15's Fermi-sea α_xy(f) of two-band sectors in model units, product ``alpha_sea``;
+a product is made by its maker
 in ``qgtflow.reduce.kinds.SHELL_PRODUCTS`` (a new model-evaluated response registers its own there);
 attrs: grid, impurities, products, provenance, fingerprint.
 """
