@@ -645,3 +645,34 @@ def test_spin_symmetry_zeros_are_residuals_in_converge(tmp_path):
     assert len(excluded) == 63 and len(r.table) == 81, (len(excluded), len(r.table))
     assert "xyz" not in set(excluded[excluded["response"] == "spin_sigma_lin_tau0"]["component"])  # σ_xy;z kept
     assert r.table["symmetry_residual"].max() < 1e-12
+
+
+def _slightly_stretched(bond: float, tolerance: float) -> dict:
+    """The hexagonal Haldane layer with one of its three NN bonds ``bond`` (the others 1) and the hexagonal crystal:
+    C3 and two of the three antiunitary mirrors broken, by different amounts."""
+    cfg = _study("haldane_stretched", False)
+    tb = cfg["model"]["tight_binding"]
+    tb["lattice"] = [[1.0, 0.0], [0.5, float(np.sqrt(3) / 2)]]
+    tb["hoppings"] = [[R, i, j, bond] if (R, i, j) == ([0, -1], 0, 1) else [R, i, j, t] for R, i, j, t in tb["hoppings"]]
+    return {**cfg, "symmetry": {**HALDANE_CRYSTAL, "tolerance": tolerance}}
+
+
+def test_the_tolerance_refusal_names_every_broken_operation_and_its_need():
+    """One stretched bond (1.002) breaks C3 and two mirrors of the hexagonal crystal by different amounts: the one-
+    line refusal names each broken operation with the tolerance it needs (C3⁺ and C3⁻ share a label: the larger)
+    and asks for the largest; at that tolerance the study loads."""
+    import re
+
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study(_slightly_stretched(1.002, 1e-3))
+    msg = str(err.value)
+    assert err.value.key == "symmetry.tolerance" and "\n" not in msg, msg
+    needs = dict(re.findall(r"(C3|m\[[-0-9., ]+\]') ([0-9.e-]+)", msg.split("needed per broken operation: ")[1]))
+    assert set(needs) == {"C3", "m[0.577, 1]'", "m[-0.577, 1]'"}, msg
+    values = sorted(float(v) for v in needs.values())
+    assert values[0] < values[-1] and 1e-3 < values[0], needs
+    assert f"raise symmetry.tolerance to {max(needs.values(), key=float)} or more" in msg, msg
+    assert load_study(_slightly_stretched(1.002, 1.01 * values[-1])).model is not None

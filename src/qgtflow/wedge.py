@@ -71,22 +71,41 @@ def check_operations(model, operations, key: str, tolerance: float, spin: bool =
     """Refuse (ConfigError naming ``key``.tolerance and its value) a point group that is not one of the model to
     ``tolerance`` (the study's ``symmetry.tolerance``): its symmetry zeros and the wedge's symmetrised sums would be
     silently wrong (the band energies and the Berry curvature at a few k-points,
-    :func:`qgtflow.geometry.covariance.first_broken_operation`; ``spin``: the model's spin operator too, for a
-    study with classified 003 spin responses); run for every study with a ``symmetry`` block."""
-    from qgtflow.geometry.covariance import first_broken_operation
+    :func:`qgtflow.geometry.covariance.broken_operations`; ``spin``: the model's spin operator too, for a
+    study with classified 003 spin responses); run for every study with a ``symmetry`` block. The refusal says
+    what the first broken operation breaks and the tolerance every broken operation needs."""
+    from qgtflow.geometry.covariance import operation_checks
 
-    broken = first_broken_operation(model, operations, tolerance, spin)
-    if broken:
-        label, why, needed = broken
+    checks = operation_checks(model, operations, spin)
+    every = [(c.label, c.why(tolerance), c.needed) for c in checks if c.why(tolerance) is not None]
+    if every:
+        broken = every[0]
+        label, why, _ = broken
         largest = float(_schema_tolerance()["maximum"])
-        fix = (f"raise {key}.tolerance to {needed:.2g} or more if the model is symmetric only to its Wannierisation "
-               "accuracy" if needed <= largest else f"the mismatch is beyond the largest tolerance {largest:g}")
         raise ConfigError(f"{key}.tolerance", tolerance, f"a crystal whose point-group operations are symmetries of "
                           f"the model {model.name!r} to that tolerance, which its symmetry zeros and "
                           f"kgrid.symmetry_reduce rely on; operation {label}: {why}; "
                           + _position_operator_hint(model, operations, key, tolerance, spin, largest, broken)
-                          + _ws_tie_hint(model, operations, key, tolerance)
-                          + f"check the atoms and magnetic_moments, {fix} (or drop the symmetry block)")
+                          + _ws_tie_hint(model, key, tolerance, max(c.energy for c in checks))
+                          + f"check the atoms and magnetic_moments, {_tolerance_fix(every, key, largest)} (or drop "
+                          "the symmetry block)")
+
+
+def _tolerance_fix(broken: list, key: str, largest: float) -> str:
+    """The tolerance that would pass every broken operation of ``broken`` ((label, why, needed), in order), naming
+    what each needs, e.g. "raise symmetry.tolerance to 0.2 or more … (needed: m[1, 1, 0] 0.032, C3[1, 1, 1] 0.2)";
+    or that some are beyond the schema's ``largest``."""
+    per_label: dict[str, float] = {}  # C4 and C4⁻¹ share a label: the larger need
+    for label, _, needed in broken:
+        per_label[label] = max(needed, per_label.get(label, 0.0))
+    needs = ", ".join(f"{label} {needed:.2g}" for label, needed in per_label.items())
+    worst = max(per_label.values())
+    if worst <= largest:
+        return (f"raise {key}.tolerance to {worst:.2g} or more if the model is symmetric only to its Wannierisation "
+                f"accuracy (needed per broken operation: {needs})")
+    beyond = ", ".join(label for label, needed in per_label.items() if needed > largest)
+    return (f"the mismatch of {beyond} is beyond the largest tolerance {largest:g} (needed per broken operation: "
+            f"{needs})")
 
 
 def _study_prefix(key: str) -> str:
@@ -115,7 +134,7 @@ def _position_operator_hint(model, operations, key: str, tolerance: float, spin:
     prefix = _study_prefix(key)
     switch = f"{prefix}model.wannier90.position_operator"
     without = first_broken_operation(bare, operations, tolerance, spin)
-    if without == broken:
+    if without is not None and without[:2] == broken[:2]:  # the same breaking (its needed tolerance may differ)
         return ""
     if without is None:
         return (f"without its Wannier position operator the model passes at this tolerance: the file's position "
@@ -128,12 +147,13 @@ def _position_operator_hint(model, operations, key: str, tolerance: float, spin:
             f"{POSITION_HINT_SYMMETRISE}); ")
 
 
-def _ws_tie_hint(model, operations, key: str, tolerance: float) -> str:
+def _ws_tie_hint(model, key: str, tolerance: float, eta: float) -> str:
     """For a Wannier model whose computed Wigner–Seitz correction left near ties (bonds longer than the shortest by
     1–100× ``ws_distance_tol``, ``model.ws_near_ties`` of models/wannier.py) and whose energies break an operation
-    beyond the check's energy tolerance at the test points: the suggestion to raise model.wannier90.ws_distance_tol
-    (centres symmetric only to the Wannierisation's accuracy split their ties asymmetrically: WannierBerri's
-    GaAs_tb.dat, README "Symmetry"); "" otherwise."""
+    beyond the check's energy tolerance at the test points (``eta``: the largest energy error of the operations,
+    a share of the bandwidth, :class:`qgtflow.geometry.covariance.OperationCheck`): the suggestion to raise
+    model.wannier90.ws_distance_tol (centres symmetric only to the Wannierisation's accuracy split their ties
+    asymmetrically: WannierBerri's GaAs_tb.dat, README "Symmetry"); "" otherwise."""
     from qgtflow.geometry import covariance as cv
     from qgtflow.schema import study_schema
 
@@ -141,13 +161,6 @@ def _ws_tie_hint(model, operations, key: str, tolerance: float) -> str:
     if not near:
         return ""
     count, gap, tol = near
-    points = cv.test_points(model)
-    moved = cv.images(points, operations)
-    E = np.linalg.eigvalsh(model.unique_derivatives(np.concatenate([points, moved.reshape(-1, points.shape[1])]),
-                                                    order=0)[:, 0])
-    P = len(points)
-    width = max(float(E[:P].max() - E[:P].min()), 1e-300)
-    eta = float(np.abs(E[P:].reshape(len(operations), P, -1) - E[:P]).max()) / width
     if eta <= cv.ENERGY_SHARE * tolerance:
         return ""
     wannier = study_schema()["properties"]["model"]["properties"]["wannier90"]["properties"]
