@@ -653,7 +653,8 @@ def _slightly_stretched(bond: float, tolerance: float) -> dict:
     cfg = _study("haldane_stretched", False)
     tb = cfg["model"]["tight_binding"]
     tb["lattice"] = [[1.0, 0.0], [0.5, float(np.sqrt(3) / 2)]]
-    tb["hoppings"] = [[R, i, j, bond] if (R, i, j) == ([0, -1], 0, 1) else [R, i, j, t] for R, i, j, t in tb["hoppings"]]
+    tb["hoppings"] = [[R, i, j, bond] if (R, i, j) == ([0, -1], 0, 1) else [R, i, j, t]
+                      for R, i, j, t in tb["hoppings"]]
     return {**cfg, "symmetry": {**HALDANE_CRYSTAL, "tolerance": tolerance}}
 
 

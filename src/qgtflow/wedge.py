@@ -58,7 +58,8 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
         known = sorted(r for r in TENSOR_KINDS if classified(r, model.dim, ac))
         raise ConfigError(f"{key}responses", other, "with kgrid.symmetry_reduce only responses with a classified "
                           f"symmetry action {known} (pair sums, model-evaluated and derived responses need the full "
-                          "grid; 003's spin responses are classified in 3D only, the AC forms of "
+                          "grid; the wedge symmetrises 003's spin responses in 3D only (a 2D model's "
+                          "get symmetry zeros from the 3D lifts of its operations), the AC forms of "
                           "spin_sigma_lin_tau0 and spin_beta_lin_tau0 for their zeros only)")
     ops = operations if operations is not None else study_operations(model, cfg["symmetry"], f"{key}symmetry")
     for size in kgrid["sizes"]:

@@ -14,6 +14,8 @@ and k = 0). Two gauge-invariant quantities must transform as the wedge's symmetr
 With ``spin`` (a study with 003 spin responses, whose symmetry zeros and wedge treat the spin index as an axial,
 T-odd vector), also the model's spin operator: ⟨σ^c⟩ summed over the bands below each gap,
 S(g·k) = (−1)^θ det R R S(k) (held like the curvature; a spin operator in another frame than the orbitals fails).
+A 2D model's operation given as its 3D lift R₃ acts on k and Ω by its in-plane block and on S by R₃ whole
+(models/symmetry.py ``lifted_operations`` keeps the lifts whose spin error passes).
 
 Below a gap the sum over the bands is independent of the gauge and of degeneracies inside the set (the pair terms
 between two bands of the set cancel), so no band-resolved quantity is compared. Tolerances are relative: the
@@ -56,6 +58,9 @@ ENERGY_SHARE = 0.1  # |E_n(g·k) − E_n(k)| / bandwidth is held to this fractio
 CURVATURE_FLOOR = 1.0  # of the typical (median) summed curvature at the compared gap-checks: the scale of a
 # vanishing one (module doc; the same share for the spin operator's ⟨σ⟩)
 ROUNDING = 1e-6  # of the largest summed curvature: a sum this small vanishes (not part of the typical size)
+VANISHING = 1e-8  # of the natural scale (1/|k|² of the test points for Ω, the spin matrices' norm for ⟨σ⟩): a
+# summed quantity this small everywhere is zero, compared as such (C2z × T forces Ω ≡ 0 in a 2D layer, e.g. a
+# Rashba one: its rounding, ~1e-16 of the scale, is no typical size to judge by)
 GAP_OVER_MISMATCH = 30.0  # a gap is compared only if ≥ this times the operation's largest energy mismatch: 3 / 0.1, the
 # schema's largest symmetry.tolerance (module doc)
 GAP_FRACTION = 1e-3  # a gap is a spacing of at least this fraction of the bandwidth between neighbouring bands
@@ -122,15 +127,16 @@ def spin_below(model, k: np.ndarray) -> np.ndarray:
     return np.cumsum(per_band, axis=1)[:, :-1]
 
 
-def _typical(F0, used, axes) -> float:
+def _typical(F0, used, axes, scale: float) -> float:
     """:data:`CURVATURE_FLOOR` × the median size (norm over ``axes``) of the summed quantity ``F0`` (P, n − 1, ...)
     over the base-point gaps compared for any operation (``used`` (G, P, n − 1)), leaving out the sums that vanish
     to rounding (below :data:`ROUNDING` of the largest: all bands of a set, flat atomic bands), which would pull the
-    median to zero; a tiny positive number when nothing is left."""
+    median to zero; at least :data:`VANISHING` × ``scale`` (the quantity's natural size), so a quantity that
+    vanishes everywhere (Ω of a C2z × T layer) is compared as zero, not as rounding against rounding."""
     size = np.abs(F0).max(axis=axes)[used.any(axis=0)]
     size = size[size > ROUNDING * size.max(initial=0.0)]
     typical = float(np.median(size)) if size.size else 0.0
-    return max(CURVATURE_FLOOR * typical, 1e-300)
+    return max(CURVATURE_FLOOR * typical, VANISHING * scale, 1e-300)
 
 
 def _relative_error(F0, Fg, expect, cuts, floor, axes) -> float:
@@ -227,11 +233,11 @@ def operation_checks(model, operations, spin: bool = False) -> list[OperationChe
               f"< {GAP_OVER_MISMATCH:g}× the operation's largest energy mismatch")
     below = np.cumsum(curv, axis=1)[:, :-1]  # (N, n − 1, d, d): Ω summed over the bands 0..c
     F0, Fg = below[:P], below[P:].reshape(len(operations), P, *below.shape[1:])
-    floor = _typical(F0, used, (-1, -2))
+    floor = _typical(F0, used, (-1, -2), 1.0 / max(float((points ** 2).sum(axis=-1).max()), 1e-300))
     if spin:
         S = spin_below(model, np.concatenate([points, moved.reshape(-1, d)]))
         S0, Sg = S[:P], S[P:].reshape(len(operations), P, *S.shape[1:])
-        s_floor = _typical(S0, used, -1)
+        s_floor = _typical(S0, used, -1, float(np.abs(np.linalg.eigvalsh(np.asarray(model.spin))).max()))
     unchecked = list(dict.fromkeys(operation_label(R, t) for (R, t), u in zip(operations, used) if not u.any()))
     log.info("symmetry check of %d operations on %s: curvature%s %s%s", len(operations), model.name,
              " and spin" if spin else "", counts,
