@@ -671,9 +671,21 @@ def test_the_tolerance_refusal_names_every_broken_operation_and_its_need():
         load_study(_slightly_stretched(1.002, 1e-3))
     msg = str(err.value)
     assert err.value.key == "symmetry.tolerance" and "\n" not in msg, msg
-    needs = dict(re.findall(r"(C3|m\[[-0-9., ]+\]') ([0-9.e-]+)", msg.split("needed per broken operation: ")[1]))
+    groups = msg.split("(needed: ")[1].split(")")[0].split("; ")  # "need label, label" in increasing need
+    needs = {label: value for value, labels in (g.split(" ", 1) for g in groups)
+             for label in re.findall(r"C3|m\[[-0-9., ]+\]'", labels)}
     assert set(needs) == {"C3", "m[0.577, 1]'", "m[-0.577, 1]'"}, msg
-    values = sorted(float(v) for v in needs.values())
-    assert values[0] < values[-1] and 1e-3 < values[0], needs
-    assert f"raise symmetry.tolerance to {max(needs.values(), key=float)} or more" in msg, msg
+    values = [float(g.split(" ", 1)[0]) for g in groups]
+    assert values == sorted(values) and len(values) == 2 and 1e-3 < values[0], msg
+    assert f"raise symmetry.tolerance to {groups[-1].split(' ', 1)[0]} or more" in msg, msg
     assert load_study(_slightly_stretched(1.002, 1.01 * values[-1])).model is not None
+    assert "broken operations are beyond the largest tolerance 0.1" in _refusal(_slightly_stretched(1.3, 0.1))
+
+
+def _refusal(cfg) -> str:
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    return str(err.value)

@@ -93,20 +93,24 @@ def check_operations(model, operations, key: str, tolerance: float, spin: bool =
 
 
 def _tolerance_fix(broken: list, key: str, largest: float) -> str:
-    """The tolerance that would pass every broken operation of ``broken`` ((label, why, needed), in order), naming
-    what each needs, e.g. "raise symmetry.tolerance to 0.2 or more … (needed: m[1, 1, 0] 0.032, C3[1, 1, 1] 0.2)";
-    or that some are beyond the schema's ``largest``."""
+    """The tolerance that would pass every broken operation of ``broken`` ((label, why, needed), in order), with
+    what each needs, grouped by that need (two digits) in increasing order, e.g. "raise symmetry.tolerance to 0.2 or
+    more … (needed: 0.032 -4[0, 0, 1]; 0.2 C3[1, 1, 1], C3[1, 1, -1])"; or how many are beyond the schema's
+    ``largest``."""
     per_label: dict[str, float] = {}  # C4 and C4⁻¹ share a label: the larger need
     for label, _, needed in broken:
         per_label[label] = max(needed, per_label.get(label, 0.0))
-    needs = ", ".join(f"{label} {needed:.2g}" for label, needed in per_label.items())
+    groups: dict[str, list[str]] = {}
+    for label, needed in sorted(per_label.items(), key=lambda item: item[1]):
+        groups.setdefault(f"{needed:.2g}", []).append(label)
+    needs = "; ".join(f"{value} {', '.join(labels)}" for value, labels in groups.items())
     worst = max(per_label.values())
     if worst <= largest:
         return (f"raise {key}.tolerance to {worst:.2g} or more if the model is symmetric only to its Wannierisation "
-                f"accuracy (needed per broken operation: {needs})")
-    beyond = ", ".join(label for label, needed in per_label.items() if needed > largest)
-    return (f"the mismatch of {beyond} is beyond the largest tolerance {largest:g} (needed per broken operation: "
-            f"{needs})")
+                f"accuracy (needed: {needs})")
+    beyond = sum(needed > largest for needed in per_label.values())
+    return (f"{beyond} of the {len(per_label)} broken operations are beyond the largest tolerance {largest:g} "
+            f"(needed: {needs})")
 
 
 def _study_prefix(key: str) -> str:
