@@ -113,14 +113,36 @@ def test_no_lift_for_a_spin_operator_in_another_frame_leaves_them_unclassified(c
     assert len(warning) == 1 and "left unclassified" in warning[0] and "no 3D lift of ['C2', 'C4'" in warning[0]
 
 
-def test_2d_spin_responses_are_still_refused_with_the_wedge():
-    """The wedge's stores carry the in-plane operations only: a 2D spin response with kgrid.symmetry_reduce is
-    refused naming responses (its zeros come from the lifts, its symmetrisation does not)."""
+def test_without_lifts_the_wedge_refuses_the_2d_spin_responses():
+    """With the spin components cycled no lift exists: kgrid.symmetry_reduce is refused naming responses and the
+    spin responses, saying why (its symmetrisation would need the lifts)."""
     from qgtflow.errors import ConfigError
     from qgtflow.study import load_study
 
-    cfg = _study(["sigma_drude", "spin_beta_lin_tau1"])
+    cfg = _study(["sigma_drude", "spin_beta_lin_tau1"], spin=("sigma_z", "sigma_x", "sigma_y"))
     cfg["kgrid"] = {**cfg["kgrid"], "symmetry_reduce": True}
     with pytest.raises(ConfigError) as err:
         load_study(cfg)
-    assert err.value.key == "responses" and err.value.value == ["spin_beta_lin_tau1"], str(err.value)
+    msg = str(err.value)
+    assert err.value.key == "responses" and err.value.value == ["spin_beta_lin_tau1"] and "\n" not in msg, msg
+    assert "no 3D lift of ['C2', 'C4'" in msg, msg
+
+
+@pytest.mark.parametrize("case", ["rashba", "dresselhaus"])
+def test_the_2d_spin_wedge_equals_the_full_grid(case, tmp_path):
+    """kgrid.symmetry_reduce on the 16² grid: the store carries the 16 kept lifts (3 × 3), and the symmetrised
+    wedge sums of the two spin responses and σ_Drude equal the full grid's to 1e-10 of their largest entry."""
+    from qgtflow.api import evaluate
+    from qgtflow.wedge import stored_operations
+
+    names = RESPONSES + ["sigma_drude"]
+    full = evaluate(_study(names, spin=SPIN[case]), n_workers=0, workdir=tmp_path / "full")
+    cfg = _study(names, spin=SPIN[case])
+    cfg["kgrid"] = {**cfg["kgrid"], "symmetry_reduce": True}
+    wedge = evaluate(cfg, n_workers=0, workdir=tmp_path / "wedge")
+    ops = stored_operations(wedge.attrs)
+    assert len(ops) == 16 and all(np.shape(R) == (3, 3) for R, _ in ops)
+    for name in names:
+        f, w = full[name].values, wedge[name].values
+        assert w.shape == f.shape and np.abs(f).max() > 1e-6, name
+        assert np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), (name, np.abs(w - f).max(), np.abs(f).max())

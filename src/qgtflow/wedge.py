@@ -4,6 +4,9 @@ store carries forward to the reduce stage, and the symmetrisation reduce applies
 The kgrid stage keeps one k-point per orbit of the point group G (:func:`qgtflow.models.symmetry.irreducible_points`)
 with weight m_k w (m_k = orbit size) and writes G into its attrs (:data:`ROTATIONS`, :data:`TIME_REVERSAL`, with
 the ``grid_`` prefix the geometry stage copies, so reduce reads G from the store it reads, not from the model).
+A 2D study with 003 spin responses stores the 3D lifts its spin operator respects (3 × 3, :func:`wedge_operations`):
+their in-plane blocks act on k, the whole on the spin index; a lifted group also visits each orbit point |G|/m_k
+times (each in-plane operation has the same number of kept lifts), so the identity below holds for it.
 
 Why Σ_BZ F = P Σ_IBZ m_k F(k), P = (1/|G|) Σ_g D(g): every integrand is covariant, F(gk) = D(g) F(k) (energies are
 invariant, the tensor transforms with its kind's signs), and Σ_g visits each of the m_k points of k's orbit
@@ -17,7 +20,8 @@ import numpy as np
 
 from qgtflow.errors import ConfigError
 from qgtflow.kgrid import axis_sizes
-from qgtflow.models.symmetry import TENSOR_KINDS, classified, grid_invariance_problem, study_operations, tensor_action
+from qgtflow.models.symmetry import (TENSOR_KINDS, classified, grid_invariance_problem, lifted_operations,
+                                     study_operations, tensor_action)
 
 ROTATIONS = "grid_symmetry_rotations"  # Cartesian R of every operation (model length basis)
 TIME_REVERSAL = "grid_symmetry_time_reversal"  # θ of every operation (1: the operation includes time reversal)
@@ -53,19 +57,44 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
     if cfg.get("resolve_sectors"):
         raise ConfigError(here, True, "resolve_sectors: false (operations may map one sector onto another)")
     ac = cfg.get("omega") is not None
-    other = [r for r in cfg["responses"] if not classified(r, model.dim, ac)]
+    lifted = False
+    spin = spin_responses(cfg["responses"])
+    if model.dim == 2 and spin:  # their symmetrisation needs the lifts the model's spin operator respects
+        lifts, why = lifted_operations(model, cfg["symmetry"], f"{key}symmetry")
+        if lifts is None:
+            raise ConfigError(f"{key}responses", spin, f"with kgrid.symmetry_reduce, 2D spin responses whose "
+                              f"operations act on the model's spin operator as 3D lifts ({why})")
+        lifted = True
+    other = [r for r in cfg["responses"] if not classified(r, model.dim, ac, lifted)]
     if other:
-        known = sorted(r for r in TENSOR_KINDS if classified(r, model.dim, ac))
+        known = sorted(r for r in TENSOR_KINDS if classified(r, model.dim, ac, lifted))
         raise ConfigError(f"{key}responses", other, "with kgrid.symmetry_reduce only responses with a classified "
                           f"symmetry action {known} (pair sums, model-evaluated and derived responses need the full "
-                          "grid; the wedge symmetrises 003's spin responses in 3D only (a 2D model's "
-                          "get symmetry zeros from the 3D lifts of its operations), the AC forms of "
-                          "spin_sigma_lin_tau0 and spin_beta_lin_tau0 for their zeros only)")
+                          "grid; 003's spin responses in 2D through the 3D lifts of the operations, the AC "
+                          "forms of spin_sigma_lin_tau0 and spin_beta_lin_tau0 for their zeros only)")
     ops = operations if operations is not None else study_operations(model, cfg["symmetry"], f"{key}symmetry")
     for size in kgrid["sizes"]:
         problem = grid_invariance_problem(ops, model.reciprocal_vectors, axis_sizes(size, model.dim))
         if problem:
             raise ConfigError(f"{key}kgrid.sizes", size, f"a grid the point group maps onto itself ({problem})")
+
+
+def spin_responses(responses) -> list[str]:
+    """The 003 spin responses among ``responses`` (their spin index needs a 2D model's 3D lifts)."""
+    return [r for r in responses if r in TENSOR_KINDS and TENSOR_KINDS[r].spin]
+
+
+def wedge_operations(study) -> list:
+    """The point group the kgrid stage samples the wedge with and writes into the store: the crystal's operations,
+    as their 3D lifts for a 2D study with spin responses (:func:`qgtflow.models.symmetry.lifted_operations`;
+    :func:`check_study` refused the study when there are none), whose in-plane blocks act on k."""
+    where = f"{study.where}symmetry"
+    if study.model.dim == 2 and spin_responses(study.responses):
+        lifts, why = lifted_operations(study.model, study.config["symmetry"], where)
+        if lifts is None:
+            raise ConfigError(f"{study.where}responses", spin_responses(study.responses), f"3D lifts ({why})")
+        return lifts
+    return study_operations(study.model, study.config["symmetry"], where)
 
 
 def check_operations(model, operations, key: str, tolerance: float, spin: bool = False) -> None:

@@ -327,9 +327,11 @@ def tensor_action(response: str, operations, dim: int, index_sizes=None) -> np.n
 
 
 def fractional_actions(operations, reciprocal_vectors) -> list[np.ndarray]:
-    """Each operation's action on fractional k (rows): f' = f M, M = B R^T B^-1 (-1)^θ (k -> (-1)^θ R k)."""
+    """Each operation's action on fractional k (rows): f' = f M, M = B R^T B^-1 (-1)^θ (k -> (-1)^θ R k); R's
+    in-plane block for the 3D lift of a 2D operation."""
     B = np.asarray(reciprocal_vectors, float)
-    return [B @ np.asarray(R).T @ np.linalg.inv(B) * (-1.0 if t else 1.0) for R, t in operations]
+    d = len(B)
+    return [B @ np.asarray(R)[:d, :d].T @ np.linalg.inv(B) * (-1.0 if t else 1.0) for R, t in operations]
 
 
 def grid_invariance_problem(operations, reciprocal_vectors, sizes) -> str | None:
