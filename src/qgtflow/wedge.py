@@ -4,7 +4,7 @@ store carries forward to the reduce stage, and the symmetrisation reduce applies
 The kgrid stage keeps one k-point per orbit of the point group G (:func:`qgtflow.models.symmetry.irreducible_points`)
 with weight m_k w (m_k = orbit size) and writes G into its attrs (:data:`ROTATIONS`, :data:`TIME_REVERSAL`, with
 the ``grid_`` prefix the geometry stage copies, so reduce reads G from the store it reads, not from the model).
-A 2D study with 003 spin responses stores the 3D lifts its spin operator respects (3 × 3, :func:`wedge_operations`):
+A 2D model with a spin operator stores the 3D lifts that operator respects (3 × 3, :func:`wedge_operations`):
 their in-plane blocks act on k, the whole on the spin index; a lifted group also visits each orbit point |G|/m_k
 times (each in-plane operation has the same number of kept lifts), so the identity below holds for it.
 
@@ -86,14 +86,16 @@ def spin_responses(responses) -> list[str]:
 
 def wedge_operations(study) -> list:
     """The point group the kgrid stage samples the wedge with and writes into the store: the crystal's operations,
-    as their 3D lifts for a 2D study with spin responses (:func:`qgtflow.models.symmetry.lifted_operations`;
-    :func:`check_study` refused the study when there are none), whose in-plane blocks act on k."""
+    as their 3D lifts for a 2D model with a spin operator that has them
+    (:func:`qgtflow.models.symmetry.lifted_operations`; a spin response without them is refused by
+    :func:`check_study`), whose in-plane blocks act on k. They depend on the model and the crystal alone, the keys
+    the kgrid store follows, not on the responses: a spin response added later reads a store that has them (the
+    other kinds' symmetrisation is the same with the lifts)."""
     where = f"{study.where}symmetry"
-    if study.model.dim == 2 and spin_responses(study.responses):
-        lifts, why = lifted_operations(study.model, study.config["symmetry"], where)
-        if lifts is None:
-            raise ConfigError(f"{study.where}responses", spin_responses(study.responses), f"3D lifts ({why})")
-        return lifts
+    if study.model.dim == 2 and getattr(study.model, "spin", None) is not None:
+        lifts, _ = lifted_operations(study.model, study.config["symmetry"], where)
+        if lifts is not None:
+            return lifts
     return study_operations(study.model, study.config["symmetry"], where)
 
 

@@ -151,7 +151,7 @@ def run_wedge(study, size: int, out: str, job: dict | None = None) -> int:
     from qgtflow.models.symmetry import irreducible_points
 
     grid = study.make_grid(size)
-    ops = wedge.wedge_operations(study)  # 3D lifts for a 2D study with spin responses
+    ops = wedge.wedge_operations(study)  # 3D lifts for a 2D model with a spin operator
     _, irreducible, mult = irreducible_points(ops, study.model.reciprocal_vectors, grid.sizes)
     n = len(irreducible)
     kg = study.kgrid
