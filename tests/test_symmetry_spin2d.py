@@ -150,3 +150,22 @@ def test_the_2d_spin_wedge_equals_the_full_grid(case, tmp_path):
         f, w = full[name].values, wedge[name].values
         assert w.shape == f.shape and np.abs(f).max() > 1e-6, name
         assert np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), (name, np.abs(w - f).max(), np.abs(f).max())
+
+
+def test_converge_excludes_the_2d_spin_zeros_as_residuals(tmp_path):
+    """`converge` on the Rashba layer: the lifted group's zeros of β^(1) and σ^(0) are the excluded components of
+    convergence.csv (labelled as the zeros name them), at rounding; the kept ones are judged."""
+    from qgtflow.driver import converge
+
+    st = {**_study(RESPONSES), "mu": [-0.7], "kgrid": {"sizes": [8, 12, 16], "chunk_size": 256}}
+    r = converge(st, n_workers=0, workdir=str(tmp_path / "w"), out_dir=str(tmp_path / "o"), max_rounds=3,
+                 plots=False)
+    table = r.table
+    excluded = table[table["verdict"] == "symmetry zero (excluded)"]
+    for name in RESPONSES:
+        got = set(excluded[excluded["response"] == name]["component"])
+        assert got == set(_labels(name)) - set(KEPT["rashba"][name]), (name, got)
+        judged = set(table[(table["response"] == name) & (table["verdict"] != "symmetry zero (excluded)")]
+                     ["component"])
+        assert judged == set(KEPT["rashba"][name]), (name, judged)
+    assert table["symmetry_residual"].max() < 1e-12
