@@ -5,7 +5,8 @@ bcc-Fe-like Wannier model (24³, 4/mm'm': 16 operations).
 CPU time (time.process_time) of each stage call, full and wedge interleaved, best of ``--reps``; the speed-up is the
 ratio measured in the same run. The results agree to ~1e-14 relative (printed). Also the CPU time of the check that
 the declared group is one of the model's (:mod:`qgtflow.geometry.covariance`, run by study validation; best of 20):
-the cases above, Fe-like with a non-magnetic crystal (96 operations) and the same checks refusing. Run:
+the cases above, Fe-like with a non-magnetic crystal (96 operations) and the same checks refusing; and of the choice
+of a 2D layer's 3D lifts by its spin operator (Rashba and Dresselhaus square layers). Run:
 ``.venv/bin/python benchmarks/bench_symmetry.py`` (options ``--reps N``, ``--quick`` for 120² / 12³).
 """
 
@@ -111,6 +112,29 @@ def check_cost(reps: int = 20):
             print(f"{case:<10}{label:<16}{len(ops):>4} operations {1e3 * best:>8.2f} ms  {verdict}")
 
 
+def lift_cost(reps: int = 20):
+    """CPU ms of :func:`qgtflow.models.symmetry.lifted_operations` (best of ``reps``): the 3D lifts of a 2D
+    layer's operations that its spin operator respects, chosen among the planar crystal's 32 (D4h × T) for the
+    Rashba and Dresselhaus square layers of tests/test_symmetry_spin2d.py (run by plan, converge and the kgrid stage
+    of a 2D study with a spin operator)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from qgtflow.models.symmetry import lifted_operations
+    from qgtflow.study import load_study
+    from tests.test_symmetry_spin2d import SPIN, _study
+
+    print(f"== 2D spin: the 3D lifts the spin operator respects, CPU ms, best of {reps} ==")
+    for case, spin in SPIN.items():
+        st = load_study(_study(["spin_beta_lin_tau1"], spin=spin))
+        best = np.inf
+        for _ in range(reps):
+            t0 = time.process_time()
+            lifts, _ = lifted_operations(st.model, st.config["symmetry"])
+            best = min(best, time.process_time() - t0)
+        print(f"{case:<14}32 candidate lifts, {len(lifts)} kept {1e3 * best:>8.2f} ms")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -124,6 +148,7 @@ def main():
     print("(speedup = (geometry + reduce) CPU time full / wedge; max rel = largest |wedge − full| / max|full| over "
           "the nonzero responses)")
     check_cost()
+    lift_cost()
 
 
 if __name__ == "__main__":

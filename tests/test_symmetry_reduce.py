@@ -593,23 +593,17 @@ def test_the_ac_forms_of_the_intrinsic_spin_responses_vanish_where_the_unitary_s
     assert len(zeros["spin_beta_lin_tau0"]) == 9
 
 
-@pytest.mark.parametrize("case", ["ac_form", "two_d"])
-def test_unclassified_spin_studies_are_refused_with_the_wedge(case):
+def test_unclassified_spin_studies_are_refused_with_the_wedge():
+    """The AC form of σ^(0)_{ab;c} has zeros, no wedge (a 2D spin response without 3D lifts is refused likewise:
+    tests/test_symmetry_spin2d.py)."""
     from qgtflow.errors import ConfigError
     from qgtflow.study import load_study
 
-    if case == "ac_form":
-        cfg = _fe_spin_study(True, ["spin_sigma_lin_tau1", "spin_sigma_lin_tau0"], omega=[0.05])
-        bad = ["spin_sigma_lin_tau0"]
-    else:
-        cfg = {**_study("qwz_square", True), "responses": ["sigma_ahe", "spin_beta_lin_tau1"]}
-        cfg["model"] = {**cfg["model"], "spin": [[[str(complex(v)) for v in row] for row in m]
-                                                 for m in SPIN_W[:, :2, :2]]}
-        bad = ["spin_beta_lin_tau1"]
+    cfg = _fe_spin_study(True, ["spin_sigma_lin_tau1", "spin_sigma_lin_tau0"], omega=[0.05])
     with pytest.raises(ConfigError) as err:
         load_study(cfg)
-    assert err.value.key == "responses" and err.value.value == bad, str(err.value)
-    assert "3D only" in str(err.value) and "\n" not in str(err.value)
+    assert err.value.key == "responses" and err.value.value == ["spin_sigma_lin_tau0"], str(err.value)
+    assert "for their zeros only" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_spin_operator_in_another_frame_is_refused_for_spin_responses():
@@ -645,3 +639,47 @@ def test_spin_symmetry_zeros_are_residuals_in_converge(tmp_path):
     assert len(excluded) == 63 and len(r.table) == 81, (len(excluded), len(r.table))
     assert "xyz" not in set(excluded[excluded["response"] == "spin_sigma_lin_tau0"]["component"])  # σ_xy;z kept
     assert r.table["symmetry_residual"].max() < 1e-12
+
+
+def _slightly_stretched(bond: float, tolerance: float) -> dict:
+    """The hexagonal Haldane layer with one of its three NN bonds ``bond`` (the others 1) and the hexagonal crystal:
+    C3 and two of the three antiunitary mirrors broken, by different amounts."""
+    cfg = _study("haldane_stretched", False)
+    tb = cfg["model"]["tight_binding"]
+    tb["lattice"] = [[1.0, 0.0], [0.5, float(np.sqrt(3) / 2)]]
+    tb["hoppings"] = [[R, i, j, bond] if (R, i, j) == ([0, -1], 0, 1) else [R, i, j, t]
+                      for R, i, j, t in tb["hoppings"]]
+    return {**cfg, "symmetry": {**HALDANE_CRYSTAL, "tolerance": tolerance}}
+
+
+def test_the_tolerance_refusal_names_every_broken_operation_and_its_need():
+    """One stretched bond (1.002) breaks C3 and two mirrors of the hexagonal crystal by different amounts: the one-
+    line refusal names each broken operation with the tolerance it needs (C3⁺ and C3⁻ share a label: the larger)
+    and asks for the largest; at that tolerance the study loads."""
+    import re
+
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study(_slightly_stretched(1.002, 1e-3))
+    msg = str(err.value)
+    assert err.value.key == "symmetry.tolerance" and "\n" not in msg, msg
+    groups = msg.split("(needed: ")[1].split(")")[0].split("; ")  # "need label, label" in increasing need
+    needs = {label: value for value, labels in (g.split(" ", 1) for g in groups)
+             for label in re.findall(r"C3|m\[[-0-9., ]+\]'", labels)}
+    assert set(needs) == {"C3", "m[0.577, 1]'", "m[-0.577, 1]'"}, msg
+    values = [float(g.split(" ", 1)[0]) for g in groups]
+    assert values == sorted(values) and len(values) == 2 and 1e-3 < values[0], msg
+    assert f"raise symmetry.tolerance to {groups[-1].split(' ', 1)[0]} or more" in msg, msg
+    assert load_study(_slightly_stretched(1.002, 1.01 * values[-1])).model is not None
+    assert "broken operations are beyond the largest tolerance 0.1" in _refusal(_slightly_stretched(1.3, 0.1))
+
+
+def _refusal(cfg) -> str:
+    from qgtflow.errors import ConfigError
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    return str(err.value)

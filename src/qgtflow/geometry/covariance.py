@@ -14,6 +14,8 @@ and k = 0). Two gauge-invariant quantities must transform as the wedge's symmetr
 With ``spin`` (a study with 003 spin responses, whose symmetry zeros and wedge treat the spin index as an axial,
 T-odd vector), also the model's spin operator: ⟨σ^c⟩ summed over the bands below each gap,
 S(g·k) = (−1)^θ det R R S(k) (held like the curvature; a spin operator in another frame than the orbitals fails).
+A 2D model's operation given as its 3D lift R₃ acts on k and Ω by its in-plane block and on S by R₃ whole
+(models/symmetry.py ``lifted_operations`` keeps the lifts whose spin error passes).
 
 Below a gap the sum over the bands is independent of the gauge and of degeneracies inside the set (the pair terms
 between two bands of the set cancel), so no band-resolved quantity is compared. Tolerances are relative: the
@@ -41,6 +43,7 @@ refusal and a log line state how many gap-checks were compared and how many skip
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,6 +58,9 @@ ENERGY_SHARE = 0.1  # |E_n(g·k) − E_n(k)| / bandwidth is held to this fractio
 CURVATURE_FLOOR = 1.0  # of the typical (median) summed curvature at the compared gap-checks: the scale of a
 # vanishing one (module doc; the same share for the spin operator's ⟨σ⟩)
 ROUNDING = 1e-6  # of the largest summed curvature: a sum this small vanishes (not part of the typical size)
+VANISHING = 1e-8  # of the natural scale (1/|k|² of the test points for Ω, the spin matrices' norm for ⟨σ⟩): a
+# summed quantity this small everywhere is zero, compared as such (C2z × T forces Ω ≡ 0 in a 2D layer, e.g. a
+# Rashba one: its rounding, ~1e-16 of the scale, is no typical size to judge by)
 GAP_OVER_MISMATCH = 30.0  # a gap is compared only if ≥ this times the operation's largest energy mismatch: 3 / 0.1, the
 # schema's largest symmetry.tolerance (module doc)
 GAP_FRACTION = 1e-3  # a gap is a spacing of at least this fraction of the bandwidth between neighbouring bands
@@ -77,8 +83,10 @@ def test_points(model) -> np.ndarray:
 
 
 def images(points: np.ndarray, operations) -> np.ndarray:
-    """g·k = (−1)^θ R k of every test point under every operation: (G, P, dim)."""
-    return np.stack([(-1.0 if t else 1.0) * points @ np.asarray(R, float).T for R, t in operations])
+    """g·k = (−1)^θ R k of every test point under every operation: (G, P, dim) (R's in-plane block for a 3D lift
+    of a 2D operation)."""
+    d = points.shape[1]
+    return np.stack([(-1.0 if t else 1.0) * points @ np.asarray(R, float)[:d, :d].T for R, t in operations])
 
 
 def energies_and_curvature(model, k: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -119,15 +127,16 @@ def spin_below(model, k: np.ndarray) -> np.ndarray:
     return np.cumsum(per_band, axis=1)[:, :-1]
 
 
-def _typical(F0, used, axes) -> float:
+def _typical(F0, used, axes, scale: float) -> float:
     """:data:`CURVATURE_FLOOR` × the median size (norm over ``axes``) of the summed quantity ``F0`` (P, n − 1, ...)
     over the base-point gaps compared for any operation (``used`` (G, P, n − 1)), leaving out the sums that vanish
     to rounding (below :data:`ROUNDING` of the largest: all bands of a set, flat atomic bands), which would pull the
-    median to zero; a tiny positive number when nothing is left."""
+    median to zero; at least :data:`VANISHING` × ``scale`` (the quantity's natural size), so a quantity that
+    vanishes everywhere (Ω of a C2z × T layer) is compared as zero, not as rounding against rounding."""
     size = np.abs(F0).max(axis=axes)[used.any(axis=0)]
     size = size[size > ROUNDING * size.max(initial=0.0)]
     typical = float(np.median(size)) if size.size else 0.0
-    return max(CURVATURE_FLOOR * typical, 1e-300)
+    return max(CURVATURE_FLOOR * typical, VANISHING * scale, 1e-300)
 
 
 def _relative_error(F0, Fg, expect, cuts, floor, axes) -> float:
@@ -167,18 +176,51 @@ def _axis(v) -> str:
     return "[" + ", ".join(f"{x:.3g}" for x in v + 0.0) + "]"
 
 
-def first_broken_operation(model, operations, tolerance: float, spin: bool = False) -> tuple[str, str, float] | None:
-    """(the name of the first operation that is not a symmetry of ``model`` (:func:`operation_label`), what it
-    breaks and by how much, the smallest tolerance that would pass it) or None when every operation passes both
-    checks to ``tolerance`` (the study's ``symmetry.tolerance``; the energies to :data:`ENERGY_SHARE` of it, module
-    doc); ``spin``: the model's spin operator too (a study with 003 spin responses). The curvature (and spin) are
-    compared only below gaps ≥ max(:data:`GAP_FRACTION` of the bandwidth, :data:`GAP_OVER_MISMATCH` × the
-    operation's largest energy mismatch at the test points) (module doc); the counts of compared and skipped
-    gap-checks are logged and named in a refusal."""
-    e_tol, c_tol = ENERGY_SHARE * tolerance, tolerance
+class OperationCheck(NamedTuple):
+    """One operation's verdict (:func:`operation_checks`): its name, the errors of the three checks (relative to
+    the bandwidth for the energies, to |Ω| and |S| for the curvature and the spin operator; 0 when not checked) and
+    the counts of compared and skipped gap-checks (shared by all operations)."""
+
+    label: str
+    energy: float
+    curvature: float
+    spin: float
+    counts: str
+
+    @property
+    def needed(self) -> float:
+        """The smallest ``symmetry.tolerance`` at which this operation passes all its checks."""
+        return max(self.energy / ENERGY_SHARE, self.curvature, self.spin)
+
+    def why(self, tolerance: float) -> str | None:
+        """What the operation breaks at ``tolerance`` and by how much (the first failing check), None if nothing."""
+        e_tol = ENERGY_SHARE * tolerance
+        if self.energy > e_tol:
+            return (f"it changes the band energies by {self.energy:.2g} of the bandwidth (held to {e_tol:.2g}, a "
+                    "tenth of the tolerance): E_n(g·k) ≠ E_n(k)")
+        if self.curvature > tolerance:
+            return (f"it does not map the Berry curvature as a T-odd pseudovector: |Ω(g·k) − (−1)^θ det R R Ω(k)| "
+                    f"is {self.curvature:.2g} of |Ω| (held to {tolerance:.2g}; {self.counts})")
+        if self.spin > tolerance:
+            return (f"it does not map the model's spin operator as a T-odd axial vector (the spin responses' "
+                    f"symmetry zeros and wedge assume it): |S(g·k) − (−1)^θ det R R S(k)| is {self.spin:.2g} of "
+                    f"|S| (held to {tolerance:.2g}; {self.counts}); check the model's spin matrices")
+        return None
+
+
+def operation_checks(model, operations, spin: bool = False) -> list[OperationCheck]:
+    """Every operation's errors on the band energies, the summed Berry curvature and (``spin``) the summed spin
+    operator at the test points (module doc). The curvature (and spin) are compared only below gaps ≥
+    max(:data:`GAP_FRACTION` of the bandwidth, :data:`GAP_OVER_MISMATCH` × the operation's largest energy mismatch
+    at the test points); the counts of compared and skipped gap-checks are logged. An operation of a 2D model may
+    be given as its 3D lift (3 × 3, the plane kept): k and Ω see its in-plane block, the spin operator (three
+    components in every dimension) the whole of it; ``spin`` in 2D needs the lifts."""
     points = test_points(model)
+    d = points.shape[1]
+    if spin and any(np.shape(R) != (3, 3) for R, _ in operations):
+        raise ValueError("operation_checks: the spin operator's check needs every operation's 3D action (3 × 3)")
     moved = images(points, operations)
-    P, d = points.shape
+    P = len(points)
     E, curv, gap = energies_and_curvature(model, np.concatenate([points, moved.reshape(-1, d)]))
     width = max(gap / GAP_FRACTION, 1e-300)
     E0, Eg = E[:P], E[P:].reshape(len(operations), P, -1)
@@ -191,34 +233,44 @@ def first_broken_operation(model, operations, tolerance: float, spin: bool = Fal
               f"< {GAP_OVER_MISMATCH:g}× the operation's largest energy mismatch")
     below = np.cumsum(curv, axis=1)[:, :-1]  # (N, n − 1, d, d): Ω summed over the bands 0..c
     F0, Fg = below[:P], below[P:].reshape(len(operations), P, *below.shape[1:])
-    floor = _typical(F0, used, (-1, -2))
+    floor = _typical(F0, used, (-1, -2), 1.0 / max(float((points ** 2).sum(axis=-1).max()), 1e-300))
     if spin:
         S = spin_below(model, np.concatenate([points, moved.reshape(-1, d)]))
         S0, Sg = S[:P], S[P:].reshape(len(operations), P, *S.shape[1:])
-        s_floor = _typical(S0, used, -1)
+        s_floor = _typical(S0, used, -1, float(np.abs(np.linalg.eigvalsh(np.asarray(model.spin))).max()))
     unchecked = list(dict.fromkeys(operation_label(R, t) for (R, t), u in zip(operations, used) if not u.any()))
     log.info("symmetry check of %d operations on %s: curvature%s %s%s", len(operations), model.name,
              " and spin" if spin else "", counts,
              f"; no gap wide enough for {unchecked} (their curvature is not compared)" if unchecked else "")
+    out = []
     for index, (R, t) in enumerate(operations):
-        e_err = float(np.abs(Eg[index] - E0).max()) / width
-        label = operation_label(R, t)
-        if e_err > e_tol:
-            return label, (f"it changes the band energies by {e_err:.2g} of the bandwidth (held to "
-                           f"{e_tol:.2g}, a tenth of the tolerance): E_n(g·k) ≠ E_n(k)"), e_err / ENERGY_SHARE
         R = np.asarray(R, float)
-        expect = (-1.0 if t else 1.0) * np.einsum("ai,pcij,bj->pcab", R, F0, R)
+        Rk = R[:d, :d]
+        e_err = float(np.abs(Eg[index] - E0).max()) / width
+        expect = (-1.0 if t else 1.0) * np.einsum("ai,pcij,bj->pcab", Rk, F0, Rk)
         c_err = _relative_error(F0, Fg[index], expect, used[index], floor, (-1, -2))
-        if c_err > c_tol:
-            return label, (f"it does not map the Berry curvature as a T-odd pseudovector: "
-                           f"|Ω(g·k) − (−1)^θ det R R Ω(k)| is {c_err:.2g} of |Ω| (held to {c_tol:.2g}; "
-                           f"{counts})"), c_err
+        s_err = 0.0
         if spin:
             expect = (-1.0 if t else 1.0) * np.linalg.det(R) * np.einsum("ab,pcb->pca", R, S0)
             s_err = _relative_error(S0, Sg[index], expect, used[index], s_floor, -1)
-            if s_err > c_tol:
-                return label, (f"it does not map the model's spin operator as a T-odd axial vector (the spin "
-                               f"responses' symmetry zeros and wedge assume it): |S(g·k) − (−1)^θ det R R S(k)| "
-                               f"is {s_err:.2g} of |S| (held to {c_tol:.2g}; {counts}); check the model's spin "
-                               "matrices"), s_err
-    return None
+        out.append(OperationCheck(operation_label(R, t), e_err, c_err, s_err, counts))
+    return out
+
+
+def broken_operations(model, operations, tolerance: float, spin: bool = False) -> list[tuple[str, str, float]]:
+    """[(name (:func:`operation_label`), what it breaks and by how much, the smallest tolerance that passes it)]
+    of every operation that is not a symmetry of ``model`` to ``tolerance`` (the study's ``symmetry.tolerance``;
+    the energies to :data:`ENERGY_SHARE` of it), in the operations' order (:func:`operation_checks`)."""
+    out = []
+    for check in operation_checks(model, operations, spin):
+        why = check.why(tolerance)
+        if why is not None:
+            out.append((check.label, why, check.needed))
+    return out
+
+
+def first_broken_operation(model, operations, tolerance: float, spin: bool = False) -> tuple[str, str, float] | None:
+    """The first of :func:`broken_operations` (name, what it breaks, the smallest tolerance that would pass it), or
+    None when every operation passes its checks to ``tolerance``."""
+    broken = broken_operations(model, operations, tolerance, spin)
+    return broken[0] if broken else None

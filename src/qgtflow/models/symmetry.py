@@ -12,19 +12,26 @@ row c of P vanishes. Time parity of the conductivities J = σ E^n ∝ τ^p (Bolt
 (Drude, BCD: even; AHE, nonlinear Drude, intrinsic σ^qm: odd), which is exact for the parts they hold (the
 AHE is the antisymmetric, T-odd part of σ; Onsager's transposition leaves it its sign).
 
-003's spin responses (3D only): the spin index c of σ̂^c is an axial vector and T-odd. A spin current J_{a;c}
+003's spin responses: the spin index c of σ̂^c is an axial vector and T-odd. A spin current J_{a;c}
 (velocity ⊗ spin) is T-even, a spin magnetization M_a (spin) T-odd, so for J ∝ τ^p E^n the time parity is (−1)^p
 for the spin currents and (−1)^(p+1) for the magnetizations (intrinsic spin Hall σ^(0): even; Edelstein β^(1):
 even; magnetic spin Hall σ^(1) and Zeeman QM β^(0): odd). In 2D the spin index keeps its three components, which a
-plane-keeping operation restricted to the plane does not act on: not classified there. The AC forms of the two
-intrinsic ones (σ^(0)_{ab;c}, β^(0)_{ab} with ``omega``: a ``phase`` dim whose sin ωt part has the opposite time
-parity, t → −t, and whose broadened parts need not have one parity) are classified for their zeros only: a
+plane-keeping operation restricted to the plane does not act on: there each operation needs its 3D lift (the 3 × 3
+operation of the embedded crystal, :func:`lifted_operations`), whose in-plane block acts on k and the polar indices
+and whose whole acts on the spin. A planar crystal has two lifts of every in-plane operation, R and m_z R (C2z and
+the inversion for k → −k; a mirror containing z and the in-plane C2 axis for a line mirror), which act alike on k but
+oppositely on the in-plane spin components; the model's spin operator tells which it has (a Rashba layer keeps C2z
+and the vertical mirrors, not the inversion nor m_z): the lifts kept are those it maps as a T-odd axial vector.
+When an operation has no such lift the 2D spin responses stay unclassified (a warning says which). The AC
+forms of the two intrinsic ones (σ^(0)_{ab;c}, β^(0)_{ab} with ``omega``: a ``phase`` dim whose sin ωt part has the
+opposite time parity, t → −t, and whose broadened parts need not have one parity) are classified for their zeros only: a
 component vanishes in both parities exactly when it vanishes under the unitary subgroup (the operations without
 θ), so those are its zeros; no wedge symmetrises them.
 """
 
 from __future__ import annotations
 
+import logging
 from itertools import product
 from typing import NamedTuple
 
@@ -32,6 +39,7 @@ import numpy as np
 
 from qgtflow.errors import ModelError
 
+log = logging.getLogger(__name__)
 
 
 class TensorKind(NamedTuple):
@@ -41,7 +49,7 @@ class TensorKind(NamedTuple):
 
     indices: str
     time_odd: bool
-    spin: bool = False  # has 003's spin index (three components in every dimension): classified in 3D only
+    spin: bool = False  # has 003's spin index (three components in every dimension): needs 3D lifts in 2D
     static_only: bool = False  # its AC form (``omega``: a cos/sin ``phase`` dim) has zeros, no wedge (module doc)
 
     @property
@@ -87,12 +95,13 @@ TENSOR_KINDS = {
 AXES = "xyz"
 
 
-def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-5):
+def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-5, lifted: bool = False):
     """[(R_cart (d, d), θ)] of the point group of the crystal in the model's lattice (rows, model length units).
 
     ``atoms``: [[species, f1, f2, f3], ...] (fractional); ``magnetic_moments``: one Cartesian vector per atom,
     or None (then the group includes time reversal, a non-magnetic crystal). A 2D lattice is embedded with a
-    perpendicular third vector; only operations that keep the plane are kept and restricted to it."""
+    perpendicular third vector; only operations that keep the plane are kept and restricted to it, or with
+    ``lifted`` kept whole (3 × 3, the 3D lifts: R and m_z R of a planar crystal both)."""
     try:
         import spglib
         import spglib.error
@@ -138,7 +147,7 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
         if d < 3:
             if np.abs(Rc[:d, d:]).max() > 1e-8 or np.abs(Rc[d:, :d]).max() > 1e-8:
                 continue
-            Rc = Rc[:d, :d]
+            Rc = Rc if lifted else Rc[:d, :d]
         key = (tuple(np.round(Rc, 8).ravel()), t)
         if key not in ops:
             ops.add(key)
@@ -146,12 +155,19 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
     return out
 
 
-def classified(response: str, dim: int, ac: bool = False) -> bool:
+def classified(response: str, dim: int, ac: bool = False, lifted: bool = False) -> bool:
     """Whether ``response``'s transformation is classified (:data:`TENSOR_KINDS`) in ``dim`` dimensions, ``ac``:
     at photon energies (the study gives ``omega``; the wedge cannot symmetrise the AC forms of 003's intrinsic
-    linear spin responses, whose zeros :func:`forbidden_components` gives)."""
+    linear spin responses, whose zeros :func:`forbidden_components` gives); ``lifted``: the operations are the 3D
+    lifts of a 2D model's (:func:`lifted_operations`), without which a 2D spin response is not classified."""
     kind = TENSOR_KINDS.get(response)
-    return kind is not None and not (kind.spin and dim != 3) and not (kind.static_only and ac)
+    return (kind is not None and not (kind.spin and dim != 3 and not (dim == 2 and lifted))
+            and not (kind.static_only and ac))
+
+
+def is_lifted(operations, dim: int) -> bool:
+    """Whether ``operations`` of a ``dim``-D model are given as 3D lifts (3 × 3; 2D only)."""
+    return dim == 2 and len(operations) > 0 and all(np.shape(R) == (3, 3) for R, _ in operations)
 
 
 def forbidden_components(response: str, operations, dim: int, ac: bool = False) -> list[str] | None:
@@ -161,19 +177,21 @@ def forbidden_components(response: str, operations, dim: int, ac: bool = False) 
     kind = TENSOR_KINDS.get(response)
     if ac and kind is not None and kind.static_only:
         operations, ac = [(R, t) for R, t in operations if not t], False
-    if not classified(response, dim, ac):
+    if not classified(response, dim, ac, is_lifted(operations, dim)):
         return None
     sizes = stored_index_sizes(response, dim)
     P = tensor_action(response, operations, dim, sizes)
-    labels = ["".join(AXES[i] if n == dim else "z" for i, n in zip(idx, sizes))
+    labels = ["".join(AXES[i] if n > 1 else "z" for i, n in zip(idx, sizes))
               for idx in product(*(range(n) for n in sizes))]
     return [lbl for lbl, row in zip(labels, P) if np.abs(row).max() < 1e-8]
 
 
 def stored_index_sizes(response: str, dim: int) -> list[int]:
     """The stored size of each Cartesian index of a classified response: ``dim`` each, except that in 2D a
-    pseudovector index (Ω_z of the Berry-curvature dipole D_az, the moment a_z of the IFE) has the one component z."""
-    return [1 if (kind == "a" and dim == 2) else dim for kind in TENSOR_KINDS[response].indices]
+    pseudovector index (Ω_z of the Berry-curvature dipole D_az, the moment a_z of the IFE) has the one component z
+    and 003's spin index (every spin kind's one 'a') three in every dimension."""
+    kind = TENSOR_KINDS[response]
+    return [(3 if kind.spin else 1) if (index == "a" and dim == 2) else dim for index in kind.indices]
 
 
 def symmetry_zero_components(responses, operations, dim: int, ac: bool = False) -> dict[str, list[str]]:
@@ -212,13 +230,66 @@ def study_operations(model, symmetry: dict, where: str = "symmetry"):
     return crystal_operations(model.lattice, atoms, moments)
 
 
+def lifted_operations(model, symmetry: dict, where: str = "symmetry"):
+    """(the 3D lifts [(R₃ (3, 3), θ)] of the point group of a 2D model's crystal that its spin operator respects,
+    None) or (None, why no lift could be chosen) (module doc).
+
+    The candidates are the plane-keeping operations of the embedded crystal (:func:`crystal_operations` with
+    ``lifted``; a planar crystal gives R and m_z R of each); a lift is kept when the model's spin operator, summed
+    below the gaps at the test points, maps as a T-odd axial vector under it to ``symmetry.tolerance``
+    (:func:`qgtflow.geometry.covariance.operation_checks`; k and Ω see only the in-plane block, which the study's
+    check has already passed). Every in-plane operation must keep at least one lift, else the model's spin
+    operator does not tell how the operation acts on spin and nothing is guessed."""
+    from qgtflow.geometry.covariance import operation_checks, operation_label
+
+    if model.dim != 2:
+        raise ValueError(f"lifted_operations: a 2D model expected, got {model.dim}D")
+    if getattr(model, "spin", None) is None:
+        return None, f"the model {model.name!r} has no spin operator to tell the operations' action on spin"
+    atoms = crystal_atoms(model, symmetry, where)
+    lifts = crystal_operations(model.lattice, atoms, symmetry.get("magnetic_moments"), lifted=True)
+    tolerance = float(symmetry.get("tolerance") or _default_tolerance())
+    checks = operation_checks(model, lifts, spin=True)
+
+    def in_plane(R, t):
+        return tuple(np.round(np.asarray(R)[:2, :2], 8).ravel()), int(t)
+
+    kept = [op for op, check in zip(lifts, checks) if check.spin <= tolerance]
+    have = {in_plane(*op) for op in kept}
+    missing = [(operation_label(np.asarray(R)[:2, :2], t), f"{check.label} {check.spin:.2g}")
+               for (R, t), check in zip(lifts, checks) if in_plane(R, t) not in have]
+    if missing:
+        ops = list(dict.fromkeys(label for label, _ in missing))
+        tried = ", ".join(lift for _, lift in missing)
+        return None, (f"no 3D lift of {ops} maps the model's spin operator as a T-odd axial vector to "
+                      f"{where}.tolerance {tolerance:g} (spin error per lift tried: {tried}); check the model's "
+                      "spin matrices and the crystal")
+    return kept, None
+
+
+def _default_tolerance() -> float:
+    from qgtflow.schema import study_schema
+
+    return float(study_schema()["properties"]["symmetry"]["properties"]["tolerance"]["default"])
+
+
 def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "symmetry",
                          ac: bool = False) -> dict[str, list[str]]:
     """{response: forbidden components} of a study's crystal (``symmetry`` key; {} without one); ``ac``: the study
-    gives photon energies (``omega``)."""
+    gives photon energies (``omega``). A 2D model's spin responses from the 3D lifts its spin operator respects
+    (:func:`lifted_operations`), or none, with a warning saying why, when an operation has no such lift."""
     if symmetry is None:
         return {}
-    return symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim, ac)
+    zeros = symmetry_zero_components(responses, study_operations(model, symmetry, where), model.dim, ac)
+    spin = [r for r in responses if r in TENSOR_KINDS and TENSOR_KINDS[r].spin]
+    if model.dim == 2 and spin:
+        lifts, why = lifted_operations(model, symmetry, where)
+        if lifts is None:
+            log.warning("%s: the 2D spin responses %s are left unclassified (no symmetry zeros): %s", where, spin,
+                        why)
+        else:
+            zeros.update(symmetry_zero_components(spin, lifts, model.dim, ac))
+    return zeros
 
 
 # ---------------------------------------------------------------- irreducible wedge (kgrid.symmetry_reduce:
@@ -230,10 +301,13 @@ def tensor_action(response: str, operations, dim: int, index_sizes=None) -> np.n
     components: applied to the flattened tensor summed over an irreducible wedge with multiplicities, it gives the
     full-zone sum. ``index_sizes``: the stored size of each index, checked against :func:`stored_index_sizes`
     (default: those); an index of size 1 in 2D is the z component of a pseudovector, on which a plane-keeping
-    operation acts as det R alone (carried by s)."""
-    if not classified(response, dim):
+    operation acts as det R alone (carried by s; with a 3D lift as det R₃ R₃_zz, the same). Operations of a 2D
+    model given as 3D lifts (:func:`is_lifted`): their in-plane block acts on the polar indices, the whole on the
+    spin index of 003's responses, s = det R₃."""
+    lifted = is_lifted(operations, dim)
+    if not classified(response, dim, lifted=lifted):
         raise ModelError(f"symmetrise: response {response!r} has no classified transformation in {dim}D; expected "
-                         f"one of {sorted(r for r in TENSOR_KINDS if classified(r, dim))}")
+                         f"one of {sorted(r for r in TENSOR_KINDS if classified(r, dim, lifted=lifted))}")
     kind = TENSOR_KINDS[response]
     axial, odd = kind.axial, kind.time_odd
     sizes = stored_index_sizes(response, dim)
@@ -243,17 +317,21 @@ def tensor_action(response: str, operations, dim: int, index_sizes=None) -> np.n
     n = int(np.prod(sizes))
     P = np.zeros((n, n))
     for R, t in operations:
+        R = np.asarray(R, float)
+        block = {dim: R[:dim, :dim], 3: R, 1: R[2:, 2:] if lifted else np.ones((1, 1))}
         D = np.ones((1, 1))
         for size in sizes:
-            D = np.kron(D, R if size == dim else np.ones((1, 1)))
+            D = np.kron(D, block[size])
         P += (np.linalg.det(R) if axial else 1.0) * (-1.0 if (odd and t) else 1.0) * D
     return P / len(operations)
 
 
 def fractional_actions(operations, reciprocal_vectors) -> list[np.ndarray]:
-    """Each operation's action on fractional k (rows): f' = f M, M = B R^T B^-1 (-1)^θ (k -> (-1)^θ R k)."""
+    """Each operation's action on fractional k (rows): f' = f M, M = B R^T B^-1 (-1)^θ (k -> (-1)^θ R k); R's
+    in-plane block for the 3D lift of a 2D operation."""
     B = np.asarray(reciprocal_vectors, float)
-    return [B @ np.asarray(R).T @ np.linalg.inv(B) * (-1.0 if t else 1.0) for R, t in operations]
+    d = len(B)
+    return [B @ np.asarray(R)[:d, :d].T @ np.linalg.inv(B) * (-1.0 if t else 1.0) for R, t in operations]
 
 
 def grid_invariance_problem(operations, reciprocal_vectors, sizes) -> str | None:

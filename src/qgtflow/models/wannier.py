@@ -35,6 +35,7 @@ import logging
 import math
 import stat
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -681,7 +682,19 @@ WS_SEARCH = 2  # supercell images searched per direction (Wannier90's ws_search_
 WS_CHUNK = 1 << 21  # (image, i, j) bond lengths evaluated per NumPy step (× 3 Cartesian components, float64)
 
 
-def _ws_plan(cells, lattice_ang, frac, mp_grid, tol: float = WS_DISTANCE_TOL) -> dict:
+class WsPlan(NamedTuple):
+    """Where :func:`ws_distance_table` puts each hopping (:func:`_ws_plan`): ``images`` {R: (lattice vectors R + T
+    (m, 3), masks (m, n, n) of the (i, j) at their minimal bond there, images per (i, j) (n, n))}, the images with
+    at least one minimal bond only, in image order; ``near`` the number of near ties — (R, i, j, image) whose bond is
+    longer than the minimum by tol to WS_NEAR_TIE tol, i.e. not split though the centres may be symmetric only to
+    that accuracy — and ``near_gap`` the largest such excess in Å (0.0 without any)."""
+
+    images: dict
+    near: int
+    near_gap: float
+
+
+def _ws_plan(cells, lattice_ang, frac, mp_grid, tol: float = WS_DISTANCE_TOL) -> WsPlan:
     """Where :func:`ws_distance_table` puts each hopping, for the R vectors ``cells`` (a pure function of the
     lattice, the centres and the grid, shared by the Hamiltonian and the position components).
 
@@ -693,11 +706,7 @@ def _ws_plan(cells, lattice_ang, frac, mp_grid, tol: float = WS_DISTANCE_TOL) ->
     evaluated over (image, i, j) at once, in chunks of ~WS_CHUNK, with the reference arithmetic. ``tol``: the
     tie tolerance (Å, Wannier90's ws_distance_tol, the study key model.wannier90.ws_distance_tol).
 
-    Returns {R: (lattice vectors R + T (m, 3), masks (m, n, n) of the (i, j) at their minimal bond there,
-    images per (i, j) (n, n))}, the images with at least one minimal bond only, in image order; and under the
-    key None: (the number of near ties — (R, i, j, image) whose bond is longer than the minimum by tol to
-    WS_NEAR_TIE tol, i.e. not split though the centres may be symmetric only to that accuracy — and the largest
-    such excess in Å, 0.0 without any).
+    Returns the :class:`WsPlan` (the images per R and the near-tie count).
     """
     A = np.asarray(lattice_ang, float)
     tau = np.asarray(frac, float) @ A
@@ -736,16 +745,15 @@ def _ws_plan(cells, lattice_ang, frac, mp_grid, tol: float = WS_DISTANCE_TOL) ->
             used = lo + np.flatnonzero(eq[lo:hi].any(axis=(1, 2)))
             plan[cells[r]] = (shifted[r, m_idx[used]], eq[used], cnt)
         start = stop
-    plan[None] = (near, near_gap)
-    return plan
+    return WsPlan(plan, near, near_gap)
 
 
-def _ws_apply(plan: dict, table: dict) -> dict:
+def _ws_apply(plan: WsPlan, table: dict) -> dict:
     """Split each t_ij(R) of ``table`` equally over its minimal images in ``plan`` (:func:`_ws_plan`); the sums
     in the table's R order, image order (the reference's)."""
     out: dict[tuple, np.ndarray] = {}
     for R, mat in table.items():
-        targets, eq, count = plan[R]  # (plan[None]: the near-tie count, not a cell)
+        targets, eq, count = plan.images[R]
         share = mat / count
         for T, mask in zip(targets, eq):
             key = tuple(int(x) for x in T)
@@ -869,8 +877,8 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
         frac = np.zeros((num_wann, dim))
     params = {} if tol == WS_DISTANCE_TOL else {"ws_distance_tol": float(tol)}  # default: the hash as before
     model = TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params=params, convention=convention)
-    near = [p[None] for p in plans.values() if p[None][0]]  # the tie tolerance's near misses (wedge.py's hint)
-    model.ws_near_ties = (sum(n for n, _ in near), max(g for _, g in near), float(tol)) if near else None
+    near = [p for p in plans.values() if p.near]  # the tie tolerance's near misses (wedge.py's hint)
+    model.ws_near_ties = (sum(p.near for p in near), max(p.near_gap for p in near), float(tol)) if near else None
     if rtables is not None:
         position.attach(model, rtables, frac, position_operator)
     return model
