@@ -112,14 +112,17 @@ def test_a_sum_selection_is_the_weighted_sum_of_its_terms():
     assert float(o.value) == pytest.approx(0.75 - 4.0 - np.sin(2.0)) and o.error is None
 
 
-def test_error_bar_false_judges_a_one_grid_identity_without_the_nan_error():
-    """A one-grid study's convergence store has NaN error bars, which widen the interval to everything (any value
-    'reproduces'); ``error_bar: false`` judges the value itself (the 002 Kubo rows on ndd_kubo, ndd_kubo_metal)."""
+def test_a_nan_error_bar_never_widens_the_interval():
+    """A one-grid study's convergence store (or an entry with too few grids) has NaN error bars: the value is judged
+    alone, never 'reproduced' by an unknown error; ``error_bar: false`` drops the error bar altogether (the 002 Kubo
+    rows on ndd_kubo, ndd_kubo_metal)."""
     src = _source()
     src.errors["S"] = src.errors["S"] * np.nan
     a = {"response": "power", "sel": {"i": "x", "mu": 1.0}}  # 3.0
     far = {"value": 123.0, "rtol": 0.01}
-    assert C.evaluate_claim(_row(evaluator="value", a=a, paper_value=far), src).verdict == "reproduced"
+    assert C.evaluate_claim(_row(evaluator="value", a=a, paper_value=far), src).verdict == "differs"
+    assert C.evaluate_claim(_row(evaluator="value", a=a, paper_value={"value": 3.0, "rtol": 1e-9}),
+                            src).verdict == "reproduced"
     assert C.evaluate_claim(_row(evaluator="value", a={**a, "error_bar": False}, paper_value=far),
                             src).verdict == "differs"
     summed = {"sum": [a, {**a, "factor": -2.0}], "error_bar": False}  # −3

@@ -306,7 +306,9 @@ def evaluate_claim(row: dict, source) -> Outcome:
         total, a = xr.broadcast(total, a)
         value, err = np.abs(total.values) / np.abs(a.values), None
     lo, hi = paper_interval(row)
-    widen = 0.0 if err is None else np.nan_to_num(np.abs(err), nan=np.inf)
+    # an entry without an error estimate (NaN: one grid, too few grids to extrapolate) is judged on its value alone:
+    # an unknown error never widens the interval (it would let any value 'reproduce')
+    widen = 0.0 if err is None else np.nan_to_num(np.abs(err), nan=0.0)
     inside = (value >= lo - widen) & (value <= hi + widen)
     verdict = "reproduced" if bool(np.all(inside)) else "differs"
     return Outcome(np.asarray(value, float), None if err is None else np.asarray(err, float), verdict)
