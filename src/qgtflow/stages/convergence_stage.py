@@ -432,12 +432,44 @@ def _ranked_components(finest: np.ndarray) -> list[int]:
     return list(np.argsort(-mags, kind="stable"))
 
 
+DPI = 110
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def _figure(n_panels: int, width: float = 4.6, height: float = 3.6):
+    """A figure without a layout engine: :func:`_save` lays it out once (a layout engine makes savefig draw
+    twice, and the constrained one measures every text twice more)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
 
-    fig = Figure(figsize=(max(width * n_panels, 5.5), height), layout="constrained")
+    fig = Figure(figsize=(max(width * n_panels, 5.5), height), dpi=DPI)
     axes = fig.subplots(1, n_panels, squeeze=False)[0]
     return fig, axes
+
+
+def _save(fig, path: Path) -> None:
+    """Lay the figure out from its texts' extents (one pass, titles and suptitle included), then draw it
+    once; PNG compression level 3 (zlib's 6 costs more CPU for a few % smaller files)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 3})
+
+
+def _sci_y(ax) -> None:
+    """y ticks in scientific notation outside 1e-3 … 1e4 with a '×10⁻⁵' offset text, in plain text:
+    ``useMathText=True`` would make every y tick label a mathtext string, parsed by pyparsing at each draw."""
+    from matplotlib.ticker import ScalarFormatter
+
+    class _UnicodeSci(ScalarFormatter):
+        def get_offset(self):
+            if len(self.locs) == 0 or not (self.orderOfMagnitude or self.offset):
+                return ""
+            sci = "×10" + str(int(self.orderOfMagnitude)).translate(_SUPERSCRIPT) if self.orderOfMagnitude else ""
+            off = ("+" if self.offset > 0 else "") + self.format_data(self.offset) if self.offset else ""
+            return self.fix_minus(sci + off)
+
+    fmt = _UnicodeSci(useMathText=False)
+    fmt.set_scientific(True)
+    fmt.set_powerlimits((-3, 4))
+    ax.yaxis.set_major_formatter(fmt)
 
 
 def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path,
@@ -480,10 +512,10 @@ def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, pat
         ax.set_ylabel(y_label)
         ax.set_xlim(left=-0.03 * h.max())
         ax.set_title(f"{labels[comp] or rc.name}, " + _coord_text(mu[m], mu_attrs, "μ"), fontsize=10)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+        _sci_y(ax)
     axes[0].legend(fontsize=8, title="squares: h → 0 extrapolation", title_fontsize=7)
     fig.suptitle(f"{rc.name}: grid convergence", fontsize=11)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
 
 
 def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path, grid_text: str = "") -> None:
@@ -509,10 +541,10 @@ def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Pat
         ax.set_ylabel(axis_label(rc.attrs, rc.name))
         ax.set_title(labels[comp] or rc.name, fontsize=10)
         ax.axhline(0, color="0.6", lw=0.5)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+        _sci_y(ax)
     axes[0].legend(fontsize=8, title="band: error bar; red ×: not converged", title_fontsize=7)
     fig.suptitle(f"{rc.name} vs μ (finest grid{', ' + grid_text if grid_text else ''})", fontsize=11)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
 
 
 def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path) -> None:
@@ -533,9 +565,9 @@ def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path
     ax.set_xlabel(axis_label(t_attrs, "T"))
     ax.set_ylabel(axis_label(rc.attrs, rc.name))
     ax.set_title(f"{rc.name} {labels[comp]} vs T (finest grid)", fontsize=10)
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+    _sci_y(ax)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
 
 
 def grid_needed(rc: ResponseConvergence, stores: list[GridStore]) -> pd.DataFrame:
