@@ -450,6 +450,7 @@ def _save(fig, path: Path) -> None:
     """Lay the figure out from its texts' extents (one pass, titles and suptitle included), then draw it
     once; PNG compression level 3 (zlib's 6 costs more CPU for a few % smaller files)."""
     fig.tight_layout()
+    fig.set_layout_engine(None)  # tight_layout leaves a placeholder engine, which makes savefig draw twice
     fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 3})
 
 
