@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -433,7 +434,7 @@ def _ranked_components(finest: np.ndarray) -> list[int]:
 
 
 DPI = 110
-_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+_SUPERSCRIPT = str.maketrans("-−0123456789", "⁻⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def _figure(n_panels: int, width: float = 4.6, height: float = 3.6):
@@ -460,12 +461,10 @@ def _sci_y(ax) -> None:
     from matplotlib.ticker import ScalarFormatter
 
     class _UnicodeSci(ScalarFormatter):
-        def get_offset(self):
-            if len(self.locs) == 0 or not (self.orderOfMagnitude or self.offset):
-                return ""
-            sci = "×10" + str(int(self.orderOfMagnitude)).translate(_SUPERSCRIPT) if self.orderOfMagnitude else ""
-            off = ("+" if self.offset > 0 else "") + self.format_data(self.offset) if self.offset else ""
-            return self.fix_minus(sci + off)
+        def get_offset(self):  # plain '1e−6', '+1.5' or '1e−6+1.5' -> '×10⁻⁶…'
+            text = super().get_offset()
+            sci = re.match(r"1e([-−]?\d+)", text)
+            return "×10" + sci.group(1).translate(_SUPERSCRIPT) + text[sci.end():] if sci else text
 
     fmt = _UnicodeSci(useMathText=False)
     fmt.set_scientific(True)
@@ -474,8 +473,8 @@ def _sci_y(ax) -> None:
 
 
 def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path,
-                     spacing_units: str = "model_length-1") -> None:
-    """Value vs grid spacing for the largest component at up to three μ, one line per T."""
+                     spacing_units: str = "model_length-1"):
+    """Value vs grid spacing for the largest component at up to three μ, one line per T (returns the saved figure)."""
     labels, f = rc.flat()
     comp = _ranked_components(f["finest"])[0]
     finest = f["finest"][comp]  # (n_mu, n_T)
@@ -517,10 +516,11 @@ def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, pat
     axes[0].legend(fontsize=8, title="squares: h → 0 extrapolation", title_fontsize=7)
     fig.suptitle(f"{rc.name}: grid convergence", fontsize=11)
     _save(fig, path)
+    return fig
 
 
-def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path, grid_text: str = "") -> None:
-    """Finest-grid value vs μ for the largest components, one line per T, band = error bar."""
+def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path, grid_text: str = ""):
+    """Finest-grid value vs μ for the largest components, one line per T, band = error bar (returns the saved figure)."""
     labels, f = rc.flat()
     ranked = _ranked_components(f["finest"])
     comps = ranked[:MAX_COMPONENT_PANELS]
@@ -546,10 +546,11 @@ def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Pat
     axes[0].legend(fontsize=8, title="band: error bar; red ×: not converged", title_fontsize=7)
     fig.suptitle(f"{rc.name} vs μ (finest grid{', ' + grid_text if grid_text else ''})", fontsize=11)
     _save(fig, path)
+    return fig
 
 
-def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path) -> None:
-    """Finest-grid value vs T for the largest component at up to four μ, with error bars."""
+def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path):
+    """Finest-grid value vs T for the largest component at up to four μ, with error bars (returns the saved figure)."""
     labels, f = rc.flat()
     comp = _ranked_components(f["finest"])[0]
     mu, temps = np.asarray(rc.coords["mu"], float), np.asarray(rc.coords["T"], float)
@@ -569,6 +570,7 @@ def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path
     _sci_y(ax)
     ax.legend(fontsize=8)
     _save(fig, path)
+    return fig
 
 
 def grid_needed(rc: ResponseConvergence, stores: list[GridStore]) -> pd.DataFrame:
