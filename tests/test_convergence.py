@@ -338,3 +338,32 @@ def test_window_that_cuts_a_fermi_surface_fails_the_verdict(tmp_path):
     xx = t[(t.response == "sigma_drude") & (t.component == "xx")]
     assert (xx[xx.mu == -3.0].verdict == "not converged").all()
     assert (xx[xx.mu == 1.0].verdict == "converged").all()
+
+
+def test_plots_keep_every_text_inside_the_figure_and_a_unicode_offset(tmp_path):
+    """The figures are laid out once (tight_layout, no layout engine): wrapped two-line axis labels, titles,
+    suptitle, legend and the y offset text stay inside the figure; the offset is '×10⁻⁶' in plain text."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.text import Text
+
+    paths, _ = make_stores(tmp_path, [24, 32, 48], 2.0)
+    stores = convergence_stage.load_stores(paths)
+    rc = convergence_stage.analyse_response(stores, "sigma_qm", 1e-2, 0.0)
+    rc.attrs["long_name"] = "quantum-metric second-order conductivity of a long descriptive name"
+    assert "\n" in convergence_stage.axis_label(rc.attrs, rc.name)
+    mu_attrs, t_attrs = dict(stores[-1].ds["mu"].attrs), dict(stores[-1].ds["T"].attrs)
+    figs = [convergence_stage.plot_convergence(rc, mu_attrs, t_attrs, tmp_path / "c.png"),
+            convergence_stage.plot_vs_mu(rc, mu_attrs, t_attrs, tmp_path / "m.png", "48×48 k-points"),
+            convergence_stage.plot_vs_t(rc, mu_attrs, t_attrs, tmp_path / "t.png")]
+    for fig in figs:
+        assert fig.get_layout_engine() is None
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        drawn = fig.get_tightbbox(renderer)  # inches: every drawn text (tick labels in view only), legends, titles
+        width, height = fig.get_size_inches()
+        assert drawn.x0 >= -0.01 and drawn.y0 >= -0.01, drawn
+        assert drawn.x1 <= width + 0.01 and drawn.y1 <= height + 0.01, drawn
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+        assert any("\n" in t.get_text() for t in texts)
+        offsets = {ax.yaxis.get_offset_text().get_text() for ax in fig.axes}
+        assert offsets == {"×10⁻⁶"}, offsets
+        assert not any("$" in t.get_text() for t in texts)  # no mathtext to parse

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -432,17 +433,48 @@ def _ranked_components(finest: np.ndarray) -> list[int]:
     return list(np.argsort(-mags, kind="stable"))
 
 
+DPI = 110
+_SUPERSCRIPT = str.maketrans("-−0123456789", "⁻⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
 def _figure(n_panels: int, width: float = 4.6, height: float = 3.6):
+    """A figure without a layout engine: :func:`_save` lays it out once (a layout engine makes savefig draw
+    twice, and the constrained one measures every text twice more)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
 
-    fig = Figure(figsize=(max(width * n_panels, 5.5), height), layout="constrained")
+    fig = Figure(figsize=(max(width * n_panels, 5.5), height), dpi=DPI)
     axes = fig.subplots(1, n_panels, squeeze=False)[0]
     return fig, axes
 
 
+def _save(fig, path: Path) -> None:
+    """Lay the figure out from its texts' extents (one pass, titles and suptitle included), then draw it
+    once; PNG compression level 3 (zlib's 6 costs more CPU for a few % smaller files)."""
+    fig.tight_layout()
+    fig.set_layout_engine(None)  # tight_layout leaves a placeholder engine, which makes savefig draw twice
+    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 3})
+
+
+def _sci_y(ax) -> None:
+    """y ticks in scientific notation outside 1e-3 … 1e4 with a '×10⁻⁵' offset text, in plain text:
+    ``useMathText=True`` would make every y tick label a mathtext string, parsed by pyparsing at each draw."""
+    from matplotlib.ticker import ScalarFormatter
+
+    class _UnicodeSci(ScalarFormatter):
+        def get_offset(self):  # plain '1e−6', '+1.5' or '1e−6+1.5' -> '×10⁻⁶…'
+            text = super().get_offset()
+            sci = re.match(r"1e([-−]?\d+)", text)
+            return "×10" + sci.group(1).translate(_SUPERSCRIPT) + text[sci.end():] if sci else text
+
+    fmt = _UnicodeSci(useMathText=False)
+    fmt.set_scientific(True)
+    fmt.set_powerlimits((-3, 4))
+    ax.yaxis.set_major_formatter(fmt)
+
+
 def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path,
-                     spacing_units: str = "model_length-1") -> None:
-    """Value vs grid spacing for the largest component at up to three μ, one line per T."""
+                     spacing_units: str = "model_length-1"):
+    """Value vs grid spacing for the largest component at up to three μ, one line per T (returns the saved figure)."""
     labels, f = rc.flat()
     comp = _ranked_components(f["finest"])[0]
     finest = f["finest"][comp]  # (n_mu, n_T)
@@ -480,14 +512,15 @@ def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, pat
         ax.set_ylabel(y_label)
         ax.set_xlim(left=-0.03 * h.max())
         ax.set_title(f"{labels[comp] or rc.name}, " + _coord_text(mu[m], mu_attrs, "μ"), fontsize=10)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+        _sci_y(ax)
     axes[0].legend(fontsize=8, title="squares: h → 0 extrapolation", title_fontsize=7)
     fig.suptitle(f"{rc.name}: grid convergence", fontsize=11)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
+    return fig
 
 
-def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path, grid_text: str = "") -> None:
-    """Finest-grid value vs μ for the largest components, one line per T, band = error bar."""
+def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path, grid_text: str = ""):
+    """Finest-grid value vs μ for the largest components, one line per T, band = error bar (returns the saved figure)."""
     labels, f = rc.flat()
     ranked = _ranked_components(f["finest"])
     comps = ranked[:MAX_COMPONENT_PANELS]
@@ -509,14 +542,15 @@ def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Pat
         ax.set_ylabel(axis_label(rc.attrs, rc.name))
         ax.set_title(labels[comp] or rc.name, fontsize=10)
         ax.axhline(0, color="0.6", lw=0.5)
-        ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+        _sci_y(ax)
     axes[0].legend(fontsize=8, title="band: error bar; red ×: not converged", title_fontsize=7)
     fig.suptitle(f"{rc.name} vs μ (finest grid{', ' + grid_text if grid_text else ''})", fontsize=11)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
+    return fig
 
 
-def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path) -> None:
-    """Finest-grid value vs T for the largest component at up to four μ, with error bars."""
+def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path):
+    """Finest-grid value vs T for the largest component at up to four μ, with error bars (returns the saved figure)."""
     labels, f = rc.flat()
     comp = _ranked_components(f["finest"])[0]
     mu, temps = np.asarray(rc.coords["mu"], float), np.asarray(rc.coords["T"], float)
@@ -533,9 +567,10 @@ def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path
     ax.set_xlabel(axis_label(t_attrs, "T"))
     ax.set_ylabel(axis_label(rc.attrs, rc.name))
     ax.set_title(f"{rc.name} {labels[comp]} vs T (finest grid)", fontsize=10)
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+    _sci_y(ax)
     ax.legend(fontsize=8)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
+    return fig
 
 
 def grid_needed(rc: ResponseConvergence, stores: list[GridStore]) -> pd.DataFrame:
