@@ -14,6 +14,7 @@ import numpy as np
 import xarray as xr
 
 from qgtflow import io
+from qgtflow.plotting import save_once
 from qgtflow.report.sections import esc, html_note
 from qgtflow.report.stores import bands_store
 
@@ -64,7 +65,7 @@ def path_figure(ds: xr.Dataset, out_png: Path, title: str, fermi_level: float | 
         panels.append(("berry_curvature", component(ds["berry_curvature"], "xy"), "Ω^xy"))
     if "quantum_metric" in ds:
         panels.append(("quantum_metric", trace_g(ds["quantum_metric"]), "tr g"))
-    fig = Figure(figsize=(6.5, 2.2 * len(panels) + 0.6), layout="constrained")
+    fig = Figure(figsize=(6.5, 2.2 * len(panels) + 0.6))  # laid out once by save_once
     axes = np.atleast_1d(fig.subplots(len(panels), 1, sharex=True))
     x = ds["k_distance"].values
     for ax, (name, da, label) in zip(axes, panels):
@@ -79,7 +80,7 @@ def path_figure(ds: xr.Dataset, out_png: Path, title: str, fermi_level: float | 
     axes[-1].set_xlabel(f"k along the path [{_unit(ds['k_distance'])}]")
     fig.suptitle(title, fontsize=10)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=100)
+    save_once(fig, out_png, 100)
 
 
 def _mesh(ax, ds, values, label, cmap="RdBu_r", symmetric=True):

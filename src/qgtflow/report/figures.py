@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from qgtflow.plotting import save_once, sci_y
 from qgtflow.report.sections import fmt_number
 from qgtflow.report.stores import finest_store, open_store
 from qgtflow.stages.convergence_stage import axis_label as _axis_label
@@ -46,7 +47,7 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     x = fig_cfg.get("x", "mu")
     select = dict(fig_cfg.get("select") or {})
     names = list(fig_cfg.get("studies") or studies)
-    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    fig = Figure(figsize=(7.0, 4.5))  # laid out once by save_once
     ax = fig.subplots()
     n_curves = 0
     units_seen: dict[str, str] = {}
@@ -138,12 +139,12 @@ def cross_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png: Path)
     ax.set_xlabel(labels["x"])
     ax.set_ylabel(labels["y"] + (f" ({comp_text})" if comp_text else ""))
     ax.axhline(0, color="0.6", lw=0.5)
-    ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4), useMathText=True)
+    sci_y(ax)
     _e2_over_h_axis(ax, set(hall.values()))
     ax.legend(fontsize=8)
     ax.set_title(fig_cfg.get("title") or f"{fig_cfg['response']} {comp_text}", fontsize=10)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    save_once(fig, out_png, 110)
     detail = f"{fig_cfg['response']} {comp_text} vs {x}" + (
         " at " + ", ".join(f"{k} ≈ {v}" for k, v in select.items()) if select else "")
     return True, notes, detail
@@ -155,7 +156,7 @@ def grid_needed_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png:
     from matplotlib.figure import Figure
 
     response = fig_cfg.get("response")
-    fig = Figure(figsize=(7.0, 4.5), layout="constrained")
+    fig = Figure(figsize=(7.0, 4.5))  # laid out once by save_once
     ax = fig.subplots()
     notes, drawn = [], 0
     for n, name in enumerate(fig_cfg.get("studies") or []):
@@ -188,7 +189,7 @@ def grid_needed_figure(fig_cfg: dict, studies: dict, results_dir: Path, out_png:
     ax.legend(fontsize=8)
     ax.set_title(fig_cfg.get("title") or f"k-points needed vs T ({response})", fontsize=10)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    save_once(fig, out_png, 110)
     return True, notes, f"{response}: first grid within each study's convergence tolerance at every T"
 
 

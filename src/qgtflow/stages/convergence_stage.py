@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from qgtflow.convergence import (
 )
 from qgtflow.errors import ConfigError, StoreError
 from qgtflow.io import FINGERPRINT
+from qgtflow.plotting import save_once, sci_y
 
 log = logging.getLogger(__name__)
 
@@ -434,42 +434,16 @@ def _ranked_components(finest: np.ndarray) -> list[int]:
 
 
 DPI = 110
-_SUPERSCRIPT = str.maketrans("-−0123456789", "⁻⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 
 def _figure(n_panels: int, width: float = 4.6, height: float = 3.6):
-    """A figure without a layout engine: :func:`_save` lays it out once (a layout engine makes savefig draw
+    """A figure without a layout engine: :func:`qgtflow.plotting.save_once` lays it out once (a layout engine makes savefig draw
     twice, and the constrained one measures every text twice more)."""
     from matplotlib.figure import Figure  # no pyplot: no global state, Agg canvas on savefig
 
     fig = Figure(figsize=(max(width * n_panels, 5.5), height), dpi=DPI)
     axes = fig.subplots(1, n_panels, squeeze=False)[0]
     return fig, axes
-
-
-def _save(fig, path: Path) -> None:
-    """Lay the figure out from its texts' extents (one pass, titles and suptitle included), then draw it
-    once; PNG compression level 3 (zlib's 6 costs more CPU for a few % smaller files)."""
-    fig.tight_layout()
-    fig.set_layout_engine(None)  # tight_layout leaves a placeholder engine, which makes savefig draw twice
-    fig.savefig(path, dpi=DPI, pil_kwargs={"compress_level": 3})
-
-
-def _sci_y(ax) -> None:
-    """y ticks in scientific notation outside 1e-3 … 1e4 with a '×10⁻⁵' offset text, in plain text:
-    ``useMathText=True`` would make every y tick label a mathtext string, parsed by pyparsing at each draw."""
-    from matplotlib.ticker import ScalarFormatter
-
-    class _UnicodeSci(ScalarFormatter):
-        def get_offset(self):  # plain '1e−6', '+1.5' or '1e−6+1.5' -> '×10⁻⁶…'
-            text = super().get_offset()
-            sci = re.match(r"1e([-−]?\d+)", text)
-            return "×10" + sci.group(1).translate(_SUPERSCRIPT) + text[sci.end():] if sci else text
-
-    fmt = _UnicodeSci(useMathText=False)
-    fmt.set_scientific(True)
-    fmt.set_powerlimits((-3, 4))
-    ax.yaxis.set_major_formatter(fmt)
 
 
 def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path,
@@ -512,10 +486,10 @@ def plot_convergence(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, pat
         ax.set_ylabel(y_label)
         ax.set_xlim(left=-0.03 * h.max())
         ax.set_title(f"{labels[comp] or rc.name}, " + _coord_text(mu[m], mu_attrs, "μ"), fontsize=10)
-        _sci_y(ax)
+        sci_y(ax)
     axes[0].legend(fontsize=8, title="squares: h → 0 extrapolation", title_fontsize=7)
     fig.suptitle(f"{rc.name}: grid convergence", fontsize=11)
-    _save(fig, path)
+    save_once(fig, path, DPI)
     return fig
 
 
@@ -542,10 +516,10 @@ def plot_vs_mu(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Pat
         ax.set_ylabel(axis_label(rc.attrs, rc.name))
         ax.set_title(labels[comp] or rc.name, fontsize=10)
         ax.axhline(0, color="0.6", lw=0.5)
-        _sci_y(ax)
+        sci_y(ax)
     axes[0].legend(fontsize=8, title="band: error bar; red ×: not converged", title_fontsize=7)
     fig.suptitle(f"{rc.name} vs μ (finest grid{', ' + grid_text if grid_text else ''})", fontsize=11)
-    _save(fig, path)
+    save_once(fig, path, DPI)
     return fig
 
 
@@ -567,9 +541,9 @@ def plot_vs_t(rc: ResponseConvergence, mu_attrs: dict, t_attrs: dict, path: Path
     ax.set_xlabel(axis_label(t_attrs, "T"))
     ax.set_ylabel(axis_label(rc.attrs, rc.name))
     ax.set_title(f"{rc.name} {labels[comp]} vs T (finest grid)", fontsize=10)
-    _sci_y(ax)
+    sci_y(ax)
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_once(fig, path, DPI)
     return fig
 
 
