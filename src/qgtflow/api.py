@@ -35,13 +35,15 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         another run is writing it).
     n_workers: Dask workers; 0 runs in this process; default: in this process for grids up to
         :data:`qgtflow.cluster.IN_PROCESS_MAX_POINTS` k-points, else one worker per visible core.
-    workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory).
+    workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory). Without it, in this
+        process and with point sampling, the geometry fields are reduced chunk by chunk as they are computed and
+        never stored (:mod:`qgtflow.stages.fused`; the same responses, bitwise); pass ``workdir`` to keep them.
     """
     from qgtflow import io
     from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster, single_threaded_blas
     from qgtflow.plan import grid_chain, stage_study
     from qgtflow.runtime import announce_compile
-    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage, shells_stage
+    from qgtflow.stages import fused, geometry_stage, kgrid_stage, reduce_stage, shells_stage
 
     st = load_study(study)
     size = gridsize.normalise(st.sizes[-1] if size is None else size)  # the finest grid by default
@@ -66,7 +68,9 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
                      st.name, n_points, IN_PROCESS_MAX_POINTS)
             n_workers = 0
         announce_compile(log, tuple(chain["geometry"]["fields"]))
-        if n_workers == 0:
+        if n_workers == 0 and not workdir and fused.applies(st):  # no store kept: none written
+            ds = fused.run(st, reduce_study, kgrid_store, chain["geometry"], chain["reduce"], out, shells_store)
+        elif n_workers == 0:
             geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0, job=chain["geometry"])
             ds = reduce_stage.run(reduce_study, geometry_store, out, n_workers=0, job=chain["reduce"],
                                   shells_store=shells_store)

@@ -78,10 +78,11 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str], window: dict | 
     return ds
 
 
-def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None, window=None):
-    """Worker task: compute one chunk's fields and write them by region (``window``: the plan's ``fermi_window``,
-    fields only at the k-points that reach it)."""
-    group = zarr.open_group(str(kgrid_path), mode="r")
+def chunk_fields(model, group, kgrid_path, start, stop, threshold, optional=(), names=None, window=None):
+    """One chunk's k-points, weights, grid coords (and Fermi-window flags) and fields: ({name: array}, fields),
+    read from the kgrid store's zarr ``group`` (checksums verified) and computed (``window``: the plan's
+    ``fermi_window``, fields only at the k-points that reach it); finite, or refused naming the k-point. The field
+    arrays may be the kernel's reused buffers: consumed before the next chunk."""
     k = io.read_rows(group, "kvec", start, stop, kgrid_path)  # checksums verified
     weight = io.read_rows(group, "weight", start, stop, kgrid_path)
     coords = {name: io.read_rows(group, name, start, stop, kgrid_path) for name in group.array_keys()
@@ -101,7 +102,14 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optio
     if names is not None:
         fields = {name: fields[name] for name in names}
     require_finite_fields(model, k, fields, start)  # the actual grid: a pole on any k-point, before it is stored
-    io.write_region(out, start, stop, {"kvec": k, "weight": weight, **coords, **fields}, index)
+    return {"kvec": k, "weight": weight, **coords}, fields
+
+
+def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None, window=None):
+    """Worker task: compute one chunk's fields (:func:`chunk_fields`) and write them by region."""
+    group = zarr.open_group(str(kgrid_path), mode="r")
+    points, fields = chunk_fields(model, group, kgrid_path, start, stop, threshold, optional, names, window)
+    io.write_region(out, start, stop, {**points, **fields}, index)
     return index
 
 
