@@ -1,8 +1,9 @@
 """Geometry and reduce in one pass over the k-chunks, without a geometry store (``evaluate`` in this process with
 no ``workdir``: the store would be written to a scratch directory, read once by reduce and deleted).
 
-Each chunk of the kgrid store is read, its fields computed (:func:`qgtflow.stages.geometry_stage.chunk_fields`:
-the same fields, the same finite checks) and added to the reduce's sums (:class:`qgtflow.stages.reduce_stage.
+Each chunk of the k-points is read from the kgrid store or, for a plain uniform grid, made in memory without one
+(:class:`qgtflow.stages.kgrid_stage.MemoryGrid`: the same values), its fields computed
+(:func:`qgtflow.stages.geometry_stage.points_fields`: the same fields, the same finite checks) and added to the reduce's sums (:class:`qgtflow.stages.reduce_stage.
 PointSums`) while in cache, chunk by chunk in the order the reduce stage reads them in one task: the responses
 are bitwise those of the two stages through the store. What the stages derive from the whole store is gathered on
 the way: the near-degeneracy count (geometry's warning) and the energy/velocity sample of the sampling check
@@ -33,16 +34,28 @@ def applies(study) -> bool:
     return study.integration != "tetrahedron"
 
 
-def run(study, reduce_study, kgrid_store, geometry_job: dict, reduce_job: dict, out=None,
-        shells_store=None):
+class _StoredGrid:
+    """A kgrid store read chunk by chunk (the interface of :class:`qgtflow.stages.kgrid_stage.MemoryGrid`)."""
+
+    def __init__(self, path, fingerprint: str):
+        self.name, self.group = path, io.open_group(path, fingerprint)
+        self.attrs = dict(self.group.attrs)
+        self.n_points, self.dim = self.group["kvec"].shape  # (a wedge's n_kpoints attr: the full grid's count)
+
+    def rows(self, start: int, stop: int) -> dict:
+        return geometry_stage.read_points(self.group, self.name, start, stop)
+
+
+def run(study, reduce_study, kgrid, geometry_job: dict, reduce_job: dict, out=None, shells_store=None):
     """The responses of ``reduce_study`` (the reduce stage's study, :func:`qgtflow.plan.stage_study`) from the
-    kgrid store, the fields of ``study`` (with its model) computed chunk by chunk and never stored; ``out``
-    written when given. ``geometry_job`` / ``reduce_job``: the plan's inputs of the two stages."""
+    k-points of ``kgrid`` (the kgrid store's path, or a :class:`qgtflow.stages.kgrid_stage.MemoryGrid` never
+    written), the fields of ``study`` (with its model) computed chunk by chunk and never stored; ``out`` written
+    when given. ``geometry_job`` / ``reduce_job``: the plan's inputs of the two stages."""
     from qgtflow.plan import check_store
 
-    group = io.open_group(kgrid_store, geometry_job["upstream"]["kgrid"])
-    attrs = dict(group.attrs)
-    n_k, chunk = int(group["kvec"].shape[0]), int(attrs["chunk_size"])  # (a wedge's attrs: the full grid's count)
+    source = kgrid if hasattr(kgrid, "rows") else _StoredGrid(kgrid, geometry_job["upstream"]["kgrid"])
+    attrs = source.attrs
+    n_k, chunk, dim = int(source.n_points), int(attrs["chunk_size"]), int(source.dim)
     names, window = list(geometry_job["fields"]), geometry_job.get("fermi_window")
     model, threshold = study.model, study.degeneracy_threshold
     optional = tuple(f for f in names if f in OPTIONAL_FIELDS)
@@ -58,7 +71,6 @@ def run(study, reduce_study, kgrid_store, geometry_job: dict, reduce_job: dict, 
     # the geometry store's attrs the reduce reads (grid, wedge group, threshold), as geometry_stage._template
     geometry_attrs = {k: v for k, v in attrs.items() if k.startswith("grid_") or k in ("n_kpoints", "chunk_size")}
     geometry_attrs["degeneracy_threshold"] = threshold
-    dim = int(group["kvec"].shape[1])
     bins = reduce_study.energy_bins()
     reduce_study = reduce_stage._born_tau(reduce_study, shells)
     band_weight = model.band_weight.astype(float)
@@ -75,8 +87,8 @@ def run(study, reduce_study, kgrid_store, geometry_job: dict, reduce_job: dict, 
     near, inside = 0, 0
     for start in range(0, n_k, chunk):
         stop = min(n_k, start + chunk)
-        points, fields = geometry_stage.chunk_fields(model, group, kgrid_store, start, stop, threshold, optional,
-                                                     names, window)
+        points = source.rows(start, stop)
+        fields = geometry_stage.points_fields(model, points, attrs, start, threshold, optional, names, window)
         near += int(near_degenerate_count(fields["energy"], threshold, model.band_sector))
         mine = rows[(rows >= start) & (rows < stop)] - start
         if window is not None:
@@ -86,7 +98,7 @@ def run(study, reduce_study, kgrid_store, geometry_job: dict, reduce_job: dict, 
         if mine.size:
             sample_e.append(fields["energy"][mine])
             sample_v.append(fields["velocity"][mine])
-        require_finite(kgrid_store, start, {"weight": points["weight"]})  # the fields were checked by chunk_fields
+        require_finite(source.name, start, {"weight": points["weight"]})  # the fields were checked by chunk_fields
         sums.add(fields, points["weight"])
     message = near_degeneracy_warning(near / n_k if n_k else 0.0, threshold, f"geometry {study.name}")
     if message:
