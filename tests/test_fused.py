@@ -62,3 +62,15 @@ def test_one_pass_equals_the_stages_through_the_store(case, tmp_path, caplog):
         assert "cannot reach the Fermi window" in caplog.text
     if case == "cold_sampling_warning":
         assert "below the grid's energy step" in fused.attrs["sampling_warning"]
+
+
+def test_one_pass_writes_out_as_a_complete_store(tmp_path):
+    """``out`` of a one-pass evaluate: a complete, fingerprinted responses store holding the returned values."""
+    from qgtflow import io
+
+    study = {"name": "out", **CASES["cold_sampling_warning"]}
+    ds = evaluate(study, n_workers=0, out=str(tmp_path / "r.zarr"))
+    with io.open_store(tmp_path / "r.zarr", fingerprint=ds.attrs[io.FINGERPRINT]) as stored:
+        np.testing.assert_array_equal(stored["sigma_ahe"].values, ds["sigma_ahe"].values)
+        assert stored.attrs["sampling_warning"] == ds.attrs["sampling_warning"]
+    assert io.verify_store(tmp_path / "r.zarr")["checksummed"]
