@@ -33,6 +33,10 @@ in numba ("per-k", the path before issue 17 item 4) and chosen by band count ("a
 378 = 15× (0.16), all four 2.6e3 / 35 = 74× (0.16 / 4.8e-2 / 0.84 / 0.76: a 50² grid of a dense spectrum with the
 peer's T = 0 sums smoothed on the 10 meV μ grid); w64 σ_AHE 703 / 56 = 13× (0.50); w64 all four did not finish by
 the session's deadline.
+
+2026-12-07 00:56–01:40 UTC (one-pass evaluate, peer FFT grid dividing N; load average 5–9), ``--models haldane tilted
+--quantities ahc --sizes 200 400 800 --repeat 3 --kernel-points 0``: Haldane σ_AHE 152× / 296× / 331× (qgtflow 80 /
+155 / 598 ms CPU), tilted 179× / 227× at 200² / 400²; before (main e6f604c, stores written): Haldane 25× / 52×.
 """
 
 from __future__ import annotations
