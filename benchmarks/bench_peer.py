@@ -36,7 +36,7 @@ the session's deadline.
 
 2026-12-07 00:56–01:40 UTC (one-pass evaluate, peer FFT grid dividing N; load average 5–9), ``--models haldane tilted
 --quantities ahc --sizes 200 400 800 --repeat 3 --kernel-points 0``: Haldane σ_AHE 152× / 296× / 331× (qgtflow 80 /
-155 / 598 ms CPU), tilted 179× / 227× at 200² / 400²; before (main e6f604c, stores written): Haldane 25× / 52×.
+155 / 598 ms CPU), tilted 179× / 227× / 335× (53 / 168 / 488 ms); before (main e6f604c, stores written): Haldane 25× / 52×.
 """
 
 from __future__ import annotations
