@@ -14,13 +14,15 @@ Quantities (``QUANTITIES``; one run of each code per ``--quantities`` entry): σ
 Berry-curvature dipole (``bcd``), nonlinear Drude (``nld``), each alone or ``all4`` in one run; σ^qm (``qm``)
 has no WannierBerri counterpart (qgtflow's rate only). Timed end to end inside each process in CPU seconds
 (``time.process_time``: model file read → result array; imports, interpreter start and a first warm-up run
-excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..., n_workers=0)`` against
-``wannierberri.run(..., parallel=False)``. The two codes are run alternately, ``--repeat`` times each; printed:
-k-points per second of each (best run), the ratio qgtflow / peer, the agreement of each quantity
+excluded; qgtflow's numba cache warm): ``qgtflow.evaluate(..., n_workers=0)`` as a user calls it (no workdir: the
+one pass of ``qgtflow.stages.fused``, no store written) against ``wannierberri.run(..., parallel=False)`` on
+N × N × 1 (its FFT grid the divisor of N nearest 32, ``peer_fft``, so both sample the same N² points; its k/s
+from the grid it actually ran). The two codes are run alternately, ``--repeat`` times each; printed:
+k-points per second of each (best run) and its CPU ms, the ratio qgtflow / peer, the agreement of each quantity
 max|q − p| / max|p| over the μ grid less 8 k_BT at each end (the peer's Fermi-sea results at T: its T = 0 sums
 convolved with −∂f/∂E on the μ grid, ``dataSmooth``; per volume × the cell height → the 2D sheet values; in the
 gap of the Haldane model both give σ_xy = e²/h to 1e-6), and the bytes on disk per k-point of qgtflow's
-geometry store. Then (``--kernel-points`` > 0) the geometry kernel alone beside a bare
+geometry store (an untimed ``evaluate`` with a workdir, which keeps it). Then (``--kernel-points`` > 0) the geometry kernel alone beside a bare
 batched ``numpy.linalg.eigh`` of the same H(k) (ratio of process CPU times, same run), with the eigenbasis per k
 in numba ("per-k", the path before issue 17 item 4) and chosen by band count ("auto", ``geometry/batched.py``).
 
@@ -31,6 +33,10 @@ in numba ("per-k", the path before issue 17 item 4) and chosen by band count ("a
 378 = 15× (0.16), all four 2.6e3 / 35 = 74× (0.16 / 4.8e-2 / 0.84 / 0.76: a 50² grid of a dense spectrum with the
 peer's T = 0 sums smoothed on the 10 meV μ grid); w64 σ_AHE 703 / 56 = 13× (0.50); w64 all four did not finish by
 the session's deadline.
+
+2026-12-07 00:56–01:40 UTC (one-pass evaluate, peer FFT grid dividing N; load average 5–9), ``--models haldane tilted
+--quantities ahc --sizes 200 400 800 --repeat 3 --kernel-points 0``: Haldane σ_AHE 152× / 296× / 331× (qgtflow 80 /
+155 / 598 ms CPU), tilted 179× / 227× / 335× (53 / 168 / 488 ms); before (main e6f604c, stores written): Haldane 25× / 52×.
 """
 
 from __future__ import annotations
@@ -166,27 +172,27 @@ import wannierberri as wb
 from wannierberri import calculators
 from wannierberri.smoother import FermiDiracSmoother
 
-tb, size, mu, T, names, reps = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), \
-    sys.argv[5].split(","), int(sys.argv[6])
+tb, size, mu, T, names, reps, fft = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3]), float(sys.argv[4]), \
+    sys.argv[5].split(","), int(sys.argv[6]), int(sys.argv[7])
 mu = np.array(mu)
 os.chdir(tempfile.mkdtemp(prefix="bench-peer-"))
 
 def once():
     t0 = time.process_time()  # CPU seconds of this process (one thread): robust to the shared machine's load
     system = wb.system.System_R.from_tb_file(tb_file=tb, berry=True)
-    grid = wb.Grid(system, NK=(size, size, 1), NKFFT=(min(size, 32), min(size, 32), 1), use_symmetry=False)
+    grid = wb.Grid(system, NK=(size, size, 1), NKFFT=(fft, fft, 1), use_symmetry=False)
     calcs = {name: getattr(calculators.static, name)(Efermi=mu, smoother=FermiDiracSmoother(mu, T),
                                                       print_comment=False) for name in names}
     result = wb.run(system, grid=grid, calculators=calcs, parallel=False, use_irred_kpt=False, symmetrize=False,
                     print_progress_step_time=1e9, fout_name="peer")
     t = time.process_time() - t0
-    return t, {name: result.results[name].dataSmooth.tolist() for name in names}
+    return t, {name: result.results[name].dataSmooth.tolist() for name in names}, int(np.prod(grid.dense))
 
 times = []
 for r in range(reps):
-    t, out = once()
+    t, out, nk = once()
     times.append(t)
-print("PEER_JSON " + json.dumps({"times": times, "results": out}))
+print("PEER_JSON " + json.dumps({"times": times, "results": out, "n_kpoints": nk}))
 """
 
 
@@ -207,16 +213,24 @@ def peer_python(venv: Path) -> Path | None:
     return python
 
 
+def peer_fft(size: int) -> int:
+    """The peer's FFT grid per axis: the divisor of ``size`` nearest 32 (its NK is NKFFT × round(NK / NKFFT): with
+    NKFFT = 32 a 200² request ran on 192², 8 % fewer points than qgtflow's), else min(size, 32)."""
+    divisors = [d for d in range(16, 65) if size % d == 0]
+    return min(divisors, key=lambda d: (abs(d - 32), d)) if divisors else min(size, 32)
+
+
 def run_peer(python: Path, tb: Path, size: int, names: list[str], reps: int):
+    """(CPU times, results, the peer's k-point count: its actual grid, NKdiv × NKFFT per axis)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "NUMBA_NUM_THREADS": "1"}
     out = subprocess.run([python, "-c", PEER_SCRIPT, str(tb), str(size), json.dumps(MU.tolist()), str(T_KELVIN),
-                          ",".join(names), str(reps)], capture_output=True, text=True, env=env)
+                          ",".join(names), str(reps), str(peer_fft(size))], capture_output=True, text=True, env=env)
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("PEER_JSON ")]
     if not line:
         raise RuntimeError(f"peer failed:\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
     data = json.loads(line[0][len("PEER_JSON "):])
-    return data["times"], {k: np.asarray(v) for k, v in data["results"].items()}
+    return data["times"], {k: np.asarray(v) for k, v in data["results"].items()}, data["n_kpoints"]
 
 
 # ---------------------------------------------------------------------------------------------- qgtflow
@@ -232,18 +246,26 @@ def qgtflow_study(tb: Path, responses: list[str]) -> dict:
 
 
 def run_qgtflow(tb: Path, size: int, responses: list[str], reps: int):
+    """CPU times of ``evaluate`` as a user calls it (no workdir: one pass, no store written) and its result."""
     import qgtflow
 
     times, ds = [], None
     for _ in range(reps):
-        with tempfile.TemporaryDirectory(prefix="bench-peer-q-") as work:
-            t0 = time.process_time()  # CPU seconds of this process (n_workers=0: no worker processes)
-            ds = qgtflow.evaluate(qgtflow_study(tb, responses), size=size, n_workers=0, workdir=work)
-            ds = ds.load()
-            times.append(time.process_time() - t0)
-            geometry = next(Path(work).glob("*_geometry.zarr"))
-            disk = sum(f.stat().st_size for f in geometry.rglob("*") if f.is_file())
-    return times, ds, disk / (size * size)
+        t0 = time.process_time()  # CPU seconds of this process (n_workers=0: no worker processes)
+        ds = qgtflow.evaluate(qgtflow_study(tb, responses), size=size, n_workers=0)
+        ds = ds.load()
+        times.append(time.process_time() - t0)
+    return times, ds
+
+
+def geometry_bytes_per_k(tb: Path, size: int, responses: list[str]) -> float:
+    """Bytes on disk per k-point of the geometry store an ``evaluate`` with a workdir keeps (untimed run)."""
+    import qgtflow
+
+    with tempfile.TemporaryDirectory(prefix="bench-peer-q-") as work:
+        qgtflow.evaluate(qgtflow_study(tb, responses), size=size, n_workers=0, workdir=work)
+        geometry = next(Path(work).glob("*_geometry.zarr"))
+        return sum(f.stat().st_size for f in geometry.rglob("*") if f.is_file()) / (size * size)
 
 
 def agreement(q: np.ndarray, p: np.ndarray) -> float:
@@ -315,18 +337,21 @@ def main(argv=None):
             peer_names = [QUANTITIES[q][1] for q in quantities if QUANTITIES[q][1]]
             run_qgtflow(tb, 8, responses, 1)  # warm-up: kernels compiled / cache loaded
             for size in args.sizes:
-                tq, tp, dsq, resp = [], [], None, None
+                tq, tp, dsq, resp, peer_nk = [], [], None, None, None
                 for _ in range(args.repeat):  # interleaved: one run of each, repeated
-                    t, dsq, per_k = run_qgtflow(tb, size, responses, 1)
+                    t, dsq = run_qgtflow(tb, size, responses, 1)
                     tq += t
                     if python is not None and peer_names:
-                        t, resp = run_peer(python, tb, size, peer_names, 1)
+                        t, resp, peer_nk = run_peer(python, tb, size, peer_names, 1)
                         tp += t
                 nk = size * size
                 row = {"model": name, "bands": nb, "quantity": qset, "grid": f"{size}²",
-                       "qgtflow_kps": nk / min(tq), "geometry_bytes_per_k": per_k}
+                       "qgtflow_kps": nk / min(tq), "qgtflow_ms": 1e3 * min(tq),
+                       "geometry_bytes_per_k": geometry_bytes_per_k(tb, size, responses)}
                 if tp:
-                    row.update(peer_kps=nk / min(tp), ratio=min(tp) / min(tq))
+                    peer_kps = peer_nk / min(tp)  # its actual grid (peer_fft)
+                    row.update(peer_kps=peer_kps, peer_ms=1e3 * min(tp), peer_kpoints=peer_nk,
+                               ratio=row["qgtflow_kps"] / peer_kps)
                     for q in quantities:
                         response, peer_name, comp = QUANTITIES[q]
                         if peer_name:

@@ -35,13 +35,16 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         another run is writing it).
     n_workers: Dask workers; 0 runs in this process; default: in this process for grids up to
         :data:`qgtflow.cluster.IN_PROCESS_MAX_POINTS` k-points, else one worker per visible core.
-    workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory).
+    workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory). Without it, in this
+        process and with point sampling, the geometry fields are reduced chunk by chunk as they are computed and
+        never stored (:mod:`qgtflow.stages.fused`; the same responses, bitwise), and a plain uniform grid's k-points
+        are made in memory (no kgrid store either); pass ``workdir`` to keep the stores.
     """
     from qgtflow import io
     from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster, single_threaded_blas
     from qgtflow.plan import grid_chain, stage_study
     from qgtflow.runtime import announce_compile
-    from qgtflow.stages import geometry_stage, kgrid_stage, reduce_stage, shells_stage
+    from qgtflow.stages import fused, geometry_stage, kgrid_stage, reduce_stage, shells_stage
 
     st = load_study(study)
     size = gridsize.normalise(st.sizes[-1] if size is None else size)  # the finest grid by default
@@ -57,6 +60,12 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         chain = grid_chain(st, size)  # each store's fingerprint, as the workflow plans them
         shells_store = base / f"{st.name}_n{label}_shells.zarr" if "shells" in chain else None
         reduce_study = stage_study("reduce", chain["reduce"], where=st.where)  # reads no model
+        grid = kgrid_stage.memory_grid(st, size, chain["kgrid"]) \
+            if not workdir and shells_store is None and fused.applies(st) else None
+        if grid is not None and in_process(grid.n_points, n_workers):  # one pass, no store at all
+            log.info("evaluate %s: %d k-points, in this process, one pass (no store)", st.name, grid.n_points)
+            announce_compile(log, tuple(chain["geometry"]["fields"]))
+            return fused.run(st, reduce_study, grid, chain["geometry"], chain["reduce"], out).load()
         kgrid_stage.run(st, size, kgrid_store, job=chain["kgrid"])
         if shells_store is not None:
             shells_stage.run(st, kgrid_store, shells_store, job=chain["shells"])
@@ -66,7 +75,9 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
                      st.name, n_points, IN_PROCESS_MAX_POINTS)
             n_workers = 0
         announce_compile(log, tuple(chain["geometry"]["fields"]))
-        if n_workers == 0:
+        if n_workers == 0 and not workdir and fused.applies(st):  # no store kept: none written
+            ds = fused.run(st, reduce_study, kgrid_store, chain["geometry"], chain["reduce"], out, shells_store)
+        elif n_workers == 0:
             geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0, job=chain["geometry"])
             ds = reduce_stage.run(reduce_study, geometry_store, out, n_workers=0, job=chain["reduce"],
                                   shells_store=shells_store)

@@ -314,6 +314,22 @@ def output_lock(path: str | Path):
 def open_store(path: str | Path, fingerprint: str | None = None) -> xr.Dataset:
     """Open a qgtflow store lazily, refusing incomplete stores or ones from another config."""
     path = Path(path)
+    _checked_attrs(path)
+    ds = xr.open_zarr(path, consolidated=True)  # complete stores always carry consolidated metadata
+    _check_fingerprint(path, ds.attrs, fingerprint)
+    return ds
+
+
+def open_group(path: str | Path, fingerprint: str | None = None):
+    """:func:`open_store`'s checks (complete, attrs checksum, fingerprint), returning the zarr group (read-only)
+    without building an xarray Dataset: for a stage reading a few arrays by rows (:func:`read_rows`)."""
+    path = Path(path)
+    _check_fingerprint(path, _checked_attrs(path), fingerprint)
+    return zarr.open_group(str(path), mode="r")
+
+
+def _checked_attrs(path: Path) -> dict:
+    """The root attrs of the store ``path``: refused unless it exists, is complete and its attrs are unchanged."""
     if not path.exists():
         raise StoreError(f"store {path} does not exist (run the stage that makes it first)")
     try:
@@ -325,11 +341,13 @@ def open_store(path: str | Path, fingerprint: str | None = None) -> xr.Dataset:
     if ATTRS_HASH in attrs and attrs[ATTRS_HASH] != attrs_hash(attrs):
         raise StoreError(f"store {path}: its attributes were changed after it was written (attrs checksum "
                          "mismatch); rerun its stage")
-    ds = xr.open_zarr(path, consolidated=True)  # complete stores always carry consolidated metadata
-    if fingerprint is not None and ds.attrs.get(FINGERPRINT) != fingerprint:
-        raise StoreError(f"store {path} has fingerprint {ds.attrs.get(FINGERPRINT)!r}, expected {fingerprint!r} "
+    return attrs
+
+
+def _check_fingerprint(path: Path, attrs, fingerprint: str | None) -> None:
+    if fingerprint is not None and attrs.get(FINGERPRINT) != fingerprint:
+        raise StoreError(f"store {path} has fingerprint {attrs.get(FINGERPRINT)!r}, expected {fingerprint!r} "
                          "(made from other inputs or code; rerun its stage)")
-    return ds
 
 
 def verify_store(path: str | Path) -> dict:

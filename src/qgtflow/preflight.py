@@ -124,42 +124,69 @@ def check(study, sizes, *, workers: int, disk_dir: Path, what: str, machine_memo
 # ---------------------------------------------------------------- point sampling vs the grid's energy step
 
 
+def sampling_rows(n_k: int, chunk: int, max_points: int = 1 << 16) -> np.ndarray:
+    """The k-points :func:`sampling_step` looks at: a few whole chunks (at most 8, spread over the grid), strided
+    down to about ``max_points``."""
+    n_chunks = -(-n_k // chunk)
+    picks = np.unique(np.linspace(0, n_chunks - 1, min(n_chunks, 8)).astype(int))  # a few whole chunks
+    rows = np.concatenate([np.arange(c * chunk, min(n_k, (c + 1) * chunk)) for c in picks])
+    return rows[:: max(1, rows.size // max_points)]
+
+
 def sampling_step(study, geo, max_points: int = 1 << 16) -> float | None:
     """The median energy step |v|·h of the states within the Fermi window of the requested μ, from a
     strided sample of the geometry store (None: no such state in the sample, or not point sampling)."""
     if study.integration != "points" or "velocity" not in geo or "grid_spacing" not in geo.attrs:
         return None
-    h = float(geo.attrs.get("grid_spacing_refined", geo.attrs["grid_spacing"]))
     n_k = geo.sizes["kpoint"]
-    chunk = int(geo.attrs.get("chunk_size", n_k))
-    n_chunks = -(-n_k // chunk)
-    picks = np.unique(np.linspace(0, n_chunks - 1, min(n_chunks, 8)).astype(int))  # a few whole chunks
-    rows = np.concatenate([np.arange(c * chunk, min(n_k, (c + 1) * chunk)) for c in picks])
-    rows = rows[:: max(1, rows.size // max_points)]
+    rows = sampling_rows(n_k, int(geo.attrs.get("chunk_size", n_k)), max_points)
     if "in_fermi_window" in geo:  # a Fermi-surface-only store: no velocity where no state reaches the window
         rows = rows[np.asarray(geo["in_fermi_window"].isel(kpoint=rows).values, bool)]
     try:
         sample = geo[["energy", "velocity"]].isel(kpoint=rows).load()
     except ValueError:  # a damaged chunk: the reduce stage's own reads name it (qgtflow.io.read_rows)
         return None
-    if not (np.isfinite(sample["energy"].values).all() and np.isfinite(sample["velocity"].values).all()):
+    return sample_step(study, geo.attrs, sample["energy"].values, sample["velocity"].values)
+
+
+def sample_step(study, grid_attrs, energy, velocity) -> float | None:
+    """:func:`sampling_step` of a sample already read: ``energy`` (k, band), ``velocity`` (k, band, axis) at the
+    rows of :func:`sampling_rows` (those in the Fermi window, for a Fermi-surface-only grid); ``grid_attrs`` the
+    store's attrs (grid spacing)."""
+    if not (np.isfinite(energy).all() and np.isfinite(velocity).all()):
         return None  # refused, naming the k-point, by the reduce stage's finite checks
-    energy = np.asarray(sample["energy"].values)
-    speed = np.linalg.norm(np.asarray(sample["velocity"].values), axis=-1)  # (k, band)
+    h = float(grid_attrs.get("grid_spacing_refined", grid_attrs["grid_spacing"]))
+    energy = np.asarray(energy)
+    speed = np.linalg.norm(np.asarray(velocity), axis=-1)  # (k, band)
     kT = float(np.min(study.kT)) if np.size(study.kT) else 0.0
     step = speed * h
     window = np.maximum(10.0 * kT, 2.0 * step)
-    near = np.zeros(energy.shape, bool)
-    for mu in np.atleast_1d(study.mu):
-        near |= np.abs(energy - mu) < window
+    near = nearest_distance(energy, study.mu) < window  # |ε − μ| < window for some μ
     if not near.any():
         return None
     return float(np.median(step[near]))
 
 
+def nearest_distance(energy, mu) -> np.ndarray:
+    """min over ``mu`` of |energy − μ|, elementwise, by bisection in the sorted μ (O((n_ε + n_μ) log n_μ) instead of
+    n_ε × n_μ; the same floating-point values: fl(ε − μ) is monotone in μ, so the minimum is at a neighbour)."""
+    mu = np.sort(np.atleast_1d(np.asarray(mu, float)))
+    energy = np.asarray(energy, float)
+    if mu.size == 0:
+        return np.full(energy.shape, np.inf)
+    i = np.searchsorted(mu, energy)
+    above = np.abs(energy - mu[np.minimum(i, mu.size - 1)])
+    below = np.abs(energy - mu[np.maximum(i - 1, 0)])
+    return np.minimum(above, below)
+
+
 def sampling_warning(study, geo) -> str | None:
     """A loud warning (also stored in the responses attrs) when k_BT_min is below the grid's energy step."""
-    step = sampling_step(study, geo)
+    return sampling_message(study, sampling_step(study, geo))
+
+
+def sampling_message(study, step: float | None) -> str | None:
+    """:func:`sampling_warning` of an energy step already estimated (:func:`sampling_step`, :func:`sample_step`)."""
     if step is None or not np.size(study.kT):
         return None
     kT = float(np.min(study.kT))

@@ -87,12 +87,17 @@ def near_degenerate_fraction(energy, threshold: float, sectors=None) -> float:
     ``sectors``: sector label per band (independent blocks, each sorted on its own; pairs across sectors are
     not compared).
     """
+    n = energy.shape[0]
+    return float(near_degenerate_count(energy, threshold, sectors)) / n if n else 0.0
+
+
+def near_degenerate_count(energy, threshold: float, sectors=None):
+    """How many k-points of ``energy`` :func:`near_degenerate_fraction` counts (summed chunk by chunk when the
+    energies are never stored)."""
     labels = np.zeros(energy.shape[1], int) if sectors is None else np.asarray(sectors)
     same = labels[1:] == labels[:-1]
     gap = energy[:, 1:] - energy[:, :-1]
-    near = ((gap >= threshold) & (gap < NEAR_DEGENERACY_FACTOR * threshold) & same).any(axis=1)
-    n = energy.shape[0]
-    return float(near.sum()) / n if n else 0.0
+    return ((gap >= threshold) & (gap < NEAR_DEGENERACY_FACTOR * threshold) & same).any(axis=1).sum()
 
 
 def near_degeneracy_warning(fraction: float, threshold: float, label: str) -> str | None:

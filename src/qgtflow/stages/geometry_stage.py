@@ -78,14 +78,29 @@ def _template(study, kg: xr.Dataset, fp: str, fields: list[str], window: dict | 
     return ds
 
 
-def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None, window=None):
-    """Worker task: compute one chunk's fields and write them by region (``window``: the plan's ``fermi_window``,
-    fields only at the k-points that reach it)."""
-    group = zarr.open_group(str(kgrid_path), mode="r")
+def read_points(group, kgrid_path, start, stop) -> dict:
+    """{kvec, weight, grid coords} of the points start..stop−1 of the kgrid store's zarr ``group`` (checksums
+    verified)."""
     k = io.read_rows(group, "kvec", start, stop, kgrid_path)  # checksums verified
     weight = io.read_rows(group, "weight", start, stop, kgrid_path)
     coords = {name: io.read_rows(group, name, start, stop, kgrid_path) for name in group.array_keys()
               if name.startswith(GRID_COORDS)}
+    return {"kvec": k, "weight": weight, **coords}
+
+
+def chunk_fields(model, group, kgrid_path, start, stop, threshold, optional=(), names=None, window=None):
+    """One chunk's k-points, weights, grid coords (and Fermi-window flags) and fields: ({name: array}, fields),
+    read from the kgrid store's zarr ``group`` (:func:`read_points`) and computed (:func:`points_fields`)."""
+    points = read_points(group, kgrid_path, start, stop)
+    return points, points_fields(model, points, dict(group.attrs), start, threshold, optional, names, window)
+
+
+def points_fields(model, points: dict, grid_attrs: dict, start, threshold, optional=(), names=None, window=None):
+    """The fields of the chunk ``points`` (:func:`read_points`; from flat point ``start`` of the grid of
+    ``grid_attrs``), ``window``: the plan's ``fermi_window``, fields only at the k-points that reach it (their flags
+    added to ``points``); finite, or refused naming the k-point. The arrays may be the kernel's reused buffers:
+    consumed before the next chunk."""
+    k = points["kvec"]
     core = None if names is None else tuple(name for name in names if name in CORE_FIELDS)
 
     def compute(points):
@@ -93,15 +108,22 @@ def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optio
                               optional=tuple(optional), core=core)  # only the fields stored: the kernel's level
 
     if window is not None:
-        grid = grid_from_attrs(dict(group.attrs)) if window.get("cells") else None
+        grid = grid_from_attrs(grid_attrs) if window.get("cells") else None
         fields, flag = fermi_window.fields_in_window(model, k, window, compute, names, threshold, grid, start)
-        coords[fermi_window.FLAG] = flag
+        points[fermi_window.FLAG] = flag
     else:
         fields = compute(k)
     if names is not None:
         fields = {name: fields[name] for name in names}
     require_finite_fields(model, k, fields, start)  # the actual grid: a pole on any k-point, before it is stored
-    io.write_region(out, start, stop, {"kvec": k, "weight": weight, **coords, **fields}, index)
+    return fields
+
+
+def _geometry_chunk(model, kgrid_path, out, index, start, stop, threshold, optional=(), names=None, window=None):
+    """Worker task: compute one chunk's fields (:func:`chunk_fields`) and write them by region."""
+    group = zarr.open_group(str(kgrid_path), mode="r")
+    points, fields = chunk_fields(model, group, kgrid_path, start, stop, threshold, optional, names, window)
+    io.write_region(out, start, stop, {**points, **fields}, index)
     return index
 
 

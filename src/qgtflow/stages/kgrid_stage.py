@@ -118,6 +118,37 @@ def grid_coords(grid, n_points: int, chunk: int | None) -> dict:
     return coords
 
 
+class MemoryGrid:
+    """The kgrid store of a plain uniform grid (no refine, no wedge: :func:`memory_grid`) without writing it: its
+    attrs as the store holds them (JSON round trip) and the arrays :func:`run` would write for points start..stop−1
+    (:meth:`rows`), made on demand. For a one-pass ``evaluate`` that keeps no store (:mod:`qgtflow.stages.fused`)."""
+
+    def __init__(self, study, size, job: dict | None = None):
+        import json
+
+        self.grid = grid = study.make_grid(size)
+        length = study.units.length_unit
+        attrs = io.provenance_attrs(study, "kgrid", {**grid.attrs(), "grid_spacing_units": f"{length}-1",
+                                                      io.FINGERPRINT: fingerprint(study, size, job)})
+        self.attrs = json.loads(json.dumps(attrs))
+        self.n_points, self.chunk_size, self.dim = grid.n_points, grid.chunk_size, grid.dim
+        self.name = f"the {grid.kind} grid {list(grid.sizes)} of study '{study.name}' (in memory)"
+
+    def rows(self, start: int, stop: int) -> dict[str, np.ndarray]:
+        """{kvec, weight, grid coords} of the points start..stop−1 (a whole chunk of the store: the same values)."""
+        grid = self.grid
+        return {"kvec": grid.points(start, stop), "weight": np.full(stop - start, grid.weight),
+                **grid_coord_values(grid, start, stop)}
+
+
+def memory_grid(study, size, job: dict | None = None) -> MemoryGrid | None:
+    """The :class:`MemoryGrid` of ``study`` at ``size``, or None when its kgrid is refined or a wedge (made only by
+    :func:`run`)."""
+    if refine_spec(study) is not None or wedge.requested(study.kgrid):
+        return None
+    return MemoryGrid(study, size, job)
+
+
 def run(study, size: int, out: str, job: dict | None = None) -> int:
     """Write the kgrid store of ``size`` points per axis to ``out``; returns the chunks written.
     ``job``: the job's inputs from the plan (:func:`qgtflow.plan.job_inputs`; default: from ``study``)."""

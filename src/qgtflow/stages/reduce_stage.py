@@ -103,41 +103,56 @@ def _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid, pairs
     return moments, underflow, states
 
 
+class PointSums:
+    """The moment histograms and pair sums of point sampling with the stored weights, fed chunk by chunk in the
+    order of the chunks (:meth:`add`); ``needed``: the fields the sums read. ``masks`` (S, nb): band weights per
+    output sector; the integrand blocks of the S sectors are stacked along the component axis. ``pair_params``:
+    {accumulator key: parameters} of the requested pair sums (:func:`qgtflow.reduce.kinds.accumulators`) or None.
+    ``ac``: (photon energies, broadening) of frequency-dependent forms."""
+
+    def __init__(self, names, form, bins, masks, pair_params=None, ac=(None, 0.0)):
+        self.terms = [t for calc in kinds.of_kind(names, "binned") for t in calc.terms(form, *ac)]
+        self.needed = set(required_fields(names, form, ac[0]))
+        self.pairs = {key: (acc, pair_params[key]) for key, (acc, _) in kinds.accumulators(names).items()} \
+            if pair_params else {}
+        self.bins, self.masks = bins, masks
+        self.moments = self.underflow = None
+        self.states = {key: acc.start(params) for key, (acc, params) in self.pairs.items()} or None
+
+    def add(self, chunk: dict, weight: np.ndarray) -> None:
+        """Accumulate one chunk: {field: (n, ...)} (at least ``needed``) and its weights (n,)."""
+        bins = self.bins
+        for lo in range(0, len(weight), BLOCK):  # cache-sized blocks keep the integrand temporaries hot
+            fields = {f: chunk[f][lo:lo + BLOCK] for f in self.needed}
+            for key, (acc, params) in self.pairs.items():
+                acc.add(self.states[key], fields, weight[lo:lo + BLOCK], params)
+            if not self.terms:
+                continue
+            Q = _masked(_integrands(fields, self.terms), self.masks)
+            if self.moments is None:
+                self.moments, self.underflow = bins.empty(Q.shape[2])
+            accumulate(np.ascontiguousarray(fields["energy"]), weight[lo:lo + BLOCK], Q, bins.lo, bins.width,
+                       self.moments, self.underflow)
+
+    def result(self):
+        """(moments, underflow, pair-sum states), as a reduce task returns them."""
+        return self.moments, self.underflow, self.states
+
+
 def _reduce_chunks(geometry_path, chunk_ranges, names, form, bins, masks, pair_params=None, ac=(None, 0.0),
                    grid=None):
-    """Worker task: accumulate the moment histograms (and the pair sums) of a run of chunks.
-
-    ``masks`` (S, nb): band weights per output sector; the integrand blocks of the S sectors are
-    stacked along the component axis. ``pair_params``: {accumulator key: parameters} of the requested pair sums
-    (:func:`qgtflow.reduce.kinds.accumulators`) or None. ``ac``: (photon energies, broadening) of
-    frequency-dependent forms. ``grid``: the uniform KGrid for tetrahedron integration (None: point sampling
-    with the stored weights).
-    """
-    terms = [t for calc in kinds.of_kind(names, "binned") for t in calc.terms(form, *ac)]
-    needed = set(required_fields(names, form, ac[0]))
+    """Worker task: accumulate the moment histograms (and the pair sums) of a run of chunks (:class:`PointSums`;
+    ``grid``: the uniform KGrid for tetrahedron integration, None: point sampling with the stored weights)."""
+    sums = PointSums(names, form, bins, masks, pair_params, ac)
     group = zarr.open_group(str(geometry_path), mode="r")
-    pairs = {key: (acc, pair_params[key]) for key, (acc, _) in kinds.accumulators(names).items()} \
-        if pair_params else {}
     if grid is not None:
-        return _simplex_chunks(group, chunk_ranges, needed, terms, bins, masks, grid, pairs)
-    moments = underflow = None
-    states = {key: acc.start(params) for key, (acc, params) in pairs.items()} or None
+        return _simplex_chunks(group, chunk_ranges, sums.needed, sums.terms, bins, masks, grid, sums.pairs)
     for start, stop in chunk_ranges:
-        chunk = {f: io.read_rows(group, f, start, stop, geometry_path) for f in needed}  # checksums verified
+        chunk = {f: io.read_rows(group, f, start, stop, geometry_path) for f in sums.needed}  # checksums verified
         weight = io.read_rows(group, "weight", start, stop, geometry_path)
         require_finite(geometry_path, start, {**chunk, "weight": weight})  # before any kernel sees them
-        for lo in range(0, stop - start, BLOCK):  # cache-sized blocks keep the integrand temporaries hot
-            fields = {f: a[lo:lo + BLOCK] for f, a in chunk.items()}
-            for key, (acc, params) in pairs.items():
-                acc.add(states[key], fields, weight[lo:lo + BLOCK], params)
-            if not terms:
-                continue
-            Q = _masked(_integrands(fields, terms), masks)
-            if moments is None:
-                moments, underflow = bins.empty(Q.shape[2])
-            accumulate(np.ascontiguousarray(fields["energy"]), weight[lo:lo + BLOCK], Q, bins.lo, bins.width,
-                       moments, underflow)
-    return moments, underflow, states
+        sums.add(chunk, weight)
+    return sums.result()
 
 
 def contract_all(bins, moments, underflow, mu, kT, order: int) -> np.ndarray:
@@ -319,7 +334,6 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
         shells = check_store(shells_store, job["upstream"]["shells"])
     sampling = sampling_warning(study, geo)  # k_BT below the grid's energy step: warned and kept in the attrs
     form = study.fermi_form
-    kT = study.kT
     bins = study.energy_bins()
     study = _born_tau(study, shells)
     n_k, chunk = geo.sizes["kpoint"], int(geo.attrs["chunk_size"])
@@ -341,16 +355,7 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
     band_weight = geo["band_weight"].values if "band_weight" in geo.coords else np.ones(geo.sizes["band"])
     band_sector = geo["band_sector"].values.astype(str) if "band_sector" in geo.coords else \
         np.array(["all"] * geo.sizes["band"])
-    resolve = bool(study.config.get("resolve_sectors"))
-    masks = band_masks(band_weight, band_sector, resolve)
-    sectors = list(dict.fromkeys(band_sector.tolist())) if resolve else None
-    pair_params = None
-    accumulators = kinds.accumulators(study.responses)
-    if accumulators:  # pair sums: their parameters, shipped to the workers
-        ctx = {"mu": study.mu, "kT": kT, "omega": study.omega, "eta": study.broadening, "band_weight": band_weight,
-               "band_sector": band_sector, "dim": geo.sizes["axis"], "bins": bins,
-               "tetrahedron": study.integration == "tetrahedron"}
-        pair_params = {key: acc.prepare(ctx) for key, (acc, _) in accumulators.items()}
+    masks, sectors, pair_params = reduce_setup(study, band_weight, band_sector, geo.sizes["axis"], bins)
     ac = (study.omega, study.broadening)
     grid = None
     if study.integration == "tetrahedron":
@@ -380,12 +385,37 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
             consume(run_tasks(_reduce_chunks, args, own, label=f"reduce {study.name}"))
     else:
         consume(run_tasks(_reduce_chunks, args, client, label=f"reduce {study.name}"))
+    return finish(study, (total_m, total_u, total_d), pair_params, bins, dict(geo.attrs), geo.sizes["axis"], sectors,
+                  shells, job, sampling, out)
+
+
+def reduce_setup(study, band_weight, band_sector, dim: int, bins):
+    """(masks, sectors, pair_params) of a reduce: the band weights per output sector (:func:`band_masks`), the
+    sector labels when resolving them (else None) and the parameters of the requested pair sums (None without)."""
+    resolve = bool(study.config.get("resolve_sectors"))
+    masks = band_masks(band_weight, band_sector, resolve)
+    sectors = list(dict.fromkeys(band_sector.tolist())) if resolve else None
+    pair_params = None
+    accumulators = kinds.accumulators(study.responses)
+    if accumulators:  # pair sums: their parameters, shipped to the workers
+        ctx = {"mu": study.mu, "kT": study.kT, "omega": study.omega, "eta": study.broadening,
+               "band_weight": band_weight, "band_sector": band_sector, "dim": dim, "bins": bins,
+               "tetrahedron": study.integration == "tetrahedron"}
+        pair_params = {key: acc.prepare(ctx) for key, (acc, _) in accumulators.items()}
+    return masks, sectors, pair_params
+
+
+def finish(study, sums, pair_params, bins, geometry_attrs: dict, dim: int, sectors, shells, job: dict,
+           sampling: str | None, out=None) -> xr.Dataset:
+    """The responses dataset of the accumulated ``sums`` (moments, underflow, pair-sum states): contracted,
+    symmetrised over a wedge's group, the model-evaluated and derived responses added, fingerprint, window cut
+    and sampling warning in the attrs; written to ``out`` when given."""
+    total_m, total_u, total_d = sums
     pair_sums = None if pair_params is None else (total_d, pair_params)
-    ds = response_dataset(study, total_m, total_u, bins, dict(geo.attrs), geo.sizes["axis"], form, sectors,
-                          pair_sums)
-    operations = wedge.stored_operations(geo.attrs)
+    ds = response_dataset(study, total_m, total_u, bins, geometry_attrs, dim, study.fermi_form, sectors, pair_sums)
+    operations = wedge.stored_operations(geometry_attrs)
     if operations is not None:  # an irreducible wedge (kgrid.symmetry_reduce): P Σ_IBZ m_k F = Σ_BZ F
-        ds = wedge.symmetrise(ds, operations, geo.sizes["axis"])
+        ds = wedge.symmetrise(ds, operations, dim)
     ds = _after_pass(study, ds, shells)
     ds.attrs[io.FINGERPRINT] = job["fingerprint"]
     cut = _window_cut(study, job)
