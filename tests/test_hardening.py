@@ -554,7 +554,10 @@ def _evaluate_proc(tmp_path, scratch_root):
     import subprocess
     import sys
 
-    path = write_study(tmp_path / "study.yaml", {**GOOD, "kgrid": {"sizes": [256], "kmax": 1.0, "chunk_size": 4096}})
+    # tetrahedron integration: evaluate goes through its scratch stores (a point-sampled plain grid without a
+    # workdir is reduced in one pass and writes none, qgtflow.stages.fused)
+    path = write_study(tmp_path / "study.yaml", {**GOOD, "kgrid": {"sizes": [256], "kmax": 1.0, "chunk_size": 4096},
+                                                 "integration": "tetrahedron"})
     env = {**os.environ, "TMPDIR": str(scratch_root)}
     return subprocess.Popen([sys.executable, "-m", "qgtflow.cli", "evaluate", str(path), "--out",
                              str(tmp_path / "out.zarr"), "--workers", "0"], env=env, stdout=subprocess.PIPE,
