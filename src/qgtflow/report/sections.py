@@ -138,7 +138,7 @@ def study_section(name: str, study_cfg, results_dir: Path, assets: Path, page_di
         return "\n".join(parts), overview
     try:
         table = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"],
-                            dtype={"variant": str, "component": str, "response": str})
+                            dtype={"variant": str, "component": str, "response": str, "units": str})
         table["variant"] = table["variant"].fillna("").astype(str) if "variant" in table else ""
         table["component"] = table["component"].fillna("").astype(str)
     except Exception as exc:
@@ -179,7 +179,7 @@ def symmetry_residual_note(csv: Path) -> list[str]:
         return []
     try:
         res = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"],
-                          dtype={"variant": str, "component": str, "response": str})
+                          dtype={"variant": str, "component": str, "response": str, "units": str})
     except Exception as exc:
         return [html_note(f"Symmetry residuals {csv} could not be read: {exc}")]
     res["variant"] = res["variant"].fillna("").astype(str)

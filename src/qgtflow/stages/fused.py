@@ -6,9 +6,9 @@ Each chunk of the k-points is read from the kgrid store or, for a plain uniform 
 (:func:`qgtflow.stages.geometry_stage.points_fields`: the same fields, the same finite checks) and added to the
 reduce's sums (:class:`qgtflow.stages.reduce_stage.PointSums`) while in cache, chunk by chunk in the order the
 reduce stage reads them in one task: the responses are bitwise those of the two stages through the store. What
-the stages derive from the whole store is gathered on the way: the near-degeneracy count (geometry's warning) and the energy/velocity sample of the sampling check
-(:func:`qgtflow.preflight.sampling_rows`). Point sampling only (tetrahedron integration reads halos across
-chunks: it goes through the store).
+the stages derive from the whole store is gathered on the way: the near-degeneracy count (geometry's warning)
+and the energy/velocity sample of the sampling check (:func:`qgtflow.preflight.sampling_rows`). Point sampling
+only (tetrahedron integration reads halos across chunks: it goes through the store).
 """
 
 from __future__ import annotations
