@@ -63,6 +63,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from qgtflow.errors import ConfigError
+from qgtflow.models.sectors import sector_blocks
 
 DEFAULTS = {"factor": 4, "window_kT": 12.0, "levels": 1}
 MAX_LEVELS = 2
@@ -117,13 +118,6 @@ def parse_refine(cfg, key: str = "kgrid.refine") -> RefineSpec | None:
                       degeneracy=None if deg is None else float(deg))
 
 
-def model_sectors(model) -> list:
-    """The independent blocks of ``model``: a SectorModel's sectors, else the model itself."""
-    from qgtflow.models.sectors import SectorModel
-
-    return list(model.sectors) if isinstance(model, SectorModel) else [model]
-
-
 def band_energies(model, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Band energies (N, nb), ascending within each sector, and the sector index of every band (nb,).
 
@@ -133,7 +127,7 @@ def band_energies(model, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     k = np.ascontiguousarray(np.asarray(k, float).reshape(-1, model.dim))
     parts, sector_of_band = [], []
-    for s, sector in enumerate(model_sectors(model)):
+    for s, (_, sector, _) in enumerate(sector_blocks(model)):
         n = sector.nbands
         out = np.empty((k.shape[0], n))
         if k.shape[0]:

@@ -104,3 +104,11 @@ def _block_diag(mats: list[np.ndarray]) -> np.ndarray:
         out[:, lo:lo + m.shape[-1], lo:lo + m.shape[-1]] = m
         lo += m.shape[-1]
     return out
+
+
+def sector_blocks(model) -> list[tuple[str, Model, float]]:
+    """[(label, block, weight)] of the independent blocks of ``model``: a SectorModel's sectors with their
+    weights, else the model itself ("all", weight 1)."""
+    if isinstance(model, SectorModel):
+        return [(lbl, m, float(w)) for lbl, m, w in zip(model.labels, model.sectors, model.weights)]
+    return [("all", model, 1.0)]

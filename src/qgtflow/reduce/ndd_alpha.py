@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from qgtflow.errors import ConfigError
-from qgtflow.reduce.nonlocal_kubo import _sectors
+from qgtflow.models.sectors import sector_blocks
 from qgtflow.reduce.occupation import fermi
 from qgtflow.units import E_CHARGE, HBAR, NATURAL_LENGTH, format_si_units
 
@@ -36,7 +36,7 @@ def check(cfg: dict, model, units, key: str, as_array) -> None:
     """A 3D model of two-band sectors (the Doppler form's premise), refused before any compute."""
     if model.dim != 3:
         raise ConfigError(f"{key}responses", NAME, f"a 3D model (α_xy couples x and z; this model is {model.dim}D)")
-    bands = sorted({int(block.nbands) for block, _ in _sectors(model)})
+    bands = sorted({int(block.nbands) for _, block, _ in sector_blocks(model)})
     if bands != [2]:
         raise ConfigError(f"{key}responses", NAME, f"two-band sectors (t + d·σ; this model's sectors have {bands} "
                           "bands: a multi-band α needs the full Fermi-sea form, not the Doppler one)")
@@ -66,7 +66,7 @@ def shell_product(study, grid) -> dict:
     for lo in range(0, grid.n_points, CHUNK):
         k = grid.points(lo, min(lo + CHUNK, grid.n_points))
         w = np.full(len(k), grid.weight)
-        for block, sector_weight in _sectors(study.model):
+        for _, block, sector_weight in sector_blocks(study.model):
             total += sector_weight * _sector_alpha(block, k, w, mu, kT)
     return {"alpha_sea": xr.Variable(("mu", "T"), total, {
         "units": study.units.model_units(0, 3 - grid.dim), "long_name": "α_xy(f) (model units, e = ħ = 1)",

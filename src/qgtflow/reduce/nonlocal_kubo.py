@@ -23,17 +23,11 @@ from __future__ import annotations
 import numpy as np
 
 from qgtflow.geometry.groups import group_labels
+from qgtflow.models.sectors import sector_blocks
 from qgtflow.reduce.occupation import fermi
 
 PARTS = ("interband", "intraband")
 AXES = "xyz"
-
-
-def _sectors(model):
-    """[(model, weight)] of a sector model's blocks, else [(model, 1)]."""
-    if hasattr(model, "sectors"):
-        return list(zip(model.sectors, model.weights))
-    return [(model, 1.0)]
 
 
 def _hamiltonian(model, k):
@@ -74,7 +68,7 @@ def unshifted_states(model, k, threshold=1e-8) -> list:
     q-shifted pair sum that does not move with q, computed once for all the ±h, ±2h and directions of a derivative."""
     k = np.asarray(k, float)
     out = []
-    for block, _ in _sectors(model):
+    for _, block, _ in sector_blocks(model):
         energy, states = np.linalg.eigh(_hamiltonian(block, k))
         labels = group_labels(energy, threshold)
         out.append((energy, states, labels[:, :, None] == labels[:, None, :]))
@@ -92,7 +86,7 @@ def sigma_at_q(model, k, weight, q, mu, kT, omega, eta, threshold=1e-8, sectors=
     if unshifted is None:
         unshifted = unshifted_states(model, k, threshold)
     out = []
-    for (block, w), (energy_b, states_b, same) in zip(_sectors(model), unshifted):
+    for (_, block, w), (energy_b, states_b, same) in zip(sector_blocks(model), unshifted):
         energy_a, states_a = np.linalg.eigh(_hamiltonian(block, k - q))
         s = pair_sum(energy_a, states_a, energy_b, states_b, _velocity(block, k - 0.5 * q), same, weight, mu, kT, z)
         out.append(-w * s / (1j * z[:, None, None, None, None]))
@@ -134,5 +128,5 @@ def delta_n(sigma_xxz_plus, sigma_xxz_minus):
 def step_size(model, k, eta, kT, relative=1e-2):
     """h = relative · min(η, k_BT) / max|∂_k H| on the grid: the q-shift of the pair energies stays a small
     fraction of the narrowest scale (Lorentzian width, thermal width) of the Eq. 11 integrand."""
-    vmax = max(np.abs(_velocity(block, k)).max() for block, _ in _sectors(model))
+    vmax = max(np.abs(_velocity(block, k)).max() for _, block, _ in sector_blocks(model))
     return relative * min(eta, float(np.min(kT))) / max(vmax, 1e-300)

@@ -84,6 +84,7 @@ import numpy as np
 from numba import njit
 
 from qgtflow.geometry.groups import group_labels
+from qgtflow.models.sectors import sector_blocks
 from qgtflow.reduce.occupation import fermi_derivative
 from qgtflow.units import E_CHARGE, HBAR_EV_S
 
@@ -113,13 +114,6 @@ def tau_omega(tau, omega):
     """τ_ω = τ/(1 + iωτ) (004 Eq. 4, e^{+iωt} convention)."""
     tau = np.asarray(tau, float)
     return tau / (1.0 + 1j * np.asarray(omega, float) * tau)
-
-
-def _sectors(model):
-    """[(label, sector model, weight)]: a SectorModel's sectors, else the model itself with weight 1."""
-    if hasattr(model, "sectors") and hasattr(model, "weights"):
-        return [(lbl, m, float(w)) for lbl, m, w in zip(model.labels, model.sectors, model.weights)]
-    return [("all", model, 1.0)]
 
 
 def _grid_points(grid, flat: np.ndarray) -> np.ndarray:
@@ -450,7 +444,7 @@ def skew_tensors(model, grid, mu, kT, n_i, V0, *, method: str = "factorised", cl
     dw = delta_weights or _default_delta_weights()
     C = skew_prefactor(n_i, V0)
     d = grid.dim
-    secs = _sectors(model)
+    secs = sector_blocks(model)
     S1 = np.zeros((len(secs), len(mus), len(kTs), d, d, d))
     S2 = np.zeros_like(S1)
     rng = np.random.default_rng(gauge_seed) if gauge_seed is not None else None
@@ -508,7 +502,7 @@ def skew_rate_sums(model, grid, E, n_i, V0, *, client=None, tile=4096, deg_tol=1
     C = skew_prefactor(n_i, V0)
     rng = np.random.default_rng(gauge_seed) if gauge_seed is not None else None
     res = []
-    for lbl, sub, _ in _sectors(model):
+    for lbl, sub, _ in sector_blocks(model):
         eband = band_energies(sub, grid)
         (sh,) = _sector_shells(sub, grid, [E], eband=eband, delta_weights=dw, deg_tol=deg_tol, rng=rng)
         G, Ga, Gr = _pair_sums(sh, client=client, tile=tile)
@@ -538,7 +532,7 @@ def transport_time(model, grid, mu, kT, n_i, V0, *, window: float = 15.0, step: 
         wE[0] *= 0.5
         wE[-1] *= 0.5
     acc = {"norm": 0.0, "rate": 0.0, "tau": 0.0, "v2": 0.0, "v2tau": 0.0}
-    for _lbl, sub, wsec in _sectors(model):
+    for _lbl, sub, wsec in sector_blocks(model):
         eband = band_energies(sub, grid)
         shells = _sector_shells(sub, grid, E, eband=eband, delta_weights=dw, deg_tol=deg_tol)
         for we, sh in zip(wE, shells):
