@@ -21,7 +21,7 @@ import numpy as np
 from qgtflow.errors import ConfigError
 from qgtflow.kgrid import axis_sizes
 from qgtflow.models.symmetry import (TENSOR_KINDS, classified, grid_invariance_problem, lifted_operations,
-                                     study_operations, tensor_action)
+                                     schema_tolerance, study_operations, tensor_action)
 
 ROTATIONS = "grid_symmetry_rotations"  # Cartesian R of every operation (model length basis)
 TIME_REVERSAL = "grid_symmetry_time_reversal"  # θ of every operation (1: the operation includes time reversal)
@@ -113,7 +113,7 @@ def check_operations(model, operations, key: str, tolerance: float, spin: bool =
     if every:
         broken = every[0]
         label, why, _ = broken
-        largest = float(_schema_tolerance()["maximum"])
+        largest = float(schema_tolerance()["maximum"])
         raise ConfigError(f"{key}.tolerance", tolerance, f"a crystal whose point-group operations are symmetries of "
                           f"the model {model.name!r} to that tolerance, which its symmetry zeros and "
                           f"kgrid.symmetry_reduce rely on; operation {label}: {why}; "
@@ -207,12 +207,6 @@ def _ws_tie_hint(model, key: str, tolerance: float, eta: float) -> str:
             f"within {gap:.2g} Å of the shortest (beyond ws_distance_tol {tol:g} Å): Wannier centres symmetric only to "
             f"that accuracy split equivalent bonds unequally, so set {prefix}model.wannier90.ws_distance_tol: "
             f"{suggest:g} (Å) if the crystal is right; ")
-
-
-def _schema_tolerance() -> dict:
-    from qgtflow.schema import study_schema
-
-    return study_schema()["properties"]["symmetry"]["properties"]["tolerance"]
 
 
 def operation_attrs(operations) -> dict:

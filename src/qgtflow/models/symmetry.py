@@ -248,7 +248,7 @@ def lifted_operations(model, symmetry: dict, where: str = "symmetry"):
         return None, f"the model {model.name!r} has no spin operator to tell the operations' action on spin"
     atoms = crystal_atoms(model, symmetry, where)
     lifts = crystal_operations(model.lattice, atoms, symmetry.get("magnetic_moments"), lifted=True)
-    tolerance = float(symmetry.get("tolerance") or _default_tolerance())
+    tolerance = float(symmetry.get("tolerance") or schema_tolerance()["default"])
     checks = operation_checks(model, lifts, spin=True)
 
     def in_plane(R, t):
@@ -267,10 +267,11 @@ def lifted_operations(model, symmetry: dict, where: str = "symmetry"):
     return kept, None
 
 
-def _default_tolerance() -> float:
+def schema_tolerance() -> dict:
+    """The study schema's entry of ``symmetry.tolerance`` (its default and maximum)."""
     from qgtflow.schema import study_schema
 
-    return float(study_schema()["properties"]["symmetry"]["properties"]["tolerance"]["default"])
+    return study_schema()["properties"]["symmetry"]["properties"]["tolerance"]
 
 
 def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "symmetry",
