@@ -1,0 +1,185 @@
+"""Declared point groups (``symmetry.generators``, models/symmetry.py ``declared_group``): any model, k·p ones
+included, gets the symmetry zeros of the group closed from named generators, verified on the model inside its
+k·p window; a 2D model declares 3D lifts, whose whole acts on 003's spin index."""
+
+from __future__ import annotations
+
+from itertools import product
+
+import numpy as np
+import pytest
+
+from qgtflow.errors import ConfigError, QgtflowError
+
+SPIN = ["sigma_x", "sigma_y", "sigma_z"]
+
+
+def _rashba_kp(generators, responses, **extra) -> dict:
+    """H = k²/(2m) + a (kx σy − ky σx) in a k·p window: C∞v × T, of which [C4z, Mx, T] declares C4v × T."""
+    return {"model": {"name": "rashba_kp", "params": {"m": 0.5, "a": 0.6}, "kmax": 2.0, "spin": SPIN,
+                      "hamiltonian": {"terms": [["(kx**2 + ky**2)/(2*m)", "sigma_0"], ["a*kx", "sigma_y"],
+                                                ["-a*ky", "sigma_x"]]}},
+            "symmetry": {"generators": generators}, "units": "natural", "tau": 1.0,
+            "kgrid": {"sizes": [16], "chunk_size": 256}, "mu": [-0.05, 0.5, 1.5], "temperature": [0.1],
+            "responses": responses, **extra}
+
+
+def _warped(generators) -> dict:
+    """Fu's hexagonal warping, H = v (kx σy − ky σx) + λ (kx³ − 3 kx ky²) σz: C3v × T (Mx its mirror)."""
+    return {"model": {"name": "warped_c3v", "params": {"v": 1.0, "lam": 0.4}, "kmax": 1.0, "spin": SPIN,
+                      "hamiltonian": {"terms": [["v*kx", "sigma_y"], ["-v*ky", "sigma_x"],
+                                                ["lam*(kx**3 - 3*kx*ky**2)", "sigma_z"]]}},
+            "symmetry": {"generators": generators}, "units": "natural", "tau": 1.0,
+            "kgrid": {"sizes": [8]}, "mu": [0.3], "temperature": [0.1], "responses": ["sigma_drude"]}
+
+
+def _dirac(generators, responses=("sigma_drude",), **extra) -> dict:
+    """003's massive Dirac model, σ the spin: v k·σ + m σz keeps C∞z and the in-plane C2 axes times T (C4z and
+    C2x' generate 42'2'), not T (the mass is T-odd)."""
+    return {"model": {"name": "massive_dirac", "params": {"v": 1.0, "mass": 0.1}},
+            "symmetry": {"generators": generators}, "units": "natural", "tau": 1.0,
+            "kgrid": {"sizes": [16], "chunk_size": 256}, "mu": [-0.3, 0.2, 0.5], "temperature": [0.1],
+            "responses": list(responses), **extra}
+
+
+def _zeros(cfg):
+    from qgtflow.models.symmetry import study_symmetry_zeros
+    from qgtflow.study import load_study
+
+    st = load_study(cfg)
+    return st, study_symmetry_zeros(st.model, st.config["symmetry"], st.responses)
+
+
+def test_closure_of_named_generators():
+    """C4v × T has 16 operations, C3v × T 12, 42'2' 8 (C2x' = T·C2x = C2x*T); Oh × T from C3[1, 1, 1], C4z, I,
+    T is 96; S4z generates -4 (4 operations)."""
+    from qgtflow.models.symmetry import closed_group
+
+    assert len(closed_group(["C4z", "Mx", "T"])) == 16
+    assert len(closed_group(["C3z", "Mx", "T"])) == 12
+    assert len(closed_group(["C4z", "C2x'"])) == len(closed_group(["C4z", "T·C2x"])) == 8
+    assert len(closed_group(["C4z", "C2x * T"])) == 8
+    assert len(closed_group(["C3[1, 1, 1]", "C4z", "I", "T"])) == 96
+    ops = closed_group(["S4z"])
+    assert len(ops) == 4 and sum(np.linalg.det(R) < 0 for R, _ in ops) == 2
+    R, t = closed_group([{"rotation": [[0, -1, 0], [1, 0, 0], [0, 0, 1]], "time_reversal": True}])[1]
+    assert t == 1 and np.allclose(R, [[0, -1, 0], [1, 0, 0], [0, 0, 1]])
+
+
+@pytest.mark.parametrize("generators, fragment", [
+    (["C4z", "C3x"], "finite point group"),  # no finite group holds both
+    ([{"rotation": [[1, 0, 0], [0, 2, 0], [0, 0, 1]]}], "orthogonal 3 × 3 matrix"),
+    (["C4q"], "C<n><axis>"),
+    (["C2[1, 1]"], "three numbers"),
+    (["Mz·Cx"], "C<n><axis>"),
+])
+def test_a_set_that_is_no_finite_point_group_is_refused(generators, fragment):
+    from qgtflow.models.symmetry import closed_group
+
+    with pytest.raises(ConfigError) as err:
+        closed_group(generators)
+    assert err.value.key == "symmetry.generators" and fragment in str(err.value) and "\n" not in str(err.value)
+
+
+def test_rashba_kp_gets_the_zeros_of_the_periodic_rashba_crystal():
+    """The Rashba k·p layer declaring [C4z, Mx, T] gets exactly the Edelstein and spin-Hall zeros the periodic
+    Rashba square layer gets from its planar crystal (its spin operator keeps the C4v × T lifts), and the
+    periodic layer declaring the same generators gets them too."""
+    pytest.importorskip("spglib")
+    from tests.test_symmetry_spin2d import RESPONSES, _study
+
+    _, crystal = _zeros(_study(RESPONSES))
+    _, declared = _zeros(_rashba_kp(["C4z", "Mx", "T"], RESPONSES))
+    assert declared == crystal and set(declared) == set(RESPONSES), (declared, crystal)
+    periodic = {**_study(RESPONSES), "symmetry": {"generators": ["C4z", "Mx", "T"]}}
+    assert _zeros(periodic)[1] == crystal
+
+
+def _components(da):
+    from qgtflow.wedge import CART_DIMS
+
+    cart = [d for d in da.dims if d in CART_DIMS]
+    labels = np.array(["".join(c) for c in product(*(da[d].values.astype(str) for d in cart))])
+    values = np.abs(np.moveaxis(da.values, [da.dims.index(d) for d in cart], range(-len(cart), 0)))
+    return labels, values.reshape(-1, len(labels))
+
+
+@pytest.mark.parametrize("case", ["rashba", "dirac"])
+def test_declared_zeros_vanish_on_the_window_grid_and_nothing_else_does(case, tmp_path):
+    """On the 16² window grid at three Fermi levels: every claimed zero is ≤ 1e-12 of the response's largest entry,
+    every other component ≥ 1e-3 of it at some Fermi level (the square window is mapped onto itself by C4v, 42'2')."""
+    from qgtflow.api import evaluate
+
+    if case == "rashba":
+        cfg = _rashba_kp(["C4z", "Mx", "T"], ["spin_beta_lin_tau1", "spin_sigma_lin_tau0", "sigma_drude"])
+    else:
+        cfg = _dirac(["C4z", "C2x'"], ["sigma_drude", "sigma_ahe", "spin_beta_lin_tau1", "spin_beta_lin_tau0",
+                                       "spin_beta_nl_tau1"])
+    _, zeros = _zeros(cfg)
+    assert set(zeros) == set(cfg["responses"]), zeros
+    ds = evaluate(cfg, n_workers=0, workdir=tmp_path)
+    for name in cfg["responses"]:
+        labels, values = _components(ds[name])
+        largest = values.max()
+        zero = np.isin(labels, zeros[name])
+        assert largest > 1e-6 and values[:, zero].max() <= 1e-12 * largest, (name, values[:, zero].max(), largest)
+        assert (values[:, ~zero].max(axis=0) >= 1e-3 * largest).all(), (name, labels[~zero],
+                                                                       values[:, ~zero].max(axis=0) / largest)
+
+
+@pytest.mark.parametrize("cfg, operation", [
+    (_warped(["C4z", "Mx", "T"]), "C4[0, 0, 1]"),  # C4z on a C3v model: its energies change
+    (_dirac(["C4z", "T"]), "1'"),  # T on the magnetic massive Dirac model: its curvature is T-even
+    (_dirac(["C2z", "Mx"]), "m[1, 0, 0]"),  # the spin sees the lift: v k·σ has no vertical mirror
+    (_dirac(["I"], ["spin_beta_lin_tau1"]), "-1"),  # I acts on k as C2z does, not on the spin
+])
+def test_a_wrong_declared_generator_is_refused_naming_the_operation(cfg, operation):
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study(cfg)
+    msg = str(err.value)
+    assert err.value.key == "symmetry.generators" and err.value.value == cfg["symmetry"]["generators"], msg
+    assert f"operation {operation}:" in msg and "\n" not in msg, msg
+
+
+def test_the_right_group_of_the_warped_model_passes_with_a_window_warning(caplog):
+    """C3v × T is the warped model's group (checked inside its window); C3 does not map the square window onto
+    itself, which a warning says (its zeros hold where the integrand has decayed inside it)."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="qgtflow.study"):
+        _, zeros = _zeros(_warped(["C3z", "Mx", "T"]))
+    assert zeros == {"sigma_drude": ["xy", "yx"]}, zeros
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and "do not map the k·p window" in warning[0] and "'C3'" in warning[0], warning
+
+
+@pytest.mark.parametrize("change, key, fragment", [
+    ({"symmetry": {"generators": ["C3[1, 1, 1]"]}}, "symmetry.generators", "keep the 2D model's xy plane"),
+    ({"symmetry": {"generators": ["C4z"], "atoms": [["X", 0, 0, 0]]}}, "symmetry.generators", "not both"),
+    ({"kgrid": {"sizes": [16], "symmetry_reduce": True}}, "kgrid.symmetry_reduce", "periodic model"),
+])
+def test_declared_group_refusals(change, key, fragment):
+    from qgtflow.study import load_study
+
+    with pytest.raises(ConfigError) as err:
+        load_study({**_dirac(["C4z", "C2x'"]), **change})
+    assert err.value.key == key and fragment in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_a_crystal_on_a_kp_model_points_to_generators():
+    from qgtflow.study import load_study
+
+    with pytest.raises(QgtflowError, match="symmetry.generators"):
+        load_study({**_dirac(["C4z"]), "symmetry": {"atoms": [["X", 0, 0, 0]]}})
+
+
+def test_a_periodic_model_refuses_operations_its_lattice_lacks():
+    pytest.importorskip("spglib")
+    from qgtflow.study import load_study
+    from tests.test_symmetry_spin2d import RESPONSES, _study
+
+    with pytest.raises(ConfigError) as err:
+        load_study({**_study(RESPONSES), "symmetry": {"generators": ["C3z"]}})
+    assert err.value.key == "symmetry.generators" and "C3 does not map it onto itself" in str(err.value)
