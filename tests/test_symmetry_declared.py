@@ -183,3 +183,34 @@ def test_a_periodic_model_refuses_operations_its_lattice_lacks():
     with pytest.raises(ConfigError) as err:
         load_study({**_study(RESPONSES), "symmetry": {"generators": ["C3z"]}})
     assert err.value.key == "symmetry.generators" and "C3 does not map it onto itself" in str(err.value)
+
+
+def test_a_3d_kp_model_without_a_spin_operator_is_checked_on_its_orbitals():
+    """ndd_two_valley (002, 3D, no spin operator) with a spin response in the study: the declared C4z is checked on
+    the energies and curvature only (the spin check needs the operator), and its true group passes."""
+    from qgtflow.study import load_study
+
+    cfg = {**_dirac(["C4z"], ["sigma_drude", "spin_beta_lin_tau1"]), "model": {"name": "ndd_two_valley"},
+           "kgrid": {"sizes": [8]}}
+    assert load_study(cfg).model.dim == 3
+    with pytest.raises(ConfigError, match="operation m"):
+        load_study({**cfg, "symmetry": {"generators": ["My"]}})
+
+
+def test_converge_excludes_the_declared_zeros_as_residuals(tmp_path):
+    """`converge` on the massive Dirac window with 42'2' declared: the group's zeros are the excluded components of
+    convergence.csv (symmetry zeros, residuals at rounding), the other components are judged."""
+    from qgtflow.driver import converge
+
+    names = ["sigma_ahe", "spin_beta_lin_tau1"]
+    cfg = {**_dirac(["C4z", "C2x'"], names), "mu": [0.2], "kgrid": {"sizes": [8, 12, 16], "chunk_size": 256}}
+    _, zeros = _zeros(cfg)
+    r = converge(cfg, n_workers=0, workdir=str(tmp_path / "w"), out_dir=str(tmp_path / "o"), max_rounds=3,
+                 plots=False)
+    table = r.table
+    excluded = table[table["verdict"] == "symmetry zero (excluded)"]
+    for name in names:
+        assert set(excluded[excluded["response"] == name]["component"]) == set(zeros[name]), name
+        judged = table[(table["response"] == name) & (table["verdict"] != "symmetry zero (excluded)")]
+        assert len(judged) and not set(judged["component"]) & set(zeros[name]), name
+    assert table["symmetry_residual"].max() < 1e-12

@@ -390,8 +390,9 @@ def load_study(source, name: str | None = None) -> Study:
             if not model.periodic:
                 window = _declared_window(cfg, model, operations, key)
         lifted = model.dim == 2 and checked is not operations and getattr(model, "spin", None) is not None
-        spin = any(TENSOR_KINDS[r].spin and classified(r, model.dim, lifted=lifted)
-                   for r in cfg["responses"] if r in TENSOR_KINDS)  # their zeros trust the spin operator
+        spin = getattr(model, "spin", None) is not None and any(
+            TENSOR_KINDS[r].spin and classified(r, model.dim, lifted=lifted)
+            for r in cfg["responses"] if r in TENSOR_KINDS)  # their zeros trust the spin operator (if it has one)
         wedge.check_operations(model, checked, f"{key}symmetry", cfg["symmetry"]["tolerance"], spin, window,
                                generators)
     from qgtflow.reduce import kinds
