@@ -214,3 +214,18 @@ def test_converge_excludes_the_declared_zeros_as_residuals(tmp_path):
         judged = table[(table["response"] == name) & (table["verdict"] != "symmetry zero (excluded)")]
         assert len(judged) and not set(judged["component"]) & set(zeros[name]), name
     assert table["symmetry_residual"].max() < 1e-12
+
+
+def test_a_declared_group_is_a_convergence_input_only():
+    """The plan derives the declared group's zeros (and its generators, for reruns) for the convergence contract;
+    kgrid, geometry and reduce see nothing of it (a k·p model has no wedge)."""
+    from qgtflow import plan
+    from qgtflow.study import load_study
+
+    cfg = _dirac(["C4z", "C2x'"], ["sigma_drude", "sigma_ahe"])
+    sym, plain = load_study(cfg), load_study({k: v for k, v in cfg.items() if k != "symmetry"})
+    inputs = plan.stage_inputs("convergence", sym)
+    assert inputs["symmetry_zeros"] == {"sigma_drude": ["xy", "yx"], "sigma_ahe": ["xx", "yy"]}
+    assert inputs["crystal"] == {"generators": ["C4z", "C2x'"]}
+    for stage in ("kgrid", "geometry", "reduce"):
+        assert plan.stage_inputs(stage, plain) == plan.stage_inputs(stage, sym)
