@@ -229,3 +229,23 @@ def test_a_declared_group_is_a_convergence_input_only():
     assert inputs["crystal"] == {"generators": ["C4z", "C2x'"]}
     for stage in ("kgrid", "geometry", "reduce"):
         assert plan.stage_inputs(stage, plain) == plan.stage_inputs(stage, sym)
+
+
+def test_a_periodic_wedge_from_declared_generators_equals_the_full_grid(tmp_path):
+    """The periodic Rashba square layer declaring [C4z, Mx, T]: the wedge of the 16² grid stores the 16 declared
+    lifts and its symmetrised Edelstein, spin-Hall and Drude tensors equal the full grid's to 1e-10."""
+    pytest.importorskip("spglib")
+    from qgtflow.api import evaluate
+    from qgtflow.wedge import stored_operations
+    from tests.test_symmetry_spin2d import RESPONSES, _study
+
+    names = RESPONSES + ["sigma_drude"]
+    cfg = {**_study(names), "symmetry": {"generators": ["C4z", "Mx", "T"]}}
+    full = evaluate(cfg, n_workers=0, workdir=tmp_path / "full")
+    wedge = evaluate({**cfg, "kgrid": {**cfg["kgrid"], "symmetry_reduce": True}}, n_workers=0,
+                     workdir=tmp_path / "wedge")
+    ops = stored_operations(wedge.attrs)
+    assert len(ops) == 16 and all(np.shape(R) == (3, 3) for R, _ in ops)
+    for name in names:
+        f, w = full[name].values, wedge[name].values
+        assert np.abs(f).max() > 1e-6 and np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), name
