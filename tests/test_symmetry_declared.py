@@ -249,3 +249,22 @@ def test_a_periodic_wedge_from_declared_generators_equals_the_full_grid(tmp_path
     for name in names:
         f, w = full[name].values, wedge[name].values
         assert np.abs(f).max() > 1e-6 and np.abs(w - f).max() <= 1e-10 * np.abs(f).max(), name
+
+
+def test_an_anisotropic_window_warns_for_the_axes_it_does_not_map(caplog):
+    """kgrid.kmax [1.0, 0.5]: C4z does not map the box onto itself (a warning names it; C2z and the C2 axes do),
+    and the check's test points and their images stay inside the narrower half-width."""
+    import logging
+
+    from qgtflow.geometry.covariance import images, test_points
+    from qgtflow.models.symmetry import closed_group
+    from qgtflow.study import load_study
+
+    cfg = _dirac(["C4z", "C2x'"])
+    cfg["kgrid"] = {**cfg["kgrid"], "kmax": [1.0, 0.5]}
+    with caplog.at_level(logging.WARNING, logger="qgtflow.study"):
+        st = load_study(cfg)
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warning) == 1 and "'C4'" in warning[0] and "'C2'" not in warning[0], warning
+    moved = images(test_points(st.model, [1.0, 0.5]), closed_group(["C4z", "C2x'"]))
+    assert np.abs(moved).max(axis=(0, 1)).max() < 0.5
