@@ -268,3 +268,30 @@ def test_an_anisotropic_window_warns_for_the_axes_it_does_not_map(caplog):
     assert len(warning) == 1 and "'C4'" in warning[0] and "'C2'" not in warning[0], warning
     moved = images(test_points(st.model, [1.0, 0.5]), closed_group(["C4z", "C2x'"]))
     assert np.abs(moved).max(axis=(0, 1)).max() < 0.5
+
+
+def test_snte_surface_valleys_declare_my_prime(tmp_path):
+    """003's SnTe-surface model (two valley sectors, σ the spin; tilt s α ky and Zeeman β σz): T·My is its
+    symmetry, My alone is refused (β σz is T-odd), and the zeros T·My claims vanish on the grid (≤ 1e-12 of the
+    largest entry; the model has more zeros than the group, e.g. its valley sum cancels σ_AHE, so nothing is said
+    about the other components beyond σ_Drude and the dipole's D_yz, which it keeps)."""
+    from qgtflow.api import evaluate
+    from qgtflow.study import load_study
+
+    names = ["sigma_drude", "berry_curvature_dipole", "spin_beta_lin_tau1", "spin_sigma_lin_tau0",
+             "spin_beta_lin_tau0"]
+    cfg = {"model": {"name": "snte_surface_dirac"}, "symmetry": {"generators": ["My'"]},
+           "kgrid": {"sizes": [16], "chunk_size": 256}, "mu": [-0.03, 0.02, 0.05], "temperature": [30.0],
+           "responses": names}
+    with pytest.raises(ConfigError, match="operation m\\[0, 1, 0\\]:"):
+        load_study({**cfg, "symmetry": {"generators": ["My"]}})
+    _, zeros = _zeros(cfg)
+    assert set(zeros) == set(names) and zeros["sigma_drude"] == ["xy", "yx"], zeros
+    ds = evaluate(cfg, n_workers=0, workdir=tmp_path)
+    for name in names:
+        labels, values = _components(ds[name])
+        zero = np.isin(labels, zeros[name])
+        assert values.max() > 0 and values[:, zero].max() <= 1e-12 * values.max(), name
+    for name, kept in (("sigma_drude", ["xx", "yy"]), ("berry_curvature_dipole", ["yz"])):
+        labels, values = _components(ds[name])
+        assert (values[:, np.isin(labels, kept)].max(axis=0) >= 0.5 * values.max()).all(), name
