@@ -130,8 +130,8 @@ def test_declared_zeros_vanish_on_the_window_grid_and_nothing_else_does(case, tm
 @pytest.mark.parametrize("cfg, operation", [
     (_warped(["C4z", "Mx", "T"]), "C4[0, 0, 1]"),  # C4z on a C3v model: its energies change
     (_dirac(["C4z", "T"]), "1'"),  # T on the magnetic massive Dirac model: its curvature is T-even
-    (_dirac(["C2z", "Mx"]), "m[1, 0, 0]"),  # the spin sees the lift: v k·σ has no vertical mirror
-    (_dirac(["I"], ["spin_beta_lin_tau1"]), "-1"),  # I acts on k as C2z does, not on the spin
+    (_dirac(["C2z", "Mx"]), "m[1, 0, 0]"),  # the mass's Ω_z is even under kx → −kx, a pseudovector's is odd
+    (_dirac(["I"], ["spin_beta_lin_tau1"]), "-1"),  # I acts on k and Ω as C2z does (which passes), not on the spin
 ])
 def test_a_wrong_declared_generator_is_refused_naming_the_operation(cfg, operation):
     from qgtflow.study import load_study
