@@ -43,8 +43,9 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
         return
     here = f"{key}kgrid.symmetry_reduce"
     if not model.periodic:
-        raise ConfigError(here, True, f"a periodic model with a `symmetry` crystal (the k·p model {model.name!r} "
-                          "samples a window; declare no symmetry_reduce for it)")
+        raise ConfigError(here, True, f"a periodic model with a `symmetry` crystal or generators (the k·p model "
+                          f"{model.name!r} samples a window, which has no wedge; declare no symmetry_reduce for it: "
+                          "its symmetry.generators still give the symmetry zeros)")
     if cfg.get("symmetry") is None:
         raise ConfigError(here, True, "a `symmetry` block (atoms and magnetic_moments, or generators): the wedge "
                           "is that of its point group")
