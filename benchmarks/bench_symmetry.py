@@ -6,8 +6,10 @@ CPU time (time.process_time) of each stage call, full and wedge interleaved, bes
 ratio measured in the same run. The results agree to ~1e-14 relative (printed). Also the CPU time of the check that
 the declared group is one of the model's (:mod:`qgtflow.geometry.covariance`, run by study validation; best of 20):
 the cases above, Fe-like with a non-magnetic crystal (96 operations) and the same checks refusing; and of the choice
-of a 2D layer's 3D lifts by its spin operator (Rashba and Dresselhaus square layers). Run:
-``.venv/bin/python benchmarks/bench_symmetry.py`` (options ``--reps N``, ``--quick`` for 120² / 12³).
+of a 2D layer's 3D lifts by its spin operator (Rashba and Dresselhaus square layers); and of declared groups
+(``symmetry.generators``): their closure and their check on k·p models. Run:
+``.venv/bin/python benchmarks/bench_symmetry.py`` (options ``--reps N``, ``--quick`` for 120² / 12³,
+``--declared-only`` for the declared groups alone).
 """
 
 from __future__ import annotations
@@ -135,11 +137,48 @@ def lift_cost(reps: int = 20):
         print(f"{case:<14}32 candidate lifts, {len(lifts)} kept {1e3 * best:>8.2f} ms")
 
 
+def declared_cost(reps: int = 20):
+    """CPU ms (best of ``reps``) of a declared point group (``symmetry.generators``): its closure from the
+    generators (:func:`qgtflow.models.symmetry.closed_group`) and its check on a k·p model inside the window, spin
+    operator included (massive Dirac with 42'2', the Rashba k·p layer of tests/test_symmetry_declared.py with
+    C4v × T), as study validation runs them."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from qgtflow.geometry.covariance import operation_checks
+    from qgtflow.models.symmetry import closed_group
+    from qgtflow.study import load_study
+    from tests.test_symmetry_declared import _dirac, _rashba_kp
+
+    def best_of(call):
+        best = np.inf
+        for _ in range(reps):
+            t0 = time.process_time()
+            out = call()
+            best = min(best, time.process_time() - t0)
+        return out, 1e3 * best
+
+    print(f"== declared point groups: closure and check on a k·p model, CPU ms, best of {reps} ==")
+    for gens in (["C4z", "C2x'"], ["C4z", "Mx", "T"], ["C6z", "Mx", "T"], ["C3[1, 1, 1]", "C4z", "I", "T"]):
+        ops, ms = best_of(lambda: closed_group(gens))
+        print(f"closure {str(gens):<32}{len(ops):>4} operations {ms:>8.2f} ms")
+    for label, cfg in (("massive Dirac 42'2'", _dirac(["C4z", "C2x'"])),
+                       ("Rashba k·p C4v × T", _rashba_kp(["C4z", "Mx", "T"], ["sigma_drude"]))):
+        st = load_study(cfg)
+        ops = closed_group(cfg["symmetry"]["generators"])
+        _, ms = best_of(lambda: operation_checks(st.model, ops, spin=True))
+        print(f"check   {label:<32}{len(ops):>4} operations {ms:>8.2f} ms (energies, curvature, spin)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--declared-only", action="store_true", help="only the declared groups' closure and check")
     args = parser.parse_args()
+    if args.declared_only:
+        declared_cost()
+        return
     print(f"== kgrid.symmetry_reduce: full grid vs irreducible wedge, CPU s (best of {args.reps}, interleaved) ==")
     print(f"{'case':<18}{'k full':>10}{'k wedge':>10}{'ratio':>8}{'geo f':>9}{'geo w':>9}{'red f':>9}{'red w':>9}"
           f"{'speedup':>9}{'max rel':>11}")
@@ -149,6 +188,7 @@ def main():
           "the nonzero responses)")
     check_cost()
     lift_cost()
+    declared_cost()
 
 
 if __name__ == "__main__":

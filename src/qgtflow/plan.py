@@ -144,12 +144,15 @@ def _symmetry_zeros(study) -> dict:
 
 def _symmetry_crystal(study):
     """The crystal the symmetry zeros come from (None without ``symmetry``): ``symmetry.atoms``, else the atoms read
-    from the Wannier90 model's seedname.win, which the model hash does not cover (they are not the Hamiltonian)."""
-    from qgtflow.models.symmetry import crystal_atoms
+    from the Wannier90 model's seedname.win, which the model hash does not cover (they are not the Hamiltonian); a
+    declared group's generators as given (no crystal: ``symmetry.generators``)."""
+    from qgtflow.models.symmetry import crystal_atoms, declares
 
     symmetry = study.config.get("symmetry")
     if symmetry is None:
         return None
+    if declares(symmetry):
+        return {"generators": symmetry["generators"]}
     atoms = crystal_atoms(study.model, symmetry, f"{study.where}symmetry")
     return [[str(a[0])] + [round(float(x), 12) for x in a[1:]] for a in atoms]
 

@@ -6,6 +6,7 @@ Every error names the key, the value and what was expected, and is raised before
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from qgtflow.errors import ConfigError
 from qgtflow.safety import check_name
 from qgtflow.schema import study_schema
 from qgtflow.units import UnitSystem, parse_unit_system
+
+log = logging.getLogger(__name__)
 
 
 _EXPECT = {
@@ -98,6 +101,26 @@ def schema_error(err, prefix: str = "") -> ConfigError:
     else:
         expected = err.message
     return ConfigError(key, err.instance, expected + (f" ({desc})" if desc else ""))
+
+
+def _declared_window(cfg: dict, model, operations, key: str):
+    """The k·p window half-width (kgrid.kmax, else the model's) in which a declared group is checked; a warning
+    naming the operations that do not map the window (a box) onto itself, whose symmetry zeros then hold on the
+    grid only where the integrand has decayed inside it (Fermi-surface responses with the Fermi line well inside)."""
+    from qgtflow.models.symmetry import window_problem
+
+    kmax = cfg["kgrid"].get("kmax")
+    try:
+        half = np.broadcast_to(np.asarray(model.kmax if kmax is None else kmax, float), (model.dim,))
+    except (TypeError, ValueError):  # refused by kgrid.kmax's own check (make_grid) below
+        half = np.broadcast_to(np.asarray(model.kmax or 1.0, float), (model.dim,))
+    outside = window_problem(operations, half, model.dim)
+    if outside:
+        log.warning("%ssymmetry.generators: the operations %s do not map the k·p window (half-widths %s) onto "
+                    "itself; their symmetry zeros hold on the grid only where the integrand has decayed inside "
+                    "the window (Fermi-surface responses with the Fermi line well inside it)", key, outside,
+                    [float(h) for h in half])
+    return half
 
 
 def validate_against_schema(data, schema, prefix: str = "") -> None:
@@ -356,12 +379,22 @@ def load_study(source, name: str | None = None) -> Study:
 
     operations = None
     if cfg.get("symmetry") is not None:  # the crystal and its point group, checked on the model before any compute
-        from qgtflow.models.symmetry import TENSOR_KINDS, classified, study_operations
+        from qgtflow.models.symmetry import TENSOR_KINDS, classified, declared_group, declares, study_operations
 
         operations = study_operations(model, cfg["symmetry"], f"{key}symmetry")
-        spin = any(TENSOR_KINDS[r].spin and classified(r, model.dim)
-                   for r in cfg["responses"] if r in TENSOR_KINDS)  # their zeros trust the spin operator
-        wedge.check_operations(model, operations, f"{key}symmetry", cfg["symmetry"]["tolerance"], spin)
+        checked, generators, window = operations, None, None
+        if declares(cfg["symmetry"]):  # a 2D model's declared 3D lifts act on its spin operator as declared
+            generators = cfg["symmetry"]["generators"]
+            if model.dim == 2:
+                checked = declared_group(model, cfg["symmetry"], f"{key}symmetry")
+            if not model.periodic:
+                window = _declared_window(cfg, model, operations, key)
+        lifted = model.dim == 2 and checked is not operations and getattr(model, "spin", None) is not None
+        spin = getattr(model, "spin", None) is not None and any(
+            TENSOR_KINDS[r].spin and classified(r, model.dim, lifted=lifted)
+            for r in cfg["responses"] if r in TENSOR_KINDS)  # their zeros trust the spin operator (if it has one)
+        wedge.check_operations(model, checked, f"{key}symmetry", cfg["symmetry"]["tolerance"], spin, window,
+                               generators)
     from qgtflow.reduce import kinds
 
     kinds.validate(cfg, model, units, key, _as_array)  # every response's own checks (reduce/kinds.py)

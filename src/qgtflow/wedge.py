@@ -43,11 +43,12 @@ def check_study(cfg: dict, model, key: str, operations=None) -> None:
         return
     here = f"{key}kgrid.symmetry_reduce"
     if not model.periodic:
-        raise ConfigError(here, True, f"a periodic model with a `symmetry` crystal (the k·p model {model.name!r} "
-                          "samples a window; declare no symmetry_reduce for it)")
+        raise ConfigError(here, True, f"a periodic model with a `symmetry` crystal or generators (the k·p model "
+                          f"{model.name!r} samples a window, which has no wedge; declare no symmetry_reduce for it: "
+                          "its symmetry.generators still give the symmetry zeros)")
     if cfg.get("symmetry") is None:
-        raise ConfigError(here, True, "a `symmetry` block (atoms, magnetic_moments): the point group comes from "
-                          "the crystal")
+        raise ConfigError(here, True, "a `symmetry` block (atoms and magnetic_moments, or generators): the wedge "
+                          "is that of its point group")
     if cfg.get("integration") == "tetrahedron":
         raise ConfigError(here, True, "`integration: points` (tetrahedra need the whole uniform grid)")
     if kgrid.get("refine"):
@@ -99,21 +100,29 @@ def wedge_operations(study) -> list:
     return study_operations(study.model, study.config["symmetry"], where)
 
 
-def check_operations(model, operations, key: str, tolerance: float, spin: bool = False) -> None:
+def check_operations(model, operations, key: str, tolerance: float, spin: bool = False, kmax=None,
+                     generators=None) -> None:
     """Refuse (ConfigError naming ``key``.tolerance and its value) a point group that is not one of the model to
     ``tolerance`` (the study's ``symmetry.tolerance``): its symmetry zeros and the wedge's symmetrised sums would be
     silently wrong (the band energies and the Berry curvature at a few k-points,
     :func:`qgtflow.geometry.covariance.broken_operations`; ``spin``: the model's spin operator too, for a
     study with classified 003 spin responses); run for every study with a ``symmetry`` block. The refusal says
-    what the first broken operation breaks and the tolerance every broken operation needs."""
+    what the first broken operation breaks and the tolerance every broken operation needs. A declared group
+    (``generators``, the study's ``symmetry.generators``) is refused naming that key and its value instead;
+    ``kmax``: a k·p model's window half-width, inside which the test points and their images lie."""
     from qgtflow.geometry.covariance import operation_checks
 
-    checks = operation_checks(model, operations, spin)
+    checks = operation_checks(model, operations, spin, kmax)
     every = [(c.label, c.why(tolerance), c.needed) for c in checks if c.why(tolerance) is not None]
     if every:
         broken = every[0]
         label, why, _ = broken
         largest = float(schema_tolerance()["maximum"])
+        if generators is not None:
+            raise ConfigError(f"{key}.generators", list(generators), f"generators of a point group of the model "
+                              f"{model.name!r} to {key}.tolerance {tolerance:g} (its symmetry zeros rely on it); "
+                              f"operation {label}: {why}; check the generators "
+                              f"({_tolerance_fix(every, key, largest)})")
         raise ConfigError(f"{key}.tolerance", tolerance, f"a crystal whose point-group operations are symmetries of "
                           f"the model {model.name!r} to that tolerance, which its symmetry zeros and "
                           f"kgrid.symmetry_reduce rely on; operation {label}: {why}; "

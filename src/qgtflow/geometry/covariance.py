@@ -1,8 +1,9 @@
 """Whether declared point-group operations are symmetries of a Hamiltonian (the irreducible wedge trusts them).
 
 Every operation g = (R, θ) (R Cartesian, θ = 1 for an antiunitary one, which sends k → −R k) is checked on a few
-deterministic k-points: a generic set, Γ and a zone-boundary point (for a k·p model, generic points of its window
-and k = 0). Two gauge-invariant quantities must transform as the wedge's symmetrisation assumes:
+deterministic k-points: a generic set, Γ and a zone-boundary point (for a k·p model, generic points at a fraction of
+its window's half-width, whose images under any orthogonal operation stay inside the window, and k = 0). Two
+gauge-invariant quantities must transform as the wedge's symmetrisation assumes:
 
 - the band energies, E_n(g·k) = E_n(k) with g·k = (−1)^θ R k;
 - the Berry curvature summed over the bands below each gap of the spectrum at k (a pseudovector, T-odd:
@@ -69,17 +70,23 @@ GROUP_FRACTION = 1e-6  # of the bandwidth: bands this close are one degenerate g
 # GAP_FRACTION put Ω summed below 0.3 eV gaps 2.0e-4 off the peer's (group-mean energies), 9.4e-12 at this fraction)
 
 
-def test_points(model) -> np.ndarray:
-    """The deterministic test k-points (P, dim) of ``model``: generic ones, Γ (k = 0) and, for a lattice model,
-    the zone-boundary point b_1/2."""
+def test_points(model, kmax=None) -> np.ndarray:
+    """The deterministic six test k-points (P, dim) of ``model``: generic ones, Γ (k = 0) and, for a lattice model,
+    the zone-boundary point b_1/2; for a k·p model (window half-width ``kmax``, a number or one per axis; default
+    the model's) four generic points within 0.41 r of Γ per axis and one at 0.8 r (r the smallest half-width), so
+    that every orthogonal operation maps them into the window (|R k| = |k| < r), and Γ."""
     d = model.dim
     generic = GENERIC_FRACTIONS[:, :d]
     if model.periodic:
         B = model.reciprocal_vectors
         frac = np.concatenate([generic, np.zeros((1, d)), 0.5 * np.eye(d)[:1]])
         return frac @ B
-    kmax = np.broadcast_to(np.asarray(model.kmax if model.kmax is not None else 1.0, float), (d,))
-    return np.concatenate([(2 * generic - 0.5) * kmax, np.zeros((1, d))])
+    if kmax is None:
+        kmax = model.kmax if model.kmax is not None else 1.0
+    r = float(np.min(np.asarray(kmax, float)))
+    inner = (2 * generic - 0.5) * r
+    outer = inner[1] / np.linalg.norm(inner[1]) * 0.8 * r  # the higher-order terms of a k·p model matter here
+    return np.concatenate([inner, outer[None], np.zeros((1, d))])
 
 
 def images(points: np.ndarray, operations) -> np.ndarray:
@@ -208,14 +215,15 @@ class OperationCheck(NamedTuple):
         return None
 
 
-def operation_checks(model, operations, spin: bool = False) -> list[OperationCheck]:
+def operation_checks(model, operations, spin: bool = False, kmax=None) -> list[OperationCheck]:
     """Every operation's errors on the band energies, the summed Berry curvature and (``spin``) the summed spin
     operator at the test points (module doc). The curvature (and spin) are compared only below gaps ≥
     max(:data:`GAP_FRACTION` of the bandwidth, :data:`GAP_OVER_MISMATCH` × the operation's largest energy mismatch
     at the test points); the counts of compared and skipped gap-checks are logged. An operation of a 2D model may
     be given as its 3D lift (3 × 3, the plane kept): k and Ω see its in-plane block, the spin operator (three
-    components in every dimension) the whole of it; ``spin`` in 2D needs the lifts."""
-    points = test_points(model)
+    components in every dimension) the whole of it; ``spin`` in 2D needs the lifts. ``kmax``: a k·p model's window
+    half-width (:func:`test_points`; default the model's)."""
+    points = test_points(model, kmax)
     d = points.shape[1]
     if spin and any(np.shape(R) != (3, 3) for R, _ in operations):
         raise ValueError("operation_checks: the spin operator's check needs every operation's 3D action (3 × 3)")

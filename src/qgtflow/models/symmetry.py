@@ -1,9 +1,12 @@
-"""Crystal and magnetic point groups (spglib) and the tensor components they forbid.
+"""Crystal, magnetic and declared point groups and the tensor components they forbid.
 
 The group comes from the crystal the user declares (atoms with species and fractional positions in the model's
 lattice, optional magnetic moments per atom, Cartesian): spglib's space group, or its magnetic space group when
 moments are given; only the point-group part (rotation R, time reversal θ ∈ {0, 1}) matters for k-integrated
-responses. Rotations are turned Cartesian, R_cart = Aᵀ R_frac A⁻ᵀ (lattice vectors A as rows).
+responses. Rotations are turned Cartesian, R_cart = Aᵀ R_frac A⁻ᵀ (lattice vectors A as rows). Or, for any model
+(k·p ones, which have no crystal), the group is declared by named generators in the model's Cartesian frame
+(``symmetry.generators``: :func:`named_operation`, closed by :func:`closed_group`), always as 3D operations: a 2D
+model's declared operations are their 3D lifts (below), so its spin responses are classified without choosing.
 
 A response tensor T of rank r transforms under (R, θ) as T' = s · R⊗…⊗R · T, with s = det R for axial tensors and
 an extra (−1)^θ for time-odd ones. The components every invariant tensor has zero are those outside the range of
@@ -32,12 +35,13 @@ component vanishes in both parities exactly when it vanishes under the unitary s
 from __future__ import annotations
 
 import logging
+import re
 from itertools import product
 from typing import NamedTuple
 
 import numpy as np
 
-from qgtflow.errors import ModelError
+from qgtflow.errors import ConfigError, ModelError
 
 log = logging.getLogger(__name__)
 
@@ -218,11 +222,21 @@ def crystal_atoms(model, symmetry: dict, where: str = "symmetry") -> list:
     return [list(a) for a in atoms]
 
 
+def declares(symmetry: dict | None) -> bool:
+    """Whether a study's ``symmetry`` block declares its point group (``generators``) instead of a crystal."""
+    return bool(symmetry) and symmetry.get("generators") is not None
+
+
 def study_operations(model, symmetry: dict, where: str = "symmetry"):
-    """Point-group operations [(R_cart, θ)] of the crystal of a periodic model (:func:`crystal_operations`)."""
+    """Point-group operations [(R_cart (d, d), θ)] of a study: the declared group (``symmetry.generators``,
+    :func:`declared_group`, restricted to the model's axes) for any model, or the crystal's of a periodic model
+    (:func:`crystal_operations`)."""
+    if declares(symmetry):
+        return _restricted(declared_group(model, symmetry, where), model.dim)
     if not model.periodic:
-        raise ModelError(f"{where}: given for the k·p model {model.name!r}; expected a periodic model (the "
-                         "crystal lives in its lattice)")
+        raise ModelError(f"{where}: given for the k·p model {model.name!r} as a crystal; expected a periodic model "
+                         f"for a crystal (it lives in the lattice), or {where}.generators (a declared point group, "
+                         "e.g. [C4z, Mx, T])")
     atoms = crystal_atoms(model, symmetry, where)
     moments = symmetry.get("magnetic_moments")
     if moments is not None and len(moments) != len(atoms):
@@ -246,6 +260,8 @@ def lifted_operations(model, symmetry: dict, where: str = "symmetry"):
         raise ValueError(f"lifted_operations: a 2D model expected, got {model.dim}D")
     if getattr(model, "spin", None) is None:
         return None, f"the model {model.name!r} has no spin operator to tell the operations' action on spin"
+    if declares(symmetry):  # the lifts are declared (checked on the spin operator at validation with spin responses)
+        return declared_group(model, symmetry, where), None
     atoms = crystal_atoms(model, symmetry, where)
     lifts = crystal_operations(model.lattice, atoms, symmetry.get("magnetic_moments"), lifted=True)
     tolerance = float(symmetry.get("tolerance") or schema_tolerance()["default"])
@@ -291,6 +307,168 @@ def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "
         else:
             zeros.update(symmetry_zero_components(spin, lifts, model.dim, ac))
     return zeros
+
+
+# ---------------------------------------------------------------- declared point groups (symmetry.generators: k·p
+# models, or a periodic model whose group is known without its crystal)
+
+MAX_GROUP_ORDER = 480  # the closure of declared generators stops here: twice Ih × T (240), room for C_n up to n = 120
+_AXIS = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
+_FACTOR = re.compile(r"(E|I|T|C(\d+)|M|S(\d+))(x|y|z|\[([^\]]*)\])?('?)$")
+
+
+def _rotation(axis, n: int) -> np.ndarray:
+    """The proper rotation by 2π/n about ``axis`` (Cartesian, right-handed; Rodrigues)."""
+    u = np.asarray(axis, float) / np.linalg.norm(axis)
+    a = 2 * np.pi / n
+    K = np.array([[0, -u[2], u[1]], [u[2], 0, -u[0]], [-u[1], u[0], 0]])
+    R = np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
+    return np.where(np.abs(R) < 1e-15, 0.0, R)
+
+
+def _mirror(normal) -> np.ndarray:
+    u = np.asarray(normal, float) / np.linalg.norm(normal)
+    return np.eye(3) - 2 * np.outer(u, u)
+
+
+def _factor(text: str, name: str, where: str):
+    """(R (3, 3), θ) of one factor of a generator's name (:func:`named_operation`)."""
+    expected = ("a product of E, I, T, C<n><axis>, M<axis>, S<n><axis> (axis x, y, z or [a, b, c]; a trailing ' "
+                "adds T), e.g. C3z, Mx, C2[1, 1, 0], T·C2x, or {rotation: 3 × 3 matrix, time_reversal: bool}")
+    m = _FACTOR.match(text)
+    if not m:
+        raise ConfigError(where, name, expected)
+    head, n_rot, n_rr, axis_text, bracket, prime = m.groups()
+    letter = head[0]
+    if letter in "EIT" and axis_text:
+        raise ConfigError(where, name, f"no axis after {letter}; " + expected)
+    if letter in "CMS" and not axis_text:
+        raise ConfigError(where, name, f"an axis after {head} (x, y, z or [a, b, c]); " + expected)
+    axis = None
+    if axis_text:
+        if bracket is None:
+            axis = _AXIS[axis_text]
+        else:
+            try:
+                axis = [float(x) for x in bracket.replace(",", " ").split()]
+            except ValueError:
+                axis = None
+            if axis is None or len(axis) != 3 or not np.all(np.isfinite(axis)) or np.linalg.norm(axis) == 0:
+                raise ConfigError(where, name, f"an axis [a, b, c] of three numbers, not all zero; " + expected)
+    n = int(n_rot or n_rr or 1)
+    if n < 1:
+        raise ConfigError(where, name, f"a rotation order n ≥ 1; " + expected)
+    R = {"E": lambda: np.eye(3), "I": lambda: -np.eye(3), "T": lambda: np.eye(3),
+         "C": lambda: _rotation(axis, n), "M": lambda: _mirror(axis),
+         "S": lambda: _mirror(axis) @ _rotation(axis, n)}[letter]()
+    return R, int(letter == "T") ^ int(bool(prime))
+
+
+def named_operation(item, where: str = "symmetry.generators"):
+    """(R (3, 3) Cartesian, θ) of one declared generator: a name, a product of factors joined by '·' or '*'
+    (the matrix product: the right factor acts first), each E (identity), I (inversion), T (time reversal),
+    C<n><axis> (rotation by 2π/n), M<axis> (mirror, the axis its plane's normal), S<n><axis> (rotoreflection
+    M·C<n>, Schoenflies: S4z is −4, S6z −3, S3z −6 in Hermann–Mauguin) with axis x, y, z or [a, b, c] (Cartesian
+    components, e.g. [1, 1, 0]), a trailing ' multiplying by T (C2x' = T·C2x); or a mapping {rotation: 3 × 3
+    orthogonal matrix, time_reversal: bool}. A :class:`ConfigError` naming ``where`` and the item otherwise."""
+    if isinstance(item, dict):
+        R = np.asarray(item.get("rotation"), float) if item.get("rotation") is not None else np.zeros(0)
+        if R.shape != (3, 3) or not np.all(np.isfinite(R)) or np.abs(R @ R.T - np.eye(3)).max() > 1e-6:
+            raise ConfigError(where, item, "a rotation that is an orthogonal 3 × 3 matrix (R Rᵀ = 1 to 1e-6; "
+                              "Cartesian, rows the images' components)")
+        return R, int(bool(item.get("time_reversal", False)))
+    text = str(item).replace(" ", "").replace("*", "·")
+    R, theta = np.eye(3), 0
+    for part in text.split("·") if text else [""]:
+        Rf, tf = _factor(part, item, where)
+        R, theta = R @ Rf, theta ^ tf
+    return R, theta
+
+
+def _key(R, t):
+    return tuple((np.round(np.asarray(R), 6) + 0.0).ravel()), int(t)
+
+
+def closed_group(generators, where: str = "symmetry.generators"):
+    """[(R (3, 3), θ)] of the point group the declared ``generators`` (:func:`named_operation`) generate, the
+    identity first: products of the generators until nothing new appears; a :class:`ConfigError` naming ``where``
+    when more than :data:`MAX_GROUP_ORDER` operations appear (no finite point group: e.g. rotations about axes at
+    angles none has, such as C4z with C3x)."""
+    gens = [named_operation(g, where) for g in generators]
+    group = {_key(np.eye(3), 0): (np.eye(3), 0)}
+    frontier = list(group.values())
+    while frontier:
+        new = []
+        for R, t in frontier:
+            for G, s in gens:
+                P, u = R @ G, t ^ s
+                key = _key(P, u)
+                if key not in group:
+                    group[key] = (P, u)
+                    new.append((P, u))
+                    if len(group) > MAX_GROUP_ORDER:
+                        raise ConfigError(where, list(generators), f"generators of a finite point group; their "
+                                          f"products exceed {MAX_GROUP_ORDER} operations (no finite group holds "
+                                          "them: rotations about axes at angles none has, such as C4z with C3x)")
+        frontier = new
+    return list(group.values())
+
+
+def declared_group(model, symmetry: dict, where: str = "symmetry"):
+    """The declared point group [(R₃ (3, 3), θ)] of ``symmetry.generators`` (:func:`closed_group`), checked
+    against the model: a model of dim d < 3 needs operations that keep its axes (R mixes no x/y with the rest),
+    a periodic model operations of its lattice (integer action on the reciprocal basis); a :class:`ConfigError`
+    naming the key otherwise, and when the crystal is also given (one source of the group)."""
+    from qgtflow.geometry.covariance import operation_label
+
+    given = [k for k in ("atoms", "magnetic_moments") if symmetry.get(k) is not None]
+    if given:
+        raise ConfigError(f"{where}.generators", symmetry["generators"], f"one source of the point group: "
+                          f"generators or the crystal ({', '.join(given)}), not both (a magnetic group is declared "
+                          "with products of T, e.g. T·C2x)")
+    here = f"{where}.generators"
+    ops = closed_group(symmetry["generators"], here)
+    d = model.dim
+    if d < 3:
+        for R, t in ops:
+            if np.abs(R[:d, d:]).max() > 1e-8 or np.abs(R[d:, :d]).max() > 1e-8:
+                raise ConfigError(here, symmetry["generators"], f"operations that keep the {d}D model's "
+                                  f"{'xy plane' if d == 2 else 'x axis'} (the group has "
+                                  f"{operation_label(R, t)}; a 2D model declares its operations' 3D lifts: "
+                                  "C<n>z, in-plane axes and mirror normals, I, Mz)")
+    if model.periodic:
+        for (R, t), M in zip(ops, fractional_actions(ops, model.reciprocal_vectors)):
+            if np.abs(M - np.round(M)).max() > 1e-6:
+                raise ConfigError(here, symmetry["generators"], f"operations of the model's lattice; "
+                                  f"{operation_label(R[:d, :d], t)} does not map it onto itself")
+    return ops
+
+
+def _restricted(ops, dim: int):
+    """The distinct restrictions R[:dim, :dim] of 3D operations that keep the model's axes."""
+    seen, out = set(), []
+    for R, t in ops:
+        Rd = np.asarray(R)[:dim, :dim]
+        key = _key(Rd, t)
+        if key not in seen:
+            seen.add(key)
+            out.append((Rd, t))
+    return out
+
+
+def window_problem(operations, kmax, dim: int) -> list[str]:
+    """Labels of the operations whose in-plane action does not map the k·p window [−kmax_a, kmax_a] (a box) onto
+    itself: their symmetry zeros hold on the window grid only where the integrand has decayed inside the box."""
+    from qgtflow.geometry.covariance import operation_label
+
+    half = np.broadcast_to(np.asarray(kmax, float), (dim,))
+    out = []
+    for R, t in operations:
+        Rd = np.abs(np.asarray(R, float)[:dim, :dim])
+        perm = np.abs(Rd - np.round(Rd)).max() < 1e-8 and np.allclose(Rd.sum(0), 1) and np.allclose(Rd.sum(1), 1)
+        if not perm or not np.allclose(Rd @ half, half):
+            out.append(operation_label(np.asarray(R, float), t))
+    return list(dict.fromkeys(out))
 
 
 # ---------------------------------------------------------------- irreducible wedge (kgrid.symmetry_reduce:
