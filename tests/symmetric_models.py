@@ -88,3 +88,54 @@ def perturbed(table, size=0.02, seed=1):
                 mR = tuple(-r for r in R)
                 out[mR] = out[mR] + dH.conj().T
     return out
+
+
+def zincblende_positions(species=("Ga", "As"), basis="sp3", spinors=False, c=(0.05, 0.03, -0.02)):
+    """Absolute position matrix elements {R: (n, n, 3)} covariant under the crystal's group: the centres at the
+    atoms, on-site ⟨s|r_α|p_β⟩ = c0 δ_αβ and nearest-neighbour ⟨s_a|r_α|p_bβ⟩ = ⟨p_aβ|r_α|s_b⟩ = c1 δ_αβ + c2 u_α u_β
+    (u the bond direction; real: time-reversal even, Hermitian-paired by construction)."""
+    atoms = [[species[0], 0.0, 0.0, 0.0], [species[1], 0.25, 0.25, 0.25]]
+    tau = np.array([a[1:] for a in atoms]) @ A_FCC
+    T = SP3 if basis == "sp3" else np.eye(4)[W90_SP]
+    out = {}
+    rng = range(-1, 2)
+    for R in [(i, j, k) for i in rng for j in rng for k in rng]:
+        r = np.zeros((8, 8, 3))
+        for a in range(2):
+            for b in range(2):
+                d = np.array(R) @ A_FCC + tau[b] - tau[a]
+                dist = np.linalg.norm(d)
+                E = np.zeros((4, 4, 3))
+                if dist < 1e-9:
+                    for al in range(3):
+                        E[0, 1 + al, al] = E[1 + al, 0, al] = c[0]
+                        E[:, :, al] += tau[a][al] * np.eye(4)
+                elif abs(dist - np.sqrt(3) / 4) < 1e-9:
+                    u = d / dist
+                    t = c[1] * np.eye(3) + c[2] * np.outer(u, u)  # [α, β]
+                    E[0, 1:, :] = t.T
+                    E[1:, 0, :] = t.T
+                else:
+                    continue
+                r[a * 4:(a + 1) * 4, b * 4:(b + 1) * 4] = np.einsum("ij,jkc,lk->ilc", T, E, T)
+        if np.any(r):
+            out[R] = np.einsum("ijc,st->isjtc", r, np.eye(2)).reshape(16, 16, 3) if spinors else r.astype(complex)
+    return {R: m.astype(complex) for R, m in out.items()}
+
+
+def perturbed_positions(rtab, size=0.002, seed=2):
+    """Random Hermitian-paired perturbations of a position table (relative ``size`` of its largest element)."""
+    rng = np.random.default_rng(seed)
+    scale = max(np.abs(m).max() for m in rtab.values())
+    out = {R: m.copy() for R, m in rtab.items()}
+    for R in sorted(rtab):
+        mR = tuple(-r for r in R)
+        if R >= mR:
+            n = len(rtab[R])
+            d = size * scale * (rng.normal(size=(n, n, 3)) + 1j * rng.normal(size=(n, n, 3)))
+            if R == mR:
+                out[R] = out[R] + (d + np.conj(np.swapaxes(d, 0, 1))) / 2
+            else:
+                out[R] = out[R] + d
+                out[mR] = out[mR] + np.conj(np.swapaxes(d, 0, 1))
+    return out
