@@ -140,7 +140,7 @@ def _wannier(w, name, units, where, base_dir):
     natural = units is None or units.natural
     opts = dict(wsvec=files["wsvec"] if files["wsvec"] is not None else None, convention=w.get("convention"),
                 positions=w.get("positions"), lattice=w.get("lattice"), dim=w.get("dim"),
-                ws_distance_tol=w.get("ws_distance_tol"),
+                ws_distance_tol=w.get("ws_distance_tol"), symmetrize=w.get("symmetrize"),
                 length_unit="angstrom" if natural else units.length, energy_unit="eV" if natural else units.energy)
     if files["hr"] is not None:
         model = wannier.read_hr(files["hr"], **opts)

@@ -315,7 +315,7 @@ def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.n
     atom_cart = np.array([[float(x) for x in a[1:]] for a in atoms]) @ A
     home = np.zeros((n, 3))
     for a, orbs in enumerate(layout.atom_orbitals):
-        home[orbs] = atom_cart[a]
+        home[perm[orbs]] = atom_cart[a]  # internal (interlaced) index i is the file's perm[i]
     zero = (0, 0, 0)
     if positions is None:
         rtab = {zero: np.einsum("ij,ic->ijc", np.eye(n), np.asarray(centres, float) - home)}
@@ -338,3 +338,68 @@ def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.n
         dden = sum(float(np.sum(np.abs(m) ** 2)) for m in beyond.values())
         r_change = math.sqrt(dnum / max(dden, 1e-300))
     return Symmetrized(new_table, rnew if positions is not None else None, new_centres, h_change, r_change, len(ops))
+
+
+def read_win_projections(path) -> tuple[list[str] | None, bool | None]:
+    """(the lines of the ``begin projections`` block, ``spinors``) of a ``.win`` file; None for what it lacks.
+    Comments (! #) are dropped; a ``random`` block or a unit line is refused when symmetrising (no site)."""
+    lines, spinors, inside = None, None, False
+    with open(path, errors="replace") as fh:
+        for raw in fh:
+            body = raw.split("!")[0].split("#")[0].strip()
+            low = body.lower()
+            words = low.replace("=", " ").replace(":", " ").split()
+            if not words:
+                continue
+            if inside:
+                if words[:2] == ["end", "projections"]:
+                    inside = False
+                else:
+                    lines.append(body)
+            elif words[:2] == ["begin", "projections"]:
+                inside, lines = True, []
+            elif words[0] == "spinors" and len(words) > 1:
+                spinors = words[1].strip(".") in ("true", "t")
+    return lines, spinors
+
+
+def resolve_spec(spec, win, where: str) -> dict | None:
+    """The symmetrisation of a Wannier90 model: ``spec`` (True: everything from the ``.win``; a mapping with
+    ``projections``, ``spinors``, ``spin_ordering``, ``atoms``, ``magnetic_moments``, the missing ones from the
+    ``.win`` beside the file, path ``win`` or None) → {projections, spinors, spin_ordering, atoms (None: the
+    .win's, read with the lattice), magnetic_moments}; None for False/None. Errors name ``where``."""
+    if spec is None or spec is False:
+        return None
+    if spec is True:
+        spec = {}
+    if not isinstance(spec, dict):
+        raise ModelError(f"{where}: {spec!r}; expected true or a mapping (projections, spinors, spin_ordering, atoms, "
+                         "magnetic_moments)")
+    win_lines, win_spinors = read_win_projections(win) if win is not None and win.is_file() else (None, None)
+    projections = spec.get("projections", win_lines)
+    if not projections:
+        raise ModelError(f"{where}.projections: missing; expected e.g. {{Ga: sp3, As: sp3}}, or a .win beside the "
+                         "file with a 'begin projections' block")
+    try:
+        parse_projections(projections)
+    except ModelError as exc:
+        raise ModelError(f"{where}.{str(exc).removeprefix('symmetrize.')}") from None
+    spinors = spec.get("spinors", win_spinors if win_spinors is not None else False)
+    ordering = spec.get("spin_ordering", "interlace")
+    if ordering not in SPIN_ORDERINGS:
+        raise ModelError(f"{where}.spin_ordering: {ordering!r}; expected one of {list(SPIN_ORDERINGS)}")
+    out = {"projections": projections, "spinors": bool(spinors), "spin_ordering": ordering,
+           "atoms": spec.get("atoms"), "magnetic_moments": spec.get("magnetic_moments")}
+    return out
+
+
+def label(spec: dict, result: Symmetrized) -> str:
+    """The model convention's clause saying how it was symmetrised and by how much it changed."""
+    proj = spec["projections"]
+    proj = "; ".join(f"{k}: {v}" for k, v in proj.items()) if isinstance(proj, dict) else "; ".join(proj)
+    moments = "magnetic space group of the moments" if spec["magnetic_moments"] is not None else (
+        "space group × time reversal (non-magnetic)")
+    r = "" if result.r_change is None else f", of A(R) beyond the centres {result.r_change:.3g}"
+    return (f"symmetrized over the crystal's {moments} ({result.n_operations} operations; projections {proj}"
+            f"{', spinors ' + spec['spin_ordering'] if spec['spinors'] else ''}; models/symmetrize.py): relative "
+            f"change of H(R) {result.h_change:.3g}{r}")
