@@ -133,7 +133,8 @@ print("RESULT" + json.dumps(out))
 def peer(python: str, tb: Path, model) -> None:
     ks = [[0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.37, 0.11, -0.23]]
     try:
-        run = subprocess.run([python, "-c", PEER, str(tb), json.dumps(ks)], capture_output=True, text=True, timeout=900)
+        run = subprocess.run([python, "-c", PEER, str(tb), json.dumps(ks)], capture_output=True, text=True,
+                             timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(f"  peer: not run ({exc})")
         return
