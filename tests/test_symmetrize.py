@@ -160,3 +160,18 @@ def test_orbital_matrices_form_a_representation():
     C4 = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])  # x → y
     D = basis_rotation(C4)
     assert D[8, 8] == pytest.approx(-1) and D[6, 5] == pytest.approx(1) and D[2 + 1, 2] == pytest.approx(1)
+
+
+def test_magnetic_moments_keep_the_magnetisation():
+    """A Zeeman term B σ_z on the spinor zincblende model: symmetric under the magnetic group of moments along z
+    (unchanged to rounding), while the non-magnetic average (time reversal included) removes it exactly."""
+    A, atoms, _, table, layout = _case("GaAs sp3 + SOC")
+    zeeman = np.kron(np.eye(8), np.diag([0.2, -0.2])).astype(complex)
+    magnet = {**table, (0, 0, 0): table[(0, 0, 0)] + zeeman}
+    moments = [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+    ops = space_operations(A, atoms, moments)
+    assert len(ops) == 8 and sum(op.time_reversal for op in ops) == 4  # -42'm' : 4 unitary, 4 with θ
+    kept = symmetrize_tables(A, atoms, layout, magnet, np.zeros((16, 3)), magnetic_moments=moments)
+    assert kept.h_change < 1e-12
+    plain = _run(A, atoms, layout, magnet)
+    assert np.abs(plain.table[(0, 0, 0)] - table[(0, 0, 0)]).max() < 1e-12
