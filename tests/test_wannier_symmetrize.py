@@ -93,3 +93,15 @@ def test_a_wrong_projection_is_refused_naming_the_key(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump(_study(path)))
     assert main(["evaluate", str(cfg), "--out", str(tmp_path / "r.zarr")]) == 2
     assert "model.wannier90.symmetrize" in capsys.readouterr().err
+
+
+def test_moments_must_match_the_studys(tmp_path):
+    """Averaged over the magnetic group of moments along z but checked against the study's non-magnetic crystal:
+    refused naming the key (the check would judge the model against a group it was not averaged over)."""
+    path = _files(tmp_path)
+    spec = {"magnetic_moments": [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]}
+    with pytest.raises(ConfigError) as err:
+        load_study(_study(path, spec))
+    assert err.value.key == "model.wannier90.symmetrize.magnetic_moments"
+    study = load_study({**_study(path, spec), "symmetry": {"magnetic_moments": spec["magnetic_moments"]}})
+    assert "magnetic space group of the moments (8 operations" in study.model.convention
