@@ -43,20 +43,30 @@ def _study(path, symmetrize=True, responses=("sigma_ahe",), size=4, symmetry=Tru
 
 
 def test_the_symmetrised_file_passes_the_check_the_raw_one_fails(tmp_path):
-    """Read as is, the file breaks T_d beyond the default tolerance (refused); symmetrize: true (projections,
-    spinors and atoms from the .win) passes, H and A changed by the recorded relative amounts, and the hash
-    differs from the unsymmetrised model's."""
+    """Read as is (symmetrize: false), the file breaks T_d beyond the default tolerance (refused); symmetrize: true
+    (projections, spinors and atoms from the .win) passes, H and A changed by the recorded relative amounts, and the
+    hash differs from the unsymmetrised model's. Absent, the key defaults to the study's crystal because the study
+    declares one and the .win has projections; without a projections block the file is used as it is (refused)."""
     path = _files(tmp_path)
     with pytest.raises(ConfigError) as err:
-        load_study(_study(path, None))
+        load_study(_study(path, False))
     assert err.value.key == "symmetry.tolerance"
+    auto = load_study(_study(path, None))
+    assert auto.config["model"]["wannier90"]["symmetrize"] is True and "symmetrized over" in auto.model.convention
+    assert "symmetrize" not in load_study(_study(path, None, symmetry=False)).config["model"]["wannier90"]
+    win = tmp_path / "gaas.win"
+    text = win.read_text()
+    win.write_text(text.replace("begin projections\nGa: sp3\nAs: sp3\nend projections\n", ""))
+    with pytest.raises(ConfigError):
+        load_study(_study(path, None))
+    win.write_text(text)
     study = load_study(_study(path))
     conv = study.model.convention
     assert "symmetrized over the crystal's space group × time reversal (non-magnetic) (48 operations" in conv, conv
     assert "relative change of H(R) " in conv and "of A(R) beyond the centres" in conv, conv
     assert study.model.params["symmetrize"]["projections"] == ["Ga: sp3", "As: sp3"]
     assert study.model.params["symmetrize"]["spinors"] is True
-    raw = load_study(_study(path, None, symmetry=False)).model
+    raw = load_study(_study(path, False, symmetry=False)).model
     assert raw.identity() != study.model.identity()
 
 
@@ -68,7 +78,7 @@ def test_forbidden_ahc_and_bcd_vanish_on_the_full_grid(tmp_path):
     path = _files(tmp_path)
     responses = ("sigma_ahe", "berry_curvature_dipole")
     sym = evaluate(_study(path, responses=responses, size=3), n_workers=0, workdir=tmp_path / "s")
-    raw = evaluate(_study(path, None, responses=responses, size=3, symmetry=False), n_workers=0,
+    raw = evaluate(_study(path, False, responses=responses, size=3, symmetry=False), n_workers=0,
                    workdir=tmp_path / "r")
     for name in responses:
         s, r = float(np.abs(sym[name]).max()), float(np.abs(raw[name]).max())
@@ -105,3 +115,17 @@ def test_moments_must_match_the_studys(tmp_path):
     assert err.value.key == "model.wannier90.symmetrize.magnetic_moments"
     study = load_study({**_study(path, spec), "symmetry": {"magnetic_moments": spec["magnetic_moments"]}})
     assert "magnetic space group of the moments (8 operations" in study.model.convention
+
+
+def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
+    """A .win whose projections the module does not treat (f orbitals): the default does not symmetrise (a warning
+    says why), so the study behaves as without the key."""
+    from qgtflow.models.config import with_symmetrize_default
+
+    path = _files(tmp_path, projections="Ga: f\nAs: sp3")
+    cfg = {"wannier90": {"tb": str(path)}}
+    with caplog.at_level("WARNING"):
+        assert with_symmetrize_default(cfg, {"tolerance": 1e-3}) is cfg
+    assert "projections are not symmetrised" in caplog.text
+    assert with_symmetrize_default({"wannier90": {"tb": str(path), "dim": 2}}, {}) == {
+        "wannier90": {"tb": str(path), "dim": 2}}

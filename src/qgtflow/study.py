@@ -355,6 +355,9 @@ def load_study(source, name: str | None = None) -> Study:
     from qgtflow.models.config import model_from_config
 
     base_dir = Path(source).parent if isinstance(source, (str, Path)) else None
+    from qgtflow.models.config import with_symmetrize_default
+
+    cfg["model"] = with_symmetrize_default(cfg["model"], cfg.get("symmetry"), base_dir)  # in the config: jobs agree
     model = model_from_config(cfg["model"], units, where=f"{key}model", base_dir=base_dir)
     _as_array(cfg["mu"], f"{key}mu")
     temperature = _as_array(cfg["temperature"], f"{key}temperature")

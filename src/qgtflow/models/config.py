@@ -160,6 +160,40 @@ def _wannier(w, name, units, where, base_dir):
     return model
 
 
+def with_symmetrize_default(model_cfg: dict, symmetry: dict | None, base_dir=None) -> dict:
+    """The study's ``model`` mapping with ``wannier90.symmetrize`` set when the study declares its crystal
+    (``symmetry``) and the Wannier90 file's ``.win`` has a ``begin projections`` block of supported kinds: the crystal's
+    symmetry is asserted and the orbitals' transformation known, so the model is averaged over the study's group (its
+    atoms and magnetic moments; ``symmetrize: false`` keeps the file as it is). Unchanged otherwise: no symmetry
+    block, the key given, a layer (``dim``), no .win or projections, or kinds models/symmetrize.py does not treat
+    (logged)."""
+    import logging
+
+    from qgtflow.models import symmetrize, wannier
+
+    w = model_cfg.get("wannier90")
+    if symmetry is None or not isinstance(w, dict) or "symmetrize" in w or w.get("dim") not in (None, 3):
+        return model_cfg
+    kind = "tb" if w.get("tb") else "hr"
+    if not isinstance(w.get(kind), str):
+        return model_cfg
+    seed = wannier._seed(_model_file(Path(base_dir) if base_dir else Path.cwd(), w[kind]), f"_{kind}.dat")
+    win = seed.with_name(seed.name + ".win")
+    if not win.is_file():
+        return model_cfg
+    lines, _ = symmetrize.read_win_projections(win)
+    if not lines:
+        return model_cfg
+    try:
+        symmetrize.parse_projections(lines)
+    except ModelError as exc:
+        logging.getLogger(__name__).warning("model.wannier90: %s's projections are not symmetrised (%s); the file is "
+                                            "used as it is", win.name, exc)
+        return model_cfg
+    spec = {k: symmetry[k] for k in ("atoms", "magnetic_moments") if symmetry.get(k) is not None}
+    return {**model_cfg, "wannier90": {**w, "symmetrize": spec or True}}
+
+
 SHIPPED = "qgtflow:"  # prefix of a model file shipped with qgtflow (the package's data directory)
 
 

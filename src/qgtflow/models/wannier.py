@@ -930,7 +930,7 @@ def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, n
     if res.h_change > sym.REFUSE_CHANGE:
         raise ModelError(f"{where}: changes H(R) by {res.h_change:.3g} of its norm; expected < {sym.REFUSE_CHANGE:g} "
                          "(a Wannierisation error): check the projections (kinds, order), spinors, spin_ordering, "
-                         "atoms and magnetic_moments")
+                         "atoms and magnetic_moments, or set it false to use the file as it is")
     table = {R: m for R, m in res.table.items() if np.any(m)}
     new_frac = frac
     if frac is not None:
