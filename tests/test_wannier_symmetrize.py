@@ -129,3 +129,28 @@ def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
     assert "projections are not symmetrised" in caplog.text
     assert with_symmetrize_default({"wannier90": {"tb": str(path), "dim": 2}}, {}) == {
         "wannier90": {"tb": str(path), "dim": 2}}
+
+
+def test_an_hr_file_without_centres(tmp_path):
+    """_hr.dat + .win (lattice, atoms, projections, spinors), no centres (convention I): H alone is averaged, the
+    energies come out symmetric under every operation to 1e-12 eV."""
+    from qgtflow.models.symmetrize import space_operations
+    from qgtflow.models.tight_binding import TightBindingModel
+    from qgtflow.models.wannier import read_hr, write_hr
+
+    A, atoms, _, table = zincblende(("Ga", "As"), "sp3", 0.3)
+    noisy = TightBindingModel.from_table("noisy", A * A_ANG, np.zeros((16, 3)), perturbed(table, 0.002),
+                                         convention="I")
+    path = write_hr(noisy, tmp_path / "zb_hr.dat")
+    cell = "\n".join(" ".join(f"{x:.10f}" for x in row) for row in A * A_ANG)
+    rows = "\n".join(f"{a[0]} {a[1]} {a[2]} {a[3]}" for a in atoms)
+    (tmp_path / "zb.win").write_text(f"spinors = .true.\nbegin unit_cell_cart\n{cell}\nend unit_cell_cart\n"
+                                     f"begin atoms_frac\n{rows}\nend atoms_frac\n"
+                                     "begin projections\nGa: l=-3\nAs: sp3\nend projections\n")
+    model = read_hr(path, symmetrize=True, length_unit="angstrom")
+    assert "relative change of H(R)" in model.convention and "A(R)" not in model.convention.split("symmetrized")[1]
+    k = np.array([[0.3, -0.7, 1.1]])
+    e0 = np.linalg.eigvalsh(model.unique_derivatives(k, order=0)[:, 0])
+    for op in space_operations(A, atoms):
+        gk = (-1.0 if op.time_reversal else 1.0) * k @ op.cartesian.T
+        assert np.abs(np.linalg.eigvalsh(model.unique_derivatives(gk, order=0)[:, 0]) - e0).max() < 1e-12
