@@ -263,10 +263,10 @@ def _apply(cells: np.ndarray, blocks: np.ndarray, ops, layout: Layout, vector: b
                 rows = code[np.ravel_multi_index((images[k] - lo).T, span)]
                 k += 1
                 part = src[:, idx[a]][:, :, idx[b]]
-                if vector:
-                    moved = np.einsum("ij,rjkc,lk->rilc", reps[a], part, np.conj(reps[b]))
+                if vector:  # (r, i, j, c) → (r, c, i, j): batched D_a · ρ_c · D_b† per component
+                    moved = np.moveaxis(reps[a] @ np.moveaxis(part, -1, 1) @ np.conj(reps[b]).T, 1, -1)
                 else:
-                    moved = np.einsum("ij,rjk,lk->ril", reps[a], part, np.conj(reps[b]))
+                    moved = reps[a] @ part @ np.conj(reps[b]).T
                 out[np.ix_(rows, ga, gb)] += moved
     return allR, out / len(ops)
 
