@@ -83,6 +83,8 @@ def test_forbidden_ahc_and_bcd_vanish_on_the_full_grid(tmp_path):
     for name in responses:
         s, r = float(np.abs(sym[name]).max()), float(np.abs(raw[name]).max())
         assert s < 1e-9 * r, (name, s, r)
+    assert "symmetrized over the crystal's space group" in sym.attrs["model_convention"]
+    assert "symmetrized" not in raw.attrs["model_convention"]
 
 
 def test_a_wrong_projection_is_refused_naming_the_key(tmp_path, capsys):
