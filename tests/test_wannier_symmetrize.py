@@ -129,6 +129,9 @@ def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert with_symmetrize_default(cfg, {"tolerance": 1e-3}) is cfg
     assert "projections are not symmetrised" in caplog.text
+    sited = _files(tmp_path, projections="f=0,0,0: sp3\nAs: sp3")
+    assert with_symmetrize_default({"wannier90": {"tb": str(sited)}}, {}) == {"wannier90": {"tb": str(sited)}}
+    assert "are not species of the atoms" in caplog.text
     assert with_symmetrize_default({"wannier90": {"tb": str(path), "dim": 2}}, {}) == {
         "wannier90": {"tb": str(path), "dim": 2}}
 

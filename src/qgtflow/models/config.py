@@ -185,7 +185,12 @@ def with_symmetrize_default(model_cfg: dict, symmetry: dict | None, base_dir=Non
     if not lines:
         return model_cfg
     try:
-        symmetrize.parse_projections(lines)
+        parsed = symmetrize.parse_projections(lines)
+        atoms = symmetry.get("atoms") or wannier.read_win_atoms(win) or []
+        unknown = sorted({sp for sp, _ in parsed} - {str(a[0]) for a in atoms})
+        if unknown:  # site-specified projections (f=…, c=…) or species of no atom: not described by species
+            species = sorted({str(a[0]) for a in atoms})
+            raise ModelError(f"projection sites {unknown} are not species of the atoms {species}")
     except ModelError as exc:
         logging.getLogger(__name__).warning("model.wannier90: %s's projections are not symmetrised (%s); the file is "
                                             "used as it is", win.name, exc)

@@ -910,7 +910,8 @@ def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, n
         layout = sym.orbital_layout(spec["atoms"], spec["projections"], num_wann, spec["spinors"],
                                     spec["spin_ordering"])
     except ModelError as exc:
-        raise ModelError(f"{where}.{str(exc).removeprefix('symmetrize.')}") from None
+        raise ModelError(f"{where}.{str(exc).removeprefix('symmetrize.')} (or set {where}: false to use the file as it "
+                         "is)") from None
     tau = np.zeros((num_wann, 3)) if (convention == "I" or frac is None) else frac @ lattice
     centres = frac @ lattice if frac is not None else None
     absolute = None
