@@ -325,6 +325,22 @@ def bands_fields(study) -> dict[str, list[str]]:
     return {"path": path, "kmap": kmap}
 
 
+def _same_moments(model, symmetry: dict, key: str) -> None:
+    """A Wannier model symmetrised over one crystal (``model.wannier90.symmetrize``) checked against the study's:
+    their magnetic moments must agree (a non-magnetic average of a magnet, or the reverse, would be checked against
+    a group it was not averaged over)."""
+    spec = (getattr(model, "params", None) or {}).get("symmetrize")
+    if not isinstance(spec, dict):
+        return
+    mine, theirs = spec.get("magnetic_moments"), symmetry.get("magnetic_moments")
+    same = (mine is None) == (theirs is None) and (mine is None or (
+        np.shape(mine) == np.shape(theirs) and np.allclose(np.asarray(mine, float), np.asarray(theirs, float))))
+    if not same:
+        raise ConfigError(f"{key}model.wannier90.symmetrize.magnetic_moments", mine,
+                          f"the study's symmetry.magnetic_moments ({theirs!r}): the model is averaged over the group "
+                          "it is checked against")
+
+
 def load_study(source, name: str | None = None) -> Study:
     """Validate a study given as a dict, a YAML path or a :class:`Study`; refuse bad input early."""
     if isinstance(source, Study):
@@ -362,6 +378,9 @@ def load_study(source, name: str | None = None) -> Study:
     from qgtflow.models.config import model_from_config
 
     base_dir = Path(source).parent if isinstance(source, (str, Path)) else None
+    from qgtflow.models.config import with_symmetrize_default
+
+    cfg["model"] = with_symmetrize_default(cfg["model"], cfg.get("symmetry"), base_dir)  # in the config: jobs agree
     model = model_from_config(cfg["model"], units, where=f"{key}model", base_dir=base_dir)
     _as_array(cfg["mu"], f"{key}mu")
     temperature = _as_array(cfg["temperature"], f"{key}temperature")
@@ -382,6 +401,7 @@ def load_study(source, name: str | None = None) -> Study:
         from qgtflow.models.symmetry import TENSOR_KINDS, classified, declared_group, declares, study_operations
 
         operations = study_operations(model, cfg["symmetry"], f"{key}symmetry")
+        _same_moments(model, cfg["symmetry"], key)
         checked, generators, window = operations, None, None
         if declares(cfg["symmetry"]):  # a 2D model's declared 3D lifts act on its spin operator as declared
             generators = cfg["symmetry"]["generators"]

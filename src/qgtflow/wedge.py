@@ -158,8 +158,8 @@ def _study_prefix(key: str) -> str:
     return key[: -len("symmetry")] if key.endswith("symmetry") else ""
 
 
-POSITION_HINT_SYMMETRISE = ("symmetrise the Wannier model (e.g. WannierBerri's System_R.symmetrize, written back as "
-                            "a _tb.dat)")
+POSITION_HINT_SYMMETRISE = ("symmetrise the Wannier model: model.wannier90.symmetrize with its projections, as "
+                            "WannierBerri's System_R.symmetrize does")
 
 
 def _position_operator_hint(model, operations, key: str, tolerance: float, spin: bool, largest: float,

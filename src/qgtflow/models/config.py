@@ -140,7 +140,7 @@ def _wannier(w, name, units, where, base_dir):
     natural = units is None or units.natural
     opts = dict(wsvec=files["wsvec"] if files["wsvec"] is not None else None, convention=w.get("convention"),
                 positions=w.get("positions"), lattice=w.get("lattice"), dim=w.get("dim"),
-                ws_distance_tol=w.get("ws_distance_tol"),
+                ws_distance_tol=w.get("ws_distance_tol"), symmetrize=w.get("symmetrize"),
                 length_unit="angstrom" if natural else units.length, energy_unit="eV" if natural else units.energy)
     if files["hr"] is not None:
         model = wannier.read_hr(files["hr"], **opts)
@@ -158,6 +158,46 @@ def _wannier(w, name, units, where, base_dir):
                             f"of {files['chk'].name} on each centre (largest element left out {left:.3g})")
     model.params = {**model.params, "files": {k: _checksum(p) for k, p in files.items() if p is not None}}
     return model
+
+
+def with_symmetrize_default(model_cfg: dict, symmetry: dict | None, base_dir=None) -> dict:
+    """The study's ``model`` mapping with ``wannier90.symmetrize`` set when the study declares its crystal
+    (``symmetry``) and the Wannier90 file's ``.win`` has a ``begin projections`` block of supported kinds: the crystal's
+    symmetry is asserted and the orbitals' transformation known, so the model is averaged over the study's group (its
+    atoms and magnetic moments; ``symmetrize: false`` keeps the file as it is). Unchanged otherwise: no symmetry
+    block or declared generators, the key given, a layer (``dim``), no .win or projections, or kinds
+    models/symmetrize.py does not treat (logged)."""
+    import logging
+
+    from qgtflow.models import symmetrize, wannier
+
+    w = model_cfg.get("wannier90")
+    if (symmetry is None or symmetry.get("generators") is not None or not isinstance(w, dict) or "symmetrize" in w
+            or w.get("dim") not in (None, 3)):  # declared generators are not a crystal to average over
+        return model_cfg
+    kind = "tb" if w.get("tb") else "hr"
+    if not isinstance(w.get(kind), str):
+        return model_cfg
+    seed = wannier._seed(_model_file(Path(base_dir) if base_dir else Path.cwd(), w[kind]), f"_{kind}.dat")
+    win = seed.with_name(seed.name + ".win")
+    if not win.is_file():
+        return model_cfg
+    lines, _ = symmetrize.read_win_projections(win)
+    if not lines:
+        return model_cfg
+    try:
+        parsed = symmetrize.parse_projections(lines)
+        atoms = symmetry.get("atoms") or wannier.read_win_atoms(win) or []
+        unknown = sorted({sp for sp, _ in parsed} - {str(a[0]) for a in atoms})
+        if unknown:  # site-specified projections (f=…, c=…) or species of no atom: not described by species
+            species = sorted({str(a[0]) for a in atoms})
+            raise ModelError(f"projection sites {unknown} are not species of the atoms {species}")
+    except ModelError as exc:
+        logging.getLogger(__name__).warning("model.wannier90: %s's projections are not symmetrised (%s); the file is "
+                                            "used as it is", win.name, exc)
+        return model_cfg
+    spec = {k: symmetry[k] for k in ("atoms", "magnetic_moments") if symmetry.get(k) is not None}
+    return {**model_cfg, "wannier90": {**w, "symmetrize": spec or True}}
 
 
 SHIPPED = "qgtflow:"  # prefix of a model file shipped with qgtflow (the package's data directory)

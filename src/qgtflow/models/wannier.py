@@ -808,12 +808,14 @@ def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict 
 
 
 def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, convention, length_unit,
-           energy_unit, wsvec, dim, source, rtab=None, position_operator=True, ws_distance_tol=None):
+           energy_unit, wsvec, dim, source, rtab=None, position_operator=True, ws_distance_tol=None,
+           symmetrize=None):
     """Common tail of the readers: units, ws shifts, dimension reduction, convention; ``rtab``: the position
     blocks {R: (n, n, 3)} (Å) of a _tb.dat, attached as the model's position operator when
     ``position_operator`` (see ``models/position.py``); ``ws_distance_tol``: the Wigner–Seitz tie tolerance (Å;
     None: Wannier90's default :data:`WS_DISTANCE_TOL`), recorded in the model's params (its hash) only when
-    given and different from the default."""
+    given and different from the default; ``symmetrize``: a resolved :func:`qgtflow.models.symmetrize.resolve_spec`
+    (atoms given) to average H(R), A(R) and the centres over the crystal's group after the Wigner–Seitz images."""
     to_len = _ANGSTROM / _length_factor(length_unit)
     to_en = 1.0 / _energy_factor(energy_unit)
     lattice_ang = np.asarray(lattice_ang, float)
@@ -853,6 +855,10 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
             rtables.append({R: m * to_len for R, m in comp.items() if np.any(m)})
     if dim not in (None, 1, 2, 3):
         raise ModelError(f"{source}: dim = {dim!r}; expected 1, 2 or 3")
+    sym_label = None
+    if symmetrize is not None:
+        table, rtables, frac, sym_label = _symmetrized(symmetrize, source, dim, lattice_ang * to_len, table, rtables,
+                                                       frac, convention, num_wann)
     dim = 3 if dim is None else dim
     if dim < 3:
         lat = lattice_ang
@@ -876,12 +882,64 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     if frac is None:
         frac = np.zeros((num_wann, dim))
     params = {} if tol == WS_DISTANCE_TOL else {"ws_distance_tol": float(tol)}  # default: the hash as before
+    if symmetrize is not None:  # the crystal and projections it was averaged with (its hash; off: as before)
+        params["symmetrize"] = {k: v for k, v in symmetrize.items() if v is not None}
     model = TightBindingModel.from_table(name, lattice_ang * to_len, frac, table, params=params, convention=convention)
+    if sym_label is not None:
+        model.convention = f"{model.convention}; {sym_label}"
     near = [p for p in plans.values() if p.near]  # the tie tolerance's near misses (wedge.py's hint)
     model.ws_near_ties = (sum(p.near for p in near), max(p.near_gap for p in near), float(tol)) if near else None
     if rtables is not None:
         position.attach(model, rtables, frac, position_operator)
     return model
+
+
+def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, num_wann):
+    """(H', position tables', fractional positions', label) of the group average (models/symmetrize.py) in model
+    units; refused when it changes H by more than :data:`~qgtflow.models.symmetrize.REFUSE_CHANGE` (a wrong
+    crystal, projection or spinor ordering, not a Wannierisation error)."""
+    from qgtflow.models import symmetrize as sym
+
+    where = "model.wannier90.symmetrize"
+    if dim not in (None, 3):
+        raise ModelError(f"{where}: given with dim = {dim}; expected a 3D model (symmetrise the 3D file)")
+    if not spec.get("atoms"):
+        raise ModelError(f"{where}.atoms: missing; expected [[species, f1, f2, f3], ...] or a .win with atoms_frac "
+                         "or atoms_cart beside the file")
+    try:
+        layout = sym.orbital_layout(spec["atoms"], spec["projections"], num_wann, spec["spinors"],
+                                    spec["spin_ordering"])
+    except ModelError as exc:
+        raise ModelError(f"{where}.{str(exc).removeprefix('symmetrize.')} (or set {where}: false to use the file as it "
+                         "is)") from None
+    tau = np.zeros((num_wann, 3)) if (convention == "I" or frac is None) else frac @ lattice
+    centres = frac @ lattice if frac is not None else None
+    absolute = None
+    if rtables is not None:
+        keys = set().union(*rtables)
+        absolute = {R: np.stack([comp.get(R, np.zeros((num_wann, num_wann), complex)) for comp in rtables], -1)
+                    for R in keys}
+        zero = (0, 0, 0)
+        absolute[zero] = absolute.get(zero, np.zeros((num_wann, num_wann, 3), complex)) + np.einsum(
+            "ij,ic->ijc", np.eye(num_wann), tau)
+    if centres is None:  # no centres known: the orbitals at their atoms (only H is averaged then)
+        home = np.zeros((num_wann, 3))
+        for a, orbs in zip(spec["atoms"], layout.atom_orbitals):
+            home[layout.order[orbs]] = np.asarray(a[1:], float) @ lattice
+        centres = home
+    res = sym.symmetrize_tables(lattice, spec["atoms"], layout, table, centres, absolute, spec["magnetic_moments"])
+    if res.h_change > sym.REFUSE_CHANGE:
+        raise ModelError(f"{where}: changes H(R) by {res.h_change:.3g} of its norm; expected < {sym.REFUSE_CHANGE:g} "
+                         "(a Wannierisation error): check the projections (kinds, order), spinors, spin_ordering, "
+                         "atoms and magnetic_moments, or set it false to use the file as it is")
+    table = {R: m for R, m in res.table.items() if np.any(m)}
+    new_frac = frac
+    if frac is not None:
+        new_frac = res.centres @ np.linalg.inv(lattice)
+        tau = np.zeros((num_wann, 3)) if convention == "I" else res.centres
+    if res.positions is not None:
+        rtables = [{R: m for R, m in comp.items() if np.any(m)} for comp in relative_tables(res.positions, tau, 3)]
+    return table, rtables, new_frac, sym.label(spec, res)
 
 
 def _parse_hr_blocks(lines: _Lines, nrpts: int, num_wann: int, deg: np.ndarray):
@@ -924,7 +982,7 @@ def _parse_hr_blocks(lines: _Lines, nrpts: int, num_wann: int, deg: np.ndarray):
 
 def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, length_unit="nm",
             energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5,
-            ws_distance_tol=None) -> TightBindingModel:
+            ws_distance_tol=None, symmetrize=None) -> TightBindingModel:
     """Read a Wannier90 ``seedname_hr.dat`` into a :class:`TightBindingModel`.
 
     Parameters
@@ -948,6 +1006,9 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
         the files' 6 printed decimals); within it the hoppings are symmetrised (logged), beyond it refused.
     ws_distance_tol: Wannier90's ws_distance_tol (Å) of the computed Wigner–Seitz correction (None: 1e-5, the
         default); refused with a _wsvec.dat (the file fixes the images).
+    symmetrize: None/False (the file's tables as they are), True or a mapping (projections, spinors, spin_ordering,
+        atoms, magnetic_moments; missing ones from ``seedname.win``): average H(R), A(R) and the centres over the
+        crystal's group (``models/symmetrize.py``), recorded in the params (hash) and the convention label.
     """
     path = Path(path)
     lines = _Lines(path, "Wannier90 _hr.dat")
@@ -1002,7 +1063,20 @@ def read_hr(path, lattice=None, positions=None, wsvec=None, convention=None, *, 
     ws = _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg)
     return _build(name or seed.name, lattice_ang, table, num_wann, positions=positions, centres_ang=centres,
                   convention=convention, length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
-                  source=f"Wannier90 _hr.dat file {path}", ws_distance_tol=ws_distance_tol)
+                  source=f"Wannier90 _hr.dat file {path}", ws_distance_tol=ws_distance_tol,
+                  symmetrize=_symmetrize_spec(symmetrize, seed, lattice_ang))
+
+
+def _symmetrize_spec(spec, seed, lattice_ang):
+    """:func:`qgtflow.models.symmetrize.resolve_spec` with the atoms of ``seedname.win`` (fractional in
+    ``lattice_ang``) when the spec names none; None when not symmetrising."""
+    from qgtflow.models.symmetrize import resolve_spec
+
+    win = seed.with_name(seed.name + ".win")
+    out = resolve_spec(spec, win, "model.wannier90.symmetrize")
+    if out is not None and out["atoms"] is None and win.is_file():
+        out["atoms"] = read_win_atoms(win, lattice_ang)
+    return out
 
 
 def _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg):
@@ -1030,7 +1104,7 @@ def _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg):
 
 def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, length_unit="nm",
             energy_unit="eV", lattice_unit="angstrom", dim=None, name=None, hermiticity_tol=1e-5,
-            position_operator=True, ws_distance_tol=None) -> TightBindingModel:
+            position_operator=True, ws_distance_tol=None, symmetrize=None) -> TightBindingModel:
     """Read a Wannier90 ``seedname_tb.dat`` (``write_tb``) into a :class:`TightBindingModel`.
 
     The lattice comes from the file (Å) unless ``lattice`` overrides it; the Wannier centres
@@ -1130,7 +1204,8 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
                   centres_ang=centres if positions is None else None, convention=convention,
                   length_unit=length_unit, energy_unit=energy_unit, wsvec=ws, dim=dim,
                   source=f"Wannier90 _tb.dat file {path}", rtab=_hermitian_positions(rtab, path),
-                  position_operator=position_operator, ws_distance_tol=ws_distance_tol)
+                  position_operator=position_operator, ws_distance_tol=ws_distance_tol,
+                  symmetrize=_symmetrize_spec(symmetrize, seed, lattice_ang))
 
 
 def _hermitian_positions(rtab: dict, path) -> dict:
