@@ -175,3 +175,22 @@ def test_magnetic_moments_keep_the_magnetisation():
     assert kept.h_change < 1e-12
     plain = _run(A, atoms, layout, magnet)
     assert np.abs(plain.table[(0, 0, 0)] - table[(0, 0, 0)]).max() < 1e-12
+
+
+def test_inversion_times_time_reversal_crystal_passes_the_check():
+    """Diamond s;p + SOC has I × T, so Ω summed below every gap is rounding everywhere (pair terms ∝ 1/Δ² cancel to
+    ~1e-10 of the 1/|k|² scale): the exactly symmetric model passes the study's check at tolerance 1e-4 (it was
+    refused at 0.018 when that rounding was judged against its own size), and a Zeeman term, which keeps I but breaks
+    T, is still refused naming time reversal's operations."""
+    from qgtflow.geometry.covariance import broken_operations
+    from qgtflow.models.symmetry import crystal_operations
+    from qgtflow.models.tight_binding import TightBindingModel
+
+    A, atoms, _, table, _ = _case("diamond s;p + SOC")
+    n = len(table[(0, 0, 0)])
+    frac = np.repeat(np.array([a[1:] for a in atoms], float), n // len(atoms), axis=0)
+    ops = crystal_operations(A, atoms)
+    assert not broken_operations(TightBindingModel.from_table("diamond", A, frac, table), ops, 1e-4)
+    zeeman = {**table, (0, 0, 0): table[(0, 0, 0)] + np.kron(np.eye(n // 2), np.diag([0.3, -0.3]))}
+    broken = broken_operations(TightBindingModel.from_table("diamond_B", A, frac, zeeman), ops, 0.1)
+    assert broken and any("'" in label or "T" in label for label, _, _ in broken)

@@ -59,9 +59,10 @@ ENERGY_SHARE = 0.1  # |E_n(g·k) − E_n(k)| / bandwidth is held to this fractio
 CURVATURE_FLOOR = 1.0  # of the typical (median) summed curvature at the compared gap-checks: the scale of a
 # vanishing one (module doc; the same share for the spin operator's ⟨σ⟩)
 ROUNDING = 1e-6  # of the largest summed curvature: a sum this small vanishes (not part of the typical size)
-VANISHING = 1e-8  # of the natural scale (1/|k|² of the test points for Ω, the spin matrices' norm for ⟨σ⟩): a
+VANISHING = 1e-5  # of the natural scale (1/|k|² of the test points for Ω, the spin matrices' norm for ⟨σ⟩): a
 # summed quantity this small everywhere is zero, compared as such (C2z × T forces Ω ≡ 0 in a 2D layer, e.g. a
-# Rashba one: its rounding, ~1e-16 of the scale, is no typical size to judge by)
+# Rashba one, and I × T in a 3D crystal, e.g. diamond: their rounding, 1e-16 to 2e-10 of the scale where pair terms
+# ∝ 1/Δ² cancel, is no typical size to judge by; 1e-8 refused an exactly symmetric diamond s;p + SOC model at 0.018)
 GAP_OVER_MISMATCH = 30.0  # a gap is compared only if ≥ this times the operation's largest energy mismatch: 3 / 0.1, the
 # schema's largest symmetry.tolerance (module doc)
 GAP_FRACTION = 1e-3  # a gap is a spacing of at least this fraction of the bandwidth between neighbouring bands
