@@ -9,7 +9,7 @@ caller can say so before the silent wait. Reads numba's cache index only; compil
 from __future__ import annotations
 
 # seconds to compile each entry point cold on the 2-core reference VM (benchmarks/bench_first_result.py)
-COMPILE_SECONDS = {"clifford_chunk": 8.0, "geometry_chunk": 25.0, "geometry_eigenbasis_chunk": 10.0,
+COMPILE_SECONDS = {"clifford_chunk": 10.0, "geometry_chunk": 30.0, "geometry_eigenbasis_chunk": 10.0,
                    "projector_chunk": 15.0, "spin_chunk": 15.0}
 
 
