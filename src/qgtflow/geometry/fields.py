@@ -12,7 +12,7 @@ import numpy as np
 
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
 from qgtflow.geometry.batched import OUTPUTS, POSITION_BATCHED_MIN_BANDS, geometry_batched, use_batched
-from qgtflow.geometry.kernels import block_count, block_threads, clifford_chunk, geometry_chunk
+from qgtflow.geometry.kernels import block_count, block_threads, clifford_chunk, geometry_chunk, geometry_chunk_gauge
 from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO, SPIN_PAIR_INFO
 from qgtflow.models.derivatives import compact, index_maps, slot_count
 
@@ -334,7 +334,11 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
         n_blocks = block_count(ks.size, n_threads)
     else:
         ks = np.arange(N)
-    geometry_chunk(Hu, ks.astype(np.int64), i1, i2, i3, active, int(level), float(degeneracy_threshold),
-                   int(gauge_seed), n_blocks, *outputs)
+    if gauge_seed >= 0:
+        geometry_chunk_gauge(Hu, ks.astype(np.int64), i1, i2, i3, active, int(level), float(degeneracy_threshold),
+                             int(gauge_seed), n_blocks, *outputs)
+    else:
+        geometry_chunk(Hu, ks.astype(np.int64), i1, i2, i3, active, int(level), float(degeneracy_threshold), n_blocks,
+                       *outputs)
     return out
 
