@@ -14,6 +14,7 @@ import pytest
 import qgtflow
 from qgtflow import runtime
 from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster
+from tests.conftest import random_lattice_model
 
 STUDY = {"model": {"name": "massive_dirac", "params": {"v": 1.0, "mass": 0.1}},
          "kgrid": {"sizes": [8], "kmax": 1.0}, "mu": [0.15], "temperature": [50.0], "responses": ["sigma_drude"]}
@@ -94,6 +95,20 @@ def test_a_cold_cache_is_announced_once_and_a_warm_one_is_silent(tmp_path):
     if not os.environ.get("NUMBA_CACHE_DIR"):
         pytest.skip("no NUMBA_CACHE_DIR in this session (tests/conftest.py sets one)")
     assert "compiling" not in warm and "estimate 0" in warm, warm
+
+
+def test_the_announced_kernels_are_the_ones_the_model_runs():
+    """A Clifford model (every two-band one) compiles the closed form only; a generic few-band model the per-k sum
+    over states; many bands or the Wannier position operator the batched path's field kernel."""
+    from qgtflow.geometry.batched import BATCHED_MIN_BANDS
+    from qgtflow.geometry.kernel_cache import geometry_kernels
+    from qgtflow.models.builtin import build_model
+
+    assert geometry_kernels(build_model("haldane")) == ("clifford_chunk",)
+    assert geometry_kernels(build_model("bilayer_graphene_gapped")) == ("clifford_chunk",)  # per sector
+    assert geometry_kernels(random_lattice_model()) == ("geometry_chunk",)
+    assert geometry_kernels(random_lattice_model(nbands=BATCHED_MIN_BANDS)) == ("geometry_eigenbasis_chunk",)
+    assert geometry_kernels() == ("geometry_chunk",)
 
 
 def test_a_job_links_the_shared_numba_cache_and_publishes_only_what_it_compiled(tmp_path):

@@ -155,6 +155,20 @@ def test_clifford_closed_form_equals_sum_over_states(name, params):
         np.testing.assert_allclose(closed[key], generic[key], atol=1e-10 * scale, err_msg=key)
 
 
+def test_touching_points_of_a_clifford_model_take_the_sum_over_states():
+    """clifford_chunk leaves the k-points where the two levels touch to geometry_chunk (run on those indices only):
+    there the fields are the generic path's exactly, elsewhere the closed form's."""
+    model = build_model("massive_dirac", {"v": 1.0, "mass": 0.0})
+    k = RNG.uniform(-1, 1, (40, 2))
+    k[[3, 17, 39]] = 0.0  # the Dirac point: 2r = 0 < threshold
+    closed = compute_fields(model, k, closed_form=True, n_threads=2)
+    generic = compute_fields(model, k, closed_form=False, n_threads=2)
+    for key in closed:
+        np.testing.assert_array_equal(closed[key][[3, 17, 39]], generic[key][[3, 17, 39]], err_msg=key)
+        scale = max(np.abs(generic[key]).max(), 1e-3)
+        np.testing.assert_allclose(closed[key], generic[key], atol=1e-10 * scale, err_msg=key)
+
+
 def test_clifford_detection():
     from qgtflow.geometry.clifford import clifford_basis, structure_constants
 

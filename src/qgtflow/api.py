@@ -64,7 +64,7 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
             if not workdir and shells_store is None and fused.applies(st) else None
         if grid is not None and in_process(grid.n_points, n_workers):  # one pass, no store at all
             log.info("evaluate %s: %d k-points, in this process, one pass (no store)", st.name, grid.n_points)
-            announce_compile(log, tuple(chain["geometry"]["fields"]))
+            announce_compile(log, tuple(chain["geometry"]["fields"]), st.model)
             return fused.run(st, reduce_study, grid, chain["geometry"], chain["reduce"], out).load()
         kgrid_stage.run(st, size, kgrid_store, job=chain["kgrid"])
         if shells_store is not None:
@@ -74,7 +74,7 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
             log.info("evaluate %s: %d k-points, in this process (no Dask cluster up to %d; n_workers for one)",
                      st.name, n_points, IN_PROCESS_MAX_POINTS)
             n_workers = 0
-        announce_compile(log, tuple(chain["geometry"]["fields"]))
+        announce_compile(log, tuple(chain["geometry"]["fields"]), st.model)
         if n_workers == 0 and not workdir and fused.applies(st):  # no store kept: none written
             ds = fused.run(st, reduce_study, kgrid_store, chain["geometry"], chain["reduce"], out, shells_store)
         elif n_workers == 0:

@@ -132,13 +132,14 @@ def use_shared_numba_cache(key: str) -> Path | None:
     return cache
 
 
-def announce_compile(logger: logging.Logger, optional=()) -> float:
+def announce_compile(logger: logging.Logger, optional=(), model=None) -> float:
     """Before the first kernel call: one line when numba will compile the geometry kernels in this
     process (a cold cache), with the expected time (the last measured compile) and where they are cached for later runs.
+    ``model``: the study's model, whose kernels are named (``kernel_cache.geometry_kernels``; None: the generic one).
     Returns the estimated seconds (0: all cached)."""
     from qgtflow.geometry.kernel_cache import cache_location, cold_kernels, record_compiles
 
-    cold = cold_kernels(optional)
+    cold = cold_kernels(optional, model)
     seconds = sum(cold.values())
     if cold:
         where = os.environ.get("NUMBA_CACHE_DIR", "")

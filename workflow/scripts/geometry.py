@@ -56,7 +56,7 @@ def main(smk):
         from qgtflow.cluster import slurm_cluster
         from qgtflow.runtime import announce_compile
 
-        announce_compile(log, tuple(fields))
+        announce_compile(log, tuple(fields), study.model)
 
         with slurm_cluster(**dask_on_slurm(smk, study, size, fields, log)) as client:
             computed = geometry_stage.run(study, smk.input.kgrid, str(store), client=client, job=job)
@@ -65,7 +65,7 @@ def main(smk):
         from qgtflow.runtime import announce_compile, stage_workers
 
         n_workers = stage_workers(log, int(store_attrs(smk.input.kgrid)["n_kpoints"]), n_workers)
-        announce_compile(log, tuple(fields))
+        announce_compile(log, tuple(fields), study.model)
         computed = geometry_stage.run(study, smk.input.kgrid, str(store), n_workers=n_workers, job=job)
 
     info = {"store": store.name, "study": name, "size": size, "fingerprint": job["fingerprint"],

@@ -254,8 +254,12 @@ def eigh_small_ws(H, E, U, work):
         _eigh_jacobi(H, E, U, work)
     else:
         w, v = np.linalg.eigh(H)
-        E[:] = w
-        U[:, :] = v
+        # element loops, not E[:] = w: numba compiles a slice assignment of arrays with a formatted shape-mismatch
+        # error (unicode formatting, ~3-5 s of every cold generic kernel's compile)
+        for i in range(n):
+            E[i] = w[i]
+            for j in range(n):
+                U[i, j] = v[i, j]
 
 
 @njit(cache=True)

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from qgtflow.geometry.clifford import sparse_structure, structure_constants
-from qgtflow.geometry.batched import POSITION_BATCHED_MIN_BANDS, geometry_batched, use_batched
-from qgtflow.geometry.kernels import block_count, block_threads, geometry_chunk
+from qgtflow.geometry.batched import OUTPUTS, POSITION_BATCHED_MIN_BANDS, geometry_batched, use_batched
+from qgtflow.geometry.kernels import block_count, block_threads, clifford_chunk, geometry_chunk, geometry_chunk_gauge
 from qgtflow.geometry.spin import SPIN_DIPOLE_INFO, SPIN_FIELD_INFO, SPIN_PAIR_INFO
 from qgtflow.models.derivatives import compact, index_maps, slot_count
 
@@ -321,16 +321,24 @@ def fields_from_unique(Hu, dim, degeneracy_threshold=1e-6, gauge_seed=-1, n_thre
         geometry_batched(np.ascontiguousarray(Hu), i1, i2, i3, active, int(level), float(degeneracy_threshold),
                          block_threads(n_threads), out, extra)
         return out
-    if not closed_form:
-        gammas, c_idx, c_val = np.zeros((0, n, n), complex), np.zeros((0, 3), np.int64), np.zeros(0)
-    else:
+    outputs = [out[name] for name in OUTPUTS]
+    Hu = np.ascontiguousarray(Hu)
+    if closed_form and gauge_seed < 0:  # the closed form; the sum over states only where the two levels touch
         c_idx, c_val = sparse_structure(structure_constants(gammas))
-    geometry_chunk(np.ascontiguousarray(Hu), i1, i2, i3, active, int(level), float(degeneracy_threshold),
-                   int(gauge_seed), n_blocks,
-                   np.ascontiguousarray(gammas), c_idx, c_val,
-                   out["energy"], out["velocity"], out["inverse_mass"], out["energy_third_derivative"],
-                   out["berry_curvature"], out["quantum_metric"], out["bcp"],
-                   out["berry_curvature_dipole_density"], out["quantum_metric_dipole_density"],
-                   out["bcp_dipole_density"])
+        done = np.empty(N, np.bool_)
+        clifford_chunk(Hu, i1, i2, i3, int(level), float(degeneracy_threshold), n_blocks,
+                       np.ascontiguousarray(gammas), c_idx, c_val, done, *outputs)
+        ks = np.flatnonzero(~done)
+        if ks.size == 0:
+            return out
+        n_blocks = block_count(ks.size, n_threads)
+    else:
+        ks = np.arange(N)
+    if gauge_seed >= 0:
+        geometry_chunk_gauge(Hu, ks.astype(np.int64), i1, i2, i3, active, int(level), float(degeneracy_threshold),
+                             int(gauge_seed), n_blocks, *outputs)
+    else:
+        geometry_chunk(Hu, ks.astype(np.int64), i1, i2, i3, active, int(level), float(degeneracy_threshold), n_blocks,
+                       *outputs)
     return out
 

@@ -9,14 +9,36 @@ caller can say so before the silent wait. Reads numba's cache index only; compil
 from __future__ import annotations
 
 # seconds to compile each entry point cold on the 2-core reference VM (benchmarks/bench_first_result.py)
-COMPILE_SECONDS = {"geometry_chunk": 20.0, "projector_chunk": 15.0, "spin_chunk": 15.0}
+COMPILE_SECONDS = {"clifford_chunk": 10.0, "geometry_chunk": 30.0, "geometry_eigenbasis_chunk": 10.0,
+                   "projector_chunk": 15.0, "spin_chunk": 15.0}
 
 
-def _entry_points(optional=()) -> dict:
+def geometry_kernels(model=None) -> tuple[str, ...]:
+    """The geometry kernels ``fields.compute_fields`` runs for ``model`` (each sector's own choice): the closed form
+    ``clifford_chunk`` for models with an anticommuting basis, the batched path's ``geometry_eigenbasis_chunk`` for
+    many bands, else the per-k sum over states ``geometry_chunk`` (None: that one). A Clifford model whose two
+    levels touch on the grid also compiles ``geometry_chunk`` for those k-points, which is not known in advance."""
+    if model is None:
+        return ("geometry_chunk",)
+    from qgtflow.geometry.batched import BATCHED_MIN_BANDS, POSITION_BATCHED_MIN_BANDS, use_batched
+
+    names = []
+    for m in getattr(model, "sectors", None) or [model]:
+        gammas = m.clifford_gammas
+        closed = gammas is not None and gammas.shape[0] > 0 and gammas.shape[-1] == m.nbands
+        fewest = POSITION_BATCHED_MIN_BANDS if getattr(m, "position", None) is not None else BATCHED_MIN_BANDS
+        name = ("geometry_eigenbasis_chunk" if use_batched(m.nbands, -1, closed, fewest)
+                else "clifford_chunk" if closed else "geometry_chunk")
+        if name not in names:
+            names.append(name)
+    return tuple(names)
+
+
+def _entry_points(optional=(), model=None) -> dict:
     from qgtflow.geometry import kernels
     from qgtflow.geometry.fields import SPIN_OPTIONAL_FIELDS
 
-    points = {"geometry_chunk": kernels.geometry_chunk}
+    points = {name: getattr(kernels, name) for name in geometry_kernels(model)}
     if any(name in optional for name in ("quantum_metric_quadrupole_density", "christoffel")):
         from qgtflow.geometry import projector
 
@@ -99,13 +121,13 @@ def record_compiles(names) -> None:
     event.register("numba:compile", _EntryTimer())
 
 
-def cold_kernels(optional=()) -> dict[str, float]:
-    """{entry point: expected compile seconds} of the kernels a geometry stage (with the given optional fields)
-    would compile in this process ({} when all are cached or unknown): the last compile measured with this
-    cache (:func:`record_compiles`), else the reference VM's :data:`COMPILE_SECONDS`."""
+def cold_kernels(optional=(), model=None) -> dict[str, float]:
+    """{entry point: expected compile seconds} of the kernels a geometry stage (with the given optional fields, of
+    ``model``: :func:`geometry_kernels`) would compile in this process ({} when all are cached or unknown): the last
+    compile measured with this cache (:func:`record_compiles`), else the reference VM's :data:`COMPILE_SECONDS`."""
     measured = measured_seconds()
     return {name: measured.get(name, COMPILE_SECONDS.get(name, 10.0))
-            for name, disp in _entry_points(optional).items() if _cached(disp) is False}
+            for name, disp in _entry_points(optional, model).items() if _cached(disp) is False}
 
 
 def cache_location() -> str:

@@ -133,16 +133,35 @@ def _rotate_diag_into(U, M, out):
 
 
 @njit(cache=True, error_model="numpy")
-def _geometry_one_k(Hu, i1, i2, i3, active, n_full, level, thresh, gauge_seed,
+def _geometry_one_k(Hu, i1, i2, i3, active, n_full, level, thresh,
                     E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                     energy, velocity, inverse_mass, third, curvature, metric, bcp,
                     dcurv, dmetric, dbcp):
     eigh_small_ws(Hu[0], E, U, work)
+    _groups(E, thresh, grp)
+    _eigenbasis_fields(Hu, i1, i2, i3, active, n_full, level, E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch,
+                       energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp)
+
+
+@njit(cache=True, error_model="numpy")
+def _geometry_one_k_gauge(Hu, i1, i2, i3, active, n_full, level, thresh,
+                          E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
+                          energy, velocity, inverse_mass, third, curvature, metric, bcp,
+                          dcurv, dmetric, dbcp):
+    """:func:`_geometry_one_k` with the eigenvectors rotated by random unitaries inside every degenerate group
+    (the gauge test hook)."""
+    eigh_small_ws(Hu[0], E, U, work)
     ngroups = _groups(E, thresh, grp)
-    if gauge_seed >= 0:
-        _random_gauge(U, grp, ngroups)
-    # rotate the distinct derivatives into the eigenbasis: full matrices up to second order,
-    # diagonals only for third order
+    _random_gauge(U, grp, ngroups)
+    _eigenbasis_fields(Hu, i1, i2, i3, active, n_full, level, E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch,
+                       energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp)
+
+
+@njit(cache=True, error_model="numpy")
+def _eigenbasis_fields(Hu, i1, i2, i3, active, n_full, level, E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch,
+                       energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
+    """Rotate the distinct derivatives into the eigenbasis U (full matrices up to second order, diagonals only for
+    third order) and fill every field of one k-point."""
     for u in range(1, Hu.shape[0]):
         if not active[u]:  # slot zero on the whole chunk: R[u] stays zero
             continue
@@ -304,9 +323,49 @@ def _group_average(grp, inverse_mass, third, curvature, metric, bcp, dcurv, dmet
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def geometry_chunk(Hu, i1, i2, i3, active, level, thresh, gauge_seed, n_blocks, gammas, c_idx, c_val,
+def clifford_chunk(Hu, i1, i2, i3, level, thresh, n_blocks, gammas, c_idx, c_val, done,
                    energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
-    """Fill the per-k, per-band field arrays for a whole chunk (parallel over blocks of k).
+    """The closed form of ``clifford.py`` for a whole chunk (parallel over blocks of k), for models with an
+    anticommuting basis ``gammas`` (K, n, n) (K ≥ 1) and the nonzero structure constants Im Tr(ΓΓΓ)/(2n)
+    (c_idx, c_val). ``done[k]`` is set False where the two levels touch (2r < ``thresh``; that k-point's fields
+    are left as they were): the caller runs :func:`geometry_chunk` on those. Arguments and outputs as
+    :func:`geometry_chunk`. A kernel of its own so that a cold process of a Clifford model (every two-band
+    model) compiles neither the eigensolver nor the sum over states unless a k-point needs them."""
+    N = Hu.shape[0]
+    n_slots = Hu.shape[1]
+    d = i1.shape[0]
+    K = gammas.shape[0]
+    per = (N + n_blocks - 1) // n_blocks
+    for blk in prange(n_blocks):
+        D = np.empty((n_slots, K + 1))
+        P = np.empty((n_slots, n_slots))
+        Ec = np.empty((K, K))
+        Xc = np.empty(K)
+        r1 = np.empty(d)
+        r2 = np.empty((d, d))
+        g2 = np.empty((d, d))
+        om2 = np.empty((d, d))
+        for kk in range(blk * per, min(N, (blk + 1) * per)):
+            done[kk] = clifford_one_k(Hu[kk], i1, i2, i3, level, gammas, c_idx, c_val, D, P, Ec, Xc, r1, r2, g2, om2,
+                                      energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
+                                      metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk], thresh)
+
+
+@njit(cache=True, error_model="numpy")
+def _workspace(n_slots, n, d):
+    """Scratch arrays of one block of the per-k kernels."""
+    return (np.empty(n), np.empty((n, n), np.complex128), np.empty(n, np.int64), np.empty(n, np.int64),
+            np.empty(n, np.int64), np.zeros((n_slots, n, n), np.complex128), np.empty((n, n)),
+            np.empty((d, d, n, n), np.complex128), np.empty((n, d)), np.empty((n, n), np.complex128),
+            np.empty((n, n), np.complex128))
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def geometry_chunk(Hu, ks, i1, i2, i3, active, level, thresh, n_blocks,
+                   energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
+    """Fill the per-k, per-band field arrays at the k-points ``ks`` (int64 indices into the chunk; all of them
+    for the generic path, the touching points after :func:`clifford_chunk`) by the sum over states (parallel
+    over blocks of ``ks``).
 
     ``level`` (see :data:`qgtflow.geometry.fields.FIELD_LEVEL`): 1 fills energy, velocity, curvature,
     metric, bcp only (slots of order ≤ 1 read); 2 also inverse_mass (order 2); 3 every field (the
@@ -319,49 +378,43 @@ def geometry_chunk(Hu, i1, i2, i3, active, level, thresh, gauge_seed, n_blocks, 
     ``models/derivatives.py``), at least the slots of the orders ``level`` reads (U = 1 + d at level 1). Outputs: energy (N,n), velocity (N,n,d), inverse_mass/curvature/
     metric/bcp (N,n,d,d), third/dcurv/dmetric/dbcp (N,n,d,d,d) with the derivative index last.
     ``active[u]`` is False for slots that vanish on the whole chunk (their rotation is skipped).
-    ``gammas`` (K, n, n): an anticommuting basis of the model (K = 0: none) selects the closed
-    form of ``clifford.py`` with the nonzero structure constants Im Tr(ΓΓΓ)/(2n) (c_idx, c_val); the generic sum over states is
-    used where the two levels touch and whenever the gauge test hook is active.
+    The gauge test hook is :func:`geometry_chunk_gauge` (a kernel of its own: a study never compiles it).
     """
-    N = Hu.shape[0]
-    n_slots = Hu.shape[1]
+    M = ks.shape[0]
     n = Hu.shape[2]
     d = i1.shape[0]
     n_full = 1 + d + d * (d + 1) // 2
-    per = (N + n_blocks - 1) // n_blocks
+    per = (M + n_blocks - 1) // n_blocks
     for blk in prange(n_blocks):
-        if gauge_seed >= 0:
-            np.random.seed(gauge_seed + blk)
-        E = np.empty(n)
-        U = np.empty((n, n), np.complex128)
-        grp = np.empty(n, np.int64)
-        glo = np.empty(n, np.int64)
-        ghi = np.empty(n, np.int64)
-        R = np.zeros((n_slots, n, n), np.complex128)
-        inv = np.empty((n, n))
-        DV = np.empty((d, d, n, n), np.complex128)
-        tmpd = np.empty((n, d))
-        scratch = np.empty((n, n), np.complex128)
-        work = np.empty((n, n), np.complex128)
-        D = np.empty((n_slots, gammas.shape[0] + 1))
-        P = np.empty((n_slots, n_slots))
-        Ec = np.empty((gammas.shape[0], gammas.shape[0]))
-        Xc = np.empty(gammas.shape[0])
-        r1 = np.empty(d)
-        r2 = np.empty((d, d))
-        g2 = np.empty((d, d))
-        om2 = np.empty((d, d))
-        for kk in range(blk * per, min(N, (blk + 1) * per)):
-            if gammas.shape[0] > 0 and gauge_seed < 0:
-                if clifford_one_k(Hu[kk], i1, i2, i3, level, gammas, c_idx, c_val, D, P, Ec, Xc, r1, r2, g2, om2,
-                                  energy[kk], velocity[kk],
-                                  inverse_mass[kk], third[kk], curvature[kk], metric[kk], bcp[kk],
-                                  dcurv[kk], dmetric[kk], dbcp[kk], thresh):
-                    continue
-            _geometry_one_k(Hu[kk], i1, i2, i3, active, n_full, level, thresh, gauge_seed,
+        E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work = _workspace(Hu.shape[1], n, d)
+        for j in range(blk * per, min(M, (blk + 1) * per)):
+            kk = ks[j]
+            _geometry_one_k(Hu[kk], i1, i2, i3, active, n_full, level, thresh,
                             E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
                             energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
                             metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])
+
+
+@njit(parallel=True, cache=True, error_model="numpy")
+def geometry_chunk_gauge(Hu, ks, i1, i2, i3, active, level, thresh, gauge_seed, n_blocks,
+                         energy, velocity, inverse_mass, third, curvature, metric, bcp, dcurv, dmetric, dbcp):
+    """:func:`geometry_chunk` with the gauge test hook: random unitaries inside every degenerate group (random
+    phases for simple bands), seeded ``gauge_seed`` + block. Kept apart so that the kernel every study runs does
+    not compile the hook's QR and random numbers (~2-3 s cold)."""
+    M = ks.shape[0]
+    n = Hu.shape[2]
+    d = i1.shape[0]
+    n_full = 1 + d + d * (d + 1) // 2
+    per = (M + n_blocks - 1) // n_blocks
+    for blk in prange(n_blocks):
+        np.random.seed(gauge_seed + blk)
+        E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work = _workspace(Hu.shape[1], n, d)
+        for j in range(blk * per, min(M, (blk + 1) * per)):
+            kk = ks[j]
+            _geometry_one_k_gauge(Hu[kk], i1, i2, i3, active, n_full, level, thresh,
+                                  E, U, grp, glo, ghi, R, inv, DV, tmpd, scratch, work,
+                                  energy[kk], velocity[kk], inverse_mass[kk], third[kk], curvature[kk],
+                                  metric[kk], bcp[kk], dcurv[kk], dmetric[kk], dbcp[kk])
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
