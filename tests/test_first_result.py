@@ -35,6 +35,8 @@ def test_small_evaluate_starts_no_dask_cluster(caplog):
 
 
 def test_local_cluster_hides_distributed_info_lines(caplog):
+    import distributed  # noqa: F401 - its import sets the logger's level; restored is the level it configured
+
     caplog.set_level(logging.INFO)
     before = logging.getLogger("distributed").level
     with local_cluster(1) as client:
@@ -70,7 +72,7 @@ def test_cli_processes_share_one_numba_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("QGTFLOW_CACHE_DIR", str(tmp_path / "cache"))
     job = runtime.use_shared_numba_cache("evaluate")
     assert job is not None and os.environ["NUMBA_CACHE_DIR"] == str(job)
-    assert job.parent == tmp_path.resolve() / "cache" / "numba" / "jobs"
+    assert job.parent == tmp_path.resolve() / "cache" / "numba" / f"src-{runtime.kernel_source_digest()}" / "jobs"
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
     assert runtime.use_shared_numba_cache("evaluate") is None  # the user's own choice is kept
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
@@ -222,3 +224,18 @@ def test_end_job_publishes_the_cache_logs_its_cpu_and_exits_0(tmp_path):
     assert not list((tmp_path / "numba" / "jobs").iterdir())  # the job's copy removed once published
     last = log.read_text().rstrip().splitlines()[-1]
     assert re.search(r"job CPU \d+\.\d\d s \(self \d+\.\d\d s, children \d+\.\d\d s; process wall [\d.]+ s\)$", last)
+
+
+def test_the_numba_cache_is_keyed_by_every_kernel_source(tmp_path):
+    """numba checks only the stamp of a kernel's own file: a change to a module whose @njit function another
+    kernel inlines must select another cache (numba_cache_root's src-<digest>), a change elsewhere must not."""
+    package = tmp_path / "pkg"
+    (package / "geometry").mkdir(parents=True)
+    (package / "geometry" / "eigh.py").write_text("from numba import njit\n\n@njit\ndef f(x):\n    return x\n")
+    (package / "api.py").write_text("def g():\n    return 1\n")
+    before = runtime.source_digest(package)
+    (package / "api.py").write_text("def g():\n    return 2\n")
+    assert runtime.source_digest(package) == before
+    (package / "geometry" / "eigh.py").write_text("from numba import njit\n\n@njit\ndef f(x):\n    return -x\n")
+    assert runtime.source_digest(package) != before
+    assert runtime.numba_cache_root().name == f"src-{runtime.kernel_source_digest()}"

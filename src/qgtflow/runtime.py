@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import glob
 import hashlib
 import json
@@ -112,8 +113,27 @@ def threaded_dask_default() -> None:
 
 
 def numba_cache_root() -> Path:
-    """The shared numba cache of every qgtflow process of this user: ``shared/`` plus job copies."""
-    return cache_root() / "numba"
+    """The shared numba cache of every qgtflow process of this user running these kernel sources: ``shared/`` plus
+    job copies, under ``numba/src-<digest>`` (:func:`kernel_source_digest`)."""
+    return cache_root() / "numba" / f"src-{kernel_source_digest()}"
+
+
+@functools.lru_cache(maxsize=1)
+def kernel_source_digest() -> str:
+    """12 hex digits of the sha1 of every qgtflow module that uses numba (path and text). numba checks only the
+    stamp of a kernel's own file, so a kernel that inlines another file's ``@njit`` function (geometry_chunk calls
+    eigh.py's) was loaded stale after an upgrade that changed only that file; a cache per digest cannot be. ~5 ms."""
+    return source_digest(Path(__file__).resolve().parent)
+
+
+def source_digest(package: Path) -> str:
+    """:func:`kernel_source_digest` of the package directory ``package``."""
+    digest = hashlib.sha1()
+    for path in sorted(package.rglob("*.py")):
+        text = path.read_bytes()
+        if b"numba" in text:
+            digest.update(str(path.relative_to(package)).encode() + b"\0" + text + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def use_shared_numba_cache(key: str) -> Path | None:
