@@ -1,6 +1,11 @@
 import os
 
-os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qgtflow-numba"))
+from qgtflow.runtime import kernel_source_digest  # standard library only: numba is not imported yet
+
+# one cache per kernel source digest, as qgtflow's own (runtime.numba_cache_root): numba would load a kernel compiled
+# against an older version of a module it inlines
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "qgtflow-numba",
+                                                      f"src-{kernel_source_digest()}"))
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(var, "1")
 
