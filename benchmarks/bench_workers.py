@@ -87,8 +87,8 @@ def main(argv=None):
                         for n in (0, 1, 2):
                             best_wall(lambda: qgtflow.evaluate(study, size=size, n_workers=n), times[f"eval{n}"])
                 b = {k: min(v) for k, v in times.items() if v}
-                line = (f"quantity={qset} grid={size}² pass: 1 worker {b['pass1']:.3f} s, 2 workers {b['pass2']:.3f} s, "
-                        f"speed-up {b['pass1'] / b['pass2']:.2f}×")
+                line = (f"quantity={qset} grid={size}² pass: 1 worker {b['pass1']:.3f} s, "
+                        f"2 workers {b['pass2']:.3f} s, speed-up {b['pass1'] / b['pass2']:.2f}×")
                 if not args.no_evaluate:
                     line += (f"; evaluate: n_workers=1 {b['eval1']:.2f} s, n_workers=2 {b['eval2']:.2f} s "
                              f"(speed-up {b['eval1'] / b['eval2']:.2f}×), in process {b['eval0']:.3f} s")
