@@ -9,6 +9,8 @@ grid), best of ``--repeat`` wall times, runs of the worker counts interleaved:
 
 * ``pass``: ``fused.run`` on an already running LocalCluster of 1 and of 2 workers (processes, one thread each),
   each warmed by a first untimed pass (kernels loaded on every worker), and the speed-up 1 worker / 2 workers;
+  beside it the CPU seconds the workers spent (summed): equal totals mean the split costs nothing, and a wall
+  speed-up below 2 with equal totals is the cores the other processes took;
 * ``evaluate``: ``qgtflow.evaluate(n_workers=1 | 2)`` end to end as a user calls it (its cluster started and
   stopped inside, workers loading the kernels), and ``n_workers=0`` (this process) for reference.
 
@@ -17,7 +19,10 @@ other processes leave.
 
 2026-12-07 03:19 UTC, ``--sizes 512 1024 --repeat 3 --no-evaluate``, load average 11–14 (five sessions on the 2
 cores; not conclusive): 1 → 2 workers σ_AHE 512² 0.98 → 1.10 s (0.89×), 1024² 5.19 → 2.85 s (1.82×); all four
-512² 3.38 → 5.62 s (0.60×), 1024² 31.3 → 17.3 s (1.81×).
+512² 3.38 → 5.62 s (0.60×), 1024² 31.3 → 17.3 s (1.81×). 03:52 UTC, load average 5–7, with the workers' CPU:
+σ_AHE 512² 0.45 → 0.59 s wall (0.76×), workers' CPU 0.33 → 0.39 s; 1024² 1.62 → 1.67 s (0.97×), CPU 1.34 → 1.47 s;
+all four 512² 1.46 → 1.38 s (1.05×), CPU 1.21 → 1.13 s; 1024² 5.88 → 4.90 s (1.20×), CPU 4.32 → 4.51 s: the split
+costs the workers 0–18 % more CPU; the wall speed-up is what the other processes left of the second core.
 """
 
 from __future__ import annotations
@@ -58,6 +63,14 @@ def best_wall(fn, reps_times: list):
     reps_times.append(time.perf_counter() - t0)
 
 
+def timed_pass(study, size, client, walls: list, cpus: list):
+    """Wall time of the pass on ``client`` and the CPU seconds its workers spent (summed over the workers)."""
+    c0 = client.run(time.process_time)
+    best_wall(lambda: one_pass(study, size, client), walls)
+    c1 = client.run(time.process_time)
+    cpus.append(sum(c1[w] - c0[w] for w in c0))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
@@ -84,15 +97,17 @@ def main(argv=None):
                 client.run(qgtflow.evaluate, study, size=8, n_workers=0)
             for size in args.sizes:
                 times = {"pass1": [], "pass2": [], "eval0": [], "eval1": [], "eval2": []}
+                cpu = {"pass1": [], "pass2": []}
                 for _ in range(args.repeat):  # interleaved
-                    best_wall(lambda: one_pass(study, size, one), times["pass1"])
-                    best_wall(lambda: one_pass(study, size, two), times["pass2"])
+                    timed_pass(study, size, one, times["pass1"], cpu["pass1"])
+                    timed_pass(study, size, two, times["pass2"], cpu["pass2"])
                     if not args.no_evaluate:
                         for n in (0, 1, 2):
                             best_wall(lambda: qgtflow.evaluate(study, size=size, n_workers=n), times[f"eval{n}"])
                 b = {k: min(v) for k, v in times.items() if v}
                 line = (f"quantity={qset} grid={size}² pass: 1 worker {b['pass1']:.3f} s, "
-                        f"2 workers {b['pass2']:.3f} s, speed-up {b['pass1'] / b['pass2']:.2f}×")
+                        f"2 workers {b['pass2']:.3f} s, speed-up {b['pass1'] / b['pass2']:.2f}× (workers' CPU s, "
+                        f"best: 1 worker {min(cpu['pass1']):.3f}, 2 workers {min(cpu['pass2']):.3f} summed)")
                 if not args.no_evaluate:
                     line += (f"; evaluate: n_workers=1 {b['eval1']:.2f} s, n_workers=2 {b['eval2']:.2f} s "
                              f"(speed-up {b['eval1'] / b['eval2']:.2f}×), in process {b['eval0']:.3f} s")
