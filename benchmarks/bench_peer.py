@@ -37,6 +37,12 @@ the session's deadline.
 2026-12-07 00:56–01:40 UTC (one-pass evaluate, peer FFT grid dividing N; load average 5–9), ``--models haldane tilted
 --quantities ahc --sizes 200 400 800 --repeat 3 --kernel-points 0``: Haldane σ_AHE 152× / 296× / 331× (qgtflow 80 /
 155 / 598 ms CPU), tilted 179× / 227× / 335× (53 / 168 / 488 ms); before (main e6f604c, stores written): Haldane 25× / 52×.
+
+2026-12-07 02:52–03:46 UTC (one pass; load average 7–14, one process per model side by side), ``--repeat 2
+--quantities bcd nld all4 --sizes 200``: Haldane BCD 614×, nonlinear Drude 340×, all four 997× (qgtflow 96 / 95 /
+102 ms CPU); tilted 541× / 323× / 863× (87 / 84 / 93 ms). ``--repeat 1 --quantities all4 --sizes 400``: Haldane
+838×, tilted 734× (495 / 450 ms). The peer: BCD 6.8e2 / 8.5e2, nonlinear Drude 1.2e3 / 1.5e3, all four 3.9e2 / 5.0e2
+k/s (Haldane / tilted).
 """
 
 from __future__ import annotations

@@ -74,3 +74,23 @@ def test_one_pass_writes_out_as_a_complete_store(tmp_path):
         np.testing.assert_array_equal(stored["sigma_ahe"].values, ds["sigma_ahe"].values)
         assert stored.attrs["sampling_warning"] == ds.attrs["sampling_warning"]
     assert io.verify_store(tmp_path / "r.zarr")["checksummed"]
+
+
+def test_one_pass_on_dask_workers_equals_the_one_pass_here(caplog):
+    """``evaluate`` on two Dask workers without a workdir, the k-points read from a kgrid store (a wedge; a grid
+    made in memory: tests/test_stages.py::test_dask_cluster_matches_in_process): one task per worker returns its
+    partial sums (no geometry store written); the responses equal the in-process one pass to rounding (the partial
+    sums are added in another order) and carry the same attrs."""
+    study = {"name": "wedge", **CASES["wedge"]}
+    here = evaluate(study, n_workers=0)
+    with caplog.at_level(logging.INFO, logger="qgtflow"):
+        dask = evaluate(study, n_workers=2)
+    assert "2 tasks on the Dask workers" in caplog.text and "no geometry store" in caplog.text
+    assert set(dask.data_vars) == set(here.data_vars)
+    for name in here.data_vars:
+        scale = max(float(np.max(np.abs(here[name].values))), 1e-300)
+        np.testing.assert_allclose(dask[name].values, here[name].values, rtol=0, atol=1e-14 * scale, err_msg=name)
+        assert dask[name].attrs == here[name].attrs, name
+    skip = {"history"}  # its creation time
+    assert {k: v for k, v in dask.attrs.items() if k not in skip} == \
+        {k: v for k, v in here.attrs.items() if k not in skip}

@@ -35,10 +35,11 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         another run is writing it).
     n_workers: Dask workers; 0 runs in this process; default: in this process for grids up to
         :data:`qgtflow.cluster.IN_PROCESS_MAX_POINTS` k-points, else one worker per visible core.
-    workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory). Without it, in this
-        process and with point sampling, the geometry fields are reduced chunk by chunk as they are computed and
-        never stored (:mod:`qgtflow.stages.fused`; the same responses, bitwise), and a plain uniform grid's k-points
-        are made in memory (no kgrid store either); pass ``workdir`` to keep the stores.
+    workdir: where the intermediate kgrid/geometry stores go (default: a temporary directory). Without it and with
+        point sampling, the geometry fields are reduced chunk by chunk as they are computed and never stored
+        (:mod:`qgtflow.stages.fused`; in this process the same responses, bitwise; on Dask workers each task returns
+        its partial sums, equal to rounding), and a plain uniform grid's k-points are made in memory (no kgrid store
+        either); pass ``workdir`` to keep the stores.
     """
     from qgtflow import io
     from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster, single_threaded_blas
@@ -62,10 +63,15 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         reduce_study = stage_study("reduce", chain["reduce"], where=st.where)  # reads no model
         grid = kgrid_stage.memory_grid(st, size, chain["kgrid"]) \
             if not workdir and shells_store is None and fused.applies(st) else None
-        if grid is not None and in_process(grid.n_points, n_workers):  # one pass, no store at all
-            log.info("evaluate %s: %d k-points, in this process, one pass (no store)", st.name, grid.n_points)
+        if grid is not None:  # one pass, no store at all
             announce_compile(log, tuple(chain["geometry"]["fields"]), st.model)
-            return fused.run(st, reduce_study, grid, chain["geometry"], chain["reduce"], out).load()
+            if in_process(grid.n_points, n_workers):
+                log.info("evaluate %s: %d k-points, in this process, one pass (no store)", st.name, grid.n_points)
+                return fused.run(st, reduce_study, grid, chain["geometry"], chain["reduce"], out).load()
+            log.info("evaluate %s: %d k-points, one pass on Dask workers (no store)", st.name, grid.n_points)
+            with local_cluster(n_workers) as client:
+                return fused.run(st, reduce_study, grid, chain["geometry"], chain["reduce"], out,
+                                 client=client).load()
         kgrid_stage.run(st, size, kgrid_store, job=chain["kgrid"])
         if shells_store is not None:
             shells_stage.run(st, kgrid_store, shells_store, job=chain["shells"])
@@ -77,6 +83,10 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         announce_compile(log, tuple(chain["geometry"]["fields"]), st.model)
         if n_workers == 0 and not workdir and fused.applies(st):  # no store kept: none written
             ds = fused.run(st, reduce_study, kgrid_store, chain["geometry"], chain["reduce"], out, shells_store)
+        elif not workdir and fused.applies(st):  # on Dask workers, each returning its partial sums: no store
+            with local_cluster(n_workers) as client:
+                ds = fused.run(st, reduce_study, kgrid_store, chain["geometry"], chain["reduce"], out, shells_store,
+                               client=client)
         elif n_workers == 0:
             geometry_stage.run(st, kgrid_store, geometry_store, n_workers=0, job=chain["geometry"])
             ds = reduce_stage.run(reduce_study, geometry_store, out, n_workers=0, job=chain["reduce"],

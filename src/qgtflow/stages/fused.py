@@ -9,6 +9,12 @@ reduce stage reads them in one task: the responses are bitwise those of the two 
 the stages derive from the whole store is gathered on the way: the near-degeneracy count (geometry's warning)
 and the energy/velocity sample of the sampling check (:func:`qgtflow.preflight.sampling_rows`). Point sampling
 only (tetrahedron integration reads halos across chunks: it goes through the store).
+
+With a Dask ``client`` (``evaluate`` on more k-points than :data:`qgtflow.cluster.IN_PROCESS_MAX_POINTS`, or
+``n_workers`` > 0) the chunks are dealt round-robin to one task per worker; each task runs the same pass over its
+chunks (:func:`_pass`) and returns only its partial sums, counts and samples, merged here: no store is written
+either, and the responses equal the in-process pass's to rounding (the partial histograms are added in another
+order; not bitwise).
 """
 
 from __future__ import annotations
@@ -46,14 +52,43 @@ class _StoredGrid:
         return geometry_stage.read_points(self.group, self.name, start, stop)
 
 
-def run(study, reduce_study, kgrid, geometry_job: dict, reduce_job: dict, out=None, shells_store=None):
+def _pass(model, source, ranges, attrs, threshold, optional, names, window, sums_args, rows):
+    """The fields of the chunks ``ranges`` [(start, stop)] of ``source`` (a grid with ``rows``, or the (path,
+    fingerprint) of a kgrid store, opened here: a worker task) reduced chunk by chunk in that order: (the sums of
+    :class:`qgtflow.stages.reduce_stage.PointSums` (``sums_args``), near-degenerate count, k-points inside the
+    Fermi window, [(start, energy, velocity)] at the sampling ``rows`` of those chunks)."""
+    if isinstance(source, tuple):
+        source = _StoredGrid(*source)
+    sums = reduce_stage.PointSums(*sums_args)
+    samples = []
+    near, inside = 0, 0
+    for start, stop in ranges:
+        points = source.rows(start, stop)
+        fields = geometry_stage.points_fields(model, points, attrs, start, threshold, optional, names, window)
+        near += int(near_degenerate_count(fields["energy"], threshold, model.band_sector))
+        mine = rows[(rows >= start) & (rows < stop)] - start
+        if window is not None:
+            flag = np.asarray(points[fermi_window.FLAG], bool)
+            inside += int(flag.sum())
+            mine = mine[flag[mine]]
+        if mine.size:  # copies: the kernel's buffers are reused by the next chunk
+            samples.append((start, fields["energy"][mine], fields["velocity"][mine]))
+        require_finite(source.name, start, {"weight": points["weight"]})  # the fields were checked by chunk_fields
+        sums.add(fields, points["weight"])
+    return sums.result(), near, inside, samples
+
+
+def run(study, reduce_study, kgrid, geometry_job: dict, reduce_job: dict, out=None, shells_store=None, client=None):
     """The responses of ``reduce_study`` (the reduce stage's study, :func:`qgtflow.plan.stage_study`) from the
     k-points of ``kgrid`` (the kgrid store's path, or a :class:`qgtflow.stages.kgrid_stage.MemoryGrid` never
     written), the fields of ``study`` (with its model) computed chunk by chunk and never stored; ``out`` written
-    when given. ``geometry_job`` / ``reduce_job``: the plan's inputs of the two stages."""
+    when given. ``geometry_job`` / ``reduce_job``: the plan's inputs of the two stages. ``client``: a Dask client
+    whose workers run the chunks (one task per worker, each returning its partial sums); None: this process."""
     from qgtflow.plan import check_store
+    from qgtflow.stages.tasks import run_tasks
 
-    source = kgrid if hasattr(kgrid, "rows") else _StoredGrid(kgrid, geometry_job["upstream"]["kgrid"])
+    in_memory = hasattr(kgrid, "rows")
+    source = kgrid if in_memory else _StoredGrid(kgrid, geometry_job["upstream"]["kgrid"])
     attrs = source.attrs
     n_k, chunk, dim = int(source.n_points), int(attrs["chunk_size"]), int(source.dim)
     names, window = list(geometry_job["fields"]), geometry_job.get("fermi_window")
@@ -76,30 +111,27 @@ def run(study, reduce_study, kgrid, geometry_job: dict, reduce_job: dict, out=No
     band_weight = model.band_weight.astype(float)
     band_sector = model.band_sector.astype(str)
     masks, sectors, pair_params = reduce_stage.reduce_setup(reduce_study, band_weight, band_sector, dim, bins)
-    sums = reduce_stage.PointSums(reduce_study.responses, form, bins, masks, pair_params,
-                                  (reduce_study.omega, reduce_study.broadening))
+    sums_args = (reduce_study.responses, form, bins, masks, pair_params,
+                 (reduce_study.omega, reduce_study.broadening))
+    ranges = [(start, min(n_k, start + chunk)) for start in range(0, n_k, chunk)]
+    n_tasks = 1 if client is None else max(1, min(len(ranges), len(client.scheduler_info()["workers"])))
     log.info("evaluate %s: geometry and reduce in one pass, %d k-points in %d chunks (%d bands, dim %d), %d mu x "
-             "%d T; no geometry store", study.name, n_k, -(-n_k // chunk), model.nbands, model.dim,
-             reduce_study.mu.size, reduce_study.temperature.size)
+             "%d T; no geometry store%s", study.name, n_k, len(ranges), model.nbands, model.dim,
+             reduce_study.mu.size, reduce_study.temperature.size,
+             "" if client is None else f"; {n_tasks} tasks on the Dask workers")
     check_sampling = "velocity" in names and "grid_spacing" in attrs
     rows = sampling_rows(n_k, chunk) if check_sampling else np.zeros(0, int)
-    sample_e, sample_v = [], []
-    near, inside = 0, 0
-    for start in range(0, n_k, chunk):
-        stop = min(n_k, start + chunk)
-        points = source.rows(start, stop)
-        fields = geometry_stage.points_fields(model, points, attrs, start, threshold, optional, names, window)
-        near += int(near_degenerate_count(fields["energy"], threshold, model.band_sector))
-        mine = rows[(rows >= start) & (rows < stop)] - start
-        if window is not None:
-            flag = np.asarray(points[fermi_window.FLAG], bool)
-            inside += int(flag.sum())
-            mine = mine[flag[mine]]
-        if mine.size:
-            sample_e.append(fields["energy"][mine])
-            sample_v.append(fields["velocity"][mine])
-        require_finite(source.name, start, {"weight": points["weight"]})  # the fields were checked by chunk_fields
-        sums.add(fields, points["weight"])
+    common = (attrs, threshold, optional, names, window, sums_args, rows)
+    if client is None:
+        parts = [_pass(model, source, ranges, *common)]
+    else:  # chunks dealt round-robin (a Fermi window's work is uneven along the grid); a stored grid reopened there
+        shipped = source if in_memory else (source.name, geometry_job["upstream"]["kgrid"])
+        args = [(model, shipped, ranges[i::n_tasks], *common) for i in range(n_tasks)]
+        parts = list(run_tasks(_pass, args, client, label=f"evaluate {study.name}"))
+    sums, near, inside, samples = parts[0]
+    for part_sums, part_near, part_inside, part_samples in parts[1:]:
+        sums = reduce_stage.merge_sums(sums, part_sums, reduce_study.responses)
+        near, inside, samples = near + part_near, inside + part_inside, samples + part_samples
     message = near_degeneracy_warning(near / n_k if n_k else 0.0, threshold, f"geometry {study.name}")
     if message:
         log.warning(message)
@@ -107,8 +139,10 @@ def run(study, reduce_study, kgrid, geometry_job: dict, reduce_job: dict, out=No
         log.info("geometry %s: fields at %d of %d k-points (the rest cannot reach the Fermi window %s)", study.name,
                  inside, n_k, window["energy"])
     sampling = None
-    if check_sampling and reduce_study.integration == "points" and sample_e:
-        step = sample_step(reduce_study, attrs, np.concatenate(sample_e), np.concatenate(sample_v))
+    if check_sampling and reduce_study.integration == "points" and samples:
+        samples.sort(key=lambda s: s[0])  # the chunks' order, whichever task computed them
+        step = sample_step(reduce_study, attrs, np.concatenate([s[1] for s in samples]),
+                           np.concatenate([s[2] for s in samples]))
         sampling = sampling_message(reduce_study, step)
-    return reduce_stage.finish(reduce_study, sums.result(), pair_params, bins, geometry_attrs, dim, sectors, shells,
+    return reduce_stage.finish(reduce_study, sums, pair_params, bins, geometry_attrs, dim, sectors, shells,
                                reduce_job, sampling, out)

@@ -365,28 +365,37 @@ def run(study, geometry_store: str, out: str | None = None, n_workers: int | Non
         log.info("reduce %s: linear-tetrahedron integration on the %s grid", study.name, list(grid.sizes))
     args = [(os.fspath(geometry_store), g, study.responses, form, bins, masks, pair_params, ac, grid)
             for g in groups if g]
-    total_m = total_u = total_d = None
+    total = (None, None, None)
 
     def consume(results):
-        nonlocal total_m, total_u, total_d
-        for m, u, d in results:
-            if m is not None:
-                if total_m is None:
-                    total_m, total_u = m, u
-                else:
-                    total_m += m
-                    total_u += u
-            if d is not None:
-                total_d = d if total_d is None else {k: kinds.accumulators(study.responses)[k][0].merge(total_d[k], v)
-                                                      for k, v in d.items()}
+        nonlocal total
+        for part in results:
+            total = merge_sums(total, part, study.responses)
 
     if client is None and n_workers != 0:
         with local_cluster(n_workers) as own:
             consume(run_tasks(_reduce_chunks, args, own, label=f"reduce {study.name}"))
     else:
         consume(run_tasks(_reduce_chunks, args, client, label=f"reduce {study.name}"))
-    return finish(study, (total_m, total_u, total_d), pair_params, bins, dict(geo.attrs), geo.sizes["axis"], sectors,
+    return finish(study, total, pair_params, bins, dict(geo.attrs), geo.sizes["axis"], sectors,
                   shells, job, sampling, out)
+
+
+def merge_sums(total, part, names):
+    """Two tasks' (moments, underflow, pair-sum states) of the responses ``names`` added (``total`` updated in place
+    where it has arrays; either may be (None, None, None): nothing accumulated)."""
+    total_m, total_u, total_d = total
+    m, u, d = part
+    if m is not None:
+        if total_m is None:
+            total_m, total_u = m, u
+        else:
+            total_m += m
+            total_u += u
+    if d is not None:
+        total_d = d if total_d is None else {k: kinds.accumulators(names)[k][0].merge(total_d[k], v)
+                                              for k, v in d.items()}
+    return total_m, total_u, total_d
 
 
 def reduce_setup(study, band_weight, band_sector, dim: int, bins):
