@@ -37,6 +37,11 @@ the session's deadline.
 2026-12-07 00:56–01:40 UTC (one-pass evaluate, peer FFT grid dividing N; load average 5–9), ``--models haldane tilted
 --quantities ahc --sizes 200 400 800 --repeat 3 --kernel-points 0``: Haldane σ_AHE 152× / 296× / 331× (qgtflow 80 /
 155 / 598 ms CPU), tilted 179× / 227× / 335× (53 / 168 / 488 ms); before (main e6f604c, stores written): Haldane 25× / 52×.
+
+2026-12-07 02:51–03:47 UTC (load average 4–12), ``--models w16 w64 --quantities ahc all4 --sizes 50 --repeat 2
+--kernel-points 0``, main 388e882 → the model hash once per evaluate: w16 σ_AHE 20× → 21× (1.21e4 → 1.25e4 k/s, peer
+604–610), all four 85× → 92× (4956 → 5419, peer 58–59); w64 σ_AHE 8.6× → 8.8× (865 → 981, peer 100–111); agreement
+3.9e-2 (AHC), 7.6e-3 / 0.29 / 5.9e-2 (Drude / BCD / NLD). w64 all four did not finish by the session's deadline.
 """
 
 from __future__ import annotations
