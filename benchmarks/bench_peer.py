@@ -43,6 +43,10 @@ the session's deadline.
 102 ms CPU); tilted 541× / 323× / 863× (87 / 84 / 93 ms). ``--repeat 1 --quantities all4 --sizes 400``: Haldane
 838×, tilted 734× (495 / 450 ms). The peer: BCD 6.8e2 / 8.5e2, nonlinear Drude 1.2e3 / 1.5e3, all four 3.9e2 / 5.0e2
 k/s (Haldane / tilted).
+2026-12-07 02:51–03:47 UTC (load average 4–12), ``--models w16 w64 --quantities ahc all4 --sizes 50 --repeat 2
+--kernel-points 0``, main 388e882 → the model hash once per evaluate: w16 σ_AHE 20× → 21× (1.21e4 → 1.25e4 k/s, peer
+604–610), all four 85× → 92× (4956 → 5419, peer 58–59); w64 σ_AHE 8.6× → 8.8× (865 → 981, peer 100–111); agreement
+3.9e-2 (AHC), 7.6e-3 / 0.29 / 5.9e-2 (Drude / BCD / NLD). w64 all four (after only): 156 / 10.5 k/s = 15× (0.18 / 5.8e-3 / 0.99 / 0.14).
 """
 
 from __future__ import annotations

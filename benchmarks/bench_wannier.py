@@ -14,7 +14,10 @@ models at qgtflow's default settings beside the peer (:func:`compare_real`), tim
 (16 bands) 577 / 189 = 3.0× | 605 / 202 = 3.0×; Te (24) 222 / 86 = 2.6× | 261 / 79 = 3.3×; Fe (18) 326 / 90 = 3.6× |
 410 / 92 = 4.5× (earlier the same day: 0.9–2.4×, mostly gained with the session-26 commits; the ±R sums alone, 8³
 end to end against d47b549: GaAs 1.33 → 1.14 s, Fe 2.04 → 1.63 s, Te 2.70 → 2.83 s; README "Performance"). Mn3Sn:
-its archive is not in the snapshot available here.
+its archive is not in the snapshot available here. 2026-12-07 (``--sizes 8 12 16 --repeat 2``, load average 4–12), main
+388e882 (its evaluate timed with a workdir) → evaluate without a workdir and the Leibniz factors once per call, ratio on
+8³ | 12³ | 16³: GaAs 2.3× → 3.3× | 3.4× → 4.5× | 3.7× → 4.2×; Te 2.9× → 4.0× | 3.6× → 3.5× | 3.1× → 3.7×; Fe 3.9× →
+6.6× | 4.8× → 5.3× | 3.9× → 5.9× (README "Performance").
 
 Writes a random Hermitian hopping set with position blocks in Wannier90's format (6 decimals), then
 reads it with ``qgtflow.models.wannier.read_tb`` and reports the wall time, the peak RSS increase and
@@ -207,12 +210,10 @@ def run_qgtflow(tb: Path, size: int, position_operator: bool | None, reps: int, 
     import qgtflow
 
     times, ds = [], None
-    for _ in range(reps):
-        with tempfile.TemporaryDirectory(prefix="bench-wannier-q-") as work:
-            t0 = time.process_time()  # CPU seconds of this process (n_workers=0: no worker processes)
-            ds = qgtflow.evaluate(qgtflow_study(tb, position_operator, mu), size=size, n_workers=0,
-                                  workdir=work).load()
-            times.append(time.process_time() - t0)
+    for _ in range(reps):  # as a user calls it (no workdir: the one pass of stages/fused.py, as bench_peer.py)
+        t0 = time.process_time()  # CPU seconds of this process (n_workers=0: no worker processes)
+        ds = qgtflow.evaluate(qgtflow_study(tb, position_operator, mu), size=size, n_workers=0).load()
+        times.append(time.process_time() - t0)
     return times, ds
 
 

@@ -8,8 +8,8 @@ On a ``_tb.dat`` (default: a generated 84-band file with random position element
 the file read; on ``--points`` random k the pieces of the geometry kernel for what σ_AHE reads (energy, velocity,
 Berry curvature): H(k) and its derivatives built from the R blocks (to first order, and to third, which the
 position operator asks for), a bare batched ``numpy.linalg.eigh``, the whole kernel without and with the position
-operator (its external terms); then ``qgtflow.evaluate`` of σ_AHE end to end on a ``--size``³ grid under cProfile,
-cumulative time by qgtflow module.
+operator (its external terms); then ``qgtflow.evaluate`` of σ_AHE end to end on a ``--size``³ grid under cProfile
+(no workdir, as a user calls it: the one pass of ``stages/fused.py``), cumulative time by function.
 """
 
 from __future__ import annotations
@@ -77,13 +77,11 @@ def profile_evaluate(tb: Path, size: int, top: int = 12) -> None:
     study = {"name": "profile", "model": {"name": "m", "wannier90": {"tb": str(tb)}}, "units": {"length": "angstrom"},
              "kgrid": {"sizes": [4]}, "mu": {"start": -0.5, "stop": 0.5, "num": 101}, "temperature": [300.0],
              "responses": ["sigma_ahe"]}
-    with tempfile.TemporaryDirectory() as work:
-        qgtflow.evaluate(study, size=4, n_workers=0, workdir=work)  # warm-up
+    qgtflow.evaluate(study, size=4, n_workers=0)  # warm-up
     prof = cProfile.Profile(time.process_time)
-    with tempfile.TemporaryDirectory() as work:
-        t0 = time.process_time()
-        prof.runcall(qgtflow.evaluate, study, size=size, n_workers=0, workdir=work)
-        total = time.process_time() - t0
+    t0 = time.process_time()
+    prof.runcall(qgtflow.evaluate, study, size=size, n_workers=0)  # as a user calls it: one pass, no store
+    total = time.process_time() - t0
     stats = pstats.Stats(prof)
     print(f"evaluate σ_AHE {size}^3 = {size**3} k: {total:.2f} s CPU ({size**3 / total:.4g} k/s); "
           "cumulative by function:")

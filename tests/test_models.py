@@ -165,6 +165,19 @@ def test_model_hash_is_stable_and_tracks_the_definition():
     assert build_model("haldane", {"t2": 0.2}).model_hash != build_model("haldane").model_hash
 
 
+def test_fixed_hashes_computes_each_model_hash_once_within_its_scope():
+    from qgtflow.models.base import fixed_hashes
+
+    m = build_model("haldane")
+    h0 = m.model_hash
+    with fixed_hashes():
+        assert m.model_hash == h0
+        m.params["t2"] = 0.9  # a change inside the scope is not seen: the scope's contract is no changes
+        assert m.model_hash == h0
+        assert build_model("haldane", {"t2": 0.2}).model_hash != h0  # other objects: their own hashes
+    assert m.model_hash != h0  # outside, the identity again
+
+
 def test_tight_binding_from_config_equals_builtin_haldane():
     t2 = 0.1 * np.exp(1j * np.pi / 2)
     hops = [[[0, 0], 0, 1, 1.0], [[-1, 0], 0, 1, 1.0], [[0, -1], 0, 1, 1.0]]

@@ -43,6 +43,7 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     """
     from qgtflow import io
     from qgtflow.cluster import IN_PROCESS_MAX_POINTS, in_process, local_cluster, single_threaded_blas
+    from qgtflow.models.base import fixed_hashes
     from qgtflow.plan import grid_chain, stage_study
     from qgtflow.runtime import announce_compile
     from qgtflow.stages import fused, geometry_stage, kgrid_stage, reduce_stage, shells_stage
@@ -53,7 +54,7 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
     reserved = io.output_lock(out) if out is not None else contextlib.nullcontext()
     # scratch named by pid: a later evaluate removes it if this process is killed (qgtflow.safety.sweep_scratch)
     scratch = contextlib.nullcontext(workdir) if workdir else _scratch_dir()
-    with reserved, scratch as tmp, single_threaded_blas():
+    with reserved, scratch as tmp, single_threaded_blas(), fixed_hashes():
         base = Path(tmp)
         base.mkdir(parents=True, exist_ok=True)
         kgrid_store = base / f"{st.name}_n{label}_kgrid.zarr"

@@ -11,6 +11,7 @@ loop over k-points.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -18,6 +19,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qgtflow.errors import ModelError
+
+
+# {id(model): (model, hash)} per active fixed_hashes() scope (innermost last)
+_HASH_SCOPES: list[dict] = []
+
+
+@contextlib.contextmanager
+def fixed_hashes():
+    """Within: each model's ``model_hash`` is computed once (the JSON of its identity: 0.08 s per call for a
+    64-band Wannier90 table, asked 4 times by one ``evaluate``'s plan and stores). The caller keeps the models
+    unchanged meanwhile (``qgtflow.evaluate`` builds its model before and changes it nowhere after)."""
+    _HASH_SCOPES.append({})
+    try:
+        yield
+    finally:
+        _HASH_SCOPES.pop()
 
 
 @dataclass
@@ -135,9 +152,16 @@ class Model:
 
     @property
     def model_hash(self) -> str:
-        """Stable hash of :meth:`identity` (changes iff the model definition changes)."""
+        """Stable hash of :meth:`identity` (changes iff the model definition changes). Inside
+        :func:`fixed_hashes`, computed once per model object."""
+        memo = _HASH_SCOPES[-1] if _HASH_SCOPES else None
+        if memo is not None and id(self) in memo and memo[id(self)][0] is self:
+            return memo[id(self)][1]
         blob = json.dumps(self.identity(), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        value = hashlib.sha256(blob).hexdigest()[:16]
+        if memo is not None:
+            memo[id(self)] = (self, value)  # the model held: its id is not reused while the scope lasts
+        return value
 
     def validate(self, n_samples: int = 16, seed: int = 0, tol: float = 1e-10) -> None:
         """Refuse a malformed Hamiltonian before any compute.
