@@ -3,6 +3,7 @@ compile line (issue 15). Speed figures: benchmarks/bench_first_result.py, not he
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -78,20 +79,22 @@ def test_cli_processes_share_one_numba_cache(tmp_path, monkeypatch):
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "mine")
 
 
-_PROBE = ("import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
-          "from qgtflow.runtime import announce_compile; "
-          "print('estimate', announce_compile(logging.getLogger('probe')))")
+_PROBE = ("import json, logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+          "from qgtflow.runtime import announce_compile; from qgtflow.study import load_study; "
+          "model = load_study(json.loads(sys.argv[1])).model; "
+          "print('estimate', announce_compile(logging.getLogger('probe'), (), model))")
 
 
 def _probe(cache_dir) -> str:
+    """announce_compile in a fresh process for STUDY's model (a Clifford model: its kernel is clifford_chunk)."""
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
-    return subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, timeout=120,
-                          check=True).stdout
+    return subprocess.run([sys.executable, "-c", _PROBE, json.dumps(STUDY)], env=env, capture_output=True, text=True,
+                          timeout=120, check=True).stdout
 
 
 def test_a_cold_cache_is_announced_once_and_a_warm_one_is_silent(tmp_path):
     cold = _probe(tmp_path / "empty")  # reads numba's index only: nothing is compiled here
-    assert "compiling kernels, once: ~" in cold and "geometry_chunk" in cold, cold
+    assert "compiling kernels, once: ~" in cold and "clifford_chunk" in cold, cold
     qgtflow.evaluate(dict(STUDY), n_workers=0)  # this session's cache now holds the kernels
     warm = _probe(os.environ.get("NUMBA_CACHE_DIR") or tmp_path / "unset")
     if not os.environ.get("NUMBA_CACHE_DIR"):

@@ -120,7 +120,7 @@ def numba_cache_root() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def kernel_source_digest() -> str:
-    """12 hex digits of the sha1 of every qgtflow module that uses numba (path and text). numba checks only the
+    """12 hex digits of the sha1 of every qgtflow module that imports numba (path and text). numba checks only the
     stamp of a kernel's own file, so a kernel that inlines another file's ``@njit`` function (geometry_chunk calls
     eigh.py's) was loaded stale after an upgrade that changed only that file; a cache per digest cannot be. ~5 ms."""
     return source_digest(Path(__file__).resolve().parent)
@@ -131,7 +131,7 @@ def source_digest(package: Path) -> str:
     digest = hashlib.sha1()
     for path in sorted(package.rglob("*.py")):
         text = path.read_bytes()
-        if b"numba" in text:
+        if b"from numba" in text or b"import numba" in text:  # a module with kernels (not one naming numba)
             digest.update(str(path.relative_to(package)).encode() + b"\0" + text + b"\0")
     return digest.hexdigest()[:12]
 
