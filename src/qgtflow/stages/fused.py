@@ -10,8 +10,7 @@ the stages derive from the whole store is gathered on the way: the near-degenera
 and the energy/velocity sample of the sampling check (:func:`qgtflow.preflight.sampling_rows`). Point sampling
 only (tetrahedron integration reads halos across chunks: it goes through the store).
 
-With a Dask ``client`` (``evaluate`` on more k-points than :data:`qgtflow.cluster.IN_PROCESS_MAX_POINTS`, or
-``n_workers`` > 0) the chunks are dealt round-robin to one task per worker; each task runs the same pass over its
+With a Dask ``client`` (``evaluate`` with ``n_workers`` > 0; without, it runs in process at any size) the chunks are dealt round-robin to one task per worker; each task runs the same pass over its
 chunks (:func:`_pass`) and returns only its partial sums, counts and samples, merged here: no store is written
 either, and the responses equal the in-process pass's to rounding (the partial histograms are added in another
 order; not bitwise).
