@@ -79,14 +79,15 @@ def evaluate(study, size: int | None = None, out: str | None = None, n_workers: 
         if shells_store is not None:
             shells_stage.run(st, kgrid_store, shells_store, job=chain["shells"])
         n_points = int(io.store_attrs(kgrid_store)["n_kpoints"])
-        if in_process(n_points, n_workers):
-            log.info("evaluate %s: %d k-points, in this process (no Dask cluster up to %d; n_workers for one)",
-                     st.name, n_points, IN_PROCESS_MAX_POINTS)
+        one_pass = not workdir and fused.applies(st)  # no store kept: none written
+        if (one_pass and not n_workers) or in_process(n_points, n_workers):  # the one pass's policy as above
+            log.info("evaluate %s: %d k-points, in this process (%s; n_workers for a Dask cluster)", st.name,
+                     n_points, "one pass" if one_pass else f"no Dask cluster up to {IN_PROCESS_MAX_POINTS}")
             n_workers = 0
         announce_compile(log, tuple(chain["geometry"]["fields"]), st.model)
-        if n_workers == 0 and not workdir and fused.applies(st):  # no store kept: none written
+        if n_workers == 0 and one_pass:
             ds = fused.run(st, reduce_study, kgrid_store, chain["geometry"], chain["reduce"], out, shells_store)
-        elif not workdir and fused.applies(st):  # on Dask workers, each returning its partial sums: no store
+        elif one_pass:  # on Dask workers, each returning its partial sums: no store
             with local_cluster(n_workers) as client:
                 ds = fused.run(st, reduce_study, kgrid_store, chain["geometry"], chain["reduce"], out, shells_store,
                                client=client)
