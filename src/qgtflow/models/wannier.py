@@ -318,46 +318,50 @@ _POW10 = np.array([10.0 ** e for e in range(23)])  # exact in float64 (10^22 < 2
 
 
 @njit(cache=True)
-def _parse_numbers(buf, out, pow10):  # pragma: no cover - compiled
-    """Whitespace-separated decimal numbers of the bytes ``buf`` into ``out``; returns how many, or -1 when a
-    token is not a plain number (sign, digits, '.', digits, optional e/E/d/D exponent) or its value is not
-    exactly M·10^e with M < 2^53 and |e| ≤ 22 (then the single product or quotient of two exact floats is the
-    correctly rounded value, as strtod's), or when there are more than len(out) numbers: the caller then
-    falls back to ``np.fromstring``."""
-    n, count, i = len(buf), 0, 0
+def _parse_numbers(buf, out, pow10, hard):  # pragma: no cover - compiled
+    """Whitespace-separated decimal numbers of the bytes ``buf`` into ``out``; returns (how many, how many hard),
+    or (-1, 0) when a token is not a plain number (sign, digits, '.', digits, optional e/E/d/D exponent) or there
+    are more than len(out) numbers. A plain number whose value is not exactly M·10^e with M < 2^53 and |e| ≤ 22
+    (the single product or quotient of two exact floats is then the correctly rounded value, as strtod's) is
+    "hard": its byte range and index go to the next row of ``hard`` (n_hard, 3), its value is left to the caller
+    (:func:`_scan_numbers`); (-1, 0) when ``hard`` has no room left."""
+    n, count, i, nh = len(buf), 0, 0, 0
     while True:
         while i < n and (buf[i] == 32 or (9 <= buf[i] <= 13)):
             i += 1
         if i >= n:
-            return count
+            return count, nh
         if count >= len(out):
-            return -1
+            return -1, 0
+        begin = i
         neg = False
         if buf[i] == 45 or buf[i] == 43:  # - +
             neg = buf[i] == 45
             i += 1
-        mant, digits, scale, seen = 0, 0, 0, False
+        mant, digits, scale, seen, inexact = 0, 0, 0, False, False
         while i < n and 48 <= buf[i] <= 57:
             if mant or buf[i] != 48:
                 digits += 1
-            mant = mant * 10 + (buf[i] - 48)
+            if digits > 17:
+                inexact = True
+            else:
+                mant = mant * 10 + (buf[i] - 48)
             seen = True
             i += 1
-            if digits > 17:
-                return -1
         if i < n and buf[i] == 46:  # .
             i += 1
             while i < n and 48 <= buf[i] <= 57:
                 if mant or buf[i] != 48:
                     digits += 1
-                mant = mant * 10 + (buf[i] - 48)
-                scale -= 1
+                if digits > 17:
+                    inexact = True
+                else:
+                    mant = mant * 10 + (buf[i] - 48)
+                    scale -= 1
                 seen = True
                 i += 1
-                if digits > 17:
-                    return -1
         if not seen:
-            return -1
+            return -1, 0
         if i < n and (buf[i] == 101 or buf[i] == 69 or buf[i] == 100 or buf[i] == 68):  # e E d D
             i += 1
             eneg = False
@@ -366,19 +370,29 @@ def _parse_numbers(buf, out, pow10):  # pragma: no cover - compiled
                 i += 1
             exp, edigits = 0, 0
             while i < n and 48 <= buf[i] <= 57:
-                exp = exp * 10 + (buf[i] - 48)
+                if edigits < 6:
+                    exp = exp * 10 + (buf[i] - 48)
                 edigits += 1
                 i += 1
-                if edigits > 4:
-                    return -1
             if edigits == 0:
-                return -1
+                return -1, 0
+            if edigits > 5:
+                inexact = True
             scale += -exp if eneg else exp
         if i < n and not (buf[i] == 32 or (9 <= buf[i] <= 13)):
-            return -1
-        if mant >= 9007199254740992 or scale > 22 or scale < -22:
-            if mant != 0:
-                return -1
+            return -1, 0
+        if mant != 0 and (mant >= 9007199254740992 or scale > 22 or scale < -22):
+            inexact = True
+        if inexact:
+            if nh >= len(hard):
+                return -1, 0
+            hard[nh, 0] = begin
+            hard[nh, 1] = i
+            hard[nh, 2] = count
+            nh += 1
+            out[count] = 0.0
+            count += 1
+            continue
         if mant == 0:
             val = 0.0
         elif scale >= 0:
@@ -387,6 +401,24 @@ def _parse_numbers(buf, out, pow10):  # pragma: no cover - compiled
             val = float(mant) / pow10[-scale]
         out[count] = -val if neg else val
         count += 1
+
+
+HARD_NUMBERS = 1 << 16  # numbers of one file read by Python's float (beyond the exact fast path); more: fromstring
+
+
+def _scan_numbers(buf: np.ndarray, out: np.ndarray) -> int:
+    """:func:`_parse_numbers` with its hard numbers read by ``float`` (strtod's rounding, D exponents as E): how
+    many numbers, or -1 (a token that is not a plain number, more than len(out) numbers, or too many hard ones)."""
+    hard = np.empty((HARD_NUMBERS, 3), np.int64)
+    count, nh = _parse_numbers(buf, out, _POW10, hard)
+    if count < 0:
+        return -1
+    for lo, hi, slot in hard[:nh]:
+        out[slot] = float(buf[lo:hi].tobytes().translate(_FORTRAN_EXPONENT))
+    return count
+
+
+_FORTRAN_EXPONENT = bytes.maketrans(b"Dd", b"Ee")
 
 
 def _numbers(lines: _Lines, expected: int) -> np.ndarray | None:
@@ -398,7 +430,7 @@ def _numbers(lines: _Lines, expected: int) -> np.ndarray | None:
         buf = np.frombuffer(data, np.uint8)[lines.offset:]
         del data
         out = np.empty(expected, float)
-        count = _parse_numbers(buf, out, _POW10)
+        count = _scan_numbers(buf, out)
         del buf
         if count == expected:
             return out
@@ -555,11 +587,105 @@ def read_wout_centres(path, num_wann: int) -> np.ndarray | None:
     return np.array(final)
 
 
-def read_wsvec(path, entries=None) -> dict[tuple, list[tuple]]:
-    """``seedname_wsvec.dat`` → {(R, i, j): [T, ...]} (orbitals 0-based, R and T integer 3-tuples).
+class WsVectors(NamedTuple):
+    """A ``_wsvec.dat``'s hoppings (R, i, j) (0-based orbitals) and the lattice vectors R + T each is split over:
+    entry e's shifts are ``shifts[start[e]:start[e] + count[e]]``."""
+    R: np.ndarray  # (E, 3) int64
+    i: np.ndarray  # (E,)
+    j: np.ndarray  # (E,)
+    start: np.ndarray  # (E,)
+    count: np.ndarray  # (E,) ≥ 1
+    shifts: np.ndarray  # (Σ count, 3) int64
 
-    ``entries``: optional (num_wann, set of (R, i, j)) to validate indices and completeness against.
+
+@njit(cache=True)
+def _wsvec_entries(vals):  # pragma: no cover - compiled
+    """Offsets of the entries 'R1 R2 R3 i j', 'ndeg', ndeg × 'T1 T2 T3' in the integer stream ``vals``; a negative
+    count when the stream does not end on an entry's end or an ndeg is < 1."""
+    n = len(vals)
+    out = np.empty(n // 9 + 1, np.int64)
+    count, p = 0, 0
+    while p < n:
+        if p + 6 > n or vals[p + 5] < 1:
+            return out, -1
+        out[count] = p
+        count += 1
+        p += 6 + 3 * vals[p + 5]
+    if p != n:
+        return out, -1
+    return out, count
+
+
+def _wsvec_arrays(path) -> WsVectors | None:
+    """The vectorised reading of a ``_wsvec.dat`` (one compiled scan of the numbers, no Python object per line),
+    or None when a token or the layout is off (the line-by-line reader then names the line)."""
+    lines = _Lines(path, "Wannier90 wsvec")
+    lines.header()
+    if lines.data is None and not lines.text.isascii():
+        return None
+    data = lines.data if lines.data is not None else lines.text.encode("ascii")
+    buf = np.frombuffer(data, np.uint8)[lines.offset:]
+    out = np.empty(len(buf) // 2 + 1, float)  # a number takes at least two bytes with its separator
+    count = _scan_numbers(buf, out)
+    del buf, data
+    lines.release()
+    if count < 0:
+        return None
+    nums = out[:count]
+    ints = nums.astype(np.int64)
+    if (ints != nums).any():
+        return None
+    offsets, n_entries = _wsvec_entries(ints)
+    if n_entries < 0:
+        return None
+    head = ints[offsets[:n_entries, None] + np.arange(6)]
+    ndeg = head[:, 5]
+    start = np.concatenate([[0], np.cumsum(ndeg)[:-1]]).astype(np.int64)
+    rows = np.repeat(offsets[:n_entries] + 6, ndeg) + 3 * (np.arange(int(ndeg.sum())) - np.repeat(start, ndeg))
+    shifts = ints[rows[:, None] + np.arange(3)]
+    return WsVectors(head[:, :3].copy(), head[:, 3] - 1, head[:, 4] - 1, start, ndeg.copy(), shifts)
+
+
+def read_wsvec(path, entries=None) -> WsVectors:
+    """``seedname_wsvec.dat`` → :class:`WsVectors` (orbitals 0-based, R and T integer).
+
+    ``entries``: optional (num_wann, the file's R vectors) to validate indices and completeness against (one block
+    per hopping (R, i, j), i, j < num_wann). A malformed file raises a ModelError naming the line.
     """
+    ws = _wsvec_arrays(path)
+    ok = ws is not None and len(ws.R) > 0 and min(ws.i.min(), ws.j.min()) >= 0
+    if ok and entries:
+        num_wann, cells = entries
+        cells = np.array(sorted(cells), np.int64).reshape(-1, 3)
+        n_cells = len(cells)
+        ok = (len(ws.R) == n_cells * num_wann ** 2 and max(ws.i.max(), ws.j.max()) < num_wann)
+        if ok:  # every entry's R among the cells, and no (R, i, j) twice: then all are there
+            rows = _cell_rows(cells, ws.R)
+            ok = (rows >= 0).all() and np.bincount((rows * num_wann + ws.i) * num_wann + ws.j).max() == 1
+    if ok:
+        return ws
+    table = _wsvec_lines(path, None if not entries else (entries[0], {
+        (tuple(int(x) for x in R), i, j) for R in entries[1] for i in range(entries[0])
+        for j in range(entries[0])}))
+    keys = list(table)  # the line-by-line reader found nothing wrong (the vectorised one was too strict)
+    count = np.array([len(table[k]) for k in keys], np.int64)
+    return WsVectors(np.array([k[0] for k in keys], np.int64).reshape(-1, 3), np.array([k[1] for k in keys]),
+                     np.array([k[2] for k in keys]), np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64),
+                     count, np.array([t for k in keys for t in table[k]], np.int64).reshape(-1, 3))
+
+
+def _cell_rows(cells: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """The row of each lattice vector of ``R`` (E, 3) in ``cells`` (nR, 3), −1 for one not there."""
+    lo = np.minimum(cells.min(axis=0), R.min(axis=0))
+    span = np.maximum(cells.max(axis=0), R.max(axis=0)) - lo + 1
+    code = np.full(int(np.prod(span)), -1, np.int64)
+    code[np.ravel_multi_index((cells - lo).T, span)] = np.arange(len(cells))
+    return code[np.ravel_multi_index((R - lo).T, span)]
+
+
+def _wsvec_lines(path, entries=None) -> dict[tuple, list[tuple]]:
+    """The line-by-line reading of a ``_wsvec.dat`` ({(R, i, j): [T, ...]}, 0-based orbitals), whose errors name
+    the line: run when the vectorised :func:`read_wsvec` finds something wrong."""
     lines = _Lines(path, "Wannier90 wsvec")
     lines.header()
     num_wann = entries[0] if entries else None
@@ -784,27 +910,52 @@ def ws_distance_table(table: dict, lattice_ang, frac, mp_grid, *, plans: dict | 
 
 # -- readers ---------------------------------------------------------------------------------------
 
+def _computed(wsvec) -> bool:
+    """Whether ``wsvec`` asks for the computed correction (("compute", mp_grid)), not a file's shifts."""
+    return isinstance(wsvec, tuple) and not isinstance(wsvec, WsVectors)
+
+
 def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict | None = None,
               tol: float = WS_DISTANCE_TOL) -> dict:
     """The Wigner–Seitz correction of one operator table {R: (n, n)} (hoppings or a position component):
     computed (``wsvec`` = ("compute", mp_grid), needs the centres; ``plans`` shares the image search between
-    the tables of one file) or from a _wsvec.dat ({(R, i, j): [T]})."""
-    if isinstance(wsvec, tuple):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
+    the tables of one file) or from a _wsvec.dat (:class:`WsVectors`)."""
+    if _computed(wsvec):  # no _wsvec.dat: compute the Wigner–Seitz images from the lattice and centres
         # the bond lengths need the centres; the phase convention does not matter
         return (ws_distance_table(table, lattice_ang, frac, wsvec[1], plans=plans, tol=tol) if frac is not None
                 else table)
     if wsvec is None:
         return table
-    shifted: dict[tuple, np.ndarray] = {}  # _wsvec.dat: split each entry over its listed lattice vectors R + T
-    for R, mat in table.items():
-        for i, j in zip(*np.nonzero(mat)):
-            shifts = wsvec.get((R, i, j), [(0, 0, 0)])
-            for T in shifts:
-                key = tuple(r + s for r, s in zip(R, T))
-                if key not in shifted:
-                    shifted[key] = np.zeros((num_wann, num_wann), complex)
-                shifted[key][i, j] += mat[i, j] / len(shifts)
-    return shifted
+    # _wsvec.dat: split each entry over its listed lattice vectors R + T (an entry the file lacks stays at R)
+    cells = np.array(list(table), np.int64).reshape(-1, 3)
+    dense = np.stack([table[tuple(R)] for R in cells])
+    rows = _cell_rows(cells, wsvec.R)
+    listed = rows >= 0
+    rest = np.ones(dense.shape, bool)
+    rest[rows[listed], wsvec.i[listed], wsvec.j[listed]] = False
+    src = np.repeat(np.nonzero(listed)[0], wsvec.count[listed])
+    first = np.repeat(wsvec.start[listed], wsvec.count[listed])
+    pick = first + np.arange(len(src)) - np.repeat(np.cumsum(wsvec.count[listed]) - wsvec.count[listed],
+                                                   wsvec.count[listed])
+    value = dense[rows[src], wsvec.i[src], wsvec.j[src]] / wsvec.count[src]
+    keep = value != 0
+    src, value = src[keep], value[keep]
+    target = wsvec.R[src] + wsvec.shifts[pick[keep]]
+    r0, i0, j0 = np.nonzero(rest & (dense != 0))
+    target = np.concatenate([target, cells[r0]])
+    value = np.concatenate([value, dense[r0, i0, j0]])
+    ii, jj = np.concatenate([wsvec.i[src], i0]), np.concatenate([wsvec.j[src], j0])
+    lo = target.min(axis=0)
+    span = target.max(axis=0) - lo + 1
+    flat = np.ravel_multi_index((target - lo).T, span)
+    used = np.zeros(int(np.prod(span)), np.int64)
+    used[flat] = 1
+    codes = np.nonzero(used)[0]  # the target cells, in lexicographic order
+    where = (np.cumsum(used) - 1)[flat]
+    out = np.zeros((len(codes), num_wann, num_wann), complex)
+    np.add.at(out, (where, ii, jj), value)
+    keys = np.stack(np.unravel_index(codes, span), axis=1) + lo
+    return {tuple(int(x) for x in R): out[n] for n, R in enumerate(keys)}
 
 
 def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, convention, length_unit,
@@ -838,7 +989,7 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
         raise ModelError(f"{source}: convention II needs orbital positions; pass positions=... (fractional) "
                          "or provide seedname_centres.xyz (or use a _tb.dat file), or use convention='I'")
     tol = WS_DISTANCE_TOL if ws_distance_tol is None else ws_distance_tol
-    if ws_distance_tol is not None and not isinstance(wsvec, tuple):
+    if ws_distance_tol is not None and not _computed(wsvec):
         raise ModelError(f"{source}: ws_distance_tol = {ws_distance_tol!r} but the Wigner–Seitz images come from a "
                          "_wsvec.dat (or are off); expected no ws_distance_tol, or no _wsvec.dat (computed images)")
     if not (isinstance(tol, (int, float)) and not isinstance(tol, bool) and math.isfinite(tol) and tol > 0):
@@ -1080,7 +1231,7 @@ def _symmetrize_spec(spec, seed, lattice_ang):
 
 
 def _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg):
-    """The _wsvec.dat shifts {(R, i, j): [T]}, or ("compute", mp_grid) when there is no such file (the
+    """The _wsvec.dat shifts (:class:`WsVectors`), or ("compute", mp_grid) when there is no such file (the
     Wigner–Seitz correction is then computed from the lattice and the centres, see :func:`ws_distance_table`;
     the grid inferred from the file's R list ``cells`` and degeneracies ``deg``, in the file's order),
     or None (``wsvec=False``)."""
@@ -1098,8 +1249,7 @@ def _wsvec_for(path, seed, wsvec, num_wann, table, cells, deg):
             grid = grid if grid is not None else infer_mp_grid(cells, deg, path)
             return None if grid is None else ("compute", grid)
         wsvec = cand
-    keys = {(R, i, j) for R in table for i in range(num_wann) for j in range(num_wann)}
-    return read_wsvec(wsvec, (num_wann, keys))
+    return read_wsvec(wsvec, (num_wann, list(table)))
 
 
 def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, length_unit="nm",
