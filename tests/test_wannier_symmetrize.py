@@ -120,11 +120,11 @@ def test_moments_must_match_the_studys(tmp_path):
 
 
 def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
-    """A .win whose projections the module does not treat (f orbitals): the default does not symmetrise (a warning
-    says why), so the study behaves as without the key."""
+    """A .win whose projections the module does not treat (spin-selective, (u)): the default does not symmetrise
+    (a warning says why), so the study behaves as without the key."""
     from qgtflow.models.config import with_symmetrize_default
 
-    path = _files(tmp_path, projections="Ga: f\nAs: sp3")
+    path = _files(tmp_path, projections="Ga: sp3(u)\nAs: sp3")
     cfg = {"wannier90": {"tb": str(path)}}
     with caplog.at_level("WARNING"):
         assert with_symmetrize_default(cfg, {"tolerance": 1e-3}) is cfg
