@@ -204,6 +204,8 @@ def test_wannier90_order_within_a_line():
     assert parse_kinds("l=2,mr=1,4").functions == parse_kinds("dz2,dx2-y2").functions == ((2, 1), (2, 4))
     assert parse_kinds("s;l=0;p;px").functions == ((0, 1), (1, 1), (1, 2), (1, 3))
     assert parse_kinds("sp3d2;dxy;dxz;dyz(u,d)[0,0,1]").functions == fe
+    # Wannier90's parser sends the name fxyz to mr = 4 (what ylm_wannier evaluates as fz(x²−y²)), fz(x2-y2) to 5
+    assert parse_kinds("fxyz").functions == ((3, 4),) and parse_kinds("fz(x2-y2)").functions == ((3, 5),)
     with pytest.raises(ModelError, match=r"^symmetrize.projections: 'l=2,mr=6': mr=6 for l=2; expected mr in 1..5$"):
         parse_kinds("l=2,mr=6")
     with pytest.raises(ModelError, match=r"'d\(u\)'; expected both spin states \(u,d\)"):
