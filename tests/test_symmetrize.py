@@ -282,6 +282,12 @@ def test_local_axes_give_a_unitarily_equivalent_model():
     local = symmetrize_tables(BCC, atoms, orbital_layout(atoms, [f"X: {axes}"], 5), rotated, np.zeros((5, 3)))
     assert abs(local.h_change - plain.h_change) < 1e-12
     assert max(np.abs(local.table[R] - W @ m @ W.T).max() for R, m in plain.table.items()) < 1e-12
+    # Wannier90's axes: x nearly ⊥ z is made ⊥, far from it refused (but any x serves an axial pz, dz2, fz3)
+    assert np.abs(parse_kinds("d:x=1,0,0.001").rows - parse_kinds("d").rows).max() < 1e-12
+    assert np.abs(parse_kinds("pz:z=0,0,1:x=0,0,1").rows - parse_kinds("pz").rows).max() < 1e-12
+    with pytest.raises(ModelError, match=r"^symmetrize.projections: x axis \[0.707107, 0.0, 0.707107\] at cos = 0.707 "
+                                         r"to z \[0.0, 0.0, 1.0\]; expected orthogonal axes$"):
+        parse_kinds("d:x=1,0,1")
 
 
 def test_a_set_that_is_not_closed_is_refused():
