@@ -108,8 +108,9 @@ def test_a_wrong_projection_is_a_large_change():
     assert _run(A, atoms, wrong, table).h_change > 0.3
     with pytest.raises(ModelError, match=r"symmetrize.projections: .* give 8 Wannier functions; expected num_wann"):
         orbital_layout(atoms, {"Ga": "sp3", "As": "sp3"}, 16, spinors=False)
-    with pytest.raises(ModelError, match="symmetrize.projections: Ga: 'f'"):
-        orbital_layout(atoms, {"Ga": "f", "As": "sp3"}, 16, spinors=True)
+    with pytest.raises(ModelError, match=r"symmetrize.projections: Ga: 'g'.*; expected names d, dx2-y2, .* sp3d2-6 or "
+                                         r"l=L / l=L,mr=M,\.\.\. \(l in -5\.\.3\)"):
+        orbital_layout(atoms, {"Ga": "g", "As": "sp3"}, 16, spinors=True)
 
 
 def _with_positions(name, A, table, rtab):
@@ -150,16 +151,153 @@ def test_position_elements_symmetric_unchanged_perturbed_symmetric(name):
 
 
 def test_orbital_matrices_form_a_representation():
-    """The d (and every) block: D(S₁S₂) = D(S₁)D(S₂), orthogonal; C4z sends dxy → −dxy and dxz → dyz."""
+    """The 16 real harmonics up to f: D(S₁S₂) = D(S₁)D(S₂) and orthogonal for random proper and improper S; C4z
+    sends dxy → −dxy, dxz → dyz and fxyz → −fxyz."""
     from qgtflow.models.symmetrize import basis_rotation
 
     rng = np.random.default_rng(0)
     Q1, Q2 = (np.linalg.qr(rng.normal(size=(3, 3)))[0] for _ in range(2))
-    D1, D2, D12 = basis_rotation(Q1), basis_rotation(Q2), basis_rotation(Q1 @ Q2)
-    assert np.abs(D12 - D1 @ D2).max() < 1e-12 and np.abs(D1.T @ D1 - np.eye(9)).max() < 1e-12
+    for S1, S2 in ((Q1, Q2), (-Q1, Q2), (Q1, -Q2)):
+        D1, D2, D12 = basis_rotation(S1), basis_rotation(S2), basis_rotation(S1 @ S2)
+        assert D1.shape == (16, 16)
+        assert np.abs(D12 - D1 @ D2).max() < 1e-12 and np.abs(D1.T @ D1 - np.eye(16)).max() < 1e-12
     C4 = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])  # x → y
     D = basis_rotation(C4)
     assert D[8, 8] == pytest.approx(-1) and D[6, 5] == pytest.approx(1) and D[2 + 1, 2] == pytest.approx(1)
+    assert D[13, 13] == pytest.approx(-1) and D[12, 12] == pytest.approx(-1)  # fxyz, fz(x²−y²)
+
+
+def _sphere_quadrature(n=8):
+    """Unit vectors and weights (mean 1) exact for polynomials of degree < 2n on the sphere (Gauss–Legendre in
+    cos θ × n·2 equal φ)."""
+    c, w = np.polynomial.legendre.leggauss(n)
+    phi = np.arange(2 * n) * np.pi / n
+    s = np.sqrt(1 - c * c)
+    u = np.stack([np.outer(s, np.cos(phi)), np.outer(s, np.sin(phi)), np.outer(c, np.ones_like(phi))], -1)
+    return u.reshape(-1, 3), np.repeat(w / 2, 2 * n) / (2 * n)
+
+
+@pytest.mark.parametrize("kind", ["s", "p", "d", "f", "sp", "sp2", "sp3", "sp3d", "sp3d2", "pz;px;py", "dz2,dx2-y2",
+                                  "fz3;fxz2;fyz2;fz(x2-y2);fxyz;fx(x2-3y2);fy(3x2-y2)", "l=-5,mr=2,5", "l=3,mr=7",
+                                  "sp3-1,sp3-4", "sp3d-4;sp3d-5", "d:z=1,1,1:x=1,-1,0", "sp3d2:z=0,1,0:x=0,0,1"])
+def test_every_kind_is_orthonormal(kind):
+    """The basis (Wannier90's Θ_lmr × √4π) is orthonormal on the sphere (exact quadrature), and every kind's
+    functions are orthonormal combinations of it: rows C with C Cᵀ = 1, so ⟨Θ_i|Θ_j⟩ = δ_ij."""
+    from qgtflow.models.symmetrize import _basis, parse_kinds
+
+    u, w = _sphere_quadrature()
+    F = _basis(u)
+    assert np.abs(F.T @ (w[:, None] * F) - np.eye(16)).max() < 1e-12
+    C = parse_kinds(kind).rows
+    assert np.abs(C @ C.T - np.eye(len(C))).max() < 1e-12
+
+
+def test_wannier90_order_within_a_line():
+    """Wannier90's order (w90_readwrite_get_projections): ascending l with the hybrids first (−5 … 3), then
+    ascending mr, whatever the order written; a repeated function counts once; names and l=,mr= agree."""
+    from qgtflow.models.symmetrize import parse_kinds
+
+    fe = parse_kinds("sp3d2;dxy;dxz;dyz").functions
+    assert fe == tuple((-5, m) for m in range(1, 7)) + ((2, 2), (2, 3), (2, 5))
+    mixed = parse_kinds("dxy; s; l=-3,mr=3,1; pz; fz3; sp").functions
+    assert mixed == ((-3, 1), (-3, 3), (-1, 1), (-1, 2), (0, 1), (1, 1), (2, 5), (3, 1))
+    assert parse_kinds("l=2,mr=1,4").functions == parse_kinds("dz2,dx2-y2").functions == ((2, 1), (2, 4))
+    assert parse_kinds("s;l=0;p;px").functions == ((0, 1), (1, 1), (1, 2), (1, 3))
+    assert parse_kinds("sp3d2;dxy;dxz;dyz(u,d)[0,0,1]").functions == fe
+    # Wannier90's parser sends the name fxyz to mr = 4 (what ylm_wannier evaluates as fz(x²−y²)), fz(x2-y2) to 5
+    assert parse_kinds("fxyz").functions == ((3, 4),) and parse_kinds("fz(x2-y2)").functions == ((3, 5),)
+    with pytest.raises(ModelError, match=r"^symmetrize.projections: 'l=2,mr=6': mr=6 for l=2; expected mr in 1..5$"):
+        parse_kinds("l=2,mr=6")
+    with pytest.raises(ModelError, match=r"'d\(u\)'; expected both spin states \(u,d\)"):
+        parse_kinds("d(u)")
+
+
+BCC = 2.87 * 0.5 * np.array([[1.0, 1, 1], [-1, 1, 1], [-1, -1, 1]])  # Fe.win's cell (Å)
+HEX = np.array([[3.0, 0, 0], [-1.5, 1.5 * np.sqrt(3), 0], [0, 0, 4.0]])
+
+
+def _random_table(n, cells, seed, size=1.0):
+    """A random Hermitian-paired table on ``cells`` and their negatives."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for R in cells:
+        m = size * (rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n)))
+        mR = tuple(-r for r in R)
+        if R == mR:
+            out[R] = m + m.conj().T
+        elif mR not in out:
+            out[R], out[mR] = m, m.conj().T
+    return out
+
+
+def _check_passes(A, atoms, layout, table, moments=None, tol=1e-9):
+    """Symmetrised: a second pass changes nothing, and the study's symmetry check passes to rounding (``tol``)."""
+    from qgtflow.geometry.covariance import broken_operations
+    from qgtflow.models.symmetry import crystal_operations
+    from qgtflow.models.tight_binding import TightBindingModel
+
+    n = len(layout.order)
+    res = symmetrize_tables(A, atoms, layout, table, np.zeros((n, 3)), magnetic_moments=moments)
+    again = symmetrize_tables(A, atoms, layout, res.table, np.zeros((n, 3)), magnetic_moments=moments)
+    assert again.h_change < 1e-12
+    assert max(np.abs(again.table[R] - m).max() for R, m in res.table.items()) < 1e-12
+    frac = np.zeros((n, 3))  # one atom at the origin
+    ops = crystal_operations(A, atoms, moments)
+    assert broken_operations(TightBindingModel.from_table("raw", A, frac, table), ops, 1e-3)
+    assert not broken_operations(TightBindingModel.from_table("sym", A, frac, res.table), ops, tol)
+    return res
+
+
+def test_bcc_sp3d2_t2g_spinors_with_a_moment():
+    """Fe.win's projections 'X: sp3d2;dxy;dxz;dyz' (sp3d2 spans s, p, eg, so with t2g the set is closed under O_h)
+    as spinors on bcc with a moment along z (4/mm'm'): a random model comes out invariant and passes the check."""
+    atoms = [["X", 0.0, 0.0, 0.0]]
+    layout = orbital_layout(atoms, ["X: sp3d2;dxy;dxz;dyz"], 18, spinors=True)
+    table = _random_table(18, [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0)], seed=4)
+    res = _check_passes(BCC, atoms, layout, table, moments=[[0.0, 0.0, 2.2]])
+    assert res.n_operations == 16
+
+
+def test_f_shell_on_a_hexagonal_crystal():
+    """s;f (non-spinor) on a simple hexagonal crystal (6/mmm × θ, C3 and C6 act on the f shell non-trivially). I × T
+    makes Ω ≡ 0, judged at the check's rounding floor (even the identity needs 2.5e-9 here): tolerance 1e-6."""
+    atoms = [["X", 0.0, 0.0, 0.0]]
+    layout = orbital_layout(atoms, {"X": "f;s"}, 8)
+    table = _random_table(8, [(0, 0, 0), (1, 0, 0), (0, 0, 1), (1, 1, 0)], seed=5)
+    assert _check_passes(HEX, atoms, layout, table, tol=1e-6).n_operations == 48
+
+
+def test_local_axes_give_a_unitarily_equivalent_model():
+    """A d shell declared with local axes z=[111], x=[1-10] is the default d shell rotated (W = C_loc C_defᵀ,
+    orthogonal): symmetrising the rotated model gives the rotated symmetrised model."""
+    from qgtflow.models.symmetrize import parse_kinds
+
+    atoms = [["X", 0.0, 0.0, 0.0]]
+    axes = "d:z=1,1,1:x=1,-1,0"
+    W = parse_kinds(axes).rows @ parse_kinds("d").rows.T
+    assert np.abs(W @ W.T - np.eye(5)).max() < 1e-12 and np.abs(W - np.eye(5)).max() > 0.1
+    table = _random_table(5, [(0, 0, 0), (1, 0, 0), (1, 1, 0)], seed=6)
+    plain = symmetrize_tables(BCC, atoms, orbital_layout(atoms, {"X": "d"}, 5), table, np.zeros((5, 3)))
+    rotated = {R: W @ m @ W.T for R, m in table.items()}
+    local = symmetrize_tables(BCC, atoms, orbital_layout(atoms, [f"X: {axes}"], 5), rotated, np.zeros((5, 3)))
+    assert abs(local.h_change - plain.h_change) < 1e-12
+    assert max(np.abs(local.table[R] - W @ m @ W.T).max() for R, m in plain.table.items()) < 1e-12
+    # Wannier90's axes: x nearly ⊥ z is made ⊥, far from it refused (but any x serves an axial pz, dz2, fz3)
+    assert np.abs(parse_kinds("d:x=1,0,0.001").rows - parse_kinds("d").rows).max() < 1e-12
+    assert np.abs(parse_kinds("pz:z=0,0,1:x=0,0,1").rows - parse_kinds("pz").rows).max() < 1e-12
+    with pytest.raises(ModelError, match=r"^symmetrize.projections: x axis \[0.707107, 0.0, 0.707107\] at cos = 0.707 "
+                                         r"to z \[0.0, 0.0, 1.0\]; expected orthogonal axes$"):
+        parse_kinds("d:x=1,0,1")
+
+
+def test_a_set_that_is_not_closed_is_refused():
+    """dxy alone on bcc: O_h sends it into dxz, dyz; refused naming the projection and an operation, one line."""
+    atoms = [["X", 0.0, 0.0, 0.0]]
+    layout = orbital_layout(atoms, ["X: dxy"], 1)
+    with pytest.raises(ModelError, match=r"^symmetrize.projections: 'X: dxy' is not closed under the crystal's "
+                                         r"operation C3\[1, 1, 1\]; expected functions that span a set it maps "
+                                         r"onto itself \(e.g. a full shell, or eg / t2g in a cubic crystal\)$"):
+        symmetrize_tables(BCC, atoms, layout, {(0, 0, 0): np.eye(1)}, np.zeros((1, 3)))
 
 
 def test_magnetic_moments_keep_the_magnetisation():

@@ -120,11 +120,11 @@ def test_moments_must_match_the_studys(tmp_path):
 
 
 def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
-    """A .win whose projections the module does not treat (f orbitals): the default does not symmetrise (a warning
-    says why), so the study behaves as without the key."""
+    """A .win whose projections the module does not treat (spin-selective, (u)): the default does not symmetrise
+    (a warning says why), so the study behaves as without the key."""
     from qgtflow.models.config import with_symmetrize_default
 
-    path = _files(tmp_path, projections="Ga: f\nAs: sp3")
+    path = _files(tmp_path, projections="Ga: sp3(u)\nAs: sp3")
     cfg = {"wannier90": {"tb": str(path)}}
     with caplog.at_level("WARNING"):
         assert with_symmetrize_default(cfg, {"tolerance": 1e-3}) is cfg
@@ -159,3 +159,30 @@ def test_an_hr_file_without_centres(tmp_path):
     for op in space_operations(A, atoms):
         gk = (-1.0 if op.time_reversal else 1.0) * k @ op.cartesian.T
         assert np.abs(np.linalg.eigvalsh(model.unique_derivatives(gk, order=0)[:, 0]) - e0).max() < 1e-12
+
+
+def test_a_bcc_iron_like_file_with_fe_projections(tmp_path):
+    """A .win as WannierBerri's Fe.win (``Fe: sp3d2;dxy;dxz;dyz``, spinors) beside an 18-band file that is an exactly
+    4/mm'm'-symmetric model plus 0.2 % noise: the study declaring the moment (no key) symmetrises it by default with
+    the magnetic group (16 operations), a small change, and passes the check."""
+    from qgtflow.models.symmetrize import orbital_layout, symmetrize_tables
+
+    A = 2.87 * 0.5 * np.array([[1.0, 1, 1], [-1, 1, 1], [-1, -1, 1]])
+    atoms, moments = [["Fe", 0.0, 0.0, 0.0]], [[0.0, 0.0, 2.2]]
+    rng = np.random.default_rng(8)
+    table = {}
+    for R in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (1, 1, 1)]:
+        m = rng.normal(size=(18, 18)) + 1j * rng.normal(size=(18, 18))
+        mR = tuple(-r for r in R)
+        table.update({R: m + m.conj().T} if R == mR else {R: m, mR: m.conj().T})
+    layout = orbital_layout(atoms, ["Fe: sp3d2;dxy;dxz;dyz"], 18, spinors=True)
+    exact = symmetrize_tables(A, atoms, layout, table, np.zeros((18, 3)), magnetic_moments=moments).table
+    path = write_tb(tmp_path / "fe_tb.dat", A, perturbed({R: m for R, m in exact.items() if np.any(m)}, 0.002),
+                    decimals=10)
+    (tmp_path / "fe.win").write_text("num_wann = 18\nspinors = T\nbegin projections\nFe: sp3d2;dxy;dxz;dyz\n"
+                                     "end projections\nbegin atoms_frac\nFe 0.0 0.0 0.0\nend atoms_frac\n")
+    study = load_study({**_study(path, None), "symmetry": {"magnetic_moments": moments}})
+    conv = study.model.convention
+    assert "magnetic space group of the moments (16 operations; projections Fe: sp3d2;dxy;dxz;dyz, spinors" in conv
+    change = float(conv.split("relative change of H(R) ")[1].split(",")[0].split(";")[0].split(")")[0])
+    assert 1e-3 < change < 0.05, conv  # 0.2 % of the largest entry: 2.7 % of the norm

@@ -24,10 +24,16 @@ translation t and the cell shifts cancel: an orbital centred at τ_a + δ goes t
 (the diagonal of r(0)) are symmetrised the same way; without position matrix elements (an _hr.dat) the centres alone
 are, as the diagonal table r(0) = diag(centres).
 
-Orbitals (Wannier90's conventions, user guide ch. 3): s; p as pz, px, py; d as dz2, dxz, dyz, dx2−y2, dxy; the
-hybrids sp (2), sp2 (3), sp3 (4) as Wannier90's fixed combinations of s and p (default axes only). Order of the
+Orbitals (Wannier90's conventions, user guide ch. 3, Tables 3.1–3.3): every angular kind a projection line can
+name. The 16 real harmonics Θ_{l,mr} up to l = 3 in Wannier90's mr order (s; pz, px, py; dz2, dxz, dyz, dx2−y2,
+dxy; fz3, fxz2, fyz2, fz(x2−y2), fxyz, fx(x2−3y2), fy(3x2−y2)); full shells s, p, d, f (l=0..3), single components
+by name or ``l=L,mr=M[,M...]``, the hybrids sp, sp2, sp3, sp3d, sp3d2 (l=-1..-5, also ``sp3d2-1`` or with mr
+subsets), each function a row of coefficients over that basis, rotated into local axes ``:z=..:x=..`` when given
+(x̂, ŷ = ẑ × x̂, ẑ). A set of functions need not span a space the crystal's operations map onto itself (dxy alone
+under C3[111]): such a set is refused naming the operation (an average with it would be wrong). Order of the
 Wannier functions: for each projection line (species: kinds), for each atom of that species in the atoms' order,
-its kinds ordered by Wannier90's l (hybrids negative: sp3 < sp2 < sp < s < p < d), each kind's functions in order.
+its functions ordered as Wannier90 orders them (ascending l, hybrids first: -5 < ... < -1 < 0 < ... < 3, then
+ascending mr, whatever the written order: ``sp3d2;dxy;dxz;dyz`` is sp3d2-1..6, dxz, dyz, dxy).
 Spinors: ``interlace`` (Wannier90's: every orbital up then down) or ``block`` (old VASP interfaces: all up, then all
 down). The SU(2) matrix of a proper rotation by φ about n is exp(−iφ n·σ/2); an improper S_c = −P acts on spin as P
 (inversion leaves spin alone); its sign is irrelevant (D appears with D†).
@@ -36,55 +42,198 @@ down). The SU(2) matrix of a proper rotation by φ about n is exp(−iφ n·σ/2
 from __future__ import annotations
 
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
 
 from qgtflow.errors import ModelError
 
-# coefficients of each kind over the basis [s, pz, px, py, dz2, dxz, dyz, dx2-y2, dxy] (Wannier90 user guide, Tables
-# 3.1–3.2), its l for the ordering within a projection line
-_S3, _S6, _S2 = 1 / math.sqrt(3), 1 / math.sqrt(6), 1 / math.sqrt(2)
-KINDS = {
-    "s": (0, [[1, 0, 0, 0]]),
-    "p": (1, [[0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]),
-    "d": (2, np.eye(9)[4:].tolist()),
-    "sp": (-1, [[_S2, 0, _S2, 0], [_S2, 0, -_S2, 0]]),
-    "sp2": (-2, [[_S3, 0, -_S6, _S2], [_S3, 0, -_S6, -_S2], [_S3, 0, 2 * _S6, 0]]),
-    "sp3": (-3, [[0.5, 0.5, 0.5, 0.5], [0.5, -0.5, 0.5, -0.5], [0.5, -0.5, -0.5, 0.5], [0.5, 0.5, -0.5, -0.5]]),
+# The real harmonics up to l = 3 in Wannier90's mr order (user guide Tables 3.1–3.3; the interfaces evaluate them as
+# pw2wannier90's ylm_wannier does), each × √(4π) (mean square 1 on the sphere): index = l² + mr − 1.
+BASIS_NAMES = ("s", "pz", "px", "py", "dz2", "dxz", "dyz", "dx2-y2", "dxy",
+               "fz3", "fxz2", "fyz2", "fz(x2-y2)", "fxyz", "fx(x2-3y2)", "fy(3x2-y2)")
+N_BASIS = len(BASIS_NAMES)
+_S2, _S3, _S6, _S12 = (1 / math.sqrt(n) for n in (2, 3, 6, 12))
+# hybrids (Table 3.3) over [s, pz, px, py, dz2, dxz, dyz, dx2-y2, dxy]; sp3-1 = ½(s + px + py + pz) (the guide's
+# table drops the pz, ylm_wannier has it)
+HYBRIDS = {
+    -1: ("sp", [[_S2, 0, _S2, 0], [_S2, 0, -_S2, 0]]),
+    -2: ("sp2", [[_S3, 0, -_S6, _S2], [_S3, 0, -_S6, -_S2], [_S3, 0, 2 * _S6, 0]]),
+    -3: ("sp3", [[0.5, 0.5, 0.5, 0.5], [0.5, -0.5, 0.5, -0.5], [0.5, -0.5, -0.5, 0.5], [0.5, 0.5, -0.5, -0.5]]),
+    -4: ("sp3d", [[_S3, 0, -_S6, _S2], [_S3, 0, -_S6, -_S2], [_S3, 0, 2 * _S6, 0], [0, _S2, 0, 0, _S2],
+                  [0, -_S2, 0, 0, _S2]]),
+    -5: ("sp3d2", [[_S6, 0, -_S2, 0, -_S12, 0, 0, 0.5], [_S6, 0, _S2, 0, -_S12, 0, 0, 0.5],
+                   [_S6, 0, 0, -_S2, -_S12, 0, 0, -0.5], [_S6, 0, 0, _S2, -_S12, 0, 0, -0.5],
+                   [_S6, -_S2, 0, 0, _S3], [_S6, _S2, 0, 0, _S3]]),
 }
-# sp3 rows above are over [s, pz, px, py]: sp3-1 = ½(s+px+py+pz), -2 = ½(s+px−py−pz), -3 = ½(s−px+py−pz),
-# -4 = ½(s−px−py+pz)
-_L_NAMES = {"l=0": "s", "l=1": "p", "l=2": "d", "l=-1": "sp", "l=-2": "sp2", "l=-3": "sp3"}
+SHELLS = {0: "s", 1: "p", 2: "d", 3: "f"}
+# a name → its (l, [mr]) as Wannier90's projection parser maps it (readwrite.F90, w90_readwrite_get_projections,
+# checked at wannier90 7806b3f): note it sends 'fxyz' to mr = 4 and 'fz(x2-y2)' to mr = 5, while the interfaces'
+# ylm_wannier evaluate (3, 4) as fz(x²−y²) and (3, 5) as fxyz: a file projected on 'fxyz' holds fz(x²−y²)-like
+# functions, so the name means what Wannier90 makes of it. (Names with '(' never reach Wannier90's parser: it takes
+# '(' as the spin selection.)
+NAMED = {**{name: (l, list(range(1, 2 * l + 2))) for l, name in SHELLS.items()},
+         **{name: (l, list(range(1, len(rows) + 1))) for l, (name, rows) in HYBRIDS.items()},
+         **{name: ((i >= 1) + (i >= 4) + (i >= 9), [i - ((i >= 1) + (i >= 4) + (i >= 9)) ** 2 + 1])
+            for i, name in enumerate(BASIS_NAMES) if i not in (0, 12, 13)},
+         "fxyz": (3, [4]), "fz(x2-y2)": (3, [5]),
+         **{f"{name}-{m}": (l, [m]) for l, (name, rows) in HYBRIDS.items() for m in range(1, len(rows) + 1)}}
 SPIN_ORDERINGS = ("interlace", "block")
 REFUSE_CHANGE = 0.1  # a relative change of H this large is a wrong crystal or projection, not Wannierisation error
 
 
-def _kind_matrix(kind: str) -> np.ndarray:
-    rows = np.array(KINDS[kind][1], float)
-    out = np.zeros((len(rows), 9))
-    out[:, :rows.shape[1]] = rows
-    return out
+def n_functions(l: int) -> int:
+    """How many functions (mr values) angular momentum ``l`` has (hybrids l < 0: sp 2 ... sp3d2 6)."""
+    return 2 * l + 1 if l >= 0 else len(HYBRIDS[l][1])
+
+
+def function_row(l: int, mr: int) -> np.ndarray:
+    """The coefficients (16,) of Wannier90's Θ_{l,mr} over the basis of :data:`BASIS_NAMES` (default axes)."""
+    row = np.zeros(N_BASIS)
+    if l >= 0:
+        row[l * l + mr - 1] = 1.0
+    else:
+        coef = HYBRIDS[l][1][mr - 1]
+        row[:len(coef)] = coef
+    return row
 
 
 def _basis(u: np.ndarray) -> np.ndarray:
-    """The nine real harmonics at unit vectors ``u`` (P, 3), normalised to mean square 1 on the sphere."""
+    """The 16 real harmonics of :data:`BASIS_NAMES` at unit vectors ``u`` (P, 3), normalised to mean square 1 on
+    the sphere (Θ_lmr × √(4π): sinθ cosφ = x, sin²θ cos2φ = x² − y², sin²θ sin2φ = 2xy, ...)."""
     x, y, z = u.T
-    r15 = math.sqrt(15)
-    return np.stack([np.ones_like(x), math.sqrt(3) * z, math.sqrt(3) * x, math.sqrt(3) * y,
+    r15, r105, f21, f35 = math.sqrt(15), math.sqrt(105), math.sqrt(21 / 8), math.sqrt(35 / 8)
+    return np.stack([np.ones_like(x),
+                     math.sqrt(3) * z, math.sqrt(3) * x, math.sqrt(3) * y,
                      math.sqrt(5) * (3 * z * z - 1) / 2, r15 * x * z, r15 * y * z, r15 * (x * x - y * y) / 2,
-                     r15 * x * y], axis=1)
+                     r15 * x * y,
+                     math.sqrt(7) * (5 * z ** 3 - 3 * z) / 2, f21 * (5 * z * z - 1) * x, f21 * (5 * z * z - 1) * y,
+                     r105 * z * (x * x - y * y) / 2, r105 * x * y * z, f35 * x * (x * x - 3 * y * y),
+                     f35 * y * (3 * x * x - y * y)], axis=1)
 
 
-_POINTS = np.random.default_rng(7).normal(size=(40, 3))
+_POINTS = np.random.default_rng(7).normal(size=(64, 3))
 _POINTS /= np.linalg.norm(_POINTS, axis=1, keepdims=True)
 
 
 def basis_rotation(S: np.ndarray) -> np.ndarray:
-    """D (9, 9) with f_α(S⁻¹ u) = Σ_β f_β(u) D_βα for the basis of :func:`_basis` (S orthogonal, proper or not)."""
-    F = _basis(_POINTS)
-    D = np.linalg.lstsq(F, _basis(_POINTS @ S), rcond=None)[0]  # S⁻¹u = Sᵀu: rows u @ S
+    """D (16, 16) with f_α(S⁻¹ u) = Σ_β f_β(u) D_βα for the basis of :func:`_basis` (S orthogonal, proper or not);
+    block diagonal in l (each block fitted on its own), entries below 1e-12 zeroed."""
+    F, G = _basis(_POINTS), _basis(_POINTS @ np.asarray(S, float))  # S⁻¹u = Sᵀu: rows u @ S
+    D = np.zeros((N_BASIS, N_BASIS))
+    for l in range(4):
+        b = slice(l * l, (l + 1) ** 2)
+        D[b, b] = np.linalg.lstsq(F[:, b], G[:, b], rcond=None)[0]
     return np.where(np.abs(D) < 1e-12, 0.0, D)
+
+
+class Kinds(NamedTuple):
+    """The Wannier functions one projection line puts on each atom of its species."""
+    text: str  # the line's kinds (and axes) as written (with its species when read by parse_projections)
+    functions: tuple  # ((l, mr), ...) in Wannier90's order
+    rows: np.ndarray  # (n, 16): each function over the basis of BASIS_NAMES, in the crystal's Cartesian frame
+
+
+def _axis(text: str, field: str, where: str) -> np.ndarray:
+    try:
+        v = np.array([float(x) for x in text.split(",")], float)
+    except ValueError:
+        v = np.zeros(0)
+    if v.shape != (3,) or not np.linalg.norm(v) > 1e-12:
+        raise ModelError(f"{where}: {field}={text}; expected three numbers, not all zero (e.g. {field}=0,0,1)")
+    return v / np.linalg.norm(v)
+
+
+def _local_frame(z: np.ndarray, x: np.ndarray, axial: bool, where: str) -> np.ndarray:
+    """U with rows x̂, ŷ = ẑ × x̂, ẑ (Wannier90: normalised; x moved ⊥ z when |x̂·ẑ| ≤ 1e-2, refused above unless
+    every function is axial about z (pz, dz2, fz3), for which any x ⊥ z serves)."""
+    c = float(x @ z)
+    if abs(c) > 1e-6:
+        if abs(c) > 1e-2 and not axial:
+            raise ModelError(f"{where}: x axis {np.round(x, 6).tolist()} at cos = {c:.3g} to z "
+                             f"{np.round(z, 6).tolist()}; expected orthogonal axes")
+        if abs(c) > 1 - 1e-9:
+            x = np.eye(3)[np.argmin(np.abs(z))]
+            c = float(x @ z)
+        x = (x - c * z) / np.linalg.norm(x - c * z)
+    return np.array([x, np.cross(z, x), z])
+
+
+def parse_kinds(text, where: str = "symmetrize.projections") -> Kinds:
+    """The functions of one projection line's angular part, Wannier90's ``ang_mtm[:z=..][:x=..][:r=..][:zona=..]``
+    (the part after the site): kinds separated by ';', each a name (s, p, d, f, pz ... fy(3x2-y2), sp ... sp3d2,
+    sp3d2-1 ...; several separated by ',') or ``l=L`` / ``l=L,mr=M[,M...]`` (l = -5..3). Ordered as Wannier90 does
+    (w90_readwrite_get_projections: flags per (l, mr), then loops l = -5..3, mr ascending; a repeated function
+    counts once); local axes rotate every function (Θ(U r), U's rows x̂, ŷ, ẑ; set_u_matrix of pw2wannier90); the
+    radial part (r=, zona=) does not change the transformation. A ModelError naming ``where`` and the text when a
+    part is not understood."""
+    raw = "; ".join(str(t) for t in text) if isinstance(text, (list, tuple)) else str(text)
+    body = raw.strip().lower().replace(" ", "")
+    supported = f"names {', '.join(sorted(NAMED))} or l=L / l=L,mr=M,... (l in -5..3), then optional :z=..:x=.. axes"
+    if "[" in body:  # spin quantisation axis (spinors): only the default
+        body, _, q = body.partition("[")
+        if np.abs(_axis(q.rstrip("]"), "[quant_dir]", where) - [0, 0, 1]).max() > 1e-9:
+            raise ModelError(f"{where}: {raw!r}; expected the spin quantisation axis [0,0,1] (other axes are not "
+                             "supported)")
+    spin = re.search(r"\(([ud,]*)\)$", body)
+    if spin:  # Wannier90's (u), (d), (u,d): only both
+        if set(spin.group(1).replace(",", "")) != {"u", "d"}:
+            raise ModelError(f"{where}: {raw!r}; expected both spin states (u,d) (spin-selective projections are "
+                             "not supported)")
+        body = body[:spin.start()]
+    kinds_part, *fields = body.split(":")
+    z, x = np.array([0.0, 0, 1]), np.array([1.0, 0, 0])
+    for field in fields:
+        key, eq, value = field.partition("=")
+        if key == "z" and eq:
+            z = _axis(value, "z", where)
+        elif key == "x" and eq:
+            x = _axis(value, "x", where)
+        elif key not in ("r", "zona") or not eq:
+            raise ModelError(f"{where}: {raw!r}: field {field!r}; expected z=..., x=..., r=... or zona=... after "
+                             "the kinds")
+    flags = set()
+    for part in kinds_part.split(";"):
+        if not part:
+            continue
+        if part.startswith("l="):
+            m = re.fullmatch(r"l=([+-]?\d+)(?:,mr=(\d+(?:,\d+)*))?", part)
+            l = int(m.group(1)) if m else None
+            if l is None or not -5 <= l <= 3:
+                raise ModelError(f"{where}: {raw!r}: {part!r}; expected {supported}")
+            mrs = [int(v) for v in m.group(2).split(",")] if m.group(2) else range(1, n_functions(l) + 1)
+            bad = [v for v in mrs if not 1 <= v <= n_functions(l)]
+            if bad:
+                raise ModelError(f"{where}: {raw!r}: mr={bad[0]} for l={l}; expected mr in 1..{n_functions(l)}")
+            flags.update((l, v) for v in mrs)
+            continue
+        for name in _split_names(part):
+            if name not in NAMED:
+                raise ModelError(f"{where}: {raw!r}: {name!r}; expected {supported}")
+            l, mrs = NAMED[name]
+            flags.update((l, v) for v in mrs)
+    if not flags:
+        raise ModelError(f"{where}: {raw!r}; expected at least one kind ({supported})")
+    functions = tuple(sorted(flags))
+    rows = np.array([function_row(l, m) for l, m in functions])
+    U = _local_frame(z, x, all(l >= 0 and m == 1 for l, m in functions), where)
+    if np.abs(U - np.eye(3)).max() > 1e-12:  # Θ(U r) = Σ_β f_β(r) B(Uᵀ)_βα
+        rows = np.where(np.abs(r := rows @ basis_rotation(U.T).T) < 1e-12, 0.0, r)
+    return Kinds(raw.strip(), functions, rows)
+
+
+def _split_names(part: str) -> list[str]:
+    """Comma-separated names, a comma inside parentheses kept (fx(x2-3y2) has none, but be safe)."""
+    out, depth, cur = [], 0, ""
+    for ch in part:
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [n for n in out + [cur] if n]
 
 
 def spin_rotation(S: np.ndarray) -> np.ndarray:
@@ -155,9 +304,9 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
     return out
 
 
-def parse_projections(projections) -> list[tuple[str, list[str]]]:
-    """[(species, [kinds in Wannier90's order])] from {species: kinds} or lines 'species: kinds' (kinds separated
-    by ';' or ',', names or l=…); a ModelError naming the entry when a kind is not supported."""
+def parse_projections(projections) -> list[tuple[str, Kinds]]:
+    """[(species, its functions)] from {species: kinds} or lines 'species: kinds' (the kinds part as
+    :func:`parse_kinds` reads it); a ModelError naming the entry when a kind is not supported."""
     lines = list(projections.items()) if isinstance(projections, dict) else []
     if not isinstance(projections, dict):
         for line in projections:
@@ -167,23 +316,15 @@ def parse_projections(projections) -> list[tuple[str, list[str]]]:
             lines.append((species.strip(), kinds))
     out = []
     for species, kinds in lines:
-        names = kinds if isinstance(kinds, list) else str(kinds).replace(",", ";").split(";")
-        parsed = []
-        for name in names:
-            key = str(name).strip().lower().replace(" ", "")
-            key = _L_NAMES.get(key, key)
-            if key not in KINDS:
-                raise ModelError(f"symmetrize.projections: {species}: {kinds!r}; expected kinds among "
-                                 f"{sorted(KINDS)} (or l=-3..2; single m components, f and sp3d hybrids and local "
-                                 "axes are not supported)")
-            parsed.append(key)
-        out.append((str(species).strip(), sorted(parsed, key=lambda k: KINDS[k][0])))
+        species = str(species).strip()
+        parsed = parse_kinds(kinds, f"symmetrize.projections: {species}")
+        out.append((species, parsed._replace(text=f"{species}: {parsed.text}")))
     return out
 
 
 class Layout(NamedTuple):
     atom_orbitals: list  # per atom: its Wannier function indices (interlace order inside when spinor)
-    atom_kinds: list  # per atom: its kinds
+    atom_kinds: list  # per atom: its Kinds (functions and their rows)
     spinors: bool
     order: np.ndarray  # permutation: internal (interlaced) index → the file's index
 
@@ -197,16 +338,16 @@ def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
     if spin_ordering not in SPIN_ORDERINGS:
         raise ModelError(f"symmetrize.spin_ordering: {spin_ordering!r}; expected one of {list(SPIN_ORDERINGS)}")
     atom_orbitals = [[] for _ in atoms]
-    atom_kinds = [[] for _ in atoms]
+    atom_kinds = [None for _ in atoms]
     count = 0
     for sp, kinds in lines:
         if sp not in species:
             raise ModelError(f"symmetrize.projections: species {sp!r}; expected one of the atoms' "
                              f"{sorted(set(species))}")
-        size = sum(len(KINDS[k][1]) for k in kinds) * (2 if spinors else 1)
+        size = len(kinds.functions) * (2 if spinors else 1)
         for a, s in enumerate(species):
             if s == sp:
-                if atom_kinds[a]:
+                if atom_kinds[a] is not None:
                     raise ModelError(f"symmetrize.projections: species {sp!r} listed twice; expected one line per "
                                      "species (kinds separated by ';')")
                 atom_orbitals[a] = list(range(count, count + size))
@@ -222,11 +363,18 @@ def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
     return Layout(atom_orbitals, atom_kinds, bool(spinors), order)
 
 
-def atom_representation(kinds, op: Operation, spinors: bool) -> np.ndarray:
-    """D_a(g) on one atom's orbitals (interlaced with spin when ``spinors``; time reversal's iσ_y included)."""
-    B = basis_rotation(op.cartesian)
-    C = np.concatenate([_kind_matrix(k) for k in kinds])
-    D = C @ B @ C.T
+def atom_representation(kinds: Kinds, op: Operation, spinors: bool) -> np.ndarray:
+    """D_a(g) = C B(S_c) Cᵀ on one atom's functions (rows C; interlaced with spin when ``spinors``; time reversal's
+    iσ_y included); a ModelError when the functions do not span a space the operation maps onto itself (D not
+    orthogonal, e.g. dxy alone under C3[1, 1, 1]): an average with such a D would be wrong."""
+    C = kinds.rows
+    D = C @ basis_rotation(op.cartesian) @ C.T
+    if np.abs(D @ D.T - np.eye(len(D))).max() > 1e-8:
+        from qgtflow.geometry.covariance import operation_label
+
+        raise ModelError(f"symmetrize.projections: {kinds.text!r} is not closed under the crystal's operation "
+                         f"{operation_label(op.cartesian, op.time_reversal)}; expected functions that span a set it "
+                         "maps onto itself (e.g. a full shell, or eg / t2g in a cubic crystal)")
     if not spinors:
         return D.astype(complex)
     U = spin_rotation(op.cartesian)
