@@ -120,8 +120,8 @@ def test_moments_must_match_the_studys(tmp_path):
 
 
 def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
-    """A .win whose projections the module does not treat (f orbitals): the default does not symmetrise (a warning
-    says why), so the study behaves as without the key."""
+    """A .win whose projections the module does not treat (f orbitals, a site on no atom): the default does not
+    symmetrise (a warning says why), so the study behaves as without the key."""
     from qgtflow.models.config import with_symmetrize_default
 
     path = _files(tmp_path, projections="Ga: f\nAs: sp3")
@@ -129,9 +129,9 @@ def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert with_symmetrize_default(cfg, {"tolerance": 1e-3}) is cfg
     assert "projections are not symmetrised" in caplog.text
-    sited = _files(tmp_path, projections="f=0,0,0: sp3\nAs: sp3")
+    sited = _files(tmp_path, projections="f=0.1,0,0: sp3\nAs: sp3")
     assert with_symmetrize_default({"wannier90": {"tb": str(sited)}}, {}) == {"wannier90": {"tb": str(sited)}}
-    assert "are not species of the atoms" in caplog.text
+    assert "expected a site on one of the atoms" in caplog.text
     assert with_symmetrize_default({"wannier90": {"tb": str(path), "dim": 2}}, {}) == {
         "wannier90": {"tb": str(path), "dim": 2}}
 
@@ -159,3 +159,21 @@ def test_an_hr_file_without_centres(tmp_path):
     for op in space_operations(A, atoms):
         gk = (-1.0 if op.time_reversal else 1.0) * k @ op.cartesian.T
         assert np.abs(np.linalg.eigvalsh(model.unique_derivatives(gk, order=0)[:, 0]) - e0).max() < 1e-12
+
+
+def test_site_projections_are_symmetrised_by_default(tmp_path):
+    """The .win's projections by site (f= on Ga, c= in bohr on As, as Wannier90 allows) give the same symmetrised
+    model as the species lines: the default turns on, and H agrees to rounding."""
+    _, atoms, _, _ = zincblende(("Ga", "As"), "sp3", 0.3)
+    cart = np.array(atoms[1][1:], float) @ A_FCC * A_ANG / 0.529177210903
+    lines = f"bohr\nf=1,0,0: sp3\nc={cart[0]},{cart[1]},{cart[2]}: sp3:r=1"
+    path = _files(tmp_path, projections=lines)
+    cell = "\n".join(" ".join(f"{x:.10f}" for x in row) for row in A_FCC * A_ANG)
+    win = tmp_path / "gaas.win"
+    win.write_text(win.read_text() + f"begin unit_cell_cart\n{cell}\nend unit_cell_cart\n")
+    sited = load_study(_study(path, None))
+    assert sited.config["model"]["wannier90"]["symmetrize"] is True
+    win.write_text(win.read_text().replace(lines, "Ga: sp3\nAs: sp3"))
+    species = load_study(_study(path, None))
+    a, b = sited.model.hopping_table, species.model.hopping_table
+    assert a.keys() == b.keys() and max(np.abs(a[R] - b[R]).max() for R in a) < 1e-12

@@ -26,8 +26,12 @@ are, as the diagonal table r(0) = diag(centres).
 
 Orbitals (Wannier90's conventions, user guide ch. 3): s; p as pz, px, py; d as dz2, dxz, dyz, dx2−y2, dxy; the
 hybrids sp (2), sp2 (3), sp3 (4) as Wannier90's fixed combinations of s and p (default axes only). Order of the
-Wannier functions: for each projection line (species: kinds), for each atom of that species in the atoms' order,
-its kinds ordered by Wannier90's l (hybrids negative: sp3 < sp2 < sp < s < p < d), each kind's functions in order.
+Wannier functions (Wannier90's param_get_projections): for each projection line in order — by species ("Te: s;p":
+each atom of that species in the atoms' order) or by site ("f=0.274,0.274,0: s" fractional, "c=x,y,z: p" Cartesian
+in Å, or bohr after the block's first line "bohr": the one atom there, modulo lattice vectors) — its kinds ordered
+by Wannier90's l (hybrids negative: sp3 < sp2 < sp < s < p < d), each kind's functions in order. One atom may so get
+functions from several lines, not contiguous (WannierBerri's Te: s on the three sites, then p on the three
+sites); options after the kinds (r=, zona=, b=: radial) do not change how the functions transform and are ignored.
 Spinors: ``interlace`` (Wannier90's: every orbital up then down) or ``block`` (old VASP interfaces: all up, then all
 down). The SU(2) matrix of a proper rotation by φ about n is exp(−iφ n·σ/2); an improper S_c = −P acts on spin as P
 (inversion leaves spin alone); its sign is irrelevant (D appears with D†).
@@ -36,6 +40,7 @@ down). The SU(2) matrix of a proper rotation by φ about n is exp(−iφ n·σ/2
 from __future__ import annotations
 
 import math
+import re
 from typing import NamedTuple
 
 import numpy as np
@@ -155,16 +160,123 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
     return out
 
 
+SITE_TOL = 1e-3  # fractional: a projection site f=…/c=… on an atom (modulo lattice vectors)
+_BOHR = 0.529177210903  # Å (CODATA 2018): the projections block's optional 'bohr' line for c= sites
+_RADIAL = ("r", "zona", "b")  # radial part, diffusivity, box: no effect on how the functions transform
+_DEFAULT_AXES = {"z": (0.0, 0.0, 1.0), "x": (1.0, 0.0, 0.0)}
+
+
+def projection_unit(projections) -> tuple[float, list]:
+    """(Å per c= unit, the lines without the block's optional first 'ang'/'bohr' line) of a list of lines."""
+    lines = list(projections)
+    if lines and isinstance(lines[0], str) and lines[0].strip().lower() in ("ang", "bohr"):
+        return (_BOHR if lines[0].strip().lower() == "bohr" else 1.0), lines[1:]
+    return 1.0, lines
+
+
+def split_projection_line(line: str) -> tuple[str, str, dict]:
+    """(site, kinds, {option: value}) of one Wannier90 projection line
+    ``site:kinds[:z=…][:x=…][:r=…][:zona=…][:b=…][(u,d)[quant_dir]]`` (user guide §3.1; spaces ignored as
+    Wannier90 strips them). A ModelError naming the line when it has no site or an unknown option."""
+    if not isinstance(line, str) or ":" not in line:
+        if isinstance(line, str) and line.strip().lower() == "random":
+            raise ModelError(f"symmetrize.projections: {line!r}; expected sites on the atoms (random projection "
+                             "centres sit on no atom, so their functions' transformation is unknown)")
+        raise ModelError(f"symmetrize.projections: {line!r}; expected 'site: kinds' (e.g. 'Ga: sp3', "
+                         "'f=0.25,0.25,0.25: sp3' or 'c=1.41,1.41,1.41: s')")
+    body = "".join(line.split())
+    options = {}
+    spin = re.search(r"\(([ud](?:,[ud])?)\)(\[[^\]]*\])?$", body, re.IGNORECASE)
+    if spin:
+        options["spin"] = spin.group(1).lower()
+        if spin.group(2):
+            options["quant_dir"] = spin.group(2)[1:-1]
+        body = body[:spin.start()]
+    site, rest = body.split(":", 1)
+    kinds, *fields = rest.split(":")
+    for field in fields:
+        key, eq, value = field.partition("=")
+        key = key.lower()
+        if not eq or key not in (*_RADIAL, *_DEFAULT_AXES):
+            raise ModelError(f"symmetrize.projections: {line!r}; expected options among z=…, x=…, r=…, zona=…, b=… "
+                             f"after the kinds, got {field!r}")
+        options[key] = value
+    return site, kinds, options
+
+
+def _check_options(line: str, options: dict) -> None:
+    """Refuse the options that change how the functions transform and that are not treated: local axes other than
+    Wannier90's default, and spinor projections on one spin or about another axis (radial options are ignored)."""
+    for key, default in _DEFAULT_AXES.items():
+        if key in options:
+            try:
+                v = np.array([float(x) for x in options[key].split(",")])
+            except ValueError:
+                v = np.zeros(0)
+            if v.shape != (3,) or np.linalg.norm(v) == 0 or np.abs(v / np.linalg.norm(v) - default).max() > 1e-6:
+                raise ModelError(f"symmetrize.projections: {line!r}; expected the default axes (z=0,0,1, x=1,0,0) "
+                                 f"(local axes {key}={options[key]} are not supported)")
+    if options.get("spin", "u,d") not in ("u,d", "d,u") or options.get("quant_dir", "0,0,1").replace(
+            " ", "") not in ("0,0,1", "0.0,0.0,1.0"):
+        raise ModelError(f"symmetrize.projections: {line!r}; expected both spins (u,d) along z (spinor "
+                         "projections on one spin or another quantisation axis are not supported)")
+
+
+def projection_lines(projections) -> list[tuple[str, str]]:
+    """[(site, kinds text)] of {site: kinds} or of Wannier90's lines (the block's optional first unit line
+    dropped, options checked by :func:`_check_options` and then dropped: radial parts do not change how a
+    function transforms); a ModelError naming the line otherwise."""
+    if isinstance(projections, dict):
+        items = [f"{site}:{kinds if isinstance(kinds, str) else ';'.join(map(str, kinds))}"
+                 for site, kinds in projections.items()]
+    else:
+        items = projection_unit(projections)[1]
+    out = []
+    for line in items:
+        site, kinds, options = split_projection_line(line)
+        _check_options(line, options)
+        out.append((site, kinds))
+    return out
+
+
+def site_atoms(site: str, atoms, lattice=None, unit: float = 1.0) -> list[int]:
+    """The atoms (indices into ``atoms`` [[species, f1, f2, f3], ...]) a projection site puts functions on: every
+    atom of a species (in the atoms' order), or the one atom at ``f=f1,f2,f3`` (fractional) or ``c=x,y,z``
+    (Cartesian, ``unit`` Å each, in ``lattice`` rows Å) within :data:`SITE_TOL` modulo lattice vectors. A
+    ModelError naming the site otherwise (a site on no atom has no orbital transformation)."""
+    species = [str(a[0]) for a in atoms]
+    low = site.lower()
+    if not (low.startswith("f=") or low.startswith("c=")):
+        if site not in species:
+            raise ModelError(f"symmetrize.projections: species {site!r}; expected one of the atoms' "
+                             f"{sorted(set(species))} or a site f=f1,f2,f3 / c=x,y,z")
+        return [a for a, s in enumerate(species) if s == site]
+    try:
+        xyz = np.array([float(x) for x in site[2:].split(",")])
+    except ValueError:
+        xyz = np.zeros(0)
+    if xyz.shape != (3,):
+        raise ModelError(f"symmetrize.projections: site {site!r}; expected three numbers {site[:2]}x,y,z")
+    if low.startswith("c="):
+        if lattice is None:
+            raise ModelError(f"symmetrize.projections: site {site!r}; expected the lattice (unit_cell_cart) to "
+                             "place a Cartesian site, or give it as f=f1,f2,f3")
+        xyz = np.linalg.solve(np.asarray(lattice, float).T, xyz * unit)
+    pos = np.array([[float(x) for x in a[1:]] for a in atoms], float)
+    diff = xyz[None, :] - pos
+    hit = np.flatnonzero(np.abs(diff - np.round(diff)).max(axis=1) < SITE_TOL)
+    if len(hit) != 1:
+        listed = ", ".join(f"{s} {np.round(p, 6).tolist()}" for s, p in zip(species, pos))
+        raise ModelError(f"symmetrize.projections: site {site!r} at fractional {np.round(xyz, 6).tolist()}; expected "
+                         f"a site on one of the atoms ({listed}) within {SITE_TOL:g} modulo lattice vectors")
+    return [int(hit[0])]
+
+
 def parse_projections(projections) -> list[tuple[str, list[str]]]:
-    """[(species, [kinds in Wannier90's order])] from {species: kinds} or lines 'species: kinds' (kinds separated
-    by ';' or ',', names or l=…); a ModelError naming the entry when a kind is not supported."""
-    lines = list(projections.items()) if isinstance(projections, dict) else []
-    if not isinstance(projections, dict):
-        for line in projections:
-            if not isinstance(line, str) or ":" not in line:
-                raise ModelError(f"symmetrize.projections: {line!r}; expected 'species: kinds' (e.g. 'Ga: sp3')")
-            species, kinds = line.split(":", 1)
-            lines.append((species.strip(), kinds))
+    """[(site, [kinds in Wannier90's order])] from {site: kinds} or lines 'site: kinds[:options]' (site a species,
+    f=… or c=…, :func:`projection_lines`; kinds separated by ';' or ',', names or l=…); a ModelError naming the entry
+    when a kind is not supported."""
+    lines = projection_lines(projections)
     out = []
     for species, kinds in lines:
         names = kinds if isinstance(kinds, list) else str(kinds).replace(",", ";").split(";")
@@ -189,29 +301,33 @@ class Layout(NamedTuple):
 
 
 def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
-                   spin_ordering: str = "interlace") -> Layout:
-    """Which Wannier functions sit on which atom (module doc's order); a ModelError when the projections do not
-    account for ``num_wann`` functions exactly."""
-    species = [str(a[0]) for a in atoms]
+                   spin_ordering: str = "interlace", lattice=None) -> Layout:
+    """Which Wannier functions sit on which atom, in Wannier90's order (module doc): projection lines in order,
+    a species line over its atoms in the atoms' order, a site line (f=…, c=…; :func:`site_atoms`, ``lattice`` rows
+    in Å for c=) on its one atom; within a line and atom the kinds of :func:`parse_projections`. One atom may get
+    functions from several lines (Te: s on every site, then p on every site), so its indices need not be
+    contiguous. A ModelError when a function is listed twice on one atom or the projections do not account for
+    ``num_wann`` functions exactly."""
     lines = parse_projections(projections)
+    unit = 1.0 if isinstance(projections, dict) else projection_unit(projections)[0]
     if spin_ordering not in SPIN_ORDERINGS:
         raise ModelError(f"symmetrize.spin_ordering: {spin_ordering!r}; expected one of {list(SPIN_ORDERINGS)}")
     atom_orbitals = [[] for _ in atoms]
     atom_kinds = [[] for _ in atoms]
     count = 0
-    for sp, kinds in lines:
-        if sp not in species:
-            raise ModelError(f"symmetrize.projections: species {sp!r}; expected one of the atoms' "
-                             f"{sorted(set(species))}")
+    for site, kinds in lines:
         size = sum(len(KINDS[k][1]) for k in kinds) * (2 if spinors else 1)
-        for a, s in enumerate(species):
-            if s == sp:
-                if atom_kinds[a]:
-                    raise ModelError(f"symmetrize.projections: species {sp!r} listed twice; expected one line per "
-                                     "species (kinds separated by ';')")
-                atom_orbitals[a] = list(range(count, count + size))
-                atom_kinds[a] = kinds
-                count += size
+        for a in site_atoms(site, atoms, lattice, unit):
+            atom_orbitals[a] += list(range(count, count + size))
+            atom_kinds[a] += kinds
+            count += size
+    for a, kinds in enumerate(atom_kinds):
+        if kinds:
+            C = np.concatenate([_kind_matrix(k) for k in kinds])
+            if not np.allclose(C @ C.T, np.eye(len(C)), atol=1e-9):
+                raise ModelError(f"symmetrize.projections: atom {a + 1} ({atoms[a][0]}) gets kinds {kinds}, a "
+                                 "function twice; expected each function once per atom (functions differing only "
+                                 "in their radial part r= are not supported)")
     if count != num_wann:
         raise ModelError(f"symmetrize.projections: {projections!r} give {count} Wannier functions"
                          f"{' (spinors)' if spinors else ''}; expected num_wann = {num_wann}")
@@ -342,7 +458,8 @@ def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.n
 
 def read_win_projections(path) -> tuple[list[str] | None, bool | None]:
     """(the lines of the ``begin projections`` block, ``spinors``) of a ``.win`` file; None for what it lacks.
-    Comments (! #) are dropped; a ``random`` block or a unit line is refused when symmetrising (no site)."""
+    Comments (! #) are dropped; the block's optional first unit line (ang, bohr: c= sites) is kept; a ``random``
+    line is refused when symmetrising (:func:`split_projection_line`: its centres sit on no atom)."""
     lines, spinors, inside = None, None, False
     with open(path, errors="replace") as fh:
         for raw in fh:

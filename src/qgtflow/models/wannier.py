@@ -858,7 +858,7 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     sym_label = None
     if symmetrize is not None:
         table, rtables, frac, sym_label = _symmetrized(symmetrize, source, dim, lattice_ang * to_len, table, rtables,
-                                                       frac, convention, num_wann)
+                                                       frac, convention, num_wann, lattice_ang)
     dim = 3 if dim is None else dim
     if dim < 3:
         lat = lattice_ang
@@ -894,10 +894,11 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     return model
 
 
-def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, num_wann):
+def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, num_wann, lattice_ang=None):
     """(H', position tables', fractional positions', label) of the group average (models/symmetrize.py) in model
-    units; refused when it changes H by more than :data:`~qgtflow.models.symmetrize.REFUSE_CHANGE` (a wrong
-    crystal, projection or spinor ordering, not a Wannierisation error)."""
+    units (``lattice_ang``: the lattice in Å, for projection sites c=x,y,z, which are Å or bohr); refused when it
+    changes H by more than :data:`~qgtflow.models.symmetrize.REFUSE_CHANGE` (a wrong crystal, projection or spinor
+    ordering, not a Wannierisation error)."""
     from qgtflow.models import symmetrize as sym
 
     where = "model.wannier90.symmetrize"
@@ -908,7 +909,7 @@ def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, n
                          "or atoms_cart beside the file")
     try:
         layout = sym.orbital_layout(spec["atoms"], spec["projections"], num_wann, spec["spinors"],
-                                    spec["spin_ordering"])
+                                    spec["spin_ordering"], lattice_ang)
     except ModelError as exc:
         raise ModelError(f"{where}.{str(exc).removeprefix('symmetrize.')} (or set {where}: false to use the file as it "
                          "is)") from None
