@@ -275,3 +275,32 @@ def test_site_refusals_are_one_line():
         with pytest.raises(ModelError, match=match) as err:
             orbital_layout(TE_ATOMS, lines.split("\n"), 12)
         assert "\n" not in str(err.value) and str(err.value).startswith("symmetrize.projections: ")
+
+
+def test_functions_labelled_in_another_cell_than_their_atom():
+    """A table whose functions sit one lattice vector away from their atom (WannierBerri's Te: centres at −0.27
+    where the atom is listed at 0.726) is the same crystal: with the cells from the centres (home_cells) or from
+    site lines written there (f=-0.274,…), the symmetric model comes back unchanged with its centres; read as if at
+    the atoms it is a large change."""
+    from qgtflow.models.symmetrize import _relabel, home_cells
+
+    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
+    ops = space_operations(TE_LATTICE, TE_ATOMS)
+    sym = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, _te_random(1), np.zeros((24, 3)), operations=ops).table
+    shift = np.zeros((24, 3), np.int64)
+    shift[layout.atom_orbitals[1]] = [-1, 0, 0]
+    shift[layout.atom_orbitals[2]] = [0, -1, -1]
+    moved = _relabel(sym, shift, -1)  # the same Hamiltonian, functions labelled by the cells of their centres
+    frac = np.zeros((24, 3))
+    for a, orbs in enumerate(layout.atom_orbitals):
+        frac[orbs] = np.array(TE_ATOMS[a][1:]) + shift[orbs]
+    cells = home_cells(layout, TE_ATOMS, frac + 0.01)
+    assert np.array_equal(cells, shift)
+    res = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, moved, frac @ TE_LATTICE, operations=ops, cells=cells)
+    assert res.h_change < 1e-12 and np.abs(res.centres - frac @ TE_LATTICE).max() < 1e-12
+    assert all(np.abs(res.table.get(R, 0) - m).max() < 1e-12 for R, m in moved.items())
+    written = [f"f={f}: {k}" for k in ("s", "p") for f in ("0.274,0.274,0", "-0.274,0,0.333333", "0,-0.274,-0.333333")]
+    by_site = orbital_layout(TE_ATOMS, written, 24, spinors=True)
+    assert np.array_equal(by_site.home_cells, shift)
+    assert symmetrize_tables(TE_LATTICE, TE_ATOMS, by_site, moved, frac @ TE_LATTICE, operations=ops).h_change < 1e-12
+    assert symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, moved, frac @ TE_LATTICE, operations=ops).h_change > 0.1

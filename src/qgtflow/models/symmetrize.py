@@ -32,6 +32,10 @@ in Å, or bohr after the block's first line "bohr": the one atom there, modulo l
 by Wannier90's l (hybrids negative: sp3 < sp2 < sp < s < p < d), each kind's functions in order. One atom may so get
 functions from several lines, not contiguous (WannierBerri's Te: s on the three sites, then p on the three
 sites); options after the kinds (r=, zona=, b=: radial) do not change how the functions transform and are ignored.
+A table labels each function by the cell of its centre, which may be another than its atom's (WannierBerri's Te
+file: the second and third sites' functions at x = −0.27, the atoms listed at 0.726): the bond formula above then
+holds for the tables re-labelled by those cells L_i (from the centres, else from the site lines as written), and
+the average is labelled back (:func:`symmetrize_tables`).
 Spinors: ``interlace`` (Wannier90's: every orbital up then down) or ``block`` (old VASP interfaces: all up, then all
 down). The SU(2) matrix of a proper rotation by φ about n is exp(−iφ n·σ/2); an improper S_c = −P acts on spin as P
 (inversion leaves spin alone); its sign is irrelevant (D appears with D†).
@@ -245,12 +249,28 @@ def site_atoms(site: str, atoms, lattice=None, unit: float = 1.0) -> list[int]:
     (Cartesian, ``unit`` Å each, in ``lattice`` rows Å) within :data:`SITE_TOL` modulo lattice vectors. A
     ModelError naming the site otherwise (a site on no atom has no orbital transformation)."""
     species = [str(a[0]) for a in atoms]
-    low = site.lower()
-    if not (low.startswith("f=") or low.startswith("c=")):
+    xyz = site_position(site, lattice, unit)
+    if xyz is None:
         if site not in species:
             raise ModelError(f"symmetrize.projections: species {site!r}; expected one of the atoms' "
                              f"{sorted(set(species))} or a site f=f1,f2,f3 / c=x,y,z")
         return [a for a, s in enumerate(species) if s == site]
+    pos = np.array([[float(x) for x in a[1:]] for a in atoms], float)
+    diff = xyz[None, :] - pos
+    hit = np.flatnonzero(np.abs(diff - np.round(diff)).max(axis=1) < SITE_TOL)
+    if len(hit) != 1:
+        listed = ", ".join(f"{s} {np.round(p, 6).tolist()}" for s, p in zip(species, pos))
+        raise ModelError(f"symmetrize.projections: site {site!r} at fractional {np.round(xyz, 6).tolist()}; expected "
+                         f"a site on one of the atoms ({listed}) within {SITE_TOL:g} modulo lattice vectors")
+    return [int(hit[0])]
+
+
+def site_position(site: str, lattice=None, unit: float = 1.0) -> np.ndarray | None:
+    """The fractional position of a site ``f=f1,f2,f3`` or ``c=x,y,z`` (``unit`` Å each, ``lattice`` rows in Å)
+    as written (not reduced to the cell); None for a species."""
+    low = site.lower()
+    if not (low.startswith("f=") or low.startswith("c=")):
+        return None
     try:
         xyz = np.array([float(x) for x in site[2:].split(",")])
     except ValueError:
@@ -262,14 +282,7 @@ def site_atoms(site: str, atoms, lattice=None, unit: float = 1.0) -> list[int]:
             raise ModelError(f"symmetrize.projections: site {site!r}; expected the lattice (unit_cell_cart) to "
                              "place a Cartesian site, or give it as f=f1,f2,f3")
         xyz = np.linalg.solve(np.asarray(lattice, float).T, xyz * unit)
-    pos = np.array([[float(x) for x in a[1:]] for a in atoms], float)
-    diff = xyz[None, :] - pos
-    hit = np.flatnonzero(np.abs(diff - np.round(diff)).max(axis=1) < SITE_TOL)
-    if len(hit) != 1:
-        listed = ", ".join(f"{s} {np.round(p, 6).tolist()}" for s, p in zip(species, pos))
-        raise ModelError(f"symmetrize.projections: site {site!r} at fractional {np.round(xyz, 6).tolist()}; expected "
-                         f"a site on one of the atoms ({listed}) within {SITE_TOL:g} modulo lattice vectors")
-    return [int(hit[0])]
+    return xyz
 
 
 def parse_projections(projections) -> list[tuple[str, list[str]]]:
@@ -298,6 +311,7 @@ class Layout(NamedTuple):
     atom_kinds: list  # per atom: its kinds
     spinors: bool
     order: np.ndarray  # permutation: internal (interlaced) index → the file's index
+    home_cells: np.ndarray | None = None  # (n, 3) ints, the file's order: a site line's cell relative to its atom
 
 
 def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
@@ -314,13 +328,17 @@ def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
         raise ModelError(f"symmetrize.spin_ordering: {spin_ordering!r}; expected one of {list(SPIN_ORDERINGS)}")
     atom_orbitals = [[] for _ in atoms]
     atom_kinds = [[] for _ in atoms]
+    cells = []
     count = 0
     for site, kinds in lines:
         size = sum(len(KINDS[k][1]) for k in kinds) * (2 if spinors else 1)
+        where = site_position(site, lattice, unit)
         for a in site_atoms(site, atoms, lattice, unit):
             atom_orbitals[a] += list(range(count, count + size))
             atom_kinds[a] += kinds
             count += size
+            shift = np.zeros(3) if where is None else np.round(where - np.array(atoms[a][1:], float))
+            cells += [shift] * size
     for a, kinds in enumerate(atom_kinds):
         if kinds:
             C = np.concatenate([_kind_matrix(k) for k in kinds])
@@ -335,7 +353,38 @@ def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
     if spinors and spin_ordering == "block":
         half = num_wann // 2
         order = np.array([s * half + i for i in range(half) for s in range(2)])  # interlaced 2i+s ← block s·N+i
-    return Layout(atom_orbitals, atom_kinds, bool(spinors), order)
+    home = np.zeros((num_wann, 3), np.int64)
+    home[order] = np.array(cells, np.int64).reshape(-1, 3)  # function k of the count is internal index k
+    return Layout(atom_orbitals, atom_kinds, bool(spinors), order, home)
+
+
+def home_cells(layout: Layout, atoms, frac) -> np.ndarray:
+    """(n, 3) ints in the file's order: the lattice cell of each Wannier function's centre ``frac`` (n, 3)
+    relative to its atom, round(centre − τ_a). A table labels the functions by the cell of their centre
+    (WannierBerri's Te: its second and third sites' functions sit at −0.27, not 0.726), which the bond mapping
+    must know (module doc)."""
+    out = np.zeros((len(layout.order), 3), np.int64)
+    for a, orbs in enumerate(layout.atom_orbitals):
+        idx = layout.order[orbs]
+        out[idx] = np.round(np.asarray(frac, float)[idx] - np.array(atoms[a][1:], float))
+    return out
+
+
+def _relabel(table: dict, cells: np.ndarray, sign: int) -> dict:
+    """{R + sign·(L_j − L_i): entries (i, j) of table[R]}: a table re-labelled by the functions' home cells L."""
+    n = len(cells)
+    d = cells[None, :, :] - cells[:, None, :]
+    shifts, which = np.unique(d.reshape(-1, 3), axis=0, return_inverse=True)
+    which = which.reshape(n, n)
+    out: dict = {}
+    for R, m in table.items():
+        m = np.asarray(m)
+        for s, k in enumerate(shifts):
+            mask = which == s
+            if np.any(m[mask]):
+                key = tuple(int(x) for x in np.asarray(R) + sign * k)
+                out.setdefault(key, np.zeros(m.shape, complex))[mask] = m[mask]
+    return out
 
 
 def atom_representation(kinds, op: Operation, spinors: bool) -> np.ndarray:
@@ -405,14 +454,31 @@ def _as_array(table: dict, keys, n, extra=()):
 
 
 def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.ndarray, positions: dict | None = None,
-                      magnetic_moments=None, symprec: float = 1e-5, operations=None) -> Symmetrized:
+                      magnetic_moments=None, symprec: float = 1e-5, operations=None, cells=None) -> Symmetrized:
     """The group average of a hopping table {R (3 ints): (n, n)} and optionally of the absolute position table
     {R: (n, n, 3)} (Cartesian, same length unit as ``lattice``, rows); ``centres`` (n, 3) Cartesian Wannier centres
-    (used when ``positions`` is None; else its R = 0 diagonal). Module doc for the formulas."""
+    (used when ``positions`` is None; else its R = 0 diagonal). ``cells`` (n, 3) ints: the cell L_i of function i
+    relative to its atom (:func:`home_cells`; default the layout's site lines'): function (i, R) sits at
+    τ_a + L_i + R, so the tables are re-labelled to the atoms' cells, H_ij(R + L_j − L_i) and r likewise (its
+    R = 0 diagonal less L_i), averaged, and labelled back. Module doc for the formulas."""
     A = np.asarray(lattice, float)
     if A.shape != (3, 3):
         raise ModelError(f"symmetrize: lattice of shape {A.shape}; expected a 3D model (3, 3)")
     ops = operations if operations is not None else space_operations(A, atoms, magnetic_moments, symprec)
+    L = np.asarray(cells if cells is not None else layout.home_cells if layout.home_cells is not None
+                   else np.zeros((len(layout.order), 3)), np.int64)
+    if np.any(L):
+        zero, shift = (0, 0, 0), np.einsum("ij,ic->ijc", np.eye(len(L)), L @ A)
+        rel = None
+        if positions is not None:
+            rel = _relabel(positions, L, 1)
+            rel[zero] = rel.get(zero, 0) - shift
+        res = symmetrize_tables(A, atoms, layout, _relabel(table, L, 1), np.asarray(centres, float) - L @ A, rel,
+                                operations=ops, cells=np.zeros_like(L))
+        back = None
+        if res.positions is not None:
+            back = _relabel({**res.positions, zero: res.positions[zero] + shift}, L, -1)
+        return res._replace(table=_relabel(res.table, L, -1), positions=back, centres=res.centres + L @ A)
     n = len(layout.order)
     perm = layout.order
     keys = sorted(table)

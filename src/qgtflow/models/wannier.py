@@ -923,12 +923,15 @@ def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, n
         zero = (0, 0, 0)
         absolute[zero] = absolute.get(zero, np.zeros((num_wann, num_wann, 3), complex)) + np.einsum(
             "ij,ic->ijc", np.eye(num_wann), tau)
+    # the cell of each function relative to its atom: from its centre when known, else its site line's
+    cells = sym.home_cells(layout, spec["atoms"], frac) if frac is not None else layout.home_cells
     if centres is None:  # no centres known: the orbitals at their atoms (only H is averaged then)
         home = np.zeros((num_wann, 3))
         for a, orbs in zip(spec["atoms"], layout.atom_orbitals):
             home[layout.order[orbs]] = np.asarray(a[1:], float) @ lattice
-        centres = home
-    res = sym.symmetrize_tables(lattice, spec["atoms"], layout, table, centres, absolute, spec["magnetic_moments"])
+        centres = home + cells @ lattice
+    res = sym.symmetrize_tables(lattice, spec["atoms"], layout, table, centres, absolute, spec["magnetic_moments"],
+                                cells=cells)
     if res.h_change > sym.REFUSE_CHANGE:
         raise ModelError(f"{where}: changes H(R) by {res.h_change:.3g} of its norm; expected < {sym.REFUSE_CHANGE:g} "
                          "(a Wannierisation error): check the projections (kinds, order), spinors, spin_ordering, "
