@@ -177,3 +177,35 @@ def test_site_projections_are_symmetrised_by_default(tmp_path):
     species = load_study(_study(path, None))
     a, b = sited.model.hopping_table, species.model.hopping_table
     assert a.keys() == b.keys() and max(np.abs(a[R] - b[R]).max() for R in a) < 1e-12
+
+
+def test_te_like_file_labelled_in_its_centres_cells(tmp_path):
+    """A symmetric Te-like _tb.dat (s on each site, then p, spinors) whose second and third sites' functions are
+    labelled one lattice vector from the atoms the .win lists (WannierBerri's Te file): read with the .win's site
+    lines it is recognised as symmetric (the cells from its centres), not refused; its energies unchanged."""
+    from qgtflow.models.symmetrize import _relabel, orbital_layout, space_operations, symmetrize_tables
+    from qgtflow.models.wannier import read_tb
+    from tests.test_symmetrize import TE_ATOMS, TE_LATTICE, TE_SITES, _te_random
+
+    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
+    ops = space_operations(TE_LATTICE, TE_ATOMS)
+    sym = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, _te_random(2), np.zeros((24, 3)), operations=ops).table
+    shift = np.zeros((24, 3), np.int64)
+    shift[layout.atom_orbitals[1]] = [-1, 0, 0]
+    shift[layout.atom_orbitals[2]] = [0, -1, -1]
+    moved = _relabel(sym, shift, -1)
+    frac = np.zeros((24, 3))
+    for a, orbs in enumerate(layout.atom_orbitals):
+        frac[orbs] = np.array(TE_ATOMS[a][1:]) + shift[orbs]
+    path = write_tb(tmp_path / "te_tb.dat", TE_LATTICE, moved, decimals=12, centres=frac @ TE_LATTICE)
+    rows = "\n".join(f"Te {a[1]} {a[2]} {a[3]}" for a in TE_ATOMS)
+    sites = "\n".join(TE_SITES)
+    (tmp_path / "te.win").write_text(f"num_wann = 24\nspinors = .true.\nbegin projections\n{sites}\nend projections\n"
+                                     f"begin atoms_frac\n{rows}\nend atoms_frac\n")
+    raw = read_tb(path, length_unit="angstrom", position_operator=False)
+    model = read_tb(path, length_unit="angstrom", position_operator=False, symmetrize=True)
+    change = float(model.convention.split("relative change of H(R) ")[1].split()[0].rstrip(",;"))
+    assert change < 1e-9
+    k = np.array([[0.3, -0.7, 1.1]])
+    e0, e1 = (np.linalg.eigvalsh(m.unique_derivatives(k, order=0)[:, 0]) for m in (raw, model))
+    assert np.abs(e1 - e0).max() < 1e-9
