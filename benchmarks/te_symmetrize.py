@@ -32,7 +32,8 @@ Measured (2026-12-07, 8³, position operator on, default degeneracy_threshold 1e
         sigma_ahe               (all forbidden by T)  as read 0 / 5.8e-15  symmetrised 0 / 2e-14  wedge 0 / 1.9e-31
         sigma_drude             as read 0.3231 / 4.2e-10   symmetrised 0.3231 / 8.8e-15   wedge − full ≤ 8.8e-15
         berry_curvature_dipole  (D3: xx, yy, zz allowed)   as read 1.267 / 1.3e-3   symmetrised 1.267 / 8.4e-8
-                                wedge − full ≤ 8.4e-8
+                                wedge − full ≤ 8.4e-8; the forbidden residual follows degeneracy_threshold
+                                (2.8e-8 at 1e-6, 9.0e-7 at 1e-3): the near-degenerate groups, not the average
     the peer (WannierBerri 26.10): as read, the same band energies to 1.4e-14 eV at 4 k-points; its
     System_R.symmetrize (Te:s, Te:p) with the .win's atoms is 4.11 eV off ours (it takes every function in its
     atom's cell), with the atoms in the functions' cells (−0.274, as the QE input lists them) it agrees to 2.5e-14 eV
