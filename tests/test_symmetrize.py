@@ -206,15 +206,17 @@ TE_SITES = ([f"f={a[1]},{a[2]},{a[3]}: s" for a in TE_ATOMS]
 
 def test_site_lines_give_the_species_layout():
     """f= (fractional) and c= (Cartesian Å, or bohr after the block's 'bohr' line) sites equal to the atoms, with
-    radial options and the default axes spelt out, lay the functions out as the species lines do; the same
-    atom on two lines (s, then p) gets both, its indices in file order."""
+    radial options and the default axes spelt out, and species in another case (Wannier90 lower-cases its input),
+    lay the functions out as the species lines do; the same atom on two lines (s, then p) gets both, its indices
+    in file order."""
     A, atoms, proj, table = zincblende(("Ga", "As"), "sp3", 0.3)
     lattice = A * 5.65
     ref = orbital_layout(atoms, proj, 16, spinors=True)
     cart = [np.array(a[1:]) @ lattice for a in atoms]
     forms = {"f": ["f=0,0,0: sp3", "f=1.25,0.25,-0.75: sp3:r=2:zona=1.5"],
              "c": [f"c={c[0]},{c[1]},{c[2]}: l=-3:z=0,0,2:x=3,0,0" for c in cart],
-             "c bohr": ["Bohr"] + [f"c={','.join(str(x / 0.529177210903) for x in c)}: sp3" for c in cart]}
+             "c bohr": ["Bohr"] + [f"c={','.join(str(x / 0.529177210903) for x in c)}: sp3" for c in cart],
+             "case": ["ga: SP3", "AS: sp3"]}
     for name, lines in forms.items():
         got = orbital_layout(atoms, lines, 16, spinors=True, lattice=lattice)
         assert got.atom_orbitals == ref.atom_orbitals and got.atom_kinds == ref.atom_kinds, name

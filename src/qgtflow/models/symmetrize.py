@@ -250,11 +250,11 @@ def site_atoms(site: str, atoms, lattice=None, unit: float = 1.0) -> list[int]:
     ModelError naming the site otherwise (a site on no atom has no orbital transformation)."""
     species = [str(a[0]) for a in atoms]
     xyz = site_position(site, lattice, unit)
-    if xyz is None:
-        if site not in species:
+    if xyz is None:  # Wannier90 lower-cases its input: species match whatever their case
+        if site.lower() not in {s.lower() for s in species}:
             raise ModelError(f"symmetrize.projections: species {site!r}; expected one of the atoms' "
                              f"{sorted(set(species))} or a site f=f1,f2,f3 / c=x,y,z")
-        return [a for a, s in enumerate(species) if s == site]
+        return [a for a, s in enumerate(species) if s.lower() == site.lower()]
     pos = np.array([[float(x) for x in a[1:]] for a in atoms], float)
     diff = xyz[None, :] - pos
     hit = np.flatnonzero(np.abs(diff - np.round(diff)).max(axis=1) < SITE_TOL)
