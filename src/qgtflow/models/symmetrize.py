@@ -48,6 +48,7 @@ import re
 from typing import NamedTuple
 
 import numpy as np
+from scipy import constants as _sc
 
 from qgtflow.errors import ModelError
 
@@ -165,7 +166,7 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
 
 
 SITE_TOL = 1e-3  # fractional: a projection site f=…/c=… on an atom (modulo lattice vectors)
-_BOHR = 0.529177210903  # Å (CODATA 2018): the projections block's optional 'bohr' line for c= sites
+_BOHR = _sc.physical_constants["Bohr radius"][0] * 1e10  # Å: the projections block's 'bohr' line (c= sites)
 _RADIAL = ("r", "zona", "b")  # radial part, diffusivity, box: no effect on how the functions transform
 _DEFAULT_AXES = {"z": (0.0, 0.0, 1.0), "x": (1.0, 0.0, 0.0)}
 
