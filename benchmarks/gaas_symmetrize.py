@@ -41,25 +41,21 @@ Measured (2026-12-07, 8³, position operator on, default degeneracy_threshold 1e
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import symmetrize_common as common  # noqa: E402
 from wannierberri_data import CACHE, _untar  # noqa: E402
 
 ATOMS = [["Ga", 0.0, 0.0, 0.0], ["As", 0.25, 0.25, 0.25]]
 SPEC = {"projections": {"Ga": "sp3", "As": "sp3"}, "spinors": True, "spin_ordering": "block", "atoms": ATOMS}
-RESPONSES = ("sigma_ahe", "sigma_drude", "berry_curvature_dipole")
+RESPONSES = common.RESPONSES
 
 
 def _file(data: Path, name: str) -> Path:
@@ -80,43 +76,13 @@ def _study(tb: Path, symmetrize, size: int, symmetry: bool = False) -> dict:
 
 
 def check(model) -> str:
-    from qgtflow.geometry import covariance as cv
-    from qgtflow.models.symmetry import study_operations
-
-    checks = cv.operation_checks(model, study_operations(model, {"atoms": ATOMS}))
-    worst = max(checks, key=lambda c: c.needed)
-    energy, curvature = max(c.energy for c in checks), max(c.curvature for c in checks)
-    return (f"needs symmetry.tolerance {worst.needed:.2g} ({worst.label}; energies ≤ {energy:.2g} of the bandwidth, "
-            f"curvature ≤ {curvature:.2g})")
+    return common.check(model, ATOMS)
 
 
 def responses(tb: Path, size: int, workdir: Path) -> None:
-    from qgtflow import evaluate
-    from qgtflow.models.symmetry import study_symmetry_zeros
-    from qgtflow.study import load_study
-
-    st = load_study(_study(tb, SPEC, size, symmetry=True))
-    zeros = study_symmetry_zeros(st.model, st.config["symmetry"], st.responses)
-    out = {}
     wedge = {**_study(tb, SPEC, size, symmetry=True), "kgrid": {"sizes": [size], "symmetry_reduce": True}}
-    for label, study in (("as read", _study(tb, False, size)), ("symmetrised", _study(tb, SPEC, size)),
-                         ("symmetrised wedge", wedge)):
-        start = time.perf_counter()
-        out[label] = evaluate(study, n_workers=0, workdir=str(workdir / label.replace(" ", "_")))
-        print(f"  {label} {size}³: {time.perf_counter() - start:.0f} s")
-    for name in RESPONSES:
-        ref = out["as read"][name]
-        cart = [d for d in ref.dims if d in ("i", "j", "k", "l", "pseudovector")]
-        labels = ["".join(str(ref[d].values[i]) for d, i in zip(cart, idx))
-                  for idx in np.ndindex(*[ref.sizes[d] for d in cart])]
-        forbidden = np.array([lab in zeros.get(name, []) for lab in labels])
-        row = []
-        for label, ds in out.items():
-            per = np.abs(ds[name].transpose(*cart, ...).values).reshape(len(labels), -1).max(axis=1)
-            row.append(f"{label} {per[~forbidden].max(initial=0.0):.4g} / {per[forbidden].max(initial=0.0):.2g}")
-        a, b, c = (out[k][name].transpose(*cart, ...).values for k in ("as read", "symmetrised", "symmetrised wedge"))
-        row.append(f"|symmetrised − as read| ≤ {np.abs(a - b).max():.2g}, |wedge − full| ≤ {np.abs(c - b).max():.2g}")
-        print(f"  {name} (allowed / forbidden): " + "; ".join(row))
+    studies = {"as read": _study(tb, False, size), "symmetrised": _study(tb, SPEC, size), "symmetrised wedge": wedge}
+    common.responses(studies, _study(tb, SPEC, size, symmetry=True), workdir, size)
 
 
 PEER = r"""
@@ -142,21 +108,7 @@ print("RESULT" + json.dumps(out))
 
 def peer(python: str, tb: Path, model) -> None:
     ks = [[0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.37, 0.11, -0.23]]
-    try:
-        run = subprocess.run([python, "-c", PEER, str(tb), json.dumps(ks)], capture_output=True, text=True,
-                             timeout=900)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"  peer: not run ({exc})")
-        return
-    line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT")]
-    if not line:
-        print(f"  peer: failed: {run.stderr.strip().splitlines()[-1:]}")
-        return
-    theirs = np.array(json.loads(line[0][6:]))
-    kc = np.array(ks) @ model.reciprocal_vectors
-    ours = np.linalg.eigvalsh(model.unique_derivatives(kc, order=0)[:, 0])
-    print(f"  band energies at {len(ks)} k-points, qgtflow vs the peer (both symmetrised): max |ΔE| = "
-          f"{np.abs(ours - theirs).max():.3g} eV (bandwidth {ours.max() - ours.min():.3g} eV)")
+    common.peer_energies(python, PEER, [str(tb)], ks, model)
 
 
 def main() -> None:

@@ -332,3 +332,118 @@ def test_inversion_times_time_reversal_crystal_passes_the_check():
     zeeman = {**table, (0, 0, 0): table[(0, 0, 0)] + np.kron(np.eye(n // 2), np.diag([0.3, -0.3]))}
     broken = broken_operations(TightBindingModel.from_table("diamond_B", A, frac, zeeman), ops, 0.1)
     assert broken and any("'" in label or "T" in label for label, _, _ in broken)
+
+
+# -- projections by site (issue 18, real files: WannierBerri's Te_qe .win gives f=…: s on each site, then f=…: p) --
+
+TE_LATTICE = np.array([[4.457, 0.0, 0.0], [-4.457 / 2, 4.457 * 3 ** 0.5 / 2, 0.0], [0.0, 0.0, 5.958]])  # Å, Te
+TE_ATOMS = [["Te", 0.274, 0.274, 0.0], ["Te", 0.726, 0.0, 1 / 3], ["Te", 0.0, 0.726, 2 / 3]]
+TE_SITES = ([f"f={a[1]},{a[2]},{a[3]}: s" for a in TE_ATOMS]
+            + [f"f={a[1]:.12f}, {a[2]:.12f}, {a[3]:.12f}: p" for a in TE_ATOMS])  # the .win's form and order
+
+
+def test_site_lines_give_the_species_layout():
+    """f= (fractional) and c= (Cartesian Å, or bohr after the block's 'bohr' line) sites equal to the atoms, with
+    radial options and the default axes spelt out, and species in another case (Wannier90 lower-cases its input),
+    lay the functions out as the species lines do; the same atom on two lines (s, then p) gets both, its indices
+    in file order."""
+    A, atoms, proj, table = zincblende(("Ga", "As"), "sp3", 0.3)
+    lattice = A * 5.65
+    ref = orbital_layout(atoms, proj, 16, spinors=True)
+    cart = [np.array(a[1:]) @ lattice for a in atoms]
+    forms = {"f": ["f=0,0,0: sp3", "f=1.25,0.25,-0.75: sp3:r=2:zona=1.5"],
+             "c": [f"c={c[0]},{c[1]},{c[2]}: l=-3:z=0,0,2:x=3,0,0" for c in cart],
+             "c bohr": ["Bohr"] + [f"c={','.join(str(x / 0.529177210903) for x in c)}: sp3" for c in cart],
+             "case": ["ga: SP3", "AS: sp3"]}
+    for name, lines in forms.items():
+        got = orbital_layout(atoms, lines, 16, spinors=True, lattice=lattice)
+        assert got.atom_orbitals == ref.atom_orbitals, name
+        assert all(np.array_equal(g.rows, r.rows) for g, r in zip(got.atom_kinds, ref.atom_kinds)), name
+    split = orbital_layout(atoms, ["Ga: s", "As: s;p", "f=0,0,0: p"], 8)
+    assert split.atom_orbitals == [[0, 5, 6, 7], [1, 2, 3, 4]]
+    assert [k.functions for k in split.atom_kinds] == [((0, 1), (1, 1), (1, 2), (1, 3))] * 2
+
+
+def _te_random(seed=0):
+    """A random Hermitian 24-band (s, p spinor) table on the Te cell's neighbours."""
+    rng = np.random.default_rng(seed)
+    cells = [(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)]
+    table = {}
+    for R in cells:
+        if R in table:
+            continue
+        m = rng.normal(size=(24, 24)) + 1j * rng.normal(size=(24, 24))
+        table[R] = m if R != (0, 0, 0) else m + m.conj().T
+        table[tuple(-r for r in R)] = table[R].conj().T
+    return table
+
+
+def test_te_site_ordering_is_symmetrised_idempotent_and_passes_the_check():
+    """Te's Wannier90 order (s on every site, then p on every site, spinors interlaced): a random model averaged over
+    P3_121 × θ (12 operations) is invariant to 1e-12 under a second average and passes the study's symmetry check
+    to rounding (the random one fails it); the same symmetric model declared per atom ('Te: s;p', contiguous)
+    changes by far more than the 10 % refusal."""
+    from qgtflow.geometry.covariance import broken_operations
+    from qgtflow.models.symmetry import crystal_operations
+    from qgtflow.models.tight_binding import TightBindingModel
+
+    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
+    assert layout.atom_orbitals[1] == [2, 3] + list(range(12, 18))
+    assert layout.atom_kinds[1].functions == ((0, 1), (1, 1), (1, 2), (1, 3))
+    raw = _te_random()
+    ops = space_operations(TE_LATTICE, TE_ATOMS)
+    res = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, raw, np.zeros((24, 3)), operations=ops)
+    assert res.n_operations == 12
+    again = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, res.table, np.zeros((24, 3)), operations=ops)
+    assert again.h_change < 1e-12
+    frac = np.zeros((24, 3))
+    for a, orbs in enumerate(layout.atom_orbitals):
+        frac[orbs] = TE_ATOMS[a][1:]
+    point = crystal_operations(TE_LATTICE, TE_ATOMS)
+    sym = TightBindingModel.from_table("te_sym", TE_LATTICE, frac, res.table)
+    assert broken_operations(TightBindingModel.from_table("te_raw", TE_LATTICE, frac, raw), point, 1e-3)
+    assert not broken_operations(sym, point, 1e-9)
+    wrong = orbital_layout(TE_ATOMS, ["Te: s;p"], 24, spinors=True)
+    assert symmetrize_tables(TE_LATTICE, TE_ATOMS, wrong, res.table, np.zeros((24, 3)), operations=ops
+                             ).h_change > 0.1
+
+
+def test_site_refusals_are_one_line():
+    """A site on no atom names the line and the atoms; random centres, skewed local axes, one spin, a function listed
+    twice on one atom and a c= site without a lattice are refused in one line each."""
+    cases = {"f=0.5,0.5,0.5: s": "expected a site on one of the atoms", "random": "random projection centres",
+             "Te: p:z=1,1,1": "expected orthogonal axes", "Te: s;p(u)": "expected both spin",
+             "Te: s;p\nTe: s": "a function twice", "c=0,0,0: s": "expected the lattice"}
+    for lines, match in cases.items():
+        with pytest.raises(ModelError, match=match) as err:
+            orbital_layout(TE_ATOMS, lines.split("\n"), 12)
+        assert "\n" not in str(err.value) and str(err.value).startswith("symmetrize.projections: ")
+
+
+def test_functions_labelled_in_another_cell_than_their_atom():
+    """A table whose functions sit one lattice vector away from their atom (WannierBerri's Te: centres at −0.27
+    where the atom is listed at 0.726) is the same crystal: with the cells from the centres (home_cells) or from
+    site lines written there (f=-0.274,…), the symmetric model comes back unchanged with its centres; read as if at
+    the atoms it is a large change."""
+    from qgtflow.models.symmetrize import _relabel, home_cells
+
+    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
+    ops = space_operations(TE_LATTICE, TE_ATOMS)
+    sym = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, _te_random(1), np.zeros((24, 3)), operations=ops).table
+    shift = np.zeros((24, 3), np.int64)
+    shift[layout.atom_orbitals[1]] = [-1, 0, 0]
+    shift[layout.atom_orbitals[2]] = [0, -1, -1]
+    moved = _relabel(sym, shift, -1)  # the same Hamiltonian, functions labelled by the cells of their centres
+    frac = np.zeros((24, 3))
+    for a, orbs in enumerate(layout.atom_orbitals):
+        frac[orbs] = np.array(TE_ATOMS[a][1:]) + shift[orbs]
+    cells = home_cells(layout, TE_ATOMS, frac + 0.01)
+    assert np.array_equal(cells, shift)
+    res = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, moved, frac @ TE_LATTICE, operations=ops, cells=cells)
+    assert res.h_change < 1e-12 and np.abs(res.centres - frac @ TE_LATTICE).max() < 1e-12
+    assert all(np.abs(res.table.get(R, 0) - m).max() < 1e-12 for R, m in moved.items())
+    written = [f"f={f}: {k}" for k in ("s", "p") for f in ("0.274,0.274,0", "-0.274,0,0.333333", "0,-0.274,-0.333333")]
+    by_site = orbital_layout(TE_ATOMS, written, 24, spinors=True)
+    assert np.array_equal(by_site.home_cells, shift)
+    assert symmetrize_tables(TE_LATTICE, TE_ATOMS, by_site, moved, frac @ TE_LATTICE, operations=ops).h_change < 1e-12
+    assert symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, moved, frac @ TE_LATTICE, operations=ops).h_change > 0.1

@@ -129,9 +129,9 @@ def test_unsupported_projections_leave_the_file_as_it_is(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         assert with_symmetrize_default(cfg, {"tolerance": 1e-3}) is cfg
     assert "projections are not symmetrised" in caplog.text
-    sited = _files(tmp_path, projections="f=0,0,0: sp3\nAs: sp3")
+    sited = _files(tmp_path, projections="f=0.1,0,0: sp3\nAs: sp3")
     assert with_symmetrize_default({"wannier90": {"tb": str(sited)}}, {}) == {"wannier90": {"tb": str(sited)}}
-    assert "are not species of the atoms" in caplog.text
+    assert "expected a site on one of the atoms" in caplog.text
     assert with_symmetrize_default({"wannier90": {"tb": str(path), "dim": 2}}, {}) == {
         "wannier90": {"tb": str(path), "dim": 2}}
 
@@ -186,3 +186,53 @@ def test_a_bcc_iron_like_file_with_fe_projections(tmp_path):
     assert "magnetic space group of the moments (16 operations; projections Fe: sp3d2;dxy;dxz;dyz, spinors" in conv
     change = float(conv.split("relative change of H(R) ")[1].split(",")[0].split(";")[0].split(")")[0])
     assert 1e-3 < change < 0.05, conv  # 0.2 % of the largest entry: 2.7 % of the norm
+
+
+def test_site_projections_are_symmetrised_by_default(tmp_path):
+    """The .win's projections by site (f= on Ga, c= in bohr on As, as Wannier90 allows) give the same symmetrised
+    model as the species lines: the default turns on, and H agrees to rounding."""
+    _, atoms, _, _ = zincblende(("Ga", "As"), "sp3", 0.3)
+    cart = np.array(atoms[1][1:], float) @ A_FCC * A_ANG / 0.529177210903
+    lines = f"bohr\nf=1,0,0: sp3\nc={cart[0]},{cart[1]},{cart[2]}: sp3:r=1"
+    path = _files(tmp_path, projections=lines)
+    cell = "\n".join(" ".join(f"{x:.10f}" for x in row) for row in A_FCC * A_ANG)
+    win = tmp_path / "gaas.win"
+    win.write_text(win.read_text() + f"begin unit_cell_cart\n{cell}\nend unit_cell_cart\n")
+    sited = load_study(_study(path, None))
+    assert sited.config["model"]["wannier90"]["symmetrize"] is True
+    win.write_text(win.read_text().replace(lines, "Ga: sp3\nAs: sp3"))
+    species = load_study(_study(path, None))
+    a, b = sited.model.hopping_table, species.model.hopping_table
+    assert a.keys() == b.keys() and max(np.abs(a[R] - b[R]).max() for R in a) < 1e-12
+
+
+def test_te_like_file_labelled_in_its_centres_cells(tmp_path):
+    """A symmetric Te-like _tb.dat (s on each site, then p, spinors) whose second and third sites' functions are
+    labelled one lattice vector from the atoms the .win lists (WannierBerri's Te file): read with the .win's site
+    lines it is recognised as symmetric (the cells from its centres), not refused; its energies unchanged."""
+    from qgtflow.models.symmetrize import _relabel, orbital_layout, space_operations, symmetrize_tables
+    from qgtflow.models.wannier import read_tb
+    from tests.test_symmetrize import TE_ATOMS, TE_LATTICE, TE_SITES, _te_random
+
+    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
+    ops = space_operations(TE_LATTICE, TE_ATOMS)
+    sym = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, _te_random(2), np.zeros((24, 3)), operations=ops).table
+    shift = np.zeros((24, 3), np.int64)
+    shift[layout.atom_orbitals[1]] = [-1, 0, 0]
+    shift[layout.atom_orbitals[2]] = [0, -1, -1]
+    moved = _relabel(sym, shift, -1)
+    frac = np.zeros((24, 3))
+    for a, orbs in enumerate(layout.atom_orbitals):
+        frac[orbs] = np.array(TE_ATOMS[a][1:]) + shift[orbs]
+    path = write_tb(tmp_path / "te_tb.dat", TE_LATTICE, moved, decimals=12, centres=frac @ TE_LATTICE)
+    rows = "\n".join(f"Te {a[1]} {a[2]} {a[3]}" for a in TE_ATOMS)
+    sites = "\n".join(TE_SITES)
+    (tmp_path / "te.win").write_text(f"num_wann = 24\nspinors = .true.\nbegin projections\n{sites}\nend projections\n"
+                                     f"begin atoms_frac\n{rows}\nend atoms_frac\n")
+    raw = read_tb(path, length_unit="angstrom", position_operator=False)
+    model = read_tb(path, length_unit="angstrom", position_operator=False, symmetrize=True)
+    change = float(model.convention.split("relative change of H(R) ")[1].split()[0].rstrip(",;"))
+    assert change < 1e-9
+    k = np.array([[0.3, -0.7, 1.1]])
+    e0, e1 = (np.linalg.eigvalsh(m.unique_derivatives(k, order=0)[:, 0]) for m in (raw, model))
+    assert np.abs(e1 - e0).max() < 1e-9

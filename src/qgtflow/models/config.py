@@ -164,9 +164,10 @@ def with_symmetrize_default(model_cfg: dict, symmetry: dict | None, base_dir=Non
     """The study's ``model`` mapping with ``wannier90.symmetrize`` set when the study declares its crystal
     (``symmetry``) and the Wannier90 file's ``.win`` has a ``begin projections`` block of supported kinds: the crystal's
     symmetry is asserted and the orbitals' transformation known, so the model is averaged over the study's group (its
-    atoms and magnetic moments; ``symmetrize: false`` keeps the file as it is). Unchanged otherwise: no symmetry
-    block or declared generators, the key given, a layer (``dim``), no .win or projections, or kinds
-    models/symmetrize.py does not treat (logged)."""
+    atoms and magnetic moments; ``symmetrize: false`` keeps the file as it is). Projection lines by species or by
+    site (f=…, c=…) on one of the atoms count. Unchanged otherwise: no symmetry block or declared generators, the
+    key given, a layer (``dim``), no .win or projections, or kinds, options or sites models/symmetrize.py does not
+    treat (a site on no atom, random centres; logged)."""
     import logging
 
     from qgtflow.models import symmetrize, wannier
@@ -188,10 +189,11 @@ def with_symmetrize_default(model_cfg: dict, symmetry: dict | None, base_dir=Non
     try:
         parsed = symmetrize.parse_projections(lines)
         atoms = symmetry.get("atoms") or wannier.read_win_atoms(win) or []
-        unknown = sorted({sp for sp, _ in parsed} - {str(a[0]) for a in atoms})
-        if unknown:  # site-specified projections (f=…, c=…) or species of no atom: not described by species
-            species = sorted({str(a[0]) for a in atoms})
-            raise ModelError(f"projection sites {unknown} are not species of the atoms {species}")
+        cart = any(site.lower().startswith("c=") for site, _ in parsed)
+        lattice = wannier.read_win_lattice(win) if cart else None  # c= sites: Å (or bohr), in the .win's cell
+        unit = symmetrize.projection_unit(lines)[0]
+        for site, _ in parsed:  # every line's site a species of the atoms or a site on one of them
+            symmetrize.site_atoms(site, atoms, lattice, unit)
     except ModelError as exc:
         logging.getLogger(__name__).warning("model.wannier90: %s's projections are not symmetrised (%s); the file is "
                                             "used as it is", win.name, exc)

@@ -30,10 +30,19 @@ dxy; fz3, fxz2, fyz2, fz(x2−y2), fxyz, fx(x2−3y2), fy(3x2−y2)); full shell
 by name or ``l=L,mr=M[,M...]``, the hybrids sp, sp2, sp3, sp3d, sp3d2 (l=-1..-5, also ``sp3d2-1`` or with mr
 subsets), each function a row of coefficients over that basis, rotated into local axes ``:z=..:x=..`` when given
 (x̂, ŷ = ẑ × x̂, ẑ). A set of functions need not span a space the crystal's operations map onto itself (dxy alone
-under C3[111]): such a set is refused naming the operation (an average with it would be wrong). Order of the
-Wannier functions: for each projection line (species: kinds), for each atom of that species in the atoms' order,
-its functions ordered as Wannier90 orders them (ascending l, hybrids first: -5 < ... < -1 < 0 < ... < 3, then
-ascending mr, whatever the written order: ``sp3d2;dxy;dxz;dyz`` is sp3d2-1..6, dxz, dyz, dxy).
+under C3[111]): such a set is refused naming the operation (an average with it would be wrong).
+
+Order of the Wannier functions (Wannier90's param_get_projections): for each projection line in order — by species
+("Te: s;p": each atom of that species in the atoms' order) or by site ("f=0.274,0.274,0: s" fractional,
+"c=x,y,z: p" Cartesian in Å, or bohr after the block's first line "bohr": the one atom there, modulo lattice
+vectors) — its functions ordered as Wannier90 orders them (ascending l, hybrids first: -5 < ... < -1 < 0 < ... < 3,
+then ascending mr, whatever the written order: ``sp3d2;dxy;dxz;dyz`` is sp3d2-1..6, dxz, dyz, dxy). One atom may so
+get functions from several lines, not contiguous (WannierBerri's Te: s on the three sites, then p on the three
+sites); options after the kinds (r=, zona=, b=: radial) do not change how the functions transform and are ignored.
+A table labels each function by the cell of its centre, which may be another than its atom's (WannierBerri's Te
+file: the second and third sites' functions at x = −0.27, the atoms listed at 0.726): the bond formula above then
+holds for the tables re-labelled by those cells L_i (from the centres, else from the site lines as written), and
+the average is labelled back (:func:`symmetrize_tables`).
 Spinors: ``interlace`` (Wannier90's: every orbital up then down) or ``block`` (old VASP interfaces: all up, then all
 down). The SU(2) matrix of a proper rotation by φ about n is exp(−iφ n·σ/2); an improper S_c = −P acts on spin as P
 (inversion leaves spin alone); its sign is irrelevant (D appears with D†).
@@ -46,6 +55,7 @@ import re
 from typing import NamedTuple
 
 import numpy as np
+from scipy import constants as _sc
 
 from qgtflow.errors import ModelError
 
@@ -304,16 +314,87 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
     return out
 
 
+SITE_TOL = 1e-3  # fractional: a projection site f=…/c=… on an atom (modulo lattice vectors)
+_BOHR = _sc.physical_constants["Bohr radius"][0] * 1e10  # Å: the projections block's 'bohr' line (c= sites)
+
+
+def projection_unit(projections) -> tuple[float, list]:
+    """(Å per c= unit, the lines without the block's optional first 'ang'/'bohr' line) of a list of lines."""
+    lines = list(projections)
+    if lines and isinstance(lines[0], str) and lines[0].strip().lower() in ("ang", "bohr"):
+        return (_BOHR if lines[0].strip().lower() == "bohr" else 1.0), lines[1:]
+    return 1.0, lines
+
+
+def projection_lines(projections) -> list[tuple[str, str]]:
+    """[(site, angular part)] of {site: kinds} or of Wannier90's lines ``site:ang_mtm[:z=..][:x=..][:r=..]...``
+    (user guide §3.1; spaces dropped as Wannier90 drops them; the block's optional first unit line dropped): the
+    angular part with its options is :func:`parse_kinds`'s. A ModelError naming a line that has no site."""
+    if isinstance(projections, dict):
+        items = [f"{site}:{kinds if isinstance(kinds, str) else ';'.join(map(str, kinds))}"
+                 for site, kinds in projections.items()]
+    else:
+        items = projection_unit(projections)[1]
+    out = []
+    for line in items:
+        if not isinstance(line, str) or ":" not in line:
+            if isinstance(line, str) and line.strip().lower() == "random":
+                raise ModelError(f"symmetrize.projections: {line!r}; expected sites on the atoms (random projection "
+                                 "centres sit on no atom, so their functions' transformation is unknown)")
+            raise ModelError(f"symmetrize.projections: {line!r}; expected 'site: kinds' (e.g. 'Ga: sp3', "
+                             "'f=0.25,0.25,0.25: sp3' or 'c=1.41,1.41,1.41: s')")
+        site, rest = "".join(line.split()).split(":", 1)
+        out.append((site, rest))
+    return out
+
+
+def site_atoms(site: str, atoms, lattice=None, unit: float = 1.0) -> list[int]:
+    """The atoms (indices into ``atoms`` [[species, f1, f2, f3], ...]) a projection site puts functions on: every
+    atom of a species (in the atoms' order), or the one atom at ``f=f1,f2,f3`` (fractional) or ``c=x,y,z``
+    (Cartesian, ``unit`` Å each, in ``lattice`` rows Å) within :data:`SITE_TOL` modulo lattice vectors. A
+    ModelError naming the site otherwise (a site on no atom has no orbital transformation)."""
+    species = [str(a[0]) for a in atoms]
+    xyz = site_position(site, lattice, unit)
+    if xyz is None:  # Wannier90 lower-cases its input: species match whatever their case
+        if site.lower() not in {s.lower() for s in species}:
+            raise ModelError(f"symmetrize.projections: species {site!r}; expected one of the atoms' "
+                             f"{sorted(set(species))} or a site f=f1,f2,f3 / c=x,y,z")
+        return [a for a, s in enumerate(species) if s.lower() == site.lower()]
+    pos = np.array([[float(x) for x in a[1:]] for a in atoms], float)
+    diff = xyz[None, :] - pos
+    hit = np.flatnonzero(np.abs(diff - np.round(diff)).max(axis=1) < SITE_TOL)
+    if len(hit) != 1:
+        listed = ", ".join(f"{s} {np.round(p, 6).tolist()}" for s, p in zip(species, pos))
+        raise ModelError(f"symmetrize.projections: site {site!r} at fractional {np.round(xyz, 6).tolist()}; expected "
+                         f"a site on one of the atoms ({listed}) within {SITE_TOL:g} modulo lattice vectors")
+    return [int(hit[0])]
+
+
+def site_position(site: str, lattice=None, unit: float = 1.0) -> np.ndarray | None:
+    """The fractional position of a site ``f=f1,f2,f3`` or ``c=x,y,z`` (``unit`` Å each, ``lattice`` rows in Å)
+    as written (not reduced to the cell); None for a species."""
+    low = site.lower()
+    if not (low.startswith("f=") or low.startswith("c=")):
+        return None
+    try:
+        xyz = np.array([float(x) for x in site[2:].split(",")])
+    except ValueError:
+        xyz = np.zeros(0)
+    if xyz.shape != (3,):
+        raise ModelError(f"symmetrize.projections: site {site!r}; expected three numbers {site[:2]}x,y,z")
+    if low.startswith("c="):
+        if lattice is None:
+            raise ModelError(f"symmetrize.projections: site {site!r}; expected the lattice (unit_cell_cart) to "
+                             "place a Cartesian site, or give it as f=f1,f2,f3")
+        xyz = np.linalg.solve(np.asarray(lattice, float).T, xyz * unit)
+    return xyz
+
+
 def parse_projections(projections) -> list[tuple[str, Kinds]]:
-    """[(species, its functions)] from {species: kinds} or lines 'species: kinds' (the kinds part as
-    :func:`parse_kinds` reads it); a ModelError naming the entry when a kind is not supported."""
-    lines = list(projections.items()) if isinstance(projections, dict) else []
-    if not isinstance(projections, dict):
-        for line in projections:
-            if not isinstance(line, str) or ":" not in line:
-                raise ModelError(f"symmetrize.projections: {line!r}; expected 'species: kinds' (e.g. 'Ga: sp3')")
-            species, kinds = line.split(":", 1)
-            lines.append((species.strip(), kinds))
+    """[(site, its functions)] from {site: kinds} or lines 'site: kinds[:options]' (site a species, f=… or c=…,
+    :func:`projection_lines`; the angular part as :func:`parse_kinds` reads it); a ModelError naming the entry when
+    a kind is not supported."""
+    lines = projection_lines(projections)
     out = []
     for species, kinds in lines:
         species = str(species).strip()
@@ -327,32 +408,41 @@ class Layout(NamedTuple):
     atom_kinds: list  # per atom: its Kinds (functions and their rows)
     spinors: bool
     order: np.ndarray  # permutation: internal (interlaced) index → the file's index
+    home_cells: np.ndarray | None = None  # (n, 3) ints, the file's order: a site line's cell relative to its atom
 
 
 def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
-                   spin_ordering: str = "interlace") -> Layout:
-    """Which Wannier functions sit on which atom (module doc's order); a ModelError when the projections do not
-    account for ``num_wann`` functions exactly."""
-    species = [str(a[0]) for a in atoms]
+                   spin_ordering: str = "interlace", lattice=None) -> Layout:
+    """Which Wannier functions sit on which atom, in Wannier90's order (module doc): projection lines in order,
+    a species line over its atoms in the atoms' order, a site line (f=…, c=…; :func:`site_atoms`, ``lattice`` rows
+    in Å for c=) on its one atom; within a line and atom the kinds of :func:`parse_projections`. One atom may get
+    functions from several lines (Te: s on every site, then p on every site), so its indices need not be
+    contiguous. A ModelError when a function is listed twice on one atom or the projections do not account for
+    ``num_wann`` functions exactly."""
     lines = parse_projections(projections)
+    unit = 1.0 if isinstance(projections, dict) else projection_unit(projections)[0]
     if spin_ordering not in SPIN_ORDERINGS:
         raise ModelError(f"symmetrize.spin_ordering: {spin_ordering!r}; expected one of {list(SPIN_ORDERINGS)}")
     atom_orbitals = [[] for _ in atoms]
-    atom_kinds = [None for _ in atoms]
+    parts = [[] for _ in atoms]  # per atom: the Kinds of each line that puts functions on it
+    cells = []
     count = 0
-    for sp, kinds in lines:
-        if sp not in species:
-            raise ModelError(f"symmetrize.projections: species {sp!r}; expected one of the atoms' "
-                             f"{sorted(set(species))}")
+    for site, kinds in lines:
         size = len(kinds.functions) * (2 if spinors else 1)
-        for a, s in enumerate(species):
-            if s == sp:
-                if atom_kinds[a] is not None:
-                    raise ModelError(f"symmetrize.projections: species {sp!r} listed twice; expected one line per "
-                                     "species (kinds separated by ';')")
-                atom_orbitals[a] = list(range(count, count + size))
-                atom_kinds[a] = kinds
-                count += size
+        where = site_position(site, lattice, unit)
+        for a in site_atoms(site, atoms, lattice, unit):
+            atom_orbitals[a] += list(range(count, count + size))
+            parts[a].append(kinds)
+            count += size
+            shift = np.zeros(3) if where is None else np.round(where - np.array(atoms[a][1:], float))
+            cells += [shift] * size
+    atom_kinds = [None if not p else Kinds("; ".join(k.text for k in p), sum((k.functions for k in p), ()),
+                                            np.concatenate([k.rows for k in p])) for p in parts]
+    for a, kinds in enumerate(atom_kinds):
+        if kinds is not None and not np.allclose(kinds.rows @ kinds.rows.T, np.eye(len(kinds.rows)), atol=1e-9):
+            raise ModelError(f"symmetrize.projections: atom {a + 1} ({atoms[a][0]}) gets {kinds.text!r}, a "
+                             "function twice; expected each function once per atom (functions differing only "
+                             "in their radial part r= are not supported)")
     if count != num_wann:
         raise ModelError(f"symmetrize.projections: {projections!r} give {count} Wannier functions"
                          f"{' (spinors)' if spinors else ''}; expected num_wann = {num_wann}")
@@ -360,7 +450,38 @@ def orbital_layout(atoms, projections, num_wann: int, spinors: bool = False,
     if spinors and spin_ordering == "block":
         half = num_wann // 2
         order = np.array([s * half + i for i in range(half) for s in range(2)])  # interlaced 2i+s ← block s·N+i
-    return Layout(atom_orbitals, atom_kinds, bool(spinors), order)
+    home = np.zeros((num_wann, 3), np.int64)
+    home[order] = np.array(cells, np.int64).reshape(-1, 3)  # function k of the count is internal index k
+    return Layout(atom_orbitals, atom_kinds, bool(spinors), order, home)
+
+
+def home_cells(layout: Layout, atoms, frac) -> np.ndarray:
+    """(n, 3) ints in the file's order: the lattice cell of each Wannier function's centre ``frac`` (n, 3)
+    relative to its atom, round(centre − τ_a). A table labels the functions by the cell of their centre
+    (WannierBerri's Te: its second and third sites' functions sit at −0.27, not 0.726), which the bond mapping
+    must know (module doc)."""
+    out = np.zeros((len(layout.order), 3), np.int64)
+    for a, orbs in enumerate(layout.atom_orbitals):
+        idx = layout.order[orbs]
+        out[idx] = np.round(np.asarray(frac, float)[idx] - np.array(atoms[a][1:], float))
+    return out
+
+
+def _relabel(table: dict, cells: np.ndarray, sign: int) -> dict:
+    """{R + sign·(L_j − L_i): entries (i, j) of table[R]}: a table re-labelled by the functions' home cells L."""
+    n = len(cells)
+    d = cells[None, :, :] - cells[:, None, :]
+    shifts, which = np.unique(d.reshape(-1, 3), axis=0, return_inverse=True)
+    which = which.reshape(n, n)
+    out: dict = {}
+    for R, m in table.items():
+        m = np.asarray(m)
+        for s, k in enumerate(shifts):
+            mask = which == s
+            if np.any(m[mask]):
+                key = tuple(int(x) for x in np.asarray(R) + sign * k)
+                out.setdefault(key, np.zeros(m.shape, complex))[mask] = m[mask]
+    return out
 
 
 def atom_representation(kinds: Kinds, op: Operation, spinors: bool) -> np.ndarray:
@@ -437,14 +558,31 @@ def _as_array(table: dict, keys, n, extra=()):
 
 
 def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.ndarray, positions: dict | None = None,
-                      magnetic_moments=None, symprec: float = 1e-5, operations=None) -> Symmetrized:
+                      magnetic_moments=None, symprec: float = 1e-5, operations=None, cells=None) -> Symmetrized:
     """The group average of a hopping table {R (3 ints): (n, n)} and optionally of the absolute position table
     {R: (n, n, 3)} (Cartesian, same length unit as ``lattice``, rows); ``centres`` (n, 3) Cartesian Wannier centres
-    (used when ``positions`` is None; else its R = 0 diagonal). Module doc for the formulas."""
+    (used when ``positions`` is None; else its R = 0 diagonal). ``cells`` (n, 3) ints: the cell L_i of function i
+    relative to its atom (:func:`home_cells`; default the layout's site lines'): function (i, R) sits at
+    τ_a + L_i + R, so the tables are re-labelled to the atoms' cells, H_ij(R + L_j − L_i) and r likewise (its
+    R = 0 diagonal less L_i), averaged, and labelled back. Module doc for the formulas."""
     A = np.asarray(lattice, float)
     if A.shape != (3, 3):
         raise ModelError(f"symmetrize: lattice of shape {A.shape}; expected a 3D model (3, 3)")
     ops = operations if operations is not None else space_operations(A, atoms, magnetic_moments, symprec)
+    L = np.asarray(cells if cells is not None else layout.home_cells if layout.home_cells is not None
+                   else np.zeros((len(layout.order), 3)), np.int64)
+    if np.any(L):
+        zero, shift = (0, 0, 0), np.einsum("ij,ic->ijc", np.eye(len(L)), L @ A)
+        rel = None
+        if positions is not None:
+            rel = _relabel(positions, L, 1)
+            rel[zero] = rel.get(zero, 0) - shift
+        res = symmetrize_tables(A, atoms, layout, _relabel(table, L, 1), np.asarray(centres, float) - L @ A, rel,
+                                operations=ops, cells=np.zeros_like(L))
+        back = None
+        if res.positions is not None:
+            back = _relabel({**res.positions, zero: res.positions[zero] + shift}, L, -1)
+        return res._replace(table=_relabel(res.table, L, -1), positions=back, centres=res.centres + L @ A)
     n = len(layout.order)
     perm = layout.order
     keys = sorted(table)
@@ -490,7 +628,8 @@ def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.n
 
 def read_win_projections(path) -> tuple[list[str] | None, bool | None]:
     """(the lines of the ``begin projections`` block, ``spinors``) of a ``.win`` file; None for what it lacks.
-    Comments (! #) are dropped; a ``random`` block or a unit line is refused when symmetrising (no site)."""
+    Comments (! #) are dropped; the block's optional first unit line (ang, bohr: c= sites) is kept; a ``random``
+    line is refused when symmetrising (:func:`projection_lines`: its centres sit on no atom)."""
     lines, spinors, inside = None, None, False
     with open(path, errors="replace") as fh:
         for raw in fh:

@@ -1009,7 +1009,7 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     sym_label = None
     if symmetrize is not None:
         table, rtables, frac, sym_label = _symmetrized(symmetrize, source, dim, lattice_ang * to_len, table, rtables,
-                                                       frac, convention, num_wann)
+                                                       frac, convention, num_wann, lattice_ang)
     dim = 3 if dim is None else dim
     if dim < 3:
         lat = lattice_ang
@@ -1045,10 +1045,11 @@ def _build(name, lattice_ang, table, num_wann, *, positions, centres_ang, conven
     return model
 
 
-def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, num_wann):
+def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, num_wann, lattice_ang=None):
     """(H', position tables', fractional positions', label) of the group average (models/symmetrize.py) in model
-    units; refused when it changes H by more than :data:`~qgtflow.models.symmetrize.REFUSE_CHANGE` (a wrong
-    crystal, projection or spinor ordering, not a Wannierisation error)."""
+    units (``lattice_ang``: the lattice in Å, for projection sites c=x,y,z, which are Å or bohr); refused when it
+    changes H by more than :data:`~qgtflow.models.symmetrize.REFUSE_CHANGE` (a wrong crystal, projection or spinor
+    ordering, not a Wannierisation error)."""
     from qgtflow.models import symmetrize as sym
 
     where = "model.wannier90.symmetrize"
@@ -1059,7 +1060,7 @@ def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, n
                          "or atoms_cart beside the file")
     try:
         layout = sym.orbital_layout(spec["atoms"], spec["projections"], num_wann, spec["spinors"],
-                                    spec["spin_ordering"])
+                                    spec["spin_ordering"], lattice_ang)
     except ModelError as exc:
         raise ModelError(f"{where}.{str(exc).removeprefix('symmetrize.')} (or set {where}: false to use the file as it "
                          "is)") from None
@@ -1073,12 +1074,15 @@ def _symmetrized(spec, source, dim, lattice, table, rtables, frac, convention, n
         zero = (0, 0, 0)
         absolute[zero] = absolute.get(zero, np.zeros((num_wann, num_wann, 3), complex)) + np.einsum(
             "ij,ic->ijc", np.eye(num_wann), tau)
+    # the cell of each function relative to its atom: from its centre when known, else its site line's
+    cells = sym.home_cells(layout, spec["atoms"], frac) if frac is not None else layout.home_cells
     if centres is None:  # no centres known: the orbitals at their atoms (only H is averaged then)
         home = np.zeros((num_wann, 3))
         for a, orbs in zip(spec["atoms"], layout.atom_orbitals):
             home[layout.order[orbs]] = np.asarray(a[1:], float) @ lattice
-        centres = home
-    res = sym.symmetrize_tables(lattice, spec["atoms"], layout, table, centres, absolute, spec["magnetic_moments"])
+        centres = home + cells @ lattice
+    res = sym.symmetrize_tables(lattice, spec["atoms"], layout, table, centres, absolute, spec["magnetic_moments"],
+                                cells=cells)
     if res.h_change > sym.REFUSE_CHANGE:
         raise ModelError(f"{where}: changes H(R) by {res.h_change:.3g} of its norm; expected < {sym.REFUSE_CHANGE:g} "
                          "(a Wannierisation error): check the projections (kinds, order), spinors, spin_ordering, "
