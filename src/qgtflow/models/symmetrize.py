@@ -58,6 +58,7 @@ import numpy as np
 from scipy import constants as _sc
 
 from qgtflow.errors import ModelError
+from qgtflow.models.symmetry import cartesian_rotation
 
 # The real harmonics up to l = 3 in Wannier90's mr order (user guide Tables 3.1–3.3; the interfaces evaluate them as
 # pw2wannier90's ylm_wannier does), each × √(4π) (mean square 1 on the sphere): index = l² + mr − 1.
@@ -260,7 +261,7 @@ ISY = np.array([[0, 1], [-1, 0]], complex)  # iσ_y
 class Operation(NamedTuple):
     rotation: np.ndarray  # fractional, integer (3, 3): x' = rotation x + translation
     translation: np.ndarray
-    cartesian: np.ndarray  # S_c = Aᵀ S A⁻ᵀ
+    cartesian: np.ndarray  # S_c = Aᵀ S A⁻ᵀ, exactly orthogonal (symmetry.cartesian_rotation)
     time_reversal: int
     atom_map: np.ndarray  # atom a → g(a)
     shifts: np.ndarray  # L_a (n_atoms, 3) integer
@@ -296,7 +297,6 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
         raise ModelError(f"symmetrize: spglib found no symmetry for the declared crystal ({exc}); check the atoms "
                          "and the lattice") from None
     tol = 1e-3  # fractional: spglib has matched the atoms to symprec already
-    inv_t = np.linalg.inv(A.T)
     out = []
     for S, t, theta in zip(rots, trans, trs):
         image = pos @ np.asarray(S, float).T + t  # (n_atoms, 3)
@@ -309,8 +309,8 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
                              "map the atoms onto atoms of their species; check the atoms' positions")
         amap = hit.argmax(axis=1)
         shifts = np.round(diff[np.arange(len(pos)), amap]).astype(np.int64)
-        out.append(Operation(np.asarray(S, np.int64), np.asarray(t, float), A.T @ S @ inv_t, int(theta), amap,
-                             shifts))
+        out.append(Operation(np.asarray(S, np.int64), np.asarray(t, float), cartesian_rotation(A, S), int(theta),
+                             amap, shifts))
     return out
 
 
@@ -557,6 +557,17 @@ def _as_array(table: dict, keys, n, extra=()):
     return arr
 
 
+def symmetric_positions(atoms, ops) -> np.ndarray:
+    """The atoms' fractional positions averaged over their images, τ'_b = (1/|G|) Σ_g (S_g τ_a + t_g − L_a) over
+    g(a) = b: the given ones to within symprec, and exactly symmetric, so that positions printed to a few digits (a
+    POSCAR's 0.8333333) leave neither the centres nor the model's convention-II phases off by their rounding."""
+    pos = np.array([[float(x) for x in a[1:]] for a in atoms], float)
+    acc = np.zeros_like(pos)
+    for op in ops:
+        acc[op.atom_map] += pos @ op.rotation.T + op.translation - op.shifts
+    return acc / len(ops)
+
+
 def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.ndarray, positions: dict | None = None,
                       magnetic_moments=None, symprec: float = 1e-5, operations=None, cells=None) -> Symmetrized:
     """The group average of a hopping table {R (3 ints): (n, n)} and optionally of the absolute position table
@@ -598,7 +609,7 @@ def symmetrize_tables(lattice, atoms, layout: Layout, table: dict, centres: np.n
     new_table = {tuple(int(x) for x in R): Hs[i] for i, R in enumerate(newR)}
 
     # positions relative to the atoms (a vector); the centres alone when there are no position elements
-    atom_cart = np.array([[float(x) for x in a[1:]] for a in atoms]) @ A
+    atom_cart = symmetric_positions(atoms, ops) @ A
     home = np.zeros((n, 3))
     for a, orbs in enumerate(layout.atom_orbitals):
         home[perm[orbs]] = atom_cart[a]  # internal (interlaced) index i is the file's perm[i]
