@@ -447,3 +447,41 @@ def test_functions_labelled_in_another_cell_than_their_atom():
     assert np.array_equal(by_site.home_cells, shift)
     assert symmetrize_tables(TE_LATTICE, TE_ATOMS, by_site, moved, frac @ TE_LATTICE, operations=ops).h_change < 1e-12
     assert symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, moved, frac @ TE_LATTICE, operations=ops).h_change > 0.1
+
+
+def test_a_cell_and_atoms_printed_to_seven_digits():
+    """Mn3Sn's wannier90.win (a = 5.6700001, a·√3/2 printed 4.9103641, Mn at 0.8333333): the Cartesian operations
+    are exactly orthogonal (a d shell is closed under them, not refused), the atoms' averaged positions are within
+    the printing of the given ones and exactly symmetric, and a random Mn: d, Sn: s model symmetrised over P6_3/mmc
+    × θ has equal energies at k and at every image of k to rounding."""
+    from qgtflow.models.symmetrize import symmetric_positions
+
+    A = np.array([[5.6700001, 0.0, 0.0], [-2.835, 4.9103641, 0.0], [0.0, 0.0, 4.5300002]])
+    atoms = [["Mn", 0.6666667, 0.8333333, 0.0], ["Mn", 0.1666667, 0.3333333, 0.0], ["Mn", 0.6666667, 0.3333333, 0.0],
+             ["Mn", 0.3333333, 0.1666667, 0.5], ["Mn", 0.8333333, 0.6666667, 0.5], ["Mn", 0.3333333, 0.6666667, 0.5],
+             ["Sn", 0.8333333, 0.1666667, 0.5], ["Sn", 0.1666667, 0.8333333, 0.0]]
+    ops = space_operations(A, atoms)
+    assert len(ops) == 48 and max(np.abs(op.cartesian @ op.cartesian.T - np.eye(3)).max() for op in ops) < 1e-14
+    pos = symmetric_positions(atoms, ops)
+    given = np.array([a[1:] for a in atoms], float)
+    assert 1e-8 < np.abs(pos - given).max() < 1e-6
+    for op in ops:
+        assert np.abs(pos @ op.rotation.T + op.translation - op.shifts - pos[op.atom_map]).max() < 1e-14
+    layout = orbital_layout(atoms, {"Mn": "d", "Sn": "s"}, 32)
+    rng = np.random.default_rng(4)
+    table = {}
+    for R in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 0), (0, 0, 1)]:
+        m = rng.normal(size=(32, 32)) + 1j * rng.normal(size=(32, 32))
+        table.update({R: m + m.conj().T} if R == (0, 0, 0) else {R: m, tuple(-r for r in R): m.conj().T})
+    sym = symmetrize_tables(A, atoms, layout, table, np.zeros((32, 3)), operations=ops).table
+    cells = np.array(list(sym), float)
+    stack = np.array(list(sym.values()))
+
+    def energies(kf):  # convention I: the energies need no positions
+        return np.linalg.eigvalsh(np.einsum("r,rij->ij", np.exp(2j * np.pi * cells @ kf), stack))
+
+    kf = np.array([0.13, -0.27, 0.31])
+    e0 = energies(kf)
+    for op in ops:  # k' = S⁻ᵀ k (fractional reciprocal), θ: −k
+        image = np.linalg.inv(op.rotation).T @ kf * (-1.0 if op.time_reversal else 1.0)
+        assert np.abs(energies(image) - e0).max() < 1e-10
