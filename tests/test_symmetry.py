@@ -243,3 +243,23 @@ def test_2d_berry_curvature_dipole_zeros_carry_the_stored_labels():
     c3 = np.array([[c, -s], [s, c]])
     assert forbidden_components("berry_curvature_dipole", [(np.eye(2), 0), (c3, 0), (c3 @ c3, 0)], 2) == ["xz", "yz"]
     assert forbidden_components("berry_curvature_dipole", [(np.eye(2), 0), (np.diag([1.0, -1.0]), 0)], 2) == ["xz"]
+
+
+def test_zeros_of_a_cell_printed_to_a_few_digits_are_the_exact_cells():
+    """Mn3Sn's cell as its wannier90.win prints it (4.9103641 for 2.835·√3), or rounded to 3 decimals, gives the
+    exact cell's symmetry zeros under the magnetic group of an in-plane 120° order: the Cartesian operations are
+    made exactly orthogonal as a group (cartesian_rotations), where 1e-8 of non-orthogonality used to leave the
+    forbidden Drude xy and AHC xz "allowed" (the projector's rows held to 1e-8)."""
+    from qgtflow.models.symmetry import crystal_operations, symmetry_zero_components
+
+    exact = np.array([[5.67, 0.0, 0.0], [-2.835, 2.835 * 3 ** 0.5, 0.0], [0.0, 0.0, 4.53]])
+    printed = np.array([[5.6700001, 0.0, 0.0], [-2.835, 4.9103641, 0.0], [0.0, 0.0, 4.5300002]])
+    atoms = [["Mn", 2 / 3, 5 / 6, 0.0], ["Mn", 1 / 6, 1 / 3, 0.0], ["Mn", 2 / 3, 1 / 3, 0.0], ["Mn", 1 / 3, 1 / 6, 0.5],
+             ["Mn", 5 / 6, 2 / 3, 0.5], ["Mn", 1 / 3, 2 / 3, 0.5], ["Sn", 5 / 6, 1 / 6, 0.5], ["Sn", 1 / 6, 5 / 6, 0.0]]
+    angles = np.radians([0, 240, 120, 0, 240, 120])
+    moments = [[np.cos(a), np.sin(a), 0.0] for a in angles] + [[0.0, 0.0, 0.0]] * 2
+    responses = ["sigma_ahe", "sigma_drude", "berry_curvature_dipole"]
+    zeros = [symmetry_zero_components(responses, crystal_operations(lat, atoms, moments), 3)
+             for lat in (exact, printed, np.round(exact, 3))]
+    assert zeros[0] == zeros[1] == zeros[2]
+    assert "xy" in zeros[0]["sigma_drude"] and zeros[0]["sigma_ahe"] == ["xx", "xy", "xz", "yx", "yy", "zx", "zz"]

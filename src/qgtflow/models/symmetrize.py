@@ -58,7 +58,7 @@ import numpy as np
 from scipy import constants as _sc
 
 from qgtflow.errors import ModelError
-from qgtflow.models.symmetry import cartesian_rotation
+from qgtflow.models.symmetry import cartesian_rotations
 
 # The real harmonics up to l = 3 in Wannier90's mr order (user guide Tables 3.1–3.3; the interfaces evaluate them as
 # pw2wannier90's ylm_wannier does), each × √(4π) (mean square 1 on the sphere): index = l² + mr − 1.
@@ -261,7 +261,7 @@ ISY = np.array([[0, 1], [-1, 0]], complex)  # iσ_y
 class Operation(NamedTuple):
     rotation: np.ndarray  # fractional, integer (3, 3): x' = rotation x + translation
     translation: np.ndarray
-    cartesian: np.ndarray  # S_c = Aᵀ S A⁻ᵀ, exactly orthogonal (symmetry.cartesian_rotation)
+    cartesian: np.ndarray  # S_c = Aᵀ S A⁻ᵀ, exactly orthogonal (symmetry.cartesian_rotations)
     time_reversal: int
     atom_map: np.ndarray  # atom a → g(a)
     shifts: np.ndarray  # L_a (n_atoms, 3) integer
@@ -298,7 +298,7 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
                          "and the lattice") from None
     tol = 1e-3  # fractional: spglib has matched the atoms to symprec already
     out = []
-    for S, t, theta in zip(rots, trans, trs):
+    for S, t, theta, Sc in zip(rots, trans, trs, cartesian_rotations(A, rots)):
         image = pos @ np.asarray(S, float).T + t  # (n_atoms, 3)
         diff = image[:, None, :] - pos[None, :, :]  # (a, b, 3)
         near = np.abs(diff - np.round(diff)).max(axis=-1) < tol
@@ -309,8 +309,7 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
                              "map the atoms onto atoms of their species; check the atoms' positions")
         amap = hit.argmax(axis=1)
         shifts = np.round(diff[np.arange(len(pos)), amap]).astype(np.int64)
-        out.append(Operation(np.asarray(S, np.int64), np.asarray(t, float), cartesian_rotation(A, S), int(theta),
-                             amap, shifts))
+        out.append(Operation(np.asarray(S, np.int64), np.asarray(t, float), Sc, int(theta), amap, shifts))
     return out
 
 

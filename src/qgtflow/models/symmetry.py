@@ -99,13 +99,20 @@ TENSOR_KINDS = {
 AXES = "xyz"
 
 
-def cartesian_rotation(lattice: np.ndarray, rotation) -> np.ndarray:
-    """The Cartesian matrix Aᵀ R A⁻ᵀ of a fractional rotation R (lattice rows A), made exactly orthogonal (the
-    nearest orthogonal matrix): a cell printed to 8 digits (Mn3Sn's 4.9103641 for √3 · 2.835) leaves it off by 1e-8,
-    which a model symmetrised with it, and a check held to rounding, would carry."""
+def cartesian_rotations(lattice, rotations) -> list[np.ndarray]:
+    """The Cartesian matrices Aᵀ R A⁻ᵀ of a group's fractional rotations R (lattice rows A), made exactly orthogonal
+    while staying a group: conjugated by L = M^½, M = mean(S_cᵀ S_c) their invariant metric (Sᵀ M S = M, so L S L⁻¹
+    is orthogonal; L = 1 for an exact lattice). A cell printed to a few digits (Mn3Sn's 4.9103641 for √3 · 2.835)
+    leaves them 1e-8 off otherwise, which the symmetry zeros (a projector held to 1e-8) and a symmetrised model
+    carry."""
     A = np.asarray(lattice, float)
-    u, _, vt = np.linalg.svd(A.T @ np.asarray(rotation, float) @ np.linalg.inv(A.T))
-    return u @ vt
+    inv_t = np.linalg.inv(A.T)
+    S = [A.T @ np.asarray(R, float) @ inv_t for R in rotations]
+    if not S:
+        return []
+    w, V = np.linalg.eigh(sum(s.T @ s for s in S) / len(S))
+    L, L_inv = (V * np.sqrt(w)) @ V.T, (V / np.sqrt(w)) @ V.T
+    return [L @ s @ L_inv for s in S]
 
 
 def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-5, lifted: bool = False):
@@ -154,8 +161,7 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
         rots, trs = list(data["rotations"]), [int(t) for t in data["time_reversals"]]
     ops = set()
     out = []
-    for R, t in zip(rots, trs):
-        Rc = cartesian_rotation(full, R)
+    for Rc, t in zip(cartesian_rotations(full, rots), trs):
         if d < 3:
             if np.abs(Rc[:d, d:]).max() > 1e-8 or np.abs(Rc[d:, :d]).max() > 1e-8:
                 continue
