@@ -140,6 +140,12 @@ STUDY_CASES = {
     "spin_operator_wrong_size": (symbolic({"terms": [["m", "sigma_z"], ["kx", "sigma_x"]]},
                                           spin=["sigma_x", "sigma_y", "tau_z sigma_z"]),
                                  ["spin[2]", "4×4", "2 bands"]),
+    # 003's spin responses read σ: a model without a spin operator is refused naming the responses
+    "spin_response_without_spin_operator": (study(model={"name": "ndd_two_valley"}, units="natural", tau=1.0,
+                                                  kgrid={"sizes": [4]}, responses=["sigma_drude",
+                                                                                   "spin_sigma_lin_tau1"]),
+                                            ["'responses'", "['spin_sigma_lin_tau1']", "no spin operator",
+                                             "`spin:` entry"]),
     "two_model_sources": (study(model={"name": "mine", "hamiltonian": {"terms": [["kx", "sigma_z"]]},
                                        "tight_binding": {"lattice": [[1.0]], "hoppings": [[[1], 0, 0, 1.0]]}}),
                           ["model", "give one of", "'hamiltonian', 'tight_binding'"]),
@@ -310,6 +316,9 @@ WORKFLOW_CASES = {
                                                                                      ">= 1"]),
     "config_study_mu_unsorted": (config(lambda c: c["studies"]["A"].update(mu=[0.2, 0.1])),
                                  ["'studies.A.mu'", "[0.2, 0.1]", "strictly increasing"]),
+    "config_spin_response_without_spin_operator": (
+        config(lambda c: c["studies"].update(A=STUDY_CASES["spin_response_without_spin_operator"][0])),
+        ["'studies.A.responses'", "['spin_sigma_lin_tau1']", "no spin operator"]),
     "config_figure_response_not_computed": (
         config(lambda c: c.update(report={"figures": [{"name": "f", "studies": ["A"], "response": "sigma_qm"}]})),
         ["'report.figures[0].response'", "'sigma_qm'", "sigma_drude"]),

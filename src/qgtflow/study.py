@@ -295,6 +295,31 @@ def geometry_fields(study) -> list[str]:
     return stored_fields(required)
 
 
+def check_operators(study) -> None:
+    """Refuse (ConfigError naming ``responses``) responses that read spin fields (003) on a model without a spin
+    operator, and responses reading fields the position operator cannot give while it is on — in load_study, so
+    ``qgtflow evaluate`` and the workflow's config validation refuse them before any job is planned."""
+    from qgtflow.errors import ModelError
+    from qgtflow.geometry.fields import SPIN_OPTIONAL_FIELDS
+    from qgtflow.geometry.position import check_position_operator
+    from qgtflow.reduce.kinds import required_fields
+
+    def fields_of(r):
+        return required_fields([r], study.fermi_form, study.omega)
+
+    key = f"{study.where}responses"
+    spin = [r for r in study.responses if set(fields_of(r)) & set(SPIN_OPTIONAL_FIELDS)]
+    models = getattr(study.model, "sectors", None) or [study.model]
+    if spin and any(getattr(m, "spin", None) is None for m in models):
+        raise ConfigError(key, spin, f"responses without spin fields: model '{study.model.name}' has no spin "
+                          "operator, and these read the 003 spin quantum geometry; give the model a `spin:` entry "
+                          "(three matrices σ^x, σ^y, σ^z; built in for massive_dirac and snte_surface_dirac)")
+    try:
+        check_position_operator(study.model, study.responses, fields_of)
+    except ModelError as exc:
+        raise ConfigError(key, study.responses, f"responses the position operator can give ({exc})") from None
+
+
 def bands_window(study) -> list[float] | None:
     """Half-widths per axis of the k·p window the bands stage samples (the grid's), None for periodic models."""
     if study.model.periodic:
@@ -431,6 +456,7 @@ def load_study(source, name: str | None = None) -> Study:
     if problem:
         raise ConfigError(f"{key}kgrid.sizes", sizes, problem)
     study = Study(name=name, config=cfg, model=model, units=units, where=key)
+    check_operators(study)  # spin / position fields the model cannot give: refused before any job is planned
     for size in study.sizes:  # grid consistency (window vs periodic, sizes per axis) before any compute
         study.make_grid(size)
     from qgtflow import kpath
