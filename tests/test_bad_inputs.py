@@ -379,6 +379,13 @@ CONFIG_FILE_CASES = {
     "config_empty": ("", ["config.yaml", "got an empty file", "a mapping of config keys"]),
     "config_results_dir_inside_a_file": (None, ["results directory", "a_file is a file, not a directory",
                                                 "nothing was run"]),
+    # a dry run writes nothing, but Snakemake cannot plan under a results_dir that is not a directory either
+    "config_results_dir_a_file_dry_run": (None, ["results directory", "a_file is a file, not a directory",
+                                                 "nothing was run"]),
+    "config_results_dir_a_fifo": (None, ["results directory", "a_fifo is a FIFO, not a directory",
+                                         "nothing was run"]),
+    "config_results_dir_a_fifo_dry_run": (None, ["results directory", "a_fifo is a FIFO, not a directory",
+                                                 "nothing was run"]),
 }
 
 
@@ -391,9 +398,15 @@ def test_bad_config_file_is_refused_before_snakemake_starts(kind, tmp_path, caps
     path = tmp_path / "config.yaml"
     if content is None:
         (tmp_path / "a_file").write_text("x\n")
-        content = yaml.safe_dump(config(lambda c: c.update(results_dir=str(tmp_path / "a_file" / "results"))))
+        os.mkfifo(tmp_path / "a_fifo")
+        results = {"config_results_dir_inside_a_file": tmp_path / "a_file" / "results",
+                   "config_results_dir_a_file_dry_run": tmp_path / "a_file",
+                   "config_results_dir_a_fifo": tmp_path / "a_fifo",
+                   "config_results_dir_a_fifo_dry_run": tmp_path / "a_fifo"}[kind]
+        content = yaml.safe_dump(config(lambda c: c.update(results_dir=str(results))))
     path.write_text(content)
-    dry = [] if kind == "config_results_dir_inside_a_file" else ["-n"]  # only a real run must write the results
+    real = kind in ("config_results_dir_inside_a_file", "config_results_dir_a_fifo")
+    dry = [] if real else ["-n"]  # only a real run must write the results
     line = refusal(["run", "--configfile", str(path), *dry], capsys)
     for fragment in fragments:
         assert fragment in line, line
