@@ -134,6 +134,8 @@ STUDY_CASES = {
     "unknown_pauli_factor": (symbolic({"terms": [["m", "sigma_q"]]}), ["terms[0][1]", "'sigma_q'", "sigma_0/x/y/z"]),
     "symbolic_parameter_nan": (symbolic({"terms": [["m", "sigma_z"], ["kx", "sigma_x"]]}, params={"m": float("nan")}),
                                ["'model.params.m'", "nan", "finite"]),
+    "hamiltonian_not_finite_at_some_k": (symbolic({"terms": [["m", "sigma_z"], ["log(kx)", "sigma_x"]]}),
+                                         ["model", "H(k) is", "at k = [", "expected finite values", "log"]),
     "sector_labels_mismatch": (symbolic({"terms": [["m", "sigma_z"], ["s*kx", "sigma_x"]]}, params={"m": 0.1},
                                         sectors={"params": {"s": [1, -1]}, "labels": ["K"]}),
                                ["model.sectors.labels", "1 labels for 2 sectors"]),

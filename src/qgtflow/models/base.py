@@ -188,8 +188,13 @@ class Model:
             if m.shape != shp:
                 raise ModelError(f"model '{self.name}': derivative of order {order} has shape {m.shape}; expected {shp}")
             if not np.all(np.isfinite(m)):
-                raise ModelError(f"model '{self.name}': derivative of order {order} has NaN or inf entries "
-                                 "(check the parameters)")
+                bad = np.argwhere(~np.isfinite(m))[0]
+                what = "H(k)" if order == 0 else f"the order-{order} derivative of H(k)"
+                at = ", ".join(f"{x:.4g}" for x in k[bad[0]])
+                raise ModelError(f"model '{self.name}': {what} is {m[tuple(bad)]} at k = [{at}] (entry "
+                                 f"{bad[-2:].tolist()}); expected finite values at every k (check the parameters, "
+                                 "and expressions such as log, sqrt or fractional powers of a negative number, or an "
+                                 "overflowing exp)")
             herm = np.abs(m - np.conj(np.swapaxes(m, -1, -2))).max()
             size = max(1.0, np.abs(m).max())
             if herm > tol * size:
