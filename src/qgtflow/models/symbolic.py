@@ -460,6 +460,10 @@ def spin_operator(spin, nbands: int, where: str) -> np.ndarray:
         if m.shape != (nbands, nbands):
             raise ModelError(f"{where}[{c}]: spin matrix is {m.shape[0]}×{m.shape[1]}; the model has {nbands} bands")
     mats = np.stack(mats)
+    bad = np.argwhere(~np.isfinite(mats))
+    if bad.size:  # NaN passes the Hermiticity test below (every comparison with NaN is false)
+        c, i, j = bad[0]
+        raise ModelError(f"{where}[{c}]: entry [{i}, {j}] is {mats[c, i, j]}; expected a matrix of finite numbers")
     if np.abs(mats - np.conj(np.swapaxes(mats, -1, -2))).max() > 1e-12:
         raise ModelError(f"{where}: spin matrices must be Hermitian")
     return mats
