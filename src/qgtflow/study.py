@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,6 +68,14 @@ def _describe_form(schema) -> str:
     return f"a{'n' if str(kind)[0] in 'aeiou' else ''} {kind}" + (f" {' '.join(bounds)}" if bounds else "")
 
 
+def _within_magnitude(x) -> bool:
+    """Whether the number ``x`` is finite and at most :data:`MAX_MAGNITUDE` in size (an int beyond float64: no)."""
+    try:
+        return math.isfinite(float(x)) and abs(float(x)) <= MAX_MAGNITUDE
+    except OverflowError:
+        return False
+
+
 def schema_error(err, prefix: str = "") -> ConfigError:
     """A :class:`ConfigError` naming key, value and expectation for a jsonschema ValidationError."""
     # a oneOf failure: report the sub-error below the failing key, or of the alternative whose
@@ -92,7 +101,7 @@ def schema_error(err, prefix: str = "") -> ConfigError:
     if err.validator == "propertyNames":
         return ConfigError(key, err.instance, f"names matching {err.validator_value}")
     if isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool) \
-            and not abs(float(err.instance)) <= MAX_MAGNITUDE:
+            and not _within_magnitude(err.instance):
         expected = f"a finite number of magnitude <= {MAX_MAGNITUDE:g} (NaN and infinity are not allowed)"
     elif err.validator in _EXPECT:
         expected = _EXPECT[err.validator](err.validator_value)
@@ -139,15 +148,14 @@ MAX_MAGNITUDE = 1e100  # every config number: finite and |x| <= this (1e308 over
 
 
 def _finite_validator():
-    import math
-
     import jsonschema
 
     base = jsonschema.Draft202012Validator
-    finite = base.TYPE_CHECKER.redefine(
-        "number", lambda checker, x: base.TYPE_CHECKER.is_type(x, "number") and math.isfinite(float(x))
-        and abs(float(x)) <= MAX_MAGNITUDE)
-    return jsonschema.validators.extend(base, type_checker=finite)
+
+    def number(checker, x) -> bool:
+        return base.TYPE_CHECKER.is_type(x, "number") and _within_magnitude(x)
+
+    return jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", number))
 
 
 def apply_defaults(data: dict, schema: dict) -> dict:

@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import re
 import signal
@@ -199,8 +200,12 @@ def parse_expression(text, params: dict, where: str):
     if isinstance(text, bool):
         raise ModelError(f"{where}: {text!r} is not an expression")
     if isinstance(text, (int, float)):
-        if not np.isfinite(text):
-            raise ModelError(f"{where}: {text!r} is not a finite number")
+        try:  # an int beyond int64 (np.isfinite refuses its type) or beyond float64 (OverflowError)
+            finite = math.isfinite(float(text))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise ModelError(f"{where}: {text!r} is not a finite number (of float64 magnitude)")
         return _number(text)
     if not isinstance(text, str) or not text.strip():
         raise ModelError(f"{where}: {text!r}; expected an expression string or a number")
