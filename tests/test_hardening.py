@@ -743,3 +743,14 @@ def test_a_signal_during_a_store_write_lands_after_it():
             steps.append("write finished")
         steps.append("after the write")
     assert steps == ["write finished"] and info.value.code == 128 + signal.SIGTERM
+
+
+def test_a_library_message_with_line_breaks_is_printed_on_one_line(tmp_path, no_compute, capsys):
+    """Three magnetic moments for the two atoms of the .win: spglib's refusal, quoted in ours, spans two lines; the
+    command line prints it on one (qgtflow.errors.one_line)."""
+    from tests.test_wannier_symmetrize import _files, _study
+
+    spec = {"magnetic_moments": [[0.0, 0.0, 1.0]] * 3}
+    path = write_study(tmp_path / "study.yaml", _study(_files(tmp_path), spec))
+    line = refusal(["evaluate", str(path), "--out", str(tmp_path / "out.zarr"), "--workers", "0"], capsys)
+    assert "spglib" in line and "magmoms" in line, line

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from qgtflow.errors import QgtflowError
+from qgtflow.errors import QgtflowError, one_line
 from qgtflow.runtime import LOG_FORMAT
 
 log = logging.getLogger("qgtflow.cli")
@@ -812,12 +812,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, extra)
     except QgtflowError as exc:
-        print(f"qgtflow: error: {exc}", file=sys.stderr)
+        print(f"qgtflow: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment refused a file operation (missing, read-only, disk full, ...)
         if exc.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        print(f"qgtflow: error: {exc}", file=sys.stderr)
+        print(f"qgtflow: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qgtflow: interrupted", file=sys.stderr)
