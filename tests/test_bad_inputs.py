@@ -174,6 +174,11 @@ STUDY_CASES = {
     # a declared point group (symmetry.generators): names, closure, the model's own symmetry
     "symmetry_generator_unknown": (study(symmetry={"generators": ["C4q"]}),
                                    ["'symmetry.generators'", "'C4q'", "C<n><axis>"]),
+    # an order beyond any finite group: 2π/n rounded to the identity (n = 10^20) or overflowed float (n = 10^400)
+    "symmetry_generator_order_huge": (study(symmetry={"generators": ["C" + "9" * 20 + "z"]}),
+                                      ["'symmetry.generators'", "'C99999999999999999999z'", "1 ≤ n ≤ 480"]),
+    "symmetry_generator_order_beyond_float64": (study(symmetry={"generators": ["S1" + "0" * 400 + "z"]}),
+                                                ["'symmetry.generators'", "1 ≤ n ≤ 480"]),
     "symmetry_generators_not_a_list": (study(symmetry={"generators": "C4z"}),
                                        ["symmetry.generators", "'C4z'", "array"]),
     "symmetry_generators_no_finite_group": (study(symmetry={"generators": ["C4z", "C3x"]}),

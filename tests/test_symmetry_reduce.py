@@ -298,6 +298,7 @@ def test_rotations_by_several_steps_are_named_by_their_order_and_power():
                 back, t = named_operation(label)
                 assert t == 1 and np.allclose(back, R, atol=1e-6), (axis, n, k, label)
     assert np.allclose(named_operation("C5^2z")[0], named_operation("C5z·C5z")[0])
+    assert np.allclose(named_operation("C5^" + "9" * 30 + "z")[0], named_operation("C5^4z")[0])  # k mod n
 
 
 # ---- the responses classified beyond the first six: wedge = full grid on a 2D and a 3D model

@@ -357,8 +357,9 @@ def _factor(text: str, name: str, where: str):
             if axis is None or len(axis) != 3 or not np.all(np.isfinite(axis)) or np.linalg.norm(axis) == 0:
                 raise ConfigError(where, name, f"an axis [a, b, c] of three numbers, not all zero; " + expected)
     n, k = int(n_rot or n_rr or 1), int(k_rot or 1)
-    if n < 1 or k < 1:
-        raise ConfigError(where, name, f"a rotation order n ≥ 1 (and power k ≥ 1); " + expected)
+    if not 1 <= n <= MAX_GROUP_ORDER or k < 1:  # a larger n is no finite group's (and 2π/n rounds to no rotation)
+        raise ConfigError(where, name, f"a rotation order 1 ≤ n ≤ {MAX_GROUP_ORDER} (and power k ≥ 1); " + expected)
+    k %= n  # C<n>^<k> = C<n>^<k mod n>: no overflow of 2πk/n for a huge k
     R = {"E": lambda: np.eye(3), "I": lambda: -np.eye(3), "T": lambda: np.eye(3),
          "C": lambda: _rotation(axis, n, k), "M": lambda: _mirror(axis),
          "S": lambda: _mirror(axis) @ _rotation(axis, n)}[letter]()
