@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from qgtflow.api import evaluate
-from qgtflow.errors import ModelError
+from qgtflow.errors import ConfigError
 from qgtflow.geometry.fields import compute_fields
 from qgtflow.kgrid import make_grid
 from qgtflow.models.tight_binding import TightBindingModel
@@ -273,7 +273,8 @@ def test_si_matches_natural_units_with_restored_constants(tmp_path):
 
 
 def test_model_without_spin_operator_is_refused(tmp_path):
-    with pytest.raises(ModelError, match="spin operator"):
+    """Refused while the study is validated (load_study), naming its responses key."""
+    with pytest.raises(ConfigError, match="responses'.*no spin operator"):
         evaluate({"name": "x", "units": "natural", "model": {"name": "tilted_dirac"}, "kgrid": {"sizes": [16]},
                   "mu": [0.2], "temperature": [0.1], "tau": 1.0, "responses": ["spin_sigma_lin_tau0"]},
                  n_workers=0, workdir=tmp_path)
