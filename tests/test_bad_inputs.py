@@ -165,6 +165,11 @@ STUDY_CASES = {
                                    kgrid={"sizes": [4]}), ["model", "nope_hr.dat", "No such file"]),
     "wannier_file_malformed": (study(model={"name": "w", "wannier90": {"hr": "bad_hr.dat", "lattice": LATTICE3}},
                                      kgrid={"sizes": [4]}), ["bad_hr.dat", "line 6", "non-numeric token 'x'"]),
+    # finite but beyond the config numbers' 1e100: its squares overflow in the eigensolver (energies of -inf)
+    "wannier_hopping_beyond_magnitude": (study(model={"name": "w", "wannier90": {"hr": "huge_hr.dat",
+                                                                                 "lattice": LATTICE3}},
+                                               kgrid={"sizes": [4]}), ["huge_hr.dat", "line 6", "'1e200'",
+                                                                       "beyond 1e+100"]),
     "wannier_file_not_text": (study(model={"name": "w", "wannier90": {"hr": "bin_hr.dat", "lattice": LATTICE3}},
                                     kgrid={"sizes": [4]}), ["bin_hr.dat", "utf-8"]),
     "wannier_file_is_a_directory": (study(model={"name": "w", "wannier90": {"hr": "a_dir", "lattice": LATTICE3}},
@@ -211,6 +216,7 @@ def no_compute(monkeypatch):
 @pytest.fixture
 def model_files(tmp_path) -> Path:
     (tmp_path / "bad_hr.dat").write_text(BAD_HR)
+    (tmp_path / "huge_hr.dat").write_text(BAD_HR.replace(" x ", " 1e200 "))
     (tmp_path / "bin_hr.dat").write_bytes(b"\xff\xfe\x00 written by a binary tool \x80\x81")
     (tmp_path / "a_dir").mkdir()
     return tmp_path
