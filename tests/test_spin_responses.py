@@ -89,7 +89,8 @@ def spinless_model(seed=5):
 
 def reduce_in_process(model, responses, form, mu, temperature=0.3, size=64, tau=1.3, omega=None):
     """Geometry (compute_fields with the spin fields) and reduce in-process, as the stages do."""
-    study = load_study({"model": {"name": "haldane"}, "units": "natural", "mu": list(mu),
+    # a stand-in model with a spin operator (spin responses on one without are refused), replaced by ``model``
+    study = load_study({"model": {"name": "massive_dirac"}, "units": "natural", "mu": list(mu),
                         "temperature": [temperature], "tau": tau, "responses": list(responses), "fermi_form": form,
                         **({"omega": list(omega)} if omega is not None else {})})
     study.model = model
