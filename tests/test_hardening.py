@@ -170,6 +170,8 @@ NUMERIC = {
     # integers beyond float64 (float() overflows) and beyond int64 (np.isfinite refuses the type): one line too
     "tau_integer_beyond_float64": ("tau: 1" + "0" * 400, ["'tau'", "finite number of magnitude <= 1e+100"]),
     "mu_integer_beyond_float64": ("mu: [-1" + "0" * 400 + "]", ["'mu[0]'", "finite number of magnitude"]),
+    "chunk_size_integer_beyond_float64": ("kgrid: {sizes: [8], chunk_size: 1" + "0" * 400 + "}",
+                                          ["'kgrid.chunk_size'", "finite number of magnitude <= 1e+100"]),
     "tau_integer_too_long_to_read": ("tau: 1" + "0" * 5000, ["valid YAML", "line", "5001 digits", "float64"]),
     "term_integer_beyond_float64": (SYMBOLIC_TERM % ("1" + "0" * 400), ["'model.hamiltonian.terms[1][0]'",
                                                                         "finite number of magnitude"]),

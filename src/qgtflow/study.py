@@ -155,7 +155,11 @@ def _finite_validator():
     def number(checker, x) -> bool:
         return base.TYPE_CHECKER.is_type(x, "number") and _within_magnitude(x)
 
-    return jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine("number", number))
+    def integer(checker, x) -> bool:  # an int beyond 1e100 (chunk_size: 10^400) overflows float arithmetic later
+        return base.TYPE_CHECKER.is_type(x, "integer") and _within_magnitude(x)
+
+    return jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine_many(
+        {"number": number, "integer": integer}))
 
 
 def apply_defaults(data: dict, schema: dict) -> dict:
