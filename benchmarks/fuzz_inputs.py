@@ -57,7 +57,7 @@ HOSTILE = [float("nan"), float("inf"), -float("inf"), 0, -1, 1e308, 1e300, -1e30
            "9**9**9", "(kx+ky+m)**400", "1e999999999", "Abs(kx)", "m/kx", "..", "a/b", "__import__('os')",
            10**9, 100000, [100000], [2, 10**6], -0.0, 1e-320, "sigma_z", [[1.5, 0], 0, 0, 1.0],
            [[True, 0], 0, 0, 1.0], [[1, 0], 0.5, 0, 1.0], [[1, 0], 0, 7, 1.0], {"factor": 1000},
-           {"factor": 4, "levels": 2}, "nan", "inf", "tetrahedron"]
+           {"factor": 4, "levels": 2}, "nan", "inf", "tetrahedron", 10**400, -10**400]  # ints beyond float64
 
 KEYS = ["tau", "broadening", "degeneracy_threshold", "energy_bins_per_kT", "mu", "temperature", "omega",
         "kgrid.sizes", "kgrid.kmax", "kgrid.shift", "kgrid.chunk_size", "kgrid.max_chunks", "kgrid.refine",

@@ -134,12 +134,23 @@ STUDY_CASES = {
     "unknown_pauli_factor": (symbolic({"terms": [["m", "sigma_q"]]}), ["terms[0][1]", "'sigma_q'", "sigma_0/x/y/z"]),
     "symbolic_parameter_nan": (symbolic({"terms": [["m", "sigma_z"], ["kx", "sigma_x"]]}, params={"m": float("nan")}),
                                ["'model.params.m'", "nan", "finite"]),
+    "hamiltonian_not_finite_at_some_k": (symbolic({"terms": [["m", "sigma_z"], ["log(kx)", "sigma_x"]]}),
+                                         ["model", "H(k) is", "at k = [", "expected finite values", "log"]),
     "sector_labels_mismatch": (symbolic({"terms": [["m", "sigma_z"], ["s*kx", "sigma_x"]]}, params={"m": 0.1},
                                         sectors={"params": {"s": [1, -1]}, "labels": ["K"]}),
                                ["model.sectors.labels", "1 labels for 2 sectors"]),
     "spin_operator_wrong_size": (symbolic({"terms": [["m", "sigma_z"], ["kx", "sigma_x"]]},
                                           spin=["sigma_x", "sigma_y", "tau_z sigma_z"]),
                                  ["spin[2]", "4×4", "2 bands"]),
+    # 003's spin responses read σ: a model without a spin operator is refused naming the responses
+    "spin_response_without_spin_operator": (study(model={"name": "ndd_two_valley"}, units="natural", tau=1.0,
+                                                  kgrid={"sizes": [4]}, responses=["sigma_drude",
+                                                                                   "spin_sigma_lin_tau1"]),
+                                            ["'responses'", "['spin_sigma_lin_tau1']", "no spin operator",
+                                             "`spin:` entry"]),
+    "spin_operator_not_finite": (symbolic({"terms": [["m", "sigma_z"], ["kx", "sigma_x"]]},
+                                          spin=["sigma_x", "sigma_y", [[1.0, 0.0], [0.0, float("nan")]]]),
+                                 ["spin[2]", "entry [1, 1]", "nan", "finite"]),
     "two_model_sources": (study(model={"name": "mine", "hamiltonian": {"terms": [["kx", "sigma_z"]]},
                                        "tight_binding": {"lattice": [[1.0]], "hoppings": [[[1], 0, 0, 1.0]]}}),
                           ["model", "give one of", "'hamiltonian', 'tight_binding'"]),
@@ -154,6 +165,11 @@ STUDY_CASES = {
                                    kgrid={"sizes": [4]}), ["model", "nope_hr.dat", "No such file"]),
     "wannier_file_malformed": (study(model={"name": "w", "wannier90": {"hr": "bad_hr.dat", "lattice": LATTICE3}},
                                      kgrid={"sizes": [4]}), ["bad_hr.dat", "line 6", "non-numeric token 'x'"]),
+    # finite but beyond the config numbers' 1e100: its squares overflow in the eigensolver (energies of -inf)
+    "wannier_hopping_beyond_magnitude": (study(model={"name": "w", "wannier90": {"hr": "huge_hr.dat",
+                                                                                 "lattice": LATTICE3}},
+                                               kgrid={"sizes": [4]}), ["huge_hr.dat", "line 6", "'1e200'",
+                                                                       "beyond 1e+100"]),
     "wannier_file_not_text": (study(model={"name": "w", "wannier90": {"hr": "bin_hr.dat", "lattice": LATTICE3}},
                                     kgrid={"sizes": [4]}), ["bin_hr.dat", "utf-8"]),
     "wannier_file_is_a_directory": (study(model={"name": "w", "wannier90": {"hr": "a_dir", "lattice": LATTICE3}},
@@ -163,6 +179,11 @@ STUDY_CASES = {
     # a declared point group (symmetry.generators): names, closure, the model's own symmetry
     "symmetry_generator_unknown": (study(symmetry={"generators": ["C4q"]}),
                                    ["'symmetry.generators'", "'C4q'", "C<n><axis>"]),
+    # an order beyond any finite group: 2π/n rounded to the identity (n = 10^20) or overflowed float (n = 10^400)
+    "symmetry_generator_order_huge": (study(symmetry={"generators": ["C" + "9" * 20 + "z"]}),
+                                      ["'symmetry.generators'", "'C99999999999999999999z'", "1 ≤ n ≤ 480"]),
+    "symmetry_generator_order_beyond_float64": (study(symmetry={"generators": ["S1" + "0" * 400 + "z"]}),
+                                                ["'symmetry.generators'", "1 ≤ n ≤ 480"]),
     "symmetry_generators_not_a_list": (study(symmetry={"generators": "C4z"}),
                                        ["symmetry.generators", "'C4z'", "array"]),
     "symmetry_generators_no_finite_group": (study(symmetry={"generators": ["C4z", "C3x"]}),
@@ -195,6 +216,7 @@ def no_compute(monkeypatch):
 @pytest.fixture
 def model_files(tmp_path) -> Path:
     (tmp_path / "bad_hr.dat").write_text(BAD_HR)
+    (tmp_path / "huge_hr.dat").write_text(BAD_HR.replace(" x ", " 1e200 "))
     (tmp_path / "bin_hr.dat").write_bytes(b"\xff\xfe\x00 written by a binary tool \x80\x81")
     (tmp_path / "a_dir").mkdir()
     return tmp_path
@@ -310,6 +332,9 @@ WORKFLOW_CASES = {
                                                                                      ">= 1"]),
     "config_study_mu_unsorted": (config(lambda c: c["studies"]["A"].update(mu=[0.2, 0.1])),
                                  ["'studies.A.mu'", "[0.2, 0.1]", "strictly increasing"]),
+    "config_spin_response_without_spin_operator": (
+        config(lambda c: c["studies"].update(A=STUDY_CASES["spin_response_without_spin_operator"][0])),
+        ["'studies.A.responses'", "['spin_sigma_lin_tau1']", "no spin operator"]),
     "config_figure_response_not_computed": (
         config(lambda c: c.update(report={"figures": [{"name": "f", "studies": ["A"], "response": "sigma_qm"}]})),
         ["'report.figures[0].response'", "'sigma_qm'", "sigma_drude"]),
@@ -370,6 +395,13 @@ CONFIG_FILE_CASES = {
     "config_empty": ("", ["config.yaml", "got an empty file", "a mapping of config keys"]),
     "config_results_dir_inside_a_file": (None, ["results directory", "a_file is a file, not a directory",
                                                 "nothing was run"]),
+    # a dry run writes nothing, but Snakemake cannot plan under a results_dir that is not a directory either
+    "config_results_dir_a_file_dry_run": (None, ["results directory", "a_file is a file, not a directory",
+                                                 "nothing was run"]),
+    "config_results_dir_a_fifo": (None, ["results directory", "a_fifo is a FIFO, not a directory",
+                                         "nothing was run"]),
+    "config_results_dir_a_fifo_dry_run": (None, ["results directory", "a_fifo is a FIFO, not a directory",
+                                                 "nothing was run"]),
 }
 
 
@@ -382,9 +414,15 @@ def test_bad_config_file_is_refused_before_snakemake_starts(kind, tmp_path, caps
     path = tmp_path / "config.yaml"
     if content is None:
         (tmp_path / "a_file").write_text("x\n")
-        content = yaml.safe_dump(config(lambda c: c.update(results_dir=str(tmp_path / "a_file" / "results"))))
+        os.mkfifo(tmp_path / "a_fifo")
+        results = {"config_results_dir_inside_a_file": tmp_path / "a_file" / "results",
+                   "config_results_dir_a_file_dry_run": tmp_path / "a_file",
+                   "config_results_dir_a_fifo": tmp_path / "a_fifo",
+                   "config_results_dir_a_fifo_dry_run": tmp_path / "a_fifo"}[kind]
+        content = yaml.safe_dump(config(lambda c: c.update(results_dir=str(results))))
     path.write_text(content)
-    dry = [] if kind == "config_results_dir_inside_a_file" else ["-n"]  # only a real run must write the results
+    real = kind in ("config_results_dir_inside_a_file", "config_results_dir_a_fifo")
+    dry = [] if real else ["-n"]  # only a real run must write the results
     line = refusal(["run", "--configfile", str(path), *dry], capsys)
     for fragment in fragments:
         assert fragment in line, line

@@ -206,3 +206,40 @@ def test_fewer_fields_give_identical_values(name, params, closed_form):
         assert list(part) == list(core)
         for key in core:
             np.testing.assert_array_equal(part[key], full[key], err_msg=key)
+
+
+def test_reused_buffers_are_the_calling_threads_own():
+    """compute_fields(reuse_buffers=True) in two threads at once on two models of one shape: the arrays one thread
+    holds are not overwritten by the other's chunk (the buffers were once per process: the second thread's fields
+    landed in the first's result)."""
+    import threading
+
+    from qgtflow.geometry.fields import compute_fields
+
+    models = [build_model("massive_dirac", {"v": 1.0, "mass": 0.1}), build_model("massive_dirac", {"v": 1.0,
+                                                                                              "mass": 0.5})]
+    k = np.random.default_rng(3).uniform(-1, 1, (32, 2))
+    ref = [compute_fields(m, k)["berry_curvature"].copy() for m in models]
+    assert not np.allclose(ref[0], ref[1])
+    first_done, results, errors = threading.Event(), {}, []
+
+    def run(i):
+        try:
+            if i == 1:
+                assert first_done.wait(30)  # thread 0 holds its result while this one computes
+            results[i] = compute_fields(models[i], k, reuse_buffers=True)["berry_curvature"]
+            if i == 0:
+                first_done.set()
+                second.join(30)
+                results["0 after"] = results[0].copy()
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    second = threading.Thread(target=run, args=(1,))
+    first = threading.Thread(target=run, args=(0,))
+    second.start()
+    first.start()
+    first.join(60)
+    assert not errors, errors
+    np.testing.assert_array_equal(results["0 after"], ref[0])
+    np.testing.assert_array_equal(results[1], ref[1])

@@ -150,6 +150,8 @@ def test_workflow_study_named_dotdot_is_refused():
 # ---------------------------------------------------------------- numbers: finite, integers, bounded
 
 TB = "model: {name: tb, tight_binding: {lattice: [[1.0, 0.0], [0.0, 1.0]], hoppings: [%s]}}"
+SYMBOLIC_TERM = ("model: {name: mine, params: {m: 0.1}, hamiltonian: {terms: [[m, sigma_z], [%s, sigma_x], "
+                 "[kx, sigma_y]]}}")
 NUMERIC = {
     # YAML text of one key (merged into the good study), fragments of the error line
     "tau_nan": ("tau: .nan", ["'tau'", "nan", "finite"]),
@@ -165,6 +167,14 @@ NUMERIC = {
     "temperature_minus_inf": ("temperature: [-.inf]", ["'temperature[0]'", "finite"]),
     "mu_start_nan": ("mu: {start: .nan, stop: 1.0, num: 3}", ["'mu.start'", "finite"]),
     "parameter_huge": ("model: {name: massive_dirac, params: {v: 1.0e+308}}", ["'model.params.v'", "<= 1e+100"]),
+    # integers beyond float64 (float() overflows) and beyond int64 (np.isfinite refuses the type): one line too
+    "tau_integer_beyond_float64": ("tau: 1" + "0" * 400, ["'tau'", "finite number of magnitude <= 1e+100"]),
+    "mu_integer_beyond_float64": ("mu: [-1" + "0" * 400 + "]", ["'mu[0]'", "finite number of magnitude"]),
+    "chunk_size_integer_beyond_float64": ("kgrid: {sizes: [8], chunk_size: 1" + "0" * 400 + "}",
+                                          ["'kgrid.chunk_size'", "finite number of magnitude <= 1e+100"]),
+    "tau_integer_too_long_to_read": ("tau: 1" + "0" * 5000, ["valid YAML", "line", "5001 digits", "float64"]),
+    "term_integer_beyond_float64": (SYMBOLIC_TERM % ("1" + "0" * 400), ["'model.hamiltonian.terms[1][0]'",
+                                                                        "finite number of magnitude"]),
     # integers
     "hopping_R_fractional": (TB % "[[1.5, 0], 0, 0, 1.0]", ["hoppings[0][0][0]", "1.5", "integer"]),
     "hopping_R_boolean": (TB % "[[true, 0], 0, 0, 1.0]", ["hoppings[0][0][0]", "True", "integer"]),
@@ -180,6 +190,18 @@ NUMERIC = {
     "duplicate_top_level_key": ("tau: 1.0e-12\ntau: 1.0e-15", ["duplicate key 'tau'", "first at line"]),
     "duplicate_nested_key": ("kgrid: {sizes: [8], sizes: [16]}", ["duplicate key 'sizes'", "line"]),
 }
+
+
+def test_integer_term_beyond_int64_is_a_number(tmp_path):
+    """A term coefficient 10^30 (an int beyond int64, within the schema's magnitude) builds the model: it once
+    raised a TypeError traceback from np.isfinite; 10^400 given to the model directly is refused in one line."""
+    from qgtflow.models.symbolic import parse_expression
+    from qgtflow.study import load_study
+
+    cfg = yaml.safe_load(SYMBOLIC_TERM % ("1" + "0" * 30))
+    assert load_study({**GOOD, **cfg}).model.nbands == 2
+    with pytest.raises(ModelError, match=r"here: 1000+ is not a finite number"):
+        parse_expression(10**400, {}, "here")
 
 
 def _study_text(extra: str) -> str:
@@ -723,3 +745,14 @@ def test_a_signal_during_a_store_write_lands_after_it():
             steps.append("write finished")
         steps.append("after the write")
     assert steps == ["write finished"] and info.value.code == 128 + signal.SIGTERM
+
+
+def test_a_library_message_with_line_breaks_is_printed_on_one_line(tmp_path, no_compute, capsys):
+    """Three magnetic moments for the two atoms of the .win: spglib's refusal, quoted in ours, spans two lines; the
+    command line prints it on one (qgtflow.errors.one_line)."""
+    from tests.test_wannier_symmetrize import _files, _study
+
+    spec = {"magnetic_moments": [[0.0, 0.0, 1.0]] * 3}
+    path = write_study(tmp_path / "study.yaml", _study(_files(tmp_path), spec))
+    line = refusal(["evaluate", str(path), "--out", str(tmp_path / "out.zarr"), "--workers", "0"], capsys)
+    assert "spglib" in line and "magmoms" in line, line

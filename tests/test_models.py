@@ -178,6 +178,58 @@ def test_fixed_hashes_computes_each_model_hash_once_within_its_scope():
     assert m.model_hash != h0  # outside, the identity again
 
 
+def test_fixed_hashes_is_the_calling_threads_scope_only():
+    """Two threads in fixed_hashes() at once, each on its own model, and a third outside any scope: each scoped
+    thread gets its own model's hash (fixed within its scope), the unscoped one sees its model's changes, and the
+    scopes end in either order (a module-level stack once shared them: an unscoped thread memoised into another's
+    scope and then missed its own model's change; the first scope to end popped the other's)."""
+    import threading
+
+    from qgtflow.models.base import fixed_hashes
+
+    models = {"a": build_model("haldane", {"t2": 0.1}), "b": build_model("haldane", {"t2": 0.2}),
+              "free": build_model("haldane", {"t2": 0.3})}
+    before = {name: m.model_hash for name, m in models.items()}
+    assert len(set(before.values())) == 3
+    entered, a_left, seen, errors = threading.Barrier(3), threading.Event(), {}, []
+
+    def scoped(name, leave_first):
+        try:
+            with fixed_hashes():
+                assert models[name].model_hash == before[name]
+                entered.wait(10)  # all three threads are past here with the two scopes open
+                models[name].params["t2"] += 1.0  # unseen inside the scope (its contract: no changes)
+                if not leave_first:
+                    assert a_left.wait(10)  # "a" has closed its scope: "b"'s must still be there
+                seen[name] = models[name].model_hash
+            if leave_first:
+                a_left.set()
+            seen[name + " after"] = models[name].model_hash
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    def unscoped():
+        try:
+            entered.wait(10)
+            assert models["free"].model_hash == before["free"]
+            models["free"].params["t2"] += 1.0
+            seen["free"] = models["free"].model_hash
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=scoped, args=("a", True)), threading.Thread(target=scoped, args=("b", False)),
+               threading.Thread(target=unscoped)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert seen["a"] == before["a"] and seen["b"] == before["b"]  # each its own model's hash, fixed in its scope
+    assert seen["free"] != before["free"]  # no other thread's scope memoised it
+    assert seen["a after"] != before["a"] and seen["b after"] != before["b"]  # outside: the identity again
+    assert seen["a after"] != seen["b after"]
+
+
 def test_tight_binding_from_config_equals_builtin_haldane():
     t2 = 0.1 * np.exp(1j * np.pi / 2)
     hops = [[[0, 0], 0, 1, 1.0], [[-1, 0], 0, 1, 1.0], [[0, -1], 0, 1, 1.0]]

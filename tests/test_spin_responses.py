@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from qgtflow.api import evaluate
-from qgtflow.errors import ModelError
+from qgtflow.errors import ConfigError
 from qgtflow.geometry.fields import compute_fields
 from qgtflow.kgrid import make_grid
 from qgtflow.models.tight_binding import TightBindingModel
@@ -89,7 +89,8 @@ def spinless_model(seed=5):
 
 def reduce_in_process(model, responses, form, mu, temperature=0.3, size=64, tau=1.3, omega=None):
     """Geometry (compute_fields with the spin fields) and reduce in-process, as the stages do."""
-    study = load_study({"model": {"name": "haldane"}, "units": "natural", "mu": list(mu),
+    # a stand-in model with a spin operator (spin responses on one without are refused), replaced by ``model``
+    study = load_study({"model": {"name": "massive_dirac"}, "units": "natural", "mu": list(mu),
                         "temperature": [temperature], "tau": tau, "responses": list(responses), "fermi_form": form,
                         **({"omega": list(omega)} if omega is not None else {})})
     study.model = model
@@ -273,7 +274,8 @@ def test_si_matches_natural_units_with_restored_constants(tmp_path):
 
 
 def test_model_without_spin_operator_is_refused(tmp_path):
-    with pytest.raises(ModelError, match="spin operator"):
+    """Refused while the study is validated (load_study), naming its responses key."""
+    with pytest.raises(ConfigError, match="responses'.*no spin operator"):
         evaluate({"name": "x", "units": "natural", "model": {"name": "tilted_dirac"}, "kgrid": {"sizes": [16]},
                   "mu": [0.2], "temperature": [0.1], "tau": 1.0, "responses": ["spin_sigma_lin_tau0"]},
                  n_workers=0, workdir=tmp_path)

@@ -186,13 +186,17 @@ def test_a_periodic_model_refuses_operations_its_lattice_lacks():
 
 
 def test_a_3d_kp_model_without_a_spin_operator_is_checked_on_its_orbitals():
-    """ndd_two_valley (002, 3D, no spin operator) with a spin response in the study: the declared C4z is checked on
-    the energies and curvature only (the spin check needs the operator), and its true group passes."""
+    """ndd_two_valley (002, 3D, no spin operator): the declared C4z is checked on the energies and curvature only
+    (the spin check needs the operator), and its true group passes; a wrong group is refused before its spin
+    response, which the model cannot give (refused naming `responses`)."""
     from qgtflow.study import load_study
 
     cfg = {**_dirac(["C4z"], ["sigma_drude", "spin_beta_lin_tau1"]), "model": {"name": "ndd_two_valley"},
            "kgrid": {"sizes": [8]}}
-    assert load_study(cfg).model.dim == 3
+    assert load_study({**cfg, "responses": ["sigma_drude"]}).model.dim == 3
+    with pytest.raises(ConfigError, match="no spin operator") as err:
+        load_study(cfg)
+    assert err.value.key == "responses" and err.value.value == ["spin_beta_lin_tau1"]
     with pytest.raises(ConfigError, match="operation m"):
         load_study({**cfg, "symmetry": {"generators": ["My"]}})
 

@@ -272,6 +272,35 @@ def test_operation_labels():
     assert operation_label(np.diag([-1.0, 1.0]), 1) == "m[1, 0]'" and operation_label(-np.eye(2), 0) == "C2"
 
 
+def test_rotations_by_several_steps_are_named_by_their_order_and_power():
+    """C5² (by 4π/5) is C5^2, not "C2" (the order once rounded from 2π/angle); C6² is C3; the sense is not named
+    (C5³ = C5⁻² is C5^2 too); a named C<n>[..] / C<n>^<k>[..] reads back as the rotation in the positive sense."""
+    from math import gcd
+
+    from qgtflow.geometry.covariance import operation_label
+    from qgtflow.models.symmetry import _rotation, named_operation
+
+    z = [0.0, 0.0, 1.0]
+    assert operation_label(_rotation(z, 5, 2), 0) == "C5^2[0, 0, 1]"
+    assert operation_label(_rotation(z, 5, 3), 1) == "C5^2[0, 0, 1]'"
+    assert operation_label(_rotation(z, 6, 2), 0) == "C3[0, 0, 1]"
+    assert operation_label(-_rotation(z, 5, 2), 0) == "-5^2[0, 0, 1]" and operation_label(-_rotation(z, 2), 0) == \
+        "m[0, 0, 1]"
+    assert operation_label(_rotation(z, 8, 3)[:2, :2], 0) == "C8^3" and operation_label(_rotation(z, 7)[:2, :2], 0) \
+        == "C7"
+    assert operation_label(_rotation(z, 2 * np.pi)[:2, :2], 0) == "C(57.2958°)"  # 1 rad: no 2πk/n with n ≤ 120
+    for axis in ([0, 0, 1], [1, 1, 1], [2, -1, 0.5]):  # the label's axis: largest component positive, as these
+        for n in range(2, 13):
+            for k in (k for k in range(1, n // 2 + 1) if gcd(n, k) == 1):
+                R = _rotation(axis, n, k)
+                label = operation_label(R, 1)
+                assert label.startswith(f"C{n}" + (f"^{k}[" if k > 1 else "[")), (axis, n, k, label)
+                back, t = named_operation(label)
+                assert t == 1 and np.allclose(back, R, atol=1e-6), (axis, n, k, label)
+    assert np.allclose(named_operation("C5^2z")[0], named_operation("C5z·C5z")[0])
+    assert np.allclose(named_operation("C5^" + "9" * 30 + "z")[0], named_operation("C5^4z")[0])  # k mod n
+
+
 # ---- the responses classified beyond the first six: wedge = full grid on a 2D and a 3D model
 
 NEWLY_CLASSIFIED = ["sigma_qm_variant", "quadrupolar_current_gamma", "ife_coefficient", "sigma_optical",

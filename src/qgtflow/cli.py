@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from qgtflow.errors import QgtflowError
+from qgtflow.errors import QgtflowError, one_line
 from qgtflow.runtime import LOG_FORMAT
 
 log = logging.getLogger("qgtflow.cli")
@@ -502,13 +502,28 @@ def _results_dir(root: Path, configfiles: list, extra: list[str]) -> Path:
     return path if path.is_absolute() else Path.cwd() / path
 
 
-def _unwritable(path: Path) -> str | None:
-    """Why a run could not create or write the directory ``path`` (None: it can)."""
+def _not_a_directory(path: Path) -> tuple[Path, str | None]:
+    """(the nearest existing path at or above ``path``, why it cannot hold the directory: 'X is a FIFO, not a
+    directory', ...; None when it is a directory)."""
+    from qgtflow.safety import file_kind
+
     probe = path
     while not probe.exists() and probe.parent != probe:
         probe = probe.parent
-    if not probe.is_dir():
-        return f"{probe} is a file, not a directory"
+    if probe.is_dir():
+        return probe, None
+    try:
+        kind = file_kind(os.stat(probe).st_mode) or "not a directory"
+    except OSError:
+        kind = "not a directory"
+    return probe, f"{probe} is {kind}, not a directory"
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why a run could not create or write the directory ``path`` (None: it can)."""
+    probe, problem = _not_a_directory(path)
+    if problem:
+        return problem
     if not os.access(probe, os.W_OK | os.X_OK):
         readonly = bool(os.statvfs(probe).f_flag & os.ST_RDONLY)
         return f"{probe} is on a read-only file system" if readonly else f"{probe} is not writable (permission denied)"
@@ -535,7 +550,14 @@ def cmd_run(args, extra) -> int:
         configfiles = (configfiles or default_configfiles(root)) + [str(dask_file)]
     cmd = _snakemake_command(root, configfiles, opts + extra)  # checks that the config files exist
     lock = contextlib.nullcontext()
-    if not args.dry_run and not any(a.split("=", 1)[0] in _NO_WRITE for a in extra):
+    if args.dry_run or any(a.split("=", 1)[0] in _NO_WRITE for a in extra):
+        # writes nothing: a read-only results directory is fine, a file or FIFO there is not (Snakemake's traceback)
+        results = _results_dir(root, configfiles, extra)
+        problem = _not_a_directory(results)[1]
+        if problem:
+            raise UsageError(f"results directory {results} cannot be used: {problem}; nothing was run (set "
+                             "results_dir in the config or pass --config results_dir=DIR)")
+    else:
         results = _results_dir(root, configfiles, extra)
         problem = _unwritable(results)
         if problem:
@@ -790,12 +812,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args, extra)
     except QgtflowError as exc:
-        print(f"qgtflow: error: {exc}", file=sys.stderr)
+        print(f"qgtflow: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment refused a file operation (missing, read-only, disk full, ...)
         if exc.errno not in _ENVIRONMENT_ERRNOS:
             raise
-        print(f"qgtflow: error: {exc}", file=sys.stderr)
+        print(f"qgtflow: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("qgtflow: interrupted", file=sys.stderr)

@@ -1,5 +1,7 @@
 """User-facing error types: printed without a traceback by the command line."""
 
+import re
+
 
 class QgtflowError(Exception):
     """Base class for errors caused by user input (config, model, files, environment)."""
@@ -23,3 +25,9 @@ class StoreError(QgtflowError):
 
 class PreflightError(QgtflowError):
     """The computation would exceed a ceiling or what the machine has (or SLURM would refuse its jobs)."""
+
+
+def one_line(message) -> str:
+    """``message`` as the one line a user error is printed on: line breaks (e.g. inside a library's message quoted
+    in ours, such as spglib's) become single spaces."""
+    return re.sub(r"\s*[\r\n]+\s*", " ", str(message)).strip()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -67,6 +68,14 @@ def _describe_form(schema) -> str:
     return f"a{'n' if str(kind)[0] in 'aeiou' else ''} {kind}" + (f" {' '.join(bounds)}" if bounds else "")
 
 
+def _within_magnitude(x) -> bool:
+    """Whether the number ``x`` is finite and at most :data:`MAX_MAGNITUDE` in size (an int beyond float64: no)."""
+    try:
+        return math.isfinite(float(x)) and abs(float(x)) <= MAX_MAGNITUDE
+    except OverflowError:
+        return False
+
+
 def schema_error(err, prefix: str = "") -> ConfigError:
     """A :class:`ConfigError` naming key, value and expectation for a jsonschema ValidationError."""
     # a oneOf failure: report the sub-error below the failing key, or of the alternative whose
@@ -92,7 +101,7 @@ def schema_error(err, prefix: str = "") -> ConfigError:
     if err.validator == "propertyNames":
         return ConfigError(key, err.instance, f"names matching {err.validator_value}")
     if isinstance(err.instance, (int, float)) and not isinstance(err.instance, bool) \
-            and not abs(float(err.instance)) <= MAX_MAGNITUDE:
+            and not _within_magnitude(err.instance):
         expected = f"a finite number of magnitude <= {MAX_MAGNITUDE:g} (NaN and infinity are not allowed)"
     elif err.validator in _EXPECT:
         expected = _EXPECT[err.validator](err.validator_value)
@@ -139,15 +148,18 @@ MAX_MAGNITUDE = 1e100  # every config number: finite and |x| <= this (1e308 over
 
 
 def _finite_validator():
-    import math
-
     import jsonschema
 
     base = jsonschema.Draft202012Validator
-    finite = base.TYPE_CHECKER.redefine(
-        "number", lambda checker, x: base.TYPE_CHECKER.is_type(x, "number") and math.isfinite(float(x))
-        and abs(float(x)) <= MAX_MAGNITUDE)
-    return jsonschema.validators.extend(base, type_checker=finite)
+
+    def number(checker, x) -> bool:
+        return base.TYPE_CHECKER.is_type(x, "number") and _within_magnitude(x)
+
+    def integer(checker, x) -> bool:  # an int beyond 1e100 (chunk_size: 10^400) overflows float arithmetic later
+        return base.TYPE_CHECKER.is_type(x, "integer") and _within_magnitude(x)
+
+    return jsonschema.validators.extend(base, type_checker=base.TYPE_CHECKER.redefine_many(
+        {"number": number, "integer": integer}))
 
 
 def apply_defaults(data: dict, schema: dict) -> dict:
@@ -295,6 +307,31 @@ def geometry_fields(study) -> list[str]:
     return stored_fields(required)
 
 
+def check_operators(study) -> None:
+    """Refuse (ConfigError naming ``responses``) responses that read spin fields (003) on a model without a spin
+    operator, and responses reading fields the position operator cannot give while it is on — in load_study, so
+    ``qgtflow evaluate`` and the workflow's config validation refuse them before any job is planned."""
+    from qgtflow.errors import ModelError
+    from qgtflow.geometry.fields import SPIN_OPTIONAL_FIELDS
+    from qgtflow.geometry.position import check_position_operator
+    from qgtflow.reduce.kinds import required_fields
+
+    def fields_of(r):
+        return required_fields([r], study.fermi_form, study.omega)
+
+    key = f"{study.where}responses"
+    spin = [r for r in study.responses if set(fields_of(r)) & set(SPIN_OPTIONAL_FIELDS)]
+    models = getattr(study.model, "sectors", None) or [study.model]
+    if spin and any(getattr(m, "spin", None) is None for m in models):
+        raise ConfigError(key, spin, f"responses without spin fields: model '{study.model.name}' has no spin "
+                          "operator, and these read the 003 spin quantum geometry; give the model a `spin:` entry "
+                          "(three matrices σ^x, σ^y, σ^z; built in for massive_dirac and snte_surface_dirac)")
+    try:
+        check_position_operator(study.model, study.responses, fields_of)
+    except ModelError as exc:
+        raise ConfigError(key, study.responses, f"responses the position operator can give ({exc})") from None
+
+
 def bands_window(study) -> list[float] | None:
     """Half-widths per axis of the k·p window the bands stage samples (the grid's), None for periodic models."""
     if study.model.periodic:
@@ -431,6 +468,7 @@ def load_study(source, name: str | None = None) -> Study:
     if problem:
         raise ConfigError(f"{key}kgrid.sizes", sizes, problem)
     study = Study(name=name, config=cfg, model=model, units=units, where=key)
+    check_operators(study)  # spin / position fields the model cannot give: refused before any job is planned
     for size in study.sizes:  # grid consistency (window vs periodic, sizes per axis) before any compute
         study.make_grid(size)
     from qgtflow import kpath

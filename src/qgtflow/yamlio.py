@@ -28,6 +28,18 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
 
+    def construct_yaml_int(self, node):
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # beyond Python's int-from-string digit limit (4300): a YAML error, not a traceback
+            digits = sum(c.isdigit() for c in str(node.value))
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer of {digits} digits, too long to read; expected a number of float64 "
+                "magnitude", node.start_mark) from None
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _UniqueKeyLoader.construct_yaml_int)
+
 
 def load(text: str):
     """Parse YAML text like ``yaml.safe_load``, refusing duplicate mapping keys (yaml.YAMLError)."""

@@ -28,7 +28,9 @@ from snakemake.utils import validate
 
 def _fail(message):
     """Print a user error as one clean line and stop before any job runs (exit code 2)."""
-    print(f"qgtflow: error: {message}", file=sys.stderr)
+    from qgtflow.errors import one_line
+
+    print(f"qgtflow: error: {one_line(message)}", file=sys.stderr)
     sys.exit(2)
 
 

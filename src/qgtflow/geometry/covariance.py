@@ -44,6 +44,7 @@ refusal and a log line state how many gap-checks were compared and how many skip
 from __future__ import annotations
 
 import logging
+from fractions import Fraction
 from typing import NamedTuple
 
 import numpy as np
@@ -154,9 +155,25 @@ def _relative_error(F0, Fg, expect, cuts, floor, axes) -> float:
     return float(np.where(cuts, err, 0.0).max(initial=0.0))
 
 
+MAX_LABEL_ORDER = 120  # rotation orders named C<n>^<k> (as models/symmetry.MAX_GROUP_ORDER's C_n, n ≤ 120)
+
+
+def _turn(angle: float) -> str:
+    """``<n>`` or ``<n>^<k>`` of a rotation angle 2πk/n in [0, π] (k, n coprime, k ≤ n/2: the sense is not
+    named), or ``(<degrees>°)`` when the angle is no such fraction of a turn with n ≤ :data:`MAX_LABEL_ORDER`."""
+    turns = abs(float(angle)) / (2 * np.pi)
+    f = Fraction(turns).limit_denominator(MAX_LABEL_ORDER)
+    if f.numerator == 0 or abs(turns - float(f)) > 1e-5:
+        return f"({np.degrees(abs(float(angle))):.6g}°)"
+    return f"{f.denominator}" + (f"^{f.numerator}" if f.numerator > 1 else "")
+
+
 def operation_label(R, time_reversal: int) -> str:
-    """A short name of a point operation: 1, -1, C<n>, m (normal [..]), -<n> (rotoinversion), with ' for time
-    reversal, e.g. "C3[0, 0, 1]", "m[1, 0]'"."""
+    """A short name of a point operation: 1, -1, C<n> (rotation by 2π/n), C<n>^<k> (by 2πk/n, k > 1 coprime
+    to n, e.g. C5^2), m (normal [..]), -<n> / -<n>^<k> (rotoinversion), with ' for time reversal, e.g.
+    "C3[0, 0, 1]", "C5^2[0, 0, 1]", "m[1, 0]'". The sense of a rotation is not named (C3 stands for C3 and its
+    inverse); a named C<n>[..] / C<n>^<k>[..] reads back through ``models.symmetry.named_operation`` as the
+    rotation in the positive sense about the named axis."""
     R = np.asarray(R, float)
     det = np.linalg.det(R)
     proper = R * np.sign(det)
@@ -166,16 +183,17 @@ def operation_label(R, time_reversal: int) -> str:
         return ("1" if det > 0 else "-1") + prime
     if d == 2:
         if det > 0:
-            angle = np.arctan2(R[1, 0], R[0, 0])
-            return f"C{round(2 * np.pi / abs(angle))}{prime}"
+            return f"C{_turn(np.arctan2(R[1, 0], R[0, 0]))}{prime}"
         w, v = np.linalg.eig(R)
         return f"m{_axis(v[:, np.argmin(w.real)])}{prime}"
     w, v = np.linalg.eig(proper)
     axis = _axis(v[:, np.argmin(np.abs(w - 1))])
-    n = round(2 * np.pi / abs(np.arccos(np.clip((np.trace(proper) - 1) / 2, -1, 1))))
+    # the angle from cos and |sin| (the antisymmetric part's axial vector): accurate at every angle, unlike arccos
+    sin = 0.5 * np.linalg.norm([proper[2, 1] - proper[1, 2], proper[0, 2] - proper[2, 0], proper[1, 0] - proper[0, 1]])
+    turn = _turn(np.arctan2(sin, (np.trace(proper) - 1) / 2))
     if det > 0:
-        return f"C{n}{axis}{prime}"
-    return (f"m{axis}" if n == 2 else f"-{n}{axis}") + prime
+        return f"C{turn}{axis}{prime}"
+    return (f"m{axis}" if turn == "2" else f"-{turn}{axis}") + prime
 
 
 def _axis(v) -> str:

@@ -6,6 +6,7 @@ a long name and its formula reference. Stored names are the CATALOG's and stay s
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,7 +131,7 @@ def compute_fields(model, k: np.ndarray, degeneracy_threshold: float = 1e-6, gau
     gives them and only they are returned (identical values to a full run).
     ``closed_form``: use the Clifford-model formulas when the model has an anticommuting basis
     (all two-band models, Dirac-matrix models such as 001 Eq. 20); else the sum over states.
-    ``reuse_buffers``: write into per-process arrays kept between calls of the same shape (the
+    ``reuse_buffers``: write into per-thread arrays kept between calls of the same shape (the
     returned arrays are overwritten by the next call) — saves page faults on large chunks.
 
     ``gauge_seed`` ≥ 0 rotates eigenvectors by random unitaries inside degenerate groups
@@ -257,15 +258,18 @@ def check_spin_operator(model, names) -> None:
                          "snte_surface_dirac)")
 
 
-_BUFFER_CACHE: dict = {}
+# per thread: two chunks computed at once in one process (two evaluates in a user's ThreadPool, a Dask threads
+# worker) would otherwise write each other's fields into the same arrays
+_BUFFER_CACHE = threading.local()
 
 
 def _buffers(N: int, n: int, d: int) -> dict[str, np.ndarray]:
+    """The calling thread's reused arrays for chunks of N k-points, n bands, dim d (one shape kept per thread)."""
     key = (N, n, d)
-    if key not in _BUFFER_CACHE:
-        _BUFFER_CACHE.clear()  # keep one shape only (the chunk size)
-        _BUFFER_CACHE[key] = _allocate(N, n, d)
-    return _BUFFER_CACHE[key]
+    held = getattr(_BUFFER_CACHE, "held", None)
+    if held is None or held[0] != key:
+        _BUFFER_CACHE.held = held = (key, _allocate(N, n, d))  # keep one shape only (the chunk size)
+    return held[1]
 
 
 def _allocate(N: int, n: int, d: int) -> dict[str, np.ndarray]:

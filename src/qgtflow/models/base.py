@@ -12,6 +12,7 @@ loop over k-points.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -21,20 +22,23 @@ import numpy as np
 from qgtflow.errors import ModelError
 
 
-# {id(model): (model, hash)} per active fixed_hashes() scope (innermost last)
-_HASH_SCOPES: list[dict] = []
+# {id(model): (model, hash)} of the innermost active fixed_hashes() scope of this context, None outside any. A
+# context variable, not a module-level stack: each thread (a user's ThreadPool, a Dask threads worker running two
+# evaluates) has its own context, so one thread's scope neither memoises nor pops another thread's hashes.
+_HASH_MEMO: contextvars.ContextVar[dict | None] = contextvars.ContextVar("qgtflow_fixed_hashes", default=None)
 
 
 @contextlib.contextmanager
 def fixed_hashes():
     """Within: each model's ``model_hash`` is computed once (the JSON of its identity: 0.08 s per call for a
     64-band Wannier90 table, asked 4 times by one ``evaluate``'s plan and stores). The caller keeps the models
-    unchanged meanwhile (``qgtflow.evaluate`` builds its model before and changes it nowhere after)."""
-    _HASH_SCOPES.append({})
+    unchanged meanwhile (``qgtflow.evaluate`` builds its model before and changes it nowhere after). The scope is
+    the calling thread's (context's) only: other threads, in a scope or not, compute their own hashes."""
+    token = _HASH_MEMO.set({})
     try:
         yield
     finally:
-        _HASH_SCOPES.pop()
+        _HASH_MEMO.reset(token)
 
 
 @dataclass
@@ -154,7 +158,7 @@ class Model:
     def model_hash(self) -> str:
         """Stable hash of :meth:`identity` (changes iff the model definition changes). Inside
         :func:`fixed_hashes`, computed once per model object."""
-        memo = _HASH_SCOPES[-1] if _HASH_SCOPES else None
+        memo = _HASH_MEMO.get()
         if memo is not None and id(self) in memo and memo[id(self)][0] is self:
             return memo[id(self)][1]
         blob = json.dumps(self.identity(), sort_keys=True).encode()
@@ -184,8 +188,13 @@ class Model:
             if m.shape != shp:
                 raise ModelError(f"model '{self.name}': derivative of order {order} has shape {m.shape}; expected {shp}")
             if not np.all(np.isfinite(m)):
-                raise ModelError(f"model '{self.name}': derivative of order {order} has NaN or inf entries "
-                                 "(check the parameters)")
+                bad = np.argwhere(~np.isfinite(m))[0]
+                what = "H(k)" if order == 0 else f"the order-{order} derivative of H(k)"
+                at = ", ".join(f"{x:.4g}" for x in k[bad[0]])
+                raise ModelError(f"model '{self.name}': {what} is {m[tuple(bad)]} at k = [{at}] (entry "
+                                 f"{bad[-2:].tolist()}); expected finite values at every k (check the parameters, "
+                                 "and expressions such as log, sqrt or fractional powers of a negative number, or an "
+                                 "overflowing exp)")
             herm = np.abs(m - np.conj(np.swapaxes(m, -1, -2))).max()
             size = max(1.0, np.abs(m).max())
             if herm > tol * size:

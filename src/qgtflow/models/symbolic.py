@@ -21,6 +21,7 @@ import contextlib
 import hashlib
 import importlib.util
 import io
+import math
 import os
 import re
 import signal
@@ -199,8 +200,12 @@ def parse_expression(text, params: dict, where: str):
     if isinstance(text, bool):
         raise ModelError(f"{where}: {text!r} is not an expression")
     if isinstance(text, (int, float)):
-        if not np.isfinite(text):
-            raise ModelError(f"{where}: {text!r} is not a finite number")
+        try:  # an int beyond int64 (np.isfinite refuses its type) or beyond float64 (OverflowError)
+            finite = math.isfinite(float(text))
+        except OverflowError:
+            finite = False
+        if not finite:
+            raise ModelError(f"{where}: {text!r} is not a finite number (of float64 magnitude)")
         return _number(text)
     if not isinstance(text, str) or not text.strip():
         raise ModelError(f"{where}: {text!r}; expected an expression string or a number")
@@ -460,6 +465,10 @@ def spin_operator(spin, nbands: int, where: str) -> np.ndarray:
         if m.shape != (nbands, nbands):
             raise ModelError(f"{where}[{c}]: spin matrix is {m.shape[0]}×{m.shape[1]}; the model has {nbands} bands")
     mats = np.stack(mats)
+    bad = np.argwhere(~np.isfinite(mats))
+    if bad.size:  # NaN passes the Hermiticity test below (every comparison with NaN is false)
+        c, i, j = bad[0]
+        raise ModelError(f"{where}[{c}]: entry [{i}, {j}] is {mats[c, i, j]}; expected a matrix of finite numbers")
     if np.abs(mats - np.conj(np.swapaxes(mats, -1, -2))).max() > 1e-12:
         raise ModelError(f"{where}: spin matrices must be Hermitian")
     return mats

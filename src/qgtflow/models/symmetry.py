@@ -328,13 +328,13 @@ def study_symmetry_zeros(model, symmetry: dict | None, responses, where: str = "
 
 MAX_GROUP_ORDER = 480  # the closure of declared generators stops here: twice Ih × T (240), room for C_n up to n = 120
 _AXIS = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
-_FACTOR = re.compile(r"(E|I|T|C(\d+)|M|S(\d+))(x|y|z|\[([^\]]*)\])?('?)$")
+_FACTOR = re.compile(r"(E|I|T|C(\d+)(?:\^(\d+))?|M|S(\d+))(x|y|z|\[([^\]]*)\])?('?)$")
 
 
-def _rotation(axis, n: int) -> np.ndarray:
-    """The proper rotation by 2π/n about ``axis`` (Cartesian, right-handed; Rodrigues)."""
+def _rotation(axis, n: int, k: int = 1) -> np.ndarray:
+    """The proper rotation by 2πk/n about ``axis`` (Cartesian, right-handed; Rodrigues)."""
     u = np.asarray(axis, float) / np.linalg.norm(axis)
-    a = 2 * np.pi / n
+    a = 2 * np.pi * k / n
     K = np.array([[0, -u[2], u[1]], [u[2], 0, -u[0]], [-u[1], u[0], 0]])
     R = np.eye(3) + np.sin(a) * K + (1 - np.cos(a)) * K @ K
     return np.where(np.abs(R) < 1e-15, 0.0, R)
@@ -347,12 +347,13 @@ def _mirror(normal) -> np.ndarray:
 
 def _factor(text: str, name: str, where: str):
     """(R (3, 3), θ) of one factor of a generator's name (:func:`named_operation`)."""
-    expected = ("a product of E, I, T, C<n><axis>, M<axis>, S<n><axis> (axis x, y, z or [a, b, c]; a trailing ' "
-                "adds T), e.g. C3z, Mx, C2[1, 1, 0], T·C2x, or {rotation: 3 × 3 matrix, time_reversal: bool}")
+    expected = ("a product of E, I, T, C<n><axis>, C<n>^<k><axis>, M<axis>, S<n><axis> (axis x, y, z or [a, b, c]; "
+                "a trailing ' adds T), e.g. C3z, C5^2z, Mx, C2[1, 1, 0], T·C2x, or {rotation: 3 × 3 matrix, "
+                "time_reversal: bool}")
     m = _FACTOR.match(text)
     if not m:
         raise ConfigError(where, name, expected)
-    head, n_rot, n_rr, axis_text, bracket, prime = m.groups()
+    head, n_rot, k_rot, n_rr, axis_text, bracket, prime = m.groups()
     letter = head[0]
     if letter in "EIT" and axis_text:
         raise ConfigError(where, name, f"no axis after {letter}; " + expected)
@@ -369,11 +370,12 @@ def _factor(text: str, name: str, where: str):
                 axis = None
             if axis is None or len(axis) != 3 or not np.all(np.isfinite(axis)) or np.linalg.norm(axis) == 0:
                 raise ConfigError(where, name, f"an axis [a, b, c] of three numbers, not all zero; " + expected)
-    n = int(n_rot or n_rr or 1)
-    if n < 1:
-        raise ConfigError(where, name, f"a rotation order n ≥ 1; " + expected)
+    n, k = int(n_rot or n_rr or 1), int(k_rot or 1)
+    if not 1 <= n <= MAX_GROUP_ORDER or k < 1:  # a larger n is no finite group's (and 2π/n rounds to no rotation)
+        raise ConfigError(where, name, f"a rotation order 1 ≤ n ≤ {MAX_GROUP_ORDER} (and power k ≥ 1); " + expected)
+    k %= n  # C<n>^<k> = C<n>^<k mod n>: no overflow of 2πk/n for a huge k
     R = {"E": lambda: np.eye(3), "I": lambda: -np.eye(3), "T": lambda: np.eye(3),
-         "C": lambda: _rotation(axis, n), "M": lambda: _mirror(axis),
+         "C": lambda: _rotation(axis, n, k), "M": lambda: _mirror(axis),
          "S": lambda: _mirror(axis) @ _rotation(axis, n)}[letter]()
     return R, int(letter == "T") ^ int(bool(prime))
 
@@ -381,7 +383,7 @@ def _factor(text: str, name: str, where: str):
 def named_operation(item, where: str = "symmetry.generators"):
     """(R (3, 3) Cartesian, θ) of one declared generator: a name, a product of factors joined by '·' or '*'
     (the matrix product: the right factor acts first), each E (identity), I (inversion), T (time reversal),
-    C<n><axis> (rotation by 2π/n), M<axis> (mirror, the axis its plane's normal), S<n><axis> (rotoreflection
+    C<n><axis> (rotation by 2π/n), C<n>^<k><axis> (by 2πk/n), M<axis> (mirror, the axis its plane's normal), S<n><axis> (rotoreflection
     M·C<n>, Schoenflies: S4z is −4, S6z −3, S3z −6 in Hermann–Mauguin) with axis x, y, z or [a, b, c] (Cartesian
     components, e.g. [1, 1, 0]), a trailing ' multiplying by T (C2x' = T·C2x); or a mapping {rotation: 3 × 3
     orthogonal matrix, time_reversal: bool}. A :class:`ConfigError` naming ``where`` and the item otherwise."""

@@ -42,6 +42,7 @@ from numba import njit
 from scipy import constants as sc
 
 from qgtflow.errors import ModelError
+from qgtflow.study import MAX_MAGNITUDE
 from qgtflow.models import position
 from qgtflow.models.position import relative_tables
 from qgtflow.models.tight_binding import TightBindingModel
@@ -215,6 +216,9 @@ class _Lines:
             raise self.error(n, f"non-numeric token {tok!r}; expected {expected}") from None
         if not np.isfinite(val):
             raise self.error(n, f"non-finite value {tok!r}; expected {expected}")
+        if abs(val) > MAX_MAGNITUDE:  # finite, but its squares overflow in the eigensolver (energies of -inf)
+            raise self.error(n, f"value {tok!r} beyond {MAX_MAGNITUDE:g} in magnitude (as every config number); "
+                                f"expected {expected}")
         return val
 
     def ints(self, count: int, expected: str) -> tuple[int, list[int]]:
@@ -459,7 +463,7 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
     nw2 = num_wann * num_wann
     sizes = [nrpts * ((3 if r_line else 0) + nw2 * ncols) for ncols, r_line in segments]
     nums = _numbers(lines, sum(sizes))
-    if nums is None or nums.size != sum(sizes) or not np.all(np.isfinite(nums)):
+    if nums is None or nums.size != sum(sizes) or not np.all(np.abs(nums) <= MAX_MAGNITUDE):  # NaN: False too
         return None
     lines.release()
     out = []
