@@ -53,10 +53,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_NUM_THREADS", "1")
@@ -64,13 +62,14 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import symmetrize_common as common  # noqa: E402
+from symmetrize_common import RESPONSES  # noqa: E402
 from wannierberri_data import CACHE, _convert, _untar  # noqa: E402
 
 ATOMS = [["Fe", 0.0, 0.0, 0.0]]
 MOMENTS = [[0.0, 0.0, 2.2]]
 SPEC = {"magnetic_moments": MOMENTS}  # projections, spinors (interlaced) and atoms from the .win
 SYMMETRY = {"atoms": ATOMS, "magnetic_moments": MOMENTS}
-RESPONSES = ("sigma_ahe", "sigma_drude", "berry_curvature_dipole")
 MU = [17.5, 18.0, 18.5]
 
 
@@ -110,14 +109,7 @@ def _study(tb: Path, symmetrize, size: int, wedge: bool = False) -> dict:
 
 
 def check(model) -> str:
-    from qgtflow.geometry import covariance as cv
-    from qgtflow.models.symmetry import study_operations
-
-    checks = cv.operation_checks(model, study_operations(model, SYMMETRY))
-    worst = max(checks, key=lambda c: c.needed)
-    energy, curvature = max(c.energy for c in checks), max(c.curvature for c in checks)
-    return (f"needs symmetry.tolerance {worst.needed:.2g} ({worst.label}; energies ≤ {energy:.2g} of the bandwidth, "
-            f"curvature ≤ {curvature:.2g})")
+    return common.check(model, SYMMETRY)
 
 
 def file_centres(tb: Path) -> np.ndarray:
@@ -153,37 +145,11 @@ def centres(tb: Path) -> str:
 
 
 def responses(tb: Path, size: int, workdir: Path, symmetrised: bool) -> None:
-    from qgtflow import evaluate
-    from qgtflow.models.symmetry import study_symmetry_zeros
-    from qgtflow.study import load_study
-
-    st = load_study(_study(tb, False, size))
-    zeros = study_symmetry_zeros(st.model, SYMMETRY, st.responses)
     runs = {"as read": _study(tb, False, size)}
     if symmetrised:
         runs["symmetrised"] = _study(tb, SPEC, size)
         runs["symmetrised wedge"] = _study(tb, SPEC, size, wedge=True)
-    out = {}
-    for label, study in runs.items():
-        start = time.perf_counter()
-        out[label] = evaluate(study, n_workers=0, workdir=str(workdir / label.replace(" ", "_")))
-        print(f"  {label} {size}³: {time.perf_counter() - start:.0f} s")
-    for name in RESPONSES:
-        ref = out["as read"][name]
-        cart = [d for d in ref.dims if d in ("i", "j", "k", "l", "pseudovector")]
-        labels = ["".join(str(ref[d].values[i]) for d, i in zip(cart, idx))
-                  for idx in np.ndindex(*[ref.sizes[d] for d in cart])]
-        forbidden = np.array([lab in zeros.get(name, []) for lab in labels])
-        row = []
-        for label, ds in out.items():
-            per = np.abs(ds[name].transpose(*cart, ...).values).reshape(len(labels), -1).max(axis=1)
-            row.append(f"{label} {per[~forbidden].max(initial=0.0):.4g} / {per[forbidden].max(initial=0.0):.2g}")
-        if symmetrised:
-            a, b, c = (out[k][name].transpose(*cart, ...).values for k in ("as read", "symmetrised",
-                                                                          "symmetrised wedge"))
-            row.append(f"|symmetrised − as read| ≤ {np.abs(a - b).max():.2g}, |wedge − full| ≤ "
-                       f"{np.abs(c - b).max():.2g}")
-        print(f"  {name} (allowed / forbidden): " + "; ".join(row))
+    common.responses(runs, {**_study(tb, False, size), "symmetry": SYMMETRY}, workdir, size)
 
 
 PEER = r"""
@@ -206,20 +172,8 @@ print("RESULT" + json.dumps(out))
 KS = [[0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.37, 0.11, -0.23]]
 
 
-def peer(python: str, tb: Path, ours: np.ndarray) -> None:
-    try:
-        run = subprocess.run([python, "-c", PEER, str(tb), json.dumps(KS)], capture_output=True, text=True,
-                             timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        print(f"  peer: not run ({exc})")
-        return
-    line = [ln for ln in run.stdout.splitlines() if ln.startswith("RESULT")]
-    if not line:
-        print(f"  peer: failed: {run.stderr.strip().splitlines()[-3:]}")
-        return
-    theirs = np.array(json.loads(line[0][6:]))
-    print(f"  band energies at {len(KS)} k-points, qgtflow vs the peer (both symmetrised): max |ΔE| = "
-          f"{np.abs(ours - theirs).max():.3g} eV (bandwidth {ours.max() - ours.min():.3g} eV)")
+def peer(python: str, tb: Path, model) -> None:
+    common.peer_energies(python, PEER, [str(tb)], KS, model)
 
 
 def main() -> None:
@@ -256,8 +210,7 @@ def main() -> None:
             responses(tb, args.size, Path(tmp), ok)
     if not args.no_compare:
         if ok:
-            kc = np.array(KS) @ sym.reciprocal_vectors
-            peer(args.peer, tb, np.linalg.eigvalsh(sym.unique_derivatives(kc, order=0)[:, 0]))
+            peer(args.peer, tb, sym)
         else:
             print("  peer: not compared (refused here)")
 
