@@ -85,25 +85,14 @@ def responses(tb: Path, size: int, workdir: Path) -> None:
     common.responses(studies, _study(tb, SPEC, size, symmetry=True), workdir, size)
 
 
-PEER = r"""
-import json, os, sys
-sys.path += [p for p in os.environ.get("PEER_EXTRA_PATH", "").split(":") if p]  # after its own site-packages
-import numpy as np
-from wannierberri.system.system_R import System_R
+PEER = common.PEER_HEAD + r"""
 seed, ks = sys.argv[1], json.loads(sys.argv[2])
 system = System_R.from_tb_dat(seed, berry=True)
 system.do_ws_dist(mp_grid=(3, 3, 3), ws_dist_tol=-1e-5)  # the grid its degeneracies tile (qgtflow infers it)
 system.spin_block2interlace()
 system.symmetrize(positions=np.array([[0.0, 0.0, 0.0], [0.25, 0.25, 0.25]]), atom_name=["Ga", "As"],
                   proj=["Ga:sp3", "As:sp3"], soc=True)
-H = system.Ham_R  # (nR, n, n)
-R = system.rvec.iRvec
-out = []
-for k in ks:
-    Hk = np.einsum("r,rij->ij", np.exp(2j * np.pi * R @ np.array(k)), H)
-    out.append(np.linalg.eigvalsh(Hk).tolist())
-print("RESULT" + json.dumps(out))
-"""
+""" + common.PEER_TAIL
 
 
 def peer(python: str, tb: Path, model) -> None:

@@ -152,23 +152,12 @@ def responses(tb: Path, size: int, workdir: Path, symmetrised: bool) -> None:
     common.responses(runs, {**_study(tb, False, size), "symmetry": SYMMETRY}, workdir, size)
 
 
-PEER = r"""
-import json, os, sys
-sys.path += [p for p in os.environ.get("PEER_EXTRA_PATH", "").split(":") if p]  # after its own site-packages
-import numpy as np
-from wannierberri.system.system_R import System_R
+PEER = common.PEER_HEAD + r"""
 seed, ks = sys.argv[1], json.loads(sys.argv[2])
 system = System_R.from_tb_dat(seed, berry=True)  # its R list carries the Wigner–Seitz images already
 system.symmetrize(proj=["Fe:sp3d2;t2g"], atom_name=["Fe"], positions=np.array([[0.0, 0.0, 0.0]]),
                   magmom=[[0.0, 0.0, -2.2]], soc=True)
-H = system.Ham_R
-R = system.rvec.iRvec
-out = []
-for k in ks:
-    Hk = np.einsum("r,rij->ij", np.exp(2j * np.pi * R @ np.array(k)), H)
-    out.append(np.linalg.eigvalsh(Hk).tolist())
-print("RESULT" + json.dumps(out))
-"""
+""" + common.PEER_TAIL
 KS = [[0.1, 0.2, 0.3], [0.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.37, 0.11, -0.23]]
 
 

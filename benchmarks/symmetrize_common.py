@@ -12,6 +12,23 @@ from pathlib import Path
 import numpy as np
 
 RESPONSES = ("sigma_ahe", "sigma_drude", "berry_curvature_dipole")
+# the peer's side of peer_energies: a script is PEER_HEAD + lines making its symmetrised ``system`` (from the
+# arguments; ``ks`` the last) + PEER_TAIL, which prints its band energies at ks
+PEER_HEAD = r"""
+import json, os, sys
+sys.path += [p for p in os.environ.get("PEER_EXTRA_PATH", "").split(":") if p]  # after its own site-packages
+import numpy as np
+from wannierberri.system.system_R import System_R
+"""
+PEER_TAIL = r"""
+H = system.Ham_R  # (nR, n, n)
+R = system.rvec.iRvec
+out = []
+for k in ks:
+    Hk = np.einsum("r,rij->ij", np.exp(2j * np.pi * R @ np.array(k)), H)
+    out.append(np.linalg.eigvalsh(Hk).tolist())
+print("RESULT" + json.dumps(out))
+"""
 
 
 def check(model, atoms) -> str:

@@ -77,23 +77,12 @@ def _study(tb: Path, symmetrize, size: int, atoms=None, wedge: bool = False) -> 
     return {**out, "symmetry": {"atoms": atoms, "tolerance": 0.1}} if atoms is not None else out
 
 
-PEER = r"""
-import json, os, sys
-sys.path += [p for p in os.environ.get("PEER_EXTRA_PATH", "").split(":") if p]  # after its own site-packages
-import numpy as np
-from wannierberri.system.system_R import System_R
+PEER = common.PEER_HEAD + r"""
 seed, atoms, ks = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 system = System_R.from_tb_dat(seed, berry=True)
 system.symmetrize(positions=np.array([a[1:] for a in atoms]), atom_name=[a[0] for a in atoms], proj=["Te:s", "Te:p"],
                   soc=True)
-H = system.Ham_R
-R = system.rvec.iRvec
-out = []
-for k in ks:
-    Hk = np.einsum("r,rij->ij", np.exp(2j * np.pi * R @ np.array(k)), H)
-    out.append(np.linalg.eigvalsh(Hk).tolist())
-print("RESULT" + json.dumps(out))
-"""
+""" + common.PEER_TAIL
 
 
 def main() -> None:

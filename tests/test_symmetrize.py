@@ -420,23 +420,31 @@ def test_site_refusals_are_one_line():
         assert "\n" not in str(err.value) and str(err.value).startswith("symmetrize.projections: ")
 
 
+def te_in_centres_cells(seed):
+    """(layout, operations, cells L, table, fractional centres) of a symmetric random Te-like model (site lines)
+    whose second and third sites' functions are labelled one lattice vector from their atoms, as WannierBerri's Te."""
+    from qgtflow.models.symmetrize import _relabel
+
+    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
+    ops = space_operations(TE_LATTICE, TE_ATOMS)
+    sym = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, _te_random(seed), np.zeros((24, 3)), operations=ops).table
+    shift = np.zeros((24, 3), np.int64)
+    shift[layout.atom_orbitals[1]] = [-1, 0, 0]
+    shift[layout.atom_orbitals[2]] = [0, -1, -1]
+    frac = np.zeros((24, 3))
+    for a, orbs in enumerate(layout.atom_orbitals):
+        frac[orbs] = np.array(TE_ATOMS[a][1:]) + shift[orbs]
+    return layout, ops, shift, _relabel(sym, shift, -1), frac  # the same Hamiltonian, labelled by the centres' cells
+
+
 def test_functions_labelled_in_another_cell_than_their_atom():
     """A table whose functions sit one lattice vector away from their atom (WannierBerri's Te: centres at −0.27
     where the atom is listed at 0.726) is the same crystal: with the cells from the centres (home_cells) or from
     site lines written there (f=-0.274,…), the symmetric model comes back unchanged with its centres; read as if at
     the atoms it is a large change."""
-    from qgtflow.models.symmetrize import _relabel, home_cells
+    from qgtflow.models.symmetrize import home_cells
 
-    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
-    ops = space_operations(TE_LATTICE, TE_ATOMS)
-    sym = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, _te_random(1), np.zeros((24, 3)), operations=ops).table
-    shift = np.zeros((24, 3), np.int64)
-    shift[layout.atom_orbitals[1]] = [-1, 0, 0]
-    shift[layout.atom_orbitals[2]] = [0, -1, -1]
-    moved = _relabel(sym, shift, -1)  # the same Hamiltonian, functions labelled by the cells of their centres
-    frac = np.zeros((24, 3))
-    for a, orbs in enumerate(layout.atom_orbitals):
-        frac[orbs] = np.array(TE_ATOMS[a][1:]) + shift[orbs]
+    layout, ops, shift, moved, frac = te_in_centres_cells(1)
     cells = home_cells(layout, TE_ATOMS, frac + 0.01)
     assert np.array_equal(cells, shift)
     res = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, moved, frac @ TE_LATTICE, operations=ops, cells=cells)

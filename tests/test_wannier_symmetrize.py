@@ -210,20 +210,10 @@ def test_te_like_file_labelled_in_its_centres_cells(tmp_path):
     """A symmetric Te-like _tb.dat (s on each site, then p, spinors) whose second and third sites' functions are
     labelled one lattice vector from the atoms the .win lists (WannierBerri's Te file): read with the .win's site
     lines it is recognised as symmetric (the cells from its centres), not refused; its energies unchanged."""
-    from qgtflow.models.symmetrize import _relabel, orbital_layout, space_operations, symmetrize_tables
     from qgtflow.models.wannier import read_tb
-    from tests.test_symmetrize import TE_ATOMS, TE_LATTICE, TE_SITES, _te_random
+    from tests.test_symmetrize import TE_ATOMS, TE_LATTICE, TE_SITES, te_in_centres_cells
 
-    layout = orbital_layout(TE_ATOMS, TE_SITES, 24, spinors=True)
-    ops = space_operations(TE_LATTICE, TE_ATOMS)
-    sym = symmetrize_tables(TE_LATTICE, TE_ATOMS, layout, _te_random(2), np.zeros((24, 3)), operations=ops).table
-    shift = np.zeros((24, 3), np.int64)
-    shift[layout.atom_orbitals[1]] = [-1, 0, 0]
-    shift[layout.atom_orbitals[2]] = [0, -1, -1]
-    moved = _relabel(sym, shift, -1)
-    frac = np.zeros((24, 3))
-    for a, orbs in enumerate(layout.atom_orbitals):
-        frac[orbs] = np.array(TE_ATOMS[a][1:]) + shift[orbs]
+    _, _, _, moved, frac = te_in_centres_cells(2)
     path = write_tb(tmp_path / "te_tb.dat", TE_LATTICE, moved, decimals=12, centres=frac @ TE_LATTICE)
     rows = "\n".join(f"Te {a[1]} {a[2]} {a[3]}" for a in TE_ATOMS)
     sites = "\n".join(TE_SITES)
