@@ -58,7 +58,7 @@ import numpy as np
 from scipy import constants as _sc
 
 from qgtflow.errors import ModelError
-from qgtflow.models.symmetry import cartesian_rotations
+from qgtflow.models.symmetry import cartesian_rotations, spglib_operations
 
 # The real harmonics up to l = 3 in Wannier90's mr order (user guide Tables 3.1–3.3; the interfaces evaluate them as
 # pw2wannier90's ylm_wannier does), each × √(4π) (mean square 1 on the sphere): index = l² + mr − 1.
@@ -271,31 +271,10 @@ def space_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-
     """The space-group operations of the crystal (3D; lattice rows in any length unit, atoms [[species, f1, f2,
     f3], ...]), each with the atom permutation and lattice shifts it induces; a non-magnetic crystal's include
     every operation combined with time reversal."""
-    try:
-        import spglib
-        import spglib.error
-    except ImportError:
-        raise ModelError("symmetrize: the space group needs the 'spglib' package; install it with "
-                         "pip install 'qgtflow[symmetry]' (or pip install spglib)") from None
     A = np.asarray(lattice, float)
     species = [str(a[0]) for a in atoms]
     pos = np.array([[float(x) for x in a[1:]] for a in atoms], float)
-    numbers = [sorted(set(species)).index(s) + 1 for s in species]
-    spglib.error.OLD_ERROR_HANDLING = False
-    try:
-        if magnetic_moments is None:
-            data = spglib.get_symmetry((A, pos, numbers), symprec=symprec)
-            n = len(data["rotations"])
-            rots, trans = list(data["rotations"]) * 2, list(data["translations"]) * 2
-            trs = [0] * n + [1] * n
-        else:
-            mags = np.asarray(magnetic_moments, float)
-            data = spglib.get_magnetic_symmetry((A, pos, numbers, mags), symprec=symprec)
-            rots, trans = list(data["rotations"]), list(data["translations"])
-            trs = [int(t) for t in data["time_reversals"]]
-    except spglib.error.SpglibError as exc:
-        raise ModelError(f"symmetrize: spglib found no symmetry for the declared crystal ({exc}); check the atoms "
-                         "and the lattice") from None
+    rots, trans, trs = spglib_operations(A, atoms, magnetic_moments, symprec, "symmetrize")
     tol = 1e-3  # fractional: spglib has matched the atoms to symprec already
     out = []
     for S, t, theta, Sc in zip(rots, trans, trs, cartesian_rotations(A, rots)):

@@ -115,6 +115,45 @@ def cartesian_rotations(lattice, rotations) -> list[np.ndarray]:
     return [L @ s @ L_inv for s in S]
 
 
+def spglib_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-5, where: str = "symmetry"):
+    """(fractional rotations, translations, time reversals) of the crystal's space group by spglib (lattice rows 3 ×
+    3, atoms [[species, f1, f2, f3], ...]; ``magnetic_moments`` one Cartesian vector per atom, or None: a
+    non-magnetic crystal, whose operations come twice, the second time with time reversal). A ModelError naming
+    ``where`` (the key of the atoms and moments) when spglib is missing or finds no group."""
+    try:
+        import spglib
+        import spglib.error
+    except ImportError:
+        raise ModelError(f"{where}: the crystal's group needs the 'spglib' package; install it with "
+                         "pip install 'qgtflow[symmetry]' (or pip install spglib)") from None
+    species = [str(a[0]) for a in atoms]
+    pos = np.array([[float(x) for x in a[1:]] for a in atoms])
+    if pos.ndim != 2 or pos.shape[1] != 3:
+        raise ModelError(f"{where}.atoms: {atoms!r}; expected [[species, f1, f2, f3], ...] (fractional)")
+    cell = (np.asarray(lattice, float), pos, [sorted(set(species)).index(s) + 1 for s in species])
+    spglib.error.OLD_ERROR_HANDLING = False  # spglib ≥ 2.5: raise SpglibError instead of returning None
+    if magnetic_moments is None:
+        try:
+            data = spglib.get_symmetry(cell, symprec=symprec)
+        except spglib.error.SpglibError as exc:
+            raise ModelError(f"{where}: spglib found no symmetry for the declared crystal ({exc}); check "
+                             f"{where}.atoms and the lattice") from None
+        n = len(data["rotations"])
+        return list(data["rotations"]) * 2, list(data["translations"]) * 2, [0] * n + [1] * n
+    mags = np.asarray(magnetic_moments, float)
+    if mags.shape != (len(atoms), 3):
+        raise ModelError(f"{where}.magnetic_moments: shape {mags.shape}; expected one Cartesian vector per atom "
+                         f"({len(atoms)}, 3)")
+    try:
+        data = spglib.get_magnetic_symmetry(cell + (mags,), symprec=symprec)
+    except spglib.error.SpglibError:
+        data = None
+    if data is None:
+        raise ModelError(f"{where}: spglib found no magnetic symmetry for the declared crystal; check {where}.atoms "
+                         f"and {where}.magnetic_moments")
+    return list(data["rotations"]), list(data["translations"]), [int(t) for t in data["time_reversals"]]
+
+
 def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1e-5, lifted: bool = False):
     """[(R_cart (d, d), θ)] of the point group of the crystal in the model's lattice (rows, model length units).
 
@@ -122,43 +161,11 @@ def crystal_operations(lattice, atoms, magnetic_moments=None, symprec: float = 1
     or None (then the group includes time reversal, a non-magnetic crystal). A 2D lattice is embedded with a
     perpendicular third vector; only operations that keep the plane are kept and restricted to it, or with
     ``lifted`` kept whole (3 × 3, the 3D lifts: R and m_z R of a planar crystal both)."""
-    try:
-        import spglib
-        import spglib.error
-    except ImportError:
-        raise ModelError("symmetry: the point group needs the 'spglib' package; install it with "
-                         "pip install 'qgtflow[symmetry]' (or pip install spglib)") from None
     A = np.asarray(lattice, float)
     d = A.shape[0]
     full = np.eye(3) * max(1.0, 10 * np.abs(A).max())
     full[:d, :d] = A
-    species = [str(a[0]) for a in atoms]
-    pos = np.array([[float(x) for x in a[1:]] for a in atoms])
-    if pos.ndim != 2 or pos.shape[1] != 3:
-        raise ModelError(f"symmetry.atoms: {atoms!r}; expected [[species, f1, f2, f3], ...] (fractional)")
-    numbers = [sorted(set(species)).index(s) + 1 for s in species]
-    spglib.error.OLD_ERROR_HANDLING = False  # spglib ≥ 2.5: raise SpglibError instead of returning None
-    if magnetic_moments is None:
-        try:
-            data = spglib.get_symmetry((full, pos, numbers), symprec=symprec)
-        except spglib.error.SpglibError as exc:
-            raise ModelError(f"symmetry: spglib found no symmetry for the declared crystal ({exc}); check "
-                             "symmetry.atoms and the model's lattice") from None
-        rots, trs = list(data["rotations"]), [0] * len(data["rotations"])
-        rots, trs = rots + rots, trs + [1] * len(trs)  # a non-magnetic crystal: every operation also with θ
-    else:
-        mags = np.asarray(magnetic_moments, float)
-        if mags.shape != (len(atoms), 3):
-            raise ModelError(f"symmetry.magnetic_moments: shape {mags.shape}; expected one Cartesian vector per "
-                             f"atom ({len(atoms)}, 3)")
-        try:
-            data = spglib.get_magnetic_symmetry((full, pos, numbers, mags), symprec=symprec)
-        except spglib.error.SpglibError:
-            data = None
-        if data is None:
-            raise ModelError("symmetry: spglib found no magnetic symmetry for the declared crystal; check "
-                             "symmetry.atoms and symmetry.magnetic_moments")
-        rots, trs = list(data["rotations"]), [int(t) for t in data["time_reversals"]]
+    rots, _, trs = spglib_operations(full, atoms, magnetic_moments, symprec)
     ops = set()
     out = []
     for Rc, t in zip(cartesian_rotations(full, rots), trs):
