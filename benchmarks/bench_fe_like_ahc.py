@@ -12,7 +12,7 @@ three sizes, the config's ladder marked, and the μ the config's ladder leaves u
 Run: ``.venv/bin/python benchmarks/bench_fe_like_ahc.py`` (~3 min on 2 cores: 160 192 224 240 256 288 320);
 ``--sizes 12 16 20 --full`` for the old design (seconds); ``--quick`` for 96 128 160 (~30 s).
 Measured 2026-12-07 (2 shared cores): old 12/16/20³ 0/41 σ_xy and 2/82 σ_drude converged; the config's
-192/240/320³ wedge 37/41 and 82/82 (other ladders ending at 288–320: 29–35/41).
+192/240/320³ wedge 37/41 and 82/82 (other ladders of three from 160–320³ ending at 288 or 320: 23–35/41).
 """
 
 from __future__ import annotations

@@ -77,7 +77,8 @@ def test_default_fe_like_design_coarse_variant_converges_where_it_says():
     the moment along z) on coarse grids at a high temperature (3000 K, 24/30/38³ instead of 300 K at 192/240/320³,
     five μ), through qgtflow's converge: the symmetry zeros are excluded, some σ_drude entries converge, and every
     entry marked converged agrees with a finer 64³ wedge to within its tolerance (rtol 1e-2). σ_xy converges
-    at none of these: its spin–orbit hot spots need the default's grids even at 3000 K (benchmarks/bench_fe_like_ahc.py)."""
+    at none of these: its spin–orbit hot spots need the default's grids even at 3000 K
+    (benchmarks/bench_fe_like_ahc.py)."""
     import yaml
 
     from qgtflow.driver import converge
