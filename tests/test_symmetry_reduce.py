@@ -82,6 +82,30 @@ def test_wedge_equals_the_full_grid(case, tmp_path):
             assert np.abs(w).max() <= max(np.abs(f).max(), 1e-30), name
 
 
+@pytest.mark.parametrize("case, size", [("fe_like", 96), ("haldane", 96)])
+def test_preflight_and_job_memory_count_the_wedge_not_the_full_grid(case, size):
+    """The preflight's disk estimate and the jobs' chunk size follow the points the wedge's store holds: an upper
+    estimate of the irreducible count (never below it, at most 1.5x it here), not the full grid's |G| times more
+    (fe_like at 320³ was refused needing 235 GB for its 16 GB of stores)."""
+    from qgtflow.models.symmetry import irreducible_wedge
+    from qgtflow.preflight import estimate
+    from qgtflow.study import load_study
+    from qgtflow.wedge import stored_points, wedge_operations
+
+    def cfg(reduce):
+        c = _study(case, reduce)
+        return {**c, "kgrid": {**c["kgrid"], "chunk_size": 1 << 16}}
+
+    study, full = load_study(cfg(True)), load_study(cfg(False))
+    grid = study.make_grid(size)
+    irr, _ = irreducible_wedge(wedge_operations(study), study.model.reciprocal_vectors, grid.sizes)
+    stored, chunk = stored_points(study, grid)
+    assert len(irr) <= stored <= 1.5 * len(irr) and chunk == min(1 << 16, stored)
+    assert stored_points(full, full.make_grid(size)) == (grid.n_points, min(1 << 16, grid.n_points))
+    wedge_est, full_est = estimate(study, size, 1), estimate(full, size, 1)
+    assert wedge_est.n_kpoints == full_est.n_kpoints == grid.n_points  # limits.max_kpoints: the grid's
+    assert wedge_est.disk_bytes / full_est.disk_bytes == pytest.approx(stored / grid.n_points, rel=1e-6)
+
 def test_the_wedge_holds_fewer_points_with_multiplicity_weights(tmp_path):
     """The kgrid store of the wedge: Σ weights = the full grid's, integer multiplicities, the group in the attrs."""
     import xarray as xr

@@ -58,3 +58,26 @@ def test_wedge_on_a_2d_haldane_layer():
     assert len(irr) < np.prod(sizes) / 3 and abs(full[0][1]) > 1e-3
     for name, f, w in zip(("sigma_ahe", "sigma_drude"), full, wedge):
         assert np.abs(tensor_action(name, ops, 2) @ w - f).max() <= 1e-10 * np.abs(f).max(), name
+
+
+def test_the_slabwise_wedge_equals_the_whole_grid_labelling(monkeypatch):
+    """irreducible_wedge (the kgrid stage's: slab by slab, orbit size |G| / stabiliser) gives the same irreducible
+    points and multiplicities as irreducible_points' whole-grid labelling, with slabs of a few rows and odd sizes."""
+    from qgtflow.models import symmetry
+    from qgtflow.models.builtin import build_model
+    from qgtflow.models.wannier import read_tb
+    from tests.test_real_material import DATA
+
+    fe = read_tb(DATA / "fe_like_tb.dat", length_unit="angstrom")
+    fe_ops = symmetry.crystal_operations(fe.lattice, [["Fe", 0, 0, 0]], [[0.0, 0.0, 2.2]])
+    hal = build_model("haldane", {"t1": 1.0, "t2": 0.1, "phi": np.pi / 2, "mass": 0.2})
+    hal_ops = symmetry.crystal_operations(hal.lattice, [["A", 0, 0, 0], ["B", 1 / 3, 1 / 3, 0]],
+                                          [[0, 0, 1.0], [0, 0, 1.0]])
+    monkeypatch.setattr(symmetry, "WEDGE_SLAB_POINTS", 50)  # several slabs per grid
+    for model, ops, sizes in [(fe, fe_ops, (6, 6, 6)), (fe, fe_ops, (7, 7, 7)), (hal, hal_ops, (12, 12)),
+                              (hal, hal_ops, (9, 9))]:
+        _, irr, mult = symmetry.irreducible_points(ops, model.reciprocal_vectors, sizes)
+        irr_slab, mult_slab = symmetry.irreducible_wedge(ops, model.reciprocal_vectors, sizes)
+        np.testing.assert_array_equal(irr_slab, irr)
+        np.testing.assert_array_equal(mult_slab, mult)
+        assert mult_slab.sum() == np.prod(sizes)

@@ -331,8 +331,10 @@ def job_memory_mb(study, size: int, rule: str, threads: int, dask_config: dict |
     """Memory (MB) to request for one geometry or reduce job of ``study`` at grid ``size``."""
     dask_config = dask_config or {}
     nb, dim = study.model.nbands, study.model.dim
+    from qgtflow.wedge import stored_points
+
     grid = study.make_grid(size)  # size: points per axis, or one number per axis
-    chunk = min(grid.chunk_size, grid.n_points)
+    _, chunk = stored_points(study, grid)  # a wedge's chunks are those of its own (smaller) point count
     n = rule_workers(threads, dask_config)
     optional = study_optional_fields(study)
     if rule == "geometry":

@@ -32,7 +32,7 @@ class Estimate:
     size: object  # points per axis, or a tuple (one number per axis)
     n_kpoints: int
     memory_mb: int  # peak of one job (geometry or reduce), all its workers
-    disk_bytes: int  # kgrid + geometry stores (the responses store is small)
+    disk_bytes: int  # kgrid + geometry stores (the responses store is small; a wedge's points only)
 
     def text(self) -> str:
         return (f"study '{self.study}' at {gridsize.label(self.size)} points per axis: {self.n_kpoints:.3g} k-points, "
@@ -57,7 +57,10 @@ def estimate(study, size: int, workers: int) -> Estimate:
     per_k = field_bytes_per_kpoint(nb, dim) + optional_field_bytes_per_kpoint(nb, dim, optional) + 2 * 8 * (dim + 1)
     dask = {"n_workers": workers}
     memory = max(job_memory_mb(study, size, rule, workers, dask) for rule in ("geometry", "reduce"))
-    return Estimate(study.name, size, n, int(memory), int(n * per_k))
+    from qgtflow.wedge import stored_points
+
+    stored, _ = stored_points(study, grid)  # the irreducible wedge only with kgrid.symmetry_reduce
+    return Estimate(study.name, size, n, int(memory), int(stored * per_k))
 
 
 def machine_memory_mb() -> int:

@@ -549,19 +549,79 @@ def grid_invariance_problem(operations, reciprocal_vectors, sizes) -> str | None
     return None
 
 
-def irreducible_points(operations, reciprocal_vectors, sizes):
-    """(representative linear index per grid point, the irreducible indices, their multiplicities) of a Γ-centred
-    grid n_i = 0..N_i−1 (linear index C order) under k → (−1)^θ R k; a ModelError when an operation does not map
-    the grid onto itself. The operations form a group, so the images of a point are its whole orbit and the
-    smallest image index labels the orbit."""
+def grid_actions(operations, reciprocal_vectors, sizes) -> list[np.ndarray]:
+    """Each operation's action on the indices n of the Γ-centred grid of ``sizes`` as an integer matrix A
+    (n' = n A mod N, A = diag(1/N) M diag(N) with M of :func:`fractional_actions`); a ModelError when an
+    operation does not map the grid onto itself."""
     problem = grid_invariance_problem(operations, reciprocal_vectors, sizes)
     if problem:
         raise ModelError(f"symmetry_reduce: {problem}")
     N = np.asarray(sizes, int)
-    idx = np.stack(np.meshgrid(*[np.arange(n) for n in N], indexing="ij"), -1).reshape(-1, len(N))
-    rep = np.arange(len(idx))
-    for M in fractional_actions(operations, reciprocal_vectors):
-        img = np.mod(np.round((idx / N) @ M * N).astype(np.int64), N)  # f' = f M, back on grid indices
-        rep = np.minimum(rep, np.ravel_multi_index(img.T, tuple(N)))
+    return [np.round(np.diag(1.0 / N) @ M * N).astype(np.int64) for M in fractional_actions(operations,
+                                                                                            reciprocal_vectors)]
+
+
+def _image_indices(cols, A: np.ndarray, N: np.ndarray) -> np.ndarray:
+    """Linear (C order) indices of the images n A mod N of the grid indices n given by their columns ``cols``
+    (one int64 array per axis), axis by axis (A's entries are small integers, mostly 0 and ±1)."""
+    lin = np.zeros(cols[0].shape, np.int64)
+    for j, n_j in enumerate(N):
+        axis = np.zeros(cols[0].shape, np.int64)
+        for i, c in enumerate(cols):
+            a = int(A[i, j])
+            if a == 1:
+                axis += c
+            elif a == -1:
+                axis -= c
+            elif a:
+                axis += a * c
+        axis %= int(n_j)
+        lin *= int(n_j)
+        lin += axis
+    return lin
+
+
+def irreducible_points(operations, reciprocal_vectors, sizes):
+    """(representative linear index per grid point, the irreducible indices, their multiplicities) of a Γ-centred
+    grid n_i = 0..N_i−1 (linear index C order) under k → (−1)^θ R k; a ModelError when an operation does not map
+    the grid onto itself. The operations form a group, so the images of a point are its whole orbit and the
+    smallest image index labels the orbit. Holds one index per grid point: the kgrid stage uses
+    :func:`irreducible_wedge`, which needs memory for the wedge only."""
+    actions = grid_actions(operations, reciprocal_vectors, sizes)
+    N = np.asarray(sizes, int)
+    cols = [c.ravel() for c in np.meshgrid(*[np.arange(n, dtype=np.int64) for n in N], indexing="ij")]
+    rep = np.arange(cols[0].size)
+    for A in actions:
+        rep = np.minimum(rep, _image_indices(cols, A, N))
     irreducible, mult = np.unique(rep, return_counts=True)
     return rep, irreducible, mult
+
+
+WEDGE_SLAB_POINTS = 1 << 20  # grid points whose images are computed at once by irreducible_wedge
+
+
+def irreducible_wedge(operations, reciprocal_vectors, sizes) -> tuple[np.ndarray, np.ndarray]:
+    """(the irreducible linear indices, their multiplicities) of :func:`irreducible_points`, slab by slab along the
+    first axis in integer arithmetic: a point is irreducible when no image has a smaller index (the orbit's
+    smallest index labels it), and its multiplicity (orbit size) is |G| / (operations fixing it), which holds for
+    a list with repeated k-actions too (each k-action of a group appears equally often). Memory ~ the wedge plus
+    one slab, instead of several float and index arrays of the whole grid."""
+    actions = grid_actions(operations, reciprocal_vectors, sizes)
+    N = np.asarray(sizes, int)
+    rest = int(np.prod(N[1:]))
+    rows = max(1, WEDGE_SLAB_POINTS // max(rest, 1))
+    tail = [c.ravel() for c in np.meshgrid(*[np.arange(n, dtype=np.int64) for n in N[1:]], indexing="ij")]
+    irreducible, mult = [], []
+    for lo in range(0, int(N[0]), rows):
+        first = np.arange(lo, min(int(N[0]), lo + rows), dtype=np.int64)
+        cols = [np.repeat(first, rest)] + [np.tile(c, len(first)) for c in tail]
+        own = np.arange(lo * rest, lo * rest + cols[0].size)
+        smallest = np.ones(own.size, bool)
+        fixed = np.zeros(own.size, np.int64)
+        for A in actions:
+            img = _image_indices(cols, A, N)
+            smallest &= img >= own
+            fixed += img == own
+        irreducible.append(own[smallest])
+        mult.append(len(actions) // fixed[smallest])
+    return np.concatenate(irreducible), np.concatenate(mult)

@@ -179,11 +179,11 @@ def run_wedge(study, size: int, out: str, job: dict | None = None) -> int:
     """``kgrid.symmetry_reduce``: the irreducible points of the uniform grid (one per orbit of the point group of
     the study's ``symmetry`` crystal) with weight m_k w (m_k the orbit's size), the group in the attrs
     (:mod:`qgtflow.wedge`); returns the chunks written."""
-    from qgtflow.models.symmetry import irreducible_points
+    from qgtflow.models.symmetry import irreducible_wedge
 
     grid = study.make_grid(size)
     ops = wedge.wedge_operations(study)  # 3D lifts for a 2D model with a spin operator
-    _, irreducible, mult = irreducible_points(ops, study.model.reciprocal_vectors, grid.sizes)
+    irreducible, mult = irreducible_wedge(ops, study.model.reciprocal_vectors, grid.sizes)
     n = len(irreducible)
     kg = study.kgrid
     chunk = effective_chunk_size(n, int(kg["chunk_size"]), kg.get("max_chunks"))
