@@ -14,6 +14,8 @@ import numpy as np
 
 from qgtflow.errors import ModelError, StoreError
 
+MAX_MAGNITUDE = 1e100  # every config and model-file number: finite, |x| <= this (1e308 overflows k-ranges, sums)
+
 
 def _first_bad(arrays: dict) -> tuple[str, int, object] | None:
     for name, arr in arrays.items():

@@ -16,6 +16,7 @@ import yaml
 
 from qgtflow import gridsize, yamlio
 from qgtflow.errors import ConfigError
+from qgtflow.guards import MAX_MAGNITUDE
 from qgtflow.safety import check_name
 from qgtflow.schema import study_schema
 from qgtflow.units import UnitSystem, parse_unit_system
@@ -142,9 +143,6 @@ def validate_against_schema(data, schema, prefix: str = "") -> None:
     errors = sorted(validator.iter_errors(data), key=lambda e: (len(list(e.absolute_path)), str(e.message)))
     if errors:
         raise schema_error(errors[0], prefix)
-
-
-MAX_MAGNITUDE = 1e100  # every config number: finite and |x| <= this (1e308 overflows k-ranges, sums, bins)
 
 
 def _finite_validator():

@@ -42,7 +42,7 @@ from numba import njit
 from scipy import constants as sc
 
 from qgtflow.errors import ModelError
-from qgtflow.study import MAX_MAGNITUDE
+from qgtflow.guards import MAX_MAGNITUDE
 from qgtflow.models import position
 from qgtflow.models.position import relative_tables
 from qgtflow.models.tight_binding import TightBindingModel
