@@ -506,6 +506,53 @@ def test_malformed_win_and_wsvec(tmp_path):
         read_hr(path, lattice=LAT3, wsvec=ws)
 
 
+def test_hostile_counts_and_lattice_vectors_are_refused_in_one_line(tmp_path):
+    """A num_wann the data cannot hold is refused before its arrays are allocated (10^8 asked 497 PiB), and an R or
+    a Wigner–Seitz shift beyond MAX_CELL_INDEX cells names its line (−99999999999 asked the R index for 6.6 TiB;
+    int64's maximum overflowed a cast), instead of a MemoryError or ValueError traceback."""
+    lines = small_hr_lines()
+    path = write_lines(tmp_path, [lines[0], "100000000"] + lines[2:])
+    with pytest.raises(ModelError, match=r"num_wann = 100000000 and nrpts = 3 call for \d+ numbers, but \d+ "
+                                         r"characters follow the header"):
+        read_hr(path, lattice=LAT3, wsvec=False)
+    bad = list(lines)
+    bad[4] = "-99999999999" + bad[4][5:]
+    with pytest.raises(ModelError, match=r"bad_hr\.dat: line 5: R = \(-99999999999, 0, 0\) lies beyond 100000 "
+                                         r"cells"):
+        read_hr(write_lines(tmp_path, bad), lattice=LAT3, wsvec=False)
+    path = write_lines(tmp_path, lines, "seed_hr.dat")
+    ws = tmp_path / "x_wsvec.dat"
+    entries = [f"{R:5d}    0    0{i:5d}{j:5d}\n    1\n    0    0    0\n" for R in (-1, 0, 1) for i in (1, 2)
+               for j in (1, 2)]
+    ws.write_text("## header\n" + "".join(entries).replace("    0    0    0\n", "9223372036854775807 0 0\n", 1))
+    with pytest.raises(ModelError, match=r"x_wsvec\.dat: line 4: the shift T \(R = \(-1, 0, 0\), i = 1, j = 1\) = "
+                                         r"\(9223372036854775807, 0, 0\) lies beyond"):
+        read_hr(path, lattice=LAT3, wsvec=ws)
+    ws.write_text("## header only\n")
+    with pytest.raises(ModelError, match=r"x_wsvec\.dat: line 2 \(end of file\): no block for R"):
+        read_hr(path, lattice=LAT3, wsvec=ws)
+
+
+def test_far_apart_lattice_vectors_are_read_without_a_table_of_their_box(tmp_path):
+    """Hoppings at R = ±(999, 999, 999) (a box of 8e9 cells, which the _wsvec.dat lookup held densely: 60 GiB)
+    read with a _wsvec.dat of trivial shifts give the model read without one."""
+    far = (999, 999, 999)
+    out = ["far test file", "2", "3", "    1    1    1"]
+    vals = {(-1, 0, 1): 0.5, (0, 0, 0): 1.0, (0, 1, 1): -1.0, (0, 0, 1): 0.3, (0, 1, 0): 0.3, (1, 1, 0): 0.5}
+    for s in (-1, 0, 1):
+        R = tuple(s * x for x in far)
+        for j in range(2):
+            for i in range(2):
+                out.append("".join(f"{x:5d}" for x in R) + f"{i + 1:5d}{j + 1:5d}{vals.get((s, i, j), 0.0):12.6f}"
+                           f"{0.0:12.6f}")
+    path = write_lines(tmp_path, out, "far_hr.dat")
+    ws = tmp_path / "far_wsvec.dat"
+    ws.write_text("## header\n" + "".join("".join(f"{x:5d}" for x in (s * np.array(far))) + f"{i:5d}{j:5d}\n    1\n"
+                                           "    0    0    0\n" for s in (-1, 0, 1) for i in (1, 2) for j in (1, 2)))
+    plain = read_hr(path, lattice=LAT3, wsvec=False)
+    assert_same_model(plain, read_hr(path, lattice=LAT3, wsvec=ws), random_k(plain))
+
+
 def test_malformed_tb_missing_position_blocks(tmp_path):
     raw = raw_hoppings()
     path = write_hand_tb(tmp_path / "cut_tb.dat", raw, TAU_FRAC @ LAT_ANG)

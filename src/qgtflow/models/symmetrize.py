@@ -58,6 +58,7 @@ import numpy as np
 from scipy import constants as _sc
 
 from qgtflow.errors import ModelError
+from qgtflow.models import cell_index
 from qgtflow.models.symmetry import cartesian_rotations, spglib_operations
 
 # The real harmonics up to l = 3 in Wannier90's mr order (user guide Tables 3.1–3.3; the interfaces evaluate them as
@@ -491,11 +492,7 @@ def _apply(cells: np.ndarray, blocks: np.ndarray, ops, layout: Layout, vector: b
         for a in range(n_atoms):
             for b in range(n_atoms):
                 images.append(cells @ op.rotation.T + op.shifts[b] - op.shifts[a])
-    allR = np.unique(np.concatenate([cells] + images), axis=0)
-    lo = allR.min(axis=0)
-    span = allR.max(axis=0) - lo + 1
-    code = np.full(int(np.prod(span)), -1, np.int64)
-    code[np.ravel_multi_index((allR - lo).T, span)] = np.arange(len(allR))
+    allR = cell_index.distinct(np.concatenate([cells] + images))[0]
     out = np.zeros((len(allR),) + blocks.shape[1:], complex)
     k = 0
     for op in ops:
@@ -507,7 +504,7 @@ def _apply(cells: np.ndarray, blocks: np.ndarray, ops, layout: Layout, vector: b
             ga = idx[op.atom_map[a]]
             for b in range(n_atoms):
                 gb = idx[op.atom_map[b]]
-                rows = code[np.ravel_multi_index((images[k] - lo).T, span)]
+                rows = cell_index.rows_of(allR, images[k])
                 k += 1
                 part = src[:, idx[a]][:, :, idx[b]]
                 if vector:  # (r, i, j, c) → (r, c, i, j): batched D_a · ρ_c · D_b† per component

@@ -43,7 +43,7 @@ from scipy import constants as sc
 
 from qgtflow.errors import ModelError
 from qgtflow.guards import MAX_MAGNITUDE
-from qgtflow.models import position
+from qgtflow.models import cell_index, position
 from qgtflow.models.position import relative_tables
 from qgtflow.models.tight_binding import TightBindingModel
 
@@ -231,6 +231,14 @@ class _Lines:
             raise self.error(n, f"{val}; expected {expected} (a positive integer)")
         return val
 
+    def lattice_vector(self, n: int, vals, what: str) -> tuple:
+        """``vals`` as an R or a shift T, refused naming line ``n`` beyond :data:`MAX_CELL_INDEX` cells (a
+        -99999999999 asked the tables' index arrays for 6.6 TiB; int64's maximum overflowed casts)."""
+        if max(abs(v) for v in vals) > MAX_CELL_INDEX:
+            raise self.error(n, f"{what} = {tuple(vals)} lies beyond {MAX_CELL_INDEX:g} cells; expected a lattice "
+                                "vector of Wannier90's supercell (components of the order of mp_grid)")
+        return tuple(vals)
+
     def orbital(self, n: int, val: int, num_wann: int, which: str) -> int:
         if not 1 <= val <= num_wann:
             raise self.error(n, f"orbital index {which} = {val} out of range; expected 1..{num_wann} (num_wann)")
@@ -259,6 +267,7 @@ class _Lines:
 
 
 ROUNDING_EV = 1e-6  # Wannier90 prints hoppings with 6 decimals: ±5e-7 eV per entry, twice for a pair
+MAX_CELL_INDEX = 10**5  # |R_i|, |T_i| of a lattice vector or shift (Wannier90's lie within a few mp_grid)
 
 
 def _hermitian_part(table: dict, tol_rel: float, describe) -> dict:
@@ -462,6 +471,11 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
     """
     nw2 = num_wann * num_wann
     sizes = [nrpts * ((3 if r_line else 0) + nw2 * ncols) for ncols, r_line in segments]
+    left = len(lines.text) - lines.offset
+    if 2 * sum(sizes) > left:  # before anything of that size is allocated (num_wann = 10^8: 497 PiB)
+        raise lines.error(None, f"num_wann = {num_wann} and nrpts = {nrpts} call for {sum(sizes)} numbers, but "
+                                f"{left} characters follow the header (a number takes at least 2); expected counts "
+                                "that match the data (num_wann or nrpts wrong, or the file cut short?)")
     nums = _numbers(lines, sum(sizes))
     if nums is None or nums.size != sum(sizes) or not np.all(np.abs(nums) <= MAX_MAGNITUDE):  # NaN: False too
         return None
@@ -484,6 +498,8 @@ def _fast_blocks(lines: _Lines, nrpts: int, num_wann: int, segments: list[tuple[
                 return None
             Rf, ijf, vals = Rall[:, 0], rows[..., 3:5], rows[..., 5:]
         if (Rf != np.round(Rf)).any() or (ijf != np.round(ijf)).any() or ijf.min() < 1 or ijf.max() > num_wann:
+            return None
+        if np.abs(Rf).max() > MAX_CELL_INDEX:  # the line-by-line parser names it
             return None
         R = Rf.astype(np.int64)
         ij = ijf.astype(np.int64)
@@ -636,6 +652,8 @@ def _wsvec_arrays(path) -> WsVectors | None:
     if count < 0:
         return None
     nums = out[:count]
+    if count == 0 or np.abs(nums).max() > MAX_CELL_INDEX:  # before the cast (int64's maximum overflows it)
+        return None
     ints = nums.astype(np.int64)
     if (ints != nums).any():
         return None
@@ -664,7 +682,7 @@ def read_wsvec(path, entries=None) -> WsVectors:
         n_cells = len(cells)
         ok = (len(ws.R) == n_cells * num_wann ** 2 and max(ws.i.max(), ws.j.max()) < num_wann)
         if ok:  # every entry's R among the cells, and no (R, i, j) twice: then all are there
-            rows = _cell_rows(cells, ws.R)
+            rows = cell_index.rows_of(cells, ws.R)
             ok = (rows >= 0).all() and np.bincount((rows * num_wann + ws.i) * num_wann + ws.j).max() == 1
     if ok:
         return ws
@@ -678,15 +696,6 @@ def read_wsvec(path, entries=None) -> WsVectors:
                      count, np.array([t for k in keys for t in table[k]], np.int64).reshape(-1, 3))
 
 
-def _cell_rows(cells: np.ndarray, R: np.ndarray) -> np.ndarray:
-    """The row of each lattice vector of ``R`` (E, 3) in ``cells`` (nR, 3), −1 for one not there."""
-    lo = np.minimum(cells.min(axis=0), R.min(axis=0))
-    span = np.maximum(cells.max(axis=0), R.max(axis=0)) - lo + 1
-    code = np.full(int(np.prod(span)), -1, np.int64)
-    code[np.ravel_multi_index((cells - lo).T, span)] = np.arange(len(cells))
-    return code[np.ravel_multi_index((R - lo).T, span)]
-
-
 def _wsvec_lines(path, entries=None) -> dict[tuple, list[tuple]]:
     """The line-by-line reading of a ``_wsvec.dat`` ({(R, i, j): [T, ...]}, 0-based orbitals), whose errors name
     the line: run when the vectorised :func:`read_wsvec` finds something wrong."""
@@ -697,7 +706,7 @@ def _wsvec_lines(path, entries=None) -> dict[tuple, list[tuple]]:
     first: dict[tuple, int] = {}
     while lines.peek() is not None:
         n, vals = lines.ints(5, "a block header 'R1 R2 R3 i j'")
-        R = tuple(vals[:3])
+        R = lines.lattice_vector(n, vals[:3], "R")
         i, j = vals[3] - 1, vals[4] - 1
         if num_wann is not None:
             lines.orbital(n, vals[3], num_wann, "i")
@@ -711,8 +720,8 @@ def _wsvec_lines(path, entries=None) -> dict[tuple, list[tuple]]:
         ndeg = lines.positive_int(f"the number of shifts ndeg for R = {R}, i = {i + 1}, j = {j + 1}")
         shifts = []
         for _ in range(ndeg):
-            _, T = lines.ints(3, f"a shift 'T1 T2 T3' ({ndeg} for R = {R}, i = {i + 1}, j = {j + 1})")
-            shifts.append(tuple(T))
+            m, T = lines.ints(3, f"a shift 'T1 T2 T3' ({ndeg} for R = {R}, i = {i + 1}, j = {j + 1})")
+            shifts.append(lines.lattice_vector(m, T, f"the shift T (R = {R}, i = {i + 1}, j = {j + 1})"))
         out[key] = shifts
     if entries:
         missing = sorted(set(entries[1]) - set(out))
@@ -933,7 +942,7 @@ def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict 
     # _wsvec.dat: split each entry over its listed lattice vectors R + T (an entry the file lacks stays at R)
     cells = np.array(list(table), np.int64).reshape(-1, 3)
     dense = np.stack([table[tuple(R)] for R in cells])
-    rows = _cell_rows(cells, wsvec.R)
+    rows = cell_index.rows_of(cells, wsvec.R)
     listed = rows >= 0
     rest = np.ones(dense.shape, bool)
     rest[rows[listed], wsvec.i[listed], wsvec.j[listed]] = False
@@ -949,16 +958,9 @@ def _ws_shift(table: dict, wsvec, frac, lattice_ang, num_wann: int, plans: dict 
     target = np.concatenate([target, cells[r0]])
     value = np.concatenate([value, dense[r0, i0, j0]])
     ii, jj = np.concatenate([wsvec.i[src], i0]), np.concatenate([wsvec.j[src], j0])
-    lo = target.min(axis=0)
-    span = target.max(axis=0) - lo + 1
-    flat = np.ravel_multi_index((target - lo).T, span)
-    used = np.zeros(int(np.prod(span)), np.int64)
-    used[flat] = 1
-    codes = np.nonzero(used)[0]  # the target cells, in lexicographic order
-    where = (np.cumsum(used) - 1)[flat]
-    out = np.zeros((len(codes), num_wann, num_wann), complex)
+    keys, where = cell_index.distinct(target)  # the target cells, in lexicographic order
+    out = np.zeros((len(keys), num_wann, num_wann), complex)
     np.add.at(out, (where, ii, jj), value)
-    keys = np.stack(np.unravel_index(codes, span), axis=1) + lo
     return {tuple(int(x) for x in R): out[n] for n, R in enumerate(keys)}
 
 
@@ -1114,7 +1116,7 @@ def _parse_hr_blocks(lines: _Lines, nrpts: int, num_wann: int, deg: np.ndarray):
             n, toks = lines.tokens(7, expected)
             vals = [lines.to_int(n, t, expected + ": integers R1 R2 R3 i j") for t in toks[:5]]
             re, im = (lines.to_float(n, t, expected + ": real numbers Re Im") for t in toks[5:])
-            R = tuple(vals[:3])
+            R = lines.lattice_vector(n, vals[:3], "R")
             i = lines.orbital(n, vals[3], num_wann, "i")
             j = lines.orbital(n, vals[4], num_wann, "j")
             if e == 0:
@@ -1292,7 +1294,7 @@ def read_tb(path, positions=None, wsvec=None, convention=None, *, lattice=None, 
         tab, wh, order = {}, {}, []
         for b in range(nrpts):
             n, R = lines.ints(3, f"the lattice vector 'R1 R2 R3' of {kind} block {b + 1} of nrpts = {nrpts}")
-            R = tuple(R)
+            R = lines.lattice_vector(n, R, "R")
             if R in tab:
                 raise lines.error(n, f"R = {R} repeats the {kind} block at line {wh[R][1]}; expected nrpts = "
                                      f"{nrpts} distinct R vectors (nrpts inconsistent?)")
