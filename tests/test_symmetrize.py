@@ -285,6 +285,7 @@ def test_local_axes_give_a_unitarily_equivalent_model():
     # Wannier90's axes: x nearly ⊥ z is made ⊥, far from it refused (but any x serves an axial pz, dz2, fz3)
     assert np.abs(parse_kinds("d:x=1,0,0.001").rows - parse_kinds("d").rows).max() < 1e-12
     assert np.abs(parse_kinds("pz:z=0,0,1:x=0,0,1").rows - parse_kinds("pz").rows).max() < 1e-12
+    assert np.abs(parse_kinds("d:z=0,0,1e300:x=1e300,0,0").rows - parse_kinds("d").rows).max() < 1e-12  # no overflow
     with pytest.raises(ModelError, match=r"^symmetrize.projections: x axis \[0.707107, 0.0, 0.707107\] at cos = 0.707 "
                                          r"to z \[0.0, 0.0, 1.0\]; expected orthogonal axes$"):
         parse_kinds("d:x=1,0,1")
@@ -413,7 +414,8 @@ def test_site_refusals_are_one_line():
     twice on one atom and a c= site without a lattice are refused in one line each."""
     cases = {"f=0.5,0.5,0.5: s": "expected a site on one of the atoms", "random": "random projection centres",
              "Te: p:z=1,1,1": "expected orthogonal axes", "Te: s;p(u)": "expected both spin",
-             "Te: s;p\nTe: s": "a function twice", "c=0,0,0: s": "expected the lattice"}
+             "Te: s;p\nTe: s": "a function twice", "c=0,0,0: s": "expected the lattice",
+             "f=1e200,0,0: s": "expected a finite position within 100000 cells", "f=nan,0,0: s": "a finite position"}
     for lines, match in cases.items():
         with pytest.raises(ModelError, match=match) as err:
             orbital_layout(TE_ATOMS, lines.split("\n"), 12)

@@ -528,6 +528,10 @@ def test_hostile_counts_and_lattice_vectors_are_refused_in_one_line(tmp_path):
     with pytest.raises(ModelError, match=r"x_wsvec\.dat: line 4: the shift T \(R = \(-1, 0, 0\), i = 1, j = 1\) = "
                                          r"\(9223372036854775807, 0, 0\) lies beyond"):
         read_hr(path, lattice=LAT3, wsvec=ws)
+    (tmp_path / "seed.win").write_text("mp_grid = 100000000000000000000 1 1\n")
+    with pytest.raises(ModelError, match=r"seed\.win: line 1: mp_grid \[100000000000000000000, 1, 1\]; expected three "
+                                         r"positive integers up to 100000"):
+        read_hr(path, lattice=LAT3, positions=np.zeros((2, 3)))
     ws.write_text("## header only\n")
     with pytest.raises(ModelError, match=r"x_wsvec\.dat: line 2 \(end of file\): no block for R"):
         read_hr(path, lattice=LAT3, wsvec=ws)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 DENSE_CELLS = 1 << 22  # bounding boxes up to this many cells use a dense table (32 MB of int64)
+MAX_CELL_INDEX = 10**5  # |R_i| of a lattice vector, shift or site a model file may name (Wannier90's: ~ mp_grid)
 
 
 def _box(*arrays: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -59,6 +59,7 @@ from scipy import constants as _sc
 
 from qgtflow.errors import ModelError
 from qgtflow.models import cell_index
+from qgtflow.models.cell_index import MAX_CELL_INDEX
 from qgtflow.models.symmetry import cartesian_rotations, spglib_operations
 
 # The real harmonics up to l = 3 in Wannier90's mr order (user guide Tables 3.1–3.3; the interfaces evaluate them as
@@ -152,8 +153,9 @@ def _axis(text: str, field: str, where: str) -> np.ndarray:
         v = np.array([float(x) for x in text.split(",")], float)
     except ValueError:
         v = np.zeros(0)
-    if v.shape != (3,) or not np.linalg.norm(v) > 1e-12:
+    if v.shape != (3,) or not np.isfinite(v).all() or not np.abs(v).max() > 0:
         raise ModelError(f"{where}: {field}={text}; expected three numbers, not all zero (e.g. {field}=0,0,1)")
+    v = v / np.abs(v).max()  # z=1e300,0,1 overflowed the norm
     return v / np.linalg.norm(v)
 
 
@@ -366,6 +368,9 @@ def site_position(site: str, lattice=None, unit: float = 1.0) -> np.ndarray | No
             raise ModelError(f"symmetrize.projections: site {site!r}; expected the lattice (unit_cell_cart) to "
                              "place a Cartesian site, or give it as f=f1,f2,f3")
         xyz = np.linalg.solve(np.asarray(lattice, float).T, xyz * unit)
+    if not np.all(np.abs(xyz) <= MAX_CELL_INDEX):  # NaN too; f=1e200 was cast to a garbage cell
+        raise ModelError(f"symmetrize.projections: site {site!r}; expected a finite position within "
+                         f"{MAX_CELL_INDEX:g} cells of the origin")
     return xyz
 
 

@@ -44,6 +44,7 @@ from scipy import constants as sc
 from qgtflow.errors import ModelError
 from qgtflow.guards import MAX_MAGNITUDE
 from qgtflow.models import cell_index, position
+from qgtflow.models.cell_index import MAX_CELL_INDEX
 from qgtflow.models.position import relative_tables
 from qgtflow.models.tight_binding import TightBindingModel
 
@@ -267,7 +268,6 @@ class _Lines:
 
 
 ROUNDING_EV = 1e-6  # Wannier90 prints hoppings with 6 decimals: ±5e-7 eV per entry, twice for a pair
-MAX_CELL_INDEX = 10**5  # |R_i|, |T_i| of a lattice vector or shift (Wannier90's lie within a few mp_grid)
 
 
 def _hermitian_part(table: dict, tol_rel: float, describe) -> dict:
@@ -782,8 +782,8 @@ def read_win_mp_grid(path) -> tuple[int, int, int] | None:
             if len(words) != 4:
                 raise lines.error(n, f"mp_grid {' '.join(words[1:])!r}; expected three positive integers")
             vals = [lines.to_int(n, w, "mp_grid (three positive integers)") for w in words[1:]]
-            if min(vals) < 1:
-                raise lines.error(n, f"mp_grid {vals}; expected three positive integers")
+            if min(vals) < 1 or max(vals) > MAX_CELL_INDEX:  # 10^20 reached the Wigner–Seitz search as objects
+                raise lines.error(n, f"mp_grid {vals}; expected three positive integers up to {MAX_CELL_INDEX:g}")
             return tuple(vals)
     return None
 
