@@ -92,6 +92,26 @@ def test_malformed_spn_is_refused(tmp_path):
         wannier_spin(write_spn(tmp_path / "ok.spn", S), chk, 4, tolerance=0.05)
 
 
+def test_hostile_spn_and_chk_sizes_are_refused_in_one_line(tmp_path):
+    """A negative num_bands (formatted or not) and an empty checkpoint are refused naming the file and the count —
+    they raised 'negative dimensions are not allowed' and a bare StopIteration."""
+    from scipy.io import FortranFile
+
+    spn = tmp_path / "neg.spn"
+    spn.write_text("header\n-2 1\n" + "1 0\n" * 3)
+    with pytest.raises(ModelError, match=r"neg\.spn: num_bands = -2; expected a positive integer"):
+        read_spn(spn)
+    with FortranFile(tmp_path / "neg_bin.spn", "w") as f:
+        f.write_record(np.frombuffer(b"h" * 60, np.uint8))
+        f.write_record(np.array([-2, 1], "<i4"))
+        f.write_record(np.zeros(3, "<c16"))
+    with pytest.raises(ModelError, match=r"neg_bin\.spn: num_bands = -2"):
+        read_spn(tmp_path / "neg_bin.spn")
+    (tmp_path / "empty.chk").write_bytes(b"")
+    with pytest.raises(ModelError, match=r"empty\.chk: ends before the header"):
+        read_chk(tmp_path / "empty.chk")
+
+
 def test_spin_responses_of_a_tb_model_with_its_spn(tmp_path):
     """The 003 spin responses of the Fe-like _tb.dat with its .spn equal those with the same spin matrices given
     as `spin:` (the spin operator reaches the responses through the model), and the attrs say where it came from."""

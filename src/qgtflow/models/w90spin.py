@@ -62,6 +62,13 @@ def _is_formatted(path: Path) -> bool:
     return not (len(head) == 4 and int(np.frombuffer(head, "<i4")[0]) in range(1, 1025) and head[1:4] == b"\0\0\0")
 
 
+def _positive_sizes(kind: str, path: Path, **sizes: int) -> None:
+    """Refuse a count (num_bands, num_kpts, num_wann) below 1 before arrays of that size are made."""
+    for name, value in sizes.items():
+        if value < 1:
+            raise ModelError(f"{kind} file {path}: {name} = {value}; expected a positive integer")
+
+
 def read_spn(path) -> np.ndarray:
     """``seedname.spn`` → S (num_kpts, 3, num_bands, num_bands): S[k, c, n, m] = ⟨ψ_nk|σ^c|ψ_mk⟩."""
     path = Path(path)
@@ -70,6 +77,7 @@ def read_spn(path) -> np.ndarray:
         try:
             lines = path.read_text().splitlines()
             nb, nk = (int(x) for x in lines[1].split())
+            _positive_sizes(kind, path, num_bands=nb, num_kpts=nk)
             vals = np.array([ln.split() for ln in lines[2:] if ln.strip()], float)
         except (ValueError, IndexError, UnicodeDecodeError) as exc:
             raise ModelError(f"{kind} file {path}: {exc}; expected a header line, 'num_bands num_kpts' and one "
@@ -86,6 +94,7 @@ def read_spn(path) -> np.ndarray:
             raise ModelError(f"{kind} file {path}: no 'num_bands num_kpts' record; expected a Fortran unformatted "
                              ".spn (header, sizes, one record per k-point)")
         nb, nk = (int(x) for x in np.frombuffer(recs[1], "<i4"))
+        _positive_sizes(kind, path, num_bands=nb, num_kpts=nk)
         npair = nb * (nb + 1) // 2
         if len(recs) != 2 + nk or any(len(r) != 16 * 3 * npair for r in recs[2:]):
             raise ModelError(f"{kind} file {path}: {len(recs) - 2} k-point records; expected num_kpts = {nk} records "
@@ -115,18 +124,21 @@ def read_chk(path) -> dict:
             raise ModelError(f"{kind} file {path}: ends before {what}; expected a complete checkpoint") from None
 
     try:
-        next(it)  # header
+        nxt("u1", "the header")
         nb = int(nxt("<i4", "num_bands")[0])
+        _positive_sizes(kind, path, num_bands=nb)
         nxt("<i4", "num_exclude_bands")
         nxt("<i4", "exclude_bands")
         lattice = nxt("<f8", "the real lattice").reshape(3, 3, order="F")
         nxt("<f8", "the reciprocal lattice")
         nk = int(nxt("<i4", "num_kpts")[0])
+        _positive_sizes(kind, path, num_kpts=nk)
         mp = tuple(int(x) for x in nxt("<i4", "mp_grid"))
         kpts = nxt("<f8", "the k-points").reshape(nk, 3)
         nxt("<i4", "nntot")
         nw = int(nxt("<i4", "num_wann")[0])
-        next(it)  # checkpoint string
+        _positive_sizes(kind, path, num_wann=nw)
+        nxt("u1", "the checkpoint string")
         disentangled = bool(nxt("<i4", "have_disentangled")[0])
         if disentangled:
             nxt("<f8", "omega_invariant")
@@ -134,10 +146,13 @@ def read_chk(path) -> dict:
             ndimwin = nxt("<i4", "ndimwin")
             u_opt = nxt("<c16", "u_matrix_opt").reshape(nk, nw, nb).swapaxes(1, 2)
         u = nxt("<c16", "u_matrix").reshape(nk, nw, nw).swapaxes(1, 2)
-        next(it)  # m_matrix
+        nxt("u1", "m_matrix")
         centres = nxt("<f8", "the Wannier centres").reshape(nw, 3)
-    except ValueError as exc:
+    except (ValueError, IndexError) as exc:  # a record of the wrong size for the counts before it
         raise ModelError(f"{kind} file {path}: {exc}; expected a Wannier90 checkpoint") from None
+    if disentangled and not all(0 <= ndimwin[k] == lwindow[k].sum() for k in range(nk)):
+        raise ModelError(f"{kind} file {path}: ndimwin {ndimwin.tolist()[:8]} does not count the bands of lwindow; "
+                         "expected a Wannier90 checkpoint")
     if disentangled:
         V = np.zeros((nk, nb, nw), complex)
         for k in range(nk):
