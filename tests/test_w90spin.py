@@ -4,6 +4,7 @@ the refusals (spin between centres or cells beyond spn_tolerance; malformed file
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,11 @@ def test_hostile_spn_and_chk_sizes_are_refused_in_one_line(tmp_path):
     (tmp_path / "empty.chk").write_bytes(b"")
     with pytest.raises(ModelError, match=r"empty\.chk: ends before the header"):
         read_chk(tmp_path / "empty.chk")
+    os.mkfifo(tmp_path / "pipe.spn")
+    for path in (tmp_path / "pipe.spn", "/dev/zero"):  # a FIFO blocked the reader, /dev/zero filled the memory
+        for reader in (read_spn, read_chk):
+            with pytest.raises(ModelError, match="not a regular file"):
+                reader(path)
 
 
 def test_spin_responses_of_a_tb_model_with_its_spn(tmp_path):

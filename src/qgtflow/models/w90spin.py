@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from qgtflow.errors import ModelError
+from qgtflow.models.wannier import regular_file
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ SAME_CENTRE_ANG = 1e-3  # Å: Wannier centres closer than this count as one site
 
 def _records(path: Path, kind: str):
     """Fortran sequential records of ``path`` (4-byte markers), as a list of bytes; ModelError if malformed."""
+    regular_file(path, kind)  # a FIFO would block, /dev/zero fill the memory
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -73,6 +75,7 @@ def read_spn(path) -> np.ndarray:
     """``seedname.spn`` → S (num_kpts, 3, num_bands, num_bands): S[k, c, n, m] = ⟨ψ_nk|σ^c|ψ_mk⟩."""
     path = Path(path)
     kind = "Wannier90 .spn"
+    regular_file(path, kind)
     if _is_formatted(path):
         try:
             lines = path.read_text().splitlines()

@@ -85,7 +85,7 @@ def _seed(path: Path, suffix: str) -> Path:
 MAX_FILE_BYTES = 16 * 1024**3  # a Wannier90 file larger than this is not a tight-binding model
 
 
-def _regular_file(path: Path, kind: str) -> int:
+def regular_file(path: Path, kind: str) -> int:
     """Size of ``path``, refusing anything but a regular file of sane size (FIFOs, devices, /dev/zero)."""
     try:
         info = path.stat()
@@ -112,7 +112,7 @@ class _Lines:
     def __init__(self, path, kind: str):
         self.path = Path(path)
         self.kind = kind
-        _regular_file(self.path, kind)
+        regular_file(self.path, kind)
         self.data = None  # the file's bytes when they are the text's (ASCII, no CR): the number scan reads them
         try:
             data = self.path.read_bytes()
