@@ -130,6 +130,15 @@ def test_symlink_alias_shares_the_lock_of_its_target(tmp_path):
                 pass
 
 
+def test_a_study_or_config_file_that_is_a_fifo_or_device_is_named_as_such(tmp_path, no_compute, capsys):
+    """Not 'does not exist': what the path is, one line, before anything reads it (a FIFO would block the read)."""
+    os.mkfifo(tmp_path / "study.yaml")
+    line = refusal(["evaluate", str(tmp_path / "study.yaml"), "--out", str(tmp_path / "o.zarr")], capsys)
+    assert line.endswith("study.yaml is a FIFO; expected a YAML file"), line
+    line = refusal(["run", "--configfile", "/dev/null", "-n"], capsys)
+    assert line.endswith("config file /dev/null is a character device; expected a YAML file"), line
+
+
 # ---------------------------------------------------------------- names that become paths
 
 

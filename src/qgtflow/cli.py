@@ -86,7 +86,10 @@ def _existing_file(path: str, what: str) -> str:
     if p.is_dir():
         raise UsageError(f"{what} {path} is a directory; expected a YAML file")
     if not p.is_file():
-        raise UsageError(f"{what} {path} does not exist")
+        from qgtflow.safety import file_kind
+
+        kind = file_kind(p.stat().st_mode) if p.exists() else None
+        raise UsageError(f"{what} {path} is {kind}; expected a YAML file" if kind else f"{what} {path} does not exist")
     return str(p.resolve())
 
 
