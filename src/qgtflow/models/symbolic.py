@@ -218,8 +218,6 @@ def parse_expression(text, params: dict, where: str):
                     "__builtins__": {}}
     try:
         return parse_expr(text, local_dict=local, global_dict=safe_globals, transformations=standard_transformations)
-    except ModelError:  # the time limit
-        raise
     except Exception as exc:  # sympy raises many types for malformed text
         raise ModelError(f"{where}: cannot parse '{text}' ({type(exc).__name__}: {exc})") from None
 
@@ -280,21 +278,35 @@ def cache_dir() -> Path:
     return cache_root() / "models"
 
 
+class _Expired(BaseException):
+    """The time limit's alarm: a BaseException, so no ``except Exception`` on the way up swallows it."""
+
+
+RETRY_SECONDS = 0.5  # the alarm repeats while the block runs: one raised inside a finaliser is lost ("ignored")
+
+
 @contextlib.contextmanager
 def _time_limit(seconds: float, message: str):
     """ModelError(message) when the block runs longer than ``seconds`` (main thread only; elsewhere no limit)."""
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "setitimer"):
         yield
         return
+    armed = [True]
 
     def expired(signum, frame):
-        raise ModelError(message)
+        if armed[0]:
+            raise _Expired
 
     previous = signal.signal(signal.SIGALRM, expired)
-    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds)
+    old_timer = signal.setitimer(signal.ITIMER_REAL, seconds, RETRY_SECONDS)
     try:
         yield
+        armed[0] = False
+    except _Expired:
+        armed[0] = False
+        raise ModelError(message) from None
     finally:
+        armed[0] = False
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if old_timer[0] > 0:  # an outer timer keeps running
