@@ -195,6 +195,12 @@ STUDY_CASES = {
                                             ["'symmetry.generators'", "['C4z', 'T']", "operation 1'"]),
     "symmetry_generators_and_atoms": (study(symmetry={"generators": ["C4z"], "atoms": [["X", 0, 0, 0]]}),
                                       ["'symmetry.generators'", "not both"]),
+    # a crystal spglib would search for minutes (3000 atoms: 137 s) or whose coordinates have lost their fraction;
+    # a long refused value is quoted cut to its head and size (1001 atoms were a 22 kB line)
+    "symmetry_atoms_too_many": (study(symmetry={"atoms": [["Fe", i / 1e4, 0, 0] for i in range(1001)]}),
+                                ["'symmetry.atoms'", "... (list of 1001 items)", "at most 1000"]),
+    "symmetry_atom_far_away": (study(symmetry={"atoms": [["Fe", 1e90, 0, 0]]}),
+                               ["symmetry.atoms[0][1]'", "got 1e+90", "<= 100000"]),
     # the study file itself
     "study_not_yaml": ("model: {name: massive_dirac\nmu: [0.1\n", ["study.yaml", "valid YAML", "line 2, column 3"]),
     "study_not_utf8": (b"model: \xff\xfe\n", ["study.yaml", "readable UTF-8 YAML file", "can't decode"]),

@@ -2,6 +2,17 @@
 
 import re
 
+SHOWN_CHARACTERS = 200  # of a refused value quoted in a config error: 1001 atoms were a 22 kB line
+
+
+def shown(value) -> str:
+    """repr(value), cut to :data:`SHOWN_CHARACTERS` with its size said when longer."""
+    text = repr(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    size = f"{len(value)} items" if isinstance(value, (list, tuple, dict)) else f"{len(text)} characters"
+    return f"{text[:SHOWN_CHARACTERS - 40]}... ({type(value).__name__} of {size})"
+
 
 class QgtflowError(Exception):
     """Base class for errors caused by user input (config, model, files, environment)."""
@@ -12,7 +23,7 @@ class ConfigError(QgtflowError):
 
     def __init__(self, key: str, value, expected: str):
         self.key, self.value, self.expected = key, value, expected
-        super().__init__(f"config key '{key}': got {value!r}; expected {expected}")
+        super().__init__(f"config key '{key}': got {shown(value)}; expected {expected}")
 
 
 class ModelError(QgtflowError):
