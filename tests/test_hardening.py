@@ -316,10 +316,17 @@ def test_time_limit_alarm_lost_once_fires_again():
     from qgtflow.models import symbolic as sym
 
     lost = []
+
+    def lose_the_first(exc) -> bool:
+        if lost:
+            return False
+        lost.append(exc)
+        return True
+
     t0 = time.perf_counter()
     with pytest.raises(ModelError, match="too slow"):
         with sym._time_limit(0.2, "too slow"):
-            _busy_swallowing(10, lambda exc: not lost and not lost.append(exc))
+            _busy_swallowing(10, lose_the_first)
     assert len(lost) == 1 and time.perf_counter() - t0 < 3
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
 

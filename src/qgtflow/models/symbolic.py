@@ -301,12 +301,12 @@ def _time_limit(seconds: float, message: str):
     old_timer = signal.setitimer(signal.ITIMER_REAL, seconds, RETRY_SECONDS)
     try:
         yield
-        armed[0] = False
+        armed[0] = False  # disarmed at once on either path: a retry landing in the cleanup would escape as _Expired
     except _Expired:
         armed[0] = False
         raise ModelError(message) from None
     finally:
-        armed[0] = False
+        armed[0] = False  # the block raised something else
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
         if old_timer[0] > 0:  # an outer timer keeps running
